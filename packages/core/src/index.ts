@@ -1,0 +1,5 @@
+/** @codebox/core: wire types, the error registry, limits and the SandboxDriver interface. */
+export * from './errors.ts'
+export * from './results.ts'
+export * from './limits.ts'
+export type * from './driver.ts'

@@ -1,0 +1,409 @@
+"""codebox executor: the one process the host talks to inside a sandbox.
+
+It speaks the frame protocol of docs/executor-protocol.md on stdin/stdout, owns the kernels
+(Python, Node), runs commands and background tasks, and does every file operation here, under
+the session's uid and mount namespace, so the host never resolves a sandbox path itself.
+"""
+
+import json
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from files import FileError, list_files, open_for_read, remove_path, write_file
+from jobs import Capture, kill_tree
+
+WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE = os.environ.get("CODEBOX_NODE", "node")
+PYTHON = os.environ.get("CODEBOX_PYTHON", sys.executable)
+CHUNK = 256 * 1024
+
+# The protocol owns fd 0 and fd 1; nothing else may write to fd 1.
+_in = os.fdopen(os.dup(0), "rb", buffering=0)
+_out_fd = os.dup(1)
+devnull = os.open(os.devnull, os.O_RDWR)
+os.dup2(devnull, 0)
+os.dup2(2, 1)
+_out_lock = threading.Lock()
+
+
+def send(rid, kind, payload=b""):
+    header = struct.pack(">IIB", 5 + len(payload), rid, kind)
+    with _out_lock:
+        view = memoryview(header + payload)
+        while view:
+            n = os.write(_out_fd, view)
+            view = view[n:]
+
+
+def send_json(rid, obj):
+    send(rid, 0x4A, json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def read_exact(n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = _in.read(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+class Request:
+    def __init__(self, rid, msg):
+        self.rid = rid
+        self.msg = msg
+        self.cancelled = threading.Event()
+        self.inbound = queue.Queue()
+
+    def event(self, obj):
+        send_json(self.rid, obj)
+
+    def done(self, **fields):
+        send_json(self.rid, dict(fields, ev="done"))
+
+    def error(self, code, message):
+        send_json(self.rid, {"ev": "error", "code": code, "message": message})
+
+
+class Kernel:
+    """One kernel process: fd 1/2 are its output pipes, fd 3/4 its control channel."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.proc = None
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def start(self):
+        to_kernel_r, to_kernel_w = os.pipe()
+        from_kernel_r, from_kernel_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+
+        def setup():
+            # Runs in the child before it closes other fds; go through high fds so the two
+            # pipe ends cannot overwrite each other on their way to 3 and 4.
+            import fcntl
+            a = fcntl.fcntl(to_kernel_r, fcntl.F_DUPFD, 100)
+            b = fcntl.fcntl(from_kernel_w, fcntl.F_DUPFD, 100)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            self.argv, cwd=WORKSPACE, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            pass_fds=(3, 4), preexec_fn=setup, start_new_session=True,
+        )
+        for fd in (to_kernel_r, from_kernel_w, out_w, err_w):
+            os.close(fd)
+        self.ctl_w = os.fdopen(to_kernel_w, "wb", buffering=0)
+        self.ctl_r = from_kernel_r
+        self.out_r, self.err_r = out_r, err_r
+        self.ctl_buf = b""
+        msg = self._read_ctl(deadline=time.monotonic() + 30)
+        if not msg or msg.get("type") != "ready":
+            self.kill()
+            raise RuntimeError("kernel did not start: %r" % (msg,))
+
+    def _read_ctl(self, deadline):
+        import select
+        while b"\n" not in self.ctl_buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.ctl_r], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.ctl_r, 65536)
+            if not chunk:
+                return None
+            self.ctl_buf += chunk
+        line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.proc is None:
+            return
+        kill_tree(self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.ctl_r, self.out_r, self.err_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.ctl_w.close()
+        except OSError:
+            pass
+        self.proc = None
+
+    def run(self, req):
+        msg = req.msg
+        started = time.monotonic()
+        deadline = started + msg.get("timeoutMs", 300000) / 1000.0
+        if msg.get("clearContext") and self.proc is not None:
+            self.kill()
+        if not self.alive():
+            if self.proc is not None:
+                self.kill()
+            self.start()
+        self.next_id += 1
+        cell = self.next_id
+        line = json.dumps({"id": cell, "code": msg["code"], "language": msg["language"]}) + "\n"
+        cap = Capture(req, msg.get("outputBytes", 1 << 20))
+        try:
+            self.ctl_w.write(line.encode("utf-8", "surrogatepass"))
+        except BrokenPipeError:
+            pass
+        outcome = cap.pump(
+            {self.out_r: "stdout", self.err_r: "stderr"}, deadline, req.cancelled,
+            control_fd=self.ctl_r, on_control=self._control_lines(cell, req),
+        )
+        result = {"durationMs": round((time.monotonic() - started) * 1000, 3), "truncated": cap.truncated}
+        if outcome == "done":
+            cap.drain({self.out_r: "stdout", self.err_r: "stderr"})
+            d = self._done
+            result["exitCode"] = 0 if d.get("ok") else 1
+            if not d.get("ok"):
+                result["error"] = d.get("error")
+        else:
+            # Timed out, cancelled, or the kernel died (e.g. OOM): the kernel's state is gone.
+            code = self.proc.poll() if self.proc else None
+            self.kill()
+            cap.drain_closed()
+            result["exitCode"] = 137 if outcome != "eof" else (128 - code if code and code < 0 else (code or 1))
+            result["timedOut"] = outcome == "timeout"
+            result["cancelled"] = outcome == "cancelled"
+            result["killed"] = outcome == "eof"
+            if outcome == "eof" and code is not None and code < 0:
+                result["signal"] = signal.Signals(-code).name
+        req.done(**result)
+
+    def _control_lines(self, cell, req):
+        def on_chunk(chunk):
+            self.ctl_buf += chunk
+            while b"\n" in self.ctl_buf:
+                line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+                m = json.loads(line)
+                if m.get("id") != cell:
+                    continue
+                if m.get("type") == "display":
+                    req.event({"ev": "display", "data": m.get("data", {}), "executeResult": bool(m.get("executeResult"))})
+                elif m.get("type") == "done":
+                    self._done = m
+                    return True
+            return False
+
+        return on_chunk
+
+
+class Task:
+    def __init__(self, task_id, command, output_bytes):
+        self.id = task_id
+        self.status = "submitted"
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.truncated = False
+        self.exit_code = None
+        self.limit = output_bytes
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=WORKSPACE, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        self.status = "working"
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ, self.stdout)
+        sel.register(self.proc.stderr, selectors.EVENT_READ, self.stderr)
+        open_pipes = 2
+        while open_pipes:
+            for key, _ in sel.select(timeout=0.5):
+                chunk = os.read(key.fileobj.fileno(), CHUNK)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_pipes -= 1
+                    continue
+                room = self.limit - len(self.stdout) - len(self.stderr)
+                if len(chunk) > room:
+                    self.truncated = True
+                    chunk = chunk[: max(room, 0)]
+                key.data.extend(chunk)
+            if self.proc.poll() is not None and not sel.select(timeout=0.05):
+                break
+        code = self.proc.wait()
+        self.exit_code = code if code >= 0 else 128 - code
+        if self.status != "canceled":
+            self.status = "completed" if code == 0 else "failed"
+
+    def stop(self):
+        if self.status in ("submitted", "working"):
+            self.status = "canceled"
+            kill_tree(self.proc.pid)
+
+    def view(self):
+        return {
+            "taskId": self.id, "status": self.status, "exitCode": self.exit_code,
+            "stdout": self.stdout.decode("utf-8", "replace"), "stderr": self.stderr.decode("utf-8", "replace"),
+            "truncated": self.truncated,
+        }
+
+
+class Executor:
+    def __init__(self):
+        self.requests = {}
+        self.kernels = {
+            "python": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_python.py")]),
+            "node": Kernel([NODE, "--disable-warning=ExperimentalWarning", os.path.join(HERE, "kernel_node.mjs")]),
+        }
+        self.tasks = {}
+        self.task_seq = 0
+
+    def serve(self):
+        threading.Thread(target=self._warm_python, daemon=True).start()
+        send_json(0, {"ev": "ready", "pid": os.getpid()})
+        while True:
+            header = read_exact(9)
+            if header is None:
+                break
+            length, rid, kind = struct.unpack(">IIB", header)
+            payload = read_exact(length - 5) if length > 5 else b""
+            if payload is None:
+                break
+            if kind == 0x4A:
+                msg = json.loads(payload)
+                if msg.get("op") == "cancel":
+                    target = self.requests.get(msg.get("target"))
+                    if target:
+                        target.cancelled.set()
+                        target.inbound.put(None)
+                    continue
+                req = Request(rid, msg)
+                self.requests[rid] = req
+                threading.Thread(target=self._handle, args=(req,), daemon=True).start()
+            elif kind in (0x42, 0x45):
+                req = self.requests.get(rid)
+                if req:
+                    req.inbound.put(payload if kind == 0x42 else None)
+        for kernel in self.kernels.values():
+            kernel.kill()
+
+    def _warm_python(self):
+        kernel = self.kernels["python"]
+        with kernel.lock:
+            if not kernel.alive():
+                try:
+                    kernel.start()
+                except Exception as e:  # reported on the first cell instead
+                    print("codebox: python kernel failed to start: %s" % e, file=sys.stderr)
+
+    def _handle(self, req):
+        try:
+            op = req.msg.get("op")
+            handler = getattr(self, "op_" + str(op).replace(".", "_"), None)
+            if handler is None:
+                req.error("ValidationError", "unknown op %r" % op)
+            else:
+                handler(req)
+        except FileError as e:
+            req.error(e.code, str(e))
+        except Exception as e:
+            req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
+        finally:
+            self.requests.pop(req.rid, None)
+
+    def op_ping(self, req):
+        req.done(pid=os.getpid())
+
+    def op_exec(self, req):
+        family = "python" if req.msg.get("language") == "python" else "node"
+        kernel = self.kernels[family]
+        with kernel.lock:
+            kernel.run(req)
+
+    def op_command(self, req):
+        msg = req.msg
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", msg["command"]], cwd=WORKSPACE, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        cap = Capture(req, msg.get("outputBytes", 1 << 20))
+        deadline = started + msg.get("timeoutMs", 300000) / 1000.0
+        fds = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+        outcome = cap.pump(fds, deadline, req.cancelled, proc=proc)
+        timed_out = outcome in ("timeout", "cancelled")
+        if timed_out:
+            kill_tree(proc.pid)
+        code = proc.wait()
+        cap.drain(fds)
+        proc.stdout.close()
+        proc.stderr.close()
+        req.done(
+            exitCode=code if code >= 0 else 128 - code, truncated=cap.truncated,
+            timedOut=outcome == "timeout", cancelled=outcome == "cancelled",
+            durationMs=round((time.monotonic() - started) * 1000, 3),
+        )
+
+    def op_task_start(self, req):
+        self.task_seq += 1
+        task_id = "task-%d" % self.task_seq
+        self.tasks[task_id] = Task(task_id, req.msg["command"], req.msg.get("outputBytes", 1 << 20))
+        req.done(taskId=task_id, status=self.tasks[task_id].status)
+
+    def _task(self, req):
+        task = self.tasks.get(req.msg.get("taskId"))
+        if task is None:
+            raise FileError("NotFound", "no task %r in this session" % req.msg.get("taskId"))
+        return task
+
+    def op_task_get(self, req):
+        req.done(**self._task(req).view())
+
+    def op_task_stop(self, req):
+        task = self._task(req)
+        task.stop()
+        req.done(**task.view())
+
+    def op_files_write(self, req):
+        size = write_file(WORKSPACE, req.msg, req.inbound, req.cancelled)
+        req.done(size=size)
+
+    def op_files_read(self, req):
+        f, size, mime = open_for_read(WORKSPACE, req.msg)
+        with f:
+            req.event({"ev": "file", "size": size, "mimeType": mime})
+            while not req.cancelled.is_set():
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                send(req.rid, 0x42, chunk)
+        send(req.rid, 0x45)
+        req.done(size=size)
+
+    def op_files_list(self, req):
+        req.done(entries=list_files(WORKSPACE, req.msg))
+
+    def op_files_remove(self, req):
+        remove_path(WORKSPACE, req.msg)
+        req.done()
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    Executor().serve()

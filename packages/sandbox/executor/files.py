@@ -1,0 +1,243 @@
+"""File operations inside the sandbox, confined to the workspace without following symlinks.
+
+Every path is walked one component at a time with O_NOFOLLOW from a directory fd of the
+workspace, so neither `..`, an absolute path, nor a symlink (planted before or swapped during
+the call) leads outside it. Writes go to a temporary file that is renamed into place, so a
+failed or cancelled write leaves nothing half-written.
+"""
+
+import base64
+import mimetypes
+import os
+import stat
+import uuid
+from datetime import datetime, timezone
+
+MAX_PATH = 4096
+MAX_NAME = 255
+CHUNK = 256 * 1024
+
+
+class FileError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _raw_path(msg):
+    if msg.get("pathBase64") is not None:
+        try:
+            return base64.b64decode(msg["pathBase64"], validate=True)
+        except ValueError:
+            raise FileError("ValidationError", "pathBase64 is not valid base64")
+    path = msg.get("path")
+    if not isinstance(path, str):
+        raise FileError("ValidationError", "path must be a string")
+    return path.encode("utf-8", "surrogateescape")
+
+
+def components(workspace, msg, allow_root=False):
+    raw = _raw_path(msg)
+    shown = raw.decode("utf-8", "replace")
+    if b"\0" in raw:
+        raise FileError("ValidationError", "path contains a NUL byte")
+    if len(raw) > MAX_PATH:
+        raise FileError("ValidationError", "path is longer than %d bytes" % MAX_PATH)
+    ws = workspace.encode().rstrip(b"/") + b"/"
+    if raw.startswith(b"/"):
+        if raw.rstrip(b"/") + b"/" == ws:
+            raw = b""
+        elif raw.startswith(ws):
+            raw = raw[len(ws):]
+        else:
+            raise FileError("ValidationError", "%r is outside the workspace %s; use a relative path" % (shown, workspace))
+    parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
+    for p in parts:
+        if p == b"..":
+            raise FileError("ValidationError", "%r contains '..'; paths must stay inside the workspace" % shown)
+        if len(p) > MAX_NAME:
+            raise FileError("ValidationError", "a name in %r is longer than %d bytes" % (shown[:80] + "...", MAX_NAME))
+    if not parts and not allow_root:
+        raise FileError("ValidationError", "path is empty; name a file inside the workspace")
+    return parts, shown
+
+
+def _open_dir(workspace, parts, create=False):
+    """Opens the directory that holds the last component; never follows a symlink."""
+    fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise FileError("NotFound", "directory %r does not exist" % _show(parts[: i + 1]))
+                os.mkdir(part, 0o755, dir_fd=fd)
+                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                raise FileError("ValidationError", "%r is not a directory (symlinks are not followed)" % _show(parts[: i + 1]))
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _show(parts):
+    return b"/".join(parts).decode("utf-8", "replace")
+
+
+def write_file(workspace, msg, inbound, cancelled):
+    parts, shown = components(workspace, msg)
+    declared = msg.get("size")
+    limit = msg.get("maxBytes", 100_000_000)
+    if isinstance(declared, int) and declared > limit:
+        raise FileError("LimitExceeded", "%r is %d bytes, over the %d-byte file limit" % (shown, declared, limit))
+    dfd = _open_dir(workspace, parts[:-1], create=True)
+    tmp = b".codebox-write-" + uuid.uuid4().hex.encode()
+    written = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+        try:
+            while True:
+                chunk = inbound.get()
+                if chunk is None:
+                    break
+                written += len(chunk)
+                if written > limit:
+                    raise FileError("LimitExceeded", "%r is over the %d-byte file limit" % (shown, limit))
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        except OSError as e:
+            raise FileError("LimitExceeded" if e.errno == 28 else "SandboxFailure",
+                            "writing %r failed: %s" % (shown, "the workspace is full" if e.errno == 28 else e.strerror))
+        finally:
+            os.close(fd)
+        if cancelled.is_set():
+            raise FileError("Conflict", "the write of %r was cancelled" % shown)
+        if isinstance(declared, int) and written != declared:
+            raise FileError("ValidationError", "%r: received %d bytes, expected %d" % (shown, written, declared))
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise FileError("Conflict", "%r is a directory" % shown)
+        except FileNotFoundError:
+            pass
+        os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+        tmp = None
+        return written
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except OSError:
+                pass
+        os.close(dfd)
+
+
+def open_for_read(workspace, msg):
+    parts, shown = components(workspace, msg)
+    dfd = _open_dir(workspace, parts[:-1])
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        except FileNotFoundError:
+            raise FileError("NotFound", "%r does not exist" % shown)
+        except OSError as e:
+            if e.errno == 40:  # ELOOP: the last component is a symlink
+                raise FileError("ValidationError", "%r is a symbolic link; symlinks are not followed" % shown)
+            raise FileError("ValidationError", "%r cannot be opened: %s" % (shown, e.strerror))
+    finally:
+        os.close(dfd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise FileError("ValidationError", "%r is %s" % (shown, kind))
+    limit = msg.get("maxBytes")
+    if isinstance(limit, int) and st.st_size > limit:
+        os.close(fd)
+        raise FileError("LimitExceeded", "%r is %d bytes, over the %d-byte read limit" % (shown, st.st_size, limit))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=0), st.st_size, mime_of(parts[-1])
+
+
+def mime_of(name):
+    guess, _ = mimetypes.guess_type(name.decode("utf-8", "replace"), strict=False)
+    return guess or "application/octet-stream"
+
+
+def _entry(rel, name, st):
+    mode = st.st_mode
+    kind = ("symlink" if stat.S_ISLNK(mode) else "directory" if stat.S_ISDIR(mode)
+            else "file" if stat.S_ISREG(mode) else "other")
+    entry = {
+        "path": rel.decode("utf-8", "replace"), "name": name.decode("utf-8", "replace"), "type": kind,
+        "size": st.st_size if kind == "file" else 0,
+        "mimeType": mime_of(name) if kind == "file" else ("inode/directory" if kind == "directory" else "application/octet-stream"),
+        "modifiedAt": datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+    try:
+        rel.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["pathBase64"] = base64.b64encode(rel).decode()
+    return entry
+
+
+def list_files(workspace, msg):
+    parts, shown = components(workspace, dict(msg, path=msg.get("path") or ""), allow_root=True)
+    recursive = bool(msg.get("recursive"))
+    max_entries = int(msg.get("maxEntries", 10000))
+    fd = _open_dir(workspace, parts)
+    out = []
+
+    def walk(dfd, prefix, depth):
+        for name in sorted(os.listdir(dfd)):
+            if len(out) >= max_entries:
+                return
+            name_b = os.fsencode(name)
+            if name_b.startswith(b".codebox-write-"):
+                continue
+            try:
+                st = os.stat(name_b, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            rel = prefix + name_b
+            out.append(_entry(rel, name_b, st))
+            if recursive and stat.S_ISDIR(st.st_mode) and depth < 64:
+                sub = os.open(name_b, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+                try:
+                    walk(sub, rel + b"/", depth + 1)
+                finally:
+                    os.close(sub)
+
+    try:
+        walk(fd, b"/".join(parts) + b"/" if parts else b"", 0)
+    finally:
+        os.close(fd)
+    return out
+
+
+def remove_path(workspace, msg):
+    import shutil
+    parts, shown = components(workspace, msg)
+    dfd = _open_dir(workspace, parts[:-1])
+    try:
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise FileError("NotFound", "%r does not exist" % shown)
+        if stat.S_ISDIR(st.st_mode):
+            if msg.get("recursive"):
+                shutil.rmtree(parts[-1], dir_fd=dfd)
+            else:
+                try:
+                    os.rmdir(parts[-1], dir_fd=dfd)
+                except OSError:
+                    raise FileError("Conflict", "%r is a directory that is not empty; pass recursive to remove it" % shown)
+        else:
+            os.unlink(parts[-1], dir_fd=dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,201 @@
+/**
+ * SessionManager: starts sessions on a driver, hands over warm sandboxes from a pool, and ends
+ * sessions on stop, idle timeout and max lifetime. A sandbox serves one session only: a used one
+ * is destroyed, never returned to the pool.
+ */
+import { randomBytes } from 'node:crypto'
+import {
+  CodeboxError,
+  defaultLimits,
+  defaultMaxLimits,
+  resolveLimits,
+  type Sandbox,
+  type SandboxDriver,
+  type SessionLimits,
+} from '@codebox/core'
+import { ExecutorClient } from './executor-client.ts'
+import { Session, type EndReason } from './session.ts'
+
+export interface SessionManagerOptions {
+  driver: SandboxDriver
+  /** Limits a session gets when it asks for none. Default: DESIGN.md's defaults. */
+  defaults?: SessionLimits
+  /** The most a session may ask for. */
+  maxLimits?: SessionLimits
+  /** Warm sandboxes kept ready for sessions with the default limits. Default 2; 0 disables. */
+  poolSize?: number
+  /** Most sessions alive at once. Default 200. */
+  maxSessions?: number
+  /** How long a sandbox may take to become ready, ms. Default 30 s. */
+  startTimeoutMs?: number
+}
+
+export interface StartOptions {
+  limits?: Partial<SessionLimits>
+  signal?: AbortSignal
+}
+
+interface Warm {
+  sandbox: Sandbox
+  client: ExecutorClient
+}
+
+const newSessionId = (): string => {
+  // 26 characters of [0-9a-z], like the ULID-sized ids AgentCore issues.
+  const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz'
+  return Array.from(randomBytes(26), (b) => alphabet[b % 36]).join('')
+}
+
+export class SessionManager {
+  readonly driver: SandboxDriver
+  readonly defaults: Readonly<SessionLimits>
+  readonly maxLimits: Readonly<SessionLimits>
+  private readonly poolSize: number
+  private readonly maxSessions: number
+  private readonly startTimeoutMs: number
+  private readonly sessions = new Map<string, Session>()
+  private readonly pool: Promise<Warm | undefined>[] = []
+  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private closed = false
+
+  constructor(options: SessionManagerOptions) {
+    this.driver = options.driver
+    this.defaults = Object.freeze({ ...(options.defaults ?? defaultLimits) })
+    this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
+    this.poolSize = options.poolSize ?? 2
+    this.maxSessions = options.maxSessions ?? 200
+    this.startTimeoutMs = options.startTimeoutMs ?? 30_000
+    this.fillPool()
+  }
+
+  /** Starts a session: a warm sandbox when the pool has one for these limits, else a new one. */
+  async start(options: StartOptions = {}): Promise<Session> {
+    if (this.closed) throw new CodeboxError('Unavailable', 'the session manager is shut down')
+    const limits = resolveLimits(options.limits ?? {}, this.defaults, this.maxLimits)
+    if (this.sessions.size >= this.maxSessions) {
+      throw new CodeboxError('LimitExceeded', `${this.maxSessions} sessions are running, the most this server allows; stop one first`)
+    }
+    const pooled = sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
+    const warm = pooled ?? (await this.boot(limits, options.signal))
+    const id = newSessionId()
+    const session = new Session({
+      id,
+      sandbox: warm.sandbox,
+      client: warm.client,
+      limits,
+      maxCallTimeoutMs: this.maxLimits.callTimeoutMs,
+      onActivity: (s) => this.armIdle(s),
+      onEnd: (s) => this.forget(s),
+    })
+    this.sessions.set(id, session)
+    this.armIdle(session)
+    const lifetime = setTimeout(() => void session.stop('max-lifetime'), limits.maxLifetimeMs)
+    lifetime.unref()
+    this.timers.set(`${id}:life`, lifetime)
+    this.fillPool()
+    return session
+  }
+
+  /** The live session with this id, or NotFound. */
+  get(id: string): Session {
+    const s = this.sessions.get(id)
+    if (!s) throw new CodeboxError('NotFound', `no session ${JSON.stringify(id)}; it never existed or has ended`)
+    return s
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()]
+  }
+
+  /** Warm sandboxes ready now. */
+  get warmCount(): number {
+    return this.pool.length
+  }
+
+  async stop(id: string, reason: EndReason = 'stopped'): Promise<void> {
+    await this.get(id).stop(reason)
+  }
+
+  /** Stops every session and empties the pool. */
+  async close(): Promise<void> {
+    this.closed = true
+    const warm = this.pool.splice(0)
+    await Promise.all([
+      ...[...this.sessions.values()].map((s) => s.stop('shutdown')),
+      ...warm.map(async (w) => (await w)?.sandbox.destroy()),
+    ])
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  private async boot(limits: SessionLimits, signal?: AbortSignal): Promise<Warm> {
+    const sandbox = await this.driver.create({ id: randomBytes(8).toString('hex'), limits, network: 'none' }, { signal })
+    const client = new ExecutorClient(sandbox)
+    const timeout = AbortSignal.timeout(this.startTimeoutMs)
+    try {
+      await Promise.race([
+        client.ready,
+        new Promise((_, reject) =>
+          timeout.addEventListener('abort', () => reject(new CodeboxError('SandboxFailure', `the sandbox was not ready within ${this.startTimeoutMs} ms: ${sandbox.diagnostics().slice(-500)}`))),
+        ),
+      ])
+    } catch (e) {
+      await sandbox.destroy()
+      throw e
+    }
+    return { sandbox, client }
+  }
+
+  private async takeWarm(): Promise<Warm | undefined> {
+    while (this.pool.length) {
+      const w = await this.pool.shift()
+      if (w && !w.client.closed) return w
+      if (w) await w.sandbox.destroy()
+    }
+    return undefined
+  }
+
+  private fillPool(): void {
+    while (!this.closed && this.pool.length < this.poolSize) {
+      const warm = this.boot(this.defaults).catch(() => undefined)
+      this.pool.push(warm)
+    }
+  }
+
+  private armIdle(session: Session): void {
+    const key = `${session.id}:idle`
+    clearTimeout(this.timers.get(key))
+    const check = (): void => {
+      if (session.status !== 'ready') return
+      const idleFor = Date.now() - session.lastActivityAt
+      if (session.active === 0 && idleFor >= session.limits.idleTimeoutMs) void session.stop('idle-timeout')
+      else this.setTimer(key, check, Math.max(session.limits.idleTimeoutMs - idleFor, 50))
+    }
+    this.setTimer(key, check, session.limits.idleTimeoutMs)
+  }
+
+  private setTimer(key: string, fn: () => void, ms: number): void {
+    const t = setTimeout(fn, ms)
+    t.unref()
+    this.timers.set(key, t)
+  }
+
+  private forget(session: Session): void {
+    this.sessions.delete(session.id)
+    for (const k of [`${session.id}:idle`, `${session.id}:life`]) {
+      clearTimeout(this.timers.get(k))
+      this.timers.delete(k)
+    }
+  }
+}
+
+/** The limits a sandbox is built with; the others apply per call or per session. */
+const sandboxLimitKeys = ['memoryBytes', 'cpuCores', 'pids', 'workspaceBytes', 'tmpBytes', 'openFiles'] as const
+
+function sameLimits(a: SessionLimits, b: SessionLimits): boolean {
+  return sandboxLimitKeys.every((k) => a[k] === b[k])
+}
