@@ -1,0 +1,34 @@
+/** Prints execution events to a terminal: output as produced, images saved to files. */
+import { writeFile } from 'node:fs/promises'
+import type { ExecutionEvent, ToolResult } from '@codebox/core'
+
+export interface RenderOptions {
+  /** Where images are saved; default the current directory. */
+  outDir: string
+  json: boolean
+}
+
+let imageCount = 0
+
+/** Streams a call's events to stdout/stderr (or collects them for --json) and returns the result. */
+export async function render(events: AsyncGenerator<ExecutionEvent, ToolResult>, options: RenderOptions): Promise<ToolResult> {
+  for (;;) {
+    const n = await events.next()
+    if (n.done) {
+      if (options.json) process.stdout.write(`${JSON.stringify(n.value)}\n`)
+      return n.value
+    }
+    if (options.json) continue
+    const ev = n.value
+    if (ev.type === 'stdout') process.stdout.write(ev.text)
+    else if (ev.type === 'stderr') process.stderr.write(ev.text)
+    else if (ev.type === 'display') {
+      const png = ev.data['image/png']
+      if (png) {
+        const file = `${options.outDir}/codebox-image-${++imageCount}.png`
+        await writeFile(file, Buffer.from(png, 'base64'))
+        process.stderr.write(`[image saved to ${file}]\n`)
+      } else if (ev.data['text/plain'] !== undefined) process.stdout.write(`${ev.data['text/plain']}\n`)
+    }
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * Engine configuration: read once from the environment, validated, frozen, passed down. No other
+ * module reads process.env. docs/config.md lists every variable.
+ */
+import os from 'node:os'
+import path from 'node:path'
+import { validationError } from '@codebox/core'
+
+export interface EngineConfig {
+  /** Where images and other state live. `CODEBOX_STATE_DIR`; default /var/lib/codebox as root, else ~/.local/state/codebox. */
+  stateDir: string
+  /** `CODEBOX_DRIVER`: `bwrap` (default) or `fake` (no isolation; tests only). */
+  driver: 'bwrap' | 'fake'
+  /** `CODEBOX_POOL_SIZE`: warm sandboxes kept ready. Default 2. */
+  poolSize: number
+  /** `CODEBOX_DEBIAN_MIRROR`: where image builds fetch packages. Default http://deb.debian.org/debian. */
+  debianMirror: string
+  /** `CODEBOX_MAX_SESSIONS`: sessions alive at once. Default 200. */
+  maxSessions: number
+}
+
+export function loadEngineConfig(env: Record<string, string | undefined> = {}): Readonly<EngineConfig> {
+  const isRoot = process.getuid?.() === 0
+  const driver = env.CODEBOX_DRIVER ?? 'bwrap'
+  if (driver !== 'bwrap' && driver !== 'fake') throw validationError('CODEBOX_DRIVER', `must be bwrap or fake, got ${JSON.stringify(driver)}`)
+  return Object.freeze({
+    stateDir: path.resolve(env.CODEBOX_STATE_DIR ?? (isRoot ? '/var/lib/codebox' : path.join(os.homedir(), '.local/state/codebox'))),
+    driver,
+    poolSize: intVar(env, 'CODEBOX_POOL_SIZE', 2, 0, 64),
+    debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
+    maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
+  })
+}
+
+function intVar(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min || n > max) throw validationError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  return n
+}

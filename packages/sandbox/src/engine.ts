@@ -1,0 +1,24 @@
+/**
+ * Puts an engine together from its config: the image (built if missing), the driver, and a
+ * SessionManager over them. The one place that picks a concrete driver.
+ */
+import { CodeboxError, type SandboxDriver } from '@codebox/core'
+import type { EngineConfig } from './config.ts'
+import { BwrapDriver } from './drivers/bwrap/driver.ts'
+import { FakeDriver } from './drivers/fake/driver.ts'
+import { findImage } from './image/build.ts'
+import { defaultRecipe } from './image/recipe.ts'
+import { SessionManager } from './session-manager.ts'
+
+export async function createDriver(config: EngineConfig): Promise<SandboxDriver> {
+  if (config.driver === 'fake') return new FakeDriver()
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image) throw new CodeboxError('Unavailable', `the sandbox image is not built yet (state dir ${config.stateDir}); run \`codebox image build\``)
+  const driver = new BwrapDriver({ imagePath: image.path })
+  await driver.check()
+  return driver
+}
+
+export async function createEngine(config: EngineConfig, overrides: { poolSize?: number } = {}): Promise<SessionManager> {
+  return new SessionManager({ driver: await createDriver(config), poolSize: overrides.poolSize ?? config.poolSize, maxSessions: config.maxSessions })
+}
