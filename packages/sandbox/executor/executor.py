@@ -89,11 +89,12 @@ class Kernel:
         err_r, err_w = os.pipe()
 
         def setup():
-            # Runs in the child before it closes other fds; go through high fds so the two
-            # pipe ends cannot overwrite each other on their way to 3 and 4.
+            # Runs in the child before it closes other fds; go through fds above 4 so the two
+            # pipe ends cannot overwrite each other on their way to 3 and 4 (not higher: the
+            # session's openFiles limit may be as low as 64).
             import fcntl
-            a = fcntl.fcntl(to_kernel_r, fcntl.F_DUPFD, 100)
-            b = fcntl.fcntl(from_kernel_w, fcntl.F_DUPFD, 100)
+            a = fcntl.fcntl(to_kernel_r, fcntl.F_DUPFD, 5)
+            b = fcntl.fcntl(from_kernel_w, fcntl.F_DUPFD, 5)
             os.dup2(a, 3)
             os.dup2(b, 4)
 
@@ -322,6 +323,9 @@ class Executor:
                 handler(req)
         except FileError as e:
             req.error(e.code, str(e))
+        except BlockingIOError as e:  # fork refused: the session is at its pids limit
+            req.error("LimitExceeded", "cannot start a process: the session reached its process limit (%s); "
+                      "end some of its processes and try again" % e.strerror)
         except Exception as e:
             req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
         finally:

@@ -7,6 +7,7 @@ failed or cancelled write leaves nothing half-written.
 """
 
 import base64
+import errno
 import mimetypes
 import os
 import stat
@@ -111,8 +112,9 @@ def write_file(workspace, msg, inbound, cancelled):
                 while view:
                     view = view[os.write(fd, view):]
         except OSError as e:
-            raise FileError("LimitExceeded" if e.errno == 28 else "SandboxFailure",
-                            "writing %r failed: %s" % (shown, "the workspace is full" if e.errno == 28 else e.strerror))
+            # EFBIG: the file reached the file size cap (RLIMIT_FSIZE, the workspace size).
+            why = {errno.ENOSPC: "the workspace is full", errno.EFBIG: "the file reached the workspace size limit"}.get(e.errno)
+            raise FileError("LimitExceeded" if why else "SandboxFailure", "writing %r failed: %s" % (shown, why or e.strerror))
         finally:
             os.close(fd)
         if cancelled.is_set():

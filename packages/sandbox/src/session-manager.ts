@@ -55,6 +55,8 @@ export class SessionManager {
   private readonly startTimeoutMs: number
   private readonly sessions = new Map<string, Session>()
   private readonly pool: Promise<Warm | undefined>[] = []
+  /** Pool entries whose sandbox has said ready. */
+  private readonly warmReady = new WeakSet<Promise<Warm | undefined>>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
   private closed = false
 
@@ -109,7 +111,7 @@ export class SessionManager {
 
   /** Warm sandboxes ready now. */
   get warmCount(): number {
-    return this.pool.length
+    return this.pool.filter((w) => this.warmReady.has(w)).length
   }
 
   async stop(id: string, reason: EndReason = 'stopped'): Promise<void> {
@@ -162,6 +164,7 @@ export class SessionManager {
   private fillPool(): void {
     while (!this.closed && this.pool.length < this.poolSize) {
       const warm = this.boot(this.defaults).catch(() => undefined)
+      void warm.then((w) => w && this.warmReady.add(warm))
       this.pool.push(warm)
     }
   }

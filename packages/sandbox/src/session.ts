@@ -77,6 +77,11 @@ export class Session {
     void init.sandbox.exited.then(() => this.stop('sandbox-exited'))
   }
 
+  /** Id of the sandbox serving this session (its cgroup and log names); never shared with another session. */
+  get sandboxId(): string {
+    return this.init.sandbox.id
+  }
+
   /** @internal the executor of this session, for the capability groups. */
   get client(): ExecutorClient {
     return this.init.client
@@ -138,6 +143,13 @@ export class Session {
         next = await it.next()
       }
       const done = next.value
+      // A kernel may report its error only in `done` (the Node kernel does); show it in stderr.
+      const traceback = String((done.error as { traceback?: unknown } | undefined)?.traceback ?? '').slice(0, this.limits.outputBytes)
+      if (traceback && !stderr.includes(traceback)) {
+        const text = traceback.endsWith('\n') ? traceback : `${traceback}\n`
+        stderr += text
+        yield { type: 'stderr', text }
+      }
       const limits: LimitKind[] = []
       if (done.timedOut) limits.push('TIMEOUT')
       const after = await this.init.sandbox.counters()
@@ -146,6 +158,7 @@ export class Session {
       if (done.truncated) limits.push('OUTPUT_TRUNCATED')
       let note = limits.map(limitNote).join('')
       if (done.killed && !limits.includes('OOM')) note += `[codebox] the kernel died${done.signal ? ` (${String(done.signal)})` : ''}; its state is lost and the next cell starts a new kernel.\n`
+      else if (op === 'exec' && (done.killed || done.timedOut || done.cancelled)) note += '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
       if (done.cancelled && signal?.aborted) note += '[codebox] the call was cancelled.\n'
       if (note) {
         stderr += note
@@ -229,6 +242,9 @@ export class SessionFiles {
 
   /** Writes a file (parents created), atomically: a failed write leaves the old file or none. */
   async write(path: string | { pathBase64: string }, data: string | Uint8Array | AsyncIterable<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<{ size: number }> {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array) && typeof (data as Partial<AsyncIterable<Uint8Array>> | null)?.[Symbol.asyncIterator] !== 'function') {
+      throw validationError('data', 'must be a string, a Uint8Array or an async iterable of Uint8Array')
+    }
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data instanceof Uint8Array ? data.length : undefined
     const max = this.session.limits.fileBytes
     if (size !== undefined && size > max) {

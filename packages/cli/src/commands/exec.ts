@@ -1,5 +1,5 @@
 /** `codebox exec`: runs one piece of code (or a shell command) in a new session and prints it. */
-import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { languages, validationError, type Language } from '@codebox/core'
 import { createEngine, type EngineConfig } from '@codebox/sandbox'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
@@ -28,7 +28,7 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
     process.stdout.write(usage)
     return 0
   }
-  const code = flags.file !== undefined ? await readFile(flags.file === '-' ? 0 : String(flags.file), 'utf8') : positionals.join(' ')
+  const code = flags.file !== undefined ? readFileSync(flags.file === '-' ? 0 : String(flags.file), 'utf8') : positionals.join(' ')
   if (!code.trim()) {
     process.stderr.write(usage)
     return 64

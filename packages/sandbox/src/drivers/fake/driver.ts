@@ -4,7 +4,7 @@
  * suite; never registered unless a config names it explicitly.
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
@@ -37,6 +37,7 @@ export class FakeDriver implements SandboxDriver {
         LANG: 'C.UTF-8',
         HOME: workspace,
         MPLBACKEND: 'Agg',
+        PYTHONDONTWRITEBYTECODE: '1',
         CODEBOX_WORKSPACE: workspace,
         CODEBOX_NODE: process.execPath,
         CODEBOX_PYTHON: this.python,
@@ -59,14 +60,39 @@ export class FakeDriver implements SandboxDriver {
       memoryUsage: async () => 0,
       destroy: () =>
         (destroyed ??= (async () => {
-          try {
-            process.kill(-pid, 'SIGKILL')
-          } catch {
-            // already gone
+          // Kernels and commands run in sessions of their own, so the executor's process group
+          // is not enough: stop the whole tree (no more forks), then kill it. Only while the
+          // executor is unreaped: after that its pid may belong to someone else.
+          if (child.exitCode === null && child.signalCode === null) {
+            for (const p of await processTree(pid)) signal(p, 'SIGSTOP')
+            for (const p of await processTree(pid)) signal(p, 'SIGKILL')
+            signal(-pid, 'SIGKILL')
           }
           await exited
           await rm(workspace, { recursive: true, force: true })
         })()),
     }
+  }
+}
+
+/** `root` and every process descending from it, from /proc. */
+async function processTree(root: number): Promise<number[]> {
+  const children = new Map<number, number[]>()
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(name)])
+  }
+  const tree = [root]
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []))
+  return tree
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch {
+    // already gone
   }
 }

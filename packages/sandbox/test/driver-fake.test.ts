@@ -1,0 +1,36 @@
+/**
+ * The driver contract on the fake driver (the executor as a plain host process), plus what only
+ * the fake can show from the host: that destroy() leaves none of the sandbox's processes behind.
+ */
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { describe, it } from 'node:test'
+import { FakeDriver, SessionManager } from '@codebox/sandbox'
+import { defineDriverTests } from './driver-contract.ts'
+import { py } from './fixtures.ts'
+
+defineDriverTests('fake', async () => new FakeDriver())
+
+/** True while the process exists and is not a zombie. */
+async function running(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  return stat !== '' && !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3))
+}
+
+describe('fake driver', () => {
+  it('destroy() kills the kernel and the processes it started in sessions of their own', async () => {
+    await using manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0 })
+    const session = await manager.start()
+    let pids: number[] = []
+    try {
+      // The fake has no pid namespace, so the pids a cell sees are host pids.
+      const out = await py(session, 'import os, subprocess\nchild = subprocess.Popen(["sleep", "60"], start_new_session=True)\nprint(os.getpid(), child.pid)')
+      pids = out.trim().split(' ').map(Number)
+      assert.equal(pids.length, 2)
+      for (const pid of pids) assert.ok(await running(pid), `process ${pid} runs before the stop`)
+    } finally {
+      await session.stop()
+    }
+    for (const pid of pids) assert.equal(await running(pid), false, `process ${pid} outlived its sandbox`)
+  })
+})

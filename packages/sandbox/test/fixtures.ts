@@ -1,0 +1,107 @@
+/**
+ * Test fixtures: an engine on the real bwrap driver and image (or the reason it cannot run
+ * here), and sessions that are always stopped, naming the session when a test fails.
+ */
+import type { TestContext } from 'node:test'
+import { defaultLimits, type Sandbox, type SandboxDriver, type SessionLimits } from '@codebox/core'
+import { BwrapDriver, FakeDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig, type Session } from '@codebox/sandbox'
+import { detectCgroups } from '../src/drivers/bwrap/cgroups.ts'
+
+/** Why the bwrap driver cannot run here, or undefined when it can. */
+export async function bwrapUnavailable(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'the bwrap driver needs root (per-session uids and cgroups)'
+  const config = loadEngineConfig(process.env)
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image) return `no sandbox image in ${config.stateDir}; run \`codebox image build\` (npm test does)`
+  try {
+    await new BwrapDriver({ imagePath: image.path }).check()
+  } catch (e) {
+    return (e as Error).message
+  }
+  return undefined
+}
+
+/** The real bwrap driver on the built image; check bwrapUnavailable() first. */
+export async function bwrapDriver(): Promise<BwrapDriver> {
+  const config = loadEngineConfig(process.env)
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image) throw new Error('no sandbox image; run `codebox image build`')
+  return new BwrapDriver({ imagePath: image.path })
+}
+
+export interface RecordedSandbox {
+  sandbox: Sandbox
+  /** Bytes the host has written to the sandbox's executor so far. */
+  bytesSent: number
+}
+
+/** Wraps a driver to remember every sandbox it creates and count the bytes sent to each. */
+export function recordingDriver(inner: SandboxDriver): { driver: SandboxDriver; created: RecordedSandbox[] } {
+  const created: RecordedSandbox[] = []
+  const driver: SandboxDriver = {
+    name: inner.name,
+    check: () => inner.check(),
+    create: async (spec, options) => {
+      const sandbox = await inner.create(spec, options)
+      const record: RecordedSandbox = { sandbox, bytesSent: 0 }
+      const write = sandbox.input.write.bind(sandbox.input) as (chunk: Buffer) => boolean
+      sandbox.input.write = ((chunk: Buffer) => ((record.bytesSent += chunk.length), write(chunk))) as typeof sandbox.input.write
+      created.push(record)
+      return sandbox
+    },
+  }
+  return { driver, created }
+}
+
+/** Where the host keeps a bwrap sandbox's cgroups (v1: one directory per controller). */
+export function sandboxCgroups(sandboxId: string): { dirs: string[]; procs: string; pidsMax: string; memoryMax: string } {
+  if (detectCgroups() === 'v2') {
+    const dir = `/sys/fs/cgroup/codebox/${sandboxId}`
+    return { dirs: [dir], procs: `${dir}/cgroup.procs`, pidsMax: `${dir}/pids.max`, memoryMax: `${dir}/memory.max` }
+  }
+  const dir = (controller: string): string => `/sys/fs/cgroup/${controller}/codebox/${sandboxId}`
+  return {
+    dirs: ['memory', 'pids', 'cpu'].map(dir),
+    procs: `${dir('pids')}/cgroup.procs`,
+    pidsMax: `${dir('pids')}/pids.max`,
+    memoryMax: `${dir('memory')}/memory.limit_in_bytes`,
+  }
+}
+
+/** A SessionManager on the real bwrap driver; closed when the test (or suite) ends. */
+export async function bwrapManager(options: { poolSize?: number; defaults?: Partial<SessionLimits> } = {}): Promise<SessionManager> {
+  return new SessionManager({ driver: await bwrapDriver(), poolSize: options.poolSize ?? 0, defaults: { ...defaultLimits, ...options.defaults } })
+}
+
+export function fakeManager(options: { poolSize?: number } = {}): SessionManager {
+  return new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0 })
+}
+
+/**
+ * Runs `fn` with a new session that is always stopped afterwards; a failure names the session.
+ */
+export async function withSession<T>(manager: SessionManager, fn: (s: Session) => Promise<T>, limits?: Partial<SessionLimits>): Promise<T> {
+  const session = await manager.start({ limits })
+  try {
+    return await fn(session)
+  } catch (e) {
+    if (e instanceof Error) e.message = `[session ${session.id}] ${e.message}`
+    throw e
+  } finally {
+    await session.stop()
+  }
+}
+
+/** Skips the test (with the reason) when the bwrap driver is unavailable; for `before` hooks. */
+export async function skipUnlessBwrap(t: TestContext): Promise<boolean> {
+  const why = await bwrapUnavailable()
+  if (why) t.skip(why)
+  return why === undefined
+}
+
+/** Runs Python in a session and returns stdout; fails the test with stderr if the cell failed. */
+export async function py(session: Session, code: string, timeoutMs?: number): Promise<string> {
+  const r = await session.runCode({ code, language: 'python', timeoutMs })
+  if (r.isError) throw new Error(`cell failed: ${r.structuredContent.stderr}`)
+  return r.structuredContent.stdout
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// Sets up what codebox needs on a fresh Debian/Ubuntu machine, then starts, tests or benchmarks
+// it: system packages (bubblewrap, mmdebstrap, ...), Node.js >= 22.18 (installs Node 24 LTS from
+// the npm registry when the running one is older), and the sandbox image. Plain JavaScript that
+// any Node >= 18 can run, because it may be what installs the newer Node.
+//
+//   node scripts/bootstrap.mjs start   # set up, build the image, run the demo session
+//   node scripts/bootstrap.mjs test    # set up, typecheck, lint, run every test
+//   node scripts/bootstrap.mjs bench   # set up, run the benchmark
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const mode = process.argv[2] ?? 'start'
+const extra = process.argv.slice(3)
+const isRoot = process.getuid?.() === 0
+
+const step = (msg) => process.stderr.write(`\n\x1b[1m==> ${msg}\x1b[0m\n`)
+const fail = (msg) => {
+  process.stderr.write(`\ncodebox setup: ${msg}\n`)
+  process.exit(1)
+}
+
+function run(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...options, env: { ...process.env, ...options.env } })
+  if (r.error) fail(`${cmd} could not run: ${r.error.message}`)
+  return r.status ?? 1
+}
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+const dpkgHas = (pkg) => spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' }).stdout?.includes('install ok installed')
+
+function ensurePackages(pkgs) {
+  const missing = pkgs.filter((p) => !dpkgHas(p))
+  if (missing.length === 0) return
+  if (!isRoot) fail(`these Debian packages are missing: ${missing.join(' ')}. Install them as root (apt-get install ${missing.join(' ')}) and run this again.`)
+  if (!has('apt-get')) fail(`apt-get is not available; install ${missing.join(' ')} with your package manager.`)
+  step(`installing system packages: ${missing.join(' ')}`)
+  const env = { DEBIAN_FRONTEND: 'noninteractive' }
+  if (run('apt-get', ['update', '-q'], { env }) !== 0) fail('apt-get update failed; is a Debian package mirror reachable?')
+  if (run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env }) !== 0) fail(`apt-get install ${missing.join(' ')} failed`)
+}
+
+const nodeOk = (bin) => {
+  const r = spawnSync(bin, ['-p', 'process.versions.node'], { encoding: 'utf8' })
+  if (r.status !== 0) return false
+  const [major, minor] = r.stdout.trim().split('.').map(Number)
+  return major > 22 || (major === 22 && minor >= 18)
+}
+
+/** A Node.js that runs TypeScript directly; installs Node 24 LTS when none is at hand. */
+function ensureNode() {
+  if (nodeOk(process.execPath)) return process.execPath
+  if (existsSync('/usr/local/bin/node') && nodeOk('/usr/local/bin/node')) return '/usr/local/bin/node'
+  if (!isRoot) fail(`Node.js ${process.versions.node} is too old (need >= 22.18). Install Node 24 LTS (e.g. npm install -g --prefix /usr/local node@24 as root).`)
+  step(`Node.js ${process.versions.node} is too old; installing Node 24 LTS into /usr/local from the npm registry`)
+  if (run('npm', ['install', '-g', '--prefix', '/usr/local', 'node@24']) !== 0 || !nodeOk('/usr/local/bin/node')) {
+    fail('could not install Node 24 (npm install -g --prefix /usr/local node@24 failed)')
+  }
+  return '/usr/local/bin/node'
+}
+
+if (process.platform !== 'linux') fail('codebox sandboxes need Linux (namespaces, cgroups, seccomp).')
+
+const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certificates']
+if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps')
+if (mode === 'bench') packages.push('python3-ipykernel', 'python3-jupyter-client')
+step('checking system packages')
+ensurePackages(packages)
+const node = ensureNode()
+process.stderr.write(`using Node.js ${spawnSync(node, ['-v'], { encoding: 'utf8' }).stdout.trim()} (${node})\n`)
+
+if (!existsSync(path.join(root, 'node_modules', 'acorn'))) {
+  step('installing npm dependencies')
+  if (run('npm', ['ci']) !== 0) fail('npm ci failed')
+}
+
+const codebox = (args) => run(node, ['--disable-warning=ExperimentalWarning', 'packages/cli/src/main.ts', ...args])
+
+step('building the sandbox image (cached after the first build)')
+if (codebox(['image', 'build']) !== 0) fail('the image build failed; see above')
+
+if (mode === 'start') {
+  step('running a demo session')
+  process.exit(codebox(['demo', ...extra]))
+} else if (mode === 'test') {
+  const bin = (name) => path.join(root, 'node_modules', '.bin', name)
+  step('typecheck (tsc --noEmit)')
+  if (run(node, [bin('tsc'), '--noEmit', '-p', '.']) !== 0) fail('typecheck failed')
+  step('lint (eslint)')
+  if (run(node, [bin('eslint'), '.']) !== 0) fail('lint failed')
+  step('tests (node --test)')
+  const patterns = extra.length ? extra : ['packages/*/test/**/*.test.ts', 'tests/**/*.test.ts']
+  process.exit(run(node, ['--test', '--test-timeout=600000', '--disable-warning=ExperimentalWarning', ...patterns]))
+} else if (mode === 'bench') {
+  step('benchmark')
+  process.exit(run(node, ['--disable-warning=ExperimentalWarning', 'bench/run.ts', ...extra]))
+} else fail(`unknown mode ${mode}; use start, test or bench`)
