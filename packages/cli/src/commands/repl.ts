@@ -70,8 +70,16 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, prompt: tty ? `${language}> ` : '' })
   let lines: string[] = []
   let clearNext = false
-  try {
+  let inputClosed = false
+  rl.once('close', () => (inputClosed = true))
+  // With piped input, readline may close while a cell still runs; prompting then would throw.
+  const prompt = (text: string): void => {
+    if (inputClosed) return
+    rl.setPrompt(tty ? text : '')
     rl.prompt()
+  }
+  try {
+    prompt(`${language}> `)
     for await (const line of rl) {
       if (lines.length === 0 && line.startsWith('.')) {
         const [cmd, ...rest] = line.trim().split(/\s+/)
@@ -82,14 +90,12 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
         else if (cmd === '.sh') await render(session.streamCommand(line.trim().slice(4)), { outDir, json: false })
         else if (cmd === '.files') for (const f of await session.files.list('', { recursive: true })) process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(10)}  ${f.path}\n`)
         else process.stdout.write(`unknown command ${cmd}\n${replHelp}`)
-        rl.setPrompt(tty ? `${language}> ` : '')
-        rl.prompt()
+        prompt(`${language}> `)
         continue
       }
       lines.push(line)
       if (!cellComplete(lines) && !(lines.length > 1 && line.trim() === '')) {
-        rl.setPrompt(tty ? '... ' : '')
-        rl.prompt()
+        prompt('... ')
         continue
       }
       const code = lines.join('\n')
@@ -98,8 +104,7 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
         await render(session.executeCode({ code, language, clearContext: clearNext }), { outDir, json: false })
         clearNext = false
       }
-      rl.setPrompt(tty ? `${language}> ` : '')
-      rl.prompt()
+      prompt(`${language}> `)
     }
     if (lines.join('').trim()) await render(session.executeCode({ code: lines.join('\n'), language }), { outDir, json: false })
   } finally {
