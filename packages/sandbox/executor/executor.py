@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.environ.get("CODEBOX_NODE", "node")
 PYTHON = os.environ.get("CODEBOX_PYTHON", sys.executable)
 CHUNK = 256 * 1024
+PIDS_LIMIT = "the session reached its process limit; end some of its processes and try again"
 
 # The protocol owns fd 0 and fd 1; nothing else may write to fd 1.
 _in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -296,7 +297,11 @@ class Executor:
                     continue
                 req = Request(rid, msg)
                 self.requests[rid] = req
-                threading.Thread(target=self._handle, args=(req,), daemon=True).start()
+                try:
+                    threading.Thread(target=self._handle, args=(req,), daemon=True).start()
+                except RuntimeError:  # no thread to spare: the session is at its pids limit
+                    self.requests.pop(rid, None)
+                    req.error("LimitExceeded", "cannot serve the request: " + PIDS_LIMIT)
             elif kind in (0x42, 0x45):
                 req = self.requests.get(rid)
                 if req:
@@ -323,11 +328,13 @@ class Executor:
                 handler(req)
         except FileError as e:
             req.error(e.code, str(e))
-        except BlockingIOError as e:  # fork refused: the session is at its pids limit
-            req.error("LimitExceeded", "cannot start a process: the session reached its process limit (%s); "
-                      "end some of its processes and try again" % e.strerror)
+        except BlockingIOError:  # fork refused: the session is at its pids limit
+            req.error("LimitExceeded", "cannot start a process: " + PIDS_LIMIT)
         except Exception as e:
-            req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
+            if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+                req.error("LimitExceeded", "cannot start a thread: " + PIDS_LIMIT)
+            else:
+                req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
         finally:
             self.requests.pop(req.rid, None)
 

@@ -101,7 +101,8 @@ export class SessionManager {
   /** The live session with this id, or NotFound. */
   get(id: string): Session {
     const s = this.sessions.get(id)
-    if (!s) throw new CodeboxError('NotFound', `no session ${JSON.stringify(id)}; it never existed or has ended`)
+    // A session that is ending is already gone for callers, even while its sandbox is torn down.
+    if (!s || s.status !== 'ready') throw new CodeboxError('NotFound', `no session ${JSON.stringify(id)}; it never existed or has ended`)
     return s
   }
 

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { describe, it } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
 import { defineDriverTests } from './driver-contract.ts'
 import { py } from './fixtures.ts'
@@ -31,6 +32,11 @@ describe('fake driver', () => {
     } finally {
       await session.stop()
     }
-    for (const pid of pids) assert.equal(await running(pid), false, `process ${pid} outlived its sandbox`)
+    // SIGKILL is sent by the time destroy() resolves; dying takes the kernel a moment more.
+    const deadline = Date.now() + 2_000
+    for (const pid of pids) {
+      while ((await running(pid)) && Date.now() < deadline) await delay(10)
+      assert.equal(await running(pid), false, `process ${pid} outlived its sandbox`)
+    }
   })
 })

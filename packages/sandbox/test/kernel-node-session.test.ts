@@ -44,7 +44,10 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
     await withSession(manager, async (s) => {
       assert.equal(await py(s, 'print("python only")'), 'python only\n')
       const before = await processes(s)
-      assert.ok(before.some((l) => l.includes('kernel_python.py')), `the Python kernel runs: ${before.join(' | ')}`)
+      assert.ok(
+        before.some((l) => l.includes('kernel_python.py')),
+        `the Python kernel runs: ${before.join(' | ')}`,
+      )
       assert.deepEqual(before.filter(isNode), [], 'a Python-only session has no node process')
 
       assert.equal(await value(s, '1 + 1'), '2')
@@ -93,7 +96,10 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
     assert.equal(r.structuredContent.stdout, 'before\n')
     assert.match(r.structuredContent.stderr, /TypeError: nope here/)
     assert.match(r.structuredContent.stderr, /at fail \(cell\[\d+\]:3:\d+\)/)
-    assert.ok(r.content.some((b) => b.type === 'text' && b.text.includes('TypeError: nope here')), 'the error is in the content a model reads')
+    assert.ok(
+      r.content.some((b) => b.type === 'text' && b.text.includes('TypeError: nope here')),
+      'the error is in the content a model reads',
+    )
     assert.equal(await value(session, '"still alive"'), "'still alive'")
   })
 

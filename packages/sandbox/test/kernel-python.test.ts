@@ -79,7 +79,7 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
     const arrived: { event: ExecutionEvent; at: number }[] = []
     for await (const event of session.executeCode({ code })) arrived.push({ event, at: performance.now() })
     assert.deepEqual(
-      arrived.map((a) => a.event.type === 'stdout' ? a.event.text : a.event.type),
+      arrived.map((a) => (a.event.type === 'stdout' ? a.event.text : a.event.type)),
       ['first\n', 'second\n', 'result'],
     )
     const gap = arrived[2]!.at - arrived[0]!.at
@@ -142,7 +142,9 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
   })
 
   it('runs top-level await, across cells', async () => {
-    const r = await session.runCode({ code: 'import asyncio\nawait asyncio.sleep(0.01)\nasync def double(n):\n    await asyncio.sleep(0)\n    return 2 * n\n"awaited"' })
+    const r = await session.runCode({
+      code: 'import asyncio\nawait asyncio.sleep(0.01)\nasync def double(n):\n    await asyncio.sleep(0)\n    return 2 * n\n"awaited"',
+    })
     assert.deepEqual(r.content, [{ type: 'text', text: "'awaited'" }])
     assert.deepEqual((await session.runCode({ code: 'sum(await asyncio.gather(double(1), double(20)))' })).content, [{ type: 'text', text: '42' }])
   })
@@ -154,7 +156,9 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
   })
 
   it('captures the output of subprocesses, in order with print()', async () => {
-    const r = await session.runCode({ code: 'import os, subprocess\nprint("before")\nos.system("echo hi")\nsubprocess.run("echo oops >&2", shell=True)\nprint("after")' })
+    const r = await session.runCode({
+      code: 'import os, subprocess\nprint("before")\nos.system("echo hi")\nsubprocess.run("echo oops >&2", shell=True)\nprint("after")',
+    })
     assert.equal(r.structuredContent.stdout, 'before\nhi\nafter\n')
     assert.equal(r.structuredContent.stderr, 'oops\n')
   })

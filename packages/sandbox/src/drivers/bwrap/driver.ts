@@ -3,14 +3,17 @@
  * a read-only image as /, tmpfs /tmp and a size-capped tmpfs /workspace, no network but `lo`,
  * no capabilities, a seccomp filter, a fresh unprivileged host uid, its own cgroups and rlimits.
  *
- * Launch order (launch.sh): a root bash joins the cgroups, closes every fd but the five it hands on, sets
- * rlimits, then `setpriv` drops to the sandbox's uid and execs bwrap, which reads its arguments
- * and the seccomp program from fds 4 and 3 (so neither shows in the sandbox's /proc/1/cmdline).
+ * Launch order (launch.sh): a root bash, in a mount namespace of its own (`unshare`), joins the
+ * cgroups, closes every fd but the five it hands on, mounts the size- and inode-capped tmpfs for
+ * /workspace, /tmp and /dev/shm there, sets rlimits, then `setpriv` drops to the sandbox's uid and
+ * execs bwrap with an empty environment; bwrap reads its arguments and the seccomp program from
+ * fds 4 and 3 (so neither shows in the sandbox's /proc/1/cmdline).
  */
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
@@ -30,6 +33,8 @@ export interface BwrapDriverOptions {
 }
 
 const LAUNCHER = fileURLToPath(new URL('./launch.sh', import.meta.url))
+/** Where the launcher mounts a sandbox's tmpfs, in its private mount namespace only. */
+const TMPFS_DIR = '/run/codebox/tmpfs'
 
 export class BwrapDriver implements SandboxDriver {
   readonly name = 'bwrap'
@@ -54,7 +59,7 @@ export class BwrapDriver implements SandboxDriver {
 
   async check(): Promise<void> {
     if (process.getuid?.() !== 0) throw new CodeboxError('Unavailable', 'the bwrap driver runs as root, to give each sandbox its own host uid and cgroups')
-    for (const tool of [this.bwrap, 'setpriv']) {
+    for (const tool of [this.bwrap, 'setpriv', 'unshare']) {
       const found = tool.includes('/') ? existsSync(tool) : (process.env.PATH ?? '').split(':').some((d) => existsSync(path.join(d, tool)))
       if (!found) throw new CodeboxError('Unavailable', `${tool} is not installed (apt-get install ${tool === 'setpriv' ? 'util-linux' : 'bubblewrap'})`)
     }
@@ -99,19 +104,32 @@ export class BwrapDriver implements SandboxDriver {
       ...Object.entries(env).flatMap(([k, v]) => ['--setenv', k, v]),
       '--ro-bind', this.imagePath, '/',
       '--proc', '/proc', '--dev', '/dev',
-      '--size', String(limits.tmpBytes), '--perms', '1777', '--tmpfs', '/tmp',
-      '--size', String(Math.min(limits.tmpBytes, 64 * 1024 * 1024)), '--perms', '1777', '--tmpfs', '/dev/shm',
-      '--size', String(limits.workspaceBytes), '--perms', '0755', '--tmpfs', '/workspace',
+      '--bind', `${TMPFS_DIR}/tmp`, '/tmp', '--bind', `${TMPFS_DIR}/shm`, '/dev/shm',
+      // A writable /dev would be a tmpfs without any cap, around workspaceBytes and tmpBytes.
+      '--remount-ro', '/dev',
+      '--bind', `${TMPFS_DIR}/workspace`, '/workspace',
       '--ro-bind', executorDir, '/opt/codebox/executor',
       '--ro-bind', path.join(hostNodeModules, 'acorn'), '/opt/codebox/node_modules/acorn',
       '--seccomp', '3', '--chdir', '/workspace',
     ]
     const nproc = limits.pids + 64
     const fsizeBlocks = Math.ceil(limits.workspaceBytes / 1024)
+    // bwrap's --tmpfs cannot cap inodes, and an empty file costs ~1 KiB of kernel memory charged
+    // to the session: uncapped, an inode fill OOM-kills the whole sandbox. The three mounts share
+    // inodes worth an eighth of the session's memory, so a fill ends in ENOSPC instead.
+    const inodes = Math.max(4096, Math.floor(limits.memoryBytes / 8192))
+    const tmpfs = [
+      ['workspace', limits.workspaceBytes, Math.floor(inodes / 2), '0755'],
+      ['tmp', limits.tmpBytes, Math.floor(inodes / 4), '1777'],
+      ['shm', Math.min(limits.tmpBytes, 64 * 1024 * 1024), Math.floor(inodes / 4), '1777'],
+    ]
     const child = spawn(
-      '/bin/bash',
-      [LAUNCHER, String(uid), String(limits.openFiles), String(nproc), String(fsizeBlocks), ...(cgroups?.procsFiles ?? [])],
-      { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', CODEBOX_BWRAP: this.bwrap } },
+      'unshare',
+      ['--mount', '--propagation', 'private', '/bin/bash', LAUNCHER, String(uid), String(limits.openFiles), String(nproc), String(fsizeBlocks), ...(cgroups?.procsFiles ?? [])],
+      {
+        stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', CODEBOX_BWRAP: this.bwrap, CODEBOX_TMPFS_DIR: TMPFS_DIR, CODEBOX_TMPFS: tmpfs.map((t) => t.join(':')).join(' ') },
+      },
     )
     const [, , , seccompPipe, argsPipe] = child.stdio as unknown as [unknown, unknown, unknown, NodeJS.WritableStream, NodeJS.WritableStream]
     seccompPipe.on('error', () => {})
@@ -131,8 +149,20 @@ export class BwrapDriver implements SandboxDriver {
     let destroyed: Promise<void> | undefined
     const destroy = (): Promise<void> =>
       (destroyed ??= (async () => {
-        // Killing bwrap's outer process makes the kernel kill the sandbox's pid 1, and with it
-        // every process of the pid namespace; the cgroup sweep catches anything in flight.
+        // Kill the sandbox's pid 1 (the kernel then kills every process of the pid namespace) but
+        // not bwrap's outer process, which reaps it and exits. Killed first, the outer process
+        // would orphan pid 1, leaving its zombie to the host's init (node as a container's pid 1
+        // never reaps it). The outer process is killed anyway, and the cgroup sweep catches
+        // anything in flight.
+        const inner = ((await cgroups?.pids()) ?? []).filter((p) => p !== child.pid)
+        for (const p of inner) {
+          try {
+            process.kill(p, 'SIGKILL')
+          } catch {
+            // gone already
+          }
+        }
+        if (inner.length) await Promise.race([exited, delay(2000, undefined, { ref: false })])
         child.kill('SIGKILL')
         await cgroups?.killAll()
         await exited

@@ -1,6 +1,9 @@
 #!/bin/bash
-# Starts one bwrap sandbox (see driver.ts). Runs as root; everything after `setpriv` runs as the
-# sandbox's own unprivileged uid. Arguments: uid nofile nproc fsize-blocks cgroup.procs-files...
+# Starts one bwrap sandbox (see driver.ts). Runs as root, in a mount namespace of its own (the
+# driver starts it under `unshare --mount --propagation private`); everything after `setpriv` runs
+# as the sandbox's own unprivileged uid with an empty environment.
+# Arguments: uid nofile nproc fsize-blocks cgroup.procs-files...
+# Environment: CODEBOX_BWRAP; CODEBOX_TMPFS_DIR; CODEBOX_TMPFS, tmpfs mounts as name:bytes:inodes:mode.
 # fd 3 carries the seccomp program and fd 4 bwrap's arguments; every other fd above 2 is closed.
 uid=$1; nofile=$2; nproc=$3; fsize=$4; shift 4
 for f in "$@"; do echo $$ > "$f" || exit 90; done
@@ -8,5 +11,16 @@ for fd in /proc/$$/fd/*; do
   n=${fd##*/}
   case $n in 0|1|2|3|4) ;; *) eval "exec $n>&-" 2>/dev/null ;; esac
 done
+# The sandbox's tmpfs, capped in size and inodes (bwrap's --tmpfs cannot cap inodes); they exist
+# only in this private mount namespace, and bwrap binds them in.
+[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/$PPID/ns/mnt)" ] || exit 92
+mnt=$CODEBOX_TMPFS_DIR
+mkdir -p "$mnt" && mount -t tmpfs -o size=64k,nr_inodes=16,mode=0711,nosuid,nodev,noexec codebox "$mnt" || exit 92
+for spec in $CODEBOX_TMPFS; do
+  IFS=: read -r name bytes inodes mode <<<"$spec"
+  mkdir "$mnt/$name" || exit 92
+  mount -t tmpfs -o "size=$bytes,nr_inodes=$inodes,mode=$mode,uid=$uid,gid=$uid,nosuid,nodev" codebox "$mnt/$name" || exit 92
+done
 ulimit -n "$nofile" -u "$nproc" -c 0 -f "$fsize" || exit 91
-exec setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --no-new-privs -- "$CODEBOX_BWRAP" --args 4 -- /usr/bin/python3 -s -B /opt/codebox/executor/executor.py
+bwrap=$(type -P "$CODEBOX_BWRAP") || exit 93
+exec -c setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --no-new-privs -- "$bwrap" --args 4 -- /usr/bin/python3 -s -B /opt/codebox/executor/executor.py

@@ -1,0 +1,113 @@
+/**
+ * `npm run bench` / `node bench/run.ts [--quick]`: codebox's session start, print(1) round trip,
+ * 1 MiB file round trip and idle memory on the real bwrap driver, next to the obvious baselines
+ * (a bare bwrap, a local Jupyter kernel) measured in the same run. Prints the tables and writes
+ * them to bench/RESULTS.md. Needs root and the sandbox image; cleans up everything it started.
+ */
+import { fileURLToPath } from 'node:url'
+import { BwrapDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig } from '@codebox/sandbox'
+import { bareBwrapArgv, jupyterBaseline, jupyterUnavailable, killBaselines, spawnPrints, type JupyterResults } from './baselines.ts'
+import { coldStarts, fileRoundTrips, idleMemory, printRoundTrips, trackingDriver, warmStarts, type Sizes } from './codebox.ts'
+import { loadAverage, machineFacts } from './host.ts'
+import { renderReport, writeResults, type BenchRun } from './report.ts'
+
+interface BenchSizes extends Sizes {
+  spawns: number
+  jupyterKernels: number
+}
+
+const FULL: BenchSizes = { coldStarts: 100, warmStarts: 100, printWarmup: 200, prints: 5000, files: 100, idleSessions: 10, spawns: 100, jupyterKernels: 5 }
+const QUICK: BenchSizes = { coldStarts: 8, warmStarts: 8, printWarmup: 20, prints: 200, files: 8, idleSessions: 3, spawns: 8, jupyterKernels: 2 }
+
+const RESULTS_FILE = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
+
+/** Everything started that must be stopped, even when the run fails or is interrupted. */
+const cleanups: (() => Promise<void>)[] = []
+let cleaning: Promise<void> | undefined
+const cleanUp = (): Promise<void> =>
+  (cleaning ??= (async () => {
+    killBaselines()
+    for (const fn of cleanups.splice(0).reverse()) await fn().catch((e: unknown) => console.error('bench: cleanup failed:', e))
+  })())
+
+async function main(argv: readonly string[]): Promise<void> {
+  const unknown = argv.filter((a) => a !== '--quick')
+  if (unknown.length) throw new Error(`unknown argument ${unknown.join(' ')}; usage: node bench/run.ts [--quick]`)
+  const quick = argv.includes('--quick')
+  const sizes = quick ? QUICK : FULL
+  const t0 = performance.now()
+  const facts = machineFacts()
+  const config = loadEngineConfig(process.env)
+  if (process.getuid?.() !== 0) throw new Error('the bench needs root: the bwrap driver gives each sandbox its own uid and cgroups')
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image) throw new Error(`no sandbox image in ${config.stateDir}; build it first (\`codebox image build\`, or \`npm test\` does)`)
+  const bwrap = new BwrapDriver({ imagePath: image.path })
+  await bwrap.check()
+  if (bwrap.cgroups === 'none') throw new Error('no usable cgroups on this host: the bench finds a sandbox\'s processes through its pids cgroup')
+  const jupyterMissing = jupyterUnavailable()
+  if (jupyterMissing) console.error(`bench: ${jupyterMissing}; running without it.`)
+  const step = (what: string): void => console.error(`bench: ${what} (${((performance.now() - t0) / 1000).toFixed(1)} s)`)
+
+  step(`baselines: bare bwrap and host python3, ${sizes.spawns} spawns each`)
+  const bareBwrap = await spawnPrints(bareBwrapArgv(image.path), sizes.spawns)
+  const hostPython = await spawnPrints(['/usr/bin/python3', '-c', 'print(1)'], sizes.spawns)
+
+  const cold = new SessionManager({ driver: bwrap, poolSize: 0 })
+  cleanups.push(() => cold.close())
+  step(`codebox: ${sizes.coldStarts} cold starts`)
+  const coldSamples = await coldStarts(cold, sizes.coldStarts)
+  step(`codebox: ${sizes.prints} print(1) round trips, ${sizes.files} 1 MiB file round trips`)
+  const session = await cold.start()
+  const print = await printRoundTrips(session, sizes.printWarmup, sizes.prints)
+  const files = await fileRoundTrips(session, sizes.files)
+  await session.stop()
+  step(`codebox: idle memory of ${sizes.idleSessions} sessions`)
+  const idle = await idleMemory(cold, bwrap.cgroups, sizes.idleSessions)
+  await cold.close()
+
+  step(`codebox: ${sizes.warmStarts} warm starts (poolSize 1)`)
+  const tracked = trackingDriver(bwrap)
+  const warm = new SessionManager({ driver: tracked.driver, poolSize: 1 })
+  cleanups.push(() => warm.close())
+  const warmSamples = await warmStarts(warm, tracked.created, bwrap.cgroups, sizes.warmStarts)
+  await warm.close()
+
+  let jupyter: JupyterResults | string = jupyterMissing ?? ''
+  if (!jupyterMissing) {
+    step(`baseline: Jupyter, ${sizes.jupyterKernels} kernel starts and ${sizes.prints} print(1) round trips`)
+    jupyter = await jupyterBaseline({ kernels: sizes.jupyterKernels, warmup: sizes.printWarmup, prints: sizes.prints })
+  }
+
+  const run: BenchRun = {
+    quick,
+    facts: { ...facts, cgroups: bwrap.cgroups, image: `${image.path} (${image.recipe.suite})`, loadAfter: loadAverage(), seconds: (performance.now() - t0) / 1000 },
+    cold: coldSamples,
+    warm: warmSamples,
+    print,
+    files,
+    idle,
+    bareBwrap,
+    hostPython,
+    jupyter,
+  }
+  const report = renderReport(run)
+  console.log(`\n${report}\n`)
+  writeResults(RESULTS_FILE, report)
+  step(`wrote ${RESULTS_FILE}`)
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`bench: ${sig}, cleaning up`)
+    void cleanUp().finally(() => process.exit(130))
+  })
+}
+
+try {
+  await main(process.argv.slice(2))
+} catch (e) {
+  console.error(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+  process.exitCode = 1
+} finally {
+  await cleanUp()
+}
