@@ -7,22 +7,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { memoryOf, processTree, type ProcessMemory } from './host.ts'
 
-/** Children still running, killed by `killBaselines` when the bench stops early. */
-const live = new Set<ChildProcess>()
-
-export function killBaselines(): void {
-  for (const c of live) c.kill('SIGTERM')
-}
-
 /** argv of the bare sandbox: the image read-only as /, fresh /proc and /dev, every namespace. */
 export function bareBwrapArgv(imagePath: string): string[] {
   return ['bwrap', '--unshare-all', '--die-with-parent', '--ro-bind', imagePath, '/', '--proc', '/proc', '--dev', '/dev', '/usr/bin/python3', '-c', 'print(1)']
 }
 
 /** ms from spawn to exit of a command that must print "1\n", n times. */
-export async function spawnPrints(argv: readonly string[], n: number): Promise<number[]> {
+export async function spawnPrints(argv: readonly string[], { n, signal }: { n: number; signal: AbortSignal }): Promise<number[]> {
   const out: number[] = []
   for (let i = -2; i < n; i++) {
+    signal.throwIfAborted()
     const t0 = performance.now()
     const stdout = await run(argv)
     const t = performance.now() - t0
@@ -35,14 +29,12 @@ export async function spawnPrints(argv: readonly string[], n: number): Promise<n
 function run(argv: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
-    live.add(child)
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
     child.once('error', reject)
     child.once('close', (code) => {
-      live.delete(child)
       if (code === 0) resolve(stdout)
       else reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-500)}`))
     })
@@ -53,7 +45,7 @@ function run(argv: readonly string[]): Promise<string> {
 export function jupyterUnavailable(): string | undefined {
   const r = spawnSync('/usr/bin/python3', ['-c', 'import ipykernel, jupyter_client'], { encoding: 'utf8' })
   if (r.status === 0) return undefined
-  return 'the Jupyter baseline needs Debian\'s python3-ipykernel and python3-jupyter-client (apt-get install -y python3-ipykernel python3-jupyter-client)'
+  return "the Jupyter baseline needs Debian's python3-ipykernel and python3-jupyter-client (apt-get install -y python3-ipykernel python3-jupyter-client)"
 }
 
 export interface JupyterResults {
@@ -69,10 +61,12 @@ export interface JupyterResults {
 const SCRIPT = fileURLToPath(new URL('./jupyter_baseline.py', import.meta.url))
 
 /** Runs the Jupyter baseline script once; its kernels are always shut down before this returns. */
-export async function jupyterBaseline(sizes: { kernels: number; warmup: number; prints: number }): Promise<JupyterResults> {
+export async function jupyterBaseline(sizes: { kernels: number; warmup: number; prints: number; signal: AbortSignal }): Promise<JupyterResults> {
   const child = spawn('/usr/bin/python3', [SCRIPT, String(sizes.kernels), String(sizes.warmup), String(sizes.prints)], { stdio: ['pipe', 'pipe', 'pipe'] })
-  live.add(child)
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => (live.delete(child), resolve(code))))
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve))
+  // The script shuts its kernels down on SIGTERM; that ends this run early and cleanly.
+  const abort = (): boolean => child.kill('SIGTERM')
+  sizes.signal.addEventListener('abort', abort, { once: true })
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)))
   try {
@@ -83,6 +77,7 @@ export async function jupyterBaseline(sizes: { kernels: number; warmup: number; 
     const idle = raw.pids.map((pid) => memoryOf(processTree(pid)))
     return { start: raw.start, startPrint: raw.startPrint, print: raw.print, idle, argv: raw.argv, versions: raw.versions }
   } finally {
+    sizes.signal.removeEventListener('abort', abort)
     child.stdin.end()
     const timer = setTimeout(() => child.kill('SIGTERM'), 10_000)
     await exited

@@ -55,10 +55,17 @@ export async function print1(session: Session): Promise<void> {
   }
 }
 
+export interface LoopOptions {
+  n: number
+  /** Checked before each sample: an aborted run stops between samples, with nothing in flight. */
+  signal: AbortSignal
+}
+
 /** Cold starts on a manager with no pool: each sample boots a new sandbox. */
-export async function coldStarts(manager: SessionManager, n: number): Promise<StartSamples> {
+export async function coldStarts(manager: SessionManager, { n, signal }: LoopOptions): Promise<StartSamples> {
   const out: StartSamples = { start: [], startPrint: [] }
   for (let i = 0; i < n; i++) {
+    signal.throwIfAborted()
     const t0 = performance.now()
     const session = await manager.start()
     try {
@@ -76,9 +83,13 @@ export async function coldStarts(manager: SessionManager, n: number): Promise<St
  * Warm starts on a manager with poolSize 1. Before each sample the pool has refilled and the
  * waiting sandbox's Python kernel has settled, so each sample is a real hand-over (checked).
  */
-export async function warmStarts(manager: SessionManager, created: readonly string[], cgroups: BwrapDriver['cgroups'], n: number): Promise<StartSamples> {
+export async function warmStarts(
+  manager: SessionManager,
+  { created, cgroups, n, signal }: LoopOptions & { created: readonly string[]; cgroups: CgroupMode },
+): Promise<StartSamples> {
   const out: StartSamples = { start: [], startPrint: [] }
   for (let i = 0; i < n; i++) {
+    signal.throwIfAborted()
     await until(() => manager.warmCount >= 1, 30_000, 'the pool to refill')
     const pooled = created.at(-1)!
     await kernelSettled(cgroups, pooled)
@@ -97,18 +108,22 @@ export async function warmStarts(manager: SessionManager, created: readonly stri
 }
 
 /** print(1) round trips through session.runCode after a warm-up. */
-export async function printRoundTrips(session: Session, warmup: number, n: number): Promise<number[]> {
+export async function printRoundTrips(session: Session, { warmup, n, signal }: LoopOptions & { warmup: number }): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await print1(session)
   const out: number[] = []
-  for (let i = 0; i < n; i++) out.push((await timed(() => print1(session))).ms)
+  for (let i = 0; i < n; i++) {
+    signal.throwIfAborted()
+    out.push((await timed(() => print1(session))).ms)
+  }
   return out
 }
 
 /** 1 MiB of random bytes written then read back through session.files, each checked. */
-export async function fileRoundTrips(session: Session, n: number): Promise<{ write: number[]; read: number[]; both: number[] }> {
+export async function fileRoundTrips(session: Session, { n, signal }: LoopOptions): Promise<{ write: number[]; read: number[]; both: number[] }> {
   const data = randomBytes(1 << 20)
   const out = { write: [] as number[], read: [] as number[], both: [] as number[] }
   for (let i = -3; i < n; i++) {
+    signal.throwIfAborted()
     const w = await timed(() => session.files.write('bench-1mib.bin', data))
     const r = await timed(() => session.files.read('bench-1mib.bin'))
     if (w.value.size !== data.length || !r.value.equals(data)) throw new Error(`[session ${session.id}] 1 MiB file did not read back intact`)
@@ -124,10 +139,11 @@ export async function fileRoundTrips(session: Session, n: number): Promise<{ wri
  * Memory of `count` sessions idle at once: each started, its kernel started by one print(1),
  * nothing imported. Every process of the sandbox counts (bwrap, executor, kernel).
  */
-export async function idleMemory(manager: SessionManager, cgroups: BwrapDriver['cgroups'], count: number): Promise<IdleMemory[]> {
+export async function idleMemory(manager: SessionManager, { n, signal, cgroups }: LoopOptions & { cgroups: CgroupMode }): Promise<IdleMemory[]> {
   const sessions: Session[] = []
   try {
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < n; i++) {
+      signal.throwIfAborted()
       const s = await manager.start()
       sessions.push(s)
       await print1(s)
@@ -149,8 +165,10 @@ function role(cmd: string): string {
   return cmd.split(' ')[0] ?? '?'
 }
 
+type CgroupMode = BwrapDriver['cgroups']
+
 /** Waits until the sandbox has a Python kernel process and its processes stop using CPU. */
-async function kernelSettled(cgroups: BwrapDriver['cgroups'], sandboxId: string): Promise<void> {
+async function kernelSettled(cgroups: CgroupMode, sandboxId: string): Promise<void> {
   const pids = (): number[] => sandboxPids(cgroups, sandboxId)
   await until(() => pids().some((p) => cmdline(p).includes('kernel_python.py')), 30_000, `the kernel of sandbox ${sandboxId}`)
   let last = -1

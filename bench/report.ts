@@ -66,12 +66,19 @@ export function renderReport(r: BenchRun): string {
     [memRow('codebox session (bwrap ×2, executor, kernel)', r.idle), memRow('Jupyter kernel (ipykernel process tree)', j?.idle ?? [])],
   )
   const labels = [...new Set(r.idle.flatMap((x) => x.parts.map((p) => p.label)))]
-  const byLabel = (label: string, k: 'rssBytes' | 'pssBytes'): number | undefined => mean(r.idle.map((x) => x.parts.filter((p) => p.label === label).reduce((a, p) => a + p[k], 0)))
+  const byLabel = (label: string, k: 'rssBytes' | 'pssBytes'): number | undefined =>
+    mean(r.idle.map((x) => x.parts.filter((p) => p.label === label).reduce((a, p) => a + p[k], 0)))
   const breakdown = table(
     ['codebox session, per part', 'processes', 'RSS mean', 'PSS mean'],
     labels.map((l) => [l, String(r.idle[0]?.parts.filter((p) => p.label === l).length ?? 0), mib(byLabel(l, 'rssBytes')), mib(byLabel(l, 'pssBytes'))]),
   )
-  const cmp = (name: string, a: readonly number[], b: readonly number[] | undefined): string[] => [name, ms(p50(a)), ms(b && p50(b)), ratio(p50(a), b && p50(b)), ratio(p95(a), b && p95(b))]
+  const cmp = (name: string, a: readonly number[], b: readonly number[] | undefined): string[] => [
+    name,
+    ms(p50(a)),
+    ms(b && p50(b)),
+    ratio(p50(a), b && p50(b)),
+    ratio(p95(a), b && p95(b)),
+  ]
   const memRatio = (key: 'rssBytes' | 'pssBytes'): string => ratio(mean(r.idle.map((x) => x[key])), j && mean(j.idle.map((x) => x[key])))
   const comparisons = table(
     ['codebox vs baseline', 'codebox p50', 'baseline p50', 'ratio p50', 'ratio p95'],
@@ -81,8 +88,20 @@ export function renderReport(r: BenchRun): string {
       cmp('cold start + first print(1) vs Jupyter start + first print(1)', r.cold.startPrint, j?.startPrint),
       cmp('warm start + first print(1) vs Jupyter start + first print(1)', r.warm.startPrint, j?.startPrint),
       cmp('print(1) vs Jupyter print(1)', r.print, j?.print),
-      ['idle RSS vs Jupyter kernel RSS (means)', mib(mean(r.idle.map((x) => x.rssBytes))), mib(j && mean(j.idle.map((x) => x.rssBytes))), memRatio('rssBytes'), ''],
-      ['idle PSS vs Jupyter kernel PSS (means)', mib(mean(r.idle.map((x) => x.pssBytes))), mib(j && mean(j.idle.map((x) => x.pssBytes))), memRatio('pssBytes'), ''],
+      [
+        'idle RSS vs Jupyter kernel RSS (means)',
+        mib(mean(r.idle.map((x) => x.rssBytes))),
+        mib(j && mean(j.idle.map((x) => x.rssBytes))),
+        memRatio('rssBytes'),
+        '',
+      ],
+      [
+        'idle PSS vs Jupyter kernel PSS (means)',
+        mib(mean(r.idle.map((x) => x.pssBytes))),
+        mib(j && mean(j.idle.map((x) => x.pssBytes))),
+        memRatio('pssBytes'),
+        '',
+      ],
     ],
   )
   const f = r.facts
@@ -92,10 +111,15 @@ export function renderReport(r: BenchRun): string {
     `- kernel: ${f.kernel}; cgroups: ${f.cgroups}; load average before/after: ${f.loadAverage} / ${f.loadAfter}`,
     `- node ${f.node}; host ${f.python}; ${f.bwrap}`,
     `- image: ${f.image}`,
-    j ? `- Jupyter: ipykernel ${j.versions.ipykernel}, jupyter_client ${j.versions.jupyter_client}; kernel argv \`${j.argv.join(' ')}\`` : `- Jupyter: not measured — ${String(r.jupyter)}`,
+    j
+      ? `- Jupyter: ipykernel ${j.versions.ipykernel}, jupyter_client ${j.versions.jupyter_client}; kernel argv \`${j.argv.join(' ')}\``
+      : `- Jupyter: not measured — ${String(r.jupyter)}`,
   ].join('\n')
   const busiest = Math.max(...[f.loadAverage, f.loadAfter].map((l) => Number(l.split(' ')[0]) || 0))
-  const busy = busiest > f.cores / 2 ? `\n\n**Other work was running** (1-minute load up to ${busiest} on ${f.cores} cores): expect the tails, and cold starts most, to be inflated.` : ''
+  const busy =
+    busiest > f.cores / 2
+      ? `\n\n**Other work was running** (1-minute load up to ${busiest} on ${f.cores} cores): expect the tails, and cold starts most, to be inflated.`
+      : ''
   return [
     '## Latest run',
     machine + busy,
@@ -126,7 +150,11 @@ export function targets(r: BenchRun): string[][] {
     ['cold start p50 ≤ 150 ms', ms(p50(r.cold.start)), upTo(p50(r.cold.start), 150, ms)],
     ['print(1) p50 ≤ 5 ms', ms(p50(r.print)), upTo(p50(r.print), 5, ms)],
     ['print(1) p50 ≤ local Jupyter print(1) p50', `${ms(p50(r.print))} vs ${ms(j && p50(j.print))}`, upTo(p50(r.print), j && p50(j.print), ms)],
-    ['idle Python session ≤ 30 MB RSS, all processes (MB read as MiB)', `${mib(rss)} (${rss === undefined ? '—' : (rss / 1e6).toFixed(1)} MB SI)`, upTo(rss, 30 * 2 ** 20, mib)],
+    [
+      'idle Python session ≤ 30 MB RSS, all processes (MB read as MiB)',
+      `${mib(rss)} (${rss === undefined ? '—' : (rss / 1e6).toFixed(1)} MB SI)`,
+      upTo(rss, 30 * 2 ** 20, mib),
+    ],
   ]
 }
 

@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { BwrapDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig } from '@codebox/sandbox'
-import { bareBwrapArgv, jupyterBaseline, jupyterUnavailable, killBaselines, spawnPrints, type JupyterResults } from './baselines.ts'
+import { bareBwrapArgv, jupyterBaseline, jupyterUnavailable, spawnPrints, type JupyterResults } from './baselines.ts'
 import { coldStarts, fileRoundTrips, idleMemory, printRoundTrips, trackingDriver, warmStarts, type Sizes } from './codebox.ts'
 import { loadAverage, machineFacts } from './host.ts'
 import { renderReport, writeResults, type BenchRun } from './report.ts'
@@ -23,14 +23,17 @@ const RESULTS_FILE = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
 
 /** Everything started that must be stopped, even when the run fails or is interrupted. */
 const cleanups: (() => Promise<void>)[] = []
-let cleaning: Promise<void> | undefined
-const cleanUp = (): Promise<void> =>
-  (cleaning ??= (async () => {
-    killBaselines()
-    for (const fn of cleanups.splice(0).reverse()) await fn().catch((e: unknown) => console.error('bench: cleanup failed:', e))
-  })())
+const cleanUp = async (): Promise<void> => {
+  for (const fn of cleanups.splice(0).reverse()) await fn().catch((e: unknown) => console.error('bench: cleanup failed:', e))
+}
 
-async function main(argv: readonly string[]): Promise<void> {
+/**
+ * Ctrl-C stops the run between samples (the loops check `signal`), so no start is in flight when
+ * the managers close; a second Ctrl-C exits at once.
+ */
+const interrupted = new AbortController()
+
+async function main(argv: readonly string[], signal: AbortSignal): Promise<void> {
   const unknown = argv.filter((a) => a !== '--quick')
   if (unknown.length) throw new Error(`unknown argument ${unknown.join(' ')}; usage: node bench/run.ts [--quick]`)
   const quick = argv.includes('--quick')
@@ -43,44 +46,51 @@ async function main(argv: readonly string[]): Promise<void> {
   if (!image) throw new Error(`no sandbox image in ${config.stateDir}; build it first (\`codebox image build\`, or \`npm test\` does)`)
   const bwrap = new BwrapDriver({ imagePath: image.path })
   await bwrap.check()
-  if (bwrap.cgroups === 'none') throw new Error('no usable cgroups on this host: the bench finds a sandbox\'s processes through its pids cgroup')
+  if (bwrap.cgroups === 'none') throw new Error("no usable cgroups on this host: the bench finds a sandbox's processes through its pids cgroup")
   const jupyterMissing = jupyterUnavailable()
   if (jupyterMissing) console.error(`bench: ${jupyterMissing}; running without it.`)
   const step = (what: string): void => console.error(`bench: ${what} (${((performance.now() - t0) / 1000).toFixed(1)} s)`)
 
   step(`baselines: bare bwrap and host python3, ${sizes.spawns} spawns each`)
-  const bareBwrap = await spawnPrints(bareBwrapArgv(image.path), sizes.spawns)
-  const hostPython = await spawnPrints(['/usr/bin/python3', '-c', 'print(1)'], sizes.spawns)
+  const bareBwrap = await spawnPrints(bareBwrapArgv(image.path), { n: sizes.spawns, signal })
+  const hostPython = await spawnPrints(['/usr/bin/python3', '-c', 'print(1)'], { n: sizes.spawns, signal })
 
   const cold = new SessionManager({ driver: bwrap, poolSize: 0 })
   cleanups.push(() => cold.close())
   step(`codebox: ${sizes.coldStarts} cold starts`)
-  const coldSamples = await coldStarts(cold, sizes.coldStarts)
+  const coldSamples = await coldStarts(cold, { n: sizes.coldStarts, signal })
   step(`codebox: ${sizes.prints} print(1) round trips, ${sizes.files} 1 MiB file round trips`)
   const session = await cold.start()
-  const print = await printRoundTrips(session, sizes.printWarmup, sizes.prints)
-  const files = await fileRoundTrips(session, sizes.files)
+  const print = await printRoundTrips(session, { warmup: sizes.printWarmup, n: sizes.prints, signal })
+  const files = await fileRoundTrips(session, { n: sizes.files, signal })
   await session.stop()
   step(`codebox: idle memory of ${sizes.idleSessions} sessions`)
-  const idle = await idleMemory(cold, bwrap.cgroups, sizes.idleSessions)
+  const idle = await idleMemory(cold, { cgroups: bwrap.cgroups, n: sizes.idleSessions, signal })
   await cold.close()
 
   step(`codebox: ${sizes.warmStarts} warm starts (poolSize 1)`)
   const tracked = trackingDriver(bwrap)
   const warm = new SessionManager({ driver: tracked.driver, poolSize: 1 })
   cleanups.push(() => warm.close())
-  const warmSamples = await warmStarts(warm, tracked.created, bwrap.cgroups, sizes.warmStarts)
+  const warmSamples = await warmStarts(warm, { created: tracked.created, cgroups: bwrap.cgroups, n: sizes.warmStarts, signal })
   await warm.close()
 
   let jupyter: JupyterResults | string = jupyterMissing ?? ''
   if (!jupyterMissing) {
     step(`baseline: Jupyter, ${sizes.jupyterKernels} kernel starts and ${sizes.prints} print(1) round trips`)
-    jupyter = await jupyterBaseline({ kernels: sizes.jupyterKernels, warmup: sizes.printWarmup, prints: sizes.prints })
+    jupyter = await jupyterBaseline({ kernels: sizes.jupyterKernels, warmup: sizes.printWarmup, prints: sizes.prints, signal })
   }
 
+  signal.throwIfAborted()
   const run: BenchRun = {
     quick,
-    facts: { ...facts, cgroups: bwrap.cgroups, image: `${image.path} (${image.recipe.suite})`, loadAfter: loadAverage(), seconds: (performance.now() - t0) / 1000 },
+    facts: {
+      ...facts,
+      cgroups: bwrap.cgroups,
+      image: `${image.path} (${image.recipe.suite})`,
+      loadAfter: loadAverage(),
+      seconds: (performance.now() - t0) / 1000,
+    },
     cold: coldSamples,
     warm: warmSamples,
     print,
@@ -97,17 +107,23 @@ async function main(argv: readonly string[]): Promise<void> {
 }
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`bench: ${sig}, cleaning up`)
-    void cleanUp().finally(() => process.exit(130))
+  process.on(sig, () => {
+    if (interrupted.signal.aborted) process.exit(130)
+    console.error(`bench: ${sig}: stopping after the current sample and cleaning up (again to exit at once)`)
+    interrupted.abort()
   })
 }
 
 try {
-  await main(process.argv.slice(2))
+  await main(process.argv.slice(2), interrupted.signal)
 } catch (e) {
-  console.error(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
-  process.exitCode = 1
+  if (interrupted.signal.aborted) {
+    console.error('bench: interrupted; nothing written')
+    process.exitCode = 130
+  } else {
+    console.error(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+    process.exitCode = 1
+  }
 } finally {
   await cleanUp()
 }

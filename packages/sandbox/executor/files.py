@@ -8,11 +8,8 @@ failed or cancelled write leaves nothing half-written.
 
 import base64
 import errno
-import mimetypes
 import os
 import stat
-import uuid
-from datetime import datetime, timezone
 
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -96,7 +93,7 @@ def write_file(workspace, msg, inbound, cancelled):
     if isinstance(declared, int) and declared > limit:
         raise FileError("LimitExceeded", "%r is %d bytes, over the %d-byte file limit" % (shown, declared, limit))
     dfd = _open_dir(workspace, parts[:-1], create=True)
-    tmp = b".codebox-write-" + uuid.uuid4().hex.encode()
+    tmp = b".codebox-write-" + os.urandom(16).hex().encode()
     written = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
@@ -167,11 +164,14 @@ def open_for_read(workspace, msg):
 
 
 def mime_of(name):
+    import mimetypes  # imported on first use: it costs start-up time and memory
+
     guess, _ = mimetypes.guess_type(name.decode("utf-8", "replace"), strict=False)
     return guess or "application/octet-stream"
 
 
 def _entry(rel, name, st):
+    from datetime import datetime, timezone
     mode = st.st_mode
     kind = ("symlink" if stat.S_ISLNK(mode) else "directory" if stat.S_ISDIR(mode)
             else "file" if stat.S_ISREG(mode) else "other")
