@@ -54,7 +54,8 @@ const nodeOk = (bin) => {
 function ensureNode() {
   if (nodeOk(process.execPath)) return process.execPath
   if (existsSync('/usr/local/bin/node') && nodeOk('/usr/local/bin/node')) return '/usr/local/bin/node'
-  if (!isRoot) fail(`Node.js ${process.versions.node} is too old (need >= 22.18). Install Node 24 LTS (e.g. npm install -g --prefix /usr/local node@24 as root).`)
+  if (!isRoot)
+    fail(`Node.js ${process.versions.node} is too old (need >= 22.18). Install Node 24 LTS (e.g. npm install -g --prefix /usr/local node@24 as root).`)
   step(`Node.js ${process.versions.node} is too old; installing Node 24 LTS into /usr/local from the npm registry`)
   if (run('npm', ['install', '-g', '--prefix', '/usr/local', 'node@24']) !== 0 || !nodeOk('/usr/local/bin/node')) {
     fail('could not install Node 24 (npm install -g --prefix /usr/local node@24 failed)')

@@ -13,7 +13,11 @@ export interface Parsed {
 export function parseArgs(argv: string[], spec: FlagSpec): Parsed {
   const flags: Parsed['flags'] = {}
   const positionals: string[] = []
-  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]))
+  const byShort = new Map(
+    Object.entries(spec)
+      .filter(([, s]) => s.short)
+      .map(([n, s]) => [s.short!, n]),
+  )
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (arg === '--') {
@@ -42,6 +46,8 @@ function splitEq(s: string): [string, string | undefined] {
 }
 
 export function helpText(usage: string, spec: FlagSpec, examples: string[]): string {
-  const rows = Object.entries(spec).map(([n, s]) => `  ${s.short ? `-${s.short}, ` : '    '}--${n}${s.type === 'string' ? ' <value>' : ''}`.padEnd(32) + s.description)
+  const rows = Object.entries(spec).map(
+    ([n, s]) => `  ${s.short ? `-${s.short}, ` : '    '}--${n}${s.type === 'string' ? ' <value>' : ''}`.padEnd(32) + s.description,
+  )
   return [`Usage: ${usage}`, '', 'Options:', ...rows, '', 'Examples:', ...examples.map((e) => `  ${e}`), ''].join('\n')
 }

@@ -18,7 +18,9 @@ const help = `codebox — a self-hosted code interpreter for AI agents
 Usage: codebox <command> [options]     (codebox <command> --help for each)
 
 Commands:
-${Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`).join('\n')}
+${Object.entries(commands)
+  .map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`)
+  .join('\n')}
 
 Exit codes: 0 success; the code's own exit code when it failed; 64 usage error;
 69 something required is missing (image, tool); 70 internal error.

@@ -36,10 +36,7 @@ export interface ToolResult {
 export type MimeBundle = Record<string, string>
 
 export type ExecutionEvent =
-  | { type: 'stdout'; text: string }
-  | { type: 'stderr'; text: string }
-  | { type: 'display'; data: MimeBundle }
-  | { type: 'result'; result: ToolResult }
+  { type: 'stdout'; text: string } | { type: 'stderr'; text: string } | { type: 'display'; data: MimeBundle } | { type: 'result'; result: ToolResult }
 
 export const languages = ['python', 'javascript', 'typescript'] as const
 export type Language = (typeof languages)[number]

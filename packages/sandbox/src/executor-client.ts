@@ -74,7 +74,11 @@ export class ExecutorClient {
    * Sends a request and yields its messages until `done` (returned) or `error` (thrown as a
    * CodeboxError). Breaking out of the loop, or the signal aborting, cancels the request.
    */
-  async *request(op: string, fields: Record<string, unknown>, options: { signal?: AbortSignal; body?: AsyncIterable<Buffer> } = {}): AsyncGenerator<ExecutorMessage, Record<string, unknown>> {
+  async *request(
+    op: string,
+    fields: Record<string, unknown>,
+    options: { signal?: AbortSignal; body?: AsyncIterable<Buffer> } = {},
+  ): AsyncGenerator<ExecutorMessage, Record<string, unknown>> {
     if (this.closedError) throw this.closedError
     const id = this.nextId++
     const queue: ExecutorMessage[] = []

@@ -23,8 +23,7 @@ export function encodeFrame(requestId: number, kind: FrameKind, payload: Buffer 
   return payload.length ? Buffer.concat([header, payload]) : header
 }
 
-export const encodeJson = (requestId: number, value: unknown): Buffer =>
-  encodeFrame(requestId, FrameKind.Json, Buffer.from(JSON.stringify(value), 'utf8'))
+export const encodeJson = (requestId: number, value: unknown): Buffer => encodeFrame(requestId, FrameKind.Json, Buffer.from(JSON.stringify(value), 'utf8'))
 
 /** Incremental decoder: push chunks, get whole frames. Throws on a frame over the maximum. */
 export class FrameDecoder {

@@ -4,15 +4,7 @@
  * is destroyed, never returned to the pool.
  */
 import { randomBytes } from 'node:crypto'
-import {
-  CodeboxError,
-  defaultLimits,
-  defaultMaxLimits,
-  resolveLimits,
-  type Sandbox,
-  type SandboxDriver,
-  type SessionLimits,
-} from '@codebox/core'
+import { CodeboxError, defaultLimits, defaultMaxLimits, resolveLimits, type Sandbox, type SandboxDriver, type SessionLimits } from '@codebox/core'
 import { ExecutorClient } from './executor-client.ts'
 import { Session, type EndReason } from './session.ts'
 
@@ -123,10 +115,7 @@ export class SessionManager {
   async close(): Promise<void> {
     this.closed = true
     const warm = this.pool.splice(0)
-    await Promise.all([
-      ...[...this.sessions.values()].map((s) => s.stop('shutdown')),
-      ...warm.map(async (w) => (await w)?.sandbox.destroy()),
-    ])
+    await Promise.all([...[...this.sessions.values()].map((s) => s.stop('shutdown')), ...warm.map(async (w) => (await w)?.sandbox.destroy())])
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }
@@ -143,7 +132,9 @@ export class SessionManager {
       await Promise.race([
         client.ready,
         new Promise((_, reject) =>
-          timeout.addEventListener('abort', () => reject(new CodeboxError('SandboxFailure', `the sandbox was not ready within ${this.startTimeoutMs} ms: ${sandbox.diagnostics().slice(-500)}`))),
+          timeout.addEventListener('abort', () =>
+            reject(new CodeboxError('SandboxFailure', `the sandbox was not ready within ${this.startTimeoutMs} ms: ${sandbox.diagnostics().slice(-500)}`)),
+          ),
         ),
       ])
     } catch (e) {

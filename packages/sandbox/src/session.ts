@@ -122,7 +122,12 @@ export class Session {
     return yield* this.call('command', { command, timeoutMs, outputBytes: this.limits.outputBytes }, options.signal, timeoutMs)
   }
 
-  private async *call(op: string, fields: Record<string, unknown>, signal: AbortSignal | undefined, timeoutMs: number): AsyncGenerator<ExecutionEvent, ToolResult> {
+  private async *call(
+    op: string,
+    fields: Record<string, unknown>,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+  ): AsyncGenerator<ExecutionEvent, ToolResult> {
     const started = performance.now()
     const before = await this.enter()
     let stdout = ''
@@ -157,8 +162,10 @@ export class Session {
       if (after.pidsLimitHits > before.pidsLimitHits) limits.push('PIDS')
       if (done.truncated) limits.push('OUTPUT_TRUNCATED')
       let note = limits.map(limitNote).join('')
-      if (done.killed && !limits.includes('OOM')) note += `[codebox] the kernel died${done.signal ? ` (${String(done.signal)})` : ''}; its state is lost and the next cell starts a new kernel.\n`
-      else if (op === 'exec' && (done.killed || done.timedOut || done.cancelled)) note += '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
+      if (done.killed && !limits.includes('OOM'))
+        note += `[codebox] the kernel died${done.signal ? ` (${String(done.signal)})` : ''}; its state is lost and the next cell starts a new kernel.\n`
+      else if (op === 'exec' && (done.killed || done.timedOut || done.cancelled))
+        note += '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
       if (done.cancelled && signal?.aborted) note += '[codebox] the call was cancelled.\n'
       if (note) {
         stderr += note
@@ -241,8 +248,16 @@ export class SessionFiles {
   }
 
   /** Writes a file (parents created), atomically: a failed write leaves the old file or none. */
-  async write(path: string | { pathBase64: string }, data: string | Uint8Array | AsyncIterable<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<{ size: number }> {
-    if (typeof data !== 'string' && !(data instanceof Uint8Array) && typeof (data as Partial<AsyncIterable<Uint8Array>> | null)?.[Symbol.asyncIterator] !== 'function') {
+  async write(
+    path: string | { pathBase64: string },
+    data: string | Uint8Array | AsyncIterable<Uint8Array>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ size: number }> {
+    if (
+      typeof data !== 'string' &&
+      !(data instanceof Uint8Array) &&
+      typeof (data as Partial<AsyncIterable<Uint8Array>> | null)?.[Symbol.asyncIterator] !== 'function'
+    ) {
       throw validationError('data', 'must be a string, a Uint8Array or an async iterable of Uint8Array')
     }
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data instanceof Uint8Array ? data.length : undefined
@@ -251,7 +266,11 @@ export class SessionFiles {
       throw new CodeboxError('LimitExceeded', `file is ${size} bytes, over the ${max}-byte file limit`, { details: { limit: max } })
     }
     const body =
-      typeof data === 'string' ? single(Buffer.from(data)) : data instanceof Uint8Array ? single(Buffer.from(data.buffer, data.byteOffset, data.length)) : toBuffers(data)
+      typeof data === 'string'
+        ? single(Buffer.from(data))
+        : data instanceof Uint8Array
+          ? single(Buffer.from(data.buffer, data.byteOffset, data.length))
+          : toBuffers(data)
     const done = await this.op('files.write', { ...pathFields(path), size, maxBytes: max }, options, body)
     return { size: Number(done.size) }
   }
@@ -265,13 +284,17 @@ export class SessionFiles {
   }
 
   /** Opens a file for streaming: its size and MIME type, then its bytes. */
-  async readStream(path: string | { pathBase64: string }, options: { signal?: AbortSignal } = {}): Promise<{ size: number; mimeType: string; stream: AsyncIterable<Buffer> }> {
+  async readStream(
+    path: string | { pathBase64: string },
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ size: number; mimeType: string; stream: AsyncIterable<Buffer> }> {
     await this.session.enter()
     let left = true
     const it = this.session.client.request('files.read', { ...pathFields(path), maxBytes: this.session.limits.fileBytes }, options)
     try {
       const first = await it.next()
-      if (first.done || first.value.kind !== 'event' || first.value.event.ev !== 'file') throw new CodeboxError('SandboxFailure', 'executor did not open the file')
+      if (first.done || first.value.kind !== 'event' || first.value.event.ev !== 'file')
+        throw new CodeboxError('SandboxFailure', 'executor did not open the file')
       const meta = first.value.event
       const session = this.session
       async function* bytes(): AsyncGenerator<Buffer> {
@@ -307,7 +330,12 @@ export class SessionFiles {
     await this.op('files.remove', { ...pathFields(path), recursive: options.recursive === true }, options)
   }
 
-  private async op(op: string, fields: Record<string, unknown>, options: { signal?: AbortSignal }, body?: AsyncIterable<Buffer>): Promise<Record<string, unknown>> {
+  private async op(
+    op: string,
+    fields: Record<string, unknown>,
+    options: { signal?: AbortSignal },
+    body?: AsyncIterable<Buffer>,
+  ): Promise<Record<string, unknown>> {
     await this.session.enter()
     try {
       const it = this.session.client.request(op, fields, { signal: options.signal, body })
@@ -384,7 +412,8 @@ function taskResult(v: TaskView): ToolResult {
 }
 
 function checkTaskId(taskId: unknown): string {
-  if (typeof taskId !== 'string' || !/^task-\d{1,12}$/.test(taskId)) throw validationError('taskId', `must look like task-<number>, got ${JSON.stringify(taskId)}`)
+  if (typeof taskId !== 'string' || !/^task-\d{1,12}$/.test(taskId))
+    throw validationError('taskId', `must look like task-<number>, got ${JSON.stringify(taskId)}`)
   return taskId
 }
 

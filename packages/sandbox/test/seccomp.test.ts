@@ -6,15 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -31,19 +23,63 @@ const MARKER_ERRNO = 133
 
 /** Denied by the brief whatever Docker allows; numbers from asm/unistd_64.h, not from the table. */
 const MUST_DENY: Record<string, number> = {
-  io_uring_setup: 425, io_uring_enter: 426, io_uring_register: 427, bpf: 321, keyctl: 250,
-  add_key: 248, request_key: 249, userfaultfd: 323, perf_event_open: 298, kexec_load: 246,
-  kexec_file_load: 320, open_by_handle_at: 304, name_to_handle_at: 303, ptrace: 101, mount: 165,
-  umount2: 166, pivot_root: 155, unshare: 272, setns: 308, init_module: 175, finit_module: 313,
-  delete_module: 176, process_vm_readv: 310, process_vm_writev: 311, kcmp: 312,
-  lookup_dcookie: 212, quotactl: 179, acct: 163, swapon: 167, swapoff: 168, reboot: 169,
-  syslog: 103, vhangup: 153, iopl: 172, ioperm: 173, clock_settime: 227, settimeofday: 164,
-  adjtimex: 159, clock_adjtime: 305, fanotify_init: 300, mbind: 237, set_mempolicy: 238,
+  io_uring_setup: 425,
+  io_uring_enter: 426,
+  io_uring_register: 427,
+  bpf: 321,
+  keyctl: 250,
+  add_key: 248,
+  request_key: 249,
+  userfaultfd: 323,
+  perf_event_open: 298,
+  kexec_load: 246,
+  kexec_file_load: 320,
+  open_by_handle_at: 304,
+  name_to_handle_at: 303,
+  ptrace: 101,
+  mount: 165,
+  umount2: 166,
+  pivot_root: 155,
+  unshare: 272,
+  setns: 308,
+  init_module: 175,
+  finit_module: 313,
+  delete_module: 176,
+  process_vm_readv: 310,
+  process_vm_writev: 311,
+  kcmp: 312,
+  lookup_dcookie: 212,
+  quotactl: 179,
+  acct: 163,
+  swapon: 167,
+  swapoff: 168,
+  reboot: 169,
+  syslog: 103,
+  vhangup: 153,
+  iopl: 172,
+  ioperm: 173,
+  clock_settime: 227,
+  settimeofday: 164,
+  adjtimex: 159,
+  clock_adjtime: 305,
+  fanotify_init: 300,
+  mbind: 237,
+  set_mempolicy: 238,
   move_pages: 279,
 }
 const MUST_ALLOW: Record<string, number> = {
-  read: 0, write: 1, openat: 257, mmap: 9, futex: 202, execve: 59, exit_group: 231,
-  rt_sigreturn: 15, wait4: 61, getrandom: 318, rseq: 334, statx: 332,
+  read: 0,
+  write: 1,
+  openat: 257,
+  mmap: 9,
+  futex: 202,
+  execve: 59,
+  exit_group: 231,
+  rt_sigreturn: 15,
+  wait4: 61,
+  getrandom: 318,
+  rseq: 334,
+  statx: 332,
 }
 
 interface SeccompData {

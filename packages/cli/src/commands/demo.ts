@@ -6,9 +6,21 @@ import { render } from '../render.ts'
 const cells: { language: Language; code: string; note: string }[] = [
   { language: 'python', note: 'state is kept between cells', code: 'x = 41' },
   { language: 'python', note: 'the last expression is shown, like a notebook', code: 'x + 1' },
-  { language: 'python', note: 'pandas', code: 'import pandas as pd\ndf = pd.DataFrame({"city": ["Seoul", "Tokyo", "Osaka"], "sales": [120, 95, 80]})\nprint(df.describe())' },
-  { language: 'python', note: 'a matplotlib chart comes back as a PNG', code: 'import matplotlib.pyplot as plt\ndf.plot.bar(x="city", y="sales")\nplt.title("sales")\nplt.show()' },
-  { language: 'typescript', note: 'TypeScript, with top-level await', code: 'const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))\nawait wait(10)\nconst total: number = [120, 95, 80].reduce((a, b) => a + b)\nconsole.log(`total ${total}`)' },
+  {
+    language: 'python',
+    note: 'pandas',
+    code: 'import pandas as pd\ndf = pd.DataFrame({"city": ["Seoul", "Tokyo", "Osaka"], "sales": [120, 95, 80]})\nprint(df.describe())',
+  },
+  {
+    language: 'python',
+    note: 'a matplotlib chart comes back as a PNG',
+    code: 'import matplotlib.pyplot as plt\ndf.plot.bar(x="city", y="sales")\nplt.title("sales")\nplt.show()',
+  },
+  {
+    language: 'typescript',
+    note: 'TypeScript, with top-level await',
+    code: 'const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))\nawait wait(10)\nconst total: number = [120, 95, 80].reduce((a, b) => a + b)\nconsole.log(`total ${total}`)',
+  },
   { language: 'python', note: 'errors come back as data', code: 'df["missing"]' },
 ]
 

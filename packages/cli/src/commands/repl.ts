@@ -27,7 +27,7 @@ export function cellComplete(lines: string[]): boolean {
     const c = text[i]!
     if (quote) {
       if (c === '\\') i++
-      else if (text.startsWith(quote, i)) (i += quote.length - 1), (quote = undefined)
+      else if (text.startsWith(quote, i)) ((i += quote.length - 1), (quote = undefined))
       continue
     }
     if (c === '#' && !text.slice(0, i).includes('//')) {
@@ -35,7 +35,7 @@ export function cellComplete(lines: string[]): boolean {
       i = nl < 0 ? text.length : nl
       continue
     }
-    if (text.startsWith('"""', i) || text.startsWith("'''", i)) (quote = text.slice(i, i + 3)), (i += 2)
+    if (text.startsWith('"""', i) || text.startsWith("'''", i)) ((quote = text.slice(i, i + 3)), (i += 2))
     else if (c === '"' || c === "'" || c === '`') quote = c
     else if ('([{'.includes(c)) depth++
     else if (')]}'.includes(c)) depth--
@@ -88,7 +88,9 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
         else if (cmd === '.clear') clearNext = true
         else if (cmd === '.lang' && languages.includes(rest[0] as Language)) language = rest[0] as Language
         else if (cmd === '.sh') await render(session.streamCommand(line.trim().slice(4)), { outDir, json: false })
-        else if (cmd === '.files') for (const f of await session.files.list('', { recursive: true })) process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(10)}  ${f.path}\n`)
+        else if (cmd === '.files')
+          for (const f of await session.files.list('', { recursive: true }))
+            process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(10)}  ${f.path}\n`)
         else process.stdout.write(`unknown command ${cmd}\n${replHelp}`)
         prompt(`${language}> `)
         continue

@@ -55,23 +55,58 @@ export async function buildImage({ stateDir, recipe, onProgress = () => {}, sign
   const root = work
   try {
     onProgress(`building image ${hash} from ${recipe.packages.length} Debian packages (${recipe.suite}); this takes a minute or two`)
-    await run('mmdebstrap', [
-      '--mode=root', '--variant=minbase', '--format=directory',
-      `--include=${recipe.packages.join(',')}`,
-      '--dpkgopt=path-exclude=/usr/share/doc/*', '--dpkgopt=path-exclude=/usr/share/man/*',
-      '--dpkgopt=path-exclude=/usr/share/locale/*', '--dpkgopt=path-exclude=/usr/share/info/*',
-      recipe.suite, root, recipe.mirror,
-    ], onProgress, signal)
+    await run(
+      'mmdebstrap',
+      [
+        '--mode=root',
+        '--variant=minbase',
+        '--format=directory',
+        `--include=${recipe.packages.join(',')}`,
+        '--dpkgopt=path-exclude=/usr/share/doc/*',
+        '--dpkgopt=path-exclude=/usr/share/man/*',
+        '--dpkgopt=path-exclude=/usr/share/locale/*',
+        '--dpkgopt=path-exclude=/usr/share/info/*',
+        recipe.suite,
+        root,
+        recipe.mirror,
+      ],
+      onProgress,
+      signal,
+    )
     onProgress(`adding Node.js ${recipe.nodeVersion}`)
     await copyFile(recipe.nodeBinary, path.join(root, 'usr/local/bin/node'))
     await chmod(path.join(root, 'usr/local/bin/node'), 0o755)
     await finishRoot(root)
     onProgress('prebuilding the matplotlib font cache')
-    await run('bwrap', [
-      '--bind', root, '/', '--proc', '/proc', '--dev', '/dev', '--unshare-all', '--die-with-parent',
-      '--clearenv', '--setenv', 'PATH', '/usr/bin:/bin', '--setenv', 'MPLCONFIGDIR', '/usr/share/codebox/matplotlib',
-      '--setenv', 'MPLBACKEND', 'Agg', '/usr/bin/python3', '-c', 'import matplotlib.pyplot',
-    ], onProgress, signal)
+    await run(
+      'bwrap',
+      [
+        '--bind',
+        root,
+        '/',
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '--unshare-all',
+        '--die-with-parent',
+        '--clearenv',
+        '--setenv',
+        'PATH',
+        '/usr/bin:/bin',
+        '--setenv',
+        'MPLCONFIGDIR',
+        '/usr/share/codebox/matplotlib',
+        '--setenv',
+        'MPLBACKEND',
+        'Agg',
+        '/usr/bin/python3',
+        '-c',
+        'import matplotlib.pyplot',
+      ],
+      onProgress,
+      signal,
+    )
     const info: ImageInfo = {
       hash,
       path: imagePath(stateDir, recipe),
@@ -133,7 +168,10 @@ function run(cmd: string, args: string[], onProgress: (line: string) => void, si
     child.once('error', (e) =>
       reject(
         (e as NodeJS.ErrnoException).code === 'ENOENT'
-          ? new CodeboxError('Unavailable', `${cmd} is not installed; install it (apt-get install ${cmd === 'bwrap' ? 'bubblewrap' : cmd}) or run the README's start command, which does`)
+          ? new CodeboxError(
+              'Unavailable',
+              `${cmd} is not installed; install it (apt-get install ${cmd === 'bwrap' ? 'bubblewrap' : cmd}) or run the README's start command, which does`,
+            )
           : e,
       ),
     )

@@ -64,7 +64,10 @@ export async function createCgroups(mode: CgroupMode, id: string, limits: Sessio
     const pids = async (): Promise<number[]> => parsePids(await readFile(procs, 'utf8').catch(() => ''))
     return {
       procsFiles: [procs],
-      counters: async () => ({ oomKills: await readNumber(path.join(dir, 'memory.events'), 'oom_kill'), pidsLimitHits: await readNumber(path.join(dir, 'pids.events'), 'max') }),
+      counters: async () => ({
+        oomKills: await readNumber(path.join(dir, 'memory.events'), 'oom_kill'),
+        pidsLimitHits: await readNumber(path.join(dir, 'pids.events'), 'max'),
+      }),
       memoryBytes: () => readNumber(path.join(dir, 'memory.current')),
       pids,
       killAll: async () => {

@@ -8,12 +8,7 @@
  * - syscalls newer than the table fail with ENOSYS, and so does clone3, so libc falls back;
  * - clone, socket, socketpair, ioctl and personality are allowed only for harmless arguments.
  */
-import {
-  ALLOWED_SYSCALLS,
-  NEVER_ALLOWED,
-  X86_64_SYSCALLS,
-  type SyscallName,
-} from './syscalls-x86_64.ts'
+import { ALLOWED_SYSCALLS, NEVER_ALLOWED, X86_64_SYSCALLS, type SyscallName } from './syscalls-x86_64.ts'
 
 export interface SeccompFilterOptions {
   /** errno returned by denied syscalls, 1..4095. Default EPERM (1), as Docker. */
@@ -98,15 +93,7 @@ function emitRule(rule: Rule, deny: number): Instruction[] {
       return [ret(SECCOMP_RET_ERRNO | ENOSYS)]
     case 'clone':
       // The kernel only uses the low 32 bits of the flags; high bits are refused all the same.
-      return [
-        load(argHigh(0)),
-        jump(JEQ, 0, 1, 0),
-        ret(deny),
-        load(argLow(0)),
-        jump(JSET, CLONE_NAMESPACE_FLAGS, 0, 1),
-        ret(deny),
-        ret(allow),
-      ]
+      return [load(argHigh(0)), jump(JEQ, 0, 1, 0), ret(deny), load(argLow(0)), jump(JSET, CLONE_NAMESPACE_FLAGS, 0, 1), ret(deny), ret(allow)]
     case 'socket':
       return matchWord(argLow(0), [AF_VSOCK, AF_ALG, AF_PACKET], deny, allow)
     case 'ioctl':
@@ -157,10 +144,7 @@ function emitSearch(ranges: Range[], deny: number): Instruction[] {
   const pivot = ranges[middle]!.start
   const below = emitSearch(ranges.slice(0, middle), deny)
   const above = emitSearch(ranges.slice(middle), deny)
-  const test =
-    below.length <= MAX_JUMP
-      ? [jump(JGE, pivot, below.length, 0)]
-      : [jump(JGE, pivot, 0, 1), jump(JA, below.length, 0, 0)]
+  const test = below.length <= MAX_JUMP ? [jump(JGE, pivot, below.length, 0)] : [jump(JGE, pivot, 0, 1), jump(JA, below.length, 0, 0)]
   return [...test, ...below, ...above]
 }
 
