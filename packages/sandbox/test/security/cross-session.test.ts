@@ -73,7 +73,10 @@ print(json.dumps({'shmid': libc.shmget(${key}, 4096, 0o1666)}))`,
       )
       assert.ok(made.shmid >= 0, 'A could not create its SysV segment')
       const inA = await pyJson<Record<string, unknown>>(a, look)
-      assert.deepEqual({ ...inA, sysvList: undefined, grep: undefined }, { workspace: secret, tmp: secret, shm: secret, sysv: 'found', sysvList: undefined, grep: undefined })
+      assert.deepEqual(
+        { ...inA, sysvList: undefined, grep: undefined },
+        { workspace: secret, tmp: secret, shm: secret, sysv: 'found', sysvList: undefined, grep: undefined },
+      )
       assert.equal((inA.sysvList as string[]).includes(String(key)), true)
       const inB = await pyJson<Record<string, unknown>>(b, look)
       assert.deepEqual(inB, { workspace: ENOENT, tmp: ENOENT, shm: ENOENT, sysv: ENOENT, sysvList: [], grep: [] })
@@ -197,4 +200,3 @@ print(json.dumps({'seen': seen, 'maxPid': max(pids), 'kill': kill}))`,
     assert.equal(stopped.message.replace(id, 'ID'), unknown.message.replace('0'.repeat(26), 'ID'))
   })
 })
-

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -66,7 +66,8 @@ describe('escape', { skip: unavailable ?? false }, () => {
   test("host files are not visible: / is the image, the host's marker and repository are absent, shadow is unreadable", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'codebox-marker-'))
     const marker = path.join(dir, `marker-${token()}`)
-    writeFileSync(marker, 'host secret')
+    writeFileSync(marker, 'host secret', { mode: 0o644 })
+    chmodSync(dir, 0o755) // readable by anyone: only isolation, not permissions, may hide it
     const repo = path.dirname(fileURLToPath(import.meta.url))
     try {
       await withSession(m, async (s) => {
@@ -101,7 +102,10 @@ print(json.dumps({
           shadow: [EACCES, EACCES, EACCES, EACCES],
           imagePasswd: true,
         })
-        assert.ok(!readFileSync('/etc/passwd', 'utf8').includes('sandbox:x:1000'), "the host's own /etc/passwd looks like the image's; the check above proves nothing")
+        assert.ok(
+          !readFileSync('/etc/passwd', 'utf8').includes('sandbox:x:1000'),
+          "the host's own /etc/passwd looks like the image's; the check above proves nothing",
+        )
       })
     } finally {
       rmSync(dir, { recursive: true, force: true })
@@ -513,8 +517,25 @@ int main(void) {
     process.env.PYTHONPATH = `/tmp/${canary}`
     process.env.LD_LIBRARY_PATH = `/tmp/${canary}`
     const allowed = new Set([
-      'PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TERM', 'MPLBACKEND', 'MPLCONFIGDIR', 'XDG_CACHE_HOME', 'OPENBLAS_NUM_THREADS',
-      'OMP_NUM_THREADS', 'PYTHONDONTWRITEBYTECODE', 'CODEBOX_WORKSPACE', 'CODEBOX_NODE', 'CODEBOX_PYTHON', 'PWD', 'SHLVL', '_', 'OLDPWD',
+      'PATH',
+      'HOME',
+      'USER',
+      'LANG',
+      'LC_ALL',
+      'TERM',
+      'MPLBACKEND',
+      'MPLCONFIGDIR',
+      'XDG_CACHE_HOME',
+      'OPENBLAS_NUM_THREADS',
+      'OMP_NUM_THREADS',
+      'PYTHONDONTWRITEBYTECODE',
+      'CODEBOX_WORKSPACE',
+      'CODEBOX_NODE',
+      'CODEBOX_PYTHON',
+      'PWD',
+      'SHLVL',
+      '_',
+      'OLDPWD',
     ])
     try {
       await withSession(m, async (s) => {

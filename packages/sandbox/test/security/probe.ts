@@ -256,6 +256,3 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms = 5
 
 /** A short random token for names and canaries. */
 export const token = (): string => randomBytes(6).toString('hex')
-
-/** Errno names as Python reports them, for messages. */
-export const errnoName = (n: number): string => (({ 1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 13: 'EACCES', 22: 'EINVAL', 24: 'EMFILE', 28: 'ENOSPC', 30: 'EROFS', 38: 'ENOSYS', 101: 'ENETUNREACH', 111: 'ECONNREFUSED' }) as Record<number, string>)[n] ?? String(n)

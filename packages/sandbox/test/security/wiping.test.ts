@@ -57,7 +57,7 @@ describe('time and wiping', { skip: unavailable ?? false }, () => {
       assert.ok(!(await processNames(s)).includes('sleep'), 'a sleep survived the timeout')
       const c = await cell(s, "import signal, subprocess\nsubprocess.Popen(['sleep', '1000'])\nos.kill(os.getpid(), signal.SIGSTOP)", 1000)
       assert.deepEqual(c.structuredContent.limitsExceeded, ['TIMEOUT'])
-      assert.ok(!(await processNames(s)).includes('sleep'), 'the cell\'s sleep survived the timeout')
+      assert.ok(!(await processNames(s)).includes('sleep'), "the cell's sleep survived the timeout")
       assert.equal(await py(s, 'print(1)'), '1\n')
     })
   })
@@ -71,7 +71,10 @@ describe('time and wiping', { skip: unavailable ?? false }, () => {
       assert.ok(await eventually(() => !idle.list().includes(s), 5000), 'the idle session is still alive after 5 s')
       const after = Date.now() - lastCall
       assert.ok(after >= 1400 && after < 3500, `ended ${after} ms after the last call`)
-      assert.throws(() => idle.get(s.id), (e: unknown) => e instanceof CodeboxError && e.code === 'NotFound')
+      assert.throws(
+        () => idle.get(s.id),
+        (e: unknown) => e instanceof CodeboxError && e.code === 'NotFound',
+      )
       assert.equal(s.endReason, 'idle-timeout')
       await assert.rejects(s.runCode({ code: 'print(1)' }), (e: unknown) => e instanceof CodeboxError && e.code === 'SessionTerminated')
       assertWiped(view)
@@ -91,7 +94,10 @@ describe('time and wiping', { skip: unavailable ?? false }, () => {
       assert.ok(await eventually(() => !m.list().includes(s), 3000))
       const lived = Date.now() - born
       assert.ok(lived >= 1900 && lived < 4000, `lived ${lived} ms`)
-      assert.throws(() => m.get(s.id), (e: unknown) => e instanceof CodeboxError && e.code === 'NotFound')
+      assert.throws(
+        () => m.get(s.id),
+        (e: unknown) => e instanceof CodeboxError && e.code === 'NotFound',
+      )
       assert.equal(s.endReason, 'max-lifetime')
       assertWiped(view)
     } finally {
@@ -144,7 +150,10 @@ python3 -c "import ctypes; print(ctypes.CDLL(None).shmget(${key}, 4096, 0o1600))
     const newInTmp = readdirSync('/tmp').filter((n) => !tmpBefore.has(n) && n.includes('codebox') && statSync(path.join('/tmp', n)).uid === view!.uid)
     assert.deepEqual(newInTmp, [])
     // SysV IPC lived in the sandbox's IPC namespace, which is gone with it.
-    const shm = readFileSync('/proc/sysvipc/shm', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0])
-    assert.ok(!shm.includes(String(key)), 'the session\'s SysV segment is on the host')
+    const shm = readFileSync('/proc/sysvipc/shm', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/)[0])
+    assert.ok(!shm.includes(String(key)), "the session's SysV segment is on the host")
   })
 })
