@@ -4,7 +4,7 @@
  * groups before it drops privileges, so every process of the sandbox is counted from its start.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { LimitCounters, SessionLimits } from '@codebox/core'
 
@@ -137,4 +137,31 @@ async function removeDir(dir: string, pids: () => Promise<number[]>): Promise<vo
       await new Promise((r) => setTimeout(r, 20))
     }
   }
+}
+
+/**
+ * Removes sandbox cgroups left by a server that died without cleaning up: only those older than
+ * `olderThanMs` (never one a starting sandbox is about to join) and with no process (rmdir
+ * refuses a cgroup that still has one, so a live sandbox's groups are never touched).
+ */
+export async function sweepStaleCgroups(mode: CgroupMode, olderThanMs = 10 * 60_000): Promise<number> {
+  const parents = mode === 'v2' ? [path.join(ROOT, 'codebox')] : mode === 'v1' ? ['memory', 'pids', 'cpu'].map((c) => path.join(ROOT, c, 'codebox')) : []
+  let removed = 0
+  for (const parent of parents) {
+    const entries = await readdir(parent, { withFileTypes: true }).catch(() => [])
+    for (const e of entries) {
+      if (!e.isDirectory()) continue
+      const dir = path.join(parent, e.name)
+      const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now())
+      if (age < olderThanMs) continue
+      if (
+        await rmdir(dir).then(
+          () => true,
+          () => false,
+        )
+      )
+        removed++
+    }
+  }
+  return removed
 }

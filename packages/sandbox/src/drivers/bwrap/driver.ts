@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
-import { createCgroups, detectCgroups, type CgroupMode } from './cgroups.ts'
+import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
 import { buildSeccompFilter } from './seccomp.ts'
 import { UidAllocator } from './uids.ts'
 
@@ -68,6 +68,8 @@ export class BwrapDriver implements SandboxDriver {
     } catch {
       throw new CodeboxError('Unavailable', `no sandbox image at ${this.imagePath}; run \`codebox image build\``)
     }
+    // Start-up is when a previous server's leftovers (it was killed) can be found and removed.
+    await sweepStaleCgroups(this.cgroupMode)
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
