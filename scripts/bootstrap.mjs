@@ -92,6 +92,8 @@ if (mode === 'start') {
   if (run(node, [bin('tsc'), '--noEmit', '-p', '.']) !== 0) fail('typecheck failed')
   step('lint (eslint)')
   if (run(node, [bin('eslint'), '.']) !== 0) fail('lint failed')
+  step('format (prettier --check)')
+  if (run(node, [bin('prettier'), '--check', '.']) !== 0) fail('formatting differs; run npm run format')
   step('tests (node --test)')
   const patterns = extra.length ? extra : ['packages/*/test/**/*.test.ts', 'tests/**/*.test.ts']
   process.exit(run(node, ['--test', '--test-timeout=600000', '--disable-warning=ExperimentalWarning', ...patterns]))
