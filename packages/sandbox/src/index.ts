@@ -1,16 +1,8 @@
 /** @codebox/sandbox: sessions, the pool, the drivers and the image they run. */
 export { SessionManager, type SessionManagerOptions, type StartOptions } from './session-manager.ts'
-export {
-  Session,
-  SessionFiles,
-  SessionTasks,
-  MAX_CODE_BYTES,
-  type ExecuteCodeOptions,
-  type CallOptions,
-  type EndReason,
-  type SessionStatus,
-  type TaskView,
-} from './session.ts'
+export { Session, MAX_CODE_BYTES, type ExecuteCodeOptions, type CallOptions, type EndReason, type SessionStatus } from './session.ts'
+export { SessionFiles } from './session-files.ts'
+export { SessionTasks, type TaskView } from './session-tasks.ts'
 export { loadEngineConfig, type EngineConfig } from './config.ts'
 export { createEngine, createDriver } from './engine.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'

@@ -8,17 +8,20 @@ import {
   languages,
   validationError,
   type ExecutionEvent,
-  type FileEntry,
   type Language,
   type LimitKind,
   type MimeBundle,
   type Sandbox,
   type SessionLimits,
-  type TaskStatus,
   type ToolResult,
 } from '@codebox/core'
 import type { ExecutorClient } from './executor-client.ts'
+import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, toToolResult } from './result.ts'
+import { SessionFiles } from './session-files.ts'
+import { SessionTasks } from './session-tasks.ts'
+
+export { MAX_CODE_BYTES }
 
 export interface CallOptions {
   /** Wall-clock limit for this call, ms; default the session's callTimeoutMs. */
@@ -36,9 +39,6 @@ export interface ExecuteCodeOptions extends CallOptions {
 
 export type SessionStatus = 'ready' | 'terminated'
 export type EndReason = 'stopped' | 'idle-timeout' | 'max-lifetime' | 'sandbox-exited' | 'shutdown'
-
-/** Largest code of one cell or command, bytes. */
-export const MAX_CODE_BYTES = 4 * 1024 * 1024
 
 export interface SessionInit {
   id: string
@@ -240,200 +240,6 @@ export class Session {
   }
 }
 
-export class SessionFiles {
-  private readonly session: Session
-
-  constructor(session: Session) {
-    this.session = session
-  }
-
-  /** Writes a file (parents created), atomically: a failed write leaves the old file or none. */
-  async write(
-    path: string | { pathBase64: string },
-    data: string | Uint8Array | AsyncIterable<Uint8Array>,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<{ size: number }> {
-    if (
-      typeof data !== 'string' &&
-      !(data instanceof Uint8Array) &&
-      typeof (data as Partial<AsyncIterable<Uint8Array>> | null)?.[Symbol.asyncIterator] !== 'function'
-    ) {
-      throw validationError('data', 'must be a string, a Uint8Array or an async iterable of Uint8Array')
-    }
-    const size = typeof data === 'string' ? Buffer.byteLength(data) : data instanceof Uint8Array ? data.length : undefined
-    const max = this.session.limits.fileBytes
-    if (size !== undefined && size > max) {
-      throw new CodeboxError('LimitExceeded', `file is ${size} bytes, over the ${max}-byte file limit`, { details: { limit: max } })
-    }
-    const body =
-      typeof data === 'string'
-        ? single(Buffer.from(data))
-        : data instanceof Uint8Array
-          ? single(Buffer.from(data.buffer, data.byteOffset, data.length))
-          : toBuffers(data)
-    const done = await this.op('files.write', { ...pathFields(path), size, maxBytes: max }, options, body)
-    return { size: Number(done.size) }
-  }
-
-  /** Reads a whole file into memory (up to the file limit). */
-  async read(path: string | { pathBase64: string }, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
-    const { stream } = await this.readStream(path, options)
-    const parts: Buffer[] = []
-    for await (const c of stream) parts.push(c)
-    return Buffer.concat(parts)
-  }
-
-  /** Opens a file for streaming: its size and MIME type, then its bytes. */
-  async readStream(
-    path: string | { pathBase64: string },
-    options: { signal?: AbortSignal } = {},
-  ): Promise<{ size: number; mimeType: string; stream: AsyncIterable<Buffer> }> {
-    await this.session.enter()
-    let left = true
-    const it = this.session.client.request('files.read', { ...pathFields(path), maxBytes: this.session.limits.fileBytes }, options)
-    try {
-      const first = await it.next()
-      if (first.done || first.value.kind !== 'event' || first.value.event.ev !== 'file')
-        throw new CodeboxError('SandboxFailure', 'executor did not open the file')
-      const meta = first.value.event
-      const session = this.session
-      async function* bytes(): AsyncGenerator<Buffer> {
-        try {
-          for (;;) {
-            const n = await it.next()
-            if (n.done) return
-            if (n.value.kind === 'bytes') yield n.value.data
-          }
-        } finally {
-          await it.return(undefined as never)
-          session.leave()
-        }
-      }
-      left = false
-      return { size: Number(meta.size), mimeType: String(meta.mimeType), stream: bytes() }
-    } finally {
-      if (left) {
-        await it.return(undefined as never)
-        this.session.leave()
-      }
-    }
-  }
-
-  /** Lists a directory (default the workspace); `recursive` walks into subdirectories. */
-  async list(path = '', options: { recursive?: boolean; signal?: AbortSignal } = {}): Promise<FileEntry[]> {
-    const done = await this.op('files.list', { path, recursive: options.recursive === true, maxEntries: 10_000 }, options)
-    return done.entries as FileEntry[]
-  }
-
-  /** Removes a file, or a directory (`recursive` for one that is not empty). */
-  async remove(path: string | { pathBase64: string }, options: { recursive?: boolean; signal?: AbortSignal } = {}): Promise<void> {
-    await this.op('files.remove', { ...pathFields(path), recursive: options.recursive === true }, options)
-  }
-
-  private async op(
-    op: string,
-    fields: Record<string, unknown>,
-    options: { signal?: AbortSignal },
-    body?: AsyncIterable<Buffer>,
-  ): Promise<Record<string, unknown>> {
-    await this.session.enter()
-    try {
-      const it = this.session.client.request(op, fields, { signal: options.signal, body })
-      for (;;) {
-        const n = await it.next()
-        if (n.done) return n.value
-      }
-    } finally {
-      this.session.leave()
-    }
-  }
-}
-
-export interface TaskView {
-  taskId: string
-  status: TaskStatus
-  exitCode: number | null
-  stdout: string
-  stderr: string
-  truncated: boolean
-}
-
-export class SessionTasks {
-  private readonly session: Session
-
-  constructor(session: Session) {
-    this.session = session
-  }
-
-  /** Starts a shell command in the background; returns at once with its task id. */
-  async start(command: string): Promise<ToolResult> {
-    checkCode('command', command)
-    const v = await this.op('task.start', { command, outputBytes: this.session.limits.outputBytes })
-    return taskResult(v)
-  }
-
-  /** Status and output so far. */
-  async get(taskId: string): Promise<ToolResult> {
-    return taskResult(await this.op('task.get', { taskId: checkTaskId(taskId) }))
-  }
-
-  /** Kills the task's process tree. */
-  async stop(taskId: string): Promise<ToolResult> {
-    return taskResult(await this.op('task.stop', { taskId: checkTaskId(taskId) }))
-  }
-
-  private async op(op: string, fields: Record<string, unknown>): Promise<TaskView> {
-    await this.session.enter()
-    try {
-      const it = this.session.client.request(op, fields)
-      for (;;) {
-        const n = await it.next()
-        if (n.done) return { status: 'working', exitCode: null, stdout: '', stderr: '', truncated: false, ...n.value } as unknown as TaskView
-      }
-    } finally {
-      this.session.leave()
-    }
-  }
-}
-
-function taskResult(v: TaskView): ToolResult {
-  const limits: LimitKind[] = v.truncated ? ['OUTPUT_TRUNCATED'] : []
-  return toToolResult({
-    stdout: v.stdout,
-    stderr: v.stderr,
-    displays: [],
-    exitCode: v.exitCode ?? 0,
-    isError: v.status === 'failed',
-    executionTime: 0,
-    limitsExceeded: limits,
-    taskId: v.taskId,
-    taskStatus: v.status,
-  })
-}
-
-function checkTaskId(taskId: unknown): string {
-  if (typeof taskId !== 'string' || !/^task-\d{1,12}$/.test(taskId))
-    throw validationError('taskId', `must look like task-<number>, got ${JSON.stringify(taskId)}`)
-  return taskId
-}
-
-function checkCode(field: string, code: unknown): void {
-  if (typeof code !== 'string') throw validationError(field, 'must be a string')
-  if (code.trim() === '') throw validationError(field, 'is empty')
-  const bytes = Buffer.byteLength(code)
-  if (bytes > MAX_CODE_BYTES) {
-    throw new CodeboxError('LimitExceeded', `${field} is ${bytes} bytes, over the ${MAX_CODE_BYTES}-byte limit; write large data to a file instead`, {
-      details: { field, limit: MAX_CODE_BYTES },
-    })
-  }
-}
-
-function pathFields(path: string | { pathBase64: string }): Record<string, string> {
-  if (typeof path === 'string') return { path }
-  if (path && typeof path.pathBase64 === 'string') return { pathBase64: path.pathBase64 }
-  throw validationError('path', 'must be a string or {pathBase64}')
-}
-
 function toEvent(e: Record<string, unknown>): ExecutionEvent | undefined {
   switch (e.ev) {
     case 'stdout':
@@ -452,12 +258,4 @@ async function drain<T>(it: AsyncGenerator<unknown, T>): Promise<T> {
     const n = await it.next()
     if (n.done) return n.value
   }
-}
-
-async function* single(b: Buffer): AsyncGenerator<Buffer> {
-  yield b
-}
-
-async function* toBuffers(src: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-  for await (const c of src) yield Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.length)
 }
