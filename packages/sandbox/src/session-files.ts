@@ -53,7 +53,7 @@ export class SessionFiles {
     path: string | { pathBase64: string },
     options: { signal?: AbortSignal } = {},
   ): Promise<{ size: number; mimeType: string; stream: AsyncIterable<Buffer> }> {
-    await this.session.enter()
+    this.session.enter()
     let left = true
     const it = this.session.client.request('files.read', { ...pathFields(path), maxBytes: this.session.limits.fileBytes }, options)
     try {
@@ -101,7 +101,7 @@ export class SessionFiles {
     options: { signal?: AbortSignal },
     body?: AsyncIterable<Buffer>,
   ): Promise<Record<string, unknown>> {
-    await this.session.enter()
+    this.session.enter()
     try {
       const it = this.session.client.request(op, fields, { signal: options.signal, body })
       for (;;) {

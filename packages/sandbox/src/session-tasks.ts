@@ -38,7 +38,7 @@ export class SessionTasks {
   }
 
   private async op(op: string, fields: Record<string, unknown>): Promise<TaskView> {
-    await this.session.enter()
+    this.session.enter()
     try {
       const it = this.session.client.request(op, fields)
       for (;;) {

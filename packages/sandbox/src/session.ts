@@ -129,7 +129,8 @@ export class Session {
     timeoutMs: number,
   ): AsyncGenerator<ExecutionEvent, ToolResult> {
     const started = performance.now()
-    const before = await this.enter()
+    this.enter()
+    const before = await this.init.sandbox.counters()
     let stdout = ''
     let stderr = ''
     const displays: MimeBundle[] = []
@@ -192,12 +193,11 @@ export class Session {
   }
 
   /** @internal marks a call in flight and checks the session is usable. */
-  async enter(): Promise<{ oomKills: number; pidsLimitHits: number }> {
+  enter(): void {
     this.assertReady()
     this.active++
     this.lastActivityAt = Date.now()
     this.init.onActivity(this)
-    return this.init.sandbox.counters()
   }
 
   /** @internal */
