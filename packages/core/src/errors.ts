@@ -5,10 +5,14 @@
 
 export const errorCodes = {
   ValidationError: { status: 400, hint: 'Fix the named field and send the request again.' },
+  Unauthorized: { status: 401, hint: 'Send a valid API key as `Authorization: Bearer <key>` (codebox keys create).' },
   NotFound: { status: 404, hint: 'Check the id; stopped sessions cannot be used again.' },
   Conflict: { status: 409, hint: 'The resource is in a state that does not allow this call.' },
+  RequestTimeout: { status: 408, hint: 'The request body did not arrive in time; send it without pauses, or in smaller parts.' },
   SessionTerminated: { status: 410, hint: 'Start a new session; this one has ended.' },
   LimitExceeded: { status: 413, hint: 'Send less, or raise the limit within the configured maximum.' },
+  RateLimited: { status: 429, hint: 'Too many requests for this tenant; wait Retry-After seconds and send again.' },
+  QuotaExceeded: { status: 429, hint: 'The tenant is at its quota (for example concurrent sessions); stop a session or ask for a higher quota.' },
   Timeout: { status: 504, hint: 'The call ran out of time; raise timeoutMs or split the work.' },
   SandboxFailure: { status: 500, hint: 'The sandbox could not do this; see the message and the server log.' },
   Unavailable: { status: 503, hint: 'A required part (image, driver) is missing; see the message.' },
@@ -46,3 +50,21 @@ export const validationError = (field: string, message: string): CodeboxError =>
   new CodeboxError('ValidationError', `${field}: ${message}`, { details: { field } })
 
 export const isCodeboxError = (e: unknown): e is CodeboxError => e instanceof CodeboxError
+
+/**
+ * Turns the wire shape back into a CodeboxError: the SDK's side of `toJSON`. A body that is not
+ * the codebox shape (a proxy's HTML page, say) still becomes an error with the HTTP status.
+ */
+export function errorFromWire(status: number, body: unknown): CodeboxError {
+  const e = (body as { error?: { code?: unknown; message?: unknown; details?: unknown; requestId?: unknown } } | null)?.error
+  const code = typeof e?.code === 'string' && e.code in errorCodes ? (e.code as ErrorCode) : codeForStatus(status)
+  const message = typeof e?.message === 'string' ? e.message : `HTTP ${status} without a codebox error body`
+  const details = e?.details && typeof e.details === 'object' ? { ...(e.details as Record<string, unknown>) } : {}
+  if (typeof e?.requestId === 'string') details.requestId = e.requestId
+  return new CodeboxError(code, message, { details })
+}
+
+function codeForStatus(status: number): ErrorCode {
+  const found = (Object.entries(errorCodes) as [ErrorCode, { status: number }][]).find(([, v]) => v.status === status)
+  return found ? found[0] : status >= 500 ? 'Internal' : 'ValidationError'
+}

@@ -1,5 +1,6 @@
-/** @codebox/core: wire types, the error registry, limits and the SandboxDriver interface. */
+/** @codebox/core: wire schemas and types, the error registry, limits and the SandboxDriver interface. */
 export * from './errors.ts'
 export * from './results.ts'
 export * from './limits.ts'
+export * from './wire.ts'
 export type * from './driver.ts'

@@ -8,7 +8,7 @@ import { BwrapDriver } from './drivers/bwrap/driver.ts'
 import { FakeDriver } from './drivers/fake/driver.ts'
 import { findImage } from './image/build.ts'
 import { defaultRecipe } from './image/recipe.ts'
-import { SessionManager } from './session-manager.ts'
+import { SessionManager, type SessionManagerOptions } from './session-manager.ts'
 
 export async function createDriver(config: EngineConfig): Promise<SandboxDriver> {
   if (config.driver === 'fake') return new FakeDriver()
@@ -19,6 +19,14 @@ export async function createDriver(config: EngineConfig): Promise<SandboxDriver>
   return driver
 }
 
-export async function createEngine(config: EngineConfig, overrides: { poolSize?: number } = {}): Promise<SessionManager> {
-  return new SessionManager({ driver: await createDriver(config), poolSize: overrides.poolSize ?? config.poolSize, maxSessions: config.maxSessions })
+export async function createEngine(
+  config: EngineConfig,
+  overrides: { poolSize?: number; onSessionEnd?: SessionManagerOptions['onSessionEnd'] } = {},
+): Promise<SessionManager> {
+  return new SessionManager({
+    driver: await createDriver(config),
+    poolSize: overrides.poolSize ?? config.poolSize,
+    maxSessions: config.maxSessions,
+    onSessionEnd: overrides.onSessionEnd,
+  })
 }

@@ -20,6 +20,8 @@ export interface SessionManagerOptions {
   maxSessions?: number
   /** How long a sandbox may take to become ready, ms. Default 30 s. */
   startTimeoutMs?: number
+  /** Called once when a session has ended, for whatever reason, after its sandbox is gone. */
+  onSessionEnd?: (session: Session) => void
 }
 
 export interface StartOptions {
@@ -45,6 +47,7 @@ export class SessionManager {
   private readonly poolSize: number
   private readonly maxSessions: number
   private readonly startTimeoutMs: number
+  private readonly onSessionEnd: ((session: Session) => void) | undefined
   private readonly sessions = new Map<string, Session>()
   private readonly pool: Promise<Warm | undefined>[] = []
   /** Pool entries whose sandbox has said ready. */
@@ -59,6 +62,7 @@ export class SessionManager {
     this.poolSize = options.poolSize ?? 2
     this.maxSessions = options.maxSessions ?? 200
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
+    this.onSessionEnd = options.onSessionEnd
     this.fillPool()
   }
 
@@ -185,6 +189,7 @@ export class SessionManager {
       clearTimeout(this.timers.get(k))
       this.timers.delete(k)
     }
+    this.onSessionEnd?.(session)
   }
 }
 

@@ -1,0 +1,102 @@
+/**
+ * The HTTP application: Fastify with codebox's body parsing, request ids, authentication, error
+ * shape and metrics, and every route of the native API. Built from its parts (no listening, no
+ * process state), so tests run it in-process with the fake driver.
+ */
+import { randomBytes } from 'node:crypto'
+import websocket from '@fastify/websocket'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { CodeboxError } from '@codebox/core'
+import type { SessionManager } from '@codebox/sandbox'
+import type { ServerConfig } from './config.ts'
+import { Authenticator } from './http/auth.ts'
+import { parseJsonBody, readBody } from './http/body.ts'
+import { sendError } from './http/errors.ts'
+import { RouteRegistry } from './http/route.ts'
+import { Metrics } from './metrics.ts'
+import { fileRoutes } from './routes/files.ts'
+import { auditRoutes, interpreterRoutes } from './routes/interpreters.ts'
+import { opsRoutes } from './routes/ops.ts'
+import { sessionRoutes } from './routes/sessions.ts'
+import { wsRoutes } from './routes/ws.ts'
+import { SessionService } from './services/sessions.ts'
+import type { Store } from './store/index.ts'
+
+export interface AppOptions {
+  config: ServerConfig
+  engine: SessionManager
+  store: Store
+  /** Whether the listening address is loopback only (open mode is allowed only then). Default true. */
+  loopbackOnly?: boolean
+  /** A pino logger instance, or options; default JSON logs at config.logLevel to stdout. */
+  logger?: FastifyBaseLogger
+  version?: string
+}
+
+export interface App {
+  app: FastifyInstance
+  sessions: SessionService
+  metrics: Metrics
+  registry: RouteRegistry
+}
+
+const requestIdPattern = /^[\w.:-]{1,64}$/
+
+export async function buildApp(options: AppOptions): Promise<App> {
+  const { config, engine, store } = options
+  const version = options.version ?? '0.1.0'
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && requestIdPattern.test(given) ? given : `req_${randomBytes(8).toString('hex')}`
+    },
+    bodyLimit: config.maxBodyBytes,
+    routerOptions: { maxParamLength: 5000 },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    keepAliveTimeout: 72_000,
+  })
+  let sessions: SessionService | undefined
+  const metrics = new Metrics({
+    liveSessions: () => engine.list().filter((s) => s.status === 'ready').length,
+    startingSessions: () => sessions?.starting ?? 0,
+    warmSandboxes: () => engine.warmCount,
+  })
+  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
+  const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })
+  const registry = new RouteRegistry()
+
+  app.removeContentTypeParser(['application/json'])
+  app.addContentTypeParser('application/json', async (request: { raw: import('node:http').IncomingMessage }) => {
+    const body = await readBody(request.raw, { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs })
+    return parseJsonBody(body.toString('utf8'))
+  })
+  app.decorateRequest('caller', null as never)
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id)
+    if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined) {
+      request.caller = auth.authenticate(request.headers.authorization)
+    }
+  })
+  app.addHook('onResponse', async (request, reply) => {
+    const routeUrl = request.routeOptions.url ?? 'unmatched'
+    metrics.httpRequests.inc({ method: request.method, route: routeUrl, status: String(reply.statusCode) })
+    metrics.httpDuration.observe({ method: request.method, route: routeUrl }, reply.elapsedTime / 1000)
+  })
+  app.setErrorHandler((error, request, reply) => sendError(request, reply, error))
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new CodeboxError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}; the API reference is at /docs`)),
+  )
+
+  await app.register(websocket, { options: { maxPayload: 140_000_000 } })
+  sessionRoutes(app, registry, sessions)
+  await fileRoutes(app, registry, sessions, config)
+  interpreterRoutes(app, registry, store, sessions)
+  auditRoutes(app, registry, store)
+  opsRoutes(app, registry, sessions, metrics, version)
+  await app.register(async (scope) => wsRoutes(scope, auth, sessions))
+  return { app, sessions, metrics, registry }
+}

@@ -1,0 +1,77 @@
+/**
+ * Server configuration: read once from the environment (and `codebox serve` flags), validated,
+ * frozen, passed down. No other server module reads process.env. docs/config.md lists every
+ * variable.
+ */
+import path from 'node:path'
+import { validationError } from '@codebox/core'
+import { loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
+
+export interface QuotaDefaults {
+  /** `CODEBOX_TENANT_MAX_SESSIONS`: sessions a tenant may have running at once. Default 50. */
+  maxSessions: number
+  /** `CODEBOX_TENANT_STARTS_PER_MINUTE`: session starts per tenant per minute. Default 120. */
+  startsPerMinute: number
+  /** `CODEBOX_TENANT_INVOKES_PER_SECOND`: invocations per tenant per second (bursts of twice that). Default 200. */
+  invokesPerSecond: number
+}
+
+export interface ServerConfig {
+  /** `CODEBOX_HOST`: address to listen on. Default 127.0.0.1. A non-loopback address needs API keys. */
+  host: string
+  /** `CODEBOX_PORT`: default 8080; 0 picks a free port. */
+  port: number
+  /** `CODEBOX_DB`: the SQLite store. Default `<state dir>/codebox.db`. */
+  dbPath: string
+  /** `CODEBOX_MAX_UPLOAD_BYTES`: largest file upload. Default 100 MB. */
+  maxUploadBytes: number
+  /** `CODEBOX_MAX_BODY_BYTES`: largest JSON body. Default 140 MB (a 100 MB file as base64 in writeFiles). */
+  maxBodyBytes: number
+  /** `CODEBOX_BODY_IDLE_TIMEOUT_MS`: a request body that sends nothing for this long gets 408. Default 30 s. */
+  bodyIdleTimeoutMs: number
+  /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
+  logLevel: string
+  quotas: QuotaDefaults
+  engine: EngineConfig
+}
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export function loadServerConfig(
+  env: Record<string, string | undefined> = {},
+  overrides: Partial<Pick<ServerConfig, 'host' | 'port'>> = {},
+): Readonly<ServerConfig> {
+  const engine = loadEngineConfig(env)
+  const logLevel = env.CODEBOX_LOG_LEVEL ?? 'info'
+  if (!logLevels.includes(logLevel)) throw validationError('CODEBOX_LOG_LEVEL', `must be one of ${logLevels.join(', ')}, got ${JSON.stringify(logLevel)}`)
+  const host = overrides.host ?? env.CODEBOX_HOST ?? '127.0.0.1'
+  if (!/^[0-9a-zA-Z.:_-]+$/.test(host)) throw validationError('CODEBOX_HOST', `is not a host name or address: ${JSON.stringify(host)}`)
+  return Object.freeze({
+    host,
+    port: overrides.port ?? intVar(env, 'CODEBOX_PORT', 8080, 0, 65535),
+    dbPath: path.resolve(env.CODEBOX_DB ?? path.join(engine.stateDir, 'codebox.db')),
+    maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
+    maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
+    bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    logLevel,
+    quotas: Object.freeze({
+      maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),
+      startsPerMinute: intVar(env, 'CODEBOX_TENANT_STARTS_PER_MINUTE', 120, 1, 1_000_000),
+      invokesPerSecond: intVar(env, 'CODEBOX_TENANT_INVOKES_PER_SECOND', 200, 1, 1_000_000),
+    }),
+    engine,
+  })
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1'
+}
+
+function intVar(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < min || n > max) throw validationError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  return n
+}

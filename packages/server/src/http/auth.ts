@@ -1,0 +1,49 @@
+/**
+ * Who is calling. With no API keys in the store the server is open, and only to loopback (it
+ * refuses to bind elsewhere, and refuses requests if it finds itself bound elsewhere without
+ * keys). With keys, every /v1 request needs `Authorization: Bearer <key>`; the key's tenant is the
+ * caller.
+ */
+import { CodeboxError } from '@codebox/core'
+import type { Caller } from '../services/sessions.ts'
+import type { Store } from '../store/index.ts'
+
+export const OPEN_TENANT = 'default'
+
+export class Authenticator {
+  private readonly store: Store
+  private readonly loopbackOnly: boolean
+
+  constructor(store: Store, options: { loopbackOnly: boolean }) {
+    this.store = store
+    this.loopbackOnly = options.loopbackOnly
+  }
+
+  /** True when no key exists: the server accepts unauthenticated calls from loopback. */
+  get open(): boolean {
+    return this.store.keys.activeCount() === 0
+  }
+
+  /** The caller of a request with this Authorization header value. */
+  authenticate(authorization: string | undefined): Caller {
+    const secret = bearer(authorization)
+    if (this.open) {
+      if (!this.loopbackOnly) {
+        throw new CodeboxError('Unauthorized', 'this server listens beyond loopback and has no API keys; create one with `codebox keys create --tenant <name>`')
+      }
+      return { tenant: OPEN_TENANT }
+    }
+    if (secret === undefined)
+      throw new CodeboxError('Unauthorized', 'missing API key: send `Authorization: Bearer <key>` (keys come from `codebox keys create`)')
+    const key = this.store.keys.authenticate(secret)
+    if (!key) throw new CodeboxError('Unauthorized', 'the API key is not valid (unknown or revoked)')
+    return { tenant: key.tenant, keyId: key.keyId }
+  }
+}
+
+function bearer(header: string | undefined): string | undefined {
+  if (!header) return undefined
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header)
+  if (!m) throw new CodeboxError('Unauthorized', 'the Authorization header must be `Bearer <key>`')
+  return m[1]
+}

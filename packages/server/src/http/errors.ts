@@ -1,0 +1,37 @@
+/**
+ * Every error leaves the server in the one wire shape of STYLE.md, with the request id: codebox
+ * errors as they are, Fastify's own 4xx (bad media type, oversized body, ...) mapped to registry
+ * codes, anything else an Internal 500 whose details stay in the log.
+ */
+import { CodeboxError, validationError } from '@codebox/core'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+
+export function toCodeboxError(e: unknown): CodeboxError {
+  if (e instanceof CodeboxError) return e
+  const fe = e as Partial<FastifyError> | undefined
+  const status = fe?.statusCode ?? 500
+  switch (fe?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new CodeboxError('LimitExceeded', 'request body is over the size limit', { cause: e })
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return validationError('content-type', 'must be application/json for this route')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return validationError('body', 'is empty; send a JSON object')
+    default:
+      if (status === 408) return new CodeboxError('RequestTimeout', 'the request did not arrive in time', { cause: e })
+      if (status === 413) return new CodeboxError('LimitExceeded', fe?.message ?? 'request is too large', { cause: e })
+      if (status >= 400 && status < 500) return new CodeboxError('ValidationError', fe?.message ?? 'bad request', { cause: e })
+      return new CodeboxError('Internal', 'internal error; the server log has the details under this request id', { cause: e })
+  }
+}
+
+/** Sends an error in the wire shape; closes the connection when an unread body may follow. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, e: unknown): FastifyReply {
+  const err = toCodeboxError(e)
+  if (err.code === 'Internal' || err.status >= 500) request.log.error({ err: e }, 'request failed')
+  else request.log.info({ code: err.code, msg: err.message }, 'request rejected')
+  const retry = err.details.retryAfterSeconds
+  if (typeof retry === 'number') void reply.header('retry-after', String(retry))
+  if (err.code === 'LimitExceeded' || err.code === 'RequestTimeout') void reply.header('connection', 'close')
+  return reply.code(err.status).type('application/json').send(err.toJSON(request.id))
+}

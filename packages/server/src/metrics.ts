@@ -1,0 +1,93 @@
+/**
+ * Prometheus metrics of one server (its own registry, so tests can run several servers in one
+ * process): sessions by state, starts and ends, invocations by tool/language/outcome, durations
+ * as histograms, the warm pool, limit kills and HTTP requests. Served at GET /metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export interface MetricsSource {
+  liveSessions: () => number
+  startingSessions: () => number
+  warmSandboxes: () => number
+}
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly sessionStarts = new Counter({
+    name: 'codebox_session_starts_total',
+    help: 'Session starts by outcome (ok, rejected, failed).',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  })
+  readonly sessionEnds = new Counter({
+    name: 'codebox_session_ends_total',
+    help: 'Sessions ended, by reason.',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  })
+  readonly startDuration = new Histogram({
+    name: 'codebox_session_start_duration_seconds',
+    help: 'Time to start a session (pool hand-over or boot).',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  })
+  readonly invocations = new Counter({
+    name: 'codebox_invocations_total',
+    help: 'Tool invocations by tool, language and outcome (ok, error, limit, rejected, failed).',
+    labelNames: ['tool', 'language', 'outcome'],
+    registers: [this.registry],
+  })
+  readonly invokeDuration = new Histogram({
+    name: 'codebox_invocation_duration_seconds',
+    help: 'Wall time of tool invocations.',
+    labelNames: ['tool'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  })
+  readonly limitKills = new Counter({
+    name: 'codebox_limit_kills_total',
+    help: 'Calls cut short by a limit (OOM, TIMEOUT, OUTPUT_TRUNCATED, PIDS).',
+    labelNames: ['limit'],
+    registers: [this.registry],
+  })
+  readonly httpRequests = new Counter({
+    name: 'codebox_http_requests_total',
+    help: 'HTTP requests by method, route and status.',
+    labelNames: ['method', 'route', 'status'],
+    registers: [this.registry],
+  })
+  readonly httpDuration = new Histogram({
+    name: 'codebox_http_request_duration_seconds',
+    help: 'HTTP request duration until the response is complete.',
+    labelNames: ['method', 'route'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  })
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry]
+    new Gauge({
+      name: 'codebox_sessions',
+      help: 'Sessions by state (starting, ready).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.set({ state: 'starting' }, source.startingSessions())
+        this.set({ state: 'ready' }, source.liveSessions())
+      },
+    })
+    new Gauge({
+      name: 'codebox_pool_warm_sandboxes',
+      help: 'Warm sandboxes ready for hand-over.',
+      registers,
+      collect() {
+        this.set(source.warmSandboxes())
+      },
+    })
+    collectDefaultMetrics({ register: this.registry, prefix: 'codebox_process_' })
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Operations: `GET /ping` in the AgentCore runtime form, `GET /metrics` for Prometheus, the
+ * OpenAPI document and its rendered reference page, and the landing page at `/`.
+ */
+import { pingSchema } from '@codebox/core'
+import type { FastifyInstance } from 'fastify'
+import type { Metrics } from '../metrics.ts'
+import { openApiDocument, referencePage } from '../openapi.ts'
+import { route, type RouteRegistry } from '../http/route.ts'
+import type { SessionService } from '../services/sessions.ts'
+
+export function opsRoutes(app: FastifyInstance, registry: RouteRegistry, sessions: SessionService, metrics: Metrics, version: string): void {
+  let status: 'Healthy' | 'HealthyBusy' = 'Healthy'
+  let changedAt = Math.floor(Date.now() / 1000)
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/ping',
+      operationId: 'ping',
+      tag: 'Operations',
+      summary: 'Health in the AgentCore runtime form',
+      description: '`HealthyBusy` while any session is running a call.',
+      auth: false,
+      responses: { 200: { description: 'Healthy', schema: pingSchema } },
+    },
+    async () => {
+      const now = sessions.engine.list().some((s) => s.active > 0) ? 'HealthyBusy' : 'Healthy'
+      if (now !== status) {
+        status = now
+        changedAt = Math.floor(Date.now() / 1000)
+      }
+      return { status, time_of_last_update: changedAt }
+    },
+  )
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/metrics',
+      operationId: 'metrics',
+      tag: 'Operations',
+      summary: 'Prometheus metrics',
+      auth: false,
+      responses: { 200: { description: 'Prometheus text format', kind: 'text' } },
+    },
+    async ({ reply }) => reply.type(metrics.registry.contentType).send(await metrics.text()),
+  )
+  let doc: Record<string, unknown> | undefined
+  const document = (): Record<string, unknown> => (doc ??= openApiDocument(registry, { version }))
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      tag: 'Operations',
+      summary: 'This API as OpenAPI 3.1',
+      auth: false,
+      responses: { 200: { description: 'The document', kind: 'json' } },
+    },
+    async () => document(),
+  )
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/docs',
+      operationId: 'reference',
+      tag: 'Operations',
+      summary: 'The API reference page',
+      auth: false,
+      responses: { 200: { description: 'HTML', kind: 'html' } },
+    },
+    async ({ reply }) => reply.type('text/html; charset=utf-8').send(referencePage(document())),
+  )
+  app.get('/', { config: { auth: false } }, async (_request, reply) =>
+    reply.type('text/html; charset=utf-8').send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>codebox</title></head>
+<body style="font:16px/1.5 system-ui,sans-serif;max-width:760px;margin:3em auto;padding:0 1em">
+<h1>codebox ${version}</h1><p>A self-hosted code interpreter for AI agents. This server is up.</p>
+<ul><li><a href="/docs">API reference</a> (<a href="/openapi.json">OpenAPI</a>)</li><li><a href="/ping">/ping</a> · <a href="/metrics">/metrics</a></li></ul>
+<p>Try it: <code>npx codebox exec -l python 'print(6 * 7)'</code></p></body></html>`),
+  )
+}

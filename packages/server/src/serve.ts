@@ -1,0 +1,111 @@
+/**
+ * Runs a codebox server: opens the store, reconciles what a previous run left (sessions whose
+ * sandboxes died with it are marked TERMINATED, `server-restart`), starts the engine with the
+ * configured driver, and listens. One server per state directory, enforced by a lock file.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import type { FastifyBaseLogger } from 'fastify'
+import { validationError, CodeboxError } from '@codebox/core'
+import { createEngine, type SessionManager } from '@codebox/sandbox'
+import { buildApp, type App } from './app.ts'
+import { isLoopback, type ServerConfig } from './config.ts'
+import { Store } from './store/index.ts'
+
+export interface RunningServer extends App {
+  /** Where it listens, e.g. http://127.0.0.1:8080. */
+  url: string
+  store: Store
+  engine: SessionManager
+  /** Sessions a previous run left READY, now TERMINATED. */
+  reconciled: string[]
+  /** Stops listening, stops every session (reason `shutdown`), closes the store. */
+  close(): Promise<void>
+}
+
+export interface StartServerOptions {
+  logger?: FastifyBaseLogger
+  version?: string
+}
+
+export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
+  const loopbackOnly = isLoopback(config.host)
+  const unlock = lockStateDir(path.dirname(config.dbPath))
+  let store: Store | undefined
+  let engine: SessionManager | undefined
+  try {
+    store = Store.open(config.dbPath)
+    if (!loopbackOnly && store.keys.activeCount() === 0) {
+      throw validationError(
+        'host',
+        `refusing to listen on ${config.host} without API keys: anyone who can reach it could run code. Create a key first (codebox keys create --tenant <name>) or listen on 127.0.0.1`,
+      )
+    }
+    const reconciled = store.sessions.terminateAllActive('server-restart')
+    let app: App | undefined
+    engine = await createEngine(config.engine, { onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
+    app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })
+    if (reconciled.length) app.app.log.info({ sessions: reconciled.length }, 'sessions of the previous run marked TERMINATED (server-restart)')
+    await app.app.listen({ host: config.host, port: config.port })
+    const address = app.app.server.address()
+    const port = typeof address === 'object' && address ? address.port : config.port
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host
+    const s = store
+    const e = engine
+    let closing: Promise<void> | undefined
+    return {
+      ...app,
+      url: `http://${host}:${port}`,
+      store: s,
+      engine: e,
+      reconciled,
+      close: () =>
+        (closing ??= (async () => {
+          await app.app.close()
+          await e.close()
+          s.close()
+          unlock()
+        })()),
+    }
+  } catch (err) {
+    await engine?.close()
+    store?.close()
+    unlock()
+    throw err
+  }
+}
+
+/** Takes `<stateDir>/server.pid`; a second server on the same state would mark the first's sessions ended. */
+function lockStateDir(dir: string): () => void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const file = path.join(dir, 'server.pid')
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx', mode: 0o600 })
+      return () => {
+        try {
+          if (fs.readFileSync(file, 'utf8') === String(process.pid)) fs.unlinkSync(file)
+        } catch {
+          // Already gone.
+        }
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+      const pid = Number(fs.readFileSync(file, 'utf8'))
+      if (pid && pid !== process.pid && alive(pid)) {
+        throw new CodeboxError('Conflict', `another codebox server (pid ${pid}) is using ${dir}; stop it, or give this one its own CODEBOX_STATE_DIR`)
+      }
+      fs.rmSync(file, { force: true }) // left by a server that died
+    }
+  }
+  throw new CodeboxError('Conflict', `could not take the lock ${file}`)
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * Sessions as a service: tenancy (a tenant sees only its own sessions; a foreign id is the same
+ * 404 as an unknown one), quotas and rate limits, the session records in the store (kept after
+ * the end, with the reason), the audit log of every invocation, and metrics. Routes of every API
+ * call this; it reaches sandboxes only through the SessionManager.
+ */
+import { createHash } from 'node:crypto'
+import {
+  CodeboxError,
+  type ExecutionEvent,
+  type SessionEndReason,
+  type SessionInfo,
+  type SessionLimits,
+  type StartSessionRequest,
+  type ToolResult,
+} from '@codebox/core'
+import type { Session, SessionManager } from '@codebox/sandbox'
+import type { QuotaDefaults } from '../config.ts'
+import type { Metrics } from '../metrics.ts'
+import type { SessionRecord, Store } from '../store/index.ts'
+import { RateLimiter } from './quotas.ts'
+import { checkToolCall, runTool, type ToolInputSummary } from './tools.ts'
+
+/** Who is calling: the tenant of the API key (or `default` on an open loopback server). */
+export interface Caller {
+  tenant: string
+  keyId?: string
+}
+
+export interface CallContext {
+  signal?: AbortSignal
+  requestId?: string
+}
+
+export interface SessionServiceOptions {
+  engine: SessionManager
+  store: Store
+  quotas: QuotaDefaults
+  metrics: Metrics
+}
+
+export class SessionService {
+  readonly engine: SessionManager
+  private readonly store: Store
+  private readonly quotas: QuotaDefaults
+  private readonly metrics: Metrics
+  private readonly rates = new RateLimiter()
+  /** Starts in flight, by tenant and client token, so a retry joins the first attempt. */
+  private readonly pending = new Map<string, Promise<SessionInfo>>()
+  private readonly startingByTenant = new Map<string, number>()
+
+  constructor(options: SessionServiceOptions) {
+    this.engine = options.engine
+    this.store = options.store
+    this.quotas = options.quotas
+    this.metrics = options.metrics
+  }
+
+  /** Sessions being started right now (for metrics). */
+  get starting(): number {
+    let n = 0
+    for (const v of this.startingByTenant.values()) n += v
+    return n
+  }
+
+  /** Starts a session; with a clientToken seen before, returns that session instead (`created: false`). */
+  async start(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext = {}): Promise<{ info: SessionInfo; created: boolean }> {
+    if (req.clientToken) {
+      const existing = this.store.sessions.findByClientToken(caller.tenant, req.clientToken)
+      if (existing) return { info: toInfo(existing), created: false }
+      const key = `${caller.tenant}\0${req.clientToken}`
+      const inFlight = this.pending.get(key)
+      if (inFlight) return { info: await inFlight, created: false }
+      const p = this.doStart(caller, req, ctx)
+      this.pending.set(key, p)
+      try {
+        return { info: await p, created: true }
+      } finally {
+        this.pending.delete(key)
+      }
+    }
+    return { info: await this.doStart(caller, req, ctx), created: true }
+  }
+
+  private async doStart(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext): Promise<SessionInfo> {
+    const started = performance.now()
+    const audit = (outcome: 'ok' | 'rejected' | 'failed', sessionId?: string, detail?: string): void =>
+      this.audit(caller, { action: 'startSession', sessionId, outcome, detail, durationMs: performance.now() - started, requestId: ctx.requestId })
+    const tenant = this.store.tenants.ensure(caller.tenant)
+    const starting = this.startingByTenant.get(caller.tenant) ?? 0
+    try {
+      const max = tenant.maxSessions ?? this.quotas.maxSessions
+      if (this.store.sessions.countActive(caller.tenant) + starting >= max) {
+        throw new CodeboxError('QuotaExceeded', `tenant ${caller.tenant} has ${max} sessions running, its quota; stop one first`, {
+          details: { quota: 'maxSessions', limit: max, retryAfterSeconds: 10 },
+        })
+      }
+      const perMinute = tenant.startsPerMinute ?? this.quotas.startsPerMinute
+      this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
+      const interpreter = this.store.interpreters.get(req.interpreterId, caller.tenant)
+      if (!interpreter) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(req.interpreterId)}; list them with GET /v1/interpreters`)
+      const limits: Partial<SessionLimits> = { ...interpreter.limits, ...req.limits }
+      if (req.timeoutSeconds !== undefined) limits.idleTimeoutMs = req.timeoutSeconds * 1000
+      this.startingByTenant.set(caller.tenant, starting + 1)
+      let session: Session
+      try {
+        session = await this.engine.start({ limits, signal: ctx.signal })
+      } finally {
+        const n = (this.startingByTenant.get(caller.tenant) ?? 1) - 1
+        if (n > 0) this.startingByTenant.set(caller.tenant, n)
+        else this.startingByTenant.delete(caller.tenant)
+      }
+      const now = new Date().toISOString()
+      const record: SessionRecord = {
+        sessionId: session.id,
+        tenant: caller.tenant,
+        interpreterId: interpreter.interpreterId,
+        name: req.name ?? '',
+        status: 'READY',
+        createdAt: session.createdAt.toISOString(),
+        lastUpdatedAt: now,
+        timeoutSeconds: Math.round(session.limits.idleTimeoutMs / 1000),
+        limits: { ...session.limits },
+        ...(req.clientToken ? { clientToken: req.clientToken } : {}),
+        ...(caller.keyId ? { keyId: caller.keyId } : {}),
+      }
+      this.store.sessions.insert(record)
+      this.metrics.sessionStarts.inc({ outcome: 'ok' })
+      this.metrics.startDuration.observe((performance.now() - started) / 1000)
+      audit('ok', session.id)
+      return toInfo(record)
+    } catch (e) {
+      const failed = !(e instanceof CodeboxError) || e.status >= 500
+      this.metrics.sessionStarts.inc({ outcome: failed ? 'failed' : 'rejected' })
+      audit(failed ? 'failed' : 'rejected', undefined, e instanceof CodeboxError ? e.code : 'Internal')
+      throw e
+    }
+  }
+
+  /** A session's record (also after it ended); NotFound for unknown and foreign ids alike. */
+  get(caller: Caller, sessionId: string): SessionInfo {
+    return toInfo(this.record(caller, sessionId))
+  }
+
+  list(caller: Caller, query: { status?: 'READY' | 'TERMINATED'; limit: number; nextToken?: string }): { items: SessionInfo[]; nextToken?: string } {
+    const page = this.store.sessions.list({ tenant: caller.tenant, ...query })
+    return { items: page.items.map(toInfo), ...(page.nextToken ? { nextToken: page.nextToken } : {}) }
+  }
+
+  /** Stops a session; stopping one that already ended returns its record. */
+  async stop(caller: Caller, sessionId: string, ctx: CallContext = {}): Promise<SessionInfo> {
+    const started = performance.now()
+    const record = this.record(caller, sessionId)
+    if (record.status === 'READY') {
+      const live = this.engine.list().find((s) => s.id === sessionId)
+      if (live) await live.stop('stopped')
+      this.store.sessions.markTerminated(sessionId, 'stopped')
+      this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
+    }
+    return toInfo(this.record(caller, sessionId))
+  }
+
+  /** The running session behind an id the caller owns: NotFound, or SessionTerminated once it ended. */
+  live(caller: Caller, sessionId: string): Session {
+    const record = this.record(caller, sessionId)
+    if (record.status === 'TERMINATED') {
+      throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
+    }
+    const session = this.engine.list().find((s) => s.id === sessionId && s.status === 'ready')
+    if (!session) {
+      this.store.sessions.markTerminated(sessionId, 'sandbox-exited')
+      throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
+    }
+    return session
+  }
+
+  /** Runs a tool in a session the caller owns, streaming its events; audited and counted. */
+  async *invoke(
+    caller: Caller,
+    sessionId: string,
+    req: { name: unknown; arguments?: unknown; timeoutMs?: number },
+    ctx: CallContext = {},
+  ): AsyncGenerator<ExecutionEvent, ToolResult> {
+    const started = performance.now()
+    let summary: ToolInputSummary = {}
+    let tool = typeof req.name === 'string' && req.name.length <= 64 ? req.name : 'invalid'
+    let finished = false
+    const record = (outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed', extra: { exitCode?: number; detail?: string } = {}): void => {
+      finished = true
+      const durationMs = performance.now() - started
+      this.metrics.invocations.inc({ tool, language: summary.language ?? '', outcome })
+      this.metrics.invokeDuration.observe({ tool }, durationMs / 1000)
+      this.audit(caller, {
+        action: tool,
+        sessionId,
+        language: summary.language,
+        ...(summary.code !== undefined
+          ? { codeBytes: Buffer.byteLength(summary.code), codeSha256: createHash('sha256').update(summary.code).digest('hex') }
+          : {}),
+        ...extra,
+        durationMs,
+        outcome,
+        requestId: ctx.requestId,
+      })
+    }
+    try {
+      const tenant = this.store.tenants.get(caller.tenant)
+      const perSecond = tenant?.invokesPerSecond ?? this.quotas.invokesPerSecond
+      this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
+      const checked = checkToolCall(req.name, req.arguments)
+      tool = checked.name
+      summary = checked.summary
+      const session = this.live(caller, sessionId)
+      const result = yield* runTool(session, checked.name, req.arguments, { timeoutMs: req.timeoutMs, signal: ctx.signal })
+      const limits = result.structuredContent.limitsExceeded ?? []
+      for (const l of limits) this.metrics.limitKills.inc({ limit: l })
+      this.store.sessions.touch(sessionId)
+      if (ctx.signal?.aborted) record('failed', { exitCode: result.structuredContent.exitCode, detail: 'cancelled' })
+      else
+        record(limits.length ? 'limit' : result.isError ? 'error' : 'ok', {
+          exitCode: result.structuredContent.exitCode,
+          ...(limits.length ? { detail: limits.join(',') } : {}),
+        })
+      return result
+    } catch (e) {
+      const failed = !(e instanceof CodeboxError) || e.status >= 500
+      record(failed ? 'failed' : 'rejected', { detail: e instanceof CodeboxError ? e.code : 'Internal' })
+      throw e
+    } finally {
+      // The consumer went away (a client disconnect) before the call finished.
+      if (!finished) record('failed', { detail: 'cancelled' })
+    }
+  }
+
+  /** Records a file transfer or other session action in the audit log. */
+  audit(
+    caller: Caller,
+    entry: { action: string; sessionId?: string; outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed'; durationMs: number } & Record<string, unknown>,
+  ): void {
+    this.store.audit.record({
+      at: new Date().toISOString(),
+      tenant: caller.tenant,
+      ...(caller.keyId ? { keyId: caller.keyId } : {}),
+      ...(Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined)) as typeof entry),
+      durationMs: Math.round(entry.durationMs * 1000) / 1000,
+    })
+  }
+
+  /** The SessionManager calls this when a session ends, whatever the reason. */
+  onSessionEnd(session: Session): void {
+    const reason: SessionEndReason = session.endReason ?? 'stopped'
+    this.metrics.sessionEnds.inc({ reason })
+    this.store.sessions.markTerminated(session.id, reason)
+  }
+
+  private record(caller: Caller, sessionId: string): SessionRecord {
+    const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? this.store.sessions.get(sessionId, caller.tenant) : undefined
+    if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
+    return r
+  }
+}
+
+export function toInfo(r: SessionRecord): SessionInfo {
+  return {
+    sessionId: r.sessionId,
+    interpreterId: r.interpreterId,
+    name: r.name,
+    status: r.status,
+    createdAt: r.createdAt,
+    lastUpdatedAt: r.lastUpdatedAt,
+    timeoutSeconds: r.timeoutSeconds,
+    limits: r.limits,
+    ...(r.endedAt ? { endedAt: r.endedAt } : {}),
+    ...(r.endReason ? { endReason: r.endReason } : {}),
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The nine AgentCore tools on a session: validates each tool's arguments with the wire schemas
+ * and runs it, as a stream of events that ends in the one result shape. The native API, the
+ * AgentCore API and MCP all invoke tools through here.
+ */
+import {
+  parseWire,
+  toolArgumentSchemas,
+  toolNames,
+  validationError,
+  type ContentBlock,
+  type ExecutionEvent,
+  type Language,
+  type ToolName,
+  type ToolResult,
+} from '@codebox/core'
+import type { Session } from '@codebox/sandbox'
+
+export interface ToolCallOptions {
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** What the audit log records of a call's input. */
+export interface ToolInputSummary {
+  language?: string
+  /** The code or command, when the tool runs one. */
+  code?: string
+}
+
+export function isToolName(name: unknown): name is ToolName {
+  return typeof name === 'string' && (toolNames as readonly string[]).includes(name)
+}
+
+/** Validates a tool's arguments up front, so a bad call fails before anything runs. */
+export function checkToolCall(name: unknown, args: unknown): { name: ToolName; summary: ToolInputSummary } {
+  if (!isToolName(name)) throw validationError('name', `unknown tool ${JSON.stringify(name)}; use one of ${toolNames.join(', ')}`)
+  const parsed = parseWire(toolArgumentSchemas[name], args ?? {}, 'arguments') as Record<string, unknown>
+  const summary: ToolInputSummary = {}
+  if (name === 'executeCode') {
+    summary.language = languageOf(args as Record<string, unknown>)
+    summary.code = String(parsed.code)
+  } else if (name === 'executeCommand' || name === 'startCommandExecution') {
+    summary.language = 'shell'
+    summary.code = String(parsed.command)
+  }
+  return { name, summary }
+}
+
+/** Runs one tool; yields stdout/stderr/display events as produced and returns (and yields) the result. */
+export async function* runTool(session: Session, name: ToolName, args: unknown, options: ToolCallOptions = {}): AsyncGenerator<ExecutionEvent, ToolResult> {
+  const started = performance.now()
+  switch (name) {
+    case 'executeCode': {
+      const a = parseWire(toolArgumentSchemas.executeCode, args ?? {}, 'arguments')
+      return yield* session.executeCode({ code: a.code, language: languageOf(args as Record<string, unknown>), clearContext: a.clearContext, ...options })
+    }
+    case 'executeCommand': {
+      const a = parseWire(toolArgumentSchemas.executeCommand, args ?? {}, 'arguments')
+      return yield* session.streamCommand(a.command, options)
+    }
+    case 'startCommandExecution':
+      return yield* final(await session.tasks.start(parseWire(toolArgumentSchemas.startCommandExecution, args ?? {}, 'arguments').command))
+    case 'getTask':
+      return yield* final(await session.tasks.get(parseWire(toolArgumentSchemas.getTask, args ?? {}, 'arguments').taskId))
+    case 'stopTask':
+      return yield* final(await session.tasks.stop(parseWire(toolArgumentSchemas.stopTask, args ?? {}, 'arguments').taskId))
+    case 'writeFiles': {
+      const a = parseWire(toolArgumentSchemas.writeFiles, args ?? {}, 'arguments')
+      const written: string[] = []
+      for (const [i, f] of a.content.entries()) {
+        const data = 'text' in f ? f.text : decodeBase64(f.blob, `arguments.content.${i}.blob`)
+        await session.files.write(f.path, data, options)
+        written.push(f.path)
+      }
+      return yield* final(fileResult([{ type: 'text', text: `Wrote ${written.length} file(s): ${written.join(', ')}` }], started))
+    }
+    case 'readFiles': {
+      const a = parseWire(toolArgumentSchemas.readFiles, args ?? {}, 'arguments')
+      const blocks: ContentBlock[] = []
+      for (const path of a.paths) {
+        const { mimeType, stream } = await session.files.readStream(path, options)
+        const parts: Buffer[] = []
+        for await (const c of stream) parts.push(c)
+        blocks.push(resourceBlock(path, mimeType, Buffer.concat(parts)))
+      }
+      return yield* final(fileResult(blocks, started))
+    }
+    case 'listFiles': {
+      const a = parseWire(toolArgumentSchemas.listFiles, args ?? {}, 'arguments')
+      const entries = await session.files.list(a.directoryPath ?? a.path ?? '', options)
+      const blocks: ContentBlock[] = entries.map((e) => ({
+        type: 'resource_link',
+        uri: fileUri(e.path),
+        name: e.name,
+        description: e.type === 'directory' ? 'Directory' : 'File',
+        mimeType: e.mimeType,
+        size: e.size,
+      }))
+      return yield* final(fileResult(blocks, started))
+    }
+    case 'removeFiles': {
+      const a = parseWire(toolArgumentSchemas.removeFiles, args ?? {}, 'arguments')
+      for (const path of a.paths) await session.files.remove(path, { ...options, recursive: true })
+      return yield* final(fileResult([{ type: 'text', text: `Removed ${a.paths.length} path(s): ${a.paths.join(', ')}` }], started))
+    }
+  }
+}
+
+/** The language to run, from the raw arguments: AgentCore clients may send only `runtime`. */
+function languageOf(a: Record<string, unknown>): Language {
+  const language = (a.language ?? 'python') as Language
+  const runtime = a.runtime as string | undefined
+  if (runtime === 'deno') throw validationError('arguments.runtime', 'deno is not available in this codebox image; use nodejs (or omit runtime)')
+  if (runtime === 'python' && language !== 'python') throw validationError('arguments.runtime', `python cannot run ${language}; use nodejs`)
+  if (runtime === 'nodejs' && language === 'python') {
+    if (a.language === undefined) return 'javascript'
+    throw validationError('arguments.runtime', 'nodejs cannot run python; use runtime python')
+  }
+  return language
+}
+
+async function* final(result: ToolResult): AsyncGenerator<ExecutionEvent, ToolResult> {
+  yield { type: 'result', result }
+  return result
+}
+
+function fileResult(content: ContentBlock[], started: number): ToolResult {
+  return { content, structuredContent: { stdout: '', stderr: '', exitCode: 0, executionTime: performance.now() - started }, isError: false }
+}
+
+const fileUri = (path: string): string => `file:///${path.split('/').map(encodeURIComponent).join('/')}`
+
+function resourceBlock(path: string, mimeType: string, bytes: Buffer): ContentBlock {
+  const text = isText(mimeType) ? new TextDecoder('utf-8', { fatal: true }) : undefined
+  if (text) {
+    try {
+      return { type: 'resource', resource: { type: 'text', uri: fileUri(path), mimeType, text: text.decode(bytes) } }
+    } catch {
+      // Not UTF-8 after all: send the bytes.
+    }
+  }
+  return { type: 'resource', resource: { type: 'blob', uri: fileUri(path), mimeType, blob: bytes.toString('base64') } }
+}
+
+function isText(mimeType: string): boolean {
+  return mimeType.startsWith('text/') || /json|xml|javascript|typescript|csv|yaml|x-sh|x-python/.test(mimeType)
+}
+
+function decodeBase64(value: string, field: string): Buffer {
+  const clean = value.replace(/\s+/g, '')
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean) || clean.length % 4 === 1) throw validationError(field, 'is not valid base64')
+  return Buffer.from(clean, clean.includes('-') || clean.includes('_') ? 'base64url' : 'base64')
+}

@@ -1,0 +1,133 @@
+/**
+ * Interpreters: named session configurations (image and default limits). The built-in ones have no
+ * tenant and are visible to everyone; custom ones belong to one tenant. Deleting one only marks it
+ * DELETED, so sessions started from it still name a row.
+ */
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { SessionLimits } from '@codebox/core'
+import { CodeboxError } from '@codebox/core'
+import { newInterpreterId } from './ids.ts'
+import { isoNow, isUniqueViolation, opt, transaction } from './sql.ts'
+import type { TenantRepository } from './tenants.ts'
+
+export type InterpreterStatus = 'READY' | 'DELETED'
+
+/** An interpreter; `tenant` is absent for a built-in (system) one. */
+export interface InterpreterRecord {
+  interpreterId: string
+  tenant?: string
+  name: string
+  description?: string
+  image: string
+  /** Default limits of its sessions; a field left out means the server default. */
+  limits: Partial<SessionLimits>
+  status: InterpreterStatus
+  createdAt: string
+  lastUpdatedAt: string
+}
+
+export interface CreateInterpreterOptions {
+  tenant: string
+  name: string
+  description?: string
+  image: string
+  limits: Partial<SessionLimits>
+}
+
+/** The id of the built-in interpreter that migration 1 creates. */
+export const builtInInterpreterId = 'codebox.v1'
+
+interface InterpreterRow {
+  interpreter_id: string
+  tenant: string | null
+  name: string
+  description: string | null
+  image: string
+  limits: string
+  status: InterpreterStatus
+  created_at: string
+  last_updated_at: string
+}
+
+const toRecord = (r: InterpreterRow): InterpreterRecord => ({
+  interpreterId: r.interpreter_id,
+  ...opt('tenant', r.tenant),
+  name: r.name,
+  ...opt('description', r.description),
+  image: r.image,
+  limits: JSON.parse(r.limits) as Partial<SessionLimits>,
+  status: r.status,
+  createdAt: r.created_at,
+  lastUpdatedAt: r.last_updated_at,
+})
+
+const visible = `status = 'READY' AND (tenant IS NULL OR tenant = :tenant)`
+
+/** Built-in and custom interpreters. */
+export class InterpreterRepository {
+  readonly #db: DatabaseSync
+  readonly #tenants: TenantRepository
+  readonly #q: Record<'get' | 'list' | 'byName' | 'insert' | 'markDeleted', StatementSync>
+
+  constructor(db: DatabaseSync, tenants: TenantRepository) {
+    this.#db = db
+    this.#tenants = tenants
+    this.#q = {
+      get: db.prepare(`SELECT * FROM interpreters WHERE interpreter_id = :id AND ${visible}`),
+      list: db.prepare(`SELECT * FROM interpreters WHERE ${visible} ORDER BY tenant IS NOT NULL, created_at, interpreter_id`),
+      byName: db.prepare(`SELECT interpreter_id FROM interpreters WHERE tenant = ? AND name = ? AND status = 'READY'`),
+      insert: db.prepare(
+        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, status, created_at, last_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
+      ),
+      markDeleted: db.prepare(`UPDATE interpreters SET status = 'DELETED', last_updated_at = ? WHERE interpreter_id = ?`),
+    }
+  }
+
+  /** The interpreter `id` if `tenant` may use it: a built-in one or its own, and not deleted. */
+  get(id: string, tenant: string): InterpreterRecord | undefined {
+    const row = this.#q.get.get({ id, tenant }) as InterpreterRow | undefined
+    return row && toRecord(row)
+  }
+
+  /** The interpreters `tenant` may use: the built-in ones first, then its own, oldest first. */
+  list(tenant: string): InterpreterRecord[] {
+    return (this.#q.list.all({ tenant }) as unknown as InterpreterRow[]).map(toRecord)
+  }
+
+  /** Creates a custom interpreter; Conflict if `tenant` already has a live one called `name`. */
+  create(options: CreateInterpreterOptions): InterpreterRecord {
+    const { tenant, name } = options
+    const conflict = () => new CodeboxError('Conflict', `An interpreter named ${name} already exists.`, { details: { name } })
+    try {
+      return transaction(this.#db, () => {
+        this.#tenants.ensure(tenant)
+        if (this.#q.byName.get(tenant, name)) throw conflict()
+        const id = newInterpreterId(name)
+        const now = isoNow()
+        this.#q.insert.run(id, tenant, name, options.description ?? null, options.image, JSON.stringify(options.limits), now, now)
+        return this.get(id, tenant)!
+      })
+    } catch (e) {
+      // The index is the last word if another process created the same name in between.
+      throw isUniqueViolation(e) ? conflict() : e
+    }
+  }
+
+  /**
+   * Marks a custom interpreter DELETED and returns it. NotFound for an unknown, deleted or other
+   * tenant's id; Conflict for a built-in one.
+   */
+  delete(id: string, tenant: string): InterpreterRecord {
+    return transaction(this.#db, () => {
+      const current = this.get(id, tenant)
+      if (!current) throw new CodeboxError('NotFound', `No interpreter ${id}.`, { details: { interpreterId: id } })
+      if (current.tenant === undefined) {
+        throw new CodeboxError('Conflict', `${id} is a built-in interpreter and cannot be deleted.`, { details: { interpreterId: id } })
+      }
+      const now = isoNow()
+      this.#q.markDeleted.run(now, id)
+      return { ...current, status: 'DELETED', lastUpdatedAt: now }
+    })
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The versioned schema of the store. Each migration runs once, in its own transaction, and
+ * `PRAGMA user_version` records the last one applied. Append new migrations; never edit one that
+ * has shipped, since databases in the field have already run it.
+ */
+import type { DatabaseSync } from 'node:sqlite'
+import { CodeboxError } from '@codebox/core'
+import { transaction } from './sql.ts'
+
+export interface Migration {
+  /** 1, 2, 3, … with no gaps; the value `user_version` holds once this migration has run. */
+  version: number
+  description: string
+  sql: string
+}
+
+/** SQLite's own clock in the format of `Date.toISOString()`. */
+const sqlNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'tenants, API keys, interpreters (with the built-in codebox.v1), sessions and the audit log',
+    sql: `
+      CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        max_sessions INTEGER,
+        starts_per_minute INTEGER,
+        invokes_per_second REAL
+      ) STRICT;
+
+      CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT,
+        prefix TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+      ) STRICT;
+      CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at);
+
+      CREATE TABLE interpreters (
+        interpreter_id TEXT PRIMARY KEY,
+        tenant TEXT REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        description TEXT,
+        image TEXT NOT NULL,
+        limits TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('READY', 'DELETED')),
+        created_at TEXT NOT NULL,
+        last_updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX interpreters_live_name ON interpreters (tenant, name) WHERE status = 'READY';
+
+      CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        interpreter_id TEXT NOT NULL REFERENCES interpreters (interpreter_id),
+        name TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('READY', 'TERMINATED')),
+        created_at TEXT NOT NULL,
+        last_updated_at TEXT NOT NULL,
+        timeout_seconds INTEGER NOT NULL,
+        limits TEXT NOT NULL,
+        client_token TEXT,
+        key_id TEXT,
+        ended_at TEXT,
+        end_reason TEXT
+      ) STRICT;
+      CREATE UNIQUE INDEX sessions_client_token ON sessions (tenant, client_token) WHERE client_token IS NOT NULL;
+      CREATE INDEX sessions_tenant_created ON sessions (tenant, created_at DESC, session_id DESC);
+      CREATE INDEX sessions_active ON sessions (tenant) WHERE status = 'READY';
+
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        key_id TEXT,
+        session_id TEXT,
+        action TEXT NOT NULL,
+        language TEXT,
+        code_bytes INTEGER,
+        code_sha256 TEXT,
+        exit_code INTEGER,
+        duration_ms REAL NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT,
+        request_id TEXT
+      ) STRICT;
+      CREATE INDEX audit_tenant_session ON audit (tenant, session_id, id);
+      CREATE INDEX audit_tenant ON audit (tenant, id);
+
+      INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, status, created_at, last_updated_at)
+      VALUES ('codebox.v1', NULL, 'codebox', 'The built-in interpreter: Python, JavaScript and TypeScript with the data stack',
+              'default', '{}', 'READY', ${sqlNow}, ${sqlNow});
+    `,
+  },
+]
+
+/** The schema version this code writes and understands. */
+export const latestSchemaVersion: number = migrations.at(-1)?.version ?? 0
+
+const readVersion = (db: DatabaseSync): number => Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version)
+
+/**
+ * Brings `db` to `latestSchemaVersion` and returns it. A database written by a newer codebox is
+ * refused (Unavailable) rather than guessed at. The version is read again inside each transaction,
+ * so two processes opening the same file at once apply each migration exactly once.
+ */
+export function migrate(db: DatabaseSync, list: readonly Migration[] = migrations): number {
+  const latest = list.at(-1)?.version ?? 0
+  list.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration ${i + 1} has version ${m.version}; versions must be 1, 2, 3, … without gaps`)
+  })
+  const refuseNewer = (found: number) => {
+    if (found > latest) {
+      throw new CodeboxError(
+        'Unavailable',
+        `The database is from a newer codebox (schema version ${found}; this codebox knows up to ${latest}). Upgrade codebox or point it at another database.`,
+        { details: { schemaVersion: found, supportedVersion: latest } },
+      )
+    }
+  }
+  const start = readVersion(db)
+  refuseNewer(start)
+  for (const m of list) {
+    if (m.version <= start) continue
+    transaction(db, () => {
+      const current = readVersion(db)
+      refuseNewer(current)
+      if (current >= m.version) return
+      db.exec(m.sql)
+      // PRAGMA takes no bound parameters; the version is an integer from the list above.
+      db.exec(`PRAGMA user_version = ${m.version}`)
+    })
+  }
+  return readVersion(db)
+}

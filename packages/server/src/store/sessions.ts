@@ -1,0 +1,188 @@
+/**
+ * Sessions as the server remembers them: who started them, from which interpreter, with which
+ * limits, and how they ended. The sandbox itself lives in the SessionManager; this is the record
+ * that outlives it (listings, idempotent starts, reconciliation after a restart).
+ */
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { SessionEndReason, SessionLimits, sessionStatuses } from '@codebox/core'
+import { CodeboxError } from '@codebox/core'
+import type { Page } from './sql.ts'
+import { checkPageLimit, decodePageToken, encodePageToken, isoNow, isUniqueViolation, opt, transaction } from './sql.ts'
+import type { TenantRepository } from './tenants.ts'
+
+export type SessionStatus = (typeof sessionStatuses)[number]
+
+export interface SessionRecord {
+  sessionId: string
+  tenant: string
+  interpreterId: string
+  name: string
+  status: SessionStatus
+  createdAt: string
+  lastUpdatedAt: string
+  timeoutSeconds: number
+  limits: SessionLimits
+  clientToken?: string
+  /** The API key that started it; absent when the server runs without keys. */
+  keyId?: string
+  endedAt?: string
+  endReason?: SessionEndReason
+}
+
+export interface ListSessionsOptions {
+  tenant: string
+  status?: SessionStatus
+  /** Page size, a whole number ≥ 1. */
+  limit: number
+  nextToken?: string
+}
+
+interface SessionRow {
+  session_id: string
+  tenant: string
+  interpreter_id: string
+  name: string
+  status: SessionStatus
+  created_at: string
+  last_updated_at: string
+  timeout_seconds: number
+  limits: string
+  client_token: string | null
+  key_id: string | null
+  ended_at: string | null
+  end_reason: SessionEndReason | null
+}
+
+const toRecord = (r: SessionRow): SessionRecord => ({
+  sessionId: r.session_id,
+  tenant: r.tenant,
+  interpreterId: r.interpreter_id,
+  name: r.name,
+  status: r.status,
+  createdAt: r.created_at,
+  lastUpdatedAt: r.last_updated_at,
+  timeoutSeconds: r.timeout_seconds,
+  limits: JSON.parse(r.limits) as SessionLimits,
+  ...opt('clientToken', r.client_token),
+  ...opt('keyId', r.key_id),
+  ...opt('endedAt', r.ended_at),
+  ...opt('endReason', r.end_reason),
+})
+
+const pageKind = 'sessions'
+
+/** Session records of all tenants; every read that a caller answers with takes the tenant. */
+export class SessionRepository {
+  readonly #db: DatabaseSync
+  readonly #tenants: TenantRepository
+  readonly #q: Record<'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'touch', StatementSync>
+
+  constructor(db: DatabaseSync, tenants: TenantRepository) {
+    this.#db = db
+    this.#tenants = tenants
+    const end = `status = 'TERMINATED', ended_at = :at, end_reason = :reason, last_updated_at = :at`
+    this.#q = {
+      insert: db.prepare(
+        `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
+                               client_token, key_id, ended_at, end_reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
+      byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
+      byToken: db.prepare('SELECT * FROM sessions WHERE tenant = ? AND client_token = ?'),
+      list: db.prepare(
+        `SELECT * FROM sessions
+         WHERE tenant = :tenant AND (:status IS NULL OR status = :status)
+           AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
+         ORDER BY created_at DESC, session_id DESC LIMIT :limit`,
+      ),
+      countActive: db.prepare(`SELECT count(*) AS n FROM sessions WHERE tenant = ? AND status = 'READY'`),
+      terminate: db.prepare(`UPDATE sessions SET ${end} WHERE session_id = :id AND status = 'READY'`),
+      terminateAll: db.prepare(`UPDATE sessions SET ${end} WHERE status = 'READY' RETURNING session_id`),
+      touch: db.prepare(`UPDATE sessions SET last_updated_at = ? WHERE session_id = ? AND status = 'READY'`),
+    }
+  }
+
+  /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken. */
+  insert(rec: SessionRecord): void {
+    try {
+      transaction(this.#db, () => {
+        this.#tenants.ensure(rec.tenant)
+        this.#q.insert.run(
+          rec.sessionId,
+          rec.tenant,
+          rec.interpreterId,
+          rec.name,
+          rec.status,
+          rec.createdAt,
+          rec.lastUpdatedAt,
+          rec.timeoutSeconds,
+          JSON.stringify(rec.limits),
+          rec.clientToken ?? null,
+          rec.keyId ?? null,
+          rec.endedAt ?? null,
+          rec.endReason ?? null,
+        )
+      })
+    } catch (e) {
+      if (!isUniqueViolation(e)) throw e
+      throw new CodeboxError('Conflict', `A session with id ${rec.sessionId} or the same clientToken already exists.`, { cause: e })
+    }
+  }
+
+  /** The session if it belongs to `tenant`; another tenant's session is undefined, like an unknown one. */
+  get(sessionId: string, tenant: string): SessionRecord | undefined {
+    return this.#one(this.#q.get, sessionId, tenant)
+  }
+
+  /** The session `tenant` started with this idempotency token, or undefined. */
+  findByClientToken(tenant: string, clientToken: string): SessionRecord | undefined {
+    return this.#one(this.#q.byToken, tenant, clientToken)
+  }
+
+  /** A page of the tenant's sessions, newest first. */
+  list(options: ListSessionsOptions): Page<SessionRecord> {
+    checkPageLimit(options.limit)
+    const after = options.nextToken === undefined ? undefined : decodePageToken(pageKind, options.nextToken, { c: 'string', s: 'string' })
+    const rows = this.#q.list.all({
+      tenant: options.tenant,
+      status: options.status ?? null,
+      afterCreated: after?.c ?? null,
+      afterId: after?.s ?? null,
+      limit: options.limit + 1,
+    }) as unknown as SessionRow[]
+    const items = rows.slice(0, options.limit).map(toRecord)
+    const last = items.at(-1)
+    return rows.length > options.limit && last ? { items, nextToken: encodePageToken(pageKind, { c: last.createdAt, s: last.sessionId }) } : { items }
+  }
+
+  /** How many of the tenant's sessions are READY. */
+  countActive(tenant: string): number {
+    return Number((this.#q.countActive.get(tenant) as { n: number }).n)
+  }
+
+  /**
+   * Marks a session TERMINATED and returns it; undefined if unknown. A session that has already
+   * ended is returned unchanged: the first reason wins.
+   */
+  markTerminated(sessionId: string, reason: SessionEndReason, at: Date = new Date()): SessionRecord | undefined {
+    this.#q.terminate.run({ id: sessionId, reason, at: isoNow(at) })
+    return this.#one(this.#q.byId, sessionId)
+  }
+
+  /** Ends every READY session with `reason` (start-up reconciliation) and returns their ids. */
+  terminateAllActive(reason: SessionEndReason, at: Date = new Date()): string[] {
+    const rows = this.#q.terminateAll.all({ reason, at: isoNow(at) }) as unknown as { session_id: string }[]
+    return rows.map((r) => r.session_id)
+  }
+
+  /** Records activity on a READY session (its `lastUpdatedAt`). */
+  touch(sessionId: string, at: Date = new Date()): void {
+    this.#q.touch.run(isoNow(at), sessionId)
+  }
+
+  #one(statement: StatementSync, ...params: string[]): SessionRecord | undefined {
+    const row = statement.get(...params) as SessionRow | undefined
+    return row && toRecord(row)
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The embedded SQLite store of the server: one file (WAL mode) holding tenants, API keys,
+ * interpreters, session records and the audit log, brought to the current schema on open.
+ */
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { AuditRepository } from './audit.ts'
+import { InterpreterRepository } from './interpreters.ts'
+import { KeyRepository } from './keys.ts'
+import { migrate } from './migrations.ts'
+import { SessionRepository } from './sessions.ts'
+import { TenantRepository } from './tenants.ts'
+
+/** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
+const busyTimeoutMs = 5000
+
+/** The open store and its repositories. Synchronous: node:sqlite calls block, and are short. */
+export class Store {
+  /** The schema version of the database once migrations have run. */
+  readonly schemaVersion: number
+  readonly tenants: TenantRepository
+  readonly keys: KeyRepository
+  readonly interpreters: InterpreterRepository
+  readonly sessions: SessionRepository
+  readonly audit: AuditRepository
+  readonly #db: DatabaseSync
+
+  private constructor(db: DatabaseSync, schemaVersion: number) {
+    this.#db = db
+    this.schemaVersion = schemaVersion
+    this.tenants = new TenantRepository(db)
+    this.keys = new KeyRepository(db, this.tenants)
+    this.interpreters = new InterpreterRepository(db, this.tenants)
+    this.sessions = new SessionRepository(db, this.tenants)
+    this.audit = new AuditRepository(db)
+  }
+
+  /**
+   * Opens (creating if needed) the database at `file` and migrates it to the latest schema;
+   * `':memory:'` gives a private in-memory database for tests. A new parent directory gets mode
+   * 0700 and the file mode 0600, since it holds every tenant's records. A database from a newer
+   * codebox is refused with an Unavailable error.
+   */
+  static open(file: string): Store {
+    const inMemory = file === ':memory:'
+    if (!inMemory) prepareFile(file)
+    const db = new DatabaseSync(file, { enableForeignKeyConstraints: true })
+    try {
+      if (!inMemory) db.exec('PRAGMA journal_mode = WAL')
+      db.exec(`PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`)
+      return new Store(db, migrate(db))
+    } catch (e) {
+      db.close()
+      throw e
+    }
+  }
+
+  /** Closes the database; further calls on the repositories throw. Closing twice is harmless. */
+  close(): void {
+    if (this.#db.isOpen) this.#db.close()
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+}
+
+/** Creates the parent directory (0700) and the file (0600) up front, and tightens a loose file. */
+function prepareFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  closeSync(openSync(file, 'a', 0o600))
+  // SQLite gives the -wal and -shm files the mode of the database file, so this covers them too.
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+}

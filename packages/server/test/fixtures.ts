@@ -1,0 +1,85 @@
+/**
+ * Server test fixtures: the real HTTP app on loopback with an in-memory store and the fake
+ * driver (real executor, no isolation), closed when the test ends; and small fetch helpers.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type { TestContext } from 'node:test'
+import { FakeDriver, SessionManager } from '@codebox/sandbox'
+import { buildApp, loadServerConfig, Store, type App } from '@codebox/server'
+
+export interface TestServer extends App {
+  url: string
+  store: Store
+  engine: SessionManager
+  /** fetch against the server; `json` bodies are sent as JSON. */
+  call: (method: string, urlPath: string, options?: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; key?: string }) => Promise<Response>
+  close: () => Promise<void>
+}
+
+export async function testServer(
+  t: TestContext | undefined,
+  options: { env?: Record<string, string>; loopbackOnly?: boolean; poolSize?: number } = {},
+): Promise<TestServer> {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-server-test-'))
+  const config = loadServerConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', ...options.env })
+  const store = Store.open(':memory:')
+  let app: App | undefined
+  const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
+  app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true })
+  await app.app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.app.server.address() as { port: number }
+  const url = `http://127.0.0.1:${address.port}`
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await app.app.close()
+    await engine.close()
+    store.close()
+    fs.rmSync(stateDir, { recursive: true, force: true })
+  }
+  t?.after(close)
+  const call: TestServer['call'] = (method, urlPath, o = {}) =>
+    fetch(url + urlPath, {
+      method,
+      headers: {
+        ...(o.json !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...(o.key ? { authorization: `Bearer ${o.key}` } : {}),
+        ...o.headers,
+      },
+      body: o.json !== undefined ? JSON.stringify(o.json) : o.body,
+    })
+  return { ...app, url, store, engine, call, close }
+}
+
+/** The JSON body of a response, after checking its status (the body is in the failure message). */
+export async function expectJson<T = Record<string, unknown>>(res: Response | Promise<Response>, status: number): Promise<T> {
+  const r = await res
+  const text = await r.text()
+  if (r.status !== status) throw new Error(`expected HTTP ${status}, got ${r.status}: ${text.slice(0, 500)}`)
+  return (text ? JSON.parse(text) : undefined) as T
+}
+
+/** Expects the codebox error shape with this code and status; returns the error object. */
+export async function expectError(
+  res: Response | Promise<Response>,
+  status: number,
+  code: string,
+): Promise<{ code: string; message: string; details: Record<string, unknown>; requestId: string }> {
+  const body = await expectJson<{ error: { code: string; message: string; details: Record<string, unknown>; requestId: string } }>(res, status)
+  if (body?.error?.code !== code) throw new Error(`expected error ${code}, got ${JSON.stringify(body)}`)
+  if (typeof body.error.message !== 'string' || !body.error.message || typeof body.error.requestId !== 'string')
+    throw new Error(`malformed error ${JSON.stringify(body)}`)
+  return body.error
+}
+
+export async function startSession(s: TestServer, body: Record<string, unknown> = {}, key?: string): Promise<string> {
+  const info = await expectJson<{ sessionId: string }>(s.call('POST', '/v1/sessions', { json: body, key }), 201)
+  return info.sessionId
+}
+
+export async function invoke(s: TestServer, sessionId: string, name: string, args: Record<string, unknown>, key?: string): Promise<Response> {
+  return s.call('POST', `/v1/sessions/${sessionId}/invoke`, { json: { name, arguments: args }, key })
+}

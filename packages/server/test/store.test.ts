@@ -1,0 +1,349 @@
+/**
+ * The SQLite store: migrations and file safety, API keys (the secret never reaches the disk),
+ * tenant isolation of every repository, idempotency tokens, paging and session reconciliation.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { after, before, describe, it } from 'node:test'
+import { CodeboxError, defaultLimits, type ErrorCode } from '@codebox/core'
+import { builtInInterpreterId, latestSchemaVersion, migrate, migrations, Store, type SessionRecord } from '../src/store/index.ts'
+
+let dir: string
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'codebox-store-'))
+})
+after(() => rmSync(dir, { recursive: true, force: true }))
+
+const isError =
+  (code: ErrorCode, message?: RegExp) =>
+  (e: unknown): boolean => {
+    assert.ok(e instanceof CodeboxError, `expected a CodeboxError, got ${String(e)}`)
+    assert.equal(e.code, code, e.message)
+    if (message) assert.match(e.message, message)
+    return true
+  }
+
+/** An in-memory store closed when the test ends. */
+function memoryStore(t: { after(fn: () => void): void }): Store {
+  const store = Store.open(':memory:')
+  t.after(() => store.close())
+  return store
+}
+
+const t0 = Date.parse('2030-01-01T00:00:00.000Z')
+const at = (ms: number) => new Date(t0 + ms).toISOString()
+
+function session(sessionId: string, tenant: string, extra: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    sessionId,
+    tenant,
+    interpreterId: builtInInterpreterId,
+    name: `s-${sessionId}`,
+    status: 'READY',
+    createdAt: at(0),
+    lastUpdatedAt: at(0),
+    timeoutSeconds: 900,
+    limits: { ...defaultLimits },
+    ...extra,
+  }
+}
+
+describe('migrations and the database file', () => {
+  it('migrates an empty file to the latest version, and re-opening changes nothing', () => {
+    const file = join(dir, 'fresh', 'nested', 'codebox.db')
+    const first = Store.open(file)
+    assert.equal(first.schemaVersion, latestSchemaVersion)
+    assert.equal(latestSchemaVersion, migrations.length)
+    const { secret } = first.keys.create({ tenant: 'acme' })
+    first.close()
+    first.close()
+
+    const again = Store.open(file)
+    assert.equal(again.schemaVersion, latestSchemaVersion)
+    assert.equal(again.keys.authenticate(secret)?.tenant, 'acme', 'data survives a re-open')
+    assert.deepEqual(
+      again.interpreters.list('acme').map((i) => i.interpreterId),
+      [builtInInterpreterId],
+      'the built-in interpreter is inserted once',
+    )
+    again.close()
+
+    const raw = new DatabaseSync(file)
+    assert.equal((raw.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion)
+    const tables = (raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
+    assert.deepEqual(tables, ['api_keys', 'audit', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
+    assert.equal((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal')
+    raw.close()
+  })
+
+  it('creates the file 0600 in a new 0700 directory, and tightens a loose existing file', () => {
+    const file = join(dir, 'private', 'codebox.db')
+    const store = Store.open(file)
+    store.keys.create({ tenant: 'acme' })
+    assert.equal(statSync(file).mode & 0o777, 0o600)
+    assert.equal(statSync(join(dir, 'private')).mode & 0o777, 0o700)
+    assert.equal(statSync(`${file}-wal`).mode & 0o777, 0o600, 'the WAL holds the same data')
+    store.close()
+
+    const loose = join(dir, 'loose.db')
+    writeFileSync(loose, '', { mode: 0o644 })
+    Store.open(loose).close()
+    assert.equal(statSync(loose).mode & 0o777, 0o600)
+  })
+
+  it('refuses a database from a newer codebox and leaves it untouched', () => {
+    const file = join(dir, 'newer.db')
+    const raw = new DatabaseSync(file)
+    raw.exec(`PRAGMA user_version = ${latestSchemaVersion + 1}`)
+    raw.close()
+    assert.throws(() => Store.open(file), isError('Unavailable', /newer codebox/))
+    const check = new DatabaseSync(file)
+    assert.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion + 1)
+    assert.equal(check.prepare(`SELECT count(*) AS n FROM sqlite_master`).get()?.n, 0)
+    check.close()
+  })
+
+  it('rolls a failing migration back entirely, keeping the earlier ones', () => {
+    const db = new DatabaseSync(':memory:')
+    const broken = [...migrations, { version: migrations.length + 1, description: 'broken', sql: 'CREATE TABLE half (a); SELECT * FROM missing;' }]
+    assert.throws(() => migrate(db, broken), /no such table: missing/)
+    assert.equal((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion)
+    assert.equal(db.prepare(`SELECT count(*) AS n FROM sqlite_master WHERE name = 'half'`).get()?.n, 0)
+    db.close()
+  })
+})
+
+describe('interpreters', () => {
+  it('has the built-in codebox.v1 for every tenant, which cannot be deleted', (t) => {
+    const store = memoryStore(t)
+    const builtIn = store.interpreters.get(builtInInterpreterId, 'anyone')
+    assert.deepEqual(
+      { ...builtIn, createdAt: undefined, lastUpdatedAt: undefined },
+      {
+        interpreterId: 'codebox.v1',
+        name: 'codebox',
+        description: 'The built-in interpreter: Python, JavaScript and TypeScript with the data stack',
+        image: 'default',
+        limits: {},
+        status: 'READY',
+        createdAt: undefined,
+        lastUpdatedAt: undefined,
+      },
+    )
+    assert.equal('tenant' in builtIn!, false)
+    assert.match(builtIn!.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    assert.throws(() => store.interpreters.delete(builtInInterpreterId, 'anyone'), isError('Conflict', /built-in/))
+  })
+
+  it('keeps custom interpreters to their tenant and names unique among live ones', (t) => {
+    const store = memoryStore(t)
+    const mine = store.interpreters.create({ tenant: 'acme', name: 'big', description: 'more memory', image: 'default', limits: { cpuCores: 2 } })
+    assert.match(mine.interpreterId, /^big-[0-9A-Za-z]{10}$/)
+    assert.deepEqual(store.interpreters.get(mine.interpreterId, 'acme'), mine)
+    assert.equal(store.interpreters.get(mine.interpreterId, 'other'), undefined)
+    assert.deepEqual(
+      store.interpreters.list('acme').map((i) => i.interpreterId),
+      [builtInInterpreterId, mine.interpreterId],
+    )
+    assert.deepEqual(
+      store.interpreters.list('other').map((i) => i.interpreterId),
+      [builtInInterpreterId],
+    )
+    assert.throws(() => store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }), isError('Conflict'))
+    assert.equal(store.interpreters.create({ tenant: 'other', name: 'big', image: 'default', limits: {} }).tenant, 'other')
+
+    assert.throws(() => store.interpreters.delete(mine.interpreterId, 'other'), isError('NotFound'))
+    assert.equal(store.interpreters.delete(mine.interpreterId, 'acme').status, 'DELETED')
+    assert.equal(store.interpreters.get(mine.interpreterId, 'acme'), undefined)
+    assert.throws(() => store.interpreters.delete(mine.interpreterId, 'acme'), isError('NotFound'))
+    assert.notEqual(store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }).interpreterId, mine.interpreterId)
+  })
+})
+
+describe('tenants and API keys', () => {
+  it('validates tenant ids and resets quotas with null', (t) => {
+    const store = memoryStore(t)
+    assert.throws(() => store.tenants.ensure('Acme Corp'), isError('ValidationError', /^tenant:/))
+    assert.throws(() => store.tenants.setQuotas('ghost', { maxSessions: 1 }), isError('NotFound'))
+    const created = store.tenants.ensure('acme')
+    assert.deepEqual(store.tenants.ensure('acme'), created)
+    assert.deepEqual(store.tenants.setQuotas('acme', { maxSessions: 3, invokesPerSecond: 2.5 }), { ...created, maxSessions: 3, invokesPerSecond: 2.5 })
+    assert.deepEqual(store.tenants.setQuotas('acme', { maxSessions: null, startsPerMinute: 10 }), { ...created, startsPerMinute: 10, invokesPerSecond: 2.5 })
+    assert.throws(() => store.tenants.setQuotas('acme', { maxSessions: 1.5 }), isError('ValidationError', /^maxSessions:/))
+    assert.deepEqual(
+      store.tenants.list().map((x) => x.id),
+      ['acme'],
+    )
+  })
+
+  it('authenticates a key until it is revoked, and never stores the secret', (t) => {
+    const file = join(dir, 'keys.db')
+    const store = Store.open(file)
+    t.after(() => store.close())
+    const { secret, record } = store.keys.create({ tenant: 'acme', name: 'ci' })
+    assert.match(secret, /^cbx_[0-9A-Za-z]{40}$/)
+    assert.match(record.keyId, /^key_[0-9A-Za-z]{12}$/)
+    assert.deepEqual(record, { keyId: record.keyId, tenant: 'acme', name: 'ci', prefix: secret.slice(0, 12), createdAt: record.createdAt })
+    assert.equal(store.tenants.get('acme')?.id, 'acme', 'creating a key creates its tenant')
+    assert.equal(store.keys.activeCount(), 1)
+
+    assert.equal(store.keys.authenticate(secret, new Date(t0))?.lastUsedAt, at(0))
+    assert.equal(store.keys.authenticate(secret, new Date(t0 + 30_000))?.lastUsedAt, at(0), 'written at most once a minute')
+    assert.equal(store.keys.authenticate(secret, new Date(t0 + 61_000))?.lastUsedAt, at(61_000))
+    assert.equal(store.keys.authenticate(`${secret.slice(0, -1)}${secret.endsWith('a') ? 'b' : 'a'}`), undefined)
+    assert.equal(store.keys.authenticate('not a key'), undefined)
+
+    const revoked = store.keys.revoke(record.keyId)
+    assert.ok(revoked.revokedAt)
+    assert.equal(store.keys.authenticate(secret), undefined)
+    assert.equal(store.keys.revoke(record.keyId).revokedAt, revoked.revokedAt, 'revoking again keeps the first time')
+    assert.throws(() => store.keys.revoke('key_unknown'), isError('NotFound'))
+    assert.equal(store.keys.activeCount(), 0)
+    store.keys.create({ tenant: 'other' })
+    assert.deepEqual(
+      store.keys.list('acme').map((k) => k.keyId),
+      [record.keyId],
+    )
+    assert.equal(store.keys.list().length, 2)
+
+    store.close()
+    const bytes = Buffer.concat(
+      readdirSync(dir)
+        .filter((f) => f.startsWith('keys.db'))
+        .map((f) => readFileSync(join(dir, f))),
+    )
+    assert.ok(bytes.includes(record.keyId), 'the search does see the key row')
+    assert.equal(bytes.includes(secret), false, 'the secret is in the database files')
+    assert.equal(bytes.includes(secret.slice(12)), false, 'the secret beyond its prefix is in the database files')
+  })
+})
+
+describe('sessions', () => {
+  it('keeps sessions to their tenant and finds them by client token', (t) => {
+    const store = memoryStore(t)
+    store.sessions.insert(session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
+    store.sessions.insert(session('b1', 'other', { clientToken: 'tok' }))
+    assert.equal(store.sessions.get('a1', 'acme')?.keyId, 'key_x')
+    assert.deepEqual(store.sessions.get('a1', 'acme'), session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
+    assert.equal(store.sessions.get('a1', 'other'), undefined)
+    assert.equal(store.sessions.findByClientToken('acme', 'tok')?.sessionId, 'a1')
+    assert.equal(store.sessions.findByClientToken('other', 'tok')?.sessionId, 'b1')
+    assert.equal(store.sessions.findByClientToken('acme', 'nope'), undefined)
+    assert.throws(() => store.sessions.insert(session('a2', 'acme', { clientToken: 'tok' })), isError('Conflict'))
+    assert.throws(() => store.sessions.insert(session('a1', 'other')), isError('Conflict'))
+    assert.deepEqual(
+      store.sessions.list({ tenant: 'other', limit: 10 }).items.map((s) => s.sessionId),
+      ['b1'],
+    )
+    assert.equal(store.sessions.countActive('acme'), 1)
+  })
+
+  it('pages newest first across 3 pages without duplicates or gaps', (t) => {
+    const store = memoryStore(t)
+    // Three share a createdAt, so the session id decides their order.
+    const ids = ['s1', 's2', 's3', 's4', 's5', 's6', 's7']
+    ids.forEach((id, i) => store.sessions.insert(session(id, 'acme', { createdAt: at(i < 3 ? 0 : i * 1000) })))
+    store.sessions.insert(session('x1', 'other', { createdAt: at(5000) }))
+    const seen: string[] = []
+    let nextToken: string | undefined
+    let pages = 0
+    do {
+      const page = store.sessions.list({ tenant: 'acme', limit: 3, ...(nextToken ? { nextToken } : {}) })
+      seen.push(...page.items.map((s) => s.sessionId))
+      nextToken = page.nextToken
+      pages++
+    } while (nextToken)
+    assert.equal(pages, 3)
+    assert.deepEqual(seen, ['s7', 's6', 's5', 's4', 's3', 's2', 's1'])
+    store.sessions.markTerminated('s6', 'stopped')
+    assert.deepEqual(
+      store.sessions.list({ tenant: 'acme', status: 'TERMINATED', limit: 3 }),
+      { items: [store.sessions.get('s6', 'acme')] },
+      'no token after the last page',
+    )
+  })
+
+  it('refuses a nextToken it did not issue', (t) => {
+    const store = memoryStore(t)
+    store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
+    store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
+    const auditToken = store.audit.list({ tenant: 'acme', limit: 1 }).nextToken!
+    const forged = Buffer.from(JSON.stringify({ k: 'sessions', c: 1 })).toString('base64url')
+    for (const nextToken of ['not a token!', 'e30', auditToken, forged]) {
+      assert.throws(
+        () => store.sessions.list({ tenant: 'acme', limit: 5, nextToken }),
+        isError('ValidationError', /^nextToken: is not a token this server issued/),
+      )
+    }
+    assert.throws(() => store.audit.list({ tenant: 'acme', sessionId: 'a1', limit: 5, nextToken: auditToken }), isError('ValidationError', /^nextToken/))
+  })
+
+  it('keeps the first end reason, and touch only moves lastUpdatedAt', (t) => {
+    const store = memoryStore(t)
+    store.sessions.insert(session('a1', 'acme'))
+    store.sessions.touch('a1', new Date(t0 + 5000))
+    assert.equal(store.sessions.get('a1', 'acme')?.lastUpdatedAt, at(5000))
+    const ended = store.sessions.markTerminated('a1', 'idle-timeout', new Date(t0 + 9000))
+    assert.deepEqual(ended, { ...session('a1', 'acme'), status: 'TERMINATED', lastUpdatedAt: at(9000), endedAt: at(9000), endReason: 'idle-timeout' })
+    assert.deepEqual(store.sessions.markTerminated('a1', 'stopped', new Date(t0 + 20_000)), ended)
+    store.sessions.touch('a1', new Date(t0 + 30_000))
+    assert.deepEqual(store.sessions.get('a1', 'acme'), ended)
+    assert.equal(store.sessions.markTerminated('ghost', 'stopped'), undefined)
+  })
+
+  it('terminateAllActive ends every READY session of every tenant, once', (t) => {
+    const store = memoryStore(t)
+    for (const [id, tenant] of [
+      ['a1', 'acme'],
+      ['a2', 'acme'],
+      ['b1', 'other'],
+      ['a3', 'acme'],
+    ] as const)
+      store.sessions.insert(session(id, tenant))
+    store.sessions.markTerminated('a3', 'stopped')
+    assert.deepEqual(store.sessions.terminateAllActive('server-restart').sort(), ['a1', 'a2', 'b1'])
+    assert.equal(store.sessions.get('b1', 'other')?.endReason, 'server-restart')
+    assert.equal(store.sessions.get('a3', 'acme')?.endReason, 'stopped')
+    assert.equal(store.sessions.countActive('acme') + store.sessions.countActive('other'), 0)
+    assert.deepEqual(store.sessions.terminateAllActive('server-restart'), [])
+  })
+})
+
+describe('audit', () => {
+  it('lists a tenant newest first and a session oldest first, paging without gaps, never across tenants', (t) => {
+    const store = memoryStore(t)
+    const ids: number[] = []
+    for (let i = 0; i < 7; i++) {
+      ids.push(store.audit.record({ at: at(i), tenant: 'acme', sessionId: i % 2 ? 'odd' : 'even', action: 'executeCode', durationMs: i, outcome: 'ok' }))
+      store.audit.record({ at: at(i), tenant: 'other', sessionId: 'odd', action: 'executeCommand', durationMs: 1.5, outcome: 'error', exitCode: 1 })
+    }
+    const all = (sessionId?: string) => {
+      const out: number[] = []
+      let nextToken: string | undefined
+      do {
+        const page = store.audit.list({ tenant: 'acme', limit: 3, ...(sessionId ? { sessionId } : {}), ...(nextToken ? { nextToken } : {}) })
+        assert.ok(page.items.every((e) => e.tenant === 'acme'))
+        out.push(...page.items.map((e) => e.id))
+        nextToken = page.nextToken
+      } while (nextToken)
+      return out
+    }
+    assert.deepEqual(all(), [...ids].reverse())
+    assert.deepEqual(all('odd'), [ids[1], ids[3], ids[5]])
+    const [first] = store.audit.list({ tenant: 'other', sessionId: 'odd', limit: 1 }).items
+    assert.deepEqual(first, {
+      id: ids[0]! + 1,
+      at: at(0),
+      tenant: 'other',
+      sessionId: 'odd',
+      action: 'executeCommand',
+      durationMs: 1.5,
+      outcome: 'error',
+      exitCode: 1,
+    })
+    assert.deepEqual(store.audit.list({ tenant: 'nobody', limit: 5 }), { items: [] })
+  })
+})
