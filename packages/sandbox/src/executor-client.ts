@@ -91,9 +91,11 @@ export class ExecutorClient {
     const cancel = () => this.write(encodeJson(0, { op: 'cancel', target: id }))
     options.signal?.addEventListener('abort', cancel, { once: true })
     let finished = false
+    let bodyError: unknown
     try {
       this.write(encodeJson(id, { op, ...fields }))
-      if (options.body) void this.pumpBody(id, options.body)
+      // A body that fails (too large, stalled, cut off) cancels the request; its error is the one to report.
+      if (options.body) void this.pumpBody(id, options.body).then((e) => (bodyError = e))
       for (;;) {
         while (queue.length === 0 && !failure) await new Promise<void>((r) => (wake = r))
         wake = undefined
@@ -105,6 +107,7 @@ export class ExecutorClient {
         }
         if (m.kind === 'event' && m.event.ev === 'error') {
           finished = true
+          if (bodyError) throw bodyError
           const code = (m.event.code as string) in errorCodes ? (m.event.code as ErrorCode) : 'SandboxFailure'
           throw new CodeboxError(code, String(m.event.message))
         }
@@ -126,7 +129,8 @@ export class ExecutorClient {
     }
   }
 
-  private async pumpBody(id: number, body: AsyncIterable<Buffer>): Promise<void> {
+  /** Streams a request body to the executor; resolves with the body's own error, if it failed. */
+  private async pumpBody(id: number, body: AsyncIterable<Buffer>): Promise<unknown> {
     try {
       for await (const chunk of body) {
         for (let off = 0; off < chunk.length; off += 1 << 20) {
@@ -136,8 +140,10 @@ export class ExecutorClient {
         }
       }
       this.write(encodeFrame(id, FrameKind.End))
-    } catch {
+      return undefined
+    } catch (e) {
       this.write(encodeJson(0, { op: 'cancel', target: id }))
+      return e
     }
   }
 

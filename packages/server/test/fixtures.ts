@@ -14,7 +14,11 @@ export interface TestServer extends App {
   store: Store
   engine: SessionManager
   /** fetch against the server; `json` bodies are sent as JSON. */
-  call: (method: string, urlPath: string, options?: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; key?: string }) => Promise<Response>
+  call: (
+    method: string,
+    urlPath: string,
+    options?: { json?: unknown; body?: RequestInit['body']; headers?: Record<string, string>; key?: string },
+  ) => Promise<Response>
   close: () => Promise<void>
 }
 

@@ -1,7 +1,7 @@
 /**
  * Who is calling. With no API keys in the store the server is open, and only to loopback (it
  * refuses to bind elsewhere, and refuses requests if it finds itself bound elsewhere without
- * keys). With keys, every /v1 request needs `Authorization: Bearer <key>`; the key's tenant is the
+ * keys). Once a key was created (even if since revoked), every /v1 request needs `Authorization: Bearer <key>`; the key's tenant is the
  * caller.
  */
 import { CodeboxError } from '@codebox/core'
@@ -19,9 +19,12 @@ export class Authenticator {
     this.loopbackOnly = options.loopbackOnly
   }
 
-  /** True when no key exists: the server accepts unauthenticated calls from loopback. */
+  /**
+   * True while no key was ever created: the server accepts unauthenticated calls from loopback.
+   * Revoking every key does not reopen it.
+   */
   get open(): boolean {
-    return this.store.keys.activeCount() === 0
+    return !this.store.keys.anyCreated()
   }
 
   /** The caller of a request with this Authorization header value. */

@@ -98,17 +98,23 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
     },
     async ({ params, caller, request, reply }) => {
       const started = performance.now()
-      const session = sessions.live(caller, params.sessionId)
-      const { size, mimeType, stream } = await session.files.readStream(params.path)
-      sessions.audit(caller, {
-        action: 'downloadFile',
-        sessionId: params.sessionId,
-        outcome: 'ok',
-        codeBytes: size,
-        durationMs: performance.now() - started,
-        requestId: request.id,
-      })
-      return reply.type(mimeType).header('content-length', String(size)).send(Readable.from(stream))
+      const audit = (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): void =>
+        sessions.audit(caller, {
+          action: 'downloadFile',
+          sessionId: params.sessionId,
+          outcome,
+          durationMs: performance.now() - started,
+          requestId: request.id,
+          ...extra,
+        })
+      try {
+        const { size, mimeType, stream } = await sessions.live(caller, params.sessionId).files.readStream(params.path)
+        audit('ok', { codeBytes: size })
+        return reply.type(mimeType).header('content-length', String(size)).send(Readable.from(stream))
+      } catch (e) {
+        audit(outcomeOf(e), { detail: (e as { code?: string }).code })
+        throw e
+      }
     },
   )
 
@@ -148,4 +154,10 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       return reply.code(204).send()
     },
   )
+}
+
+/** A 4xx is the caller's mistake (rejected), anything else a failure of ours. */
+function outcomeOf(e: unknown): 'rejected' | 'failed' {
+  const status = (e as { status?: number }).status
+  return status !== undefined && status < 500 ? 'rejected' : 'failed'
 }

@@ -60,7 +60,7 @@ const toRecord = (r: KeyRow): KeyRecord => ({
 export class KeyRepository {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
-  readonly #q: Record<'insert' | 'byHash' | 'byId' | 'list' | 'listTenant' | 'touch' | 'revoke' | 'active', StatementSync>
+  readonly #q: Record<'insert' | 'byHash' | 'byId' | 'list' | 'listTenant' | 'touch' | 'revoke' | 'active' | 'any', StatementSync>
 
   constructor(db: DatabaseSync, tenants: TenantRepository) {
     this.#db = db
@@ -73,6 +73,7 @@ export class KeyRepository {
       listTenant: db.prepare(`SELECT ${columns} FROM api_keys WHERE tenant = ? ORDER BY created_at, key_id`),
       touch: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE key_id = ?'),
       revoke: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL'),
+      any: db.prepare('SELECT EXISTS (SELECT 1 FROM api_keys) AS n'),
       active: db.prepare('SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
     }
   }
@@ -118,6 +119,11 @@ export class KeyRepository {
   }
 
   /** How many keys are not revoked, across all tenants. */
+  /** True once any key was ever created, revoked or not: from then on the server requires keys. */
+  anyCreated(): boolean {
+    return Number((this.#q.any.get() as { n: number }).n) === 1
+  }
+
   activeCount(): number {
     return Number((this.#q.active.get() as { n: number }).n)
   }
