@@ -65,6 +65,8 @@ export function errorFromWire(status: number, body: unknown): CodeboxError {
 }
 
 function codeForStatus(status: number): ErrorCode {
+  if (status === 500) return 'Internal'
+  if (status === 502) return 'Unavailable'
   const found = (Object.entries(errorCodes) as [ErrorCode, { status: number }][]).find(([, v]) => v.status === status)
   return found ? found[0] : status >= 500 ? 'Internal' : 'ValidationError'
 }
