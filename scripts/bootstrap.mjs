@@ -4,10 +4,10 @@
 // the npm registry when the running one is older), and the sandbox image. Plain JavaScript that
 // any Node >= 18 can run, because it may be what installs the newer Node.
 //
-//   node scripts/bootstrap.mjs start   # set up, build the image, run the demo session
+//   node scripts/bootstrap.mjs start   # set up, build the image, serve the API on 127.0.0.1:8080
 //   node scripts/bootstrap.mjs test    # set up, typecheck, lint, run every test
 //   node scripts/bootstrap.mjs bench   # set up, run the benchmark
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -73,7 +73,7 @@ ensurePackages(packages)
 const node = ensureNode()
 process.stderr.write(`using Node.js ${spawnSync(node, ['-v'], { encoding: 'utf8' }).stdout.trim()} (${node})\n`)
 
-if (!existsSync(path.join(root, 'node_modules', 'acorn'))) {
+if (!existsSync(path.join(root, 'node_modules', 'fastify'))) {
   step('installing npm dependencies')
   if (run('npm', ['ci']) !== 0) fail('npm ci failed')
 }
@@ -84,8 +84,11 @@ step('building the sandbox image (cached after the first build)')
 if (codebox(['image', 'build']) !== 0) fail('the image build failed; see above')
 
 if (mode === 'start') {
-  step('running a demo session')
-  process.exit(codebox(['demo', ...extra]))
+  step('starting the codebox server (Ctrl-C stops it)')
+  // Not spawnSync: the server must get SIGTERM too when only this process is signalled.
+  const server = spawn(node, ['--disable-warning=ExperimentalWarning', 'packages/cli/src/main.ts', 'serve', ...extra], { stdio: 'inherit', cwd: root })
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => server.kill(sig))
+  server.on('exit', (code, signal) => process.exit(code ?? (signal ? 0 : 1)))
 } else if (mode === 'test') {
   const bin = (name) => path.join(root, 'node_modules', '.bin', name)
   step('typecheck (tsc --noEmit)')

@@ -1,30 +1,74 @@
 /** The codebox command line: one file per command under commands/, dispatched here. */
-import { isCodeboxError } from '@codebox/core'
-import { loadEngineConfig } from '@codebox/sandbox'
+import { isCodeboxError, type ErrorCode } from '@codebox/core'
+import * as audit from './commands/audit.ts'
 import * as demo from './commands/demo.ts'
 import * as exec from './commands/exec.ts'
+import * as files from './commands/files.ts'
 import * as image from './commands/image.ts'
+import * as interpreters from './commands/interpreters.ts'
+import * as keys from './commands/keys.ts'
 import * as repl from './commands/repl.ts'
+import * as serve from './commands/serve.ts'
+import * as sessions from './commands/sessions.ts'
+import type { CommandContext } from './context.ts'
 
-const commands: Record<string, { run: (argv: string[], config: ReturnType<typeof loadEngineConfig>) => Promise<number>; summary: string }> = {
-  exec: { run: exec.run, summary: 'run code or a shell command in a new session' },
+type Command = { run: (argv: string[], ctx: CommandContext) => Promise<number>; summary: string }
+
+const commands: Record<string, Command> = {
+  serve: { run: serve.run, summary: 'run the server: API, reference page, metrics (npm start does this)' },
+  sessions: { run: sessions.run, summary: 'start, list, show and stop sessions' },
+  exec: { run: exec.run, summary: 'run code or a shell command (in --session, or a new session)' },
+  files: { run: files.run, summary: 'put, get, list and remove files of a session' },
   repl: { run: repl.run, summary: 'an interactive session: many cells, state kept' },
+  audit: { run: audit.run, summary: 'what ran, when, by whom, how it ended' },
+  interpreters: { run: interpreters.run, summary: 'list, create and remove interpreter configurations' },
+  keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
+  tenants: { run: keys.tenants, summary: 'list tenants and set their quotas (on the server machine)' },
   image: { run: image.run, summary: 'build the sandbox image (image build)' },
-  demo: { run: demo.run, summary: 'a short tour of a session' },
+  demo: { run: demo.run, summary: 'a short tour of a session on the server' },
 }
 
 const help = `codebox — a self-hosted code interpreter for AI agents
 
-Usage: codebox <command> [options]     (codebox <command> --help for each)
+Usage: codebox <command> [options]     (codebox <command> --help for each, with examples)
 
 Commands:
 ${Object.entries(commands)
-  .map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`)
+  .map(([n, c]) => `  ${n.padEnd(13)} ${c.summary}`)
   .join('\n')}
 
-Exit codes: 0 success; the code's own exit code when it failed; 64 usage error;
-69 something required is missing (image, tool); 70 internal error.
+Commands that talk to a server use --url (CODEBOX_URL, default http://127.0.0.1:8080) and
+--api-key (CODEBOX_API_KEY); every command takes --json for scripts.
+
+Exit codes: 0 success; the code's own exit code when it failed; 64 bad usage or input;
+66 not found (or the session ended); 69 unavailable (server down, image missing); 70 internal
+error; 75 rate limited or over quota (try later); 77 not authorized.
 `
+
+/** The exit code for an error code; docs/cli.md lists them. */
+function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'ValidationError':
+    case 'LimitExceeded':
+    case 'Conflict':
+      return 64
+    case 'NotFound':
+    case 'SessionTerminated':
+      return 66
+    case 'Unavailable':
+      return 69
+    case 'RateLimited':
+    case 'QuotaExceeded':
+    case 'RequestTimeout':
+    case 'Timeout':
+      return 75
+    case 'Unauthorized':
+      return 77
+    case 'SandboxFailure':
+    case 'Internal':
+      return 70
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv
@@ -38,11 +82,11 @@ async function main(argv: string[]): Promise<number> {
     return 64
   }
   try {
-    return await command.run(rest, loadEngineConfig(process.env))
+    return await command.run(rest, { env: process.env })
   } catch (e) {
     if (isCodeboxError(e)) {
       process.stderr.write(`codebox: ${e.code}: ${e.message}\n`)
-      return e.code === 'ValidationError' ? 64 : e.code === 'Unavailable' ? 69 : 70
+      return exitCodeFor(e.code)
     }
     process.stderr.write(`codebox: ${(e as Error).stack ?? String(e)}\n`)
     return 70

@@ -32,3 +32,15 @@ export async function render(events: AsyncGenerator<ExecutionEvent, ToolResult>,
     }
   }
 }
+
+/** A plain text table with aligned columns, for humans (`--json` is for scripts). */
+export function table(headers: string[], rows: string[][]): string {
+  if (rows.length === 0) return '(none)\n'
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd()
+  return [line(headers), ...rows.map(line)].join('\n') + '\n'
+}

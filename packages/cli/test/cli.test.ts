@@ -1,22 +1,29 @@
 /**
- * The CLI end to end on the real bwrap driver, including every `npx codebox` example and the
- * library example of the README, run as a user would.
+ * The CLI end to end against a real server on the real bwrap driver, including every
+ * `npx codebox` example and every TypeScript example of the README, run as a user would.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
 const bin = path.join(repo, 'packages/cli/bin/codebox')
 
-function codebox(args: string[], options: { input?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Where the test server keeps its state, and how CLI processes reach it. */
+const env: Record<string, string> = {}
+
+function codebox(
+  args: string[],
+  options: { input?: string; cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(bin, args, { cwd: options.cwd ?? repo, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(bin, args, { cwd: options.cwd ?? repo, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env, ...options.env } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
@@ -40,16 +47,28 @@ function shellWords(line: string): string[] {
 describe('codebox CLI', () => {
   let skip: string | undefined
   let work: string
+  let server: RunningServer | undefined
   before(async () => {
     skip = await bwrapUnavailable()
     work = await mkdtemp(path.join(tmpdir(), 'codebox-cli-test-'))
+    if (skip) return
+    // A server of its own: a fresh store in a temporary state dir, the shared image.
+    const stateDir = path.join(work, 'state')
+    await mkdir(stateDir)
+    await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
+    Object.assign(env, { CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1' })
+    server = await startServer(loadServerConfig({ ...process.env, ...env, CODEBOX_PORT: '0' }))
+    env.CODEBOX_URL = server.url
   })
-  after(async () => rm(work, { recursive: true, force: true }))
+  after(async () => {
+    await server?.close()
+    await rm(work, { recursive: true, force: true })
+  })
 
   test('every `npx codebox exec` example in the README works', async (t) => {
     if (skip) return t.skip(skip)
     const readme = await readFile(path.join(repo, 'README.md'), 'utf8')
-    const lines = readme.split('\n').filter((l) => l.startsWith('npx codebox exec '))
+    const lines = readme.split('\n').filter((l) => l.startsWith('npx codebox exec ') && !l.includes('--session'))
     assert.ok(lines.length >= 3, 'the README shows exec examples')
     const expected = [/a\s+3/, /^42$/m, /Python 3\.11/]
     for (const [i, line] of lines.entries()) {
@@ -111,26 +130,114 @@ describe('codebox CLI', () => {
     assert.match(r.stdout, /image [0-9a-f]{16}: \d+\.\d+ GiB, cached/)
   })
 
-  test('the README library example runs', async (t) => {
+  test('sessions, exec --session, files, audit and stop: the workflow of the issue', async (t) => {
+    if (skip) return t.skip(skip)
+    const start = await codebox(['sessions', 'start', '--timeout', '900', '--name', 'cli-test'])
+    assert.equal(start.code, 0, start.stderr)
+    const id = start.stdout.trim()
+    assert.match(id, /^[0-9a-z]{26}$/)
+    assert.equal((await codebox(['exec', '--session', id, '-l', 'python', 'x = 41'])).code, 0)
+    const r = await codebox(['exec', '--session', id, '-l', 'python', 'x + 1'])
+    assert.equal(r.stdout, '42\n', r.stderr)
+    await writeFile(path.join(work, 'data.csv'), 'a,b\n1,2\n3,4\n')
+    const put = await codebox(['files', 'put', id, 'data.csv'], { cwd: work })
+    assert.equal(put.code, 0, put.stderr)
+    const plot =
+      'import pandas as pd, matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\ndf = pd.read_csv("data.csv")\ndf.plot()\nplt.savefig("out.png")\nprint(df.sum().to_dict())'
+    const ran = await codebox(['exec', '--session', id, plot])
+    assert.match(ran.stdout, /\{'a': 4, 'b': 6\}/, ran.stderr)
+    const get = await codebox(['files', 'get', id, 'out.png'], { cwd: work })
+    assert.equal(get.code, 0, get.stderr)
+    assert.deepEqual([...(await readFile(path.join(work, 'out.png'))).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47])
+    const ls = await codebox(['files', 'ls', id, '--json'])
+    assert.deepEqual((JSON.parse(ls.stdout) as { path: string }[]).map((e) => e.path).sort(), ['data.csv', 'out.png'])
+    assert.equal((await codebox(['files', 'rm', id, 'out.png'])).code, 0)
+    const sessions = await codebox(['sessions', 'ls'])
+    assert.match(sessions.stdout, new RegExp(`${id}\\s+READY\\s+cli-test`))
+    const audit = await codebox(['audit', '--session', id, '--json'])
+    const actions = (JSON.parse(audit.stdout) as { action: string; outcome: string }[]).map((e) => `${e.action}:${e.outcome}`)
+    assert.deepEqual(actions, ['startSession:ok', 'executeCode:ok', 'executeCode:ok', 'uploadFile:ok', 'executeCode:ok', 'downloadFile:ok'])
+    const human = await codebox(['audit', '--session', id])
+    assert.match(human.stdout, /TIME\s+SESSION\s+KEY\s+ACTION/)
+    assert.equal((await codebox(['sessions', 'stop', id])).stdout, `stopped ${id}\n`)
+    const after = await codebox(['exec', '--session', id, 'print(1)'])
+    assert.equal(after.code, 66)
+    assert.match(after.stderr, /SessionTerminated: .*has ended \(stopped\)/)
+    const got = await codebox(['sessions', 'get', id, '--json'])
+    assert.equal((JSON.parse(got.stdout) as { endReason: string }).endReason, 'stopped')
+  })
+
+  test('interpreters: create one with its limits, start a session from it, remove it', async (t) => {
+    if (skip) return t.skip(skip)
+    const created = await codebox(['interpreters', 'create', 'small', '--memory', '256', '--call-timeout', '2'])
+    assert.equal(created.code, 0, created.stderr)
+    const iid = created.stdout.trim()
+    assert.match((await codebox(['interpreters', 'ls'])).stdout, new RegExp(`${iid}\\s+CUSTOM\\s+READY\\s+256 MiB`))
+    const id = (await codebox(['sessions', 'start', '--interpreter', iid])).stdout.trim()
+    const slow = await codebox(['exec', '--session', id, '-c', 'sleep 10'])
+    assert.notEqual(slow.code, 0)
+    assert.match(slow.stderr, /TIMEOUT|timed out|time limit/i)
+    await codebox(['sessions', 'stop', id])
+    assert.equal((await codebox(['interpreters', 'rm', iid])).code, 0)
+  })
+
+  test('every TypeScript example of the README runs against the server', async (t) => {
     if (skip) return t.skip(skip)
     const readme = await readFile(path.join(repo, 'README.md'), 'utf8')
-    const example = /```ts\n([\s\S]*?)```/.exec(readme)?.[1]
-    assert.ok(example, 'the README has a TypeScript example')
-    const file = path.join(repo, 'packages/cli/test', `readme-example-${process.pid}.ts`)
-    await writeFile(file, example)
-    try {
-      const r = await new Promise<{ code: number; out: string }>((resolve) => {
-        const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', file], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] })
-        let out = ''
-        child.stdout.on('data', (c: Buffer) => (out += c.toString()))
-        child.stderr.on('data', (c: Buffer) => (out += c.toString()))
-        child.on('exit', (code) => resolve({ code: code ?? -1, out }))
-      })
-      assert.equal(r.code, 0, r.out)
-      assert.match(r.out, /a +4\\nb +6/)
-      assert.match(r.out, /type: 'text'/)
-    } finally {
-      await unlink(file)
+    const examples = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    assert.ok(examples.length >= 1, 'the README has TypeScript examples')
+    for (const [i, example] of examples.entries()) {
+      const file = path.join(repo, 'packages/cli/test', `readme-example-${process.pid}-${i}.ts`)
+      await writeFile(file, example)
+      try {
+        const r = await new Promise<{ code: number; out: string }>((resolve) => {
+          const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', file], {
+            cwd: repo,
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, ...env },
+          })
+          let out = ''
+          child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+          child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+          child.on('exit', (code) => resolve({ code: code ?? -1, out }))
+        })
+        assert.equal(r.code, 0, `README example ${i + 1}:\n${example}\n${r.out}`)
+        assert.match(r.out, /\S/, `README example ${i + 1} printed nothing`)
+      } finally {
+        await unlink(file)
+      }
     }
+  })
+
+  test('a server that is not running is a clear error with exit code 69', async () => {
+    const r = await codebox(['sessions', 'ls'], { env: { CODEBOX_URL: 'http://127.0.0.1:9' } })
+    assert.equal(r.code, 69)
+    assert.match(r.stderr, /could not reach codebox at http:\/\/127\.0\.0\.1:9/)
+  })
+
+  // Last: once a key exists the server requires keys from everyone.
+  test('keys: created once for a tenant, required from then on, revocable; tenants get quotas', async (t) => {
+    if (skip) return t.skip(skip)
+    const created = await codebox(['keys', 'create', '--tenant', 'acme', '--json'])
+    assert.equal(created.code, 0, created.stderr)
+    const { key, keyId } = JSON.parse(created.stdout) as { key: string; keyId: string }
+    assert.match(key, /^cbx_[0-9A-Za-z]{40}$/)
+    const denied = await codebox(['sessions', 'ls'])
+    assert.equal(denied.code, 77)
+    assert.match(denied.stderr, /Unauthorized: missing API key/)
+    const withKey = { CODEBOX_API_KEY: key }
+    const id = (await codebox(['sessions', 'start'], { env: withKey })).stdout.trim()
+    assert.equal((await codebox(['exec', '--session', id, 'print("acme")'], { env: withKey })).stdout, 'acme\n')
+    const audit = JSON.parse((await codebox(['audit', '--json'], { env: withKey })).stdout) as { keyId: string; tenant: string }[]
+    assert.ok(audit.length >= 2 && audit.every((e) => e.tenant === 'acme' && e.keyId === keyId))
+    const listed = await codebox(['keys', 'ls'])
+    assert.match(listed.stdout, new RegExp(`${keyId}\\s+acme\\s+cbx_`))
+    assert.doesNotMatch(listed.stdout, new RegExp(key), 'the key is never shown again')
+    assert.equal((await codebox(['tenants', 'set', 'acme', '--max-sessions', '1'])).code, 0)
+    const over = await codebox(['sessions', 'start'], { env: withKey })
+    assert.equal(over.code, 75)
+    assert.match(over.stderr, /QuotaExceeded/)
+    assert.equal((await codebox(['keys', 'revoke', keyId])).code, 0)
+    assert.equal((await codebox(['sessions', 'ls'], { env: withKey })).code, 77)
   })
 })

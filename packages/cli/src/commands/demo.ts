@@ -1,6 +1,8 @@
-/** `codebox demo`: a short session that shows state, data, a chart, TypeScript and files. */
+/** `codebox demo`: a short session on the server that shows state, data, a chart, TypeScript and files. */
 import type { Language } from '@codebox/core'
-import { createEngine, type EngineConfig } from '@codebox/sandbox'
+import { codeSession } from '@codebox/sdk'
+import { parseArgs } from '../args.ts'
+import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
 import { render } from '../render.ts'
 
 const cells: { language: Language; code: string; note: string }[] = [
@@ -24,23 +26,20 @@ const cells: { language: Language; code: string; note: string }[] = [
   { language: 'python', note: 'errors come back as data', code: 'df["missing"]' },
 ]
 
-export async function run(_argv: string[], config: EngineConfig): Promise<number> {
-  const engine = await createEngine(config, { poolSize: 0 })
-  try {
-    const t0 = performance.now()
-    await using session = await engine.start()
-    process.stdout.write(`session ${session.id} started in ${(performance.now() - t0).toFixed(0)} ms\n`)
-    for (const cell of cells) {
-      process.stdout.write(`\n# ${cell.note} (${cell.language})\n${cell.code.replace(/^/gm, '> ')}\n`)
-      const r = await render(session.executeCode(cell), { outDir: '.', json: false })
-      process.stdout.write(`[exit ${r.structuredContent.exitCode}, ${r.structuredContent.executionTime.toFixed(1)} ms${r.isError ? ', isError' : ''}]\n`)
-    }
-    await session.files.write('notes/hello.txt', 'written through the file API\n')
-    process.stdout.write(`\n# files in the workspace\n`)
-    for (const f of await session.files.list('', { recursive: true })) process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(8)}  ${f.path}\n`)
-  } finally {
-    await engine.close()
+export async function run(argv: string[], ctx: CommandContext): Promise<number> {
+  const { flags } = parseArgs(argv, clientFlags)
+  const t0 = performance.now()
+  await using session = await codeSession(clientOptions(flags, ctx))
+  process.stdout.write(`session ${session.sessionId} started in ${(performance.now() - t0).toFixed(0)} ms\n`)
+  for (const cell of cells) {
+    process.stdout.write(`\n# ${cell.note} (${cell.language})\n${cell.code.replace(/^/gm, '> ')}\n`)
+    const r = await render(session.executeCodeStream(cell), { outDir: '.', json: false })
+    process.stdout.write(`[exit ${r.structuredContent.exitCode}, ${r.structuredContent.executionTime.toFixed(1)} ms${r.isError ? ', isError' : ''}]\n`)
   }
+  await session.uploadFile('notes/hello.txt', 'written through the file API\n')
+  process.stdout.write(`\n# files in the workspace\n`)
+  for (const f of (await session.listFileEntries('', { recursive: true })).items)
+    process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(8)}  ${f.path}\n`)
   process.stdout.write('\ndemo done: try `npx codebox repl -l python` or `npx codebox exec --help`\n')
   return 0
 }

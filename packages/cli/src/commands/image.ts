@@ -1,6 +1,7 @@
 /** `codebox image build`: builds the sandbox image from Debian packages, with progress; cached. */
-import { defaultRecipe, ensureImage, type EngineConfig } from '@codebox/sandbox'
+import { defaultRecipe, ensureImage, loadEngineConfig } from '@codebox/sandbox'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
+import type { CommandContext } from '../context.ts'
 
 const spec: FlagSpec = {
   json: { type: 'boolean', description: 'print the image record as JSON' },
@@ -9,7 +10,8 @@ const spec: FlagSpec = {
 
 export const usage = helpText('codebox image build [--json]', spec, ['codebox image build'])
 
-export async function run(argv: string[], config: EngineConfig): Promise<number> {
+export async function run(argv: string[], ctx: CommandContext): Promise<number> {
+  const config = loadEngineConfig(ctx.env)
   const { flags, positionals } = parseArgs(argv, spec)
   if (flags.help || positionals[0] !== 'build') {
     process.stdout.write(usage)

@@ -1,13 +1,16 @@
 /** `codebox repl`: one session, many cells, state kept between them. */
 import { createInterface } from 'node:readline'
 import { languages, type Language } from '@codebox/core'
-import { createEngine, type EngineConfig } from '@codebox/sandbox'
+import { CodeInterpreter } from '@codebox/sdk'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
+import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
 import { render } from '../render.ts'
 
 const spec: FlagSpec = {
   language: { short: 'l', type: 'string', description: 'python (default), javascript or typescript' },
+  session: { short: 's', type: 'string', description: 'use this session (default a new one, stopped on exit)' },
   'out-dir': { type: 'string', description: 'where images are saved (default .)' },
+  ...clientFlags,
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
@@ -51,7 +54,7 @@ export function cellComplete(lines: string[]): boolean {
   return true
 }
 
-export async function run(argv: string[], config: EngineConfig): Promise<number> {
+export async function run(argv: string[], ctx: CommandContext): Promise<number> {
   const { flags } = parseArgs(argv, spec)
   if (flags.help) {
     process.stdout.write(usage)
@@ -63,10 +66,10 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
     return 64
   }
   const outDir = String(flags['out-dir'] ?? '.')
-  const engine = await createEngine(config, { poolSize: 0 })
-  const session = await engine.start()
+  const session = new CodeInterpreter({ ...clientOptions(flags, ctx), ...(flags.session ? { sessionId: String(flags.session) } : {}) })
+  if (!flags.session) await session.start()
   const tty = process.stdin.isTTY
-  if (tty) process.stderr.write(`codebox repl: session ${session.id} (${language}). .help for commands, .exit or Ctrl-D to leave.\n`)
+  if (tty) process.stderr.write(`codebox repl: session ${session.sessionId} (${language}). .help for commands, .exit or Ctrl-D to leave.\n`)
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty, prompt: tty ? `${language}> ` : '' })
   let lines: string[] = []
   let clearNext = false
@@ -87,9 +90,9 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
         if (cmd === '.help') process.stdout.write(replHelp)
         else if (cmd === '.clear') clearNext = true
         else if (cmd === '.lang' && languages.includes(rest[0] as Language)) language = rest[0] as Language
-        else if (cmd === '.sh') await render(session.streamCommand(line.trim().slice(4)), { outDir, json: false })
+        else if (cmd === '.sh') await render(session.executeCommandStream(line.trim().slice(4)), { outDir, json: false })
         else if (cmd === '.files')
-          for (const f of await session.files.list('', { recursive: true }))
+          for (const f of (await session.listFileEntries('', { recursive: true })).items)
             process.stdout.write(`${f.type.padEnd(10)} ${String(f.size).padStart(10)}  ${f.path}\n`)
         else process.stdout.write(`unknown command ${cmd}\n${replHelp}`)
         prompt(`${language}> `)
@@ -103,15 +106,15 @@ export async function run(argv: string[], config: EngineConfig): Promise<number>
       const code = lines.join('\n')
       lines = []
       if (code.trim()) {
-        await render(session.executeCode({ code, language, clearContext: clearNext }), { outDir, json: false })
+        await render(session.executeCodeStream({ code, language, clearContext: clearNext }), { outDir, json: false })
         clearNext = false
       }
       prompt(`${language}> `)
     }
-    if (lines.join('').trim()) await render(session.executeCode({ code: lines.join('\n'), language }), { outDir, json: false })
+    if (lines.join('').trim()) await render(session.executeCodeStream({ code: lines.join('\n'), language }), { outDir, json: false })
   } finally {
     rl.close()
-    await engine.close()
+    if (!flags.session) await session.stop()
   }
   return 0
 }

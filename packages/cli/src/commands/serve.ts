@@ -1,0 +1,46 @@
+/** `codebox serve`: runs the server (API, reference page, metrics) until SIGINT/SIGTERM. */
+import { loadServerConfig, startServer } from '@codebox/server'
+import { helpText, parseArgs, type FlagSpec } from '../args.ts'
+import type { CommandContext } from '../context.ts'
+
+const spec: FlagSpec = {
+  host: { type: 'string', description: 'address to listen on (default CODEBOX_HOST or 127.0.0.1)' },
+  port: { short: 'p', type: 'string', description: 'port (default CODEBOX_PORT or 8080; 0 picks one)' },
+  help: { short: 'h', type: 'boolean', description: 'show this help' },
+}
+
+export const usage = helpText('codebox serve [--host ADDR] [--port N]', spec, [
+  'codebox serve',
+  'CODEBOX_LOG_LEVEL=warn codebox serve --port 9000',
+  'codebox keys create --tenant ops && codebox serve --host 0.0.0.0   # beyond loopback only with API keys',
+])
+
+export async function run(argv: string[], ctx: CommandContext): Promise<number> {
+  const { flags } = parseArgs(argv, spec)
+  if (flags.help) {
+    process.stdout.write(usage)
+    return 0
+  }
+  const port = flags.port === undefined ? undefined : Number(flags.port)
+  const config = loadServerConfig(ctx.env, { host: flags.host as string | undefined, port: port === undefined || Number.isNaN(port) ? undefined : port })
+  if (flags.port !== undefined && (!Number.isInteger(port) || port! < 0 || port! > 65535)) {
+    process.stderr.write(`codebox: --port must be a whole number from 0 to 65535, got ${String(flags.port)}\n`)
+    return 64
+  }
+  const server = await startServer(config)
+  process.stderr.write(
+    `\ncodebox is serving on ${server.url}\n  API reference ${server.url}/docs · OpenAPI ${server.url}/openapi.json · health ${server.url}/ping\n` +
+      `  state ${config.engine.stateDir} · driver ${config.engine.driver} · ${server.store.keys.anyCreated() ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
+      (server.reconciled.length ? `  ${server.reconciled.length} session(s) of the previous run marked TERMINATED (server-restart)\n` : '') +
+      `  try: npx codebox exec -l python 'print(6 * 7)'\n\n`,
+  )
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      process.stderr.write(`\ncodebox: ${signal}, stopping every session and shutting down\n`)
+      void server.close().then(resolve)
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  return 0
+}
