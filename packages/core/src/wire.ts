@@ -222,6 +222,5 @@ export function parseWire<S extends z.ZodType>(schema: S, value: unknown, where 
   if (r.success) return r.data
   const issue = r.error.issues[0]!
   const field = [where, ...issue.path.map(String)].filter(Boolean).join('.') || 'body'
-  const keys = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : ''
-  throw validationError(field, `${issue.message}${keys}`)
+  throw validationError(field, issue.message)
 }

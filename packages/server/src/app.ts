@@ -58,6 +58,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     forceCloseConnections: true,
     return503OnClosing: true,
     keepAliveTimeout: 72_000,
+    // Backstop for a whole request to arrive (bodies are also cut off after CODEBOX_BODY_IDLE_TIMEOUT_MS of silence).
+    requestTimeout: 15 * 60_000,
   })
   let sessions: SessionService | undefined
   const metrics = new Metrics({
@@ -69,7 +71,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })
   const registry = new RouteRegistry()
 
-  app.removeContentTypeParser(['application/json'])
+  // Only JSON bodies (and raw uploads in the file routes): any other type is a 400, not a parser that could stall.
+  app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', async (request: { raw: import('node:http').IncomingMessage }) => {
     const body = await readBody(request.raw, { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs })
     return parseJsonBody(body.toString('utf8'))

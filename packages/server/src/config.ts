@@ -49,7 +49,7 @@ export function loadServerConfig(
   return Object.freeze({
     host,
     port: overrides.port ?? intVar(env, 'CODEBOX_PORT', 8080, 0, 65535),
-    dbPath: path.resolve(env.CODEBOX_DB ?? path.join(engine.stateDir, 'codebox.db')),
+    dbPath: path.resolve(env.CODEBOX_DB || path.join(engine.stateDir, 'codebox.db')),
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),

@@ -35,7 +35,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   let engine: SessionManager | undefined
   try {
     store = Store.open(config.dbPath)
-    if (!loopbackOnly && store.keys.activeCount() === 0) {
+    if (!loopbackOnly && !store.keys.anyCreated()) {
       throw validationError(
         'host',
         `refusing to listen on ${config.host} without API keys: anyone who can reach it could run code. Create a key first (codebox keys create --tenant <name>) or listen on 127.0.0.1`,

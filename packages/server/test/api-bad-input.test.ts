@@ -122,6 +122,9 @@ test('a client that never finishes its body gets 408 with the error shape; other
   const slowUpload = raw(s, `PUT /v1/sessions/${id}/files/slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000`, 'abc')
   const other = await expectJson<{ structuredContent: { stdout: string } }>(invoke(s, id, 'executeCode', { code: 'print("served")' }), 200)
   assert.equal(other.structuredContent.stdout, 'served\n')
+  // A body of a type no route takes is refused at once, stalled or not.
+  const slowText = await raw(s, `POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000`, 'abc', 3000)
+  assert.match(slowText.text, /^HTTP\/1\.1 400 [\s\S]*content-type/)
   for (const r of [await slowJson, await slowUpload]) {
     assert.match(r.text, /^HTTP\/1\.1 408 /, r.text)
     assert.match(r.text, /"code":"RequestTimeout"/)

@@ -29,7 +29,7 @@ export function toCodeboxError(e: unknown): CodeboxError {
 export function sendError(request: FastifyRequest, reply: FastifyReply, e: unknown): FastifyReply {
   const err = toCodeboxError(e)
   if (err.code === 'Internal' || err.status >= 500) request.log.error({ err: e }, 'request failed')
-  else request.log.info({ code: err.code, msg: err.message }, 'request rejected')
+  else request.log.info({ code: err.code, reason: err.message }, 'request rejected')
   const retry = err.details.retryAfterSeconds
   if (typeof retry === 'number') void reply.header('retry-after', String(retry))
   if (err.code === 'LimitExceeded' || err.code === 'RequestTimeout') void reply.header('connection', 'close')

@@ -64,9 +64,9 @@ export function route<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodT
         rawParams.path = rawParams['*'] ?? ''
         delete rawParams['*']
       }
-      const params = spec.params ? parseWire(spec.params, rawParams) : rawParams
-      const query = spec.query ? parseWire(spec.query, request.query ?? {}) : {}
-      const body = spec.body && spec.body !== 'binary' ? parseWire(spec.body, request.body ?? {}) : undefined
+      const params = spec.params ? parseWire(spec.params, rawParams, 'path') : rawParams
+      const query = spec.query ? parseWire(spec.query, request.query ?? {}, 'query') : {}
+      const body = spec.body && spec.body !== 'binary' ? parseWire(spec.body, request.body ?? {}, 'body') : undefined
       return handler({ params, query, body, caller: request.caller, request, reply } as RouteInput<P, Q, B>)
     },
   })

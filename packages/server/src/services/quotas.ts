@@ -36,16 +36,8 @@ export class RateLimiter {
       b.tokens -= 1
       return
     }
-    const retryAfterSeconds = Math.max(1, Math.ceil((1 - b.tokens) / spec.perSecond))
+    // A quota of 0 never refills: say so with a long wait instead of Infinity.
+    const retryAfterSeconds = spec.perSecond > 0 ? Math.max(1, Math.ceil((1 - b.tokens) / spec.perSecond)) : 3600
     throw new CodeboxError('RateLimited', `too many ${what} for this tenant; try again in ${retryAfterSeconds} s`, { details: { retryAfterSeconds } })
-  }
-
-  /** Drops buckets that are full again, so idle tenants cost no memory. */
-  sweep(specOf: (key: string) => RateSpec): void {
-    const t = this.now()
-    for (const [key, b] of this.buckets) {
-      const spec = specOf(key)
-      if (b.tokens + ((t - b.updatedAt) / 1000) * spec.perSecond >= spec.burst) this.buckets.delete(key)
-    }
   }
 }

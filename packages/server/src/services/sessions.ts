@@ -19,7 +19,7 @@ import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import type { SessionRecord, Store } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
-import { checkToolCall, runTool, type ToolInputSummary } from './tools.ts'
+import { checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
 /** Who is calling: the tenant of the API key (or `default` on an open loopback server). */
 export interface Caller {
@@ -183,7 +183,8 @@ export class SessionService {
   ): AsyncGenerator<ExecutionEvent, ToolResult> {
     const started = performance.now()
     let summary: ToolInputSummary = {}
-    let tool = typeof req.name === 'string' && req.name.length <= 64 ? req.name : 'invalid'
+    // Only known tool names become metric labels and audit actions: a label per garbage name would grow without bound.
+    let tool = isToolName(req.name) ? req.name : 'invalid'
     let finished = false
     const record = (outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed', extra: { exitCode?: number; detail?: string } = {}): void => {
       finished = true

@@ -126,7 +126,8 @@ async function* final(result: ToolResult): AsyncGenerator<ExecutionEvent, ToolRe
 }
 
 function fileResult(content: ContentBlock[], started: number): ToolResult {
-  return { content, structuredContent: { stdout: '', stderr: '', exitCode: 0, executionTime: performance.now() - started }, isError: false }
+  const executionTime = Math.round((performance.now() - started) * 1000) / 1000
+  return { content, structuredContent: { stdout: '', stderr: '', exitCode: 0, executionTime }, isError: false }
 }
 
 const fileUri = (path: string): string => `file:///${path.split('/').map(encodeURIComponent).join('/')}`

@@ -118,12 +118,12 @@ export class KeyRepository {
     return record
   }
 
-  /** How many keys are not revoked, across all tenants. */
   /** True once any key was ever created, revoked or not: from then on the server requires keys. */
   anyCreated(): boolean {
     return Number((this.#q.any.get() as { n: number }).n) === 1
   }
 
+  /** How many keys are not revoked, across all tenants. */
   activeCount(): number {
     return Number((this.#q.active.get() as { n: number }).n)
   }
