@@ -1,23 +1,58 @@
 /**
  * `npm run bench` / `node bench/run.ts [--quick]`: codebox's session start, print(1) round trip,
  * 1 MiB file round trip and idle memory on the real bwrap driver, next to the obvious baselines
- * (a bare bwrap, a local Jupyter kernel) measured in the same run. Prints the tables and writes
- * them to bench/RESULTS.md. Needs root and the sandbox image; cleans up everything it started.
+ * (a bare bwrap, a local Jupyter kernel) measured in the same run; then the same print(1) through
+ * a real server over HTTP (SDK, SSE, bare fetch) against the in-process call, and many sessions at
+ * once over HTTP. Prints the tables and writes them to bench/RESULTS.md. Needs root and the sandbox image; cleans up everything it started.
  */
 import { fileURLToPath } from 'node:url'
 import { BwrapDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig } from '@codebox/sandbox'
 import { bareBwrapArgv, jupyterBaseline, jupyterUnavailable, spawnPrints, type JupyterResults } from './baselines.ts'
 import { coldStarts, fileRoundTrips, idleMemory, printRoundTrips, trackingDriver, warmStarts, type Sizes } from './codebox.ts'
 import { loadAverage, machineFacts } from './host.ts'
+import { concurrentSessions, printOverHttp, startBenchServer } from './http.ts'
 import { renderReport, writeResults, type BenchRun } from './report.ts'
 
 interface BenchSizes extends Sizes {
   spawns: number
   jupyterKernels: number
+  /** print(1) calls per variant (in-process, SDK, SDK SSE, bare fetch) in the HTTP comparison. */
+  httpPrints: number
+  /** Calls per block; the variants alternate block by block. */
+  httpBlock: number
+  /** Sessions at once over HTTP, and cells each. */
+  concurrentSessions: number
+  cellsPerSession: number
 }
 
-const FULL: BenchSizes = { coldStarts: 100, warmStarts: 100, printWarmup: 200, prints: 5000, files: 100, idleSessions: 10, spawns: 100, jupyterKernels: 5 }
-const QUICK: BenchSizes = { coldStarts: 8, warmStarts: 8, printWarmup: 20, prints: 200, files: 8, idleSessions: 3, spawns: 8, jupyterKernels: 2 }
+const FULL: BenchSizes = {
+  coldStarts: 100,
+  warmStarts: 100,
+  printWarmup: 200,
+  prints: 5000,
+  files: 100,
+  idleSessions: 10,
+  spawns: 100,
+  jupyterKernels: 5,
+  httpPrints: 2000,
+  httpBlock: 50,
+  concurrentSessions: 100,
+  cellsPerSession: 50,
+}
+const QUICK: BenchSizes = {
+  coldStarts: 8,
+  warmStarts: 8,
+  printWarmup: 20,
+  prints: 200,
+  files: 8,
+  idleSessions: 3,
+  spawns: 8,
+  jupyterKernels: 2,
+  httpPrints: 200,
+  httpBlock: 50,
+  concurrentSessions: 10,
+  cellsPerSession: 10,
+}
 
 const RESULTS_FILE = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
 
@@ -75,11 +110,25 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
   const warmSamples = await warmStarts(warm, { created: tracked.created, cgroups: bwrap.cgroups, n: sizes.warmStarts, signal })
   await warm.close()
 
+  step(`over HTTP: ${sizes.httpPrints} print(1) each through the SDK (JSON, SSE), a bare fetch and in-process, in alternating blocks`)
+  const server = await startBenchServer(bwrap, { maxSessions: Math.max(200, sizes.concurrentSessions + 10) })
+  cleanups.push(() => server.close())
+  const local = new SessionManager({ driver: bwrap, poolSize: 0 })
+  cleanups.push(() => local.close())
+  const localSession = await local.start()
+  const http = await printOverHttp(server.url, localSession, { warmup: sizes.printWarmup, n: sizes.httpPrints, block: sizes.httpBlock, signal })
+  await local.close()
   let jupyter: JupyterResults | string = jupyterMissing ?? ''
   if (!jupyterMissing) {
     step(`baseline: Jupyter, ${sizes.jupyterKernels} kernel starts and ${sizes.prints} print(1) round trips`)
     jupyter = await jupyterBaseline({ kernels: sizes.jupyterKernels, warmup: sizes.printWarmup, prints: sizes.prints, signal })
   }
+
+  // Last, because it loads the machine itself: the load average is read before it, for the rest.
+  const loadAfter = loadAverage()
+  step(`over HTTP: ${sizes.concurrentSessions} sessions at once × ${sizes.cellsPerSession} cells each`)
+  const concurrency = await concurrentSessions(server, { sessions: sizes.concurrentSessions, cells: sizes.cellsPerSession, signal })
+  await server.close()
 
   signal.throwIfAborted()
   const run: BenchRun = {
@@ -88,7 +137,7 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
       ...facts,
       cgroups: bwrap.cgroups,
       image: `${image.path} (${image.recipe.suite})`,
-      loadAfter: loadAverage(),
+      loadAfter,
       seconds: (performance.now() - t0) / 1000,
     },
     cold: coldSamples,
@@ -99,6 +148,8 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
     bareBwrap,
     hostPython,
     jupyter,
+    http,
+    concurrency,
   }
   const report = renderReport(run)
   console.log(`\n${report}\n`)

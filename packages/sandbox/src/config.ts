@@ -32,7 +32,8 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
   })
 }
 
-function intVar(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
+/** A whole-number environment variable within [min, max], or a ValidationError naming it. */
+export function intVar(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]
   if (raw === undefined || raw === '') return fallback
   const n = Number(raw)

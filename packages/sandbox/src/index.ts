@@ -3,7 +3,7 @@ export { SessionManager, type SessionManagerOptions, type StartOptions } from '.
 export { Session, MAX_CODE_BYTES, type ExecuteCodeOptions, type CallOptions, type EndReason, type SessionStatus } from './session.ts'
 export { SessionFiles } from './session-files.ts'
 export { SessionTasks, type TaskView } from './session-tasks.ts'
-export { loadEngineConfig, type EngineConfig } from './config.ts'
+export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'
 export { createEngine, createDriver } from './engine.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'

@@ -5,7 +5,7 @@
  */
 import path from 'node:path'
 import { validationError } from '@codebox/core'
-import { loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
+import { intVar, loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
 
 export interface QuotaDefaults {
   /** `CODEBOX_TENANT_MAX_SESSIONS`: sessions a tenant may have running at once. Default 50. */
@@ -66,12 +66,4 @@ export function loadServerConfig(
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1'
-}
-
-function intVar(env: Record<string, string | undefined>, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < min || n > max) throw validationError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
-  return n
 }

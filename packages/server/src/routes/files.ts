@@ -10,7 +10,7 @@ import { z } from 'zod'
 import type { ServerConfig } from '../config.ts'
 import { checkDeclaredLength, limitedBody } from '../http/body.ts'
 import { route, type RouteRegistry } from '../http/route.ts'
-import type { SessionService } from '../services/sessions.ts'
+import type { Caller, SessionService } from '../services/sessions.ts'
 
 const fileParams = z.strictObject({ sessionId: sessionIdSchema, path: z.string().min(1, 'is empty: name a file').max(4096) })
 const listQuery = z.strictObject({ path: z.string().max(4096).default(''), recursive: z.enum(['true', 'false']).default('false') })
@@ -52,16 +52,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
         },
       },
       async ({ params, caller, request, reply }) => {
-        const started = performance.now()
-        const audit = (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): void =>
-          sessions.audit(caller, {
-            action: 'uploadFile',
-            sessionId: params.sessionId,
-            outcome,
-            durationMs: performance.now() - started,
-            requestId: request.id,
-            ...extra,
-          })
+        const audit = auditor(sessions, caller, 'uploadFile', params.sessionId, request.id)
         try {
           const maxBytes = Math.min(config.maxUploadBytes, sessions.engine.maxLimits.fileBytes)
           checkDeclaredLength(request.raw, maxBytes, 'upload')
@@ -97,16 +88,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       responses: { 200: { description: 'The bytes, with Content-Type and Content-Length', kind: 'binary' }, ...errors },
     },
     async ({ params, caller, request, reply }) => {
-      const started = performance.now()
-      const audit = (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): void =>
-        sessions.audit(caller, {
-          action: 'downloadFile',
-          sessionId: params.sessionId,
-          outcome,
-          durationMs: performance.now() - started,
-          requestId: request.id,
-          ...extra,
-        })
+      const audit = auditor(sessions, caller, 'downloadFile', params.sessionId, request.id)
       try {
         const { size, mimeType, stream } = await sessions.live(caller, params.sessionId).files.readStream(params.path)
         audit('ok', { codeBytes: size })
@@ -154,6 +136,13 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       return reply.code(204).send()
     },
   )
+}
+
+/** Records a file transfer in the audit log when it ends, with its duration. */
+function auditor(sessions: SessionService, caller: Caller, action: string, sessionId: string, requestId: string) {
+  const started = performance.now()
+  return (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): void =>
+    sessions.audit(caller, { action, sessionId, outcome, durationMs: performance.now() - started, requestId, ...extra })
 }
 
 /** A 4xx is the caller's mistake (rejected), anything else a failure of ours. */
