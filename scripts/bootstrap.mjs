@@ -88,6 +88,9 @@ if (mode === 'start') {
   // Not spawnSync: the server must get SIGTERM too when only this process is signalled.
   const server = spawn(node, ['--disable-warning=ExperimentalWarning', 'packages/cli/src/main.ts', 'serve', ...extra], { stdio: 'inherit', cwd: root })
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => server.kill(sig))
+  // npm does not pass SIGTERM on to its script: when npm goes away, stop the server too.
+  const parent = process.ppid
+  setInterval(() => process.ppid !== parent && server.kill('SIGTERM'), 500).unref()
   server.on('exit', (code, signal) => process.exit(code ?? (signal ? 0 : 1)))
 } else if (mode === 'test') {
   const bin = (name) => path.join(root, 'node_modules', '.bin', name)
