@@ -102,6 +102,11 @@ export class SessionManager {
     return s
   }
 
+  /** The session with this id while the manager holds it (also while it is ending), else undefined. */
+  find(id: string): Session | undefined {
+    return this.sessions.get(id)
+  }
+
   list(): Session[] {
     return [...this.sessions.values()]
   }

@@ -152,8 +152,7 @@ export class SessionService {
     const started = performance.now()
     const record = this.record(caller, sessionId)
     if (record.status === 'READY') {
-      const live = this.engine.list().find((s) => s.id === sessionId)
-      if (live) await live.stop('stopped')
+      await this.engine.find(sessionId)?.stop('stopped')
       this.store.sessions.markTerminated(sessionId, 'stopped')
       this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
     }
@@ -166,8 +165,8 @@ export class SessionService {
     if (record.status === 'TERMINATED') {
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
     }
-    const session = this.engine.list().find((s) => s.id === sessionId && s.status === 'ready')
-    if (!session) {
+    const session = this.engine.find(sessionId)
+    if (!session || session.status !== 'ready') {
       this.store.sessions.markTerminated(sessionId, 'sandbox-exited')
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
     }
@@ -208,11 +207,11 @@ export class SessionService {
       const tenant = this.store.tenants.get(caller.tenant)
       const perSecond = tenant?.invokesPerSecond ?? this.quotas.invokesPerSecond
       this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
-      const checked = checkToolCall(req.name, req.arguments)
-      tool = checked.name
-      summary = checked.summary
+      const call = checkToolCall(req.name, req.arguments)
+      tool = call.name
+      summary = call.summary
       const session = this.live(caller, sessionId)
-      const result = yield* runTool(session, checked.name, req.arguments, { timeoutMs: req.timeoutMs, signal: ctx.signal })
+      const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })
       this.store.sessions.touch(sessionId)

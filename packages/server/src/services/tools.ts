@@ -15,6 +15,7 @@ import {
   type ToolResult,
 } from '@codebox/core'
 import type { Session } from '@codebox/sandbox'
+import type { z } from 'zod'
 
 export interface ToolCallOptions {
   timeoutMs?: number
@@ -32,8 +33,11 @@ export function isToolName(name: unknown): name is ToolName {
   return typeof name === 'string' && (toolNames as readonly string[]).includes(name)
 }
 
+/** A tool call whose arguments passed their schema: parsed once, then run. */
+export type ToolCall = { [K in ToolName]: { name: K; args: z.output<(typeof toolArgumentSchemas)[K]>; summary: ToolInputSummary } }[ToolName]
+
 /** Validates a tool's arguments up front, so a bad call fails before anything runs. */
-export function checkToolCall(name: unknown, args: unknown): { name: ToolName; summary: ToolInputSummary } {
+export function checkToolCall(name: unknown, args: unknown): ToolCall {
   if (!isToolName(name)) throw validationError('name', `unknown tool ${JSON.stringify(name)}; use one of ${toolNames.join(', ')}`)
   const parsed = parseWire(toolArgumentSchemas[name], args ?? {}, 'arguments') as Record<string, unknown>
   const summary: ToolInputSummary = {}
@@ -44,29 +48,28 @@ export function checkToolCall(name: unknown, args: unknown): { name: ToolName; s
     summary.language = 'shell'
     summary.code = String(parsed.command)
   }
-  return { name, summary }
+  return { name, args: parsed, summary } as ToolCall
 }
 
 /** Runs one tool; yields stdout/stderr/display events as produced and returns (and yields) the result. */
-export async function* runTool(session: Session, name: ToolName, args: unknown, options: ToolCallOptions = {}): AsyncGenerator<ExecutionEvent, ToolResult> {
+export async function* runTool(session: Session, call: ToolCall, options: ToolCallOptions = {}): AsyncGenerator<ExecutionEvent, ToolResult> {
   const started = performance.now()
-  switch (name) {
+  switch (call.name) {
     case 'executeCode': {
-      const a = parseWire(toolArgumentSchemas.executeCode, args ?? {}, 'arguments')
-      return yield* session.executeCode({ code: a.code, language: languageOf(args as Record<string, unknown>), clearContext: a.clearContext, ...options })
+      const { code, clearContext } = call.args
+      return yield* session.executeCode({ code, language: call.summary.language as Language, clearContext, ...options })
     }
     case 'executeCommand': {
-      const a = parseWire(toolArgumentSchemas.executeCommand, args ?? {}, 'arguments')
-      return yield* session.streamCommand(a.command, options)
+      return yield* session.streamCommand(call.args.command, options)
     }
     case 'startCommandExecution':
-      return yield* final(await session.tasks.start(parseWire(toolArgumentSchemas.startCommandExecution, args ?? {}, 'arguments').command))
+      return yield* final(await session.tasks.start(call.args.command))
     case 'getTask':
-      return yield* final(await session.tasks.get(parseWire(toolArgumentSchemas.getTask, args ?? {}, 'arguments').taskId))
+      return yield* final(await session.tasks.get(call.args.taskId))
     case 'stopTask':
-      return yield* final(await session.tasks.stop(parseWire(toolArgumentSchemas.stopTask, args ?? {}, 'arguments').taskId))
+      return yield* final(await session.tasks.stop(call.args.taskId))
     case 'writeFiles': {
-      const a = parseWire(toolArgumentSchemas.writeFiles, args ?? {}, 'arguments')
+      const a = call.args
       const written: string[] = []
       for (const [i, f] of a.content.entries()) {
         const data = 'text' in f ? f.text : decodeBase64(f.blob, `arguments.content.${i}.blob`)
@@ -76,7 +79,7 @@ export async function* runTool(session: Session, name: ToolName, args: unknown, 
       return yield* final(fileResult([{ type: 'text', text: `Wrote ${written.length} file(s): ${written.join(', ')}` }], started))
     }
     case 'readFiles': {
-      const a = parseWire(toolArgumentSchemas.readFiles, args ?? {}, 'arguments')
+      const a = call.args
       const blocks: ContentBlock[] = []
       for (const path of a.paths) {
         const { mimeType, stream } = await session.files.readStream(path, options)
@@ -87,7 +90,7 @@ export async function* runTool(session: Session, name: ToolName, args: unknown, 
       return yield* final(fileResult(blocks, started))
     }
     case 'listFiles': {
-      const a = parseWire(toolArgumentSchemas.listFiles, args ?? {}, 'arguments')
+      const a = call.args
       const entries = await session.files.list(a.directoryPath ?? a.path ?? '', options)
       const blocks: ContentBlock[] = entries.map((e) => ({
         type: 'resource_link',
@@ -100,7 +103,7 @@ export async function* runTool(session: Session, name: ToolName, args: unknown, 
       return yield* final(fileResult(blocks, started))
     }
     case 'removeFiles': {
-      const a = parseWire(toolArgumentSchemas.removeFiles, args ?? {}, 'arguments')
+      const a = call.args
       for (const path of a.paths) await session.files.remove(path, { ...options, recursive: true })
       return yield* final(fileResult([{ type: 'text', text: `Removed ${a.paths.length} path(s): ${a.paths.join(', ')}` }], started))
     }
