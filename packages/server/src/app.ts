@@ -8,6 +8,7 @@ import websocket from '@fastify/websocket'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { CodeboxError } from '@codebox/core'
 import type { SessionManager } from '@codebox/sandbox'
+import { agentCoreRoutes } from './agentcore/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
@@ -101,5 +102,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   auditRoutes(app, registry, store)
   opsRoutes(app, registry, sessions, metrics, version)
   await app.register(async (scope) => wsRoutes(scope, auth, sessions))
+  await agentCoreRoutes(app, {
+    store,
+    sessions,
+    body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs },
+    loopbackOnly: options.loopbackOnly ?? true,
+    checkEgressEntry: () => {},
+  })
   return { app, sessions, metrics, registry }
 }

@@ -142,7 +142,10 @@ export class SessionService {
     return toInfo(this.record(caller, sessionId))
   }
 
-  list(caller: Caller, query: { status?: 'READY' | 'TERMINATED'; limit: number; nextToken?: string }): { items: SessionInfo[]; nextToken?: string } {
+  list(
+    caller: Caller,
+    query: { status?: 'READY' | 'TERMINATED'; interpreterId?: string; limit: number; nextToken?: string },
+  ): { items: SessionInfo[]; nextToken?: string } {
     const page = this.store.sessions.list({ tenant: caller.tenant, ...query })
     return { items: page.items.map(toInfo), ...(page.nextToken ? { nextToken: page.nextToken } : {}) }
   }

@@ -12,6 +12,18 @@ import type { TenantRepository } from './tenants.ts'
 
 export type InterpreterStatus = 'READY' | 'DELETED'
 
+/**
+ * Where sessions of an interpreter may connect (AgentCore's network modes): `SANDBOX` nowhere (the
+ * default), `PUBLIC` public addresses through the egress proxy, `VPC` only the `allow` list.
+ */
+export interface InterpreterNetwork {
+  mode: 'SANDBOX' | 'PUBLIC' | 'VPC'
+  /** Egress allow-list entries (host, *.domain, IP or CIDR, each with an optional :port); VPC only. */
+  allow?: string[]
+  /** AgentCore's vpcConfig, kept to echo back; codebox does not use it. */
+  vpcConfig?: { securityGroups: string[]; subnets: string[]; requireServiceS3Endpoint?: boolean }
+}
+
 /** An interpreter; `tenant` is absent for a built-in (system) one. */
 export interface InterpreterRecord {
   interpreterId: string
@@ -21,6 +33,8 @@ export interface InterpreterRecord {
   image: string
   /** Default limits of its sessions; a field left out means the server default. */
   limits: Partial<SessionLimits>
+  network: InterpreterNetwork
+  tags: Record<string, string>
   status: InterpreterStatus
   createdAt: string
   lastUpdatedAt: string
@@ -32,6 +46,10 @@ export interface CreateInterpreterOptions {
   description?: string
   image: string
   limits: Partial<SessionLimits>
+  network?: InterpreterNetwork
+  tags?: Record<string, string>
+  /** Idempotency token: creating again with the same token returns the first interpreter. */
+  clientToken?: string
 }
 
 /** The id of the built-in interpreter that migration 1 creates. */
@@ -44,6 +62,8 @@ interface InterpreterRow {
   description: string | null
   image: string
   limits: string
+  network: string
+  tags: string
   status: InterpreterStatus
   created_at: string
   last_updated_at: string
@@ -56,6 +76,8 @@ const toRecord = (r: InterpreterRow): InterpreterRecord => ({
   ...opt('description', r.description),
   image: r.image,
   limits: JSON.parse(r.limits) as Partial<SessionLimits>,
+  network: JSON.parse(r.network) as InterpreterNetwork,
+  tags: JSON.parse(r.tags) as Record<string, string>,
   status: r.status,
   createdAt: r.created_at,
   lastUpdatedAt: r.last_updated_at,
@@ -67,7 +89,7 @@ const visible = `status = 'READY' AND (tenant IS NULL OR tenant = :tenant)`
 export class InterpreterRepository {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
-  readonly #q: Record<'get' | 'list' | 'byName' | 'insert' | 'markDeleted', StatementSync>
+  readonly #q: Record<'get' | 'list' | 'byName' | 'byToken' | 'insert' | 'markDeleted', StatementSync>
 
   constructor(db: DatabaseSync, tenants: TenantRepository) {
     this.#db = db
@@ -76,9 +98,10 @@ export class InterpreterRepository {
       get: db.prepare(`SELECT * FROM interpreters WHERE interpreter_id = :id AND ${visible}`),
       list: db.prepare(`SELECT * FROM interpreters WHERE ${visible} ORDER BY tenant IS NOT NULL, created_at, interpreter_id`),
       byName: db.prepare(`SELECT interpreter_id FROM interpreters WHERE tenant = ? AND name = ? AND status = 'READY'`),
+      byToken: db.prepare(`SELECT * FROM interpreters WHERE tenant = ? AND client_token = ?`),
       insert: db.prepare(
-        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, status, created_at, last_updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
+        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, tags, client_token, status, created_at, last_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
       ),
       markDeleted: db.prepare(`UPDATE interpreters SET status = 'DELETED', last_updated_at = ? WHERE interpreter_id = ?`),
     }
@@ -95,18 +118,37 @@ export class InterpreterRepository {
     return (this.#q.list.all({ tenant }) as unknown as InterpreterRow[]).map(toRecord)
   }
 
-  /** Creates a custom interpreter; Conflict if `tenant` already has a live one called `name`. */
-  create(options: CreateInterpreterOptions): InterpreterRecord {
+  /**
+   * Creates a custom interpreter; Conflict if `tenant` already has a live one called `name`. With a
+   * clientToken used before, returns that interpreter (whatever its status) and `created: false`.
+   */
+  create(options: CreateInterpreterOptions): InterpreterRecord & { created: boolean } {
     const { tenant, name } = options
     const conflict = () => new CodeboxError('Conflict', `An interpreter named ${name} already exists.`, { details: { name } })
     try {
       return transaction(this.#db, () => {
         this.#tenants.ensure(tenant)
+        if (options.clientToken !== undefined) {
+          const earlier = this.#q.byToken.get(tenant, options.clientToken) as InterpreterRow | undefined
+          if (earlier) return { ...toRecord(earlier), created: false }
+        }
         if (this.#q.byName.get(tenant, name)) throw conflict()
         const id = newInterpreterId(name)
         const now = isoNow()
-        this.#q.insert.run(id, tenant, name, options.description ?? null, options.image, JSON.stringify(options.limits), now, now)
-        return this.get(id, tenant)!
+        this.#q.insert.run(
+          id,
+          tenant,
+          name,
+          options.description ?? null,
+          options.image,
+          JSON.stringify(options.limits),
+          JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
+          JSON.stringify(options.tags ?? {}),
+          options.clientToken ?? null,
+          now,
+          now,
+        )
+        return { ...this.get(id, tenant)!, created: true }
       })
     } catch (e) {
       // The index is the last word if another process created the same name in between.

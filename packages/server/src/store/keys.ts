@@ -73,7 +73,7 @@ export class KeyRepository {
       listTenant: db.prepare(`SELECT ${columns} FROM api_keys WHERE tenant = ? ORDER BY created_at, key_id`),
       touch: db.prepare('UPDATE api_keys SET last_used_at = ? WHERE key_id = ?'),
       revoke: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL'),
-      any: db.prepare('SELECT EXISTS (SELECT 1 FROM api_keys) AS n'),
+      any: db.prepare('SELECT (EXISTS (SELECT 1 FROM api_keys) OR EXISTS (SELECT 1 FROM aws_keys)) AS n'),
       active: db.prepare('SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL'),
     }
   }
@@ -118,7 +118,7 @@ export class KeyRepository {
     return record
   }
 
-  /** True once any key was ever created, revoked or not: from then on the server requires keys. */
+  /** True once any key (API key or SigV4 access key) was ever created, revoked or not: from then on the server requires keys. */
   anyCreated(): boolean {
     return Number((this.#q.any.get() as { n: number }).n) === 1
   }

@@ -98,6 +98,27 @@ export const migrations: readonly Migration[] = [
               'default', '{}', 'READY', ${sqlNow}, ${sqlNow});
     `,
   },
+  {
+    version: 2,
+    description: 'AgentCore compatibility: SigV4 access keys, interpreter network settings, tags and idempotency tokens',
+    sql: `
+      CREATE TABLE aws_keys (
+        access_key_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT,
+        secret_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+      ) STRICT;
+      CREATE INDEX aws_keys_tenant ON aws_keys (tenant, created_at);
+
+      ALTER TABLE interpreters ADD COLUMN network TEXT NOT NULL DEFAULT '{"mode":"SANDBOX"}';
+      ALTER TABLE interpreters ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+      ALTER TABLE interpreters ADD COLUMN client_token TEXT;
+      CREATE UNIQUE INDEX interpreters_client_token ON interpreters (tenant, client_token) WHERE client_token IS NOT NULL;
+    `,
+  },
 ]
 
 /** The schema version this code writes and understands. */

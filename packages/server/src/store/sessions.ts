@@ -32,6 +32,8 @@ export interface SessionRecord {
 export interface ListSessionsOptions {
   tenant: string
   status?: SessionStatus
+  /** Only sessions started from this interpreter. */
+  interpreterId?: string
   /** Page size, a whole number ≥ 1. */
   limit: number
   nextToken?: string
@@ -92,7 +94,7 @@ export class SessionRepository {
       byToken: db.prepare('SELECT * FROM sessions WHERE tenant = ? AND client_token = ?'),
       list: db.prepare(
         `SELECT * FROM sessions
-         WHERE tenant = :tenant AND (:status IS NULL OR status = :status)
+         WHERE tenant = :tenant AND (:status IS NULL OR status = :status) AND (:interpreter IS NULL OR interpreter_id = :interpreter)
            AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
          ORDER BY created_at DESC, session_id DESC LIMIT :limit`,
       ),
@@ -147,6 +149,7 @@ export class SessionRepository {
     const rows = this.#q.list.all({
       tenant: options.tenant,
       status: options.status ?? null,
+      interpreter: options.interpreterId ?? null,
       afterCreated: after?.c ?? null,
       afterId: after?.s ?? null,
       limit: options.limit + 1,

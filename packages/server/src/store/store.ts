@@ -2,10 +2,12 @@
  * The embedded SQLite store of the server: one file (WAL mode) holding tenants, API keys,
  * interpreters, session records and the audit log, brought to the current schema on open.
  */
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { AuditRepository } from './audit.ts'
+import { AwsKeyRepository } from './aws-keys.ts'
 import { InterpreterRepository } from './interpreters.ts'
 import { KeyRepository } from './keys.ts'
 import { migrate } from './migrations.ts'
@@ -21,16 +23,18 @@ export class Store {
   readonly schemaVersion: number
   readonly tenants: TenantRepository
   readonly keys: KeyRepository
+  readonly awsKeys: AwsKeyRepository
   readonly interpreters: InterpreterRepository
   readonly sessions: SessionRepository
   readonly audit: AuditRepository
   readonly #db: DatabaseSync
 
-  private constructor(db: DatabaseSync, schemaVersion: number) {
+  private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer) {
     this.#db = db
     this.schemaVersion = schemaVersion
     this.tenants = new TenantRepository(db)
     this.keys = new KeyRepository(db, this.tenants)
+    this.awsKeys = new AwsKeyRepository(db, this.tenants, sealingKey)
     this.interpreters = new InterpreterRepository(db, this.tenants)
     this.sessions = new SessionRepository(db, this.tenants)
     this.audit = new AuditRepository(db)
@@ -40,7 +44,8 @@ export class Store {
    * Opens (creating if needed) the database at `file` and migrates it to the latest schema;
    * `':memory:'` gives a private in-memory database for tests. A new parent directory gets mode
    * 0700 and the file mode 0600, since it holds every tenant's records. A database from a newer
-   * codebox is refused with an Unavailable error.
+   * codebox is refused with an Unavailable error. Secrets that must stay readable (SigV4 access
+   * keys) are sealed with a key kept in `<file>.key` (created 0600 on first open).
    */
   static open(file: string): Store {
     const inMemory = file === ':memory:'
@@ -49,7 +54,7 @@ export class Store {
     try {
       if (!inMemory) db.exec('PRAGMA journal_mode = WAL')
       db.exec(`PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`)
-      return new Store(db, migrate(db))
+      return new Store(db, migrate(db), inMemory ? randomBytes(32) : sealingKey(`${file}.key`))
     } catch (e) {
       db.close()
       throw e
@@ -72,4 +77,16 @@ function prepareFile(file: string): void {
   closeSync(openSync(file, 'a', 0o600))
   // SQLite gives the -wal and -shm files the mode of the database file, so this covers them too.
   if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+}
+
+/** The 32-byte sealing key in `file`, created (0600, exclusively) if it does not exist yet. */
+function sealingKey(file: string): Buffer {
+  try {
+    writeFileSync(file, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+  }
+  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
+  if (key.length !== 32) throw new Error(`${file} is not a codebox sealing key (32 bytes, base64)`)
+  return key
 }

@@ -1,0 +1,149 @@
+/**
+ * The AgentCore data plane at AWS's paths: Start/Get/List/Stop CodeInterpreterSession and
+ * InvokeCodeInterpreter, each a view of SessionService (so tenancy, quotas, audit and metrics are
+ * the native API's). Invoke answers with an AWS event stream: one `result` event carrying the
+ * whole result (clients such as the seeds' `for event in stream: return event["result"]` read
+ * only the first), or an exception event for a failure after the stream began.
+ */
+import { once } from 'node:events'
+import { CodeboxError, type ExecutionEvent, type SessionInfo, type ToolResult } from '@codebox/core'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Caller, SessionService } from '../services/sessions.ts'
+import { awsValidation, streamMemberOf, toAwsError } from './errors.ts'
+import { eventHeaders, exceptionHeaders, jsonPieces, messageParts } from './eventstream.ts'
+import type { InterpreterResolver } from './interpreters.ts'
+import { awsRoute } from './route.ts'
+import { invokeBodySchema, listBodySchema, sessionIdQuerySchema, startBodySchema, stopBodySchema } from './shapes.ts'
+
+const sessionHeader = 'x-amzn-code-interpreter-session-id'
+
+export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, interpreters: InterpreterResolver): void {
+  /** The caller's session, if it was started from this interpreter; else ResourceNotFound. */
+  const sessionOf = (caller: Caller, interpreterId: string, sessionId: string): SessionInfo => {
+    const info = sessions.get(caller, sessionId)
+    if (info.interpreterId !== interpreterId) throw notFound(sessionId)
+    return info
+  }
+
+  awsRoute(app, { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/start', body: startBodySchema }, async ({ caller, identifier, body, request }) => {
+    const interpreter = interpreters.resolve(caller, identifier)
+    const { info } = await sessions.start(
+      caller,
+      {
+        interpreterId: interpreter.interpreterId,
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        ...(body.sessionTimeoutSeconds !== undefined ? { timeoutSeconds: body.sessionTimeoutSeconds } : {}),
+        ...(body.clientToken !== undefined ? { clientToken: body.clientToken } : {}),
+        ...(body.limits !== undefined ? { limits: body.limits } : {}),
+      },
+      { requestId: request.id },
+    )
+    if (info.interpreterId !== interpreter.interpreterId) {
+      throw awsValidation('clientToken was used before to start a session of another code interpreter', 'clientToken', 'IdempotentParameterMismatchException')
+    }
+    return { codeInterpreterIdentifier: identifier, sessionId: info.sessionId, createdAt: info.createdAt }
+  })
+
+  awsRoute(app, { method: 'GET', url: '/:codeInterpreterIdentifier/sessions/get', query: sessionIdQuerySchema }, async ({ caller, identifier, query }) => {
+    const { interpreterId } = interpreters.resolve(caller, identifier)
+    const info = sessionOf(caller, interpreterId, query.sessionId)
+    return {
+      codeInterpreterIdentifier: identifier,
+      sessionId: info.sessionId,
+      ...(info.name ? { name: info.name } : {}),
+      status: info.status,
+      createdAt: info.createdAt,
+      sessionTimeoutSeconds: info.timeoutSeconds,
+    }
+  })
+
+  awsRoute(app, { method: 'POST', url: '/:codeInterpreterIdentifier/sessions/list', body: listBodySchema }, async ({ caller, identifier, body }) => {
+    const { interpreterId } = interpreters.resolve(caller, identifier)
+    const page = sessions.list(caller, {
+      interpreterId,
+      limit: body.maxResults ?? 10,
+      ...(body.status ? { status: body.status } : {}),
+      ...(body.nextToken ? { nextToken: body.nextToken } : {}),
+    })
+    return {
+      items: page.items.map((s) => ({
+        codeInterpreterIdentifier: identifier,
+        sessionId: s.sessionId,
+        ...(s.name ? { name: s.name } : {}),
+        status: s.status,
+        createdAt: s.createdAt,
+        lastUpdatedAt: s.lastUpdatedAt,
+      })),
+      ...(page.nextToken ? { nextToken: page.nextToken } : {}),
+    }
+  })
+
+  awsRoute(
+    app,
+    { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/stop', query: sessionIdQuerySchema, body: stopBodySchema },
+    async ({ caller, identifier, query, request }) => {
+      const { interpreterId } = interpreters.resolve(caller, identifier)
+      sessionOf(caller, interpreterId, query.sessionId)
+      const info = await sessions.stop(caller, query.sessionId, { requestId: request.id })
+      return { codeInterpreterIdentifier: identifier, sessionId: info.sessionId, lastUpdatedAt: info.endedAt ?? info.lastUpdatedAt }
+    },
+  )
+
+  awsRoute(app, { method: 'POST', url: '/:codeInterpreterIdentifier/tools/invoke', body: invokeBodySchema }, async ({ caller, identifier, body, request, reply }) => {
+    const { interpreterId } = interpreters.resolve(caller, identifier)
+    const sessionId = request.headers[sessionHeader]
+    if (typeof sessionId !== 'string' || sessionId === '') {
+      throw awsValidation(`the ${sessionHeader} header is required: start a session with StartCodeInterpreterSession and pass its sessionId`, 'sessionId')
+    }
+    if (!/^[0-9a-zA-Z]{1,40}$/.test(sessionId)) throw awsValidation('sessionId must be 1-40 letters and digits', 'sessionId')
+    const info = sessionOf(caller, interpreterId, sessionId)
+    if (info.status === 'TERMINATED') throw notFound(sessionId, `session ${sessionId} has ended (${info.endReason ?? 'stopped'}); start a new session`)
+    const abort = new AbortController()
+    // A client that goes away cancels its call: the cell is interrupted, not left running.
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) abort.abort()
+    })
+    const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
+    await sendResultStream(request, reply, sessionId, events)
+    return reply
+  })
+}
+
+const notFound = (sessionId: string, message = `session ${sessionId} was not found`): CodeboxError => new CodeboxError('NotFound', message)
+
+/**
+ * Runs the invocation to its result and writes it as one `result` event. Failures before the
+ * stream began (bad arguments, an unknown tool, throttling) are HTTP errors; later ones are an
+ * exception event.
+ */
+async function sendResultStream(request: FastifyRequest, reply: FastifyReply, sessionId: string, events: AsyncGenerator<ExecutionEvent, ToolResult>): Promise<void> {
+  // The first step validates the call; it throws before any output exists.
+  let next = await events.next()
+  reply.hijack()
+  const res = reply.raw
+  res.writeHead(200, {
+    'content-type': 'application/vnd.amazon.eventstream',
+    [sessionHeader]: sessionId,
+    'x-amzn-requestid': request.id,
+    'x-request-id': request.id,
+  })
+  const write = async (parts: Iterable<Buffer>): Promise<void> => {
+    for (const part of parts) {
+      if (res.destroyed) return
+      if (!res.write(part)) await Promise.race([once(res, 'drain'), once(res, 'close')])
+    }
+  }
+  try {
+    while (!next.done) next = await events.next()
+    const { pieces, length } = jsonPieces(next.value)
+    await write(messageParts(eventHeaders('result'), pieces, length))
+  } catch (e) {
+    const { error } = toAwsError(e)
+    if (error.status >= 500) request.log.error({ err: e }, 'invocation failed mid-stream')
+    const payload = Buffer.from(JSON.stringify({ message: error.body.message }))
+    await write(messageParts(exceptionHeaders(streamMemberOf(error.name)), [payload], payload.length))
+  } finally {
+    await events.return(undefined as never)
+    res.end()
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * codebox errors in AWS's form: the exception name (`x-amzn-errortype` and the event stream's
+ * `:exception-type`), the AWS status code and a `{message}` body (plus `reason` and `fieldList`
+ * for validation), so the AWS SDKs raise the typed exceptions they document.
+ */
+import { CodeboxError, type ErrorCode } from '@codebox/core'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { toCodeboxError } from '../http/errors.ts'
+
+export type AwsExceptionName =
+  | 'ValidationException'
+  | 'AccessDeniedException'
+  | 'ResourceNotFoundException'
+  | 'ConflictException'
+  | 'ThrottlingException'
+  | 'ServiceQuotaExceededException'
+  | 'InternalServerException'
+
+const statusOf: Record<AwsExceptionName, number> = {
+  ValidationException: 400,
+  AccessDeniedException: 403,
+  ResourceNotFoundException: 404,
+  ConflictException: 409,
+  ThrottlingException: 429,
+  ServiceQuotaExceededException: 402,
+  InternalServerException: 500,
+}
+
+const byCode: Record<ErrorCode, AwsExceptionName> = {
+  ValidationError: 'ValidationException',
+  LimitExceeded: 'ValidationException',
+  RequestTimeout: 'ValidationException',
+  Unauthorized: 'AccessDeniedException',
+  NotFound: 'ResourceNotFoundException',
+  // AWS answers a call on a stopped session as a resource it cannot find.
+  SessionTerminated: 'ResourceNotFoundException',
+  Conflict: 'ConflictException',
+  RateLimited: 'ThrottlingException',
+  QuotaExceeded: 'ServiceQuotaExceededException',
+  Timeout: 'InternalServerException',
+  SandboxFailure: 'InternalServerException',
+  Unavailable: 'InternalServerException',
+  Internal: 'InternalServerException',
+}
+
+export interface AwsError {
+  name: AwsExceptionName
+  status: number
+  body: { message: string; reason?: string; fieldList?: { name: string; message: string }[] }
+}
+
+/** The AWS form of any error a handler threw. */
+export function toAwsError(e: unknown): { error: AwsError; source: CodeboxError } {
+  const err = toCodeboxError(e)
+  const name = (err.details.aws as AwsExceptionName | undefined) ?? byCode[err.code] ?? 'InternalServerException'
+  const body: AwsError['body'] = { message: err.code === 'Internal' ? `${err.message}` : err.message }
+  if (name === 'ValidationException') {
+    const field = typeof err.details.field === 'string' ? err.details.field : undefined
+    body.reason = typeof err.details.reason === 'string' ? err.details.reason : field ? 'FieldValidationFailed' : 'CannotParse'
+    if (field) body.fieldList = [{ name: field, message: err.message }]
+  }
+  return { error: { name, status: statusOf[name], body }, source: err }
+}
+
+/** The member name of an exception in CodeInterpreterStreamOutput: `validationException`, ... */
+export const streamMemberOf = (name: AwsExceptionName): string => name[0]!.toLowerCase() + name.slice(1)
+
+/** Sends an error as AWS does: status, `x-amzn-errortype`, JSON `{message}`. */
+export function sendAwsError(request: FastifyRequest, reply: FastifyReply, e: unknown): FastifyReply {
+  const { error, source } = toAwsError(e)
+  if (error.status >= 500) request.log.error({ err: e }, 'AgentCore request failed')
+  else request.log.info({ code: source.code, exception: error.name, reason: source.message }, 'AgentCore request rejected')
+  const retry = source.details.retryAfterSeconds
+  if (typeof retry === 'number') void reply.header('retry-after', String(retry))
+  if (source.code === 'LimitExceeded' || source.code === 'RequestTimeout') void reply.header('connection', 'close')
+  return reply.code(error.status).header('x-amzn-errortype', error.name).header('x-amzn-requestid', request.id).type('application/json').send(error.body)
+}
+
+/** A ValidationException with AWS's reason; `field` fills fieldList. */
+export function awsValidation(message: string, field?: string, reason?: string): CodeboxError {
+  return new CodeboxError('ValidationError', message, { details: { ...(field ? { field } : {}), ...(reason ? { reason } : {}) } })
+}

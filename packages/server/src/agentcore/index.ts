@@ -1,0 +1,94 @@
+/**
+ * The AgentCore-compatible API under `/code-interpreters`: a Fastify scope of its own with AWS's
+ * body handling (the raw body is hashed for SigV4), SigV4 authentication, AWS error shapes, and
+ * the data-plane and control-plane routes. Tenancy follows the native API: an open loopback
+ * server (no key ever created) serves everyone as the `default` tenant; otherwise every request
+ * must be signed with an access key from `codebox keys create --aws`.
+ */
+import { createHash } from 'node:crypto'
+import { CodeboxError } from '@codebox/core'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { OPEN_TENANT } from '../http/auth.ts'
+import { parseJsonBody, readBody, type BodyLimits } from '../http/body.ts'
+import type { SessionService } from '../services/sessions.ts'
+import type { Store } from '../store/index.ts'
+import { dataPlaneRoutes } from './data-plane.ts'
+import { sendAwsError } from './errors.ts'
+import { controlPlaneRoutes, InterpreterResolver, type EgressEntryCheck } from './interpreters.ts'
+import { verifySigV4 } from './sigv4.ts'
+
+export interface AgentCoreOptions {
+  store: Store
+  sessions: SessionService
+  body: BodyLimits
+  /** Whether the server listens on loopback only (an open server is allowed only then). */
+  loopbackOnly: boolean
+  checkEgressEntry: EgressEntryCheck
+}
+
+const emptySha256 = createHash('sha256').digest('hex')
+
+export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOptions): Promise<void> {
+  const { store, sessions } = options
+  await app.register(
+    async (scope) => {
+      scope.removeAllContentTypeParsers()
+      // Whatever the content type (the SDKs send application/json), the body is read, hashed for SigV4 and parsed as JSON.
+      scope.addContentTypeParser('*', async (request: FastifyRequest) => {
+        const body = await readBody(request.raw, options.body)
+        request.bodySha256 = createHash('sha256').update(body).digest('hex')
+        return parseJsonBody(body.toString('utf8'))
+      })
+      scope.decorateRequest('bodySha256', '')
+      scope.decorateRequest('awsRegion', '')
+      scope.addHook('onRequest', async (request, reply) => {
+        void reply.header('x-amzn-requestid', request.id)
+        // An unsigned request is refused before its body is read.
+        if (store.keys.anyCreated() && !request.headers.authorization) {
+          throw new CodeboxError(
+            'Unauthorized',
+            'Missing Authentication Token: the request is not signed; sign it with SigV4 using an access key from `codebox keys create --aws`',
+          )
+        }
+      })
+      scope.addHook('preHandler', async (request) => authenticate(request, store, options.loopbackOnly))
+      scope.setErrorHandler((error, request, reply) => sendAwsError(request, reply, error))
+      scope.setNotFoundHandler((request, reply) =>
+        reply
+          .code(404)
+          .header('x-amzn-errortype', 'UnknownOperationException')
+          .type('application/json')
+          .send({ message: `codebox does not implement ${request.method} ${request.url.split('?')[0]}; docs/agentcore.md lists the supported operations` }),
+      )
+      dataPlaneRoutes(scope, sessions, new InterpreterResolver(store))
+      controlPlaneRoutes(scope, store, sessions, options.checkEgressEntry)
+    },
+    { prefix: '/code-interpreters' },
+  )
+}
+
+function authenticate(request: FastifyRequest, store: Store, loopbackOnly: boolean): void {
+  if (!request.bodySha256) {
+    const declared = Number(request.headers['content-length'] ?? 0)
+    if (declared > 0 || request.headers['transfer-encoding'] !== undefined) {
+      throw new CodeboxError('ValidationError', 'the request body was not read: send it as application/json')
+    }
+    request.bodySha256 = emptySha256
+  }
+  if (!store.keys.anyCreated()) {
+    if (!loopbackOnly) {
+      throw new CodeboxError('Unauthorized', 'this server listens beyond loopback and has no keys; create one with `codebox keys create --aws --tenant <name>`')
+    }
+    request.caller = { tenant: OPEN_TENANT }
+    request.awsRegion = /Credential=[^/]+\/\d{8}\/([a-z0-9-]{1,32})\//.exec(String(request.headers.authorization ?? ''))?.[1] ?? 'us-east-1'
+    return
+  }
+  let tenant: string | undefined
+  const signed = verifySigV4({ method: request.method, url: request.raw.url ?? '/', headers: request.headers, bodySha256: request.bodySha256 }, (id) => {
+    const key = store.awsKeys.lookup(id)
+    tenant = key?.record.tenant
+    return key?.secretAccessKey
+  })
+  request.caller = { tenant: tenant!, keyId: signed.accessKeyId }
+  request.awsRegion = signed.region
+}

@@ -1,0 +1,148 @@
+/**
+ * The AgentCore control plane for code interpreters at AWS's paths (Create/Get/List/Delete
+ * CodeInterpreter), over the store's interpreters, and the resolver both planes use to turn a
+ * path's identifier (an id, an ARN, or the built-in `aws.codeinterpreter.v1`) into an interpreter
+ * the caller may use.
+ */
+import { createHash } from 'node:crypto'
+import { CodeboxError, resolveLimits } from '@codebox/core'
+import type { FastifyInstance } from 'fastify'
+import type { Caller, SessionService } from '../services/sessions.ts'
+import type { InterpreterNetwork, InterpreterRecord, Store } from '../store/index.ts'
+import { builtInInterpreterId } from '../store/index.ts'
+import { awsValidation } from './errors.ts'
+import { awsRoute } from './route.ts'
+import { awsBuiltInId, createInterpreterBodySchema, egressAllowTag, listInterpretersQuerySchema } from './shapes.ts'
+
+/** Checks an egress allow-list entry; throws a ValidationError naming what is wrong. */
+export type EgressEntryCheck = (entry: string) => void
+
+export class InterpreterResolver {
+  private readonly store: Store
+
+  constructor(store: Store) {
+    this.store = store
+  }
+
+  /** The interpreter an identifier names, if the caller may use it; ResourceNotFound otherwise. */
+  resolve(caller: Caller, identifier: string): InterpreterRecord {
+    const id = codeboxId(identifier)
+    const record = id === undefined ? undefined : this.store.interpreters.get(id, caller.tenant)
+    if (!record) throw new CodeboxError('NotFound', `code interpreter ${JSON.stringify(identifier.slice(0, 200))} was not found`)
+    return record
+  }
+}
+
+/** codebox's id for an AWS identifier: the built-in alias, an ARN's last part, or the id itself. */
+function codeboxId(identifier: string): string | undefined {
+  const id = identifier.startsWith('arn:') ? identifier.slice(identifier.lastIndexOf('/') + 1) : identifier
+  if (id === awsBuiltInId) return builtInInterpreterId
+  return /^[a-zA-Z][a-zA-Z0-9_.-]{0,99}$/.test(id) ? id : undefined
+}
+
+/** A stable 12-digit account number per tenant, for ARNs. */
+const accountOf = (tenant: string): string => (BigInt(`0x${createHash('sha256').update(tenant).digest('hex').slice(0, 15)}`) % 10n ** 12n).toString().padStart(12, '0')
+
+export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService, checkEgressEntry: EgressEntryCheck): void {
+  const awsId = (r: InterpreterRecord): string => (r.interpreterId === builtInInterpreterId ? awsBuiltInId : r.interpreterId)
+  const arn = (r: InterpreterRecord, caller: Caller, region: string): string =>
+    r.tenant === undefined
+      ? `arn:aws:bedrock-agentcore:${region}:aws:code-interpreter/${awsId(r)}`
+      : `arn:aws:bedrock-agentcore:${region}:${accountOf(caller.tenant)}:code-interpreter-custom/${r.interpreterId}`
+  const summary = (r: InterpreterRecord, caller: Caller, region: string) => ({
+    codeInterpreterId: awsId(r),
+    codeInterpreterArn: arn(r, caller, region),
+    name: r.name,
+    ...(r.description ? { description: r.description } : {}),
+    status: r.status,
+    createdAt: r.createdAt,
+    lastUpdatedAt: r.lastUpdatedAt,
+  })
+
+  awsRoute(app, { method: 'PUT', url: '', body: createInterpreterBodySchema, status: 202 }, async ({ caller, region, body }) => {
+    const network = networkOf(body, checkEgressEntry)
+    const limits = body.codebox?.limits ?? {}
+    resolveLimits(limits, sessions.engine.defaults, sessions.engine.maxLimits)
+    const created = store.interpreters.create({
+      tenant: caller.tenant,
+      name: body.name,
+      ...(body.description ? { description: body.description } : {}),
+      image: body.codebox?.image ?? 'default',
+      limits,
+      network,
+      tags: body.tags ?? {},
+      ...(body.clientToken ? { clientToken: body.clientToken } : {}),
+    })
+    if (!created.created && created.name !== body.name) {
+      throw awsValidation('clientToken was used before to create another code interpreter', 'clientToken', 'IdempotentParameterMismatchException')
+    }
+    return { codeInterpreterId: created.interpreterId, codeInterpreterArn: arn(created, caller, region), createdAt: created.createdAt, status: created.status }
+  })
+
+  awsRoute(app, { method: 'GET', url: '/:codeInterpreterId' }, async ({ caller, region, identifier }) => {
+    const r = new InterpreterResolver(store).resolve(caller, identifier)
+    return {
+      ...summary(r, caller, region),
+      networkConfiguration: {
+        networkMode: r.network.mode,
+        ...(r.network.vpcConfig ? { vpcConfig: r.network.vpcConfig } : {}),
+      },
+      codebox: { image: r.image, limits: { ...sessions.engine.defaults, ...r.limits }, ...(r.network.allow ? { egressAllowList: r.network.allow } : {}) },
+    }
+  })
+
+  awsRoute(app, { method: 'POST', url: '', query: listInterpretersQuerySchema }, async ({ caller, region, query }) => {
+    const all = store.interpreters
+      .list(caller.tenant)
+      .filter((r) => query.type === undefined || (query.type === 'SYSTEM') === (r.tenant === undefined))
+      .map((r) => summary(r, caller, region))
+    const start = query.nextToken === undefined ? 0 : offsetOf(query.nextToken)
+    const size = query.maxResults ?? 10
+    const page = all.slice(start, start + size)
+    return {
+      codeInterpreterSummaries: page,
+      ...(start + size < all.length ? { nextToken: Buffer.from(`interpreters:${start + size}`).toString('base64url') } : {}),
+    }
+  })
+
+  awsRoute(app, { method: 'DELETE', url: '/:codeInterpreterId', status: 202 }, async ({ caller, identifier }) => {
+    const r = new InterpreterResolver(store).resolve(caller, identifier)
+    if (r.tenant === undefined) throw awsValidation(`${identifier} is a system code interpreter and cannot be deleted`, 'codeInterpreterId')
+    const deleted = store.interpreters.delete(r.interpreterId, caller.tenant)
+    return { codeInterpreterId: deleted.interpreterId, status: deleted.status, lastUpdatedAt: deleted.lastUpdatedAt }
+  })
+}
+
+/** The network settings of a create request: the mode, and for VPC the allow-list (extension or tag). */
+function networkOf(
+  body: { networkConfiguration: { networkMode: InterpreterNetwork['mode']; vpcConfig?: InterpreterNetwork['vpcConfig'] }; tags?: Record<string, string>; codebox?: { egressAllowList?: string[] } },
+  check: EgressEntryCheck,
+): InterpreterNetwork {
+  const { networkMode: mode, vpcConfig } = body.networkConfiguration
+  const fromTag = body.tags?.[egressAllowTag]?.split(/[\s,]+/).filter(Boolean)
+  const allow = body.codebox?.egressAllowList ?? fromTag
+  if (mode === 'VPC') {
+    if (!allow?.length) {
+      throw awsValidation(
+        `VPC mode needs an egress allow-list: give the tag ${egressAllowTag} (entries separated by spaces) or codebox.egressAllowList`,
+        'networkConfiguration',
+      )
+    }
+    allow.forEach((entry, i) => {
+      try {
+        check(entry)
+      } catch (e) {
+        throw awsValidation(`egress allow-list entry ${i + 1} (${JSON.stringify(entry)}): ${(e as Error).message}`, 'networkConfiguration')
+      }
+    })
+  } else if (allow?.length) {
+    throw awsValidation(`an egress allow-list applies only to VPC mode, not ${mode}`, 'networkConfiguration')
+  }
+  return { mode, ...(mode === 'VPC' ? { allow } : {}), ...(vpcConfig ? { vpcConfig } : {}) }
+}
+
+function offsetOf(token: string): number {
+  const m = /^interpreters:(\d{1,6})$/.exec(Buffer.from(token, 'base64url').toString('utf8'))
+  if (!m) throw awsValidation('nextToken is not a token this server issued', 'nextToken')
+  return Number(m[1])
+}

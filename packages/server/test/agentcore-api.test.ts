@@ -1,0 +1,295 @@
+/**
+ * The AgentCore-compatible API through the real AWS SDK clients (@aws-sdk/client-bedrock-agentcore
+ * and -control), against the server in-process with the fake driver: every operation and tool,
+ * the typed exceptions, SigV4 failures, tenancy and paging. tests/agentcore-sandbox (in the CLI
+ * package) runs the seeds' workflows on the real sandbox.
+ */
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import {
+  BedrockAgentCoreClient,
+  GetCodeInterpreterSessionCommand,
+  InvokeCodeInterpreterCommand,
+  ListCodeInterpreterSessionsCommand,
+  StartCodeInterpreterSessionCommand,
+  StopCodeInterpreterSessionCommand,
+  type CodeInterpreterResult,
+  type InvokeCodeInterpreterCommandInput,
+} from '@aws-sdk/client-bedrock-agentcore'
+import {
+  BedrockAgentCoreControlClient,
+  CreateCodeInterpreterCommand,
+  DeleteCodeInterpreterCommand,
+  GetCodeInterpreterCommand,
+  ListCodeInterpretersCommand,
+} from '@aws-sdk/client-bedrock-agentcore-control'
+import { testServer, type TestServer } from './fixtures.ts'
+
+const region = 'us-west-2'
+const anyCredentials = { accessKeyId: 'AKIAOPENSERVER000000', secretAccessKey: 'unused-on-an-open-server' }
+
+function clients(server: TestServer, credentials = anyCredentials) {
+  const options = { endpoint: server.url, region, credentials, maxAttempts: 1 }
+  return { data: new BedrockAgentCoreClient(options), control: new BedrockAgentCoreControlClient(options) }
+}
+
+/** The one `result` event of an invoke (and checks there is exactly one event). */
+async function invoke(client: BedrockAgentCoreClient, input: InvokeCodeInterpreterCommandInput): Promise<CodeInterpreterResult> {
+  const res = await client.send(new InvokeCodeInterpreterCommand(input))
+  assert.equal(res.sessionId, input.sessionId)
+  const events = []
+  for await (const event of res.stream!) events.push(event)
+  assert.equal(events.length, 1, `one event, got ${JSON.stringify(events)}`)
+  assert.ok(events[0]!.result, `a result event, got ${JSON.stringify(events[0])}`)
+  return events[0]!.result
+}
+
+const builtIn = 'aws.codeinterpreter.v1'
+
+describe('AgentCore data plane through the AWS SDK', () => {
+  test('start, get, list, invoke every tool, stop', async (t) => {
+    const server = await testServer(t)
+    const { data } = clients(server)
+    const started = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, name: 'sdk-test', sessionTimeoutSeconds: 600 }))
+    assert.equal(started.codeInterpreterIdentifier, builtIn)
+    assert.match(started.sessionId!, /^[0-9a-zA-Z]{1,40}$/)
+    assert.ok(started.createdAt instanceof Date && Math.abs(started.createdAt.getTime() - Date.now()) < 60_000)
+    const sessionId = started.sessionId!
+
+    const got = await data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    assert.equal(got.status, 'READY')
+    assert.equal(got.name, 'sdk-test')
+    assert.equal(got.sessionTimeoutSeconds, 600)
+
+    const code = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'x = 6 * 7\nprint(x)', language: 'python' } })
+    assert.equal(code.isError, false)
+    assert.equal(code.structuredContent?.stdout, '42\n')
+    assert.equal(code.structuredContent?.exitCode, 0)
+    assert.equal(typeof code.structuredContent?.executionTime, 'number')
+    assert.deepEqual(code.content?.[0], { type: 'text', text: '42\n' })
+    // State persists; clearContext resets it.
+    const again = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print(x + 1)' } })
+    assert.equal(again.structuredContent?.stdout, '43\n')
+    const cleared = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print(x)', clearContext: true } })
+    assert.equal(cleared.isError, true)
+    assert.match(cleared.structuredContent?.stderr ?? '', /NameError/)
+
+    const js = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'console.log(1 + 1)', language: 'javascript' } })
+    assert.equal(js.structuredContent?.stdout, '2\n')
+    const node = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'console.log(typeof process)', runtime: 'nodejs' } })
+    assert.equal(node.structuredContent?.stdout, 'object\n')
+
+    const cmd = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCommand', arguments: { command: 'echo hi; exit 3' } })
+    assert.equal(cmd.structuredContent?.stdout, 'hi\n')
+    assert.equal(cmd.structuredContent?.exitCode, 3)
+    assert.equal(cmd.isError, true)
+
+    const written = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'writeFiles',
+      arguments: {
+        content: [
+          { path: 'notes/a.txt', text: 'hello' },
+          { path: 'b.bin', blob: new Uint8Array([0, 1, 2, 255]) },
+        ],
+      },
+    })
+    assert.equal(written.isError, false)
+    const listed = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'listFiles', arguments: { directoryPath: '' } })
+    const names = listed.content!.map((c) => `${c.type}:${c.name}:${c.description}`)
+    assert.ok(names.includes('resource_link:notes:Directory'), names.join())
+    assert.ok(names.includes('resource_link:b.bin:File'), names.join())
+    assert.equal(listed.content!.find((c) => c.name === 'b.bin')!.size, 4)
+    const read = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'readFiles', arguments: { paths: ['notes/a.txt', 'b.bin'] } })
+    assert.equal(read.content![0]!.type, 'resource')
+    assert.equal(read.content![0]!.resource?.text, 'hello')
+    assert.equal(read.content![0]!.resource?.uri, 'file:///notes/a.txt')
+    assert.deepEqual([...read.content![1]!.resource!.blob!], [0, 1, 2, 255])
+    const removed = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'removeFiles', arguments: { paths: ['b.bin'] } })
+    assert.equal(removed.isError, false)
+
+    const task = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'startCommandExecution', arguments: { command: 'echo started; sleep 30' } })
+    const taskId = task.structuredContent?.taskId
+    assert.ok(taskId)
+    assert.ok(['submitted', 'working'].includes(task.structuredContent!.taskStatus!))
+    let status = ''
+    for (let i = 0; i < 50 && !status.includes('started'); i++) {
+      const polled = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'getTask', arguments: { taskId } })
+      status = `${polled.structuredContent?.taskStatus} ${polled.structuredContent?.stdout}`
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.match(status, /^working started/)
+    const stopped = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'stopTask', arguments: { taskId } })
+    assert.equal(stopped.structuredContent?.taskStatus, 'canceled')
+
+    const list = await data.send(new ListCodeInterpreterSessionsCommand({ codeInterpreterIdentifier: builtIn, status: 'READY' }))
+    assert.deepEqual(
+      list.items?.map((s) => [s.sessionId, s.status, s.codeInterpreterIdentifier]),
+      [[sessionId, 'READY', builtIn]],
+    )
+    assert.ok(list.items![0]!.lastUpdatedAt instanceof Date)
+
+    const stop = await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    assert.equal(stop.sessionId, sessionId)
+    assert.ok(stop.lastUpdatedAt instanceof Date)
+    const after = await data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    assert.equal(after.status, 'TERMINATED')
+  })
+
+  test('a retried start with the same clientToken returns the same session; paging with nextToken', async (t) => {
+    const server = await testServer(t)
+    const { data } = clients(server)
+    const token = 'retry-token-0123456789abcdefghijklmnop'
+    const a = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, clientToken: token }))
+    const b = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, clientToken: token }))
+    assert.equal(a.sessionId, b.sessionId)
+    const c = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const seen: string[] = []
+    let nextToken: string | undefined
+    do {
+      const page = await data.send(new ListCodeInterpreterSessionsCommand({ codeInterpreterIdentifier: builtIn, maxResults: 1, nextToken }))
+      assert.ok(page.items!.length <= 1)
+      seen.push(...page.items!.map((s) => s.sessionId!))
+      nextToken = page.nextToken
+    } while (nextToken)
+    assert.deepEqual(seen.sort(), [a.sessionId!, c.sessionId!].sort())
+  })
+})
+
+describe('AgentCore errors are the typed exceptions of the SDK', () => {
+  test('validation, not found, conflict-free stop, invoke on a stopped session, unknown tool, wrong types', async (t) => {
+    const server = await testServer(t)
+    const { data } = clients(server)
+    const expectException = async (p: Promise<unknown>, name: string, status: number, message: RegExp) => {
+      const e = (await p.then(
+        () => assert.fail(`expected ${name}`),
+        (e: unknown) => e,
+      )) as { name: string; message: string; $metadata: { httpStatusCode: number } }
+      assert.equal(e.name, name, `${e.name}: ${e.message}`)
+      assert.equal(e.$metadata.httpStatusCode, status)
+      assert.match(e.message, message)
+      return e
+    }
+    await expectException(
+      data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionTimeoutSeconds: 28801 })),
+      'ValidationException',
+      400,
+      /sessionTimeoutSeconds/,
+    )
+    await expectException(data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: 'nope-0123456789' })), 'ResourceNotFoundException', 404, /nope/)
+    await expectException(
+      data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId: 'unknownsession' })),
+      'ResourceNotFoundException',
+      404,
+      /unknownsession/,
+    )
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const v = (await expectException(
+      invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCodez' as 'executeCode', arguments: { code: '1' } }),
+      'ValidationException',
+      400,
+      /executeCodez/,
+    )) as unknown as { reason?: string; fieldList?: { name: string }[] }
+    assert.equal(v.reason, 'FieldValidationFailed')
+    await expectException(
+      data.send(
+        new InvokeCodeInterpreterCommand({
+          codeInterpreterIdentifier: builtIn,
+          sessionId,
+          name: 'executeCode',
+          arguments: { code: 42 as unknown as string },
+        }),
+      ),
+      'ValidationException',
+      400,
+      /code/,
+    )
+    await expectException(
+      data.send(new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: '1', runtime: 'deno' } })).then(() => {
+        throw Object.assign(new Error('deno ran'), { name: 'ValidationException', $metadata: { httpStatusCode: 400 } })
+      }),
+      'ValidationException',
+      400,
+      /deno/,
+    )
+    // Code that raises is a successful invoke with isError.
+    const raised = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'raise ValueError("boom")' } })
+    assert.equal(raised.isError, true)
+    assert.match(raised.structuredContent!.stderr!, /ValueError: boom/)
+
+    await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    await expectException(
+      data.send(new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: '1' } })),
+      'ResourceNotFoundException',
+      404,
+      /ended/,
+    )
+    await expectException(
+      data.send(new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId: undefined, name: 'executeCode', arguments: { code: '1' } })),
+      'ValidationException',
+      400,
+      /session/,
+    )
+  })
+})
+
+describe('AgentCore control plane through the AWS SDK', () => {
+  test('create, get, list by type, delete; sessions of a custom interpreter', async (t) => {
+    const server = await testServer(t)
+    const { data, control } = clients(server)
+    const created = await control.send(
+      new CreateCodeInterpreterCommand({ name: 'analysis_env', description: 'for tests', networkConfiguration: { networkMode: 'SANDBOX' } }),
+    )
+    assert.match(created.codeInterpreterId!, /^analysis_env-[0-9a-zA-Z]{10}$/)
+    assert.equal(created.status, 'READY')
+    assert.match(created.codeInterpreterArn!, /^arn:aws:bedrock-agentcore:us-west-2:\d{12}:code-interpreter-custom\/analysis_env-/)
+    const id = created.codeInterpreterId!
+    const got = await control.send(new GetCodeInterpreterCommand({ codeInterpreterId: id }))
+    assert.equal(got.name, 'analysis_env')
+    assert.equal(got.description, 'for tests')
+    assert.deepEqual(got.networkConfiguration, { networkMode: 'SANDBOX' })
+    assert.ok(got.createdAt instanceof Date && got.lastUpdatedAt instanceof Date)
+
+    const system = await control.send(new ListCodeInterpretersCommand({ type: 'SYSTEM' }))
+    assert.deepEqual(
+      system.codeInterpreterSummaries?.map((s) => s.codeInterpreterId),
+      [builtIn],
+    )
+    const custom = await control.send(new ListCodeInterpretersCommand({ type: 'CUSTOM' }))
+    assert.deepEqual(
+      custom.codeInterpreterSummaries?.map((s) => s.codeInterpreterId),
+      [id],
+    )
+    const page1 = await control.send(new ListCodeInterpretersCommand({ maxResults: 1 }))
+    assert.equal(page1.codeInterpreterSummaries?.length, 1)
+    const page2 = await control.send(new ListCodeInterpretersCommand({ maxResults: 1, nextToken: page1.nextToken }))
+    assert.deepEqual(
+      [...page1.codeInterpreterSummaries!, ...page2.codeInterpreterSummaries!].map((s) => s.codeInterpreterId),
+      [builtIn, id],
+    )
+    assert.equal(page2.nextToken, undefined)
+
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: id }))
+    const r = await invoke(data, { codeInterpreterIdentifier: id, sessionId, name: 'executeCode', arguments: { code: 'print("custom")' } })
+    assert.equal(r.structuredContent?.stdout, 'custom\n')
+    // A session belongs to its interpreter: through another identifier it is not found.
+    await assert.rejects(data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId })), { name: 'ResourceNotFoundException' })
+
+    await assert.rejects(control.send(new CreateCodeInterpreterCommand({ name: 'analysis_env', networkConfiguration: { networkMode: 'SANDBOX' } })), {
+      name: 'ConflictException',
+    })
+    await assert.rejects(control.send(new CreateCodeInterpreterCommand({ name: '9bad-name', networkConfiguration: { networkMode: 'SANDBOX' } })), {
+      name: 'ValidationException',
+      message: /name/,
+    })
+    await assert.rejects(control.send(new CreateCodeInterpreterCommand({ name: 'vpc_without_list', networkConfiguration: { networkMode: 'VPC' } })), {
+      name: 'ValidationException',
+      message: /allow-list/,
+    })
+    const deleted = await control.send(new DeleteCodeInterpreterCommand({ codeInterpreterId: id }))
+    assert.equal(deleted.status, 'DELETED')
+    await assert.rejects(control.send(new GetCodeInterpreterCommand({ codeInterpreterId: id })), { name: 'ResourceNotFoundException' })
+    await assert.rejects(control.send(new DeleteCodeInterpreterCommand({ codeInterpreterId: builtIn })), { name: 'ValidationException' })
+  })
+})

@@ -1,0 +1,178 @@
+/**
+ * SigV4 on the AgentCore API: access keys from the store (as `codebox keys create --aws` makes
+ * them) work with the real AWS SDK; unsigned, wrongly signed, stale, tampered and foreign-tenant
+ * requests get AccessDeniedException / ResourceNotFoundException and change nothing.
+ */
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { describe, test } from 'node:test'
+import { Sha256 } from '@aws-crypto/sha256-js'
+import {
+  BedrockAgentCoreClient,
+  GetCodeInterpreterSessionCommand,
+  ListCodeInterpreterSessionsCommand,
+  StartCodeInterpreterSessionCommand,
+} from '@aws-sdk/client-bedrock-agentcore'
+import { SignatureV4 } from '@smithy/signature-v4'
+import { canonicalRequest, verifySigV4 } from '../src/agentcore/sigv4.ts'
+import { testServer, type TestServer } from './fixtures.ts'
+
+const builtIn = 'aws.codeinterpreter.v1'
+const region = 'eu-central-1'
+
+const client = (server: TestServer, credentials: { accessKeyId: string; secretAccessKey: string }, extra: object = {}) =>
+  new BedrockAgentCoreClient({ endpoint: server.url, region, credentials, maxAttempts: 1, ...extra })
+
+/** A request signed by the AWS SDK's own signer, sent with fetch, so a test can tamper with it. */
+async function signedFetch(
+  server: TestServer,
+  credentials: { accessKeyId: string; secretAccessKey: string },
+  options: { method: string; path: string; query?: Record<string, string>; body?: string; headers?: Record<string, string>; signingDate?: Date },
+): Promise<Response> {
+  const url = new URL(server.url)
+  const signer = new SignatureV4({ credentials, region, service: 'bedrock-agentcore', sha256: Sha256 })
+  const signed = await signer.sign(
+    {
+      method: options.method,
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: options.path,
+      query: options.query ?? {},
+      headers: { host: url.host, 'content-type': 'application/json', ...options.headers },
+      body: options.body,
+    },
+    { signingDate: options.signingDate ?? new Date() },
+  )
+  const qs = new URLSearchParams(options.query ?? {}).toString()
+  return fetch(`${server.url}${options.path}${qs ? `?${qs}` : ''}`, {
+    method: options.method,
+    headers: Object.fromEntries(Object.entries(signed.headers).filter(([k]) => k !== 'host')),
+    body: options.body,
+  })
+}
+
+async function awsError(res: Response): Promise<{ status: number; type: string | null; message: string }> {
+  const body = (await res.json()) as { message: string }
+  return { status: res.status, type: res.headers.get('x-amzn-errortype'), message: body.message }
+}
+
+describe('SigV4 access keys', () => {
+  test('a key from the store signs requests; its tenant owns the sessions', async (t) => {
+    const server = await testServer(t)
+    const acme = server.store.awsKeys.create({ tenant: 'acme' })
+    const other = server.store.awsKeys.create({ tenant: 'other' })
+    assert.match(acme.accessKeyId, /^CBXA[A-Z2-7]{16}$/)
+    const a = client(server, acme)
+    const { sessionId } = await a.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const got = await a.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    assert.equal(got.status, 'READY')
+    assert.equal(server.store.sessions.get(sessionId!, 'acme')?.keyId, acme.accessKeyId)
+    // Another tenant's key: the session does not exist for it.
+    const b = client(server, other)
+    await assert.rejects(b.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId })), { name: 'ResourceNotFoundException' })
+    assert.deepEqual((await b.send(new ListCodeInterpreterSessionsCommand({ codeInterpreterIdentifier: builtIn }))).items, [])
+  })
+
+  test('wrong secret, unknown key, revoked key, stale date, unsigned, tampered body: AccessDeniedException naming the check', async (t) => {
+    const server = await testServer(t)
+    const key = server.store.awsKeys.create({ tenant: 'acme' })
+    const denied = async (p: Promise<unknown>, message: RegExp) => {
+      const e = (await p.then(
+        () => assert.fail('expected AccessDeniedException'),
+        (e: unknown) => e,
+      )) as { name: string; message: string; $metadata: { httpStatusCode: number } }
+      assert.equal(e.name, 'AccessDeniedException', e.message)
+      assert.equal(e.$metadata.httpStatusCode, 403)
+      assert.match(e.message, message)
+    }
+    const start = new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn })
+    await denied(client(server, { ...key, secretAccessKey: `${key.secretAccessKey.slice(0, -1)}x` }).send(start), /signature we calculated does not match/)
+    await denied(client(server, { accessKeyId: 'CBXAAAAAAAAAAAAAAAAA', secretAccessKey: key.secretAccessKey }).send(start), /unknown or revoked/)
+    await denied(client(server, key, { systemClockOffset: -20 * 60_000 }).send(start), /Signature expired/)
+
+    const unsigned = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/start`, { method: 'PUT', body: '{}', headers: { 'content-type': 'application/json' } })
+    assert.deepEqual({ ...(await awsError(unsigned)), message: '' }, { status: 403, type: 'AccessDeniedException', message: '' })
+
+    // The body is not the one the x-amz-content-sha256 header (and the signature) covers.
+    const body = JSON.stringify({ name: 'signed' })
+    const declared = createHash('sha256').update(JSON.stringify({ name: 'other' })).digest('hex')
+    const tampered = await signedFetch(server, key, {
+      method: 'PUT',
+      path: `/code-interpreters/${builtIn}/sessions/start`,
+      body,
+      headers: { 'x-amz-content-sha256': declared },
+    })
+    const te = await awsError(tampered)
+    assert.equal(te.status, 403)
+    assert.match(te.message, /x-amz-content-sha256 header does not match/)
+    // Signed correctly by the SDK's signer, the same request goes through; then the body alone is swapped.
+    const ok = await signedFetch(server, key, { method: 'PUT', path: `/code-interpreters/${builtIn}/sessions/start`, body })
+    assert.equal(ok.status, 200, await ok.clone().text())
+    const url = new URL(server.url)
+    const signer = new SignatureV4({ credentials: key, region, service: 'bedrock-agentcore', sha256: Sha256 })
+    const signed = await signer.sign({
+      method: 'PUT',
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: `/code-interpreters/${builtIn}/sessions/start`,
+      query: {},
+      headers: { host: url.host, 'content-type': 'application/json' },
+      body,
+    })
+    const swapped = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/start`, {
+      method: 'PUT',
+      headers: Object.fromEntries(Object.entries(signed.headers).filter(([k]) => k !== 'host')),
+      body: JSON.stringify({ name: 'swapped' }),
+    })
+    // The signer also sends x-amz-content-sha256, so the swap is caught by the payload hash check.
+    const se = await awsError(swapped)
+    assert.equal(se.type, 'AccessDeniedException')
+    assert.match(se.message, /x-amz-content-sha256 header does not match|signature we calculated does not match/)
+
+    server.store.awsKeys.revoke(key.accessKeyId)
+    await denied(client(server, key).send(start), /unknown or revoked/)
+    // Only the one correctly signed start made a session.
+    assert.equal(server.store.sessions.countActive('acme'), 1)
+  })
+
+  test('the native API key is not a SigV4 key, and SigV4 does not open the native API', async (t) => {
+    const server = await testServer(t)
+    const aws = server.store.awsKeys.create({ tenant: 'acme' })
+    const native = server.store.keys.create({ tenant: 'acme' })
+    const viaBearer = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/list`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${native.secret}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    assert.equal((await awsError(viaBearer)).status, 403)
+    const nativeWithAws = await fetch(`${server.url}/v1/sessions`, { headers: { authorization: `AWS4-HMAC-SHA256 Credential=${aws.accessKeyId}/x` } })
+    assert.equal(nativeWithAws.status, 401)
+  })
+})
+
+describe('the SigV4 canonical request', () => {
+  test('matches the AWS SDK signer on paths and queries that need encoding', async () => {
+    const credentials = { accessKeyId: 'CBXAAAAAAAAAAAAAAAAA', secretAccessKey: 'secret' }
+    const signer = new SignatureV4({ credentials, region, service: 'bedrock-agentcore', sha256: Sha256 })
+    const cases = [
+      { path: '/code-interpreters/a.b-c_d/sessions/get', query: { sessionId: 'abc123' } },
+      { path: '/code-interpreters/arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3Aaws%3Acode-interpreter%2Fx/sessions/get', query: { sessionId: 'Z' } },
+      { path: '/code-interpreters', query: { maxResults: '5', nextToken: 'a b+c/=', type: 'CUSTOM' } },
+    ]
+    for (const c of cases) {
+      const date = new Date()
+      const signed = await signer.sign(
+        { method: 'GET', protocol: 'http:', hostname: 'h', path: c.path, query: c.query, headers: { host: 'h' } },
+        { signingDate: date },
+      )
+      const qs = Object.entries(c.query)
+        .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+        .join('&')
+      const req = { method: 'GET', url: `${c.path}?${qs}`, headers: signed.headers, bodySha256: createHash('sha256').digest('hex') }
+      assert.doesNotThrow(() => verifySigV4(req, () => credentials.secretAccessKey, date), c.path)
+      assert.ok(canonicalRequest(req, ['host', 'x-amz-date']).startsWith('GET\n'))
+    }
+  })
+})
