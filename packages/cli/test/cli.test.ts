@@ -231,7 +231,7 @@ describe('codebox CLI', () => {
     const audit = JSON.parse((await codebox(['audit', '--json'], { env: withKey })).stdout) as { keyId: string; tenant: string }[]
     assert.ok(audit.length >= 2 && audit.every((e) => e.tenant === 'acme' && e.keyId === keyId))
     const listed = await codebox(['keys', 'ls'])
-    assert.match(listed.stdout, new RegExp(`${keyId}\\s+acme\\s+cbx_`))
+    assert.match(listed.stdout, new RegExp(`${keyId}\\s+api\\s+acme\\s+cbx_`))
     assert.doesNotMatch(listed.stdout, new RegExp(key), 'the key is never shown again')
     assert.equal((await codebox(['tenants', 'set', 'acme', '--max-sessions', '1'])).code, 0)
     const over = await codebox(['sessions', 'start'], { env: withKey })

@@ -158,11 +158,27 @@ export const sessionListSchema = z.object({ items: z.array(sessionInfoSchema), n
 export type SessionList = z.infer<typeof sessionListSchema>
 
 export const interpreterIdSchema = z.string().regex(/^[a-zA-Z][a-zA-Z0-9_.-]{0,99}$/, 'is not an interpreter id')
+
+/** AgentCore's network modes; codebox's meaning: none, public addresses via the egress proxy, or the allow-list only. */
+export const networkModes = ['SANDBOX', 'PUBLIC', 'VPC'] as const
+export const interpreterNetworkSchema = z
+  .strictObject({
+    mode: z.enum(networkModes).describe('SANDBOX: no network (default). PUBLIC: public addresses through the egress proxy. VPC: only the allow-list.'),
+    allow: z
+      .array(z.string().min(1).max(300))
+      .max(256)
+      .optional()
+      .describe('VPC only: hosts (example.com, *.example.com), IPs or CIDRs, each with an optional :port.'),
+  })
+  .describe('Where sessions may connect; loopback, private, link-local and metadata addresses are refused in every mode.')
+export type InterpreterNetworkConfig = z.infer<typeof interpreterNetworkSchema>
+
 export const createInterpreterRequestSchema = z.strictObject({
   name: z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,47}$/, 'must start with a letter and have only letters, digits and _ (at most 48)'),
   description: z.string().max(4096).optional(),
   limits: limitsSchema.partial().optional().describe('Default limits of sessions started from this interpreter.'),
   image: z.literal('default').default('default').describe('Sandbox image; only the built-in image exists today.'),
+  network: interpreterNetworkSchema.optional(),
 })
 export type CreateInterpreterRequest = z.input<typeof createInterpreterRequestSchema>
 
@@ -174,6 +190,7 @@ export const interpreterSchema = z.object({
   status: z.enum(['READY', 'DELETED']),
   image: z.string(),
   limits: limitsSchema,
+  network: interpreterNetworkSchema,
   createdAt: z.string(),
   lastUpdatedAt: z.string(),
 })

@@ -107,7 +107,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
     sessions,
     body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs },
     loopbackOnly: options.loopbackOnly ?? true,
-    checkEgressEntry: () => {},
   })
   return { app, sessions, metrics, registry }
 }

@@ -2,6 +2,6 @@
 export { buildApp, type App, type AppOptions } from './app.ts'
 export { startServer, type RunningServer, type StartServerOptions } from './serve.ts'
 export { loadServerConfig, isLoopback, type ServerConfig, type QuotaDefaults } from './config.ts'
-export { Store } from './store/index.ts'
+export { Store, accessKeyIdPattern } from './store/index.ts'
 export type { Caller } from './services/sessions.ts'
 export { openApiDocument } from './openapi.ts'

@@ -50,7 +50,9 @@ describe('AgentCore data plane through the AWS SDK', () => {
   test('start, get, list, invoke every tool, stop', async (t) => {
     const server = await testServer(t)
     const { data } = clients(server)
-    const started = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, name: 'sdk-test', sessionTimeoutSeconds: 600 }))
+    const started = await data.send(
+      new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, name: 'sdk-test', sessionTimeoutSeconds: 600 }),
+    )
     assert.equal(started.codeInterpreterIdentifier, builtIn)
     assert.match(started.sessionId!, /^[0-9a-zA-Z]{1,40}$/)
     assert.ok(started.createdAt instanceof Date && Math.abs(started.createdAt.getTime() - Date.now()) < 60_000)
@@ -61,7 +63,12 @@ describe('AgentCore data plane through the AWS SDK', () => {
     assert.equal(got.name, 'sdk-test')
     assert.equal(got.sessionTimeoutSeconds, 600)
 
-    const code = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'x = 6 * 7\nprint(x)', language: 'python' } })
+    const code = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'executeCode',
+      arguments: { code: 'x = 6 * 7\nprint(x)', language: 'python' },
+    })
     assert.equal(code.isError, false)
     assert.equal(code.structuredContent?.stdout, '42\n')
     assert.equal(code.structuredContent?.exitCode, 0)
@@ -70,13 +77,28 @@ describe('AgentCore data plane through the AWS SDK', () => {
     // State persists; clearContext resets it.
     const again = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print(x + 1)' } })
     assert.equal(again.structuredContent?.stdout, '43\n')
-    const cleared = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print(x)', clearContext: true } })
+    const cleared = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'executeCode',
+      arguments: { code: 'print(x)', clearContext: true },
+    })
     assert.equal(cleared.isError, true)
     assert.match(cleared.structuredContent?.stderr ?? '', /NameError/)
 
-    const js = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'console.log(1 + 1)', language: 'javascript' } })
+    const js = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'executeCode',
+      arguments: { code: 'console.log(1 + 1)', language: 'javascript' },
+    })
     assert.equal(js.structuredContent?.stdout, '2\n')
-    const node = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'console.log(typeof process)', runtime: 'nodejs' } })
+    const node = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'executeCode',
+      arguments: { code: 'console.log(typeof process)', runtime: 'nodejs' },
+    })
     assert.equal(node.structuredContent?.stdout, 'object\n')
 
     const cmd = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCommand', arguments: { command: 'echo hi; exit 3' } })
@@ -109,7 +131,12 @@ describe('AgentCore data plane through the AWS SDK', () => {
     const removed = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'removeFiles', arguments: { paths: ['b.bin'] } })
     assert.equal(removed.isError, false)
 
-    const task = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'startCommandExecution', arguments: { command: 'echo started; sleep 30' } })
+    const task = await invoke(data, {
+      codeInterpreterIdentifier: builtIn,
+      sessionId,
+      name: 'startCommandExecution',
+      arguments: { command: 'echo started; sleep 30' },
+    })
     const taskId = task.structuredContent?.taskId
     assert.ok(taskId)
     assert.ok(['submitted', 'working'].includes(task.structuredContent!.taskStatus!))
@@ -177,7 +204,12 @@ describe('AgentCore errors are the typed exceptions of the SDK', () => {
       400,
       /sessionTimeoutSeconds/,
     )
-    await expectException(data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: 'nope-0123456789' })), 'ResourceNotFoundException', 404, /nope/)
+    await expectException(
+      data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: 'nope-0123456789' })),
+      'ResourceNotFoundException',
+      404,
+      /nope/,
+    )
     await expectException(
       data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId: 'unknownsession' })),
       'ResourceNotFoundException',
@@ -206,9 +238,13 @@ describe('AgentCore errors are the typed exceptions of the SDK', () => {
       /code/,
     )
     await expectException(
-      data.send(new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: '1', runtime: 'deno' } })).then(() => {
-        throw Object.assign(new Error('deno ran'), { name: 'ValidationException', $metadata: { httpStatusCode: 400 } })
-      }),
+      data
+        .send(
+          new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: '1', runtime: 'deno' } }),
+        )
+        .then(() => {
+          throw Object.assign(new Error('deno ran'), { name: 'ValidationException', $metadata: { httpStatusCode: 400 } })
+        }),
       'ValidationException',
       400,
       /deno/,
@@ -274,7 +310,9 @@ describe('AgentCore control plane through the AWS SDK', () => {
     const r = await invoke(data, { codeInterpreterIdentifier: id, sessionId, name: 'executeCode', arguments: { code: 'print("custom")' } })
     assert.equal(r.structuredContent?.stdout, 'custom\n')
     // A session belongs to its interpreter: through another identifier it is not found.
-    await assert.rejects(data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId })), { name: 'ResourceNotFoundException' })
+    await assert.rejects(data.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId })), {
+      name: 'ResourceNotFoundException',
+    })
 
     await assert.rejects(control.send(new CreateCodeInterpreterCommand({ name: 'analysis_env', networkConfiguration: { networkMode: 'SANDBOX' } })), {
       name: 'ConflictException',

@@ -91,12 +91,18 @@ describe('SigV4 access keys', () => {
     await denied(client(server, { accessKeyId: 'CBXAAAAAAAAAAAAAAAAA', secretAccessKey: key.secretAccessKey }).send(start), /unknown or revoked/)
     await denied(client(server, key, { systemClockOffset: -20 * 60_000 }).send(start), /Signature expired/)
 
-    const unsigned = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/start`, { method: 'PUT', body: '{}', headers: { 'content-type': 'application/json' } })
+    const unsigned = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/start`, {
+      method: 'PUT',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    })
     assert.deepEqual({ ...(await awsError(unsigned)), message: '' }, { status: 403, type: 'AccessDeniedException', message: '' })
 
     // The body is not the one the x-amz-content-sha256 header (and the signature) covers.
     const body = JSON.stringify({ name: 'signed' })
-    const declared = createHash('sha256').update(JSON.stringify({ name: 'other' })).digest('hex')
+    const declared = createHash('sha256')
+      .update(JSON.stringify({ name: 'other' }))
+      .digest('hex')
     const tampered = await signedFetch(server, key, {
       method: 'PUT',
       path: `/code-interpreters/${builtIn}/sessions/start`,
@@ -156,7 +162,7 @@ describe('the SigV4 canonical request', () => {
   test('matches the AWS SDK signer on paths and queries that need encoding', async () => {
     const credentials = { accessKeyId: 'CBXAAAAAAAAAAAAAAAAA', secretAccessKey: 'secret' }
     const signer = new SignatureV4({ credentials, region, service: 'bedrock-agentcore', sha256: Sha256 })
-    const cases = [
+    const cases: { path: string; query: Record<string, string> }[] = [
       { path: '/code-interpreters/a.b-c_d/sessions/get', query: { sessionId: 'abc123' } },
       { path: '/code-interpreters/arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3Aaws%3Acode-interpreter%2Fx/sessions/get', query: { sessionId: 'Z' } },
       { path: '/code-interpreters', query: { maxResults: '5', nextToken: 'a b+c/=', type: 'CUSTOM' } },

@@ -3,6 +3,7 @@
  * tenant isolation of every repository, idempotency tokens, paging and session reconciliation.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -74,7 +75,7 @@ describe('migrations and the database file', () => {
     const raw = new DatabaseSync(file)
     assert.equal((raw.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion)
     const tables = (raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
-    assert.deepEqual(tables, ['api_keys', 'audit', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
+    assert.deepEqual(tables, ['api_keys', 'audit', 'aws_keys', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
     assert.equal((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal')
     raw.close()
   })
@@ -128,6 +129,8 @@ describe('interpreters', () => {
         description: 'The built-in interpreter: Python, JavaScript and TypeScript with the data stack',
         image: 'default',
         limits: {},
+        network: { mode: 'SANDBOX' },
+        tags: {},
         status: 'READY',
         createdAt: undefined,
         lastUpdatedAt: undefined,
@@ -160,6 +163,65 @@ describe('interpreters', () => {
     assert.equal(store.interpreters.get(mine.interpreterId, 'acme'), undefined)
     assert.throws(() => store.interpreters.delete(mine.interpreterId, 'acme'), isError('NotFound'))
     assert.notEqual(store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }).interpreterId, mine.interpreterId)
+  })
+
+  it('keeps network settings and tags, and returns the first interpreter for a reused clientToken', (t) => {
+    const store = memoryStore(t)
+    const network = { mode: 'VPC' as const, allow: ['example.com:443'], vpcConfig: { securityGroups: ['sg-1'], subnets: ['subnet-1'] } }
+    const first = store.interpreters.create({ tenant: 'acme', name: 'net', image: 'default', limits: {}, network, tags: { team: 'data' }, clientToken: 'tok1' })
+    assert.deepEqual(first.network, network)
+    assert.deepEqual(first.tags, { team: 'data' })
+    const retried = store.interpreters.create({ tenant: 'acme', name: 'net', image: 'default', limits: {}, network, clientToken: 'tok1' })
+    assert.deepEqual(retried, first)
+    // The same token of another tenant is another interpreter.
+    assert.notEqual(
+      store.interpreters.create({ tenant: 'other', name: 'net', image: 'default', limits: {}, clientToken: 'tok1' }).interpreterId,
+      first.interpreterId,
+    )
+  })
+})
+
+describe('SigV4 access keys', () => {
+  it('seals the secret, finds it by access key id until revoked, and counts as a created key', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'codebox-awskeys-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const file = join(dir, 'codebox.db')
+    const store = Store.open(file)
+    assert.equal(store.keys.anyCreated(), false)
+    const { accessKeyId, secretAccessKey, record } = store.awsKeys.create({ tenant: 'acme', name: 'agents' })
+    assert.match(accessKeyId, /^CBXA[A-Z2-7]{16}$/)
+    assert.match(secretAccessKey, /^[0-9A-Za-z]{40}$/)
+    assert.equal(record.tenant, 'acme')
+    assert.equal(store.keys.anyCreated(), true, 'an access key closes an open server too')
+    store.close()
+    assert.equal(statSync(`${file}.key`).mode & 0o777, 0o600)
+    const raw = new DatabaseSync(file)
+    const sealed = (raw.prepare('SELECT secret_sealed FROM aws_keys').get() as { secret_sealed: string }).secret_sealed
+    raw.close()
+    assert.ok(!sealed.includes(secretAccessKey), 'the database holds no plain secret')
+
+    const again = Store.open(file)
+    t.after(() => again.close())
+    assert.equal(again.awsKeys.lookup(accessKeyId)?.secretAccessKey, secretAccessKey)
+    assert.equal(again.awsKeys.lookup('CBXAAAAAAAAAAAAAAAAA'), undefined)
+    assert.equal(again.awsKeys.lookup('not a key id'), undefined)
+    again.awsKeys.revoke(accessKeyId)
+    assert.equal(again.awsKeys.lookup(accessKeyId), undefined)
+    assert.ok(again.awsKeys.list('acme')[0]!.revokedAt)
+    assert.throws(() => again.awsKeys.revoke('CBXAAAAAAAAAAAAAAAAA'), isError('NotFound'))
+  })
+
+  it('refuses to unseal with another sealing key', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'codebox-awskeys-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const file = join(dir, 'codebox.db')
+    const store = Store.open(file)
+    const { accessKeyId } = store.awsKeys.create({ tenant: 'acme' })
+    store.close()
+    writeFileSync(`${file}.key`, randomBytes(32).toString('base64'))
+    const again = Store.open(file)
+    t.after(() => again.close())
+    assert.throws(() => again.awsKeys.lookup(accessKeyId), isError('Internal', /sealing key/))
   })
 })
 

@@ -3,7 +3,7 @@
  * machine directly in its store (the power to mint keys is the root of trust, so it is not an
  * API). Works while the server runs; the server sees changes at once.
  */
-import { loadServerConfig, Store } from '@codebox/server'
+import { accessKeyIdPattern, loadServerConfig, Store } from '@codebox/server'
 import { validationError } from '@codebox/core'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import type { CommandContext } from '../context.ts'
@@ -12,14 +12,17 @@ import { table } from '../render.ts'
 const keySpec: FlagSpec = {
   tenant: { short: 't', type: 'string', description: 'the tenant the key belongs to (created if new)' },
   name: { type: 'string', description: 'a label for the key' },
+  aws: { type: 'boolean', description: 'an access-key pair for the AgentCore API (SigV4) instead of an API key' },
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
-export const keysUsage = helpText('codebox keys create --tenant NAME [--name LABEL] | keys ls [--tenant NAME] | keys revoke KEY_ID', keySpec, [
+export const keysUsage = helpText('codebox keys create --tenant NAME [--name LABEL] [--aws] | keys ls [--tenant NAME] | keys revoke KEY_ID', keySpec, [
   'codebox keys create --tenant acme            # prints the key once; store it now',
+  'codebox keys create --tenant acme --aws      # access key id + secret for the AWS SDKs (SigV4)',
   'codebox keys ls',
   'codebox keys revoke key_3kTq9ZrA1bXy',
+  'codebox keys revoke CBXAEXAMPLE2345EXAMPL',
 ])
 
 function openStore(ctx: CommandContext): Store {
@@ -37,6 +40,16 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
   switch (sub) {
     case 'create': {
       if (typeof flags.tenant !== 'string') throw validationError('--tenant', 'is required: the tenant the key belongs to')
+      if (flags.aws) {
+        const { accessKeyId, secretAccessKey, record } = store.awsKeys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
+        if (flags.json) process.stdout.write(`${JSON.stringify({ ...record, secretAccessKey })}\n`)
+        else {
+          process.stderr.write(`AWS access key for tenant ${record.tenant} (the secret is shown once):\n`)
+          process.stdout.write(`AWS_ACCESS_KEY_ID=${accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secretAccessKey}\n`)
+          process.stderr.write('Point the AWS SDK at this server with endpoint: <codebox URL>; any region works.\n')
+        }
+        return 0
+      }
       const { secret, record } = store.keys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
       if (flags.json) process.stdout.write(`${JSON.stringify({ key: secret, ...record })}\n`)
       else {
@@ -47,22 +60,27 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
       return 0
     }
     case 'ls': {
-      const rows = store.keys.list(flags.tenant as string | undefined)
-      if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`)
+      const tenant = flags.tenant as string | undefined
+      const rows = store.keys.list(tenant)
+      const awsRows = store.awsKeys.list(tenant)
+      if (flags.json) process.stdout.write(`${JSON.stringify([...rows.map((k) => ({ kind: 'api', ...k })), ...awsRows.map((k) => ({ kind: 'aws', ...k }))])}\n`)
       else
         process.stdout.write(
           table(
-            ['KEY ID', 'TENANT', 'PREFIX', 'NAME', 'CREATED', 'LAST USED', 'REVOKED'],
-            rows.map((k) => [k.keyId, k.tenant, `${k.prefix}…`, k.name ?? '', k.createdAt, k.lastUsedAt ?? '', k.revokedAt ?? '']),
+            ['KEY ID', 'KIND', 'TENANT', 'PREFIX', 'NAME', 'CREATED', 'LAST USED', 'REVOKED'],
+            [
+              ...rows.map((k) => [k.keyId, 'api', k.tenant, `${k.prefix}…`, k.name ?? '', k.createdAt, k.lastUsedAt ?? '', k.revokedAt ?? '']),
+              ...awsRows.map((k) => [k.accessKeyId, 'aws', k.tenant, '', k.name ?? '', k.createdAt, k.lastUsedAt ?? '', k.revokedAt ?? '']),
+            ],
           ),
         )
       return 0
     }
     case 'revoke': {
       if (!arg) throw validationError('KEY_ID', 'name the key to revoke (codebox keys ls)')
-      const record = store.keys.revoke(arg)
+      const record = accessKeyIdPattern.test(arg) ? store.awsKeys.revoke(arg) : store.keys.revoke(arg)
       if (flags.json) process.stdout.write(`${JSON.stringify(record)}\n`)
-      else process.stdout.write(`revoked ${record.keyId} (tenant ${record.tenant})\n`)
+      else process.stdout.write(`revoked ${arg} (tenant ${record.tenant})\n`)
       return 0
     }
     default:

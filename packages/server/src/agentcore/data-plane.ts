@@ -89,24 +89,28 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
     },
   )
 
-  awsRoute(app, { method: 'POST', url: '/:codeInterpreterIdentifier/tools/invoke', body: invokeBodySchema }, async ({ caller, identifier, body, request, reply }) => {
-    const { interpreterId } = interpreters.resolve(caller, identifier)
-    const sessionId = request.headers[sessionHeader]
-    if (typeof sessionId !== 'string' || sessionId === '') {
-      throw awsValidation(`the ${sessionHeader} header is required: start a session with StartCodeInterpreterSession and pass its sessionId`, 'sessionId')
-    }
-    if (!/^[0-9a-zA-Z]{1,40}$/.test(sessionId)) throw awsValidation('sessionId must be 1-40 letters and digits', 'sessionId')
-    const info = sessionOf(caller, interpreterId, sessionId)
-    if (info.status === 'TERMINATED') throw notFound(sessionId, `session ${sessionId} has ended (${info.endReason ?? 'stopped'}); start a new session`)
-    const abort = new AbortController()
-    // A client that goes away cancels its call: the cell is interrupted, not left running.
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) abort.abort()
-    })
-    const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
-    await sendResultStream(request, reply, sessionId, events)
-    return reply
-  })
+  awsRoute(
+    app,
+    { method: 'POST', url: '/:codeInterpreterIdentifier/tools/invoke', body: invokeBodySchema },
+    async ({ caller, identifier, body, request, reply }) => {
+      const { interpreterId } = interpreters.resolve(caller, identifier)
+      const sessionId = request.headers[sessionHeader]
+      if (typeof sessionId !== 'string' || sessionId === '') {
+        throw awsValidation(`the ${sessionHeader} header is required: start a session with StartCodeInterpreterSession and pass its sessionId`, 'sessionId')
+      }
+      if (!/^[0-9a-zA-Z]{1,40}$/.test(sessionId)) throw awsValidation('sessionId must be 1-40 letters and digits', 'sessionId')
+      const info = sessionOf(caller, interpreterId, sessionId)
+      if (info.status === 'TERMINATED') throw notFound(sessionId, `session ${sessionId} has ended (${info.endReason ?? 'stopped'}); start a new session`)
+      const abort = new AbortController()
+      // A client that goes away cancels its call: the cell is interrupted, not left running.
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) abort.abort()
+      })
+      const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
+      await sendResultStream(request, reply, sessionId, events)
+      return reply
+    },
+  )
 }
 
 const notFound = (sessionId: string, message = `session ${sessionId} was not found`): CodeboxError => new CodeboxError('NotFound', message)
@@ -116,7 +120,12 @@ const notFound = (sessionId: string, message = `session ${sessionId} was not fou
  * stream began (bad arguments, an unknown tool, throttling) are HTTP errors; later ones are an
  * exception event.
  */
-async function sendResultStream(request: FastifyRequest, reply: FastifyReply, sessionId: string, events: AsyncGenerator<ExecutionEvent, ToolResult>): Promise<void> {
+async function sendResultStream(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  sessionId: string,
+  events: AsyncGenerator<ExecutionEvent, ToolResult>,
+): Promise<void> {
   // The first step validates the call; it throws before any output exists.
   let next = await events.next()
   reply.hijack()

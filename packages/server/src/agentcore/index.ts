@@ -14,7 +14,7 @@ import type { SessionService } from '../services/sessions.ts'
 import type { Store } from '../store/index.ts'
 import { dataPlaneRoutes } from './data-plane.ts'
 import { sendAwsError } from './errors.ts'
-import { controlPlaneRoutes, InterpreterResolver, type EgressEntryCheck } from './interpreters.ts'
+import { controlPlaneRoutes, InterpreterResolver } from './interpreters.ts'
 import { verifySigV4 } from './sigv4.ts'
 
 export interface AgentCoreOptions {
@@ -23,7 +23,6 @@ export interface AgentCoreOptions {
   body: BodyLimits
   /** Whether the server listens on loopback only (an open server is allowed only then). */
   loopbackOnly: boolean
-  checkEgressEntry: EgressEntryCheck
 }
 
 const emptySha256 = createHash('sha256').digest('hex')
@@ -61,7 +60,7 @@ export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOp
           .send({ message: `codebox does not implement ${request.method} ${request.url.split('?')[0]}; docs/agentcore.md lists the supported operations` }),
       )
       dataPlaneRoutes(scope, sessions, new InterpreterResolver(store))
-      controlPlaneRoutes(scope, store, sessions, options.checkEgressEntry)
+      controlPlaneRoutes(scope, store, sessions)
     },
     { prefix: '/code-interpreters' },
   )

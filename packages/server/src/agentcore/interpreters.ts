@@ -7,15 +7,13 @@
 import { createHash } from 'node:crypto'
 import { CodeboxError, resolveLimits } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
+import { checkNetwork } from '../services/network.ts'
 import type { Caller, SessionService } from '../services/sessions.ts'
 import type { InterpreterNetwork, InterpreterRecord, Store } from '../store/index.ts'
 import { builtInInterpreterId } from '../store/index.ts'
 import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
 import { awsBuiltInId, createInterpreterBodySchema, egressAllowTag, listInterpretersQuerySchema } from './shapes.ts'
-
-/** Checks an egress allow-list entry; throws a ValidationError naming what is wrong. */
-export type EgressEntryCheck = (entry: string) => void
 
 export class InterpreterResolver {
   private readonly store: Store
@@ -41,9 +39,10 @@ function codeboxId(identifier: string): string | undefined {
 }
 
 /** A stable 12-digit account number per tenant, for ARNs. */
-const accountOf = (tenant: string): string => (BigInt(`0x${createHash('sha256').update(tenant).digest('hex').slice(0, 15)}`) % 10n ** 12n).toString().padStart(12, '0')
+const accountOf = (tenant: string): string =>
+  (BigInt(`0x${createHash('sha256').update(tenant).digest('hex').slice(0, 15)}`) % 10n ** 12n).toString().padStart(12, '0')
 
-export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService, checkEgressEntry: EgressEntryCheck): void {
+export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService): void {
   const awsId = (r: InterpreterRecord): string => (r.interpreterId === builtInInterpreterId ? awsBuiltInId : r.interpreterId)
   const arn = (r: InterpreterRecord, caller: Caller, region: string): string =>
     r.tenant === undefined
@@ -60,7 +59,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'PUT', url: '', body: createInterpreterBodySchema, status: 202 }, async ({ caller, region, body }) => {
-    const network = networkOf(body, checkEgressEntry)
+    const network = networkOf(body)
     const limits = body.codebox?.limits ?? {}
     resolveLimits(limits, sessions.engine.defaults, sessions.engine.maxLimits)
     const created = store.interpreters.create({
@@ -73,7 +72,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
       tags: body.tags ?? {},
       ...(body.clientToken ? { clientToken: body.clientToken } : {}),
     })
-    if (!created.created && created.name !== body.name) {
+    if (created.name !== body.name) {
       throw awsValidation('clientToken was used before to create another code interpreter', 'clientToken', 'IdempotentParameterMismatchException')
     }
     return { codeInterpreterId: created.interpreterId, codeInterpreterArn: arn(created, caller, region), createdAt: created.createdAt, status: created.status }
@@ -114,30 +113,18 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
 }
 
 /** The network settings of a create request: the mode, and for VPC the allow-list (extension or tag). */
-function networkOf(
-  body: { networkConfiguration: { networkMode: InterpreterNetwork['mode']; vpcConfig?: InterpreterNetwork['vpcConfig'] }; tags?: Record<string, string>; codebox?: { egressAllowList?: string[] } },
-  check: EgressEntryCheck,
-): InterpreterNetwork {
+function networkOf(body: {
+  networkConfiguration: { networkMode: InterpreterNetwork['mode']; vpcConfig?: InterpreterNetwork['vpcConfig'] }
+  tags?: Record<string, string>
+  codebox?: { egressAllowList?: string[] }
+}): InterpreterNetwork {
   const { networkMode: mode, vpcConfig } = body.networkConfiguration
-  const fromTag = body.tags?.[egressAllowTag]?.split(/[\s,]+/).filter(Boolean)
-  const allow = body.codebox?.egressAllowList ?? fromTag
-  if (mode === 'VPC') {
-    if (!allow?.length) {
-      throw awsValidation(
-        `VPC mode needs an egress allow-list: give the tag ${egressAllowTag} (entries separated by spaces) or codebox.egressAllowList`,
-        'networkConfiguration',
-      )
-    }
-    allow.forEach((entry, i) => {
-      try {
-        check(entry)
-      } catch (e) {
-        throw awsValidation(`egress allow-list entry ${i + 1} (${JSON.stringify(entry)}): ${(e as Error).message}`, 'networkConfiguration')
-      }
-    })
-  } else if (allow?.length) {
-    throw awsValidation(`an egress allow-list applies only to VPC mode, not ${mode}`, 'networkConfiguration')
-  }
+  const allow = body.codebox?.egressAllowList ?? body.tags?.[egressAllowTag]?.split(/[\s,]+/).filter(Boolean)
+  checkNetwork(
+    { mode, ...(allow ? { allow } : {}) },
+    'networkConfiguration',
+    `give the tag ${egressAllowTag} (entries separated by spaces) or codebox.egressAllowList`,
+  )
   return { mode, ...(mode === 'VPC' ? { allow } : {}), ...(vpcConfig ? { vpcConfig } : {}) }
 }
 

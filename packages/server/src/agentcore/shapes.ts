@@ -10,13 +10,13 @@ import { z } from 'zod'
 /** The built-in interpreter's AWS identifier, an alias of codebox's own `codebox.v1`. */
 export const awsBuiltInId = 'aws.codeinterpreter.v1'
 
-const clientToken = z.string().min(1).max(256).regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,256}$/, 'must be letters and digits, optionally with hyphens')
+const clientToken = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,256}$/, 'must be letters and digits, optionally with hyphens')
 /** Certificates and filesystem configurations: not implemented, so only an empty list is accepted. */
-const unsupportedList = (what: string) =>
-  z
-    .array(z.unknown())
-    .max(0, `${what} are not supported by codebox`)
-    .optional()
+const unsupportedList = (what: string) => z.array(z.unknown()).max(0, `${what} are not supported by codebox`).optional()
 
 export const startBodySchema = z.object({
   name: z.string().min(1).max(100).optional(),

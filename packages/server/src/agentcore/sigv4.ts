@@ -49,7 +49,14 @@ export function verifySigV4(req: SignedRequest, secretFor: (accessKeyId: string)
 
   const amzDate = header(req.headers, 'x-amz-date')
   if (!amzDate || !/^\d{8}T\d{6}Z$/.test(amzDate)) throw denied('the X-Amz-Date header is missing or not of the form yyyymmddThhmmssZ')
-  const signedAt = Date.UTC(+amzDate.slice(0, 4), +amzDate.slice(4, 6) - 1, +amzDate.slice(6, 8), +amzDate.slice(9, 11), +amzDate.slice(11, 13), +amzDate.slice(13, 15))
+  const signedAt = Date.UTC(
+    +amzDate.slice(0, 4),
+    +amzDate.slice(4, 6) - 1,
+    +amzDate.slice(6, 8),
+    +amzDate.slice(9, 11),
+    +amzDate.slice(11, 13),
+    +amzDate.slice(13, 15),
+  )
   if (Math.abs(now.getTime() - signedAt) > maxClockSkewMs) {
     throw denied(
       `Signature expired: the request was signed at ${amzDate}, more than 15 minutes from the server's time ${compact(now)}; check the client's clock and sign again`,

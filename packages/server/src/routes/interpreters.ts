@@ -16,6 +16,7 @@ import {
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { route, type RouteRegistry } from '../http/route.ts'
+import { checkNetwork } from '../services/network.ts'
 import type { SessionService } from '../services/sessions.ts'
 import type { InterpreterRecord, Store } from '../store/index.ts'
 
@@ -28,6 +29,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     status: r.status,
     image: r.image,
     limits: { ...sessions.engine.defaults, ...r.limits },
+    network: { mode: r.network.mode, ...(r.network.allow ? { allow: r.network.allow } : {}) },
     createdAt: r.createdAt,
     lastUpdatedAt: r.lastUpdatedAt,
   })
@@ -65,6 +67,8 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     async ({ body, caller, reply }) => {
       // Check the limits now, so a bad interpreter fails here and not at every session start.
       resolveLimits(body.limits ?? {}, sessions.engine.defaults, sessions.engine.maxLimits)
+      const network = body.network ?? { mode: 'SANDBOX' as const }
+      checkNetwork(network, 'body.network', 'give network.allow')
       store.tenants.ensure(caller.tenant)
       const created = store.interpreters.create({
         tenant: caller.tenant,
@@ -72,6 +76,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
         description: body.description,
         image: body.image,
         limits: body.limits ?? {},
+        network,
       })
       return reply.code(201).send(view(created))
     },

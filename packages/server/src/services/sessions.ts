@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import {
   CodeboxError,
+  type EgressPolicy,
   type ExecutionEvent,
   type SessionEndReason,
   type SessionInfo,
@@ -17,7 +18,7 @@ import {
 import type { Session, SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import type { SessionRecord, Store } from '../store/index.ts'
+import type { InterpreterRecord, SessionRecord, Store } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -104,7 +105,7 @@ export class SessionService {
       this.startingByTenant.set(caller.tenant, starting + 1)
       let session: Session
       try {
-        session = await this.engine.start({ limits, signal: ctx.signal })
+        session = await this.engine.start({ limits, signal: ctx.signal, ...egressOf(interpreter) })
       } finally {
         const n = (this.startingByTenant.get(caller.tenant) ?? 1) - 1
         if (n > 0) this.startingByTenant.set(caller.tenant, n)
@@ -260,6 +261,18 @@ export class SessionService {
     const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? this.store.sessions.get(sessionId, caller.tenant) : undefined
     if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
     return r
+  }
+}
+
+/** The egress policy of an interpreter's sessions: none in SANDBOX mode. */
+function egressOf(interpreter: InterpreterRecord): { egress?: EgressPolicy } {
+  switch (interpreter.network.mode) {
+    case 'SANDBOX':
+      return {}
+    case 'PUBLIC':
+      return { egress: { mode: 'public', allow: [] } }
+    case 'VPC':
+      return { egress: { mode: 'allowlist', allow: interpreter.network.allow ?? [] } }
   }
 }
 

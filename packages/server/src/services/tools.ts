@@ -14,7 +14,7 @@ import {
   type ToolName,
   type ToolResult,
 } from '@codebox/core'
-import type { Session } from '@codebox/sandbox'
+import type { JsRuntime, Session } from '@codebox/sandbox'
 import type { z } from 'zod'
 
 export interface ToolCallOptions {
@@ -57,7 +57,9 @@ export async function* runTool(session: Session, call: ToolCall, options: ToolCa
   switch (call.name) {
     case 'executeCode': {
       const { code, clearContext } = call.args
-      return yield* session.executeCode({ code, language: call.summary.language as Language, clearContext, ...options })
+      const language = call.summary.language as Language
+      const runtime = language === 'python' ? undefined : runtimeOf(session, call.args.runtime)
+      return yield* session.executeCode({ code, language, runtime, clearContext, ...options })
     }
     case 'executeCommand': {
       return yield* session.streamCommand(call.args.command, options)
@@ -114,13 +116,21 @@ export async function* runTool(session: Session, call: ToolCall, options: ToolCa
 function languageOf(a: Record<string, unknown>): Language {
   const language = (a.language ?? 'python') as Language
   const runtime = a.runtime as string | undefined
-  if (runtime === 'deno') throw validationError('arguments.runtime', 'deno is not available in this codebox image; use nodejs (or omit runtime)')
-  if (runtime === 'python' && language !== 'python') throw validationError('arguments.runtime', `python cannot run ${language}; use nodejs`)
-  if (runtime === 'nodejs' && language === 'python') {
+  if (runtime === 'python' && language !== 'python') throw validationError('arguments.runtime', `python cannot run ${language}; use nodejs or deno`)
+  if ((runtime === 'nodejs' || runtime === 'deno') && language === 'python') {
     if (a.language === undefined) return 'javascript'
-    throw validationError('arguments.runtime', 'nodejs cannot run python; use runtime python')
+    throw validationError('arguments.runtime', `${runtime} cannot run python; use runtime python (or omit runtime)`)
   }
   return language
+}
+
+/** Where a JavaScript or TypeScript cell runs: Node.js unless `deno` is asked for and the session's image has it. */
+function runtimeOf(session: Session, runtime: string | undefined): JsRuntime {
+  if (runtime !== 'deno') return 'nodejs'
+  if (!session.runtimes.includes('deno')) {
+    throw validationError('arguments.runtime', 'deno is not available: this codebox sandbox image was built without Deno; use nodejs (or omit runtime)')
+  }
+  return 'deno'
 }
 
 async function* final(result: ToolResult): AsyncGenerator<ExecutionEvent, ToolResult> {

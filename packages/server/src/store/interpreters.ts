@@ -120,9 +120,9 @@ export class InterpreterRepository {
 
   /**
    * Creates a custom interpreter; Conflict if `tenant` already has a live one called `name`. With a
-   * clientToken used before, returns that interpreter (whatever its status) and `created: false`.
+   * clientToken used before, returns that interpreter instead (whatever its status now).
    */
-  create(options: CreateInterpreterOptions): InterpreterRecord & { created: boolean } {
+  create(options: CreateInterpreterOptions): InterpreterRecord {
     const { tenant, name } = options
     const conflict = () => new CodeboxError('Conflict', `An interpreter named ${name} already exists.`, { details: { name } })
     try {
@@ -130,7 +130,7 @@ export class InterpreterRepository {
         this.#tenants.ensure(tenant)
         if (options.clientToken !== undefined) {
           const earlier = this.#q.byToken.get(tenant, options.clientToken) as InterpreterRow | undefined
-          if (earlier) return { ...toRecord(earlier), created: false }
+          if (earlier) return toRecord(earlier)
         }
         if (this.#q.byName.get(tenant, name)) throw conflict()
         const id = newInterpreterId(name)
@@ -148,7 +148,7 @@ export class InterpreterRepository {
           now,
           now,
         )
-        return { ...this.get(id, tenant)!, created: true }
+        return this.get(id, tenant)!
       })
     } catch (e) {
       // The index is the last word if another process created the same name in between.
