@@ -66,7 +66,7 @@ function ensureNode() {
 if (process.platform !== 'linux') fail('codebox sandboxes need Linux (namespaces, cgroups, seccomp).')
 
 const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certificates']
-if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq')
+if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas')
 if (mode === 'bench') packages.push('python3-ipykernel', 'python3-jupyter-client')
 step('checking system packages')
 ensurePackages(packages)

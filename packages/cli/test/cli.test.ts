@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { BedrockAgentCoreClient, StartCodeInterpreterSessionCommand } from '@aws-sdk/client-bedrock-agentcore'
 import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 
@@ -179,6 +180,15 @@ describe('codebox CLI', () => {
     assert.match(slow.stderr, /TIMEOUT|timed out|time limit/i)
     await codebox(['sessions', 'stop', id])
     assert.equal((await codebox(['interpreters', 'rm', iid])).code, 0)
+    const noList = await codebox(['interpreters', 'create', 'fetcher', '--network', 'VPC'])
+    assert.notEqual(noList.code, 0)
+    assert.match(noList.stderr, /VPC mode needs an egress allow-list/)
+    const badEntry = await codebox(['interpreters', 'create', 'fetcher', '--network', 'VPC', '--allow', 'http://x/'])
+    assert.notEqual(badEntry.code, 0)
+    assert.match(badEntry.stderr, /allow-list entry 1/)
+    const vpc = await codebox(['interpreters', 'create', 'fetcher', '--network', 'vpc', '--allow', 'example.com,*.example.org:443'])
+    assert.equal(vpc.code, 0, vpc.stderr)
+    assert.match((await codebox(['interpreters', 'ls'])).stdout, /VPC \(example\.com \*\.example\.org:443\)/)
   })
 
   test('every TypeScript example of the README runs against the server', async (t) => {
@@ -239,5 +249,28 @@ describe('codebox CLI', () => {
     assert.match(over.stderr, /QuotaExceeded/)
     assert.equal((await codebox(['keys', 'revoke', keyId])).code, 0)
     assert.equal((await codebox(['sessions', 'ls'], { env: withKey })).code, 77)
+
+    // An access-key pair for the AWS SDKs, in the environment-variable form it prints.
+    const aws = await codebox(['keys', 'create', '--tenant', 'agents', '--aws'])
+    assert.equal(aws.code, 0, aws.stderr)
+    const vars = Object.fromEntries(
+      aws.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    )
+    assert.match(vars.AWS_ACCESS_KEY_ID!, /^CBXA[A-Z2-7]{16}$/)
+    const sdk = new BedrockAgentCoreClient({
+      endpoint: server!.url,
+      region: 'us-east-1',
+      credentials: { accessKeyId: vars.AWS_ACCESS_KEY_ID!, secretAccessKey: vars.AWS_SECRET_ACCESS_KEY! },
+    })
+    const started = await sdk.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: 'aws.codeinterpreter.v1' }))
+    assert.match(started.sessionId!, /^[0-9a-z]{26}$/)
+    assert.match((await codebox(['keys', 'ls'])).stdout, new RegExp(`${vars.AWS_ACCESS_KEY_ID}\\s+aws\\s+agents`))
+    assert.equal((await codebox(['keys', 'revoke', vars.AWS_ACCESS_KEY_ID!])).code, 0)
+    await assert.rejects(sdk.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: 'aws.codeinterpreter.v1' })), {
+      name: 'AccessDeniedException',
+    })
   })
 })

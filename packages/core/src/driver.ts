@@ -6,12 +6,29 @@
 import type { Readable, Writable } from 'node:stream'
 import type { SessionLimits } from './limits.ts'
 
+/**
+ * Where a session may connect: `public` = any public address; `allowlist` = only the listed
+ * entries (`example.com`, `*.example.com`, an IP or a CIDR, each optionally with `:port`; an
+ * IPv6 address with a port as `[::1]:8080`). Loopback, private, link-local and metadata
+ * addresses are refused in both modes (see docs/security.md, "Egress").
+ */
+export interface EgressPolicy {
+  mode: 'public' | 'allowlist'
+  allow: string[]
+}
+
+/**
+ * A sandbox's network: `none` is an empty network namespace (`lo` only); `proxy` adds the
+ * host-side egress proxy's unix socket (a per-session listener that enforces the session's
+ * EgressPolicy) and points the sandbox's HTTP(S)_PROXY at it.
+ */
+export type SandboxNetwork = { mode: 'none' } | { mode: 'proxy'; socketPath: string }
+
 export interface SandboxSpec {
   /** Fresh random id, also used for cgroup and log names. */
   id: string
   limits: SessionLimits
-  /** Network policy; only `none` (an empty network namespace) exists today. */
-  network: 'none'
+  network: SandboxNetwork
 }
 
 export interface LimitCounters {

@@ -1,8 +1,9 @@
 """codebox executor: the one process the host talks to inside a sandbox.
 
 It speaks the frame protocol of docs/executor-protocol.md on stdin/stdout, owns the kernels
-(Python, Node), runs commands and background tasks, and does every file operation here, under
-the session's uid and mount namespace, so the host never resolves a sandbox path itself.
+(Python, Node, and Deno when the image has it), runs commands and background tasks, and does
+every file operation here, under the session's uid and mount namespace, so the host never
+resolves a sandbox path itself.
 """
 
 import json
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
+from egress_relay import start_relay
 from files import FileError, list_files, open_for_read, remove_path, write_file
 from jobs import Capture, kill_tree
 
@@ -22,6 +25,8 @@ WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = os.environ.get("CODEBOX_NODE", "node")
 PYTHON = os.environ.get("CODEBOX_PYTHON", sys.executable)
+# Empty when the sandbox has no Deno (the fake driver); the image build puts it here when it can.
+DENO = os.environ.get("CODEBOX_DENO", "/usr/local/bin/deno")
 CHUNK = 256 * 1024
 PIDS_LIMIT = "the session reached its process limit; end some of its processes and try again"
 
@@ -77,8 +82,9 @@ class Request:
 class Kernel:
     """One kernel process: fd 1/2 are its output pipes, fd 3/4 its control channel."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, env=None):
         self.argv = argv
+        self.env = env
         self.proc = None
         self.lock = threading.Lock()
         self.next_id = 0
@@ -100,7 +106,7 @@ class Kernel:
             os.dup2(b, 4)
 
         self.proc = subprocess.Popen(
-            self.argv, cwd=WORKSPACE, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            self.argv, cwd=WORKSPACE, env=self.env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
             pass_fds=(3, 4), preexec_fn=setup, start_new_session=True,
         )
         for fd in (to_kernel_r, from_kernel_w, out_w, err_w):
@@ -273,12 +279,15 @@ class Executor:
             "python": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_python.py")]),
             "node": Kernel([NODE, "--disable-warning=ExperimentalWarning", os.path.join(HERE, "kernel_node.mjs")]),
         }
+        if DENO and os.access(DENO, os.X_OK):
+            self.kernels["deno"] = deno_kernel()
+        self.runtimes = ["python", "nodejs"] + (["deno"] if "deno" in self.kernels else [])
         self.tasks = {}
         self.task_seq = 0
 
     def serve(self):
         threading.Thread(target=self._warm_python, daemon=True).start()
-        send_json(0, {"ev": "ready", "pid": os.getpid()})
+        send_json(0, {"ev": "ready", "pid": os.getpid(), "runtimes": self.runtimes})
         while True:
             header = read_exact(9)
             if header is None:
@@ -342,7 +351,15 @@ class Executor:
         req.done(pid=os.getpid())
 
     def op_exec(self, req):
-        family = "python" if req.msg.get("language") == "python" else "node"
+        runtime = req.msg.get("runtime") or "nodejs"
+        if req.msg.get("language") == "python":
+            family = "python"
+        elif runtime in self.runtimes and runtime != "python":
+            family = "deno" if runtime == "deno" else "node"
+        else:
+            why = "is not in this sandbox's image" if runtime == "deno" else "cannot run %s" % req.msg.get("language")
+            req.error("ValidationError", "runtime %s %s; use one of: %s" % (runtime, why, ", ".join(self.runtimes[1:])))
+            return
         kernel = self.kernels[family]
         with kernel.lock:
             kernel.run(req)
@@ -415,6 +432,29 @@ class Executor:
         req.done()
 
 
+def deno_kernel():
+    """The Deno kernel: all of Deno's permissions (the sandbox is the boundary), its cache under
+    /tmp, no configuration file, package.json or update check that could make it fetch at start,
+    and no colour codes in what it prints."""
+    # js_transform.mjs imports the bare name `acorn`, which Deno resolves only through a map.
+    modules = os.environ.get("NODE_PATH", "").split(os.pathsep)[0] or os.path.join(os.path.dirname(HERE), "node_modules")
+    acorn = "file://" + urllib.parse.quote(os.path.join(os.path.abspath(modules), "acorn", "dist", "acorn.mjs"))
+    scope = "file://" + urllib.parse.quote(HERE) + "/"
+    import_map = json.dumps({"scopes": {scope: {"acorn": acorn}}})
+    env = dict(
+        os.environ, DENO_NO_UPDATE_CHECK="1", DENO_NO_PACKAGE_JSON="1", NO_COLOR="1",
+        DENO_DIR=os.environ.get("DENO_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "/tmp/.cache", "deno"),
+    )
+    argv = [
+        DENO, "run", "--allow-all", "--no-config", "--import-map=data:application/json," + urllib.parse.quote(import_map),
+        os.path.join(HERE, "kernel_deno.mjs"),
+    ]
+    return Kernel(argv, env)
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if os.environ.get("CODEBOX_EGRESS_SOCKET"):
+        # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
+        start_relay(os.environ["CODEBOX_EGRESS_SOCKET"])
     Executor().serve()

@@ -5,6 +5,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { validationError } from '@codebox/core'
+import { parseTrustedList, type TrustedDestination } from './egress/policy.ts'
 
 export interface EngineConfig {
   /** Where images and other state live. `CODEBOX_STATE_DIR`; default /var/lib/codebox as root, else ~/.local/state/codebox. */
@@ -17,6 +18,12 @@ export interface EngineConfig {
   debianMirror: string
   /** `CODEBOX_MAX_SESSIONS`: sessions alive at once. Default 200. */
   maxSessions: number
+  /**
+   * `CODEBOX_EGRESS_TRUSTED`: comma-separated IPs or CIDRs, each optionally with `:port`, that
+   * are private or loopback yet may be reached by sessions whose allow-list names them (internal
+   * services). Default none. Never reachable in `public` mode; metadata addresses never at all.
+   */
+  egressTrusted: readonly TrustedDestination[]
 }
 
 export function loadEngineConfig(env: Record<string, string | undefined> = {}): Readonly<EngineConfig> {
@@ -29,6 +36,7 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     poolSize: intVar(env, 'CODEBOX_POOL_SIZE', 2, 0, 64),
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
+    egressTrusted: Object.freeze(parseTrustedList(env.CODEBOX_EGRESS_TRUSTED ?? '')),
   })
 }
 

@@ -1,11 +1,12 @@
 /**
- * Puts an engine together from its config: the image (built if missing), the driver, and a
- * SessionManager over them. The one place that picks a concrete driver.
+ * Puts an engine together from its config: the image (built if missing), the driver, the egress
+ * proxy service, and a SessionManager over them. The one place that picks a concrete driver.
  */
 import { CodeboxError, type SandboxDriver } from '@codebox/core'
 import type { EngineConfig } from './config.ts'
 import { BwrapDriver } from './drivers/bwrap/driver.ts'
 import { FakeDriver } from './drivers/fake/driver.ts'
+import { EgressService, type EgressServiceOptions } from './egress/service.ts'
 import { findImage } from './image/build.ts'
 import { defaultRecipe } from './image/recipe.ts'
 import { SessionManager, type SessionManagerOptions } from './session-manager.ts'
@@ -21,12 +22,13 @@ export async function createDriver(config: EngineConfig): Promise<SandboxDriver>
 
 export async function createEngine(
   config: EngineConfig,
-  overrides: { poolSize?: number; onSessionEnd?: SessionManagerOptions['onSessionEnd'] } = {},
+  overrides: { poolSize?: number; onSessionEnd?: SessionManagerOptions['onSessionEnd']; onEgressDenial?: EgressServiceOptions['onDenial'] } = {},
 ): Promise<SessionManager> {
   return new SessionManager({
     driver: await createDriver(config),
     poolSize: overrides.poolSize ?? config.poolSize,
     maxSessions: config.maxSessions,
     onSessionEnd: overrides.onSessionEnd,
+    egress: new EgressService({ trusted: config.egressTrusted, onDenial: overrides.onEgressDenial }),
   })
 }

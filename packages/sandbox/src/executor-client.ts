@@ -21,6 +21,8 @@ export class ExecutorClient {
   private closedError: Error | undefined
   private readonly decoder = new FrameDecoder()
   readonly ready: Promise<void>
+  /** Runtimes the executor said it can run in its `ready` event. */
+  runtimes: readonly string[] = ['python', 'nodejs']
   private readonly sandbox: Sandbox
 
   constructor(sandbox: Sandbox) {
@@ -40,7 +42,10 @@ export class ExecutorClient {
       }
       for (const f of frames) {
         if (f.requestId === 0) {
-          if (f.kind === FrameKind.Json && (JSON.parse(f.payload.toString('utf8')) as { ev?: string }).ev === 'ready') resolveReady()
+          const event = f.kind === FrameKind.Json ? (JSON.parse(f.payload.toString('utf8')) as { ev?: string; runtimes?: unknown }) : undefined
+          if (event?.ev !== 'ready') continue
+          if (Array.isArray(event.runtimes)) this.runtimes = event.runtimes.map(String)
+          resolveReady()
           continue
         }
         const p = this.pending.get(f.requestId)
@@ -60,7 +65,8 @@ export class ExecutorClient {
     })
   }
 
-  private close(err: Error): void {
+  /** Fails every call in flight, and every later one, with `err` (the first reason given wins). */
+  close(err: Error): void {
     this.closedError ??= err
     for (const p of this.pending.values()) p.fail(err)
     this.pending.clear()

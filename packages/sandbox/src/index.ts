@@ -1,11 +1,32 @@
 /** @codebox/sandbox: sessions, the pool, the drivers and the image they run. */
 export { SessionManager, type SessionManagerOptions, type StartOptions } from './session-manager.ts'
-export { Session, MAX_CODE_BYTES, type ExecuteCodeOptions, type CallOptions, type EndReason, type SessionStatus } from './session.ts'
+export {
+  Session,
+  MAX_CODE_BYTES,
+  type ExecuteCodeOptions,
+  type CallOptions,
+  type EndReason,
+  type JsRuntime,
+  type Runtime,
+  type SessionStatus,
+} from './session.ts'
 export { SessionFiles } from './session-files.ts'
 export { SessionTasks, type TaskView } from './session-tasks.ts'
 export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'
 export { createEngine, createDriver } from './engine.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
+export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
+export {
+  EgressService,
+  type EgressServiceOptions,
+  type EgressListener,
+  type EgressOpenOptions,
+  type EgressDenial,
+  type EgressCounters,
+} from './egress/service.ts'
+export { type EgressDecision } from './egress/proxy.ts'
+export { parseEgressEntry, parseEgressPolicy, parseTrustedList, type EgressEntry, type TrustedDestination } from './egress/policy.ts'
+export { type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'

@@ -1,10 +1,24 @@
 /**
  * SessionManager: starts sessions on a driver, hands over warm sandboxes from a pool, and ends
  * sessions on stop, idle timeout and max lifetime. A sandbox serves one session only: a used one
- * is destroyed, never returned to the pool.
+ * is destroyed, never returned to the pool. A session with an egress policy gets its own proxy
+ * listener (egress/), opened before its sandbox and closed when the session ends; the pool's
+ * sandboxes have no network at all, so such a session always starts a sandbox of its own.
  */
 import { randomBytes } from 'node:crypto'
-import { CodeboxError, defaultLimits, defaultMaxLimits, resolveLimits, type Sandbox, type SandboxDriver, type SessionLimits } from '@codebox/core'
+import {
+  CodeboxError,
+  defaultLimits,
+  defaultMaxLimits,
+  resolveLimits,
+  type EgressPolicy,
+  type Sandbox,
+  type SandboxDriver,
+  type SandboxNetwork,
+  type SessionLimits,
+} from '@codebox/core'
+import { parseEgressPolicy } from './egress/policy.ts'
+import { EgressService, type EgressCounters, type EgressListener } from './egress/service.ts'
 import { ExecutorClient } from './executor-client.ts'
 import { Session, type EndReason } from './session.ts'
 
@@ -22,16 +36,21 @@ export interface SessionManagerOptions {
   startTimeoutMs?: number
   /** Called once when a session has ended, for whatever reason, after its sandbox is gone. */
   onSessionEnd?: (session: Session) => void
+  /** The proxy for sessions started with `egress`. Default: one trusting nothing, made on first use. */
+  egress?: EgressService
 }
 
 export interface StartOptions {
   limits?: Partial<SessionLimits>
+  /** Network egress through the host's filtering proxy. Default: none, an empty network namespace. */
+  egress?: EgressPolicy
   signal?: AbortSignal
 }
 
 interface Warm {
   sandbox: Sandbox
   client: ExecutorClient
+  egress?: EgressListener
 }
 
 const newSessionId = (): string => {
@@ -53,6 +72,9 @@ export class SessionManager {
   /** Pool entries whose sandbox has said ready. */
   private readonly warmReady = new WeakSet<Promise<Warm | undefined>>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
+  /** Egress listeners of live sessions, by session id. */
+  private readonly egressListeners = new Map<string, EgressListener>()
+  private egressService: EgressService | undefined
   private closed = false
 
   constructor(options: SessionManagerOptions) {
@@ -63,7 +85,13 @@ export class SessionManager {
     this.maxSessions = options.maxSessions ?? 200
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
     this.onSessionEnd = options.onSessionEnd
+    this.egressService = options.egress
     this.fillPool()
+  }
+
+  /** The egress proxy service (its counters are every session's decisions). */
+  get egress(): EgressService {
+    return (this.egressService ??= new EgressService())
   }
 
   /** Starts a session: a warm sandbox when the pool has one for these limits, else a new one. */
@@ -73,9 +101,11 @@ export class SessionManager {
     if (this.sessions.size >= this.maxSessions) {
       throw new CodeboxError('LimitExceeded', `${this.maxSessions} sessions are running, the most this server allows; stop one first`)
     }
-    const pooled = sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
-    const warm = pooled ?? (await this.boot(limits, options.signal))
+    const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
     const id = newSessionId()
+    const pooled = !egress && sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
+    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, egress: egress && { policy: egress, sessionId: id } }))
+    if (warm.egress) this.egressListeners.set(id, warm.egress)
     const session = new Session({
       id,
       sandbox: warm.sandbox,
@@ -107,6 +137,11 @@ export class SessionManager {
     return this.sessions.get(id)
   }
 
+  /** A session's egress decisions so far; undefined for a session without egress. */
+  egressCounters(sessionId: string): Readonly<EgressCounters> | undefined {
+    return this.egressListeners.get(sessionId)?.counters
+  }
+
   list(): Session[] {
     return [...this.sessions.values()]
   }
@@ -133,8 +168,19 @@ export class SessionManager {
     await this.close()
   }
 
-  private async boot(limits: SessionLimits, signal?: AbortSignal): Promise<Warm> {
-    const sandbox = await this.driver.create({ id: randomBytes(8).toString('hex'), limits, network: 'none' }, { signal })
+  /** A new sandbox, ready; with `egress`, its proxy listener first. Nothing is left behind on failure. */
+  private async boot(limits: SessionLimits, options: { signal?: AbortSignal; egress?: { policy: EgressPolicy; sessionId: string } } = {}): Promise<Warm> {
+    const { signal, egress } = options
+    const id = randomBytes(8).toString('hex')
+    const listener = egress ? await this.egress.open({ sandboxId: id, ...egress }) : undefined
+    const network: SandboxNetwork = listener ? { mode: 'proxy', socketPath: listener.socketPath } : { mode: 'none' }
+    let sandbox: Sandbox
+    try {
+      sandbox = await this.driver.create({ id, limits, network }, { signal })
+    } catch (e) {
+      listener?.close()
+      throw e
+    }
     const client = new ExecutorClient(sandbox)
     const timeout = AbortSignal.timeout(this.startTimeoutMs)
     try {
@@ -148,9 +194,10 @@ export class SessionManager {
       ])
     } catch (e) {
       await sandbox.destroy()
+      listener?.close()
       throw e
     }
-    return { sandbox, client }
+    return listener ? { sandbox, client, egress: listener } : { sandbox, client }
   }
 
   private async takeWarm(): Promise<Warm | undefined> {
@@ -190,6 +237,8 @@ export class SessionManager {
 
   private forget(session: Session): void {
     this.sessions.delete(session.id)
+    this.egressListeners.get(session.id)?.close()
+    this.egressListeners.delete(session.id)
     for (const k of [`${session.id}:idle`, `${session.id}:life`]) {
       clearTimeout(this.timers.get(k))
       this.timers.delete(k)

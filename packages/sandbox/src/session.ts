@@ -29,10 +29,20 @@ export interface CallOptions {
   signal?: AbortSignal
 }
 
+/** Where JavaScript and TypeScript cells run. */
+export type JsRuntime = 'nodejs' | 'deno'
+/** What a sandbox can run code in: Python, Node.js, and Deno when its image carries Deno. */
+export type Runtime = 'python' | JsRuntime
+
 export interface ExecuteCodeOptions extends CallOptions {
   code: string
   /** Default `python`. */
   language?: Language
+  /**
+   * Runtime of a JavaScript or TypeScript cell, default `nodejs`; `deno` only when
+   * {@link Session.runtimes} has it. Each runtime keeps its own state. Python cells ignore it.
+   */
+  runtime?: JsRuntime
   /** Start the language's kernel afresh before running, dropping all state. */
   clearContext?: boolean
 }
@@ -54,6 +64,8 @@ export class Session {
   readonly id: string
   readonly createdAt = new Date()
   readonly limits: Readonly<SessionLimits>
+  /** Runtimes this session's sandbox can run, as its executor reported them: `deno` only when the image has Deno. */
+  readonly runtimes: readonly Runtime[]
   status: SessionStatus = 'ready'
   endReason: EndReason | undefined
   lastActivityAt = Date.now()
@@ -71,6 +83,7 @@ export class Session {
     this.init = init
     this.id = init.id
     this.limits = Object.freeze({ ...init.limits })
+    this.runtimes = Object.freeze(init.client.runtimes.filter((r): r is Runtime => r === 'python' || r === 'nodejs' || r === 'deno'))
     this.files = new SessionFiles(this)
     this.commands = { run: (command, options) => this.runCommand(command, options) }
     this.tasks = new SessionTasks(this)
@@ -93,14 +106,23 @@ export class Session {
     if (!(languages as readonly string[]).includes(language)) {
       throw validationError('language', `must be one of ${languages.join(', ')}, got ${JSON.stringify(language)}`)
     }
+    const runtime = language === 'python' ? undefined : this.runtimeOf(options.runtime ?? 'nodejs')
     checkCode('code', options.code)
     const timeoutMs = this.timeoutOf(options)
     return yield* this.call(
       'exec',
-      { language, code: options.code, timeoutMs, outputBytes: this.limits.outputBytes, clearContext: options.clearContext === true },
+      { language, runtime, code: options.code, timeoutMs, outputBytes: this.limits.outputBytes, clearContext: options.clearContext === true },
       options.signal,
       timeoutMs,
     )
+  }
+
+  private runtimeOf(runtime: string): JsRuntime {
+    if (runtime !== 'nodejs' && runtime !== 'deno') throw validationError('runtime', `must be nodejs or deno, got ${JSON.stringify(runtime)}`)
+    if (!this.runtimes.includes(runtime)) {
+      throw validationError('runtime', `${runtime} is not available: this session's sandbox image was built without it; use nodejs`)
+    }
+    return runtime
   }
 
   /** executeCode, collected: resolves with the final result. */
@@ -230,6 +252,8 @@ export class Session {
     if (!this.ended) {
       this.status = 'terminated'
       this.endReason = reason
+      // Calls in flight learn why, rather than that the sandbox was killed.
+      this.init.client.close(new CodeboxError('SessionTerminated', `the session ended (${reason}) while this call ran`))
       this.ended = this.init.sandbox.destroy().finally(() => this.init.onEnd(this))
     }
     return this.ended

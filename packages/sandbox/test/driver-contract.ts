@@ -36,7 +36,7 @@ const isSessionTerminated = (e: unknown): boolean => {
   return true
 }
 
-const newSpec = (): SandboxSpec => ({ id: `contract-${randomBytes(6).toString('hex')}`, limits: { ...defaultLimits }, network: 'none' })
+const newSpec = (): SandboxSpec => ({ id: `contract-${randomBytes(6).toString('hex')}`, limits: { ...defaultLimits }, network: { mode: 'none' } })
 
 /** Creates a sandbox straight on the driver, waits for ready, and always destroys it. */
 async function withSandbox(driver: SandboxDriver, fn: (sandbox: Sandbox, client: ExecutorClient, spec: SandboxSpec) => Promise<void>): Promise<void> {

@@ -67,6 +67,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     liveSessions: () => engine.list().filter((s) => s.status === 'ready').length,
     startingSessions: () => sessions?.starting ?? 0,
     warmSandboxes: () => engine.warmCount,
+    egressRequests: () => engine.egress.counters,
   })
   sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
   const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })

@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics of one server (its own registry, so tests can run several servers in one
  * process): sessions by state, starts and ends, invocations by tool/language/outcome, durations
- * as histograms, the warm pool, limit kills and HTTP requests. Served at GET /metrics.
+ * as histograms, the warm pool, limit kills, egress decisions and HTTP requests. Served at GET /metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
@@ -9,6 +9,8 @@ export interface MetricsSource {
   liveSessions: () => number
   startingSessions: () => number
   warmSandboxes: () => number
+  /** Egress proxy decisions since start (sessions of PUBLIC and VPC interpreters). */
+  egressRequests: () => { allowed: number; denied: number }
 }
 
 export class Metrics {
@@ -82,6 +84,18 @@ export class Metrics {
       registers,
       collect() {
         this.set(source.warmSandboxes())
+      },
+    })
+    new Counter({
+      name: 'codebox_egress_requests_total',
+      help: 'Connections sandboxes asked the egress proxy for, by outcome (allowed, denied).',
+      labelNames: ['outcome'],
+      registers,
+      collect() {
+        const c = source.egressRequests()
+        this.reset()
+        this.inc({ outcome: 'allowed' }, c.allowed)
+        this.inc({ outcome: 'denied' }, c.denied)
       },
     })
     collectDefaultMetrics({ register: this.registry, prefix: 'codebox_process_' })

@@ -43,7 +43,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     }
     const reconciled = store.sessions.terminateAllActive('server-restart')
     let app: App | undefined
-    engine = await createEngine(config.engine, { onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
+    engine = await createEngine(config.engine, {
+      onSessionEnd: (s) => app?.sessions.onSessionEnd(s),
+      onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
+    })
     app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })
     if (reconciled.length) app.app.log.info({ sessions: reconciled.length }, 'sessions of the previous run marked TERMINATED (server-restart)')
     await app.app.listen({ host: config.host, port: config.port })

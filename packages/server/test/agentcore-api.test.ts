@@ -270,6 +270,89 @@ describe('AgentCore errors are the typed exceptions of the SDK', () => {
   })
 })
 
+describe('AgentCore invoke timing', () => {
+  test('the response headers go out as soon as the call is accepted, before a silent cell ends', async (t) => {
+    const server = await testServer(t)
+    const { data } = clients(server)
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const started = performance.now()
+    const res = await fetch(`${server.url}/code-interpreters/${builtIn}/tools/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-amzn-code-interpreter-session-id': sessionId! },
+      body: JSON.stringify({ name: 'executeCode', arguments: { code: 'import time\ntime.sleep(2)\nprint("done")' } }),
+    })
+    const headersAfter = performance.now() - started
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('content-type'), 'application/vnd.amazon.eventstream')
+    const body = Buffer.from(await res.arrayBuffer())
+    const bodyAfter = performance.now() - started
+    assert.ok(headersAfter < 1500, `headers after ${headersAfter} ms`)
+    assert.ok(bodyAfter >= 1900, `body after ${bodyAfter} ms`)
+    assert.match(body.toString('latin1'), /"stdout":"done\\n"/)
+  })
+})
+
+describe('AgentCore bad input over raw HTTP', () => {
+  test('answered with the AWS error shape, and nothing else changes', async (t) => {
+    const server = await testServer(t)
+    const { data } = clients(server)
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const before = { sessions: server.store.sessions.list({ tenant: 'default', limit: 100 }).items, live: server.engine.list().length }
+    const send = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(server.url + path, { method, body, headers: { 'content-type': 'application/json', ...headers } })
+      const text = await res.text()
+      return { status: res.status, type: res.headers.get('x-amzn-errortype'), body: text ? (JSON.parse(text) as { message: string }) : undefined }
+    }
+    const cases: [string, string, string | undefined, Record<string, string>, number, string, RegExp][] = [
+      ['PUT', `/code-interpreters/${builtIn}/sessions/start`, '{"name": ', {}, 400, 'ValidationException', /not valid JSON/],
+      ['PUT', `/code-interpreters/${builtIn}/sessions/start`, '{"sessionTimeoutSeconds": "900"}', {}, 400, 'ValidationException', /sessionTimeoutSeconds/],
+      ['PUT', `/code-interpreters/${builtIn}/sessions/start`, '{"certificates": [{"location": {}}]}', {}, 400, 'ValidationException', /certificates/],
+      ['PUT', `/code-interpreters/${builtIn}/sessions/start`, '{"__proto__": {"x": 1}}', {}, 400, 'ValidationException', /__proto__/],
+      [
+        'POST',
+        `/code-interpreters/${builtIn}/tools/invoke`,
+        '{"name": "executeCode", "arguments": {"code": "1"}}',
+        { 'x-amzn-code-interpreter-session-id': 'bad id!' },
+        400,
+        'ValidationException',
+        /sessionId/,
+      ],
+      [
+        'POST',
+        `/code-interpreters/${builtIn}/tools/invoke`,
+        '{"name": "readFiles", "arguments": {"paths": "a.txt"}}',
+        { 'x-amzn-code-interpreter-session-id': sessionId! },
+        400,
+        'ValidationException',
+        /paths/,
+      ],
+      [
+        'POST',
+        `/code-interpreters/${builtIn}/tools/invoke`,
+        '{"arguments": {}}',
+        { 'x-amzn-code-interpreter-session-id': sessionId! },
+        400,
+        'ValidationException',
+        /name/,
+      ],
+      ['GET', `/code-interpreters/${builtIn}/sessions/get?sessionId=${'x'.repeat(41)}`, undefined, {}, 400, 'ValidationException', /sessionId/],
+      ['POST', `/code-interpreters/${builtIn}/sessions/list`, '{"maxResults": 0}', {}, 400, 'ValidationException', /maxResults/],
+      ['GET', `/code-interpreters/${builtIn}/sessions/start`, undefined, {}, 404, 'UnknownOperationException', /does not implement/],
+      ['POST', '/code-interpreters/x/browsers', '{}', {}, 404, 'UnknownOperationException', /does not implement/],
+    ]
+    for (const [method, path, body, headers, status, type, message] of cases) {
+      const r = await send(method, path, body, headers)
+      assert.deepEqual([r.status, r.type], [status, type], `${method} ${path} ${body}: ${JSON.stringify(r.body)}`)
+      assert.match(r.body!.message, message, `${method} ${path} ${body}`)
+    }
+    assert.deepEqual(server.store.sessions.list({ tenant: 'default', limit: 100 }).items, before.sessions)
+    assert.equal(server.engine.list().length, before.live)
+    // The session still works.
+    const ok = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print("still here")' } })
+    assert.equal(ok.structuredContent?.stdout, 'still here\n')
+  })
+})
+
 describe('AgentCore control plane through the AWS SDK', () => {
   test('create, get, list by type, delete; sessions of a custom interpreter', async (t) => {
     const server = await testServer(t)

@@ -112,6 +112,20 @@ describe('AgentCore workflows on the real sandbox', () => {
     await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
   })
 
+  test('executeCode with runtime deno runs TypeScript in Deno, python and nodejs alongside', async (t) => {
+    if (skip) return t.skip(skip)
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const run = (args: Record<string, unknown>) =>
+      invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: args as never })
+    const deno = await run({ language: 'typescript', runtime: 'deno', code: 'const n: number = 20\nconsole.log(typeof Deno.version.deno, n + 22)' })
+    assert.equal(deno.isError, false, deno.structuredContent?.stderr)
+    assert.equal(deno.structuredContent?.stdout, 'string 42\n')
+    const node = await run({ language: 'javascript', runtime: 'nodejs', code: 'console.log(typeof Deno)' })
+    assert.equal(node.structuredContent?.stdout, 'undefined\n')
+    await assert.rejects(run({ language: 'python', runtime: 'deno', code: 'print(1)' }), { name: 'ValidationException', message: /deno/ })
+    await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+  })
+
   test('a 50 MB file goes in with writeFiles and comes back with readFiles, byte for byte', async (t) => {
     if (skip) return t.skip(skip)
     const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
@@ -175,11 +189,20 @@ describe('AgentCore workflows on the real sandbox', () => {
 
   test('egress: VPC mode reaches the allow-listed server through the proxy; SANDBOX mode has no network', async (t) => {
     if (skip) return t.skip(skip)
-    const fetchCode = (port: number) =>
+    // 127.0.0.1 is in the sandbox's NO_PROXY (it means the sandbox itself), so the test drops it to go through the proxy.
+    const opener = [
+      'import os, urllib.request, urllib.error',
+      'os.environ.pop("NO_PROXY", None); os.environ.pop("no_proxy", None)',
+      'proxy = os.environ.get("HTTP_PROXY")',
+      'opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy} if proxy else {}))',
+    ]
+    const fetchCode = (url: string) =>
       [
-        'import urllib.request',
+        ...opener,
         'try:',
-        `    print(urllib.request.urlopen("http://127.0.0.1:${port}/probe", timeout=5).read().decode())`,
+        `    print(opener.open("${url}", timeout=5).read().decode())`,
+        'except urllib.error.HTTPError as e:',
+        '    print(e.code, e.read().decode())',
         'except Exception as e:',
         '    print("failed:", e)',
       ].join('\n')
@@ -196,7 +219,7 @@ describe('AgentCore workflows on the real sandbox', () => {
       codeInterpreterIdentifier: vpcId,
       sessionId: inVpc.sessionId,
       name: 'executeCode',
-      arguments: { code: fetchCode(targetPort) },
+      arguments: { code: fetchCode(`http://127.0.0.1:${targetPort}/probe`) },
     })
     assert.match(allowed.structuredContent!.stdout!, /hello from the allow-listed server \/probe/)
     // Not on the list: another loopback port (codebox's own), and the metadata address.
@@ -205,21 +228,7 @@ describe('AgentCore workflows on the real sandbox', () => {
       [`http://127.0.0.1:${serverPort}/ping`, /not on this interpreter's allow-list|loopback/],
       ['http://169.254.169.254/latest/meta-data/', /169\.254\.169\.254/],
     ] as const) {
-      const r = await invoke(data, {
-        codeInterpreterIdentifier: vpcId,
-        sessionId: inVpc.sessionId,
-        name: 'executeCode',
-        arguments: {
-          code: [
-            'import urllib.request, urllib.error',
-            'try:',
-            `    urllib.request.urlopen("${url}", timeout=5)`,
-            '    print("reached")',
-            'except urllib.error.HTTPError as e:',
-            '    print(e.code, e.read().decode())',
-          ].join('\n'),
-        },
-      })
+      const r = await invoke(data, { codeInterpreterIdentifier: vpcId, sessionId: inVpc.sessionId, name: 'executeCode', arguments: { code: fetchCode(url) } })
       assert.match(r.structuredContent!.stdout!, /^403 codebox egress: /, url)
       assert.match(r.structuredContent!.stdout!, reason, url)
     }
@@ -229,9 +238,14 @@ describe('AgentCore workflows on the real sandbox', () => {
       codeInterpreterIdentifier: builtIn,
       sessionId: sandboxed.sessionId,
       name: 'executeCode',
-      arguments: { code: fetchCode(targetPort) },
+      arguments: { code: `${fetchCode(`http://127.0.0.1:${targetPort}/probe`)}\nprint("proxy:", proxy)` },
     })
     assert.match(denied.structuredContent!.stdout!, /^failed: .*(Connection refused|Network is unreachable)/)
+    assert.match(denied.structuredContent!.stdout!, /^proxy: None$/m)
+    // The proxy's decisions are counted.
+    const metrics = await (await fetch(`${server!.url}/metrics`)).text()
+    assert.match(metrics, /^codebox_egress_requests_total\{outcome="allowed"\} [1-9]/m)
+    assert.match(metrics, /^codebox_egress_requests_total\{outcome="denied"\} [2-9]/m)
   })
 
   test('every TypeScript example of docs/agentcore.md runs unchanged with only the endpoint and keys given', async (t) => {

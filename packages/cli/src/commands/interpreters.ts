@@ -11,17 +11,24 @@ const spec: FlagSpec = {
   cpus: { type: 'string', description: 'create: CPU cores per session' },
   'call-timeout': { type: 'string', description: 'create: seconds per call' },
   'idle-timeout': { type: 'string', description: 'create: idle seconds before a session ends' },
+  network: { type: 'string', description: 'create: SANDBOX (no network, default), PUBLIC (public addresses) or VPC (the --allow list)' },
+  allow: { type: 'string', description: 'create: VPC allow-list, comma-separated (example.com, *.example.com, 10.0.0.0/8:443)' },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
-export const usage = helpText('codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] | rm ID', spec, [
-  'codebox interpreters ls',
-  'codebox interpreters create small --memory 512 --call-timeout 30',
-  'codebox sessions start --interpreter small-a1B2c3D4e5',
-  'codebox interpreters rm small-a1B2c3D4e5',
-])
+export const usage = helpText(
+  'codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] [--network MODE [--allow LIST]] | rm ID',
+  spec,
+  [
+    'codebox interpreters ls',
+    'codebox interpreters create small --memory 512 --call-timeout 30',
+    'codebox interpreters create fetcher --network VPC --allow api.example.com,*.githubusercontent.com',
+    'codebox sessions start --interpreter small-a1B2c3D4e5',
+    'codebox interpreters rm small-a1B2c3D4e5',
+  ],
+)
 
 export async function run(argv: string[], ctx: CommandContext): Promise<number> {
   const { flags, positionals } = parseArgs(argv, spec)
@@ -33,7 +40,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
   const client = new CodeboxClient(clientOptions(flags, ctx))
   const show = (items: Interpreter[]): string =>
     table(
-      ['INTERPRETER ID', 'TYPE', 'STATUS', 'MEMORY', 'CPUS', 'CALL TIMEOUT', 'DESCRIPTION'],
+      ['INTERPRETER ID', 'TYPE', 'STATUS', 'MEMORY', 'CPUS', 'CALL TIMEOUT', 'NETWORK', 'DESCRIPTION'],
       items.map((i) => [
         i.interpreterId,
         i.type,
@@ -41,6 +48,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
         `${Math.round(i.limits.memoryBytes / 1024 ** 2)} MiB`,
         String(i.limits.cpuCores),
         `${i.limits.callTimeoutMs / 1000}s`,
+        i.network.mode + (i.network.allow ? ` (${i.network.allow.join(' ')})` : ''),
         i.description ?? '',
       ]),
     )
@@ -66,7 +74,22 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
           idleTimeoutMs: num('idle-timeout', 1000),
         }).filter(([, v]) => v !== undefined),
       )
-      const created = await client.interpreters.create({ name: arg, description: flags.description as string | undefined, limits })
+      const mode = String(flags.network ?? 'SANDBOX').toUpperCase()
+      if (mode !== 'SANDBOX' && mode !== 'PUBLIC' && mode !== 'VPC')
+        throw validationError('--network', `must be SANDBOX, PUBLIC or VPC, got ${String(flags.network)}`)
+      const allow =
+        typeof flags.allow === 'string'
+          ? flags.allow
+              .split(',')
+              .map((e) => e.trim())
+              .filter(Boolean)
+          : undefined
+      const created = await client.interpreters.create({
+        name: arg,
+        description: flags.description as string | undefined,
+        limits,
+        network: { mode, ...(allow ? { allow } : {}) },
+      })
       process.stdout.write(flags.json ? `${JSON.stringify(created)}\n` : `${created.interpreterId}\n`)
       return 0
     }

@@ -78,35 +78,14 @@ export async function buildImage({ stateDir, recipe, onProgress = () => {}, sign
     await chmod(path.join(root, 'usr/local/bin/node'), 0o755)
     await finishRoot(root)
     onProgress('prebuilding the matplotlib font cache')
-    await run(
-      'bwrap',
-      [
-        '--bind',
-        root,
-        '/',
-        '--proc',
-        '/proc',
-        '--dev',
-        '/dev',
-        '--unshare-all',
-        '--die-with-parent',
-        '--clearenv',
-        '--setenv',
-        'PATH',
-        '/usr/bin:/bin',
-        '--setenv',
-        'MPLCONFIGDIR',
-        '/usr/share/codebox/matplotlib',
-        '--setenv',
-        'MPLBACKEND',
-        'Agg',
-        '/usr/bin/python3',
-        '-c',
-        'import matplotlib.pyplot',
-      ],
+    await runInImage(
+      root,
+      { MPLCONFIGDIR: '/usr/share/codebox/matplotlib', MPLBACKEND: 'Agg' },
+      ['/usr/bin/python3', '-c', 'import matplotlib.pyplot'],
       onProgress,
       signal,
     )
+    if (recipe.denoBinary) await addDeno(root, { binary: recipe.denoBinary, version: recipe.denoVersion ?? 'unknown' }, onProgress, signal)
     const info: ImageInfo = {
       hash,
       path: imagePath(stateDir, recipe),
@@ -123,6 +102,35 @@ export async function buildImage({ stateDir, recipe, onProgress = () => {}, sign
     if (e instanceof CodeboxError) throw e
     throw new CodeboxError('SandboxFailure', `image build failed: ${(e as Error).message}`, { cause: e })
   }
+}
+
+/**
+ * Copies Deno in as /usr/local/bin/deno and checks that it runs there; a binary that does not
+ * is left out (the image still builds, and its sessions report the `deno` runtime unavailable).
+ */
+async function addDeno(root: string, deno: { binary: string; version: string }, onProgress: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  const target = path.join(root, 'usr/local/bin/deno')
+  onProgress(`adding Deno ${deno.version}`)
+  await copyFile(deno.binary, target)
+  await chmod(target, 0o755)
+  try {
+    await runInImage(root, { DENO_NO_UPDATE_CHECK: '1' }, ['/usr/local/bin/deno', '--version'], onProgress, signal)
+  } catch (e) {
+    if (signal?.aborted) throw e
+    await rm(target, { force: true })
+    onProgress(`Deno does not run in the image, building without it: ${(e as Error).message}`)
+  }
+}
+
+/** Runs a command inside the image being built: no network, a clean environment. */
+function runInImage(root: string, env: Record<string, string>, argv: string[], onProgress: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  const vars = Object.entries({ PATH: '/usr/bin:/bin', ...env }).flatMap(([name, value]) => ['--setenv', name, value])
+  return run(
+    'bwrap',
+    ['--bind', root, '/', '--proc', '/proc', '--dev', '/dev', '--unshare-all', '--die-with-parent', '--clearenv', ...vars, ...argv],
+    onProgress,
+    signal,
+  )
 }
 
 /** The few files the sandbox expects: its user, the mount points, a hosts file. */

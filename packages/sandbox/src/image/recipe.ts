@@ -1,10 +1,13 @@
 /**
  * The default sandbox image recipe: Debian packages for Python and its data stack, plus the
- * host's Node.js (≥ 22) binary for the JavaScript/TypeScript kernel. The recipe's hash names the
- * cached image, so a changed recipe builds a new one and an unchanged one is reused.
+ * host's Node.js (≥ 22) binary for the JavaScript/TypeScript kernel and, where the npm `deno`
+ * package installed one for this platform, the Deno binary for the `deno` runtime. The recipe's
+ * hash names the cached image, so a changed recipe builds a new one and an unchanged one is reused.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
 
 export interface ImageRecipe {
   name: string
@@ -14,13 +17,25 @@ export interface ImageRecipe {
   /** Path of the Node.js binary copied into the image; its version is part of the hash. */
   nodeBinary: string
   nodeVersion: string
+  /** Path of the Deno binary copied into the image as /usr/local/bin/deno; its version is part of the hash. Absent: no Deno. */
+  denoBinary?: string
+  denoVersion?: string
+}
+
+export interface RecipeOptions {
+  mirror?: string
+  /** Default: the Node.js running this process. */
+  nodeBinary?: string
+  /** Default: the npm `deno` package's binary when installed ({@link bundledDeno}); `null` for an image without Deno. */
+  denoBinary?: string | null
 }
 
 /** Bump when the build steps change in a way that changes the image. */
 const BUILD_STEPS_VERSION = 4
 
-export function defaultRecipe(options: { mirror?: string; nodeBinary?: string } = {}): ImageRecipe {
+export function defaultRecipe(options: RecipeOptions = {}): ImageRecipe {
   const nodeBinary = options.nodeBinary ?? process.execPath
+  const deno = options.denoBinary === undefined ? bundledDeno() : options.denoBinary === null ? undefined : { binary: options.denoBinary, version: 'unknown' }
   return {
     name: 'codebox-default',
     suite: 'bookworm',
@@ -61,13 +76,34 @@ export function defaultRecipe(options: { mirror?: string; nodeBinary?: string } 
     ],
     nodeBinary,
     nodeVersion: nodeBinary === process.execPath ? process.version : 'unknown',
+    ...(deno && { denoBinary: deno.binary, denoVersion: deno.version }),
+  }
+}
+
+/**
+ * The Linux Deno binary that the npm `deno` package pulled in for this machine's architecture
+ * (`@deno/linux-x64-glibc`, `@deno/linux-arm64-glibc`), with its version; undefined when npm
+ * installed none (another platform, or the optional dependency was skipped).
+ */
+export function bundledDeno(): { binary: string; version: string } | undefined {
+  if (process.platform !== 'linux') return undefined
+  try {
+    const fromDeno = createRequire(createRequire(import.meta.url).resolve('deno/package.json'))
+    const manifest = fromDeno.resolve(`@deno/linux-${process.arch}-glibc/package.json`)
+    const binary = path.join(path.dirname(manifest), 'deno')
+    if (!existsSync(binary)) return undefined
+    return { binary, version: String((JSON.parse(readFileSync(manifest, 'utf8')) as { version: unknown }).version) }
+  } catch {
+    return undefined
   }
 }
 
 /** Short hash of everything that shapes the image. */
 export function recipeHash(recipe: ImageRecipe): string {
   const h = createHash('sha256')
-  h.update(JSON.stringify({ ...recipe, nodeBinary: undefined, packages: [...recipe.packages].sort(), steps: BUILD_STEPS_VERSION }))
+  // Host paths are not part of the image; a recipe without Deno hashes as recipes did before it.
+  h.update(JSON.stringify({ ...recipe, nodeBinary: undefined, denoBinary: undefined, packages: [...recipe.packages].sort(), steps: BUILD_STEPS_VERSION }))
   if (recipe.nodeVersion === 'unknown') h.update(readFileSync(recipe.nodeBinary))
+  if (recipe.denoBinary && recipe.denoVersion === 'unknown') h.update(readFileSync(recipe.denoBinary))
   return h.digest('hex').slice(0, 16)
 }

@@ -106,8 +106,15 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) abort.abort()
       })
-      const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
-      await sendResultStream(request, reply, sessionId, events)
+      let accepted: () => void = () => {}
+      const acceptance = new Promise<void>((resolve) => (accepted = resolve))
+      const events = sessions.invoke(
+        caller,
+        sessionId,
+        { name: body.name, arguments: body.arguments ?? {} },
+        { signal: abort.signal, requestId: request.id, onAccepted: () => accepted() },
+      )
+      await sendResultStream(request, reply, sessionId, events, acceptance)
       return reply
     },
   )
@@ -116,18 +123,21 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
 const notFound = (sessionId: string, message = `session ${sessionId} was not found`): CodeboxError => new CodeboxError('NotFound', message)
 
 /**
- * Runs the invocation to its result and writes it as one `result` event. Failures before the
- * stream began (bad arguments, an unknown tool, throttling) are HTTP errors; later ones are an
- * exception event.
+ * Runs the invocation to its result and writes it as one `result` event. A call refused before it
+ * runs (bad arguments, an unknown tool, throttling) is an HTTP error; once it is accepted the
+ * response headers go out at once (so a client's read timeout does not fire, and retry, while a
+ * long cell is silent), and a later failure is an exception event.
  */
 async function sendResultStream(
   request: FastifyRequest,
   reply: FastifyReply,
   sessionId: string,
   events: AsyncGenerator<ExecutionEvent, ToolResult>,
+  accepted: Promise<void>,
 ): Promise<void> {
-  // The first step validates the call; it throws before any output exists.
-  let next = await events.next()
+  const first = events.next()
+  // Either the call is accepted (its first event comes later), or it fails its checks and throws here.
+  await Promise.race([accepted, first])
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, {
@@ -136,6 +146,7 @@ async function sendResultStream(
     'x-amzn-requestid': request.id,
     'x-request-id': request.id,
   })
+  res.flushHeaders()
   const write = async (parts: Iterable<Buffer>): Promise<void> => {
     for (const part of parts) {
       if (res.destroyed) return
@@ -143,6 +154,7 @@ async function sendResultStream(
     }
   }
   try {
+    let next = await first
     while (!next.done) next = await events.next()
     const { pieces, length } = jsonPieces(next.value)
     await write(messageParts(eventHeaders('result'), pieces, length))

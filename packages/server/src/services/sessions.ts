@@ -20,7 +20,7 @@ import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import type { InterpreterRecord, SessionRecord, Store } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
-import { checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
+import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
 /** Who is calling: the tenant of the API key (or `default` on an open loopback server). */
 export interface Caller {
@@ -31,6 +31,8 @@ export interface Caller {
 export interface CallContext {
   signal?: AbortSignal
   requestId?: string
+  /** Called once an invocation has passed every check (rate, arguments, session) and starts to run. */
+  onAccepted?: () => void
 }
 
 export interface SessionServiceOptions {
@@ -215,6 +217,8 @@ export class SessionService {
       tool = call.name
       summary = call.summary
       const session = this.live(caller, sessionId)
+      checkCallOnSession(session, call)
+      ctx.onAccepted?.()
       const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })

@@ -51,6 +51,11 @@ export function checkToolCall(name: unknown, args: unknown): ToolCall {
   return { name, args: parsed, summary } as ToolCall
 }
 
+/** Checks what depends on the session (a runtime its image must have); throws ValidationError before anything runs. */
+export function checkCallOnSession(session: Session, call: ToolCall): void {
+  if (call.name === 'executeCode' && call.summary.language !== 'python') runtimeOf(session, call.args.runtime)
+}
+
 /** Runs one tool; yields stdout/stderr/display events as produced and returns (and yields) the result. */
 export async function* runTool(session: Session, call: ToolCall, options: ToolCallOptions = {}): AsyncGenerator<ExecutionEvent, ToolResult> {
   const started = performance.now()

@@ -8,6 +8,9 @@
  * /workspace, /tmp and /dev/shm there, sets rlimits, then `setpriv` drops to the sandbox's uid and
  * execs bwrap with an empty environment; bwrap reads its arguments and the seccomp program from
  * fds 4 and 3 (so neither shows in the sandbox's /proc/1/cmdline).
+ *
+ * Network `proxy` keeps the empty network namespace and binds the session's egress socket in
+ * (network.ts); the executor's relay then serves it as an HTTP proxy on 127.0.0.1:3128.
  */
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
@@ -19,6 +22,7 @@ import { CodeboxError } from '@codebox/core'
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
+import { networkSetup } from './network.ts'
 import { buildSeccompFilter } from './seccomp.ts'
 import { UidAllocator } from './uids.ts'
 
@@ -83,6 +87,7 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const threads = String(Math.max(1, Math.ceil(limits.cpuCores)))
+    const network = networkSetup(spec.network)
     const env: Record<string, string> = {
       PATH: '/usr/local/bin:/usr/bin:/bin',
       HOME: '/workspace',
@@ -99,6 +104,7 @@ export class BwrapDriver implements SandboxDriver {
       CODEBOX_WORKSPACE: '/workspace',
       CODEBOX_NODE: '/usr/local/bin/node',
       CODEBOX_PYTHON: '/usr/bin/python3',
+      ...network.env,
     }
     const args = [
       '--unshare-all',
@@ -141,6 +147,7 @@ export class BwrapDriver implements SandboxDriver {
       '--ro-bind',
       path.join(hostNodeModules, 'acorn'),
       '/opt/codebox/node_modules/acorn',
+      ...network.args,
       '--seccomp',
       '3',
       '--chdir',

@@ -1,7 +1,8 @@
 /**
  * The fake driver: runs the executor as a plain host process in a temporary directory, with no
  * isolation and no limits. For tests of everything above the driver, and for the driver contract
- * suite; never registered unless a config names it explicitly.
+ * suite; never registered unless a config names it explicitly. `spec.network` is ignored: the
+ * executor uses the host's network as it is (no relay, no proxy variables).
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
@@ -41,6 +42,8 @@ export class FakeDriver implements SandboxDriver {
         CODEBOX_WORKSPACE: workspace,
         CODEBOX_NODE: process.execPath,
         CODEBOX_PYTHON: this.python,
+        // no Deno even when the host has one: fake sessions offer python and nodejs only
+        CODEBOX_DENO: '',
         NODE_PATH: hostNodeModules,
       },
     })

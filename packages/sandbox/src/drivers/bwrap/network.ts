@@ -1,0 +1,34 @@
+/**
+ * A bwrap sandbox's network: always an empty network namespace (`lo` only). With network
+ * `proxy`, the host's per-session egress socket is bound in at EGRESS_SOCKET (under a read-only
+ * tmpfs /run, since the image's / is read-only and has no such file), and the environment points
+ * HTTP clients at the executor's relay on 127.0.0.1:3128, which pipes to that socket.
+ */
+import type { SandboxNetwork } from '@codebox/core'
+
+/** Where the egress socket appears inside the sandbox. */
+export const EGRESS_SOCKET = '/run/codebox/egress.sock'
+/** The relay's address inside the sandbox (executor/egress_relay.py). */
+export const EGRESS_PROXY_URL = 'http://127.0.0.1:3128'
+
+export function networkSetup(network: SandboxNetwork): { args: string[]; env: Record<string, string> } {
+  switch (network.mode) {
+    case 'none':
+      return { args: [], env: {} }
+    case 'proxy':
+      return {
+        args: ['--tmpfs', '/run', '--bind', network.socketPath, EGRESS_SOCKET, '--remount-ro', '/run'],
+        env: {
+          HTTP_PROXY: EGRESS_PROXY_URL,
+          HTTPS_PROXY: EGRESS_PROXY_URL,
+          http_proxy: EGRESS_PROXY_URL,
+          https_proxy: EGRESS_PROXY_URL,
+          NO_PROXY: 'localhost,127.0.0.1',
+          no_proxy: 'localhost,127.0.0.1',
+          // Node 24's fetch, http and https honour the variables above only with this set.
+          NODE_USE_ENV_PROXY: '1',
+          CODEBOX_EGRESS_SOCKET: EGRESS_SOCKET,
+        },
+      }
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * One session's egress proxy: an HTTP forward proxy that speaks CONNECT (HTTPS and any TCP) and
+ * absolute-URI plain HTTP (`GET http://host/...`, forwarded without following redirects). Every
+ * request is authorized (authorize.ts) before a byte leaves; a denial is a `403` whose plain-text
+ * body says why. One request or tunnel per client connection (answers carry `Connection: close`),
+ * a bounded number of connections, a header size and time cap, and idle timeouts.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import net from 'node:net'
+import { authorize, connectFirst, type AuthorizeOptions } from './authorize.ts'
+import { parsePort } from './policy.ts'
+
+export interface EgressProxyOptions extends AuthorizeOptions {
+  connectTimeoutMs: number
+  idleTimeoutMs: number
+  headerTimeoutMs: number
+  maxConnections: number
+  maxHeaderBytes: number
+  /** Called for every request the proxy decides on. */
+  onDecision: (decision: EgressDecision) => void
+}
+
+export interface EgressDecision {
+  host: string
+  port: number
+  allowed: boolean
+  /** Why it was refused (without the `codebox egress:` prefix). */
+  reason?: string
+}
+
+export interface EgressProxy {
+  /** Accepts the sandbox's connections; listen on the session's unix socket. */
+  readonly server: net.Server
+  /** Stops listening and ends every open connection at once. */
+  close(): void
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+}
+
+/**
+ * Writes a whole plain-text answer on a raw socket and closes it. What the client still sends is
+ * read and dropped for a moment (closing with unread input would reset the connection before the
+ * client reads the answer), then the socket is destroyed whatever the client does.
+ */
+function answerRaw(socket: net.Socket, status: number, message: string): void {
+  if (!socket.writable) return void socket.destroy()
+  const body = `codebox egress: ${message}\n`
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
+  socket.resume()
+  const linger = setTimeout(() => socket.destroy(), 2000).unref()
+  socket.once('close', () => clearTimeout(linger))
+}
+
+function answer(res: ServerResponse, status: number, message: string): void {
+  if (res.headersSent) return void res.destroy()
+  const body = `codebox egress: ${message}\n`
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  res.end(body)
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+])
+
+/** Raw header pairs without hop-by-hop headers (the fixed ones and those Connection names). */
+function endToEnd(raw: readonly string[], drop: readonly string[] = []): string[] {
+  const named = new Set(drop)
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'connection') for (const t of raw[i + 1]!.split(',')) named.add(t.trim().toLowerCase())
+  }
+  const out: string[] = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase()
+    if (!HOP_BY_HOP.has(name) && !named.has(name)) out.push(raw[i]!, raw[i + 1]!)
+  }
+  return out
+}
+
+export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
+  const clients = new Set<net.Socket>()
+  const headerDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
+  const headersDone = (socket: net.Socket): void => clearTimeout(headerDeadlines.get(socket))
+
+  /** Authorizes host:port, reports the decision, and connects; undefined after answering a failure. */
+  const open = async (host: string, port: number, fail: (status: number, message: string) => void): Promise<net.Socket | undefined> => {
+    const auth = await authorize(options, host, port)
+    options.onDecision({ host: host.slice(0, 255), port, allowed: auth.ok, ...(auth.ok ? {} : { reason: auth.reason }) })
+    if (!auth.ok) return void fail(auth.status, auth.reason)
+    try {
+      return await connectFirst(auth.addresses, port, options.connectTimeoutMs)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      return void fail(code === 'ETIMEDOUT' ? 504 : 502, `cannot connect to ${host}:${port} (${code ?? (e as Error).message})`)
+    }
+  }
+
+  const tunnel = async (req: IncomingMessage, client: net.Socket, head: Buffer): Promise<void> => {
+    headersDone(client)
+    const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
+    const port = m ? parsePort(m[2]!) : undefined
+    if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
+    const upstream = await open(m[1]!, port, (status, message) => answerRaw(client, status, message))
+    if (!upstream) return
+    if (client.destroyed) return void upstream.destroy()
+    upstream.setTimeout(options.idleTimeoutMs, () => upstream.destroy())
+    upstream.once('close', () => client.destroy())
+    client.once('close', () => upstream.destroy())
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    if (head.length) upstream.write(head)
+    client.pipe(upstream).pipe(client)
+  }
+
+  const forward = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    headersDone(req.socket)
+    let url: URL | undefined
+    try {
+      url = req.url?.startsWith('http://') ? new URL(req.url) : undefined
+    } catch {
+      // answered below
+    }
+    if (!url) return answer(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT host:port for HTTPS and other TCP')
+    const port = url.port ? Number(url.port) : 80
+    const upstream = await open(url.hostname, port, (status, message) => answer(res, status, message))
+    if (!upstream) return
+    if (req.socket.destroyed) return void upstream.destroy()
+    const out = httpRequest({
+      method: req.method,
+      path: `${url.pathname}${url.search}`,
+      headers: ['Host', url.host, ...endToEnd(req.rawHeaders, ['host'])],
+      setHost: false,
+      createConnection: () => upstream,
+    })
+    out.setTimeout(options.idleTimeoutMs, () => out.destroy())
+    out.on('error', (e) => answer(res, 502, `${url.host} failed: ${(e as NodeJS.ErrnoException).code ?? e.message}`))
+    out.on('response', (up) => {
+      res.writeHead(up.statusCode ?? 502, up.statusMessage, [...endToEnd(up.rawHeaders), 'Connection', 'close'])
+      up.on('error', () => res.destroy())
+      up.pipe(res)
+    })
+    req.socket.once('close', () => out.destroy())
+    req.pipe(out)
+  }
+
+  const http = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
+  http.maxHeadersCount = 100
+  http.on('request', (req: IncomingMessage, res: ServerResponse) => void forward(req, res).catch(() => res.destroy()))
+  http.on('connect', (req: IncomingMessage, client: net.Socket, head: Buffer) => void tunnel(req, client, head).catch(() => client.destroy()))
+  http.on('upgrade', (_req: IncomingMessage, client: net.Socket) => answerRaw(client, 400, 'upgrades are not proxied; use CONNECT'))
+  http.on('clientError', (e: NodeJS.ErrnoException, client: net.Socket) => {
+    const status = e.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+    answerRaw(client, status, status === 431 ? `request headers over ${options.maxHeaderBytes} bytes` : `malformed request (${e.code ?? 'parse error'})`)
+  })
+
+  const server = net.createServer((client) => {
+    client.on('error', () => client.destroy())
+    // Refused connections count too while they linger, and past twice the cap get no answer:
+    // a flood of connections must not cost the host more than a bounded number of fds.
+    if (clients.size >= 2 * options.maxConnections) return void client.destroy()
+    clients.add(client)
+    client.once('close', () => clients.delete(client))
+    if (clients.size > options.maxConnections) {
+      return answerRaw(client, 503, `this session already has ${options.maxConnections} connections open through the proxy`)
+    }
+    client.setTimeout(options.idleTimeoutMs, () => client.destroy())
+    const deadline = setTimeout(() => answerRaw(client, 408, `no complete request headers within ${options.headerTimeoutMs} ms`), options.headerTimeoutMs)
+    deadline.unref()
+    headerDeadlines.set(client, deadline)
+    client.once('close', () => clearTimeout(deadline))
+    http.emit('connection', client)
+  })
+
+  return {
+    server,
+    close() {
+      server.close()
+      for (const c of clients) c.destroy()
+    },
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The executor's egress relay (executor/egress_relay.py), run on the host on a free loopback
+ * port against a unix-socket server standing in for the proxy: bytes both ways, half-closes in
+ * both directions, a large transfer to a slow reader, a connection cap, a missing proxy, and
+ * resets that must not end the relay for later connections.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
+import { executorDir } from '../src/drivers/shared.ts'
+
+const MAX_PAIRS = 4
+const RELAY = `
+import sys
+sys.path.insert(0, sys.argv[1])
+import egress_relay
+relay = egress_relay.Relay(sys.argv[2], port=0, max_pairs=int(sys.argv[3]))
+print(relay.listener.getsockname()[1], flush=True)
+relay.serve_forever()
+`
+
+/** Connects to the relay and collects everything it sends until it closes. */
+function client(port: number): { socket: net.Socket; received: Promise<string> } {
+  const socket = net.connect(port, '127.0.0.1')
+  const chunks: Buffer[] = []
+  socket.on('data', (d: Buffer) => chunks.push(d))
+  const received = new Promise<string>((resolve, reject) => {
+    socket.on('error', reject)
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString()))
+  })
+  return { socket, received }
+}
+
+describe('egress relay', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'codebox-relay-'))
+  const socketPath = path.join(dir, 'proxy.sock')
+  let proxy: net.Server
+  let relay: ChildProcess
+  let port = 0
+  /** What the stand-in proxy does with each connection; set per test. */
+  let behaviour: (c: net.Socket) => void = (c) => c.pipe(c)
+
+  before(async () => {
+    proxy = net.createServer({ allowHalfOpen: true }, (c) => behaviour(c))
+    proxy.listen(socketPath)
+    await once(proxy, 'listening')
+    relay = spawn('/usr/bin/python3', ['-c', RELAY, executorDir, socketPath, String(MAX_PAIRS)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = once(relay, 'exit').then(([code]) => assert.fail(`the relay exited (${String(code)}) before listening`))
+    const [line] = (await Promise.race([once(relay.stdout!, 'data'), exited])) as [Buffer]
+    port = Number(line.toString().trim())
+    assert.ok(port > 0)
+  })
+
+  after(() => {
+    relay.kill('SIGKILL')
+    proxy.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('bytes pass both ways, and a client half-close still gets the whole answer', async () => {
+    behaviour = (c) => {
+      const chunks: Buffer[] = []
+      c.on('data', (d: Buffer) => chunks.push(d))
+      c.on('end', () => c.end(`got ${Buffer.concat(chunks).toString()}`))
+    }
+    const { socket, received } = client(port)
+    socket.end('request body')
+    assert.equal(await received, 'got request body')
+  })
+
+  test('a proxy half-close reaches the client, which can still send', async () => {
+    let heard = ''
+    const done = new Promise<void>((resolve) => {
+      behaviour = (c) => {
+        c.write('hello, then EOF')
+        c.end()
+        c.on('data', (d: Buffer) => (heard += d.toString()))
+        c.on('end', () => resolve())
+      }
+    })
+    const { socket, received } = client(port)
+    socket.once('end', () => socket.end('after EOF'))
+    assert.equal(await received, 'hello, then EOF')
+    await done
+    assert.equal(heard, 'after EOF')
+  })
+
+  test('32 MiB to a slow reader arrive intact', async () => {
+    const size = 32 * 1024 * 1024
+    behaviour = (c) => c.end(Buffer.alloc(size, 'relay'))
+    const socket = net.connect(port, '127.0.0.1')
+    let got = 0
+    let mismatch = false
+    const pattern = Buffer.alloc(size, 'relay')
+    socket.on('data', (d: Buffer) => {
+      if (!pattern.subarray(got, got + d.length).equals(d)) mismatch = true
+      got += d.length
+      socket.pause()
+      setTimeout(() => socket.resume(), got < 1024 * 1024 ? 5 : 0)
+    })
+    await once(socket, 'close')
+    assert.equal(got, size)
+    assert.equal(mismatch, false)
+  })
+
+  test(`more than ${MAX_PAIRS} connections: the extra ones are closed, the others keep working`, async () => {
+    behaviour = (c) => c.pipe(c)
+    const open = Array.from({ length: MAX_PAIRS }, () => client(port))
+    await Promise.all(open.map(async ({ socket }) => once(socket, 'connect')))
+    await delay(100)
+    const extra = client(port)
+    assert.equal(await extra.received, '')
+    for (const [i, { socket }] of open.entries()) socket.end(`echo ${i}`)
+    assert.deepEqual(
+      await Promise.all(open.map((c) => c.received)),
+      open.map((_, i) => `echo ${i}`),
+    )
+  })
+
+  test('resets on either side end only that connection', async () => {
+    // A unix socket closed with unread input resets its peer.
+    behaviour = (c) => c.once('data', () => c.pause().destroy())
+    const a = client(port)
+    a.socket.write('x')
+    a.socket.write('y'.repeat(100_000))
+    await a.received.catch(() => '')
+    const b = client(port)
+    behaviour = (c) => c.pipe(c)
+    await once(b.socket, 'connect')
+    b.socket.resetAndDestroy()
+    await b.received.catch(() => '')
+    const c = client(port)
+    c.socket.end('still relaying')
+    assert.equal(await c.received, 'still relaying')
+  })
+
+  test('without a proxy behind it, a client is closed at once', async () => {
+    proxy.close()
+    await once(proxy, 'close')
+    const { received } = client(port)
+    assert.equal(await received, '')
+    assert.equal(relay.exitCode, null, 'the relay died')
+  })
+})
