@@ -1,9 +1,16 @@
 /**
  * The HTTP side of the bench (issue 3's targets): a real codebox server built in this process on
- * the bwrap driver and reached over loopback, print(1) through the SDK (JSON and SSE) and through
- * a bare fetch next to the same call made in-process, and many sessions running small cells at
- * once through the SDK, every output checked.
+ * the bwrap driver and reached over loopback, print(1) through the SDK (JSON and SSE), through a
+ * bare fetch and through the AWS SDK's InvokeCodeInterpreter (SigV4, event stream) next to the
+ * same call made in-process, and many sessions running small cells at once through the SDK, every
+ * output checked. The server requires keys, as a deployed one does: every call is authenticated.
  */
+import {
+  BedrockAgentCoreClient,
+  InvokeCodeInterpreterCommand,
+  StartCodeInterpreterSessionCommand,
+  StopCodeInterpreterSessionCommand,
+} from '@aws-sdk/client-bedrock-agentcore'
 import type { SandboxDriver, ToolResult } from '@codebox/core'
 import { SessionManager, type Session } from '@codebox/sandbox'
 import { CodeInterpreter } from '@codebox/sdk'
@@ -15,6 +22,10 @@ import { loadAverage } from './host.ts'
 export interface BenchServer {
   url: string
   engine: SessionManager
+  /** An API key of the bench tenant, for the native API. */
+  apiKey: string
+  /** An access-key pair of the same tenant, for the AgentCore API. */
+  awsKey: { accessKeyId: string; secretAccessKey: string }
   /** Stops listening, stops every session, closes the store. Idempotent. */
   close(): Promise<void>
 }
@@ -50,7 +61,9 @@ export async function startBenchServer(driver: SandboxDriver, { maxSessions }: {
     await app.app.listen({ host: '127.0.0.1', port: 0 })
     const address = app.app.server.address()
     if (!address || typeof address !== 'object') throw new Error('the bench server has no TCP address')
-    return { url: `http://127.0.0.1:${address.port}`, engine, close }
+    const apiKey = store.keys.create({ tenant: 'bench' }).secret
+    const awsKey = store.awsKeys.create({ tenant: 'bench' })
+    return { url: `http://127.0.0.1:${address.port}`, engine, apiKey, awsKey, close }
   } catch (e) {
     await close()
     throw e
@@ -67,6 +80,8 @@ export interface HttpPrintSamples {
   sdkStream: number[]
   /** A bare `fetch` POST of the invoke body and `res.json()`: HTTP without the SDK. */
   rawFetch: number[]
+  /** AWS SDK InvokeCodeInterpreterCommand: SigV4-signed POST, event-stream result. */
+  awsSdk: number[]
   /** Calls per block; the variants alternate block by block. */
   block: number
 }
@@ -82,15 +97,18 @@ const isPrint1 = (r: ToolResult): boolean => !r.isError && r.structuredContent.s
  * session of another SessionManager on the same driver. Every result is checked.
  */
 export async function printOverHttp(
-  url: string,
+  server: BenchServer,
   local: Session,
   { warmup, n, block, signal }: LoopOptions & { warmup: number; block: number },
 ): Promise<HttpPrintSamples> {
-  const ci = new CodeInterpreter({ baseUrl: url, maxRetries: 0 })
+  const ci = new CodeInterpreter({ baseUrl: server.url, apiKey: server.apiKey, maxRetries: 0 })
   await ci.start()
+  const aws = new BedrockAgentCoreClient({ endpoint: server.url, region: 'us-east-1', credentials: server.awsKey, maxAttempts: 1 })
+  const codeInterpreterIdentifier = 'aws.codeinterpreter.v1'
+  const awsSession = (await aws.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier }))).sessionId!
   try {
     const sessionId = ci.sessionId!
-    const invokeUrl = `${url}/v1/sessions/${sessionId}/invoke`
+    const invokeUrl = `${server.url}/v1/sessions/${sessionId}/invoke`
     const body = JSON.stringify({ name: 'executeCode', arguments: { code: 'print(1)' } })
     const calls: Record<Variant, () => Promise<void>> = {
       inProcess: () => print1(local),
@@ -112,14 +130,22 @@ export async function printOverHttp(
         }
       },
       rawFetch: async () => {
-        const res = await fetch(invokeUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+        const res = await fetch(invokeUrl, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${server.apiKey}` }, body })
         const r = (await res.json()) as ToolResult
         if (res.status !== 200 || !isPrint1(r)) throw new Error(`[session ${sessionId}] fetch print(1) gave HTTP ${res.status} ${JSON.stringify(r)}`)
+      },
+      awsSdk: async () => {
+        const res = await aws.send(
+          new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier, sessionId: awsSession, name: 'executeCode', arguments: { code: 'print(1)' } }),
+        )
+        let stdout: string | undefined
+        for await (const event of res.stream!) stdout = event.result?.structuredContent?.stdout
+        if (stdout !== '1\n') throw new Error(`[session ${awsSession}] AWS SDK print(1) gave ${JSON.stringify(stdout)}`)
       },
     }
     const variants = Object.keys(calls) as Variant[]
     for (const v of variants) for (let i = 0; i < warmup; i++) await calls[v]()
-    const out: HttpPrintSamples = { inProcess: [], sdk: [], sdkStream: [], rawFetch: [], block }
+    const out: HttpPrintSamples = { inProcess: [], sdk: [], sdkStream: [], rawFetch: [], awsSdk: [], block }
     for (let done = 0, round = 0; done < n; done += block, round++) {
       const count = Math.min(block, n - done)
       for (let k = 0; k < variants.length; k++) {
@@ -135,6 +161,7 @@ export async function printOverHttp(
     return out
   } finally {
     await ci.stop()
+    await aws.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier, sessionId: awsSession }))
   }
 }
 
@@ -193,7 +220,7 @@ export async function concurrentSessions(
   const message = (e: unknown): string => (e instanceof Error ? `${e.name}: ${e.message}` : String(e))
   const t0 = performance.now()
   const worker = async (i: number): Promise<void> => {
-    const ci = new CodeInterpreter({ baseUrl: server.url, maxRetries: 0 })
+    const ci = new CodeInterpreter({ baseUrl: server.url, apiKey: server.apiKey, maxRetries: 0 })
     try {
       const ts = performance.now()
       await ci.start({ signal })

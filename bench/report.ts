@@ -158,6 +158,7 @@ function httpSections(r: BenchRun): string[] {
       row('SDK executeCode (POST …/invoke, JSON)', h.sdk),
       row('SDK executeCodeStream (same POST, SSE)', h.sdkStream),
       row('bare fetch POST …/invoke + res.json()', h.rawFetch),
+      row('AWS SDK InvokeCodeInterpreter (SigV4, event stream)', h.awsSdk),
     ],
   )
   const c = r.concurrency

@@ -110,13 +110,13 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
   const warmSamples = await warmStarts(warm, { created: tracked.created, cgroups: bwrap.cgroups, n: sizes.warmStarts, signal })
   await warm.close()
 
-  step(`over HTTP: ${sizes.httpPrints} print(1) each through the SDK (JSON, SSE), a bare fetch and in-process, in alternating blocks`)
+  step(`over HTTP: ${sizes.httpPrints} print(1) each through the SDK (JSON, SSE), a bare fetch, the AWS SDK and in-process, in alternating blocks`)
   const server = await startBenchServer(bwrap, { maxSessions: Math.max(200, sizes.concurrentSessions + 10) })
   cleanups.push(() => server.close())
   const local = new SessionManager({ driver: bwrap, poolSize: 0 })
   cleanups.push(() => local.close())
   const localSession = await local.start()
-  const http = await printOverHttp(server.url, localSession, { warmup: sizes.printWarmup, n: sizes.httpPrints, block: sizes.httpBlock, signal })
+  const http = await printOverHttp(server, localSession, { warmup: sizes.printWarmup, n: sizes.httpPrints, block: sizes.httpBlock, signal })
   await local.close()
   let jupyter: JupyterResults | string = jupyterMissing ?? ''
   if (!jupyterMissing) {

@@ -2,7 +2,7 @@
  * Test fixtures: an engine on the real bwrap driver and image (or the reason it cannot run
  * here), and sessions that are always stopped, naming the session when a test fails.
  */
-import type { TestContext } from 'node:test'
+import { after, before, type TestContext } from 'node:test'
 import { defaultLimits, type Sandbox, type SandboxDriver, type SessionLimits } from '@codebox/core'
 import { BwrapDriver, FakeDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig, type Session } from '@codebox/sandbox'
 import { detectCgroups } from '../src/drivers/bwrap/cgroups.ts'
@@ -71,6 +71,29 @@ export function sandboxCgroups(sandboxId: string): { dirs: string[]; procs: stri
 /** A SessionManager on the real bwrap driver; closed when the test (or suite) ends. */
 export async function bwrapManager(options: { poolSize?: number; defaults?: Partial<SessionLimits> } = {}): Promise<SessionManager> {
   return new SessionManager({ driver: await bwrapDriver(), poolSize: options.poolSize ?? 0, defaults: { ...defaultLimits, ...options.defaults } })
+}
+
+/** A bwrap manager and one session that the tests of a suite share. */
+export interface SharedSession {
+  manager: SessionManager
+  session: Session
+}
+
+/**
+ * For a `describe` block on the bwrap driver: starts a manager and a session before its first
+ * test, and closes the manager (stopping every session it started) after its last. The fields
+ * are set once the suite's `before` hook has run.
+ */
+export function sharedBwrapSession(): SharedSession {
+  const shared = {} as SharedSession
+  before(async () => {
+    shared.manager = await bwrapManager()
+    shared.session = await shared.manager.start()
+  })
+  after(async () => {
+    await shared.manager?.close()
+  })
+  return shared
 }
 
 export function fakeManager(options: { poolSize?: number } = {}): SessionManager {

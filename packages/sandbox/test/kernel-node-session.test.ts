@@ -4,10 +4,10 @@
  * reports errors as data the user can read.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import type { Language } from '@codebox/core'
-import type { Session, SessionManager } from '@codebox/sandbox'
-import { bwrapManager, bwrapUnavailable, py, withSession } from './fixtures.ts'
+import type { Session } from '@codebox/sandbox'
+import { bwrapUnavailable, py, sharedBwrapSession, withSession } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -29,19 +29,10 @@ async function processes(session: Session): Promise<string[]> {
 const isNode = (line: string): boolean => /\bnode\b|kernel_node|MainThread/.test(line)
 
 describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }, () => {
-  let manager: SessionManager
-  let session: Session
-
-  before(async () => {
-    manager = await bwrapManager()
-    session = await manager.start()
-  })
-  after(async () => {
-    await manager?.close()
-  })
+  const shared = sharedBwrapSession()
 
   it('starts the Node kernel only when a session first runs JavaScript', async () => {
-    await withSession(manager, async (s) => {
+    await withSession(shared.manager, async (s) => {
       assert.equal(await py(s, 'print("python only")'), 'python only\n')
       const before = await processes(s)
       assert.ok(
@@ -57,20 +48,20 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
   })
 
   it('keeps state between cells, shared by JavaScript and TypeScript', async () => {
-    await value(session, 'let count = 1\nvar items = []\nfunction add(x) { items.push(x); return ++count }')
-    assert.equal(await value(session, 'add("a"); add("b")'), '3')
-    assert.equal(await value(session, 'const n: number = count * 10\nn + items.length', 'typescript'), '32')
+    await value(shared.session, 'let count = 1\nvar items = []\nfunction add(x) { items.push(x); return ++count }')
+    assert.equal(await value(shared.session, 'add("a"); add("b")'), '3')
+    assert.equal(await value(shared.session, 'const n: number = count * 10\nn + items.length', 'typescript'), '32')
   })
 
   it('lets a cell declare a const again, as a notebook user re-runs a cell', async () => {
-    await value(session, 'const limit = 1')
-    assert.equal(await value(session, 'const limit = 2\nlimit'), '2')
-    assert.equal(await value(session, 'limit * 21'), '42')
+    await value(shared.session, 'const limit = 1')
+    assert.equal(await value(shared.session, 'const limit = 2\nlimit'), '2')
+    assert.equal(await value(shared.session, 'limit * 21'), '42')
   })
 
   it('runs top-level await', async () => {
-    assert.equal(await value(session, 'const wait = (ms) => new Promise((r) => setTimeout(r, ms))\nawait wait(10)\n"awaited"'), "'awaited'")
-    assert.equal(await value(session, 'const [a, b] = await Promise.all([wait(1).then(() => 20), 22])\na + b'), '42')
+    assert.equal(await value(shared.session, 'const wait = (ms) => new Promise((r) => setTimeout(r, ms))\nawait wait(10)\n"awaited"'), "'awaited'")
+    assert.equal(await value(shared.session, 'const [a, b] = await Promise.all([wait(1).then(() => 20), 22])\na + b'), '42')
   })
 
   it('strips TypeScript types and runs what is left', async () => {
@@ -83,14 +74,17 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
       'console.log(`total ${total}`)',
       'total satisfies number',
     ].join('\n')
-    const r = await session.runCode({ code, language: 'typescript' })
+    const r = await shared.session.runCode({ code, language: 'typescript' })
     assert.equal(r.isError, false, r.structuredContent.stderr)
     assert.equal(r.structuredContent.stdout, 'total 15\n')
     assert.deepEqual(r.content.at(-1), { type: 'text', text: '15' })
   })
 
   it('reports a thrown error as data: isError, exit code 1, the error and its line in stderr', async () => {
-    const r = await session.runCode({ code: 'console.log("before")\nfunction fail() {\n  throw new TypeError("nope here")\n}\nfail()', language: 'javascript' })
+    const r = await shared.session.runCode({
+      code: 'console.log("before")\nfunction fail() {\n  throw new TypeError("nope here")\n}\nfail()',
+      language: 'javascript',
+    })
     assert.equal(r.isError, true)
     assert.equal(r.structuredContent.exitCode, 1)
     assert.equal(r.structuredContent.stdout, 'before\n')
@@ -100,11 +94,11 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
       r.content.some((b) => b.type === 'text' && b.text.includes('TypeError: nope here')),
       'the error is in the content a model reads',
     )
-    assert.equal(await value(session, '"still alive"'), "'still alive'")
+    assert.equal(await value(shared.session, '"still alive"'), "'still alive'")
   })
 
   it('reports a TypeScript syntax error with its line', async () => {
-    const r = await session.runCode({ code: 'const ok: number = 1\nlet broken: number = = 2', language: 'typescript' })
+    const r = await shared.session.runCode({ code: 'const ok: number = 1\nlet broken: number = = 2', language: 'typescript' })
     assert.equal(r.isError, true)
     assert.equal(r.structuredContent.exitCode, 1)
     assert.match(r.structuredContent.stderr, /SyntaxError/)
@@ -112,7 +106,7 @@ describe('JavaScript and TypeScript in a session (bwrap)', { skip: unavailable }
   })
 
   it('clearContext resets the JavaScript kernel, not the Python one', async () => {
-    await withSession(manager, async (s) => {
+    await withSession(shared.manager, async (s) => {
       await value(s, 'const secret = 41\nglobalThis.marker = "set"')
       await py(s, 'kept = "python state"')
       const cleared = await s.runCode({ code: '[typeof secret, typeof marker]', language: 'javascript', clearContext: true })

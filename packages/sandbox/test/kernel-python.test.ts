@@ -4,10 +4,9 @@
  * errors, top-level await, the preinstalled libraries and subprocess output.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import type { ContentBlock, ExecutionEvent, ToolResult } from '@codebox/core'
-import type { Session, SessionManager } from '@codebox/sandbox'
-import { bwrapManager, bwrapUnavailable, py, withSession } from './fixtures.ts'
+import { bwrapUnavailable, py, sharedBwrapSession, withSession } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -33,24 +32,15 @@ function assertHtmlTable(r: ToolResult, ...cells: string[]): void {
 }
 
 describe('Python kernel (bwrap)', { skip: unavailable }, () => {
-  let manager: SessionManager
-  let session: Session
-
-  before(async () => {
-    manager = await bwrapManager()
-    session = await manager.start()
-  })
-  after(async () => {
-    await manager?.close()
-  })
+  const shared = sharedBwrapSession()
 
   it('keeps variables, functions and imports between cells', async () => {
-    await py(session, 'import math\nradius = 2\ndef area(r):\n    return math.pi * r * r')
-    assert.equal(await py(session, 'print(round(area(radius), 3))'), '12.566\n')
+    await py(shared.session, 'import math\nradius = 2\ndef area(r):\n    return math.pi * r * r')
+    assert.equal(await py(shared.session, 'print(round(area(radius), 3))'), '12.566\n')
   })
 
   it('clearContext starts from an empty namespace', async () => {
-    await withSession(manager, async (s) => {
+    await withSession(shared.manager, async (s) => {
       await py(s, 'import json\nsecret = 41')
       assert.equal(await py(s, 'print(secret + 1)'), '42\n')
       const cleared = await s.runCode({ code: 'print("secret" in dir(), "json" in dir())', clearContext: true })
@@ -62,22 +52,22 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
   })
 
   it('shows the value of the last expression, and nothing for None or a statement', async () => {
-    const value = await session.runCode({ code: 'x = 20\nx * 2 + 2' })
+    const value = await shared.session.runCode({ code: 'x = 20\nx * 2 + 2' })
     assert.deepEqual(value.content, [{ type: 'text', text: '42' }])
     assert.equal(value.structuredContent.stdout, '')
-    assert.deepEqual((await session.runCode({ code: '"text"' })).content, [{ type: 'text', text: "'text'" }])
+    assert.deepEqual((await shared.session.runCode({ code: '"text"' })).content, [{ type: 'text', text: "'text'" }])
     for (const code of ['None', 'y = 1', 'def f():\n    pass\nf()']) {
-      const r = await session.runCode({ code })
+      const r = await shared.session.runCode({ code })
       assert.deepEqual(r.content, [], `${JSON.stringify(code)} shows nothing`)
       assert.equal(r.isError, false)
     }
-    assert.deepEqual((await session.runCode({ code: 'print("only printed")\nNone' })).content, [{ type: 'text', text: 'only printed\n' }])
+    assert.deepEqual((await shared.session.runCode({ code: 'print("only printed")\nNone' })).content, [{ type: 'text', text: 'only printed\n' }])
   })
 
   it('streams output while the cell runs', async () => {
     const code = 'import time\nprint("first")\ntime.sleep(0.3)\nprint("second")'
     const arrived: { event: ExecutionEvent; at: number }[] = []
-    for await (const event of session.executeCode({ code })) arrived.push({ event, at: performance.now() })
+    for await (const event of shared.session.executeCode({ code })) arrived.push({ event, at: performance.now() })
     assert.deepEqual(
       arrived.map((a) => (a.event.type === 'stdout' ? a.event.text : a.event.type)),
       ['first\n', 'second\n', 'result'],
@@ -87,38 +77,38 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
   })
 
   it('returns a matplotlib figure as a PNG image block, with or without plt.show()', async () => {
-    const implicit = await session.runCode({ code: 'import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title("squares")\nNone' })
+    const implicit = await shared.session.runCode({ code: 'import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title("squares")\nNone' })
     assert.equal(implicit.isError, false, implicit.structuredContent.stderr)
     assert.equal(images(implicit).length, 1)
     assert.equal(images(implicit)[0]!.mimeType, 'image/png')
     assertPng(images(implicit)[0]!.data)
 
-    const shown = await session.runCode({ code: 'plt.figure()\nplt.bar(["a", "b"], [3, 5])\nplt.show()\nprint("after show")' })
+    const shown = await shared.session.runCode({ code: 'plt.figure()\nplt.bar(["a", "b"], [3, 5])\nplt.show()\nprint("after show")' })
     assert.equal(shown.structuredContent.stdout, 'after show\n')
     assert.equal(images(shown).length, 1, 'plt.show() shows the figure once')
     assertPng(images(shown)[0]!.data)
 
-    const two = await session.runCode({ code: 'plt.figure(); plt.plot([1]); plt.figure(); plt.plot([2]); None' })
+    const two = await shared.session.runCode({ code: 'plt.figure(); plt.plot([1]); plt.figure(); plt.plot([2]); None' })
     assert.equal(images(two).length, 2)
-    assert.equal(images(await session.runCode({ code: 'print("no figure")' })).length, 0, 'figures are not shown twice')
+    assert.equal(images(await shared.session.runCode({ code: 'print("no figure")' })).length, 0, 'figures are not shown twice')
   })
 
   it('shows a DataFrame as text and an HTML table, as the last expression and through display()', async () => {
-    const last = await session.runCode({ code: 'import pandas as pd\ndf = pd.DataFrame({"city": ["Oslo", "Lima"], "temp": [3, 19]})\ndf' })
+    const last = await shared.session.runCode({ code: 'import pandas as pd\ndf = pd.DataFrame({"city": ["Oslo", "Lima"], "temp": [3, 19]})\ndf' })
     assert.equal(last.isError, false, last.structuredContent.stderr)
     const text = last.content.find((b) => b.type === 'text')
     assert.ok(text?.type === 'text')
     assert.match(text.text, /city\s+temp\n0\s+Oslo\s+3\n1\s+Lima\s+19/)
     assertHtmlTable(last, 'Oslo', 'Lima')
 
-    const shown = await session.runCode({ code: 'display(df[df.temp > 10])\nprint("displayed")\nrows = len(df)' })
+    const shown = await shared.session.runCode({ code: 'display(df[df.temp > 10])\nprint("displayed")\nrows = len(df)' })
     assert.equal(shown.structuredContent.stdout, 'displayed\n')
     assertHtmlTable(shown, 'Lima')
     assert.ok(!shown.content.some((b) => b.type === 'resource' && b.resource.text?.includes('Oslo')), 'display() shows the filtered frame')
   })
 
   it('reports an exception with its type, message and traceback, keeping earlier state', async () => {
-    const r = await session.runCode({ code: 'kept = "before"\ndef check(v):\n    raise ValueError(f"bad value {v}")\ncheck(42)\nkept = "after"' })
+    const r = await shared.session.runCode({ code: 'kept = "before"\ndef check(v):\n    raise ValueError(f"bad value {v}")\ncheck(42)\nkept = "after"' })
     assert.equal(r.isError, true)
     assert.equal(r.structuredContent.exitCode, 1)
     const { stderr } = r.structuredContent
@@ -128,35 +118,35 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
     assert.match(stderr, /ValueError: bad value 42\n$/)
     assert.doesNotMatch(stderr, /kernel_python/, 'the kernel’s own frames are hidden')
     assert.ok(r.content.some((b) => b.type === 'text' && b.text.includes('ValueError: bad value 42')))
-    assert.equal(await py(session, 'print(kept)'), 'before\n')
+    assert.equal(await py(shared.session, 'print(kept)'), 'before\n')
   })
 
   it('reports a SyntaxError without running any of the cell', async () => {
-    const r = await session.runCode({ code: 'print("never")\nvalue = (1,\n' })
+    const r = await shared.session.runCode({ code: 'print("never")\nvalue = (1,\n' })
     assert.equal(r.isError, true)
     assert.equal(r.structuredContent.exitCode, 1)
     assert.equal(r.structuredContent.stdout, '')
     assert.match(r.structuredContent.stderr, /line 2\n\s+value = \(1,\n/)
     assert.match(r.structuredContent.stderr, /SyntaxError: '\(' was never closed/)
-    assert.equal(await py(session, 'print("next cell")'), 'next cell\n')
+    assert.equal(await py(shared.session, 'print("next cell")'), 'next cell\n')
   })
 
   it('runs top-level await, across cells', async () => {
-    const r = await session.runCode({
+    const r = await shared.session.runCode({
       code: 'import asyncio\nawait asyncio.sleep(0.01)\nasync def double(n):\n    await asyncio.sleep(0)\n    return 2 * n\n"awaited"',
     })
     assert.deepEqual(r.content, [{ type: 'text', text: "'awaited'" }])
-    assert.deepEqual((await session.runCode({ code: 'sum(await asyncio.gather(double(1), double(20)))' })).content, [{ type: 'text', text: '42' }])
+    assert.deepEqual((await shared.session.runCode({ code: 'sum(await asyncio.gather(double(1), double(20)))' })).content, [{ type: 'text', text: '42' }])
   })
 
   it('imports the preinstalled data stack', async () => {
     const modules = ['numpy', 'scipy', 'sklearn', 'seaborn', 'statsmodels', 'sympy', 'openpyxl', 'PIL', 'bs4', 'lxml', 'requests', 'IPython']
-    const out = await py(session, `import importlib\nfor m in ${JSON.stringify(modules)}:\n    importlib.import_module(m)\n    print(m)`, 60_000)
+    const out = await py(shared.session, `import importlib\nfor m in ${JSON.stringify(modules)}:\n    importlib.import_module(m)\n    print(m)`, 60_000)
     assert.deepEqual(out.trim().split('\n'), modules)
   })
 
   it('captures the output of subprocesses, in order with print()', async () => {
-    const r = await session.runCode({
+    const r = await shared.session.runCode({
       code: 'import os, subprocess\nprint("before")\nos.system("echo hi")\nsubprocess.run("echo oops >&2", shell=True)\nprint("after")',
     })
     assert.equal(r.structuredContent.stdout, 'before\nhi\nafter\n')
