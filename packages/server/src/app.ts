@@ -107,6 +107,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     store,
     sessions,
     body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs },
+    holdMs: config.agentCoreHoldMs,
     loopbackOnly: options.loopbackOnly ?? true,
   })
   return { app, sessions, metrics, registry }

@@ -29,6 +29,11 @@ export interface ServerConfig {
   maxBodyBytes: number
   /** `CODEBOX_BODY_IDLE_TIMEOUT_MS`: a request body that sends nothing for this long gets 408. Default 30 s. */
   bodyIdleTimeoutMs: number
+  /**
+   * `CODEBOX_AGENTCORE_HOLD_MS`: how long an AgentCore invoke's response headers wait for the
+   * result before they are sent anyway. Default 20 s, under botocore's 60 s read timeout.
+   */
+  agentCoreHoldMs: number
   /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
   logLevel: string
   quotas: QuotaDefaults
@@ -53,6 +58,7 @@ export function loadServerConfig(
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    agentCoreHoldMs: intVar(env, 'CODEBOX_AGENTCORE_HOLD_MS', 20_000, 0, 3_600_000),
     logLevel,
     quotas: Object.freeze({
       maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),

@@ -23,6 +23,8 @@ import {
   GetCodeInterpreterCommand,
   ListCodeInterpretersCommand,
 } from '@aws-sdk/client-bedrock-agentcore-control'
+import { EventStreamCodec } from '@smithy/eventstream-codec'
+import { fromUtf8, toUtf8 } from '@smithy/util-utf8'
 import { testServer, type TestServer } from './fixtures.ts'
 
 const region = 'us-west-2'
@@ -271,8 +273,28 @@ describe('AgentCore errors are the typed exceptions of the SDK', () => {
 })
 
 describe('AgentCore invoke timing', () => {
-  test('the response headers go out as soon as the call is accepted, before a silent cell ends', async (t) => {
+  test("a short call's result is complete when the response arrives: the stream can be read after the session stopped (seed 000's Strands tool)", async (t) => {
     const server = await testServer(t)
+    const { data } = clients(server)
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const response = await data.send(
+      new InvokeCodeInterpreterCommand({
+        codeInterpreterIdentifier: builtIn,
+        sessionId,
+        name: 'executeCode',
+        arguments: { code: 'import time\ntime.sleep(0.5)\nprint("finished")' },
+      }),
+    )
+    await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    for await (const event of response.stream!) {
+      assert.equal(event.result?.structuredContent?.stdout, 'finished\n')
+      return
+    }
+    assert.fail('no event')
+  })
+
+  test('a call still running after CODEBOX_AGENTCORE_HOLD_MS gets its headers then, its result when done', async (t) => {
+    const server = await testServer(t, { env: { CODEBOX_AGENTCORE_HOLD_MS: '300' } })
     const { data } = clients(server)
     const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
     const started = performance.now()
@@ -286,9 +308,21 @@ describe('AgentCore invoke timing', () => {
     assert.equal(res.headers.get('content-type'), 'application/vnd.amazon.eventstream')
     const body = Buffer.from(await res.arrayBuffer())
     const bodyAfter = performance.now() - started
-    assert.ok(headersAfter < 1500, `headers after ${headersAfter} ms`)
+    assert.ok(headersAfter >= 250 && headersAfter < 1500, `headers after ${headersAfter} ms`)
     assert.ok(bodyAfter >= 1900, `body after ${bodyAfter} ms`)
     assert.match(body.toString('latin1'), /"stdout":"done\\n"/)
+    // Stopped while its headers are out: the failure comes as an exception event.
+    const late = await fetch(`${server.url}/code-interpreters/${builtIn}/tools/invoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-amzn-code-interpreter-session-id': sessionId! },
+      body: JSON.stringify({ name: 'executeCode', arguments: { code: 'import time\ntime.sleep(5)' } }),
+    })
+    assert.equal(late.status, 200)
+    await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    const message = new EventStreamCodec(toUtf8, fromUtf8).decode(new Uint8Array(await late.arrayBuffer()))
+    assert.equal(message.headers[':message-type']?.value, 'exception')
+    assert.equal(message.headers[':exception-type']?.value, 'resourceNotFoundException')
+    assert.match(JSON.parse(toUtf8(message.body)).message, /session ended \(stopped\) while this call ran/)
   })
 })
 

@@ -734,16 +734,16 @@ describe('errors as botocore raises them', () => {
     const notFound = await rejects(new CodeInterpreter('us-west-2', py).start('nope-0123456789'))
     assert.deepEqual([notFound.code, notFound.response.ResponseMetadata.HTTPStatusCode], ['ResourceNotFoundException', 404])
 
-    // Another thread stops the session while a cell runs; the cell had printed, so the stream has begun and the
-    // failure arrives as an exception event (botocore raises EventStreamError while iterating).
+    // Another thread stops the session while a cell runs. The response headers wait for the result (up to
+    // CODEBOX_AGENTCORE_HOLD_MS, 20 s), so the failure is still an HTTP error: botocore raises ClientError from the invoke.
     await events(await client.invoke('executeCode', { code: 'import time' })) // the kernel is up before the race below
     const running = client.invoke('executeCode', { code: 'print("early", flush=True)\ntime.sleep(30)' })
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const otherThread = new CodeInterpreter('us-west-2', py).dataPlaneClient
     await otherThread.call('StopCodeInterpreterSession', { codeInterpreterIdentifier: builtIn, sessionId: client.sessionId })
-    const midStream = await rejects(running.then(events))
-    assert.deepEqual([midStream.name, midStream.code], ['EventStreamError', 'resourceNotFoundException'])
-    assert.ok(midStream.response.Error.Message)
+    const stopped = await rejects(running.then(events))
+    assert.deepEqual([stopped.name, stopped.code], ['ClientError', 'ResourceNotFoundException'])
+    assert.match(stopped.response.Error.Message, /session ended \(stopped\) while this call ran/)
 
     const wrongSecret = await rejects(
       new CodeInterpreter('us-west-2', { ...py, env: { ...py.env, AWS_SECRET_ACCESS_KEY: `${py.env.AWS_SECRET_ACCESS_KEY}x` } }).start(),

@@ -73,6 +73,8 @@ export function defaultRecipe(options: RecipeOptions = {}): ImageRecipe {
       'xz-utils',
       'unzip',
       'zip',
+      // For sessions with network (PUBLIC and VPC interpreters): what agents reach for first.
+      'curl',
     ],
     nodeBinary,
     nodeVersion: nodeBinary === process.execPath ? process.version : 'unknown',

@@ -17,7 +17,7 @@ import { invokeBodySchema, listBodySchema, sessionIdQuerySchema, startBodySchema
 
 const sessionHeader = 'x-amzn-code-interpreter-session-id'
 
-export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, interpreters: InterpreterResolver): void {
+export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, interpreters: InterpreterResolver, holdMs: number): void {
   /** The caller's session, if it was started from this interpreter; else ResourceNotFound. */
   const sessionOf = (caller: Caller, interpreterId: string, sessionId: string): SessionInfo => {
     const info = sessions.get(caller, sessionId)
@@ -106,15 +106,13 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) abort.abort()
       })
-      let accepted: () => void = () => {}
-      const acceptance = new Promise<void>((resolve) => (accepted = resolve))
       const events = sessions.invoke(
         caller,
         sessionId,
         { name: body.name, arguments: body.arguments ?? {} },
-        { signal: abort.signal, requestId: request.id, onAccepted: () => accepted() },
+        { signal: abort.signal, requestId: request.id },
       )
-      await sendResultStream(request, reply, sessionId, events, acceptance)
+      await sendResultStream(request, reply, sessionId, events, holdMs)
       return reply
     },
   )
@@ -123,21 +121,36 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
 const notFound = (sessionId: string, message = `session ${sessionId} was not found`): CodeboxError => new CodeboxError('NotFound', message)
 
 /**
- * Runs the invocation to its result and writes it as one `result` event. A call refused before it
- * runs (bad arguments, an unknown tool, throttling) is an HTTP error; once it is accepted the
- * response headers go out at once (so a client's read timeout does not fire, and retry, while a
- * long cell is silent), and a later failure is an exception event.
+ * Runs the invocation to its result and writes it as one `result` event. The response headers
+ * wait for the result, for up to `holdMs`: clients read the stream lazily, and the seed's Strands
+ * tool reads it only after stopping the session, so a short call must be complete before the
+ * client sees the response. A call still running after `holdMs` gets its headers then, so that
+ * a client's read timeout (botocore: 60 s) does not fire and retry the call, running it again.
+ * A failure before the headers is an HTTP error; after them, an exception event.
  */
 async function sendResultStream(
   request: FastifyRequest,
   reply: FastifyReply,
   sessionId: string,
   events: AsyncGenerator<ExecutionEvent, ToolResult>,
-  accepted: Promise<void>,
+  holdMs: number,
 ): Promise<void> {
-  const first = events.next()
-  // Either the call is accepted (its first event comes later), or it fails its checks and throws here.
-  await Promise.race([accepted, first])
+  const result = (async () => {
+    let next = await events.next()
+    while (!next.done) next = await events.next()
+    return next.value
+  })()
+  let timer: NodeJS.Timeout | undefined
+  const held = await Promise.race([
+    result.then(
+      () => 'done' as const,
+      () => 'failed' as const,
+    ),
+    new Promise<'held'>((resolve) => (timer = setTimeout(() => resolve('held'), holdMs))),
+  ])
+  clearTimeout(timer)
+  // Refused or failed while the headers were still held: an ordinary AWS error response.
+  if (held === 'failed') await result
   reply.hijack()
   const res = reply.raw
   res.writeHead(200, {
@@ -154,9 +167,7 @@ async function sendResultStream(
     }
   }
   try {
-    let next = await first
-    while (!next.done) next = await events.next()
-    const { pieces, length } = jsonPieces(next.value)
+    const { pieces, length } = jsonPieces(await result)
     await write(messageParts(eventHeaders('result'), pieces, length))
   } catch (e) {
     const { error } = toAwsError(e)

@@ -21,6 +21,8 @@ export interface AgentCoreOptions {
   store: Store
   sessions: SessionService
   body: BodyLimits
+  /** How long an invoke's response headers wait for its result (see data-plane.ts). */
+  holdMs: number
   /** Whether the server listens on loopback only (an open server is allowed only then). */
   loopbackOnly: boolean
 }
@@ -59,7 +61,7 @@ export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOp
           .type('application/json')
           .send({ message: `codebox does not implement ${request.method} ${request.url.split('?')[0]}; docs/agentcore.md lists the supported operations` }),
       )
-      dataPlaneRoutes(scope, sessions, new InterpreterResolver(store))
+      dataPlaneRoutes(scope, sessions, new InterpreterResolver(store), options.holdMs)
       controlPlaneRoutes(scope, store, sessions)
     },
     { prefix: '/code-interpreters' },

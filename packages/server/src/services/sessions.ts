@@ -31,8 +31,6 @@ export interface Caller {
 export interface CallContext {
   signal?: AbortSignal
   requestId?: string
-  /** Called once an invocation has passed every check (rate, arguments, session) and starts to run. */
-  onAccepted?: () => void
 }
 
 export interface SessionServiceOptions {
@@ -218,7 +216,6 @@ export class SessionService {
       summary = call.summary
       const session = this.live(caller, sessionId)
       checkCallOnSession(session, call)
-      ctx.onAccepted?.()
       const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })
