@@ -106,12 +106,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) abort.abort()
       })
-      const events = sessions.invoke(
-        caller,
-        sessionId,
-        { name: body.name, arguments: body.arguments ?? {} },
-        { signal: abort.signal, requestId: request.id },
-      )
+      const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
       await sendResultStream(request, reply, sessionId, events, holdMs)
       return reply
     },
