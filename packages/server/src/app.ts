@@ -17,6 +17,7 @@ import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
 import { fileRoutes } from './routes/files.ts'
 import { auditRoutes, interpreterRoutes } from './routes/interpreters.ts'
+import { mcpRoutes } from './routes/mcp.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { wsRoutes } from './routes/ws.ts'
@@ -103,6 +104,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   auditRoutes(app, registry, store)
   opsRoutes(app, registry, sessions, metrics, version)
   await app.register(async (scope) => wsRoutes(scope, auth, sessions))
+  mcpRoutes(app, sessions, { version, idleMs: config.mcpIdleMs })
   await agentCoreRoutes(app, {
     store,
     sessions,

@@ -34,6 +34,8 @@ export interface ServerConfig {
    * result before they are sent anyway. Default 20 s, under botocore's 60 s read timeout.
    */
   agentCoreHoldMs: number
+  /** `CODEBOX_MCP_IDLE_MS`: an MCP connection at /mcp without requests for this long is closed and its session stopped. Default 15 min. */
+  mcpIdleMs: number
   /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
   logLevel: string
   quotas: QuotaDefaults
@@ -59,6 +61,7 @@ export function loadServerConfig(
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     agentCoreHoldMs: intVar(env, 'CODEBOX_AGENTCORE_HOLD_MS', 20_000, 0, 3_600_000),
+    mcpIdleMs: intVar(env, 'CODEBOX_MCP_IDLE_MS', 15 * 60_000, 1000, 7 * 24 * 3_600_000),
     logLevel,
     quotas: Object.freeze({
       maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),
