@@ -7,6 +7,7 @@ import * as files from './commands/files.ts'
 import * as image from './commands/image.ts'
 import * as interpreters from './commands/interpreters.ts'
 import * as keys from './commands/keys.ts'
+import * as mcp from './commands/mcp.ts'
 import * as repl from './commands/repl.ts'
 import * as serve from './commands/serve.ts'
 import * as sessions from './commands/sessions.ts'
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   exec: { run: exec.run, summary: 'run code or a shell command (in --session, or a new session)' },
   files: { run: files.run, summary: 'put, get, list and remove files of a session' },
   repl: { run: repl.run, summary: 'an interactive session: many cells, state kept' },
+  mcp: { run: mcp.run, summary: 'serve the agent tools over MCP on stdio (claude mcp add codebox -- npx codebox mcp)' },
   audit: { run: audit.run, summary: 'what ran, when, by whom, how it ended' },
   interpreters: { run: interpreters.run, summary: 'list, create and remove interpreter configurations' },
   keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
@@ -38,7 +40,7 @@ ${Object.entries(commands)
   .join('\n')}
 
 Commands that talk to a server use --url (CODEBOX_URL, default http://127.0.0.1:8080) and
---api-key (CODEBOX_API_KEY); every command takes --json for scripts.
+--api-key (CODEBOX_API_KEY); commands that print results take --json for scripts.
 
 Exit codes: 0 success; the code's own exit code when it failed; 64 bad usage or input;
 66 not found (or the session ended); 69 unavailable (server down, image missing); 70 internal

@@ -74,30 +74,37 @@ export function createMcpServer(backend: McpBackend, options: McpServerOptions =
         .optional()
         .describe("A session to run in; omit it to use this connection's own session."),
     })
-    server.registerTool(name, { description: agentToolDescriptions[name], inputSchema: inputSchema.shape }, async (args: Record<string, unknown>, extra: Extra) => {
-      const { session_id: named, ...input } = args as { session_id?: string } & Record<string, unknown>
-      let sessionId: string
-      let target: ToolTarget
-      try {
-        if (named !== undefined) {
-          sessionId = named
-          target = await backend.session(named)
-        } else {
-          ;({ sessionId, target } = await ownSession())
+    server.registerTool(
+      name,
+      { description: agentToolDescriptions[name], inputSchema: inputSchema.shape },
+      async (args: Record<string, unknown>, extra: Extra) => {
+        const { session_id: named, ...input } = args as { session_id?: string } & Record<string, unknown>
+        let sessionId: string
+        let target: ToolTarget
+        try {
+          if (named !== undefined) {
+            sessionId = named
+            target = await backend.session(named)
+          } else {
+            ;({ sessionId, target } = await ownSession())
+          }
+        } catch (e) {
+          return errorResult(e)
         }
-      } catch (e) {
-        return errorResult(e)
-      }
-      const progress = progressReporter(extra)
-      try {
-        const result = await runAgentTool(target, name, input, { signal: extra.signal, ...(progress ? { onEvent: progress } : {}) })
-        return toMcpResult(result, sessionId)
-      } catch (e) {
-        // The connection's session ended (idle timeout, stopped elsewhere): the next call starts a new one.
-        if (named === undefined && isEnded(e)) own = undefined
-        return errorResult(e, named === undefined && isEnded(e) ? 'This connection’s session has ended and its state is gone; the next call starts a new session.' : undefined)
-      }
-    })
+        const progress = progressReporter(extra)
+        try {
+          const result = await runAgentTool(target, name, input, { signal: extra.signal, ...(progress ? { onEvent: progress } : {}) })
+          return toMcpResult(result, sessionId)
+        } catch (e) {
+          // The connection's session ended (idle timeout, stopped elsewhere): the next call starts a new one.
+          if (named === undefined && isEnded(e)) own = undefined
+          return errorResult(
+            e,
+            named === undefined && isEnded(e) ? 'This connection’s session has ended and its state is gone; the next call starts a new session.' : undefined,
+          )
+        }
+      },
+    )
   }
 
   return {
@@ -128,7 +135,12 @@ function progressReporter(extra: Extra): ((event: ExecutionEvent) => void) | und
   if (token === undefined) return undefined
   let progress = 0
   return (event) => {
-    const message = event.type === 'stdout' || event.type === 'stderr' ? event.text : event.type === 'display' ? `[display: ${Object.keys(event.data).join(', ')}]` : undefined
+    const message =
+      event.type === 'stdout' || event.type === 'stderr'
+        ? event.text
+        : event.type === 'display'
+          ? `[display: ${Object.keys(event.data).join(', ')}]`
+          : undefined
     if (message === undefined) return
     progress++
     void extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, message } }).catch(() => {})

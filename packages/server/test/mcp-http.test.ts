@@ -51,7 +51,14 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     await mkdir(stateDir)
     await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
     server = await startServer(
-      loadServerConfig({ ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1', CODEBOX_PORT: '0', CODEBOX_MCP_IDLE_MS: '3000' }),
+      loadServerConfig({
+        ...process.env,
+        CODEBOX_STATE_DIR: stateDir,
+        CODEBOX_LOG_LEVEL: 'silent',
+        CODEBOX_POOL_SIZE: '1',
+        CODEBOX_PORT: '0',
+        CODEBOX_MCP_IDLE_MS: '3000',
+      }),
     )
     keys = { acme: server.store.keys.create({ tenant: 'acme' }).secret, other: server.store.keys.create({ tenant: 'other' }).secret }
   })
@@ -78,7 +85,12 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     const anonymous = await fetch(`${server!.url}/mcp`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
     })
     assert.equal(anonymous.status, 401)
   })
@@ -238,7 +250,12 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
         'mcp-session-id': transport.sessionId!,
         'mcp-protocol-version': '2025-06-18',
       },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/call', params: { name: 'execute_code', arguments: { code: 'import time\ntime.sleep(30)' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 99,
+        method: 'tools/call',
+        params: { name: 'execute_code', arguments: { code: 'import time\ntime.sleep(30)' } },
+      }),
     })
       .then((r) => r.body?.getReader().read())
       .catch(() => undefined)

@@ -50,7 +50,7 @@ export const agentToolDescriptions: Record<AgentToolName, string> = {
   execute_code: `Run Python, JavaScript or TypeScript code and get its stdout, stderr, and rich output: matplotlib figures come back as PNG images, pandas DataFrames as tables, the value of the last expression is shown. ${SESSION} Installed: ${LIBRARIES}. No network unless the session's interpreter allows it; no pip install. A call may run up to 5 minutes; output beyond 1 MiB is truncated. Code that raises returns the traceback with an error flag.`,
   execute_command: `Run a shell command and wait for it (stdout, stderr, exit code). ${SESSION} Coreutils, python3, node, curl, tar, zip are available. Up to 5 minutes; use start_task for longer work.`,
   write_files: `Create or overwrite files in the session's /workspace (text, or base64 for binary; up to 100 MB each). ${SESSION}`,
-  read_files: 'Read files from the session\'s /workspace: text files come back as text, binary files as base64 resources, PNG/JPEG as images.',
+  read_files: "Read files from the session's /workspace: text files come back as text, binary files as base64 resources, PNG/JPEG as images.",
   list_files: "List a directory of the session's /workspace: names, types (file or directory) and sizes.",
   remove_files: "Remove files or directories (with their contents) from the session's /workspace.",
   start_task: `Start a shell command in the background and return at once with a task id; poll it with get_task, end it with stop_task. For servers, long builds or training runs. ${SESSION}`,
@@ -59,7 +59,10 @@ export const agentToolDescriptions: Record<AgentToolName, string> = {
 }
 
 /** The codebox tool call behind an agent tool call (arguments already validated). */
-export function toCodeboxCall<N extends AgentToolName>(name: N, input: z.output<(typeof agentToolSchemas)[N]>): { name: ToolName; arguments: ToolArguments[ToolName] } {
+export function toCodeboxCall<N extends AgentToolName>(
+  name: N,
+  input: z.output<(typeof agentToolSchemas)[N]>,
+): { name: ToolName; arguments: ToolArguments[ToolName] } {
   const a = input as Record<string, unknown>
   switch (name) {
     case 'execute_code':

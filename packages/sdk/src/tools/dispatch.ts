@@ -50,7 +50,9 @@ export async function runAgentTool(target: ToolTarget, name: unknown, input: unk
 }
 
 /** Image types that model APIs (Anthropic, OpenAI, Gemini) accept as image input. */
-export const modelImageTypes: readonly string[] = ['image/png', 'image/jpeg', 'image/gif', 'image/webp']
+export const modelImageTypes = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'] as const
+export type ModelImageType = (typeof modelImageTypes)[number]
+const isModelImageType = (mimeType: string): mimeType is ModelImageType => (modelImageTypes as readonly string[]).includes(mimeType)
 
 /**
  * A result as text for a model: the output, then what else came back (images, files, links) and
@@ -58,15 +60,15 @@ export const modelImageTypes: readonly string[] = ['image/png', 'image/jpeg', 'i
  * images to a model use `resultToTextAndImages`.
  */
 export function resultToText(result: ToolResult): string {
-  return describe(result, () => false).text || '(no output)'
+  return describe(result, false).text || '(no output)'
 }
 
 /**
  * A result for a model that sees images: the images of `modelImageTypes` (base64), and everything
  * else as `resultToText` would say it. `text` is empty when the images are all there is.
  */
-export function resultToTextAndImages(result: ToolResult): { text: string; images: { data: string; mimeType: string }[] } {
-  const { text, images } = describe(result, (mimeType) => modelImageTypes.includes(mimeType))
+export function resultToTextAndImages(result: ToolResult): { text: string; images: { data: string; mimeType: ModelImageType }[] } {
+  const { text, images } = describe(result, true)
   return { text: text === '' && images.length === 0 ? '(no output)' : text, images }
 }
 
@@ -96,16 +98,17 @@ export function errorForModel(error: unknown): string | undefined {
   return isCodeboxError(error) && modelErrorCodes.has(error.code) ? `${error.code}: ${error.message}` : undefined
 }
 
-function describe(result: ToolResult, inline: (mimeType: string) => boolean): { text: string; images: { data: string; mimeType: string }[] } {
+/** The result's text and status; images of model types pulled out when `inlineImages`, else described. */
+function describe(result: ToolResult, inlineImages: boolean): { text: string; images: { data: string; mimeType: ModelImageType }[] } {
   const parts: string[] = []
-  const images: { data: string; mimeType: string }[] = []
+  const images: { data: string; mimeType: ModelImageType }[] = []
   for (const block of result.content) {
     switch (block.type) {
       case 'text':
         parts.push(block.text)
         break
       case 'image':
-        if (inline(block.mimeType)) images.push({ data: block.data, mimeType: block.mimeType })
+        if (inlineImages && isModelImageType(block.mimeType)) images.push({ data: block.data, mimeType: block.mimeType })
         else parts.push(`[image: ${block.mimeType}, ${Math.floor((block.data.length * 3) / 4)} bytes]`)
         break
       case 'resource':

@@ -14,6 +14,7 @@ export {
   resultToText,
   resultToTextAndImages,
   runAgentTool,
+  type ModelImageType,
   type RunToolOptions,
   type ToolTarget,
 } from './dispatch.ts'

@@ -7,7 +7,7 @@
 import { z } from 'zod'
 import type { ToolResult } from '@codebox/core'
 import { agentToolDescriptions, agentToolNames, agentToolSchemas, type AgentToolName } from './definitions.ts'
-import { errorForModel, resultToText, resultToTextAndImages, runAgentTool, type RunToolOptions, type ToolTarget } from './dispatch.ts'
+import { errorForModel, resultToText, resultToTextAndImages, runAgentTool, type ModelImageType, type RunToolOptions, type ToolTarget } from './dispatch.ts'
 
 /** A JSON Schema of an object, as the model APIs take it. */
 export interface JsonObjectSchema {
@@ -70,7 +70,13 @@ export interface OpenAIResponsesTool {
 
 /** The tools for the OpenAI Responses API: `openai.responses.create({tools: openaiResponsesTools(), ...})`. */
 export function openaiResponsesTools(options: ToolListOptions = {}): OpenAIResponsesTool[] {
-  return selected(options).map((name) => ({ type: 'function', name, description: agentToolDescriptions[name], parameters: agentToolJsonSchema(name), strict: false }))
+  return selected(options).map((name) => ({
+    type: 'function',
+    name,
+    description: agentToolDescriptions[name],
+    parameters: agentToolJsonSchema(name),
+    strict: false,
+  }))
 }
 
 /** A `tool_use` block of an Anthropic assistant message. */
@@ -85,7 +91,7 @@ export interface AnthropicToolUse {
 export interface AnthropicToolResult {
   type: 'tool_result'
   tool_use_id: string
-  content: ({ type: 'text'; text: string } | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } })[]
+  content: ({ type: 'text'; text: string } | { type: 'image'; source: { type: 'base64'; media_type: ModelImageType; data: string } })[]
   is_error: boolean
 }
 

@@ -116,7 +116,8 @@ function cancelOnDisconnect(transport: StreamableHTTPServerTransport, request: F
   if (ids.length === 0) return
   reply.raw.on('close', () => {
     if (reply.raw.writableFinished) return
-    for (const requestId of ids) transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'the client disconnected' } })
+    for (const requestId of ids)
+      transport.onmessage?.({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'the client disconnected' } })
   })
 }
 
