@@ -4,13 +4,14 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { BedrockAgentCoreClient, StartCodeInterpreterSessionCommand } from '@aws-sdk/client-bedrock-agentcore'
-import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
+import type { RunningServer } from '@codebox/server'
+import { realServer } from '../../server/test/fixtures.ts'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
@@ -54,12 +55,8 @@ describe('codebox CLI', () => {
     work = await mkdtemp(path.join(tmpdir(), 'codebox-cli-test-'))
     if (skip) return
     // A server of its own: a fresh store in a temporary state dir, the shared image.
-    const stateDir = path.join(work, 'state')
-    await mkdir(stateDir)
-    await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
-    Object.assign(env, { CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1' })
-    server = await startServer(loadServerConfig({ ...process.env, ...env, CODEBOX_PORT: '0' }))
-    env.CODEBOX_URL = server.url
+    server = await realServer(work)
+    Object.assign(env, { CODEBOX_STATE_DIR: path.join(work, 'state'), CODEBOX_LOG_LEVEL: 'silent', CODEBOX_URL: server.url })
   })
   after(async () => {
     await server?.close()

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
@@ -18,8 +18,9 @@ import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.j
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { CodeInterpreter } from '@codebox/sdk'
 import { agentToolNames } from '@codebox/sdk/tools'
-import { loadServerConfig, startServer, Store, type RunningServer } from '@codebox/server'
+import { Store, type RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { imageStateDir, realServer } from '../../server/test/fixtures.ts'
 import { createMcpServer, serveStdio, type McpBackend } from '@codebox/mcp'
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
@@ -49,14 +50,6 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
     if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`)
     await new Promise((r) => setTimeout(r, 50))
   }
-}
-
-/** A temporary state dir sharing the built image, so each server has its own store and lock. */
-async function stateDir(parent: string, name: string): Promise<string> {
-  const dir = path.join(parent, name)
-  await mkdir(dir)
-  await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(dir, 'images'))
-  return dir
 }
 
 describe('codebox mcp over stdio', () => {
@@ -97,8 +90,7 @@ describe('codebox mcp over stdio', () => {
     skip = await bwrapUnavailable()
     work = await mkdtemp(path.join(tmpdir(), 'codebox-mcp-test-'))
     if (skip) return
-    const env = { CODEBOX_STATE_DIR: await stateDir(work, 'state'), CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '2' }
-    server = await startServer(loadServerConfig({ ...process.env, ...env, CODEBOX_PORT: '0' }))
+    server = await realServer(work, { CODEBOX_POOL_SIZE: '2' })
     keyA = server.store.keys.create({ tenant: 'alpha' }).secret
     keyB = server.store.keys.create({ tenant: 'beta' }).secret
     conn = await connect()
@@ -341,7 +333,7 @@ describe('codebox mcp over stdio', () => {
       () => true,
       () => false,
     )
-    const dir = await stateDir(work, 'embedded')
+    const dir = await imageStateDir(work, 'embedded')
     const c = await connect({ CODEBOX_URL: undefined, CODEBOX_API_KEY: undefined, CODEBOX_STATE_DIR: dir, CODEBOX_POOL_SIZE: '0' }, taken ? ['--embedded'] : [])
     const r = await call(c, 'execute_code', { code: 'print(6 * 7)' })
     assert.equal(text(r).trim(), '42', c.stderr())

@@ -4,13 +4,13 @@
  * and the prompts the model receives show what it saw.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { generateText, stepCountIs, type ModelMessage } from 'ai'
 import { MockLanguageModelV4 } from 'ai/test'
-import { testServer, type TestServer } from '../../server/test/fixtures.ts'
 import { codeboxTools, toModelOutput } from '../src/adapters/ai.ts'
-import { codeSession, type CodeInterpreter, type ToolResult } from '../src/index.ts'
+import { codeSession, type ToolResult } from '../src/index.ts'
 import { agentToolNames } from '../src/tools/index.ts'
+import { isPng, plot, sessionOnTestServer } from './adapter-fixtures.ts'
 
 const usage = { inputTokens: { total: 10, noCache: 10, cacheRead: 0, cacheWrite: 0 }, outputTokens: { total: 5, text: 5, reasoning: 0 } }
 const callTools = (...calls: { id: string; name: string; input: unknown }[]) => ({
@@ -33,21 +33,8 @@ function toolResultsSeen(prompt: ModelMessage[]): Map<string, unknown> {
   return new Map((last.content as { type: string; toolCallId: string; output: unknown }[]).map((p) => [p.toolCallId, p.output]))
 }
 
-const isPng = (base64: string): boolean => Buffer.from(base64, 'base64').subarray(1, 4).toString('latin1') === 'PNG'
-
-const plot = 'import matplotlib.pyplot as plt\nsquares = [i * i for i in range(1, 6)]\nplt.plot(squares)\nplt.title("squares")\nprint("plotted")'
-
 describe('@codebox/sdk/ai', () => {
-  let server: TestServer
-  let ci: CodeInterpreter
-  before(async () => {
-    server = await testServer(undefined)
-    ci = await codeSession({ baseUrl: server.url })
-  })
-  after(async () => {
-    await ci?.stop()
-    await server?.close()
-  })
+  const shared = sessionOnTestServer()
 
   it('generateText runs the calls in one session: a chart reaches the model as an image, a failing cell as error text', async () => {
     const model = new MockLanguageModelV4({
@@ -61,8 +48,13 @@ describe('@codebox/sdk/ai', () => {
         answer('The squares sum to 55.'),
       ],
     })
-    const result = await generateText({ model, tools: codeboxTools(ci), stopWhen: stepCountIs(5), prompt: 'Plot the first five squares, then sum them.' })
-    assert.equal(result.text, 'The squares sum to 55.', `session ${ci.sessionId}`)
+    const result = await generateText({
+      model,
+      tools: codeboxTools(shared.ci),
+      stopWhen: stepCountIs(5),
+      prompt: 'Plot the first five squares, then sum them.',
+    })
+    assert.equal(result.text, 'The squares sum to 55.', `session ${shared.ci.sessionId}`)
 
     const offered = model.doGenerateCalls[0]!.tools ?? []
     assert.deepEqual(
@@ -103,7 +95,7 @@ describe('@codebox/sdk/ai', () => {
   })
 
   it('passes the abort signal to the running call and streams its output to onEvent', async () => {
-    await using own = await codeSession({ baseUrl: server.url })
+    await using own = await codeSession({ baseUrl: shared.server.url })
     const controller = new AbortController()
     const events: string[] = []
     const tools = codeboxTools(own, {
@@ -130,7 +122,7 @@ describe('@codebox/sdk/ai', () => {
   })
 
   it('leaves what the model cannot fix to the AI SDK, which reports it as a tool-error part', async () => {
-    const ended = await codeSession({ baseUrl: server.url })
+    const ended = await codeSession({ baseUrl: shared.server.url })
     await ended.stop()
     const model = new MockLanguageModelV4({
       doGenerate: [callTools({ id: 'late', name: 'execute_code', input: { code: '1' } }), answer('The session is gone.')],

@@ -4,39 +4,27 @@
  * by @langchain/core's fake chat model.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { AIMessage, HumanMessage, ToolMessage, type BaseMessage } from '@langchain/core/messages'
 import { fakeModel } from '@langchain/core/testing'
-import { testServer, type TestServer } from '../../server/test/fixtures.ts'
 import { codeboxLangChainTools } from '../src/adapters/langchain.ts'
-import { codeSession, type CodeInterpreter, type ToolResult } from '../src/index.ts'
+import { codeSession, type ToolResult } from '../src/index.ts'
 import { agentToolDescriptions, agentToolNames } from '../src/tools/index.ts'
-
-const isPng = (base64: string): boolean => Buffer.from(base64, 'base64').subarray(1, 4).toString('latin1') === 'PNG'
-const plot = 'import matplotlib.pyplot as plt\nsquares = [i * i for i in range(1, 6)]\nplt.plot(squares)\nprint("plotted")'
+import { isPng, plot, sessionOnTestServer } from './adapter-fixtures.ts'
 
 describe('@codebox/sdk/langchain', () => {
-  let server: TestServer
-  let ci: CodeInterpreter
-  before(async () => {
-    server = await testServer(undefined)
-    ci = await codeSession({ baseUrl: server.url })
-  })
-  after(async () => {
-    await ci?.stop()
-    await server?.close()
-  })
-  const byName = (name: string) => codeboxLangChainTools(ci).find((t) => t.name === name)!
+  const shared = sessionOnTestServer()
+  const byName = (name: string) => codeboxLangChainTools(shared.ci).find((t) => t.name === name)!
 
   it('offers the nine tools with their descriptions', () => {
-    const tools = codeboxLangChainTools(ci)
+    const tools = codeboxLangChainTools(shared.ci)
     assert.deepEqual(
       tools.map((t) => t.name),
       agentToolNames,
     )
     assert.equal(tools[0]!.description, agentToolDescriptions.execute_code)
     assert.deepEqual(
-      codeboxLangChainTools(ci, { include: ['execute_code', 'read_files'] }).map((t) => t.name),
+      codeboxLangChainTools(shared.ci, { include: ['execute_code', 'read_files'] }).map((t) => t.name),
       ['execute_code', 'read_files'],
     )
   })
@@ -44,7 +32,7 @@ describe('@codebox/sdk/langchain', () => {
   it('invoked with arguments: returns text, or text and image blocks for a chart; state persists', async () => {
     const executeCode = byName('execute_code')
     assert.equal(await executeCode.invoke({ code: 'x = 41' }), '(no output)')
-    assert.equal(await executeCode.invoke({ code: 'print(x + 1)' }), '42\n', `session ${ci.sessionId}`)
+    assert.equal(await executeCode.invoke({ code: 'print(x + 1)' }), '42\n', `session ${shared.ci.sessionId}`)
     const charted = (await executeCode.invoke({ code: plot })) as { type: string; text?: string; mimeType?: string; data?: string }[]
     assert.deepEqual(charted[0], { type: 'text', text: 'plotted\n' })
     assert.equal(charted[1]?.type, 'image')
@@ -85,7 +73,7 @@ describe('@codebox/sdk/langchain', () => {
       .respondWithTools([{ name: 'execute_code', args: { code: plot }, id: 'call_plot' }])
       .respondWithTools([{ name: 'execute_code', args: { code: 'print(len(squares))' }, id: 'call_len' }])
       .respond(new AIMessage('Five squares, plotted.'))
-    const answer = await agentLoop(model, codeboxLangChainTools(ci), [new HumanMessage('Plot the first five squares.')])
+    const answer = await agentLoop(model, codeboxLangChainTools(shared.ci), [new HumanMessage('Plot the first five squares.')])
     assert.equal(answer.content, 'Five squares, plotted.')
     assert.equal(model.callCount, 3)
 
@@ -101,7 +89,7 @@ describe('@codebox/sdk/langchain', () => {
   })
 
   it("passes the run's abort signal to the running call", async () => {
-    await using own = await codeSession({ baseUrl: server.url })
+    await using own = await codeSession({ baseUrl: shared.server.url })
     const [executeCode] = codeboxLangChainTools(own, { include: ['execute_code'] })
     const signal = AbortSignal.timeout(300)
     await assert.rejects(executeCode!.invoke({ code: 'import time\ntime.sleep(60)' }, { signal }), (e) => e === signal.reason)

@@ -5,10 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { promisify } from 'node:util'
-import { testServer, type TestServer } from '../../server/test/fixtures.ts'
-import { codeSession, SessionTerminatedError, type CodeInterpreter } from '../src/index.ts'
+import { codeSession, SessionTerminatedError } from '../src/index.ts'
 import {
   agentToolDescriptions,
   agentToolNames,
@@ -19,9 +18,8 @@ import {
   type AnthropicToolUse,
   type JsonObjectSchema,
 } from '../src/tools/index.ts'
+import { isPng, plot, sessionOnTestServer } from './adapter-fixtures.ts'
 
-const isPng = (base64: string): boolean => Buffer.from(base64, 'base64').subarray(1, 4).toString('latin1') === 'PNG'
-const plot = 'import matplotlib.pyplot as plt\nsquares = [i * i for i in range(1, 6)]\nplt.plot(squares)\nprint("plotted")'
 const toolUse = (name: string, input: unknown, id = `toolu_${name}`): AnthropicToolUse => ({ type: 'tool_use', id, name, input })
 const toolCall = (name: string, args: string, id = `call_${name}`) => ({ id, type: 'function' as const, function: { name, arguments: args } })
 
@@ -98,22 +96,13 @@ describe('Anthropic and OpenAI tool definitions', () => {
 })
 
 describe('dispatchToolCall', () => {
-  let server: TestServer
-  let ci: CodeInterpreter
-  before(async () => {
-    server = await testServer(undefined)
-    ci = await codeSession({ baseUrl: server.url })
-  })
-  after(async () => {
-    await ci?.stop()
-    await server?.close()
-  })
+  const shared = sessionOnTestServer()
 
   it('answers an Anthropic tool_use with a tool_result: text, the chart as an image block', async () => {
-    const result = await dispatchToolCall(ci, toolUse('execute_code', { code: plot }, 'toolu_01'))
+    const result = await dispatchToolCall(shared.ci, toolUse('execute_code', { code: plot }, 'toolu_01'))
     assert.equal(result.type, 'tool_result')
     assert.equal(result.tool_use_id, 'toolu_01')
-    assert.equal(result.is_error, false, `session ${ci.sessionId}`)
+    assert.equal(result.is_error, false, `session ${shared.ci.sessionId}`)
     assert.deepEqual(result.content[0], { type: 'text', text: 'plotted\n' })
     const image = result.content[1]
     assert.ok(image?.type === 'image', JSON.stringify(result.content).slice(0, 300))
@@ -123,41 +112,41 @@ describe('dispatchToolCall', () => {
   })
 
   it('returns what the model got wrong as an error tool_result: a failing cell, an unknown tool, bad input, a missing file', async () => {
-    const failing = await dispatchToolCall(ci, toolUse('execute_code', { code: 'squares[10]' }))
+    const failing = await dispatchToolCall(shared.ci, toolUse('execute_code', { code: 'squares[10]' }))
     assert.equal(failing.is_error, true)
     assert.match((failing.content[0] as { text: string }).text, /IndexError: list index out of range[\s\S]*\[error \(exit code 1\)\]$/)
 
-    const unknown = await dispatchToolCall(ci, toolUse('run_python', { code: '1' }))
+    const unknown = await dispatchToolCall(shared.ci, toolUse('run_python', { code: '1' }))
     assert.equal(unknown.is_error, true)
     assert.match((unknown.content[0] as { text: string }).text, /^ValidationError: name: unknown tool "run_python"; the tools are execute_code, /)
 
-    const invalid = await dispatchToolCall(ci, toolUse('execute_code', { language: 'python' }))
+    const invalid = await dispatchToolCall(shared.ci, toolUse('execute_code', { language: 'python' }))
     assert.equal(invalid.is_error, true)
     assert.match((invalid.content[0] as { text: string }).text, /^ValidationError: execute_code\.code: /)
 
-    const missing = await dispatchToolCall(ci, toolUse('read_files', { paths: ['no-such.csv'] }))
+    const missing = await dispatchToolCall(shared.ci, toolUse('read_files', { paths: ['no-such.csv'] }))
     assert.deepEqual(missing.content, [{ type: 'text', text: "NotFound: 'no-such.csv' does not exist" }])
   })
 
   it('answers an OpenAI tool call with a tool message in the same session; images are described, bad JSON is an error', async () => {
-    const summed = await dispatchToolCall(ci, toolCall('execute_code', JSON.stringify({ code: 'print(sum(squares))' }), 'call_1'))
+    const summed = await dispatchToolCall(shared.ci, toolCall('execute_code', JSON.stringify({ code: 'print(sum(squares))' }), 'call_1'))
     assert.deepEqual(summed, { role: 'tool', tool_call_id: 'call_1', content: '55\n' })
 
-    const charted = await dispatchToolCall(ci, toolCall('execute_code', JSON.stringify({ code: plot })))
+    const charted = await dispatchToolCall(shared.ci, toolCall('execute_code', JSON.stringify({ code: plot })))
     assert.match(charted.content, /^plotted\n\n\[image: image\/png, \d+ bytes\]$/)
 
-    const badJson = await dispatchToolCall(ci, toolCall('execute_code', '{"code": "print(1)"'))
+    const badJson = await dispatchToolCall(shared.ci, toolCall('execute_code', '{"code": "print(1)"'))
     assert.match(badJson.content, /^Error: the arguments are not valid JSON \(.+\); send a JSON object$/)
-    const notObject = await dispatchToolCall(ci, toolCall('execute_code', '["print(1)"]'))
+    const notObject = await dispatchToolCall(shared.ci, toolCall('execute_code', '["print(1)"]'))
     assert.equal(notObject.content, 'Error: the arguments must be a JSON object')
-    const unknown = await dispatchToolCall(ci, toolCall('python', '{}'))
+    const unknown = await dispatchToolCall(shared.ci, toolCall('python', '{}'))
     assert.match(unknown.content, /^Error: ValidationError: name: unknown tool "python"/)
-    const listed = await dispatchToolCall(ci, toolCall('list_files', ''))
+    const listed = await dispatchToolCall(shared.ci, toolCall('list_files', ''))
     assert.equal(listed.role, 'tool', 'empty arguments are an empty object')
   })
 
   it('answers an OpenAI Responses function_call with a function_call_output; the chart as an input_image', async () => {
-    const out = await dispatchToolCall(ci, { type: 'function_call', call_id: 'fc_1', name: 'execute_code', arguments: JSON.stringify({ code: plot }) })
+    const out = await dispatchToolCall(shared.ci, { type: 'function_call', call_id: 'fc_1', name: 'execute_code', arguments: JSON.stringify({ code: plot }) })
     assert.equal(out.type, 'function_call_output')
     assert.equal(out.call_id, 'fc_1')
     assert.ok(Array.isArray(out.output))
@@ -167,12 +156,12 @@ describe('dispatchToolCall', () => {
     assert.ok(image.image_url.startsWith('data:image/png;base64,'))
     assert.ok(isPng(image.image_url.slice('data:image/png;base64,'.length)))
 
-    const textOnly = await dispatchToolCall(ci, { type: 'function_call', call_id: 'fc_2', name: 'execute_command', arguments: '{"command":"echo hi"}' })
+    const textOnly = await dispatchToolCall(shared.ci, { type: 'function_call', call_id: 'fc_2', name: 'execute_command', arguments: '{"command":"echo hi"}' })
     assert.equal(textOnly.output, 'hi\n')
-    const badJson = await dispatchToolCall(ci, { type: 'function_call', call_id: 'fc_3', name: 'execute_command', arguments: '{' })
+    const badJson = await dispatchToolCall(shared.ci, { type: 'function_call', call_id: 'fc_3', name: 'execute_command', arguments: '{' })
     assert.match(String(badJson.output), /^Error: the arguments are not valid JSON/)
     const noImages = await dispatchToolCall(
-      ci,
+      shared.ci,
       { type: 'function_call', call_id: 'fc_4', name: 'execute_code', arguments: JSON.stringify({ code: plot }) },
       { images: false },
     )
@@ -180,9 +169,9 @@ describe('dispatchToolCall', () => {
   })
 
   it('throws what the model cannot fix: the session has ended; and a call of no known API', async () => {
-    const ended = await codeSession({ baseUrl: server.url })
+    const ended = await codeSession({ baseUrl: shared.server.url })
     await ended.stop()
     await assert.rejects(dispatchToolCall(ended, toolUse('execute_code', { code: '1' })), SessionTerminatedError)
-    await assert.rejects(dispatchToolCall(ci, { name: 'execute_code', args: {} } as never), TypeError)
+    await assert.rejects(dispatchToolCall(shared.ci, { name: 'execute_code', args: {} } as never), TypeError)
   })
 })

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -24,8 +24,9 @@ import {
   type InvokeCodeInterpreterCommandInput,
 } from '@aws-sdk/client-bedrock-agentcore'
 import { BedrockAgentCoreControlClient, CreateCodeInterpreterCommand } from '@aws-sdk/client-bedrock-agentcore-control'
-import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
+import type { RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { realServer } from './fixtures.ts'
 
 const builtIn = 'aws.codeinterpreter.v1'
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
@@ -57,19 +58,7 @@ describe('AgentCore workflows on the real sandbox', () => {
     target = createServer((req, res) => res.end(`hello from the allow-listed server ${req.url}`))
     await new Promise<void>((r) => target!.listen(0, '127.0.0.1', r))
     targetPort = (target.address() as { port: number }).port
-    const stateDir = path.join(work, 'state')
-    await mkdir(stateDir)
-    await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
-    server = await startServer(
-      loadServerConfig({
-        ...process.env,
-        CODEBOX_STATE_DIR: stateDir,
-        CODEBOX_LOG_LEVEL: 'silent',
-        CODEBOX_POOL_SIZE: '1',
-        CODEBOX_PORT: '0',
-        CODEBOX_EGRESS_TRUSTED: `127.0.0.1:${targetPort}`,
-      }),
-    )
+    server = await realServer(work, { CODEBOX_EGRESS_TRUSTED: `127.0.0.1:${targetPort}` })
     key = server.store.awsKeys.create({ tenant: 'agents' })
     const options = { endpoint: server.url, region: 'us-west-2', credentials: key }
     data = new BedrockAgentCoreClient(options)

@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { TestContext } from 'node:test'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
-import { buildApp, loadServerConfig, Store, type App } from '@codebox/server'
+import { buildApp, loadServerConfig, startServer, Store, type App, type RunningServer } from '@codebox/server'
 
 export interface TestServer extends App {
   url: string
@@ -86,4 +86,23 @@ export async function startSession(s: TestServer, body: Record<string, unknown> 
 
 export async function invoke(s: TestServer, sessionId: string, name: string, args: Record<string, unknown>, key?: string): Promise<Response> {
   return s.call('POST', `/v1/sessions/${sessionId}/invoke`, { json: { name, arguments: args }, key })
+}
+
+/** A new state dir `parent/name` that shares the built sandbox image, so a server there has its own store and lock. */
+export async function imageStateDir(parent: string, name = 'state'): Promise<string> {
+  const dir = path.join(parent, name)
+  await fs.promises.mkdir(dir)
+  await fs.promises.symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(dir, 'images'))
+  return dir
+}
+
+/**
+ * A real codebox server (bwrap driver, as `codebox serve` starts it) on a free loopback port, with
+ * a state dir of its own under `parent`, quiet logs and a warm pool of one; `env` adds settings.
+ */
+export async function realServer(parent: string, env: Record<string, string> = {}): Promise<RunningServer> {
+  const stateDir = await imageStateDir(parent)
+  return startServer(
+    loadServerConfig({ ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1', CODEBOX_PORT: '0', ...env }),
+  )
 }

@@ -6,15 +6,16 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
+import type { RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { realServer } from './fixtures.ts'
 
 type Result = CallToolResult & { structuredContent?: { sessionId?: string; stdout?: string; taskId?: string; taskStatus?: string } }
 
@@ -47,19 +48,7 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     skip = await bwrapUnavailable()
     work = await mkdtemp(path.join(tmpdir(), 'codebox-mcp-http-'))
     if (skip) return
-    const stateDir = path.join(work, 'state')
-    await mkdir(stateDir)
-    await symlink(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
-    server = await startServer(
-      loadServerConfig({
-        ...process.env,
-        CODEBOX_STATE_DIR: stateDir,
-        CODEBOX_LOG_LEVEL: 'silent',
-        CODEBOX_POOL_SIZE: '1',
-        CODEBOX_PORT: '0',
-        CODEBOX_MCP_IDLE_MS: '3000',
-      }),
-    )
+    server = await realServer(work, { CODEBOX_MCP_IDLE_MS: '3000' })
     keys = { acme: server.store.keys.create({ tenant: 'acme' }).secret, other: server.store.keys.create({ tenant: 'other' }).secret }
   })
   after(async () => {
