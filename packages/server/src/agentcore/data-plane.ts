@@ -6,18 +6,19 @@
  * only the first), or an exception event for a failure after the stream began.
  */
 import { once } from 'node:events'
-import { CodeboxError, type ExecutionEvent, type SessionInfo, type ToolResult } from '@codebox/core'
+import { CodeboxError, type SessionInfo, type ToolResult } from '@codebox/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Caller, SessionService } from '../services/sessions.ts'
+import type { Store } from '../store/index.ts'
 import { awsValidation, streamMemberOf, toAwsError } from './errors.ts'
 import { eventHeaders, exceptionHeaders, jsonPieces, messageParts } from './eventstream.ts'
-import type { InterpreterResolver } from './interpreters.ts'
+import { resolveInterpreter } from './interpreters.ts'
 import { awsRoute } from './route.ts'
 import { invokeBodySchema, listBodySchema, sessionIdQuerySchema, startBodySchema, stopBodySchema } from './shapes.ts'
 
 const sessionHeader = 'x-amzn-code-interpreter-session-id'
 
-export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, interpreters: InterpreterResolver, holdMs: number): void {
+export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService, holdMs: number): void {
   /** The caller's session, if it was started from this interpreter; else ResourceNotFound. */
   const sessionOf = (caller: Caller, interpreterId: string, sessionId: string): SessionInfo => {
     const info = sessions.get(caller, sessionId)
@@ -26,7 +27,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
   }
 
   awsRoute(app, { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/start', body: startBodySchema }, async ({ caller, identifier, body, request }) => {
-    const interpreter = interpreters.resolve(caller, identifier)
+    const interpreter = resolveInterpreter(store, caller, identifier)
     const { info } = await sessions.start(
       caller,
       {
@@ -45,7 +46,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
   })
 
   awsRoute(app, { method: 'GET', url: '/:codeInterpreterIdentifier/sessions/get', query: sessionIdQuerySchema }, async ({ caller, identifier, query }) => {
-    const { interpreterId } = interpreters.resolve(caller, identifier)
+    const { interpreterId } = resolveInterpreter(store, caller, identifier)
     const info = sessionOf(caller, interpreterId, query.sessionId)
     return {
       codeInterpreterIdentifier: identifier,
@@ -58,7 +59,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
   })
 
   awsRoute(app, { method: 'POST', url: '/:codeInterpreterIdentifier/sessions/list', body: listBodySchema }, async ({ caller, identifier, body }) => {
-    const { interpreterId } = interpreters.resolve(caller, identifier)
+    const { interpreterId } = resolveInterpreter(store, caller, identifier)
     const page = sessions.list(caller, {
       interpreterId,
       limit: body.maxResults ?? 10,
@@ -82,7 +83,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
     app,
     { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/stop', query: sessionIdQuerySchema, body: stopBodySchema },
     async ({ caller, identifier, query, request }) => {
-      const { interpreterId } = interpreters.resolve(caller, identifier)
+      const { interpreterId } = resolveInterpreter(store, caller, identifier)
       sessionOf(caller, interpreterId, query.sessionId)
       const info = await sessions.stop(caller, query.sessionId, { requestId: request.id })
       return { codeInterpreterIdentifier: identifier, sessionId: info.sessionId, lastUpdatedAt: info.endedAt ?? info.lastUpdatedAt }
@@ -93,7 +94,7 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
     app,
     { method: 'POST', url: '/:codeInterpreterIdentifier/tools/invoke', body: invokeBodySchema },
     async ({ caller, identifier, body, request, reply }) => {
-      const { interpreterId } = interpreters.resolve(caller, identifier)
+      const { interpreterId } = resolveInterpreter(store, caller, identifier)
       const sessionId = request.headers[sessionHeader]
       if (typeof sessionId !== 'string' || sessionId === '') {
         throw awsValidation(`the ${sessionHeader} header is required: start a session with StartCodeInterpreterSession and pass its sessionId`, 'sessionId')
@@ -106,8 +107,13 @@ export function dataPlaneRoutes(app: FastifyInstance, sessions: SessionService, 
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) abort.abort()
       })
-      const events = sessions.invoke(caller, sessionId, { name: body.name, arguments: body.arguments ?? {} }, { signal: abort.signal, requestId: request.id })
-      await sendResultStream(request, reply, sessionId, events, holdMs)
+      const result = sessions.invokeResult(
+        caller,
+        sessionId,
+        { name: body.name, arguments: body.arguments ?? {} },
+        { signal: abort.signal, requestId: request.id },
+      )
+      await sendResultStream(request, reply, sessionId, result, holdMs)
       return reply
     },
   )
@@ -123,18 +129,7 @@ const notFound = (sessionId: string, message = `session ${sessionId} was not fou
  * a client's read timeout (botocore: 60 s) does not fire and retry the call, running it again.
  * A failure before the headers is an HTTP error; after them, an exception event.
  */
-async function sendResultStream(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  sessionId: string,
-  events: AsyncGenerator<ExecutionEvent, ToolResult>,
-  holdMs: number,
-): Promise<void> {
-  const result = (async () => {
-    let next = await events.next()
-    while (!next.done) next = await events.next()
-    return next.value
-  })()
+async function sendResultStream(request: FastifyRequest, reply: FastifyReply, sessionId: string, result: Promise<ToolResult>, holdMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const held = await Promise.race([
     result.then(
@@ -170,7 +165,6 @@ async function sendResultStream(
     const payload = Buffer.from(JSON.stringify({ message: error.body.message }))
     await write(messageParts(exceptionHeaders(streamMemberOf(error.name)), [payload], payload.length))
   } finally {
-    await events.return(undefined as never)
     res.end()
   }
 }

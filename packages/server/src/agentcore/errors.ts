@@ -53,7 +53,7 @@ export interface AwsError {
 export function toAwsError(e: unknown): { error: AwsError; source: CodeboxError } {
   const err = toCodeboxError(e)
   const name = (err.details.aws as AwsExceptionName | undefined) ?? byCode[err.code] ?? 'InternalServerException'
-  const body: AwsError['body'] = { message: err.code === 'Internal' ? `${err.message}` : err.message }
+  const body: AwsError['body'] = { message: err.message }
   if (name === 'ValidationException') {
     const field = typeof err.details.field === 'string' ? err.details.field : undefined
     body.reason = typeof err.details.reason === 'string' ? err.details.reason : field ? 'FieldValidationFailed' : 'CannotParse'

@@ -60,11 +60,6 @@ export function exceptionHeaders(exceptionType: string): Record<string, string> 
   return { ':exception-type': exceptionType, ':content-type': 'application/json', ':message-type': 'exception' }
 }
 
-/** A whole message in one buffer (for small ones: exceptions, tests). */
-export function encodeMessage(headers: Record<string, string>, payload: Buffer): Buffer {
-  return Buffer.concat([...messageParts(headers, [payload], payload.length)])
-}
-
 /**
  * A JSON value as UTF-8 pieces and their total length, without one string of the whole: large
  * string members (base64 file contents) are encoded separately from the JSON around them.

@@ -14,7 +14,7 @@ import type { SessionService } from '../services/sessions.ts'
 import type { Store } from '../store/index.ts'
 import { dataPlaneRoutes } from './data-plane.ts'
 import { sendAwsError } from './errors.ts'
-import { controlPlaneRoutes, InterpreterResolver } from './interpreters.ts'
+import { controlPlaneRoutes } from './interpreters.ts'
 import { verifySigV4 } from './sigv4.ts'
 
 export interface AgentCoreOptions {
@@ -61,7 +61,7 @@ export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOp
           .type('application/json')
           .send({ message: `codebox does not implement ${request.method} ${request.url.split('?')[0]}; docs/agentcore.md lists the supported operations` }),
       )
-      dataPlaneRoutes(scope, sessions, new InterpreterResolver(store), options.holdMs)
+      dataPlaneRoutes(scope, store, sessions, options.holdMs)
       controlPlaneRoutes(scope, store, sessions)
     },
     { prefix: '/code-interpreters' },

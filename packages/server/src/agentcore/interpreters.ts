@@ -15,20 +15,12 @@ import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
 import { awsBuiltInId, createInterpreterBodySchema, egressAllowTag, listInterpretersQuerySchema } from './shapes.ts'
 
-export class InterpreterResolver {
-  private readonly store: Store
-
-  constructor(store: Store) {
-    this.store = store
-  }
-
-  /** The interpreter an identifier names, if the caller may use it; ResourceNotFound otherwise. */
-  resolve(caller: Caller, identifier: string): InterpreterRecord {
-    const id = codeboxId(identifier)
-    const record = id === undefined ? undefined : this.store.interpreters.get(id, caller.tenant)
-    if (!record) throw new CodeboxError('NotFound', `code interpreter ${JSON.stringify(identifier.slice(0, 200))} was not found`)
-    return record
-  }
+/** The interpreter a path's identifier names, if the caller may use it; ResourceNotFound otherwise. */
+export function resolveInterpreter(store: Store, caller: Caller, identifier: string): InterpreterRecord {
+  const id = codeboxId(identifier)
+  const record = id === undefined ? undefined : store.interpreters.get(id, caller.tenant)
+  if (!record) throw new CodeboxError('NotFound', `code interpreter ${JSON.stringify(identifier.slice(0, 200))} was not found`)
+  return record
 }
 
 /** codebox's id for an AWS identifier: the built-in alias, an ARN's last part, or the id itself. */
@@ -79,7 +71,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'GET', url: '/:codeInterpreterId' }, async ({ caller, region, identifier }) => {
-    const r = new InterpreterResolver(store).resolve(caller, identifier)
+    const r = resolveInterpreter(store, caller, identifier)
     return {
       ...summary(r, caller, region),
       networkConfiguration: {
@@ -105,7 +97,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'DELETE', url: '/:codeInterpreterId', status: 202 }, async ({ caller, identifier }) => {
-    const r = new InterpreterResolver(store).resolve(caller, identifier)
+    const r = resolveInterpreter(store, caller, identifier)
     if (r.tenant === undefined) throw awsValidation(`${identifier} is a system code interpreter and cannot be deleted`, 'codeInterpreterId')
     const deleted = store.interpreters.delete(r.interpreterId, caller.tenant)
     return { codeInterpreterId: deleted.interpreterId, status: deleted.status, lastUpdatedAt: deleted.lastUpdatedAt }

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
-import { CodeboxError, type ExecutionEvent, type ToolResult } from '@codebox/core'
+import { CodeboxError } from '@codebox/core'
 import { createMcpServer, type CodeboxMcpServer, type McpBackend } from '@codebox/mcp'
 import type { ToolTarget } from '@codebox/sdk/tools'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -125,7 +125,7 @@ function cancelOnDisconnect(transport: StreamableHTTPServerTransport, request: F
 function inProcessBackend(sessions: SessionService, caller: Caller, interpreterId: string): McpBackend {
   const target = (sessionId: string): ToolTarget => ({
     invokeStream: (name, args, o) => sessions.invoke(caller, sessionId, { name, arguments: args }, { signal: o?.signal }),
-    invoke: async (name, args, o) => drain(sessions.invoke(caller, sessionId, { name, arguments: args }, { signal: o?.signal })),
+    invoke: (name, args, o) => sessions.invokeResult(caller, sessionId, { name, arguments: args }, { signal: o?.signal }),
   })
   return {
     async startSession({ signal }) {
@@ -139,12 +139,5 @@ function inProcessBackend(sessions: SessionService, caller: Caller, interpreterI
     async stopSession(sessionId) {
       await sessions.stop(caller, sessionId)
     },
-  }
-}
-
-async function drain(events: AsyncGenerator<ExecutionEvent, ToolResult>): Promise<ToolResult> {
-  for (;;) {
-    const n = await events.next()
-    if (n.done) return n.value
   }
 }

@@ -151,17 +151,10 @@ async function invoke(
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) abort.abort()
   })
-  const events = sessions.invoke(caller, sessionId, body, { signal: abort.signal, requestId: request.id })
+  const ctx = { signal: abort.signal, requestId: request.id }
   if (String(request.headers.accept ?? '').includes('text/event-stream')) {
-    await sendEventStream(request, reply, events)
+    await sendEventStream(request, reply, sessions.invoke(caller, sessionId, body, ctx))
     return reply
   }
-  return drain(events)
-}
-
-async function drain(events: AsyncGenerator<ExecutionEvent, ToolResult>): Promise<ToolResult> {
-  for (;;) {
-    const n = await events.next()
-    if (n.done) return n.value
-  }
+  return sessions.invokeResult(caller, sessionId, body, ctx)
 }

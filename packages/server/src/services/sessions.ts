@@ -237,6 +237,20 @@ export class SessionService {
     }
   }
 
+  /** Like `invoke`, for callers that want only the result. */
+  async invokeResult(
+    caller: Caller,
+    sessionId: string,
+    req: { name: unknown; arguments?: unknown; timeoutMs?: number },
+    ctx: CallContext = {},
+  ): Promise<ToolResult> {
+    const events = this.invoke(caller, sessionId, req, ctx)
+    for (;;) {
+      const n = await events.next()
+      if (n.done) return n.value
+    }
+  }
+
   /** Records a file transfer or other session action in the audit log. */
   audit(
     caller: Caller,
