@@ -66,7 +66,8 @@ function ensureNode() {
 if (process.platform !== 'linux') fail('codebox sandboxes need Linux (namespaces, cgroups, seccomp).')
 
 const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certificates']
-if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas')
+// The fake driver's tests run cells on the host's /usr/bin/python3: what they import must be there.
+if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib')
 if (mode === 'bench') packages.push('python3-ipykernel', 'python3-jupyter-client')
 step('checking system packages')
 ensurePackages(packages)

@@ -16,6 +16,7 @@ export const errorCodes = {
   Timeout: { status: 504, hint: 'The call ran out of time; raise timeoutMs or split the work.' },
   SandboxFailure: { status: 500, hint: 'The sandbox could not do this; see the message and the server log.' },
   Unavailable: { status: 503, hint: 'A required part (image, driver) is missing; see the message.' },
+  HostCapacity: { status: 503, hint: 'The machine has no room for this session now; ask for smaller limits, stop a session, or try later.' },
   Internal: { status: 500, hint: 'A bug in codebox; the server log has the details.' },
 } as const
 

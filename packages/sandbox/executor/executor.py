@@ -6,20 +6,36 @@ every file operation here, under the session's uid and mount namespace, so the h
 resolves a sandbox path itself.
 """
 
-import json
-import os
-import queue
-import signal
-import struct
-import subprocess
-import sys
-import threading
-import time
-import urllib.parse
 
-from egress_relay import start_relay
-from files import FileError, list_files, open_for_read, remove_path, write_file
-from jobs import Capture, kill_tree
+def _make_undumpable():
+    """First thing: code in the sandbox runs as this process's uid, so it could open
+    /proc/<executor>/mem, fd/ and environ, write any frame to the host or rewrite the executor.
+    A process that is not dumpable lets no one without CAP_SYS_PTRACE (nobody in the sandbox)
+    open them. Children inherit it until they exec: the kernels and commands are user code."""
+    import ctypes
+    pr_set_dumpable = 4
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        raise SystemExit("codebox executor: prctl(PR_SET_DUMPABLE, 0) failed: errno %d" % ctypes.get_errno())
+
+
+_make_undumpable()
+
+import json  # noqa: E402  (after the prctl above, on purpose)
+import os  # noqa: E402
+import queue  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.parse  # noqa: E402
+
+from egress_relay import start_relay  # noqa: E402
+from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
+from files import FileError, list_files, open_for_read, remove_path, write_file  # noqa: E402
+from jobs import Capture, kill_tree  # noqa: E402
+from kernel_channel import Listener  # noqa: E402
 
 WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,7 +65,7 @@ def send(rid, kind, payload=b""):
 
 
 def send_json(rid, obj):
-    send(rid, 0x4A, json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    send(rid, 0x4A, encode_json(obj))
 
 
 def read_exact(n):
@@ -80,61 +96,47 @@ class Request:
 
 
 class Kernel:
-    """One kernel process: fd 1/2 are its output pipes, fd 3/4 its control channel."""
+    """One kernel process: fd 1/2 are its output pipes; its control channel is one unix
+    connection per cell (kernel_channel.py), which nothing the kernel starts can inherit or forge."""
 
     def __init__(self, argv, env=None):
         self.argv = argv
         self.env = env
         self.proc = None
+        self.conn = None
+        self.listener = None
         self.lock = threading.Lock()
         self.next_id = 0
 
     def start(self):
-        to_kernel_r, to_kernel_w = os.pipe()
-        from_kernel_r, from_kernel_w = os.pipe()
+        if self.listener is None:
+            self.listener = Listener()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-
-        def setup():
-            # Runs in the child before it closes other fds; go through fds above 4 so the two
-            # pipe ends cannot overwrite each other on their way to 3 and 4 (not higher: the
-            # session's openFiles limit may be as low as 64).
-            import fcntl
-            a = fcntl.fcntl(to_kernel_r, fcntl.F_DUPFD, 5)
-            b = fcntl.fcntl(from_kernel_w, fcntl.F_DUPFD, 5)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
+        env = dict(self.env if self.env is not None else os.environ, CODEBOX_KERNEL_CHANNEL=self.listener.name)
         self.proc = subprocess.Popen(
-            self.argv, cwd=WORKSPACE, env=self.env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
-            pass_fds=(3, 4), preexec_fn=setup, start_new_session=True,
+            self.argv, cwd=WORKSPACE, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            start_new_session=True,
         )
-        for fd in (to_kernel_r, from_kernel_w, out_w, err_w):
+        for fd in (out_w, err_w):
             os.close(fd)
-        self.ctl_w = os.fdopen(to_kernel_w, "wb", buffering=0)
-        self.ctl_r = from_kernel_r
         self.out_r, self.err_r = out_r, err_r
-        self.ctl_buf = b""
-        msg = self._read_ctl(deadline=time.monotonic() + 30)
-        if not msg or msg.get("type") != "ready":
+        if not self._connect(time.monotonic() + 30, lambda: False):
+            code = self.proc.poll()
             self.kill()
-            raise RuntimeError("kernel did not start: %r" % (msg,))
+            raise RuntimeError("kernel did not start (exit status %r)" % (code,))
 
-    def _read_ctl(self, deadline):
-        import select
-        while b"\n" not in self.ctl_buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.ctl_r], [], [], left)
-            if not r:
-                return None
-            chunk = os.read(self.ctl_r, 65536)
-            if not chunk:
-                return None
-            self.ctl_buf += chunk
-        line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
-        return json.loads(line)
+    def _connect(self, deadline, cancelled):
+        """Takes the kernel's connection for the next cell; False if it did not come."""
+        proc = self.proc
+        self.conn = self.listener.accept(proc.pid, deadline, lambda: cancelled() or proc.poll() is not None)
+        self.ctl_buf = b""
+        return self.conn is not None
+
+    def _close_channel(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -147,15 +149,12 @@ class Kernel:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        for fd in (self.ctl_r, self.out_r, self.err_r):
+        self._close_channel()
+        for fd in (self.out_r, self.err_r):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        try:
-            self.ctl_w.close()
-        except OSError:
-            pass
         self.proc = None
 
     def run(self, req):
@@ -172,19 +171,25 @@ class Kernel:
         cell = self.next_id
         line = json.dumps({"id": cell, "code": msg["code"], "language": msg["language"]}) + "\n"
         cap = Capture(req, msg.get("outputBytes", 1 << 20))
-        try:
-            self.ctl_w.write(line.encode("utf-8", "surrogatepass"))
-        except BrokenPipeError:
-            pass
-        outcome = cap.pump(
-            {self.out_r: "stdout", self.err_r: "stderr"}, deadline, req.cancelled,
-            control_fd=self.ctl_r, on_control=self._control_lines(cell, req),
-        )
+        if self.conn is None and not self._connect(deadline, req.cancelled.is_set):
+            outcome = "cancelled" if req.cancelled.is_set() else "timeout" if time.monotonic() >= deadline else "eof"
+        else:
+            self.conn.send(line.encode("utf-8", "surrogatepass"))
+            try:
+                outcome = cap.pump(
+                    {self.out_r: "stdout", self.err_r: "stderr"}, deadline, req.cancelled,
+                    control_fd=self.conn.fileno(), on_control=self._control_lines(cell, req, cap),
+                )
+            finally:
+                # The cell is over: whoever still holds this connection (a child it forked) holds a dead one.
+                self._close_channel()
         result = {"durationMs": round((time.monotonic() - started) * 1000, 3), "truncated": cap.truncated}
         if outcome == "done":
             cap.drain({self.out_r: "stdout", self.err_r: "stderr"})
             d = self._done
-            result["exitCode"] = 0 if d.get("ok") else 1
+            status = d.get("exitCode")  # a SystemExit's status
+            valid = isinstance(status, int) and not isinstance(status, bool) and 0 < status < 256
+            result["exitCode"] = 0 if d.get("ok") else status if valid else 1
             if not d.get("ok"):
                 result["error"] = d.get("error")
         else:
@@ -200,16 +205,38 @@ class Kernel:
                 result["signal"] = signal.Signals(-code).name
         req.done(**result)
 
-    def _control_lines(self, cell, req):
+    @staticmethod
+    def _display(req, cap, m):
+        """Sends a display, counted against the call's output limit like stdout and stderr."""
+        data = m.get("data")
+        if not isinstance(data, dict):
+            return
+        size = sum(len(str(k)) + utf8_size(v) for k, v in data.items())
+        if size > cap.limit - cap.seen:
+            cap.truncated = True
+            cap.seen = cap.limit
+            return
+        cap.seen += size
+        if size > MAX_JSON_FRAME - 4096:
+            # Within the limit but too large for one frame (a huge figure): its text only.
+            cap.truncated = True
+            text = data.get("text/plain")
+            data = {"text/plain": text[:65536]} if isinstance(text, str) else {}
+        req.event({"ev": "display", "data": data, "executeResult": bool(m.get("executeResult"))})
+
+    def _control_lines(self, cell, req, cap):
         def on_chunk(chunk):
             self.ctl_buf += chunk
             while b"\n" in self.ctl_buf:
                 line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
-                m = json.loads(line)
-                if m.get("id") != cell:
+                try:
+                    m = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if not isinstance(m, dict) or m.get("id") != cell:
                     continue
                 if m.get("type") == "display":
-                    req.event({"ev": "display", "data": m.get("data", {}), "executeResult": bool(m.get("executeResult"))})
+                    self._display(req, cap, m)
                 elif m.get("type") == "done":
                     self._done = m
                     return True

@@ -160,7 +160,46 @@ def open_for_read(workspace, msg):
         os.close(fd)
         raise FileError("LimitExceeded", "%r is %d bytes, over the %d-byte read limit" % (shown, st.st_size, limit))
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb", buffering=0), st.st_size, mime_of(parts[-1])
+    return BoundedReader(os.fdopen(fd, "rb", buffering=0), st.st_size, limit, shown), st.st_size, mime_of(parts[-1])
+
+
+class BoundedReader:
+    """Reads a file as it was when its size was checked: never more than that size (which is
+    within the limit), so a file that grows while it is read cannot push the answer past the
+    limit or past the size already announced. Growth past the limit, or a file that shrank, is
+    an error at the end rather than a silently different file."""
+
+    def __init__(self, f, size, limit, shown):
+        self._f = f
+        self._left = size
+        self._size = size
+        self._limit = limit
+        self._shown = shown
+
+    def read(self, n):
+        if self._left <= 0:
+            self._check_end()
+            return b""
+        chunk = self._f.read(min(n, self._left))
+        if not chunk:
+            raise FileError("Conflict", "%r shrank while it was read (%d of %d bytes were sent)" % (self._shown, self._size - self._left, self._size))
+        self._left -= len(chunk)
+        return chunk
+
+    def _check_end(self):
+        now = os.fstat(self._f.fileno()).st_size
+        if isinstance(self._limit, int) and now > self._limit:
+            raise FileError("LimitExceeded", "%r grew past the %d-byte read limit while it was read (it is %d bytes now); only its first %d bytes were sent" % (self._shown, self._limit, now, self._size))
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def mime_of(name):

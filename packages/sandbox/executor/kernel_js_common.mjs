@@ -1,8 +1,8 @@
 // What the two JavaScript kernels, kernel_node.mjs and kernel_deno.mjs, have in common: reading
-// requests from fd 3, running a cell rewritten by js_transform.mjs in the global scope, the JSON
-// form of a shown value, and errors described with the user's own lines. Each kernel brings what
-// its runtime does its own way: how it reaches fds 3 and 4, how it shows a value, which stack
-// frames are its own, and whether output may still be queued when a cell ends.
+// requests from the kernel's channel, running a cell rewritten by js_transform.mjs in the global
+// scope, the JSON form of a shown value, and errors described with the user's own lines. Each
+// kernel brings what its runtime does its own way: how it connects to the executor, how it shows
+// a value, which stack frames are its own, and whether output may still be queued when a cell ends.
 
 import vm from 'node:vm'
 
@@ -18,7 +18,7 @@ export class CellRunner {
 
   /**
    * @param {object} runtime what the kernel's runtime does its own way
-   * @param {(message: object) => void} runtime.send writes one message to fd 4
+   * @param {(message: object) => void} runtime.send writes one message to the current cell's channel
    * @param {(value: unknown) => string} runtime.inspect the value as the runtime shows it; never throws (see neverThrowing)
    * @param {(value: unknown) => Record<string, string>} runtime.displayData the mime bundle of a cell's value
    * @param {() => object | Promise<object>} runtime.loadTransformer js_transform.mjs, or a promise of it
@@ -30,7 +30,7 @@ export class CellRunner {
     this.#runtime = runtime
   }
 
-  /** Runs a cell and sends its value and `done`; throws only when it cannot send (fd 4 is gone). */
+  /** Runs a cell and sends its value and `done`; throws only when it cannot send. */
   async runCell(request) {
     const runtime = this.#runtime
     const filename = `cell[${++this.#cellCount}]`
@@ -40,7 +40,7 @@ export class CellRunner {
       compiled = true
       const completion = await script.runInThisContext()
       if (completion !== undefined && completion.value !== undefined) {
-        runtime.send({ id: request.id, type: 'display', data: runtime.displayData(completion.value), executeResult: true })
+        runtime.send({ id: request.id, type: 'display', data: stringBundle(runtime.displayData(completion.value)), executeResult: true })
       }
       if (runtime.flushOutput) await runtime.flushOutput()
       runtime.send({ id: request.id, type: 'done', ok: true })
@@ -163,7 +163,25 @@ export function textAndJson(value, text) {
 }
 
 /**
- * Turns the text read from fd 3 into requests, one JSON object a line.
+ * A mime bundle with string values only: a Jupyter display method may return numbers, objects
+ * or null, which have no place in a result. Never throws.
+ * @param {unknown} bundle
+ * @returns {Record<string, string>}
+ */
+export function stringBundle(bundle) {
+  const data = {}
+  try {
+    for (const [mime, value] of Object.entries(bundle ?? {})) {
+      if (typeof value === 'string') data[mime] = value
+    }
+  } catch {
+    // a proxy or getter that throws: what was read so far
+  }
+  return data
+}
+
+/**
+ * Turns the text read from the channel into requests, one JSON object a line.
  * @param {(text: string) => void} reportError writes a line to the kernel's stderr
  * @returns {(chunk: string) => Generator<object>} feeds a chunk in and yields, one at a time, the requests it completes
  */

@@ -1,17 +1,17 @@
 // The JavaScript and TypeScript notebook kernel. The executor starts it inside the sandbox and
-// speaks the "Executor ↔ kernel" protocol of docs/executor-protocol.md: cells arrive as JSON
-// lines on fd 3, displays and `done` go back as JSON lines on fd 4, and the user's output goes
-// to the real fd 1 and 2. Cells run one at a time in the global scope of this process.
-// What it shares with the Deno kernel is in kernel_js_common.mjs.
+// speaks the "Executor ↔ kernel" protocol of docs/executor-protocol.md: each cell arrives as a
+// JSON line on a unix connection of its own to the executor, its displays and `done` go back on
+// it, and the user's output goes to the real fd 1 and 2. Cells run one at a time in the global
+// scope of this process. What it shares with the Deno kernel is in kernel_js_common.mjs.
 
-import fs from 'node:fs'
 import { createRequire } from 'node:module'
+import net from 'node:net'
 import path from 'node:path'
 import util from 'node:util'
 import { CellRunner, neverThrowing, requestReader, textAndJson } from './kernel_js_common.mjs'
 
-const requestFd = 3
-const replyFd = 4
+/** The executor's abstract socket: only the executor can listen there while it lives. */
+const channelPath = `\0${process.env.CODEBOX_KERNEL_CHANNEL}`
 /** Frames in these places are the kernel's (or the event loop's), not the user's. */
 const kernelLocations = [new URL('.', import.meta.url).href, 'node:vm:', 'processTicksAndRejections (node:internal/process/task_queues']
 
@@ -22,17 +22,16 @@ function loadTransformer() {
   return transformer
 }
 
+/** The current cell's connection; writes queue on it in order and `end` flushes them. */
+let connection
+
 function send(message) {
-  const bytes = Buffer.from(`${JSON.stringify(message)}\n`)
-  let offset = 0
-  while (offset < bytes.length) {
-    try {
-      offset += fs.writeSync(replyFd, bytes, offset)
-    } catch (error) {
-      if (error?.code !== 'EAGAIN') throw error
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
-    }
-  }
+  const socket = connection
+  // Connect for the next cell before `done`, so that the executor finds it waiting; the cell's
+  // code has finished, and the children it started cannot inherit the new connection.
+  if (message.type === 'done') serveNextCell()
+  socket?.write(`${JSON.stringify(message)}\n`)
+  if (message.type === 'done') socket?.end()
 }
 
 const inspect = (value) => util.inspect(value, { colors: false, depth: 4 })
@@ -81,25 +80,33 @@ function silenceKernelWarnings() {
   }
 }
 
-function serveRequests() {
-  let queue = Promise.resolve()
+/**
+ * Connects when ready for the next cell and runs the one cell the executor sends on it. The
+ * executor closes its end when the cell ends, so a copy of this connection that a child of the
+ * cell kept is dead, and no one but the kernel holds the next one (libuv makes it close-on-exec).
+ */
+function serveNextCell() {
+  const socket = net.connect({ path: channelPath })
   const readRequests = requestReader((text) => process.stderr.write(text))
-  const input = fs.createReadStream(null, { fd: requestFd, encoding: 'utf8' })
-  input.on('data', (chunk) => {
-    for (const request of readRequests(chunk)) {
-      // runCell reports every error of the user's; one escaping it means fd 4 is gone
-      queue = queue.then(() => runner.runCell(request)).catch(() => process.exit(1))
-    }
+  let connected = false
+  let request
+  connection = socket
+  socket.setEncoding('utf8')
+  socket.on('connect', () => (connected = true))
+  socket.on('data', (chunk) => {
+    if (request !== undefined) return
+    for (request of readRequests(chunk)) break
+    if (request === undefined) return
+    runner.runCell(request).catch(() => process.exit(1))
   })
-  // the executor is gone
-  input.on('end', () => process.exit(0))
-  input.on('error', () => process.exit(1))
+  // the executor is gone: nothing left to serve
+  socket.on('error', () => connected || process.exit(0))
+  socket.on('close', () => connected && request === undefined && serveNextCell())
 }
 
 silenceKernelWarnings()
 process.on('uncaughtException', reportUncaught)
 process.on('unhandledRejection', reportUncaught)
 globalThis.require = createRequire(path.join(process.cwd(), '[notebook]'))
-serveRequests()
-send({ type: 'ready' })
+serveNextCell()
 setImmediate(loadTransformer)

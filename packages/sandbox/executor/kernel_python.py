@@ -15,8 +15,9 @@ import os
 import sys
 import traceback
 
-_ctl_in = os.fdopen(3, "rb", buffering=0)
-_ctl_out = 4
+# The control channel: one unix connection to the executor per cell (kernel_channel.py); the fd
+# of the current one, close-on-exec like every socket Python makes.
+_ctl_out = -1
 # Line-buffered so output streams while the cell runs; flushed before `done`.
 sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), encoding="utf-8", errors="replace", line_buffering=True)
 sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), encoding="utf-8", errors="replace", line_buffering=True)
@@ -50,7 +51,8 @@ def _bundle(value):
         if mime == "image/png" and isinstance(out, (bytes, bytearray)):
             import base64
             out = base64.b64encode(out).decode()
-        data[mime] = out
+        if isinstance(out, str):  # a repr of another type (a number, a dict) has no place in a bundle
+            data[mime] = out
     data["text/plain"] = repr(value)
     return data
 
@@ -99,7 +101,39 @@ def _run_code(code_obj):
     return result
 
 
+_user_site = {"mtime": None}
+
+
+def _refresh_user_site():
+    """Let a cell import what `pip install` put into the workspace since the last cell.
+
+    pip installs with --user into ~/.local (/etc/pip.conf in the image); the kernel runs with -s
+    and that folder may not exist when it starts, so it goes on sys.path (before the system's
+    packages, as Python's own site would put it) once it exists, and import caches are dropped
+    whenever it changes.
+    """
+    import site
+
+    user_site = site.getusersitepackages()
+    try:
+        mtime = os.stat(user_site).st_mtime_ns
+    except OSError:
+        return
+    if mtime == _user_site["mtime"]:
+        return
+    _user_site["mtime"] = mtime
+    if user_site not in sys.path:
+        site.addsitedir(user_site)  # also runs its .pth files
+        sys.path.remove(user_site)
+        system = [i for i, p in enumerate(sys.path) if p.endswith(("site-packages", "dist-packages"))]
+        sys.path.insert(system[0] if system else len(sys.path), user_site)
+    import importlib
+
+    importlib.invalidate_caches()
+
+
 def _execute(cell_id, code):
+    _refresh_user_site()
     filename = "<cell %d>" % cell_id
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -124,40 +158,110 @@ def _format_error(exc):
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb)
-    return {"name": type(exc).__name__, "message": str(exc), "traceback": "".join(lines)}
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<unprintable %s>" % type(exc).__name__
+    return {"name": type(exc).__name__, "message": _clip(message), "traceback": _clip("".join(lines))}
+
+
+def _clip(text, limit=256 * 1024):
+    """A huge exception message kept to its head and tail: the rest could not reach the host anyway."""
+    if len(text) <= limit:
+        return text
+    return "%s\n[codebox] ... %d characters cut ...\n%s" % (text[: limit // 2], len(text) - limit, text[-limit // 2:])
+
+
+def _undumpable():
+    """Children a cell leaves behind run as this uid: without this they could open
+    /proc/<kernel>/mem and take over the later cells. A cell may undo it for itself."""
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
+def _connect():
+    """A new connection to the executor, made when the kernel is ready for the next cell; None
+    when the executor is gone."""
+    import socket
+    import struct
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        conn.connect("\0" + os.environ["CODEBOX_KERNEL_CHANNEL"])
+        peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    except OSError:
+        conn.close()
+        return None
+    if peer != os.getppid():  # only the executor that started this kernel may send it cells
+        conn.close()
+        return None
+    return conn
+
+
+def _read_request(conn):
+    buf = b""
+    while b"\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
 
 
 def main():
+    global _ctl_out
     builtins.display = display
     os.environ.setdefault("MPLBACKEND", "Agg")
-    _send({"type": "ready"})
-    buf = b""
-    while True:
-        chunk = _ctl_in.read(65536)
-        if not chunk:
-            return
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            req = json.loads(line)
-            _current["id"] = req["id"]
-            ok, error = True, None
-            try:
-                _execute(req["id"], req["code"])
-            except SystemExit as e:
-                ok = e.code in (None, 0)
-                if not ok:
-                    error = {"name": "SystemExit", "message": str(e.code), "traceback": "SystemExit: %s\n" % e.code}
-            except BaseException as e:  # the cell's error is data, never the kernel's end
-                ok, error = False, _format_error(e)
-                sys.stderr.write(error["traceback"])
-            try:
-                _flush_figures()
-            except Exception as e:
-                print("codebox: %s" % e, file=sys.stderr)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            _send({"id": req["id"], "type": "done", "ok": ok, **({"error": error} if error else {})})
+    _undumpable()
+    conn = _connect()
+    while conn is not None:
+        _ctl_out = conn.fileno()
+        req = _read_request(conn)
+        done = _run_cell(req) if req is not None else None
+        # Connect for the next cell before `done`, so that the executor finds it waiting; the
+        # cell's code has finished, and the children it started cannot inherit the new one.
+        next_conn = _connect()
+        if done is not None:
+            _send(done)
+        # The executor closes its end at the cell's end; a child the cell forked keeps a dead copy.
+        conn.close()
+        conn = next_conn
+
+
+def _run_cell(req):
+    """Runs one cell; returns its `done` message."""
+    _current["id"] = req["id"]
+    ok, error = True, None
+    try:
+        _execute(req["id"], req["code"])
+    except SystemExit as e:
+        ok, error = _system_exit(e)
+    except BaseException as e:  # the cell's error is data, never the kernel's end
+        ok, error = False, _format_error(e)
+        sys.stderr.write(error["traceback"])
+    try:
+        _flush_figures()
+    except Exception as e:
+        print("codebox: %s" % e, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return {"id": req["id"], "type": "done", "ok": ok, **({"error": error, "exitCode": error.get("exitCode", 1)} if error else {})}
+
+
+def _system_exit(e):
+    """As `python` ends on a SystemExit: None or 0 succeed, an int is the exit status (mod 256),
+    anything else is printed to stderr and the status is 1."""
+    code = e.code
+    if code is None or (isinstance(code, int) and code & 0xFF == 0):
+        return True, None
+    if isinstance(code, int):
+        return False, {"name": "SystemExit", "message": str(code), "traceback": "", "exitCode": code & 0xFF}
+    try:
+        text = str(code)[:65536]
+    except Exception:
+        text = "<SystemExit>"
+    sys.stderr.write(text + "\n")
+    return False, {"name": "SystemExit", "message": text, "traceback": text + "\n", "exitCode": 1}
 
 
 if __name__ == "__main__":

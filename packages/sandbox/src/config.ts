@@ -5,6 +5,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { validationError } from '@codebox/core'
+import { loadHostBudgetConfig, type HostBudgetConfig } from './budget.ts'
 import { parseTrustedList, type TrustedDestination } from './egress/policy.ts'
 
 export interface EngineConfig {
@@ -24,6 +25,8 @@ export interface EngineConfig {
    * services). Default none. Never reachable in `public` mode; metadata addresses never at all.
    */
   egressTrusted: readonly TrustedDestination[]
+  /** `CODEBOX_HOST_*`: what the machine may give sessions; see budget.ts and docs/config.md. */
+  hostBudget: Readonly<HostBudgetConfig>
 }
 
 export function loadEngineConfig(env: Record<string, string | undefined> = {}): Readonly<EngineConfig> {
@@ -37,6 +40,7 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
     egressTrusted: Object.freeze(parseTrustedList(env.CODEBOX_EGRESS_TRUSTED ?? '')),
+    hostBudget: loadHostBudgetConfig(env),
   })
 }
 

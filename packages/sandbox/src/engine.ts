@@ -2,6 +2,7 @@
  * Puts an engine together from its config: the image (built if missing), the driver, the egress
  * proxy service, and a SessionManager over them. The one place that picks a concrete driver.
  */
+import path from 'node:path'
 import { CodeboxError, type SandboxDriver } from '@codebox/core'
 import type { EngineConfig } from './config.ts'
 import { BwrapDriver } from './drivers/bwrap/driver.ts'
@@ -15,7 +16,7 @@ export async function createDriver(config: EngineConfig): Promise<SandboxDriver>
   if (config.driver === 'fake') return new FakeDriver()
   const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
   if (!image) throw new CodeboxError('Unavailable', `the sandbox image is not built yet (state dir ${config.stateDir}); run \`codebox image build\``)
-  const driver = new BwrapDriver({ imagePath: image.path })
+  const driver = new BwrapDriver({ imagePath: image.path, runtimeDir: path.join(config.stateDir, 'runtime') })
   await driver.check()
   return driver
 }
@@ -28,6 +29,7 @@ export async function createEngine(
     driver: await createDriver(config),
     poolSize: overrides.poolSize ?? config.poolSize,
     maxSessions: config.maxSessions,
+    hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,
     egress: new EgressService({ trusted: config.egressTrusted, onDenial: overrides.onEgressDenial }),
   })

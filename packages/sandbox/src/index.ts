@@ -13,6 +13,7 @@ export {
 export { SessionFiles } from './session-files.ts'
 export { SessionTasks, type TaskView } from './session-tasks.ts'
 export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'
+export { HostBudget, defaultHostBudgetConfig, loadHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'
 export { createEngine, createDriver } from './engine.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'

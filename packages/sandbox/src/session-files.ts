@@ -48,34 +48,64 @@ export class SessionFiles {
     return Buffer.concat(parts)
   }
 
-  /** Opens a file for streaming: its size and MIME type, then its bytes. */
+  /**
+   * Opens a file for streaming: its size and MIME type, then its bytes. The stream never yields
+   * more than that size (which is within the file limit), whatever the executor sends: more is a
+   * LimitExceeded error that ends the read, fewer an error at the end.
+   */
   async readStream(
     path: string | { pathBase64: string },
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; maxBytes?: number } = {},
   ): Promise<{ size: number; mimeType: string; stream: AsyncIterable<Buffer> }> {
     this.session.enter()
     let left = true
-    const it = this.session.client.request('files.read', { ...pathFields(path), maxBytes: this.session.limits.fileBytes }, options)
+    const limit = this.session.limits.fileBytes
+    const it = this.session.client.request('files.read', { ...pathFields(path), maxBytes: limit }, { signal: options.signal })
     try {
       const first = await it.next()
       if (first.done || first.value.kind !== 'event' || first.value.event.ev !== 'file')
         throw new CodeboxError('SandboxFailure', 'executor did not open the file')
       const meta = first.value.event
+      const announced = meta.size
+      if (typeof announced !== 'number' || !Number.isSafeInteger(announced) || announced < 0)
+        throw new CodeboxError('SandboxFailure', 'executor sent a file size that is not a whole number')
+      const size: number = announced
+      if (size > limit) throw new CodeboxError('LimitExceeded', `the file is ${size} bytes, over the ${limit}-byte file limit`, { details: { limit } })
+      const shown = typeof path === 'string' ? path : '(a base64 path)'
+      if (options.maxBytes !== undefined && size > options.maxBytes) {
+        throw new CodeboxError('LimitExceeded', `${shown} is ${size} bytes, more than the ${options.maxBytes} bytes this read may return`, {
+          details: { limit: options.maxBytes, size, path: shown },
+        })
+      }
       const session = this.session
       async function* bytes(): AsyncGenerator<Buffer> {
+        let received = 0
         try {
           for (;;) {
             const n = await it.next()
-            if (n.done) return
-            if (n.value.kind === 'bytes') yield n.value.data
+            if (n.done) break
+            if (n.value.kind !== 'bytes') continue
+            received += n.value.data.length
+            if (received > size) {
+              throw new CodeboxError(
+                'LimitExceeded',
+                `${shown}: the sandbox sent more than the ${size} bytes it announced (file limit ${limit}); the read was stopped`,
+                {
+                  details: { limit, size, path: shown },
+                },
+              )
+            }
+            yield n.value.data
           }
+          if (received < size)
+            throw new CodeboxError('SandboxFailure', `${shown}: the read ended after ${received} of ${size} bytes`, { details: { size, path: shown } })
         } finally {
           await it.return(undefined as never)
           session.leave()
         }
       }
       left = false
-      return { size: Number(meta.size), mimeType: String(meta.mimeType), stream: bytes() }
+      return { size, mimeType: String(meta.mimeType).slice(0, 255), stream: bytes() }
     } finally {
       if (left) {
         await it.return(undefined as never)

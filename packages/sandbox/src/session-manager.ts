@@ -17,6 +17,7 @@ import {
   type SandboxNetwork,
   type SessionLimits,
 } from '@codebox/core'
+import { HostBudget, defaultHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'
 import { parseEgressPolicy } from './egress/policy.ts'
 import { EgressService, type EgressCounters, type EgressListener } from './egress/service.ts'
 import { ExecutorClient } from './executor-client.ts'
@@ -38,6 +39,10 @@ export interface SessionManagerOptions {
   onSessionEnd?: (session: Session) => void
   /** The proxy for sessions started with `egress`. Default: one trusting nothing, made on first use. */
   egress?: EgressService
+  /** What every sandbox (sessions and pool) is admitted against; `false` admits all. Default: budget.ts's defaults. */
+  hostBudget?: Readonly<HostBudgetConfig> | false
+  /** Where the host budget reads the machine's facts. Default: /proc. */
+  hostProbe?: HostProbe
 }
 
 export interface StartOptions {
@@ -51,7 +56,12 @@ interface Warm {
   sandbox: Sandbox
   client: ExecutorClient
   egress?: EgressListener
+  /** Its room in the host budget, given back when the sandbox is gone. */
+  reservation?: Reservation
 }
+
+/** How often the host budget samples what the machine uses, ms. */
+const budgetSampleMs = 1000
 
 const newSessionId = (): string => {
   // 26 characters of [0-9a-z], like the ULID-sized ids AgentCore issues.
@@ -75,6 +85,10 @@ export class SessionManager {
   /** Egress listeners of live sessions, by session id. */
   private readonly egressListeners = new Map<string, EgressListener>()
   private egressService: EgressService | undefined
+  /** The host budget; undefined when admission is off. */
+  readonly budget: HostBudget | undefined
+  /** Budget reservations of live sessions, by session id. */
+  private readonly reservations = new Map<string, Reservation>()
   private closed = false
 
   constructor(options: SessionManagerOptions) {
@@ -86,6 +100,14 @@ export class SessionManager {
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
     this.onSessionEnd = options.onSessionEnd
     this.egressService = options.egress
+    this.budget = makeBudget(options)
+    if (this.budget) {
+      const budget = this.budget
+      void budget.refresh()
+      const t = setInterval(() => void budget.refresh(), budgetSampleMs)
+      t.unref()
+      this.timers.set('budget', t)
+    }
     this.fillPool()
   }
 
@@ -106,6 +128,7 @@ export class SessionManager {
     const pooled = !egress && sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
     const warm = pooled ?? (await this.boot(limits, { signal: options.signal, egress: egress && { policy: egress, sessionId: id } }))
     if (warm.egress) this.egressListeners.set(id, warm.egress)
+    if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
       sandbox: warm.sandbox,
@@ -159,7 +182,7 @@ export class SessionManager {
   async close(): Promise<void> {
     this.closed = true
     const warm = this.pool.splice(0)
-    await Promise.all([...[...this.sessions.values()].map((s) => s.stop('shutdown')), ...warm.map(async (w) => (await w)?.sandbox.destroy())])
+    await Promise.all([...[...this.sessions.values()].map((s) => s.stop('shutdown')), ...warm.map(async (w) => this.discard(await w))])
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }
@@ -172,13 +195,17 @@ export class SessionManager {
   private async boot(limits: SessionLimits, options: { signal?: AbortSignal; egress?: { policy: EgressPolicy; sessionId: string } } = {}): Promise<Warm> {
     const { signal, egress } = options
     const id = randomBytes(8).toString('hex')
-    const listener = egress ? await this.egress.open({ sandboxId: id, ...egress }) : undefined
-    const network: SandboxNetwork = listener ? { mode: 'proxy', socketPath: listener.socketPath } : { mode: 'none' }
+    // Admitted first: a start the machine cannot hold is refused before anything is made.
+    const reservation = this.budget?.admit(limits)
+    let listener: EgressListener | undefined
     let sandbox: Sandbox
     try {
+      listener = egress ? await this.egress.open({ sandboxId: id, ...egress }) : undefined
+      const network: SandboxNetwork = listener ? { mode: 'proxy', socketPath: listener.socketPath } : { mode: 'none' }
       sandbox = await this.driver.create({ id, limits, network }, { signal })
     } catch (e) {
       listener?.close()
+      if (reservation) this.budget?.release(reservation)
       throw e
     }
     const client = new ExecutorClient(sandbox)
@@ -195,16 +222,27 @@ export class SessionManager {
     } catch (e) {
       await sandbox.destroy()
       listener?.close()
+      if (reservation) this.budget?.release(reservation)
       throw e
     }
-    return listener ? { sandbox, client, egress: listener } : { sandbox, client }
+    return { sandbox, client, ...(listener ? { egress: listener } : {}), ...(reservation ? { reservation } : {}) }
+  }
+
+  /** Destroys a sandbox that serves no session and gives its room back. */
+  private async discard(w: Warm | undefined): Promise<void> {
+    if (!w) return
+    try {
+      await w.sandbox.destroy()
+    } finally {
+      if (w.reservation) this.budget?.release(w.reservation)
+    }
   }
 
   private async takeWarm(): Promise<Warm | undefined> {
     while (this.pool.length) {
       const w = await this.pool.shift()
       if (w && !w.client.closed) return w
-      if (w) await w.sandbox.destroy()
+      await this.discard(w)
     }
     return undefined
   }
@@ -237,6 +275,9 @@ export class SessionManager {
 
   private forget(session: Session): void {
     this.sessions.delete(session.id)
+    const reservation = this.reservations.get(session.id)
+    if (reservation) this.budget?.release(reservation)
+    this.reservations.delete(session.id)
     this.egressListeners.get(session.id)?.close()
     this.egressListeners.delete(session.id)
     for (const k of [`${session.id}:idle`, `${session.id}:life`]) {
@@ -244,6 +285,18 @@ export class SessionManager {
       this.timers.delete(k)
     }
     this.onSessionEnd?.(session)
+  }
+}
+
+function makeBudget(options: SessionManagerOptions): HostBudget | undefined {
+  if (options.hostBudget === false) return undefined
+  const config = options.hostBudget ?? defaultHostBudgetConfig
+  if (options.hostProbe) return new HostBudget(config, options.hostProbe)
+  try {
+    return new HostBudget(config, procHostProbe())
+  } catch {
+    // No /proc to read the machine from: nothing to admit against.
+    return undefined
   }
 }
 

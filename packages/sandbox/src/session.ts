@@ -10,14 +10,13 @@ import {
   type ExecutionEvent,
   type Language,
   type LimitKind,
-  type MimeBundle,
   type Sandbox,
   type SessionLimits,
   type ToolResult,
 } from '@codebox/core'
 import type { ExecutorClient } from './executor-client.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
-import { limitNote, toToolResult } from './result.ts'
+import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { SessionFiles } from './session-files.ts'
 import { SessionTasks } from './session-tasks.ts'
 
@@ -153,52 +152,46 @@ export class Session {
     const started = performance.now()
     this.enter()
     const before = await this.init.sandbox.counters()
-    let stdout = ''
-    let stderr = ''
-    const displays: MimeBundle[] = []
-    // The executor enforces the timeout; this backstop only fires if the sandbox stops answering.
-    const backstop = AbortSignal.timeout(timeoutMs + 10_000)
-    const combined = signal ? AbortSignal.any([signal, backstop]) : backstop
+    const output = new OutputBudget(this.limits.outputBytes)
     try {
-      const it = this.client.request(op, fields, { signal: combined })
+      // The executor enforces the timeout; past it (and a grace) the client checks the executor still answers.
+      const it = this.client.request(op, fields, { signal, deadlineMs: timeoutMs })
       let next = await it.next()
       while (!next.done) {
-        const event = next.value.kind === 'event' ? toEvent(next.value.event) : undefined
-        if (event?.type === 'stdout') stdout += event.text
-        else if (event?.type === 'stderr') stderr += event.text
-        else if (event?.type === 'display') displays.push(event.data)
+        const event = next.value.kind === 'event' ? output.take(next.value.event) : undefined
         if (event) yield event
         next = await it.next()
       }
       const done = next.value
       // A kernel may report its error only in `done` (the Node kernel does); show it in stderr.
-      const traceback = String((done.error as { traceback?: unknown } | undefined)?.traceback ?? '').slice(0, this.limits.outputBytes)
-      if (traceback && !stderr.includes(traceback)) {
+      const error = done.error as { traceback?: unknown } | undefined
+      const traceback = typeof error?.traceback === 'string' ? error.traceback.slice(0, this.limits.outputBytes) : ''
+      if (traceback && !output.stderr.includes(traceback)) {
         const text = traceback.endsWith('\n') ? traceback : `${traceback}\n`
-        stderr += text
+        output.stderr += text
         yield { type: 'stderr', text }
       }
       const limits: LimitKind[] = []
-      if (done.timedOut) limits.push('TIMEOUT')
+      if (done.timedOut === true) limits.push('TIMEOUT')
       const after = await this.init.sandbox.counters()
       if (after.oomKills > before.oomKills) limits.push('OOM')
       if (after.pidsLimitHits > before.pidsLimitHits) limits.push('PIDS')
-      if (done.truncated) limits.push('OUTPUT_TRUNCATED')
-      let note = limits.map(limitNote).join('')
-      if (done.killed && !limits.includes('OOM'))
-        note += `[codebox] the kernel died${done.signal ? ` (${String(done.signal)})` : ''}; its state is lost and the next cell starts a new kernel.\n`
-      else if (op === 'exec' && (done.killed || done.timedOut || done.cancelled))
+      if (done.truncated === true || output.truncated) limits.push('OUTPUT_TRUNCATED')
+      let note = output.notes() + limits.map(limitNote).join('')
+      const sig = typeof done.signal === 'string' ? ` (${done.signal.slice(0, 32)})` : ''
+      if (done.killed === true && !limits.includes('OOM')) note += `[codebox] the kernel died${sig}; its state is lost and the next cell starts a new kernel.\n`
+      else if (op === 'exec' && (done.killed === true || done.timedOut === true || done.cancelled === true))
         note += '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
-      if (done.cancelled && signal?.aborted) note += '[codebox] the call was cancelled.\n'
+      if (done.cancelled === true && signal?.aborted) note += '[codebox] the call was cancelled.\n'
       if (note) {
-        stderr += note
+        output.stderr += note
         yield { type: 'stderr', text: note }
       }
-      const exitCode = Number(done.exitCode ?? 1)
+      const exitCode = exitCodeOf(done.exitCode)
       const result = toToolResult({
-        stdout,
-        stderr,
-        displays,
+        stdout: output.stdout,
+        stderr: output.stderr,
+        displays: output.displays,
         exitCode,
         isError: exitCode !== 0 || limits.includes('TIMEOUT') || limits.includes('OOM'),
         executionTime: performance.now() - started,
@@ -207,7 +200,8 @@ export class Session {
       yield { type: 'result', result }
       return result
     } catch (e) {
-      if (e instanceof CodeboxError && e.code === 'SessionTerminated') await this.stop('sandbox-exited')
+      // The executor stopped answering or broke the framing: the sandbox is gone, so is the session.
+      if ((e instanceof CodeboxError && e.code === 'SessionTerminated') || this.client.closed) await this.stop('sandbox-exited')
       throw e
     } finally {
       this.leave()
@@ -264,17 +258,10 @@ export class Session {
   }
 }
 
-function toEvent(e: Record<string, unknown>): ExecutionEvent | undefined {
-  switch (e.ev) {
-    case 'stdout':
-      return { type: 'stdout', text: String(e.text) }
-    case 'stderr':
-      return { type: 'stderr', text: String(e.text) }
-    case 'display':
-      return { type: 'display', data: e.data as MimeBundle }
-    default:
-      return undefined
-  }
+/** The exit code the executor reported, or 1 when it is not a plausible one. */
+function exitCodeOf(value: unknown): number {
+  if (value === undefined) return 1
+  return typeof value === 'number' && Number.isInteger(value) && value >= -255 && value <= 255 ? value : 1
 }
 
 async function drain<T>(it: AsyncGenerator<unknown, T>): Promise<T> {

@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import type { Readable, Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -47,37 +48,63 @@ interface Reply {
   executeResult?: boolean
 }
 
-/** The executor's side of one kernel: sends cells, collects what each one produced. */
+/**
+ * The executor's side of one kernel: listens where the kernel connects for each cell (an abstract
+ * unix socket), sends a cell on the kernel's newest connection, collects what the cell produced
+ * and closes the connection at `done`, as executor.py does.
+ */
 class KernelClient {
   stdout = ''
   stderr = ''
   private nextId = 1
   private readonly waiting = new Map<number, (reply: Reply) => void>()
   private readonly displays = new Map<number, Display[]>()
-  private readyResolve: (() => void) | undefined
+  /** Connections the kernel made (it is ready for a cell on each), and runs waiting for one. */
+  private readonly idle: Socket[] = []
+  private readonly wanted: ((socket: Socket) => void)[] = []
+  private readonly server: Server
   readonly ready: Promise<void>
   readonly child: ChildProcess
 
   constructor(cwd: string) {
-    this.child = spawn(process.execPath, [kernelPath], { cwd, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] })
-    this.ready = new Promise((resolve) => (this.readyResolve = resolve))
+    const channel = `codebox-kernel-test-${randomBytes(8).toString('hex')}`
+    this.server = createServer((socket) => this.accept(socket)).listen(`\0${channel}`)
+    this.child = spawn(process.execPath, [kernelPath], {
+      cwd,
+      env: { ...process.env, CODEBOX_KERNEL_CHANNEL: channel },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.ready = this.connection().then((socket) => void this.idle.unshift(socket))
     this.child.stdout?.setEncoding('utf8').on('data', (text: string) => (this.stdout += text))
     this.child.stderr?.setEncoding('utf8').on('data', (text: string) => (this.stderr += text))
+  }
+
+  /** A connection is the kernel saying it is ready for a cell. */
+  private accept(socket: Socket): void {
     let buffered = ''
-    const replies = this.child.stdio[4] as Readable
-    replies.setEncoding('utf8').on('data', (text: string) => {
+    socket.setEncoding('utf8').on('data', (text: string) => {
       buffered += text
       let newline
       while ((newline = buffered.indexOf('\n')) !== -1) {
-        this.receive(JSON.parse(buffered.slice(0, newline)) as Reply)
+        const reply = JSON.parse(buffered.slice(0, newline)) as Reply
         buffered = buffered.slice(newline + 1)
+        this.receive(reply)
+        if (reply.type === 'done') socket.destroy()
       }
     })
+    socket.on('error', () => {})
+    const next = this.wanted.shift()
+    if (next) next(socket)
+    else this.idle.push(socket)
+  }
+
+  private connection(): Promise<Socket> {
+    const socket = this.idle.shift()
+    return socket ? Promise.resolve(socket) : new Promise((resolve) => this.wanted.push(resolve))
   }
 
   private receive(reply: Reply): void {
-    if (reply.type === 'ready') this.readyResolve?.()
-    else if (reply.type === 'display' && reply.id !== undefined) {
+    if (reply.type === 'display' && reply.id !== undefined) {
       this.displays.get(reply.id)?.push({ data: reply.data ?? {}, executeResult: reply.executeResult ?? false })
     } else if (reply.type === 'done' && reply.id !== undefined) this.waiting.get(reply.id)?.(reply)
   }
@@ -89,7 +116,7 @@ class KernelClient {
     const stderrStart = this.stderr.length
     this.displays.set(id, [])
     const done = new Promise<Reply>((resolve) => this.waiting.set(id, resolve))
-    ;(this.child.stdio[3] as Writable).write(`${JSON.stringify({ id, code, language })}\n`)
+    ;(await this.connection()).write(`${JSON.stringify({ id, code, language })}\n`)
     const reply = await done
     const stdoutAtDone = this.stdout.length - stdoutStart
     await delay(30)
@@ -114,6 +141,7 @@ class KernelClient {
 
   close(): void {
     this.child.kill('SIGKILL')
+    this.server.close()
   }
 }
 

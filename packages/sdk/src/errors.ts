@@ -110,6 +110,18 @@ export class UnavailableError extends CodeboxError {
   }
 }
 
+/**
+ * The server's machine has no room for the session now (HTTP 503): memory or pids are taken.
+ * Not retried by the SDK: ask for smaller limits, stop a session, or try later. `details.asked`
+ * and `details.left` say what the start asked for and what is left.
+ */
+export class HostCapacityError extends CodeboxError {
+  constructor(message: string, options?: CodeboxErrorOptions) {
+    super('HostCapacity', message, options)
+    this.name = 'HostCapacityError'
+  }
+}
+
 /** A bug in codebox (HTTP 500), or an answer the SDK could not read. */
 export class InternalError extends CodeboxError {
   constructor(message: string, options?: CodeboxErrorOptions) {
@@ -131,6 +143,7 @@ const classes: { [C in ErrorCode]: new (message: string, options?: CodeboxErrorO
   Timeout: TimeoutError,
   SandboxFailure: SandboxFailureError,
   Unavailable: UnavailableError,
+  HostCapacity: HostCapacityError,
   Internal: InternalError,
 }
 

@@ -244,6 +244,8 @@ function positive(value: number | undefined, field: string): number | undefined 
 
 function retryableStatus(status: number, error: CodeboxError): boolean {
   if (status === 429) return error.code !== 'QuotaExceeded'
+  // A full machine stays full for a while: HostCapacity is the caller's to decide on, not retried.
+  if (error.code === 'HostCapacity') return false
   return status === 502 || status === 503 || status === 504
 }
 

@@ -22,6 +22,7 @@ export {
   TimeoutError,
   UnauthorizedError,
   UnavailableError,
+  HostCapacityError,
   ValidationError,
   type RateLimitedErrorOptions,
 } from './errors.ts'

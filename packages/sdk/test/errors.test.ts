@@ -18,6 +18,7 @@ import {
   TimeoutError,
   UnauthorizedError,
   UnavailableError,
+  HostCapacityError,
   ValidationError,
 } from '../src/index.ts'
 import { errorFromEvent, errorFromResponse } from '../src/errors.ts'
@@ -36,6 +37,7 @@ const classes: Record<ErrorCode, new (message: string) => CodeboxError> = {
   Timeout: TimeoutError,
   SandboxFailure: SandboxFailureError,
   Unavailable: UnavailableError,
+  HostCapacity: HostCapacityError,
   Internal: InternalError,
 }
 

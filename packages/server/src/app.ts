@@ -13,6 +13,7 @@ import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
 import { sendError } from './http/errors.ts'
+import { HostCheck } from './http/host-check.ts'
 import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
 import { fileRoutes } from './routes/files.ts'
@@ -81,8 +82,20 @@ export async function buildApp(options: AppOptions): Promise<App> {
     return parseJsonBody(body.toString('utf8'))
   })
   app.decorateRequest('caller', null as never)
+  const hostCheck = new HostCheck({ boundHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins })
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id)
+    // Before any route and before authentication: a browser page must not reach an open server.
+    try {
+      hostCheck.check(request.headers)
+    } catch (e) {
+      // A refused WebSocket upgrade owns its socket: it is closed once the 403 is out.
+      if (request.headers.upgrade !== undefined) {
+        void reply.header('connection', 'close')
+        reply.raw.once('finish', () => request.raw.socket.end())
+      }
+      throw e
+    }
     if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined) {
       request.caller = auth.authenticate(request.headers.authorization)
     }

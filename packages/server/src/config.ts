@@ -6,6 +6,7 @@
 import path from 'node:path'
 import { validationError } from '@codebox/core'
 import { intVar, loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
+import { normalizeOrigin } from './http/host-check.ts'
 
 export interface QuotaDefaults {
   /** `CODEBOX_TENANT_MAX_SESSIONS`: sessions a tenant may have running at once. Default 50. */
@@ -36,6 +37,13 @@ export interface ServerConfig {
   agentCoreHoldMs: number
   /** `CODEBOX_MCP_IDLE_MS`: an MCP connection at /mcp without requests for this long is closed and its session stopped. Default 15 min. */
   mcpIdleMs: number
+  /**
+   * `CODEBOX_ALLOWED_HOSTS`: comma list of further Host names the server answers to (loopback
+   * names and the bound address always are): `name` (any port), `name:port` or `*.domain`.
+   */
+  allowedHosts: readonly string[]
+  /** `CODEBOX_ALLOWED_ORIGINS`: comma list of origins (`https://ide.example.com`) whose pages may call the server, besides its own. */
+  allowedOrigins: readonly string[]
   /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
   logLevel: string
   quotas: QuotaDefaults
@@ -62,6 +70,8 @@ export function loadServerConfig(
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     agentCoreHoldMs: intVar(env, 'CODEBOX_AGENTCORE_HOLD_MS', 20_000, 0, 3_600_000),
     mcpIdleMs: intVar(env, 'CODEBOX_MCP_IDLE_MS', 15 * 60_000, 1000, 7 * 24 * 3_600_000),
+    allowedHosts: Object.freeze(listVar(env, 'CODEBOX_ALLOWED_HOSTS').map((h) => checkHostEntry(h))),
+    allowedOrigins: Object.freeze(listVar(env, 'CODEBOX_ALLOWED_ORIGINS').map((o) => checkOriginEntry(o))),
     logLevel,
     quotas: Object.freeze({
       maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),
@@ -75,4 +85,23 @@ export function loadServerConfig(
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1'
+}
+
+const listVar = (env: Record<string, string | undefined>, name: string): string[] =>
+  (env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+
+function checkHostEntry(entry: string): string {
+  if (!/^(\*\.)?([0-9a-z_-]+\.)*[0-9a-z_-]+(:\d{1,5})?$|^\[[0-9a-f:.]+\](:\d{1,5})?$/i.test(entry)) {
+    throw validationError('CODEBOX_ALLOWED_HOSTS', `${JSON.stringify(entry)} is not a host name, name:port or *.domain`)
+  }
+  return entry.toLowerCase()
+}
+
+function checkOriginEntry(entry: string): string {
+  const origin = normalizeOrigin(entry)
+  if (!origin) throw validationError('CODEBOX_ALLOWED_ORIGINS', `${JSON.stringify(entry)} is not an origin such as https://ide.example.com`)
+  return origin
 }

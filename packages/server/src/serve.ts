@@ -26,6 +26,12 @@ export interface RunningServer extends App {
 export interface StartServerOptions {
   logger?: FastifyBaseLogger
   version?: string
+  /**
+   * Default true: while the server runs, an uncaught exception or unhandled rejection anywhere in
+   * the process is logged and the server keeps serving, instead of the process exiting and
+   * ending every tenant's sessions with it.
+   */
+  lastResort?: boolean
 }
 
 export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
@@ -55,6 +61,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const host = config.host.includes(':') ? `[${config.host}]` : config.host
     const s = store
     const e = engine
+    const removeLastResort = options.lastResort === false ? () => {} : installLastResort(app.app.log)
     let closing: Promise<void> | undefined
     return {
       ...app,
@@ -68,6 +75,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
           await e.close()
           s.close()
           unlock()
+          removeLastResort()
         })()),
     }
   } catch (err) {
@@ -75,6 +83,22 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     store?.close()
     unlock()
     throw err
+  }
+}
+
+/**
+ * The last-resort handlers: a fault that escaped every other handler (a bug, or a sandbox value
+ * that reached a listener unguarded) is logged with its stack, and the server keeps serving.
+ * Returns the function that removes them.
+ */
+function installLastResort(log: FastifyBaseLogger): () => void {
+  const onException = (err: Error, origin: string): void => log.error({ err, origin }, 'uncaught exception; the server keeps serving')
+  const onRejection = (reason: unknown): void => log.error({ err: reason }, 'unhandled promise rejection; the server keeps serving')
+  process.on('uncaughtException', onException)
+  process.on('unhandledRejection', onRejection)
+  return () => {
+    process.off('uncaughtException', onException)
+    process.off('unhandledRejection', onRejection)
   }
 }
 

@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-bedrock-agentcore-control'
 import { EventStreamCodec } from '@smithy/eventstream-codec'
 import { fromUtf8, toUtf8 } from '@smithy/util-utf8'
-import { testServer, type TestServer } from './fixtures.ts'
+import { invoke as nativeInvoke, startSession, testServer, type LogRecord, type TestServer } from './fixtures.ts'
 
 const region = 'us-west-2'
 const anyCredentials = { accessKeyId: 'AKIAOPENSERVER000000', secretAccessKey: 'unused-on-an-open-server' }
@@ -326,6 +326,37 @@ describe('AgentCore invoke timing', () => {
   })
 })
 
+describe('AgentCore answers once', () => {
+  test('an invoke (held, streamed, failed) and a native SSE invoke log no FST_ERR_REP_ALREADY_SENT or other warning', async (t) => {
+    const logs: LogRecord[] = []
+    const server = await testServer(t, { logs, env: { CODEBOX_AGENTCORE_HOLD_MS: '100' } })
+    const { data } = clients(server)
+    const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
+    const quick = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print(1)' } })
+    assert.equal(quick.structuredContent?.stdout, '1\n')
+    // Past the hold: the headers go out before the result.
+    const slow = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'import time; time.sleep(0.5)' } })
+    assert.equal(slow.isError, false)
+    await assert.rejects(data.send(new InvokeCodeInterpreterCommand({ codeInterpreterIdentifier: builtIn, sessionId, name: 'noSuchTool' as never })), {
+      name: 'ValidationException',
+    })
+    const native = await startSession(server)
+    const sse = await server.call('POST', `/v1/sessions/${native}/invoke`, {
+      json: { name: 'executeCode', arguments: { code: 'print(2)' } },
+      headers: { accept: 'text/event-stream' },
+    })
+    assert.match(await sse.text(), /event: result/)
+    assert.equal((await nativeInvoke(server, native, 'executeCode', { code: 'print(3)' })).status, 200)
+    await data.send(new StopCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
+    // The response logs come after the body: wait for all eight requests' "request completed".
+    const deadline = Date.now() + 5000
+    while (logs.filter((l) => l.msg === 'request completed').length < 8 && Date.now() < deadline) await new Promise((r) => setImmediate(r))
+    const text = JSON.stringify(logs.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal'))
+    assert.doesNotMatch(JSON.stringify(logs), /ALREADY_SENT|already sent/i)
+    assert.equal(text, '[]')
+  })
+})
+
 describe('AgentCore bad input over raw HTTP', () => {
   test('answered with the AWS error shape, and nothing else changes', async (t) => {
     const server = await testServer(t)
@@ -392,7 +423,12 @@ describe('AgentCore control plane through the AWS SDK', () => {
     const server = await testServer(t)
     const { data, control } = clients(server)
     const created = await control.send(
-      new CreateCodeInterpreterCommand({ name: 'analysis_env', description: 'for tests', networkConfiguration: { networkMode: 'SANDBOX' } }),
+      new CreateCodeInterpreterCommand({
+        name: 'analysis_env',
+        description: 'for tests',
+        executionRoleArn: 'arn:aws:iam::123456789012:role/AgentCoreCodeInterpreter',
+        networkConfiguration: { networkMode: 'SANDBOX' },
+      }),
     )
     assert.match(created.codeInterpreterId!, /^analysis_env-[0-9a-zA-Z]{10}$/)
     assert.equal(created.status, 'READY')
@@ -401,6 +437,8 @@ describe('AgentCore control plane through the AWS SDK', () => {
     const got = await control.send(new GetCodeInterpreterCommand({ codeInterpreterId: id }))
     assert.equal(got.name, 'analysis_env')
     assert.equal(got.description, 'for tests')
+    assert.equal(got.executionRoleArn, 'arn:aws:iam::123456789012:role/AgentCoreCodeInterpreter')
+    assert.equal((await control.send(new GetCodeInterpreterCommand({ codeInterpreterId: builtIn }))).executionRoleArn, undefined)
     assert.deepEqual(got.networkConfiguration, { networkMode: 'SANDBOX' })
     assert.ok(got.createdAt instanceof Date && got.lastUpdatedAt instanceof Date)
 

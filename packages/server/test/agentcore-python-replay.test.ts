@@ -21,7 +21,7 @@ import http from 'node:http'
 import { describe, test, type TestContext } from 'node:test'
 import { EventStreamCodec } from '@smithy/eventstream-codec'
 import { fromUtf8, toUtf8 } from '@smithy/util-utf8'
-import { testServer, type TestServer } from './fixtures.ts'
+import { testServer, waitUntil, type TestServer } from './fixtures.ts'
 
 /** A response as Python sees it: a dict, indexed like Python indexes it. */
 type PyDict = Record<string, any>
@@ -716,7 +716,7 @@ describe('seed 000 workflows, replayed as the Python clients send them', () => {
 
 describe('errors as botocore raises them', () => {
   test('unknown tool, unknown interpreter, session stopped mid-cell, wrong secret; session credentials are signed', async (t) => {
-    const { py } = await pythonAgainst(t)
+    const { server, py } = await pythonAgainst(t)
     const client = new CodeInterpreter('us-west-2', py)
     await client.start()
     const unknownTool = await rejects(client.invoke('executeCodez', { code: '1' }))
@@ -738,7 +738,7 @@ describe('errors as botocore raises them', () => {
     // CODEBOX_AGENTCORE_HOLD_MS, 20 s), so the failure is still an HTTP error: botocore raises ClientError from the invoke.
     await events(await client.invoke('executeCode', { code: 'import time' })) // the kernel is up before the race below
     const running = client.invoke('executeCode', { code: 'print("early", flush=True)\ntime.sleep(30)' })
-    await new Promise((resolve) => setTimeout(resolve, 1000))
+    await waitUntil(() => server.engine.list().some((s) => s.active > 0), 'the cell to run')
     const otherThread = new CodeInterpreter('us-west-2', py).dataPlaneClient
     await otherThread.call('StopCodeInterpreterSession', { codeInterpreterIdentifier: builtIn, sessionId: client.sessionId })
     const stopped = await rejects(running.then(events))

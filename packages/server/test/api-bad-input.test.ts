@@ -88,7 +88,7 @@ test('a 2 GB upload is refused by its Content-Length before a byte is read, and 
   const id = await startSession(s)
   const r = await raw(
     s,
-    `PUT /v1/sessions/${id}/files/huge.bin HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 2147483648`,
+    `PUT /v1/sessions/${id}/files/huge.bin HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 2147483648`,
     'x'.repeat(1000),
   )
   assert.match(r.text, /^HTTP\/1\.1 413 /)
@@ -118,12 +118,16 @@ test('a chunked upload that grows past the cap is cut off with 413 and leaves no
 test('a client that never finishes its body gets 408 with the error shape; others are served meanwhile', async (t) => {
   const s = await testServer(t, { env: { CODEBOX_BODY_IDLE_TIMEOUT_MS: '700' } })
   const id = await startSession(s)
-  const slowJson = raw(s, `POST /v1/sessions/${id}/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000`, '{"name": "execu')
-  const slowUpload = raw(s, `PUT /v1/sessions/${id}/files/slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000`, 'abc')
+  const slowJson = raw(
+    s,
+    `POST /v1/sessions/${id}/invoke HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000`,
+    '{"name": "execu',
+  )
+  const slowUpload = raw(s, `PUT /v1/sessions/${id}/files/slow.bin HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000`, 'abc')
   const other = await expectJson<{ structuredContent: { stdout: string } }>(invoke(s, id, 'executeCode', { code: 'print("served")' }), 200)
   assert.equal(other.structuredContent.stdout, 'served\n')
   // A body of a type no route takes is refused at once, stalled or not.
-  const slowText = await raw(s, `POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000`, 'abc', 3000)
+  const slowText = await raw(s, `POST /v1/sessions HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1000`, 'abc', 3000)
   assert.match(slowText.text, /^HTTP\/1\.1 400 [\s\S]*content-type/)
   for (const r of [await slowJson, await slowUpload]) {
     assert.match(r.text, /^HTTP\/1\.1 408 /, r.text)

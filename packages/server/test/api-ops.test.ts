@@ -1,7 +1,7 @@
 /** Operations: /ping in the AgentCore form, Prometheus /metrics, request ids, the OpenAPI document and its page. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { expectJson, invoke, startSession, testServer } from './fixtures.ts'
+import { expectJson, invoke, startSession, testServer, waitUntil } from './fixtures.ts'
 
 test('/ping answers Healthy, and HealthyBusy while a call runs', async (t) => {
   const s = await testServer(t)
@@ -10,8 +10,7 @@ test('/ping answers Healthy, and HealthyBusy while a call runs', async (t) => {
   assert.ok(Math.abs(ping.time_of_last_update - Date.now() / 1000) < 60)
   const id = await startSession(s)
   const running = invoke(s, id, 'executeCommand', { command: 'sleep 1' })
-  await new Promise((r) => setTimeout(r, 300))
-  assert.equal((await expectJson<{ status: string }>(s.call('GET', '/ping'), 200)).status, 'HealthyBusy')
+  await waitUntil(async () => (await expectJson<{ status: string }>(s.call('GET', '/ping'), 200)).status === 'HealthyBusy', '/ping to say HealthyBusy')
   await expectJson(running, 200)
   assert.equal((await expectJson<{ status: string }>(s.call('GET', '/ping'), 200)).status, 'Healthy')
 })

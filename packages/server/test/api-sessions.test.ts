@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { test } from 'node:test'
-import { expectError, expectJson, invoke, startSession, testServer } from './fixtures.ts'
+import { expectError, expectJson, invoke, startSession, testServer, waitUntil } from './fixtures.ts'
 
 type Info = {
   sessionId: string
@@ -168,7 +168,8 @@ test('a client that disconnects mid-call cancels it: the session stays usable', 
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ name: 'executeCode', arguments: { code: 'import time; time.sleep(20)' } }),
   })
-  await new Promise((r) => setTimeout(r, 300))
+  // Both calls are running before the client goes away.
+  await waitUntil(() => s.engine.list().some((x) => x.active >= 2), 'both calls to run')
   abort.abort()
   await assert.rejects(res)
   const startedAt = performance.now()
@@ -203,10 +204,40 @@ test('the WebSocket carries the same events, and a cancel message stops a call',
   assert.equal(c1.map((m) => m.event?.text ?? '').join(''), 'a\nb\n')
   assert.equal(c1.at(-1)!.event!.result!.structuredContent.stdout, 'a\nb\n')
 
-  ws.send(JSON.stringify({ type: 'invoke', id: 'c2', sessionId: id, name: 'executeCode', arguments: { code: 'import time; time.sleep(30)' } }))
-  await new Promise((r) => setTimeout(r, 300))
+  // Cancelled once it is running (its first output arrived), it ends long before its 30 s sleep.
+  const sent = performance.now()
+  ws.send(
+    JSON.stringify({
+      type: 'invoke',
+      id: 'c2',
+      sessionId: id,
+      name: 'executeCode',
+      arguments: { code: 'import time\nprint("running", flush=True)\ntime.sleep(30)\nprint("not cancelled")' },
+    }),
+  )
+  await until(() => messages.some((m) => m.id === 'c2' && m.event?.text === 'running\n'))
   ws.send(JSON.stringify({ type: 'cancel', id: 'c2' }))
   await until(() => messages.some((m) => m.id === 'c2' && (m.event?.type === 'result' || m.type === 'error')))
+  const elapsedMs = performance.now() - sent
+  const c2 = messages.filter((m) => m.id === 'c2')
+  const cancelled = c2.at(-1)!.event?.result
+  assert.ok(cancelled, `c2 ends with a result: ${JSON.stringify(c2)}`)
+  assert.ok(elapsedMs < 15_000, `the cancelled call took ${elapsedMs} ms`)
+  assert.equal(cancelled.isError, true)
+  assert.match(cancelled.structuredContent.stderr, /the call was cancelled/)
+  assert.equal(cancelled.structuredContent.stdout, 'running\n')
+  // The session still answers, and nothing of the cancelled cell runs on.
+  ws.send(
+    JSON.stringify({
+      type: 'invoke',
+      id: 'c4',
+      sessionId: id,
+      name: 'executeCommand',
+      arguments: { command: 'echo after; ps -eo args | grep -c "[t]ime.sleep(30)" || true' },
+    }),
+  )
+  await until(() => messages.some((m) => m.id === 'c4' && m.event?.type === 'result'))
+  assert.equal(messages.find((m) => m.id === 'c4' && m.event?.type === 'result')!.event!.result!.structuredContent.stdout, 'after\n0\n')
   ws.send(JSON.stringify({ type: 'invoke', id: 'c3', sessionId: id, name: 'nope' }))
   ws.send('{not json')
   await until(() => messages.filter((m) => m.type === 'error').length >= 2)

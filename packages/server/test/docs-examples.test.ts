@@ -56,7 +56,11 @@ test('every curl example of docs/api.md runs and answers in the documented shape
   const list = examples()
   assert.ok(list.length >= 20, `docs/api.md has ${list.length} shell examples`)
   // One bash runs them all; each example's output ends with a marker line so they can be split.
-  const script = list.map((e, i) => `${e.sh.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)}\necho; echo "@@example ${i} exit $?"`).join('\n')
+  // errexit and pipefail: a command that fails anywhere in an example (not only its last) stops
+  // the script, and the missing markers name the example.
+  const script = ['set -eo pipefail', ...list.map((e, i) => `${e.sh.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`)}\necho; echo "@@example ${i} ok"`)].join(
+    '\n',
+  )
   // Not spawnSync: the server runs in this process and must keep answering.
   const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn('bash', ['-c', script], { cwd: fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-doc-')), timeout: 120_000 })
@@ -66,8 +70,14 @@ test('every curl example of docs/api.md runs and answers in the documented shape
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     child.on('close', (status) => resolve({ status, stdout, stderr }))
   })
-  assert.equal(r.status, 0, r.stderr)
-  const outputs = r.stdout.split(/^@@example \d+ exit \d+$/m)
+  const done = [...r.stdout.matchAll(/^@@example (\d+) ok$/gm)].length
+  if (r.status !== 0 || done !== list.length) {
+    const failed = list[done]
+    assert.fail(
+      `example ${done + 1} of docs/api.md failed (bash exit ${r.status}):\n${failed?.sh ?? ''}\n--- stderr:\n${r.stderr.slice(-1500)}\n--- stdout:\n${r.stdout.slice(-1500)}`,
+    )
+  }
+  const outputs = r.stdout.split(/^@@example \d+ ok$/m)
   let checked = 0
   for (const [i, e] of list.entries()) {
     const out = outputs[i]!.trim()

@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { TestContext } from 'node:test'
+import type { FastifyBaseLogger } from 'fastify'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
 import { buildApp, loadServerConfig, startServer, Store, type App, type RunningServer } from '@codebox/server'
 
@@ -24,14 +25,15 @@ export interface TestServer extends App {
 
 export async function testServer(
   t: TestContext | undefined,
-  options: { env?: Record<string, string>; loopbackOnly?: boolean; poolSize?: number } = {},
+  options: { env?: Record<string, string>; loopbackOnly?: boolean; poolSize?: number; logs?: LogRecord[] } = {},
 ): Promise<TestServer> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-server-test-'))
   const config = loadServerConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', ...options.env })
   const store = Store.open(':memory:')
   let app: App | undefined
   const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
-  app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true })
+  const logger = options.logs ? captureLogger(options.logs) : undefined
+  app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true, ...(logger ? { logger } : {}) })
   await app.app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.app.server.address() as { port: number }
   const url = `http://127.0.0.1:${address.port}`
@@ -56,6 +58,49 @@ export async function testServer(
       body: o.json !== undefined ? JSON.stringify(o.json) : o.body,
     })
   return { ...app, url, store, engine, call, close }
+}
+
+/** One log line the server wrote: its level name, the message and the merged bindings and object. */
+export interface LogRecord {
+  level: string
+  msg: string
+  [key: string]: unknown
+}
+
+/** A Fastify logger (pino's interface) that appends every record at debug level and up to `into`. */
+export function captureLogger(into: LogRecord[], bindings: Record<string, unknown> = {}): FastifyBaseLogger {
+  const at =
+    (level: string) =>
+    (obj?: unknown, msg?: unknown): void => {
+      const fields: Record<string, unknown> = {}
+      // Only what a test reads: primitives, and an error's code and message (requests and replies are circular).
+      for (const [k, v] of Object.entries(typeof obj === 'object' && obj !== null ? obj : {})) {
+        if (v instanceof Error) fields[k] = { code: (v as { code?: unknown }).code, message: v.message }
+        else if (v === null || typeof v !== 'object') fields[k] = v
+      }
+      const text = typeof obj === 'string' ? obj : typeof msg === 'string' ? msg : ''
+      into.push({ ...bindings, ...fields, level, msg: text })
+    }
+  return {
+    level: 'debug',
+    fatal: at('fatal'),
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    trace: () => {},
+    silent: () => {},
+    child: (more: Record<string, unknown>) => captureLogger(into, { ...bindings, ...more }),
+  } as unknown as FastifyBaseLogger
+}
+
+/** Resolves once `pred` holds (checked every 20 ms); fails naming `what` after `timeoutMs`. Not a fixed sleep. */
+export async function waitUntil(pred: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
 }
 
 /** The JSON body of a response, after checking its status (the body is in the failure message). */

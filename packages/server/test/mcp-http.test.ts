@@ -15,7 +15,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import type { RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
-import { realServer } from './fixtures.ts'
+import { realServer, waitUntil } from './fixtures.ts'
 
 type Result = CallToolResult & { structuredContent?: { sessionId?: string; stdout?: string; taskId?: string; taskStatus?: string } }
 
@@ -168,8 +168,13 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
 
     const abort = new AbortController()
     const started = performance.now()
-    const cancelled = call(client, 'execute_code', { code: 'import time\ntime.sleep(30)' }, { signal: abort.signal })
-    setTimeout(() => abort.abort(), 500)
+    // Cancelled once it runs: its first output arrives as a progress notification.
+    const cancelled = call(
+      client,
+      'execute_code',
+      { code: 'import time\nprint("running", flush=True)\ntime.sleep(30)' },
+      { signal: abort.signal, onprogress: () => abort.abort() },
+    )
     await assert.rejects(cancelled, /abort/i)
     const next = await call(client, 'execute_command', { command: 'ps -eo args | grep -c "[t]ime.sleep(30)" || true' })
     assert.equal(text(next).trim(), '0', 'the cancelled cell is not running')
@@ -248,9 +253,11 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     })
       .then((r) => r.body?.getReader().read())
       .catch(() => undefined)
-    setTimeout(() => gone.abort(), 500)
+    await waitUntil(() => server!.engine.list().some((s) => s.active > 0), 'the cell to run')
+    gone.abort()
     await request
-    await new Promise((r) => setTimeout(r, 300))
+    // The abandoned cell is interrupted, not left to run its 30 s.
+    await waitUntil(() => server!.engine.list().every((s) => s.active === 0), 'the abandoned cell to stop', 5000)
     const started = performance.now()
     assert.equal(text(await call(client, 'execute_code', { code: 'print("free")' })), 'free\n')
     assert.ok(performance.now() - started < 5000, 'the session was not kept busy by the abandoned cell')

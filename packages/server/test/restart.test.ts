@@ -13,8 +13,8 @@ import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 
 const child = path.join(import.meta.dirname, 'serve-child.ts')
 
-async function serve(stateDir: string, driver: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', child], {
+async function serve(stateDir: string, driver: string, args: string[] = []): Promise<{ proc: ChildProcess; url: string; output: () => string }> {
+  const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', child, ...args], {
     env: { ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_DRIVER: driver, CODEBOX_POOL_SIZE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -29,7 +29,7 @@ async function serve(stateDir: string, driver: string): Promise<{ proc: ChildPro
     })
     proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${err}`)))
   })
-  return { proc, url }
+  return { proc, url, output: () => out + err }
 }
 
 /** Every process below `pid`, found through /proc. */
@@ -96,4 +96,38 @@ test('a SIGKILLed server leaves no sandbox behind; the next one reconciles its s
     audit.items.map((e) => `${e.action}:${e.outcome}`),
     ['startSession:ok', 'executeCommand:ok', 'executeCommand:rejected'],
   )
+})
+
+test('an uncaught exception from a timer and an unhandled rejection are logged, and the server keeps serving', async (t) => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-faults-'))
+  t.after(() => fs.rmSync(stateDir, { recursive: true, force: true }))
+  const server = await serve(stateDir, 'fake', ['--faults'])
+  let exited: number | null | undefined
+  server.proc.on('exit', (code) => (exited = code))
+  t.after(() => server.proc.kill('SIGKILL'))
+  // Both faults went off (the child prints this after them), or the process died of the first.
+  await new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      if (server.output().includes('faults raised')) resolve()
+    }
+    server.proc.stdout!.on('data', check)
+    server.proc.on('exit', (code) => reject(new Error(`the server died of the fault (exit ${code}): ${server.output().slice(-2000)}`)))
+    check()
+  })
+  assert.equal(exited, undefined)
+  const post = (p: string, body: unknown): Promise<Response> =>
+    fetch(server.url + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const started = await post('/v1/sessions', {})
+  assert.equal(started.status, 201)
+  const { sessionId } = (await started.json()) as { sessionId: string }
+  const r = await post(`/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'print(6 * 7)' } })
+  assert.equal(((await r.json()) as { structuredContent: { stdout: string } }).structuredContent.stdout, '42\n')
+  const log = server.output()
+  assert.match(log, /uncaught exception; the server keeps serving/)
+  assert.match(log, /deliberate fault from a timer/)
+  assert.match(log, /unhandled promise rejection; the server keeps serving/)
+  assert.match(log, /deliberate unhandled rejection/)
+  const exit = new Promise<number | null>((resolve) => server.proc.on('exit', resolve))
+  server.proc.kill('SIGTERM')
+  assert.equal(await exit, 0)
 })

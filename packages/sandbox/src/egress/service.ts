@@ -1,10 +1,11 @@
 /**
  * The egress service: opens one proxy listener per session, on a unix socket of its own (so the
- * listener knows whose policy applies), in a root-owned 0711 directory; the socket itself is
- * 0666 so the sandbox's unprivileged uid can connect once the driver binds it into the sandbox.
+ * listener knows whose policy applies), in a root-owned 0711 directory; the socket is made 0600,
+ * and the driver hands it to the sandbox's uid alone (chown) before binding it into the sandbox.
  * Counts decisions and reports denials for logs and metrics.
  */
-import { mkdir, chmod, lstat, rm } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { mkdir, chmod, lstat, readdir, rm } from 'node:fs/promises'
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -71,6 +72,7 @@ export class EgressService {
   private readonly totals: EgressCounters = { allowed: 0, denied: 0 }
   private readonly options: EgressServiceOptions
   private readonly listeners = new Set<EgressListener>()
+  private swept: Promise<void> | undefined
 
   constructor(options: EgressServiceOptions = {}) {
     this.options = options
@@ -131,7 +133,7 @@ export class EgressService {
         proxy.server.listen(socketPath, () => resolve())
       })
       proxy.server.on('error', () => {})
-      await chmod(socketPath, 0o666)
+      await chmod(socketPath, 0o600)
     } catch (e) {
       listener.close()
       throw new CodeboxError('SandboxFailure', `cannot open the egress socket ${socketPath}: ${(e as Error).message}`, { cause: e })
@@ -153,5 +155,28 @@ export class EgressService {
       throw new CodeboxError('Unavailable', `${this.socketDir} must be a directory owned by the server's user and writable by it alone`)
     }
     await chmod(this.socketDir, 0o711)
+    this.swept ??= this.sweepStale()
+    await this.swept
+  }
+
+  /**
+   * Removes sockets a previous server left behind (it was killed): those nobody listens on. Other
+   * servers sharing the folder keep theirs, since theirs answer.
+   */
+  private async sweepStale(): Promise<void> {
+    const names = (await readdir(this.socketDir)).filter((n) => /^[A-Za-z0-9_-]{1,64}\.sock$/.test(n)).slice(0, 10_000)
+    await Promise.all(
+      names.map(async (name) => {
+        const file = path.join(this.socketDir, name)
+        if ([...this.listeners].some((l) => l.socketPath === file)) return
+        const refused = await new Promise<boolean>((resolve) => {
+          const c = connect(file)
+          c.setTimeout(1_000, () => (c.destroy(), resolve(false)))
+          c.once('connect', () => (c.destroy(), resolve(false)))
+          c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'))
+        })
+        if (refused) await rm(file, { force: true })
+      }),
+    )
   }
 }

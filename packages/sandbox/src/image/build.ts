@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
+import { addPackageManagers } from './package-managers.ts'
 import { recipeHash, type ImageRecipe } from './recipe.ts'
 
 export interface ImageInfo {
@@ -85,6 +86,11 @@ export async function buildImage({ stateDir, recipe, onProgress = () => {}, sign
       onProgress,
       signal,
     )
+    onProgress(recipe.npmDir ? `adding pip's configuration and npm ${recipe.npmVersion ?? 'unknown'}` : "adding pip's configuration")
+    await addPackageManagers(root, recipe.npmDir)
+    await runInImage(root, { HOME: '/tmp' }, ['/usr/local/bin/pip', '--version'], onProgress, signal)
+    if (recipe.npmDir) await runInImage(root, { HOME: '/tmp' }, ['/usr/local/bin/npm', '--version'], onProgress, signal)
+    for (const left of ['tmp/.npm', 'tmp/node-compile-cache']) await rm(path.join(root, left), { recursive: true, force: true })
     if (recipe.denoBinary) await addDeno(root, { binary: recipe.denoBinary, version: recipe.denoVersion ?? 'unknown' }, onProgress, signal)
     const info: ImageInfo = {
       hash,

@@ -12,6 +12,7 @@ import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { SessionManager } from '@codebox/sandbox'
+import { hostIa32Support } from '../driver-ia32.ts'
 import { bwrapManager, bwrapUnavailable, withSession } from '../fixtures.ts'
 import {
   C_GUARD,
@@ -502,9 +503,13 @@ int main(void) {
   return 0;
 }
 `)
+      const ia32 = hostIa32Support()
+      if (typeof ia32 === 'string') return t.skip(ia32)
       const c = await runC(s, bin)
       assert.equal(c.stdout, 'before\n')
-      assert.equal(c.exitCode, 128 + 31, `expected death by SIGSYS, got exit ${c.exitCode}: ${c.stderr}`)
+      // Without IA-32 emulation the kernel refuses int 0x80 itself (SIGSEGV) before seccomp runs.
+      const [signal, name] = ia32 ? [31, 'SIGSYS'] : [11, 'SIGSEGV (this kernel lacks IA-32 emulation)']
+      assert.equal(c.exitCode, 128 + signal, `expected death by ${name}, got exit ${c.exitCode}: ${c.stderr}`)
     })
   })
 
@@ -532,6 +537,8 @@ int main(void) {
       'CODEBOX_WORKSPACE',
       'CODEBOX_NODE',
       'CODEBOX_PYTHON',
+      'CODEBOX_KERNEL_CHANNEL', // the abstract socket name a kernel connects to for each cell
+      'PIP_BREAK_SYSTEM_PACKAGES', // pip installs into the workspace (the image is read-only)
       'PWD',
       'SHLVL',
       '_',
@@ -627,7 +634,9 @@ print(json.dumps({'own': sorted(own), 'fds': fds}))`,
         )
         const ownNumbers = r.own.map((l) => l.split(' ')[0]).filter((n) => n !== '3') // 3: the listing's own dir fd
         assert.deepEqual(ownNumbers, ['0', '1', '2'], JSON.stringify(r.own))
-        assert.ok(Object.keys(r.fds).length >= 3)
+        // The executor and the Python kernel are not dumpable, so their fds cannot be listed from a
+        // cell (executor-reach.test.ts); what can be listed must hold only the sandbox's own files.
+        assert.ok(Object.keys(r.fds).length >= 1, JSON.stringify(r.fds))
         for (const [proc, targets] of Object.entries(r.fds)) {
           for (const [n, target] of Object.entries(targets)) {
             assert.ok(!target.includes(path.basename(canary)) && !target.includes(dir), `${proc} fd ${n} reaches the host canary: ${target}`)

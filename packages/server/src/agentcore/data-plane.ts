@@ -114,7 +114,7 @@ export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: Se
         { signal: abort.signal, requestId: request.id },
       )
       await sendResultStream(request, reply, sessionId, result, holdMs)
-      return reply
+      return undefined
     },
   )
 }

@@ -40,6 +40,8 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   Timeout: 'InternalServerException',
   SandboxFailure: 'InternalServerException',
   Unavailable: 'InternalServerException',
+  // Not a 5xx: botocore would retry it blindly against a machine that has no room.
+  HostCapacity: 'ServiceQuotaExceededException',
   Internal: 'InternalServerException',
 }
 

@@ -62,6 +62,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
       limits,
       network,
       tags: body.tags ?? {},
+      ...(body.executionRoleArn ? { executionRoleArn: body.executionRoleArn } : {}),
       ...(body.clientToken ? { clientToken: body.clientToken } : {}),
     })
     if (created.name !== body.name) {
@@ -74,6 +75,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
     const r = resolveInterpreter(store, caller, identifier)
     return {
       ...summary(r, caller, region),
+      ...(r.executionRoleArn ? { executionRoleArn: r.executionRoleArn } : {}),
       networkConfiguration: {
         networkMode: r.network.mode,
         ...(r.network.vpcConfig ? { vpcConfig: r.network.vpcConfig } : {}),

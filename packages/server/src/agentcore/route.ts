@@ -34,6 +34,7 @@ export interface AwsRouteInput<Q extends z.ZodType, B extends z.ZodType> {
 export function awsRoute<Q extends z.ZodType, B extends z.ZodType>(
   app: FastifyInstance,
   spec: AwsRouteSpec<Q, B>,
+  /** Returns the JSON answer, or undefined after answering through `reply` itself. */
   handler: (input: AwsRouteInput<Q, B>) => Promise<unknown>,
 ): void {
   app.route({
@@ -46,7 +47,9 @@ export function awsRoute<Q extends z.ZodType, B extends z.ZodType>(
       const query = spec.query ? parseWire(spec.query, request.query ?? {}, '') : {}
       const body = spec.body ? parseWire(spec.body, request.body ?? {}, '') : undefined
       const result = await handler({ caller: request.caller, identifier, region: request.awsRegion, query, body, request, reply } as AwsRouteInput<Q, B>)
-      if (result === reply) return reply
+      // A handler that answered itself (hijacked the reply and streamed) must not be answered twice.
+      // It returns undefined: a returned FastifyReply would be awaited as a thenable, never seen here.
+      if (reply.sent || reply.raw.headersSent) return
       return reply.code(spec.status ?? 200).send(result)
     },
   })

@@ -53,7 +53,7 @@ export function mcpRoutes(app: FastifyInstance, sessions: SessionService, option
     await Promise.all([...connections.keys()].map(close))
   })
 
-  const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+  const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const caller = request.caller
     const header = request.headers['mcp-session-id']
     const id = typeof header === 'string' ? header : undefined
@@ -89,13 +89,12 @@ export function mcpRoutes(app: FastifyInstance, sessions: SessionService, option
       await mcp.server.connect(transport)
       reply.hijack()
       await transport.handleRequest(request.raw, reply.raw, request.body)
-      return reply
+      return
     }
     connection.lastSeen = Date.now()
     cancelOnDisconnect(connection.transport, request, reply)
     reply.hijack()
     await connection.transport.handleRequest(request.raw, reply.raw, request.body)
-    return reply
   }
 
   app.post('/mcp', handle)

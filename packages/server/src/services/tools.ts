@@ -4,6 +4,8 @@
  * AgentCore API and MCP all invoke tools through here.
  */
 import {
+  CodeboxError,
+  isCodeboxError,
   parseWire,
   toolArgumentSchemas,
   toolNames,
@@ -85,17 +87,8 @@ export async function* runTool(session: Session, call: ToolCall, options: ToolCa
       }
       return yield* final(fileResult([{ type: 'text', text: `Wrote ${written.length} file(s): ${written.join(', ')}` }], started))
     }
-    case 'readFiles': {
-      const a = call.args
-      const blocks: ContentBlock[] = []
-      for (const path of a.paths) {
-        const { mimeType, stream } = await session.files.readStream(path, options)
-        const parts: Buffer[] = []
-        for await (const c of stream) parts.push(c)
-        blocks.push(resourceBlock(path, mimeType, Buffer.concat(parts)))
-      }
-      return yield* final(fileResult(blocks, started))
-    }
+    case 'readFiles':
+      return yield* final(fileResult(await readFiles(session, call.args.paths, options), started))
     case 'listFiles': {
       const a = call.args
       const entries = await session.files.list(a.directoryPath ?? a.path ?? '', options)
@@ -115,6 +108,34 @@ export async function* runTool(session: Session, call: ToolCall, options: ToolCa
       return yield* final(fileResult([{ type: 'text', text: `Removed ${a.paths.length} path(s): ${a.paths.join(', ')}` }], started))
     }
   }
+}
+
+/**
+ * The files of one readFiles call, together at most the session's file limit (100 MB by
+ * default): a path that would bring the total past it is a LimitExceeded naming that path.
+ */
+async function readFiles(session: Session, paths: readonly string[], options: ToolCallOptions): Promise<ContentBlock[]> {
+  const cap = session.limits.fileBytes
+  const blocks: ContentBlock[] = []
+  let total = 0
+  for (const path of paths) {
+    const { mimeType, stream } = await session.files.readStream(path, { signal: options.signal, maxBytes: cap - total }).catch((e: unknown) => {
+      if (!isCodeboxError(e) || e.code !== 'LimitExceeded' || e.details.size === undefined || total === 0) throw e
+      throw new CodeboxError(
+        'LimitExceeded',
+        `readFiles returns at most ${cap} bytes in all: ${path} (${String(e.details.size)} bytes) would bring the ${total} bytes of the paths before it past that; read it in a call of its own`,
+        {
+          details: { limit: cap, path, size: e.details.size, total },
+        },
+      )
+    })
+    const parts: Buffer[] = []
+    for await (const c of stream) parts.push(c)
+    const bytes = Buffer.concat(parts)
+    total += bytes.length
+    blocks.push(resourceBlock(path, mimeType, bytes))
+  }
+  return blocks
 }
 
 /** The language to run, from the raw arguments: AgentCore clients may send only `runtime`. */

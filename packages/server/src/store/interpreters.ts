@@ -35,6 +35,8 @@ export interface InterpreterRecord {
   limits: Partial<SessionLimits>
   network: InterpreterNetwork
   tags: Record<string, string>
+  /** AgentCore's `executionRoleArn`: kept and returned, not used (codebox has no IAM). */
+  executionRoleArn?: string
   status: InterpreterStatus
   createdAt: string
   lastUpdatedAt: string
@@ -48,6 +50,7 @@ export interface CreateInterpreterOptions {
   limits: Partial<SessionLimits>
   network?: InterpreterNetwork
   tags?: Record<string, string>
+  executionRoleArn?: string
   /** Idempotency token: creating again with the same token returns the first interpreter. */
   clientToken?: string
 }
@@ -64,6 +67,7 @@ interface InterpreterRow {
   limits: string
   network: string
   tags: string
+  execution_role_arn: string | null
   status: InterpreterStatus
   created_at: string
   last_updated_at: string
@@ -78,6 +82,7 @@ const toRecord = (r: InterpreterRow): InterpreterRecord => ({
   limits: JSON.parse(r.limits) as Partial<SessionLimits>,
   network: JSON.parse(r.network) as InterpreterNetwork,
   tags: JSON.parse(r.tags) as Record<string, string>,
+  ...opt('executionRoleArn', r.execution_role_arn),
   status: r.status,
   createdAt: r.created_at,
   lastUpdatedAt: r.last_updated_at,
@@ -100,8 +105,8 @@ export class InterpreterRepository {
       byName: db.prepare(`SELECT interpreter_id FROM interpreters WHERE tenant = ? AND name = ? AND status = 'READY'`),
       byToken: db.prepare(`SELECT * FROM interpreters WHERE tenant = ? AND client_token = ?`),
       insert: db.prepare(
-        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, tags, client_token, status, created_at, last_updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
+        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
       ),
       markDeleted: db.prepare(`UPDATE interpreters SET status = 'DELETED', last_updated_at = ? WHERE interpreter_id = ?`),
     }
@@ -144,6 +149,7 @@ export class InterpreterRepository {
           JSON.stringify(options.limits),
           JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
           JSON.stringify(options.tags ?? {}),
+          options.executionRoleArn ?? null,
           options.clientToken ?? null,
           now,
           now,

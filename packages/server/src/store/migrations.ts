@@ -119,6 +119,11 @@ export const migrations: readonly Migration[] = [
       CREATE UNIQUE INDEX interpreters_client_token ON interpreters (tenant, client_token) WHERE client_token IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    description: "AgentCore: an interpreter's executionRoleArn, kept to be returned by GetCodeInterpreter",
+    sql: `ALTER TABLE interpreters ADD COLUMN execution_role_arn TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

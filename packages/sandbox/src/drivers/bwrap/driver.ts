@@ -5,9 +5,10 @@
  *
  * Launch order (launch.sh): a root bash, in a mount namespace of its own (`unshare`), joins the
  * cgroups, closes every fd but the five it hands on, mounts the size- and inode-capped tmpfs for
- * /workspace, /tmp and /dev/shm there, sets rlimits, then `setpriv` drops to the sandbox's uid and
- * execs bwrap with an empty environment; bwrap reads its arguments and the seccomp program from
- * fds 4 and 3 (so neither shows in the sandbox's /proc/1/cmdline).
+ * /workspace, /tmp and /dev/shm there and the sandbox's own read-only overlay of the runtime
+ * (runtime.ts: the executor, copied into the state dir) over the image, sets rlimits, then
+ * `setpriv` drops to the sandbox's uid and execs bwrap with an empty environment; bwrap reads its
+ * arguments and the seccomp program from fds 4 and 3 (so neither shows in /proc/1/cmdline).
  *
  * Network `proxy` keeps the empty network namespace and binds the session's egress socket in
  * (network.ts); the executor's relay then serves it as an HTTP proxy on 127.0.0.1:3128.
@@ -20,15 +21,18 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
-import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
+import { boundedBuffer } from '../shared.ts'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
-import { networkSetup } from './network.ts'
+import { networkSetup, prepareNetwork } from './network.ts'
+import { installRuntime } from './runtime.ts'
 import { buildSeccompFilter } from './seccomp.ts'
 import { UidAllocator } from './uids.ts'
 
 export interface BwrapDriverOptions {
   /** Root filesystem of the image (a built image's path). */
   imagePath: string
+  /** Where the executor files sandboxes mount are installed. Default `<imagePath>/../../runtime` (the state dir's `runtime/`). */
+  runtimeDir?: string
   /** Path to bwrap. Default `bwrap` on PATH. */
   bwrap?: string
   /** cgroup layout to use; default: detected. `none` leaves only rlimits. */
@@ -42,11 +46,14 @@ const TMPFS_DIR = '/run/codebox/tmpfs'
 
 export class BwrapDriver implements SandboxDriver {
   readonly name = 'bwrap'
-  private readonly imagePath: string
+  /** The image's root on the host. */
+  readonly imagePath: string
   private readonly bwrap: string
   private readonly cgroupMode: CgroupMode
   private readonly uids: UidAllocator
   private readonly seccomp: Buffer
+  private readonly runtimeDir: string
+  private runtime: Promise<string> | undefined
 
   constructor(options: BwrapDriverOptions) {
     this.imagePath = options.imagePath
@@ -54,6 +61,16 @@ export class BwrapDriver implements SandboxDriver {
     this.cgroupMode = options.cgroups ?? detectCgroups()
     this.uids = options.uids ?? new UidAllocator()
     this.seccomp = buildSeccompFilter()
+    this.runtimeDir = path.resolve(options.runtimeDir ?? path.join(options.imagePath, '..', '..', 'runtime'))
+  }
+
+  /** The installed runtime's path (installed once per driver; a failure is retried next time). */
+  private runtimePath(): Promise<string> {
+    const p = (this.runtime ??= installRuntime(this.runtimeDir))
+    p.catch(() => {
+      if (this.runtime === p) this.runtime = undefined
+    })
+    return p
   }
 
   /** The cgroup layout in use; `none` means memory, CPU and pids rely on rlimits only. */
@@ -72,12 +89,14 @@ export class BwrapDriver implements SandboxDriver {
     } catch {
       throw new CodeboxError('Unavailable', `no sandbox image at ${this.imagePath}; run \`codebox image build\``)
     }
+    await this.runtimePath()
     // Start-up is when a previous server's leftovers (it was killed) can be found and removed.
     await sweepStaleCgroups(this.cgroupMode)
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
     const { limits } = spec
+    const runtime = await this.runtimePath()
     const uid = this.uids.allocate()
     let cgroups
     try {
@@ -87,9 +106,17 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const threads = String(Math.max(1, Math.ceil(limits.cpuCores)))
+    try {
+      await prepareNetwork(spec.network, uid)
+    } catch (e) {
+      await cgroups?.remove()
+      this.uids.release(uid)
+      throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to the sandbox: ${(e as Error).message}`, { cause: e })
+    }
     const network = networkSetup(spec.network)
     const env: Record<string, string> = {
-      PATH: '/usr/local/bin:/usr/bin:/bin',
+      // after the image's own: the commands that pip (--user) and npm (-g) install into the workspace
+      PATH: '/usr/local/bin:/usr/bin:/bin:/workspace/.local/bin:/workspace/.npm-global/bin',
       HOME: '/workspace',
       USER: 'sandbox',
       LANG: 'C.UTF-8',
@@ -101,6 +128,8 @@ export class BwrapDriver implements SandboxDriver {
       OPENBLAS_NUM_THREADS: threads,
       OMP_NUM_THREADS: threads,
       PYTHONDONTWRITEBYTECODE: '1',
+      // pip's PEP 668 refusal covers `pip uninstall` of the workspace's own packages too; the image is read-only anyway
+      PIP_BREAK_SYSTEM_PACKAGES: '1',
       CODEBOX_WORKSPACE: '/workspace',
       CODEBOX_NODE: '/usr/local/bin/node',
       CODEBOX_PYTHON: '/usr/bin/python3',
@@ -123,7 +152,7 @@ export class BwrapDriver implements SandboxDriver {
       '--clearenv',
       ...Object.entries(env).flatMap(([k, v]) => ['--setenv', k, v]),
       '--ro-bind',
-      this.imagePath,
+      `${TMPFS_DIR}/root`,
       '/',
       '--proc',
       '/proc',
@@ -141,12 +170,6 @@ export class BwrapDriver implements SandboxDriver {
       '--bind',
       `${TMPFS_DIR}/workspace`,
       '/workspace',
-      '--ro-bind',
-      executorDir,
-      '/opt/codebox/executor',
-      '--ro-bind',
-      path.join(hostNodeModules, 'acorn'),
-      '/opt/codebox/node_modules/acorn',
       ...network.args,
       '--seccomp',
       '3',
@@ -185,6 +208,8 @@ export class BwrapDriver implements SandboxDriver {
           CODEBOX_BWRAP: this.bwrap,
           CODEBOX_TMPFS_DIR: TMPFS_DIR,
           CODEBOX_TMPFS: tmpfs.map((t) => t.join(':')).join(' '),
+          CODEBOX_IMAGE: this.imagePath,
+          CODEBOX_RUNTIME: runtime,
         },
       },
     )

@@ -3,7 +3,8 @@
 # driver starts it under `unshare --mount --propagation private`); everything after `setpriv` runs
 # as the sandbox's own unprivileged uid with an empty environment.
 # Arguments: uid nofile nproc fsize-blocks cgroup.procs-files...
-# Environment: CODEBOX_BWRAP; CODEBOX_TMPFS_DIR; CODEBOX_TMPFS, tmpfs mounts as name:bytes:inodes:mode.
+# Environment: CODEBOX_BWRAP; CODEBOX_TMPFS_DIR; CODEBOX_TMPFS, tmpfs mounts as name:bytes:inodes:mode;
+# CODEBOX_IMAGE, the image's root; CODEBOX_RUNTIME, the executor tree laid over it (runtime.ts).
 # fd 3 carries the seccomp program and fd 4 bwrap's arguments; every other fd above 2 is closed.
 uid=$1; nofile=$2; nproc=$3; fsize=$4; shift 4
 for f in "$@"; do echo $$ > "$f" || exit 90; done
@@ -19,8 +20,18 @@ mkdir -p "$mnt" && mount -t tmpfs -o size=64k,nr_inodes=16,mode=0711,nosuid,node
 for spec in $CODEBOX_TMPFS; do
   IFS=: read -r name bytes inodes mode <<<"$spec"
   mkdir "$mnt/$name" || exit 92
-  mount -t tmpfs -o "size=$bytes,nr_inodes=$inodes,mode=$mode,uid=$uid,gid=$uid,nosuid,nodev" codebox "$mnt/$name" || exit 92
+  # chown, not uid=: mount options show in the sandbox's mountinfo, and would name the host uid.
+  mount -t tmpfs -o "size=$bytes,nr_inodes=$inodes,mode=$mode,nosuid,nodev" codebox "$mnt/$name" || exit 92
+  chown "$uid:$uid" "$mnt/$name" || exit 92
 done
+# The sandbox's / is an overlay of its own (read-only, no upper layer) of the runtime over the
+# image: its own inodes, so an inotify watch sees this sandbox's opens only, and relative layer
+# paths, so mountinfo shows neither the state dir nor the checkout. Root mounts it, so the sandbox
+# uid needs no way into either. The layer binds stay in this namespace only: bwrap's new root
+# leaves them behind.
+mkdir "$mnt/image" "$mnt/runtime" "$mnt/root" || exit 94
+mount --bind "$CODEBOX_IMAGE" "$mnt/image" && mount --bind "$CODEBOX_RUNTIME" "$mnt/runtime" || exit 94
+(cd "$mnt" && mount -t overlay -o ro,nosuid,nodev,lowerdir=runtime:image overlay "$mnt/root") || exit 94
 ulimit -n "$nofile" -u "$nproc" -c 0 -f "$fsize" || exit 91
 bwrap=$(type -P "$CODEBOX_BWRAP") || exit 93
 exec -c setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --no-new-privs -- "$bwrap" --args 4 -- /usr/bin/python3 -s -B /opt/codebox/executor/executor.py

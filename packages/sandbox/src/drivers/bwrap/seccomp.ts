@@ -5,7 +5,8 @@
  *
  * - any ABI other than x86_64 (i386 through `int 0x80`) kills the process;
  * - x32 calls, and every syscall not allowed, fail with EPERM (the `denyErrno` option);
- * - syscalls newer than the table fail with ENOSYS, and so does clone3, so libc falls back;
+ * - syscalls newer than the table fail with ENOSYS, and so do clone3 and native AIO (io_setup
+ *   and the rest), so libc and libaio fall back;
  * - clone, socket, socketpair, ioctl and personality are allowed only for harmless arguments.
  */
 import { ALLOWED_SYSCALLS, NEVER_ALLOWED, X86_64_SYSCALLS, type SyscallName } from './syscalls-x86_64.ts'
@@ -79,6 +80,14 @@ const ARG_RULES: Partial<Record<SyscallName, Rule>> = {
   socketpair: 'socket',
   ioctl: 'ioctl',
   personality: 'personality',
+  // Native AIO contexts come from one host-wide pool (fs.aio-max-nr) that a session could drain;
+  // glibc's POSIX aio uses threads, and libaio users fall back on ENOSYS.
+  io_setup: 'enosys',
+  io_destroy: 'enosys',
+  io_getevents: 'enosys',
+  io_submit: 'enosys',
+  io_cancel: 'enosys',
+  io_pgetevents: 'enosys',
 }
 
 /** The leaf for one rule; every leaf ends in RET, so leaves can be laid out anywhere. */

@@ -15,28 +15,39 @@ import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
 export interface FakeDriverOptions {
   /** Python used to run the executor. Default `/usr/bin/python3`. */
   python?: string
+  /**
+   * Script run in place of `executor.py`, with the same environment. For tests only: the
+   * hostile-sandbox suite runs a stand-in that writes malformed frames. Default: the real executor.
+   */
+  executorScript?: string
 }
 
 export class FakeDriver implements SandboxDriver {
   readonly name = 'fake'
   private readonly python: string
+  private readonly executorScript: string
 
   constructor(options: FakeDriverOptions = {}) {
     this.python = options.python ?? '/usr/bin/python3'
+    this.executorScript = options.executorScript ?? path.join(executorDir, 'executor.py')
   }
 
   async check(): Promise<void> {}
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
     const workspace = await mkdtemp(path.join(tmpdir(), `codebox-fake-${spec.id}-`))
-    const child = spawn(this.python, ['-s', path.join(executorDir, 'executor.py')], {
+    const child = spawn(this.python, ['-s', this.executorScript], {
       cwd: workspace,
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
-        PATH: '/usr/local/bin:/usr/bin:/bin',
+        PATH: `/usr/local/bin:/usr/bin:/bin:${workspace}/.local/bin`,
         LANG: 'C.UTF-8',
         HOME: workspace,
+        // the host's pip (if any) installs into the session's workspace (~/.local), never the host's Python
+        PIP_USER: '1',
+        PIP_BREAK_SYSTEM_PACKAGES: '1',
+        PIP_DISABLE_PIP_VERSION_CHECK: '1',
         MPLBACKEND: 'Agg',
         PYTHONDONTWRITEBYTECODE: '1',
         CODEBOX_WORKSPACE: workspace,

@@ -1,0 +1,76 @@
+"""The control channel between the executor and one kernel: one unix connection per cell.
+
+A kernel's cells are user code, and so is everything they start. An inherited pipe would let a
+process a cell leaves behind read later cells and answer for them. Instead the executor listens
+on an abstract unix socket of its own (the sandbox has its own network namespace, so the name is
+the sandbox's; nobody else can bind it while the executor lives) and accepts a connection only
+when SO_PEERCRED says its peer is the kernel's pid, which nobody can forge. A cell goes out on one
+connection, its displays and `done` come back on it, and the executor closes it when the cell
+ends: a copy a forked child kept is dead by then, and the kernel's next connection is new.
+Every fd here is close-on-exec. See docs/executor-protocol.md, "Executor ↔ kernel".
+"""
+
+import secrets
+import select
+import socket
+import struct
+import time
+
+_PEERCRED = struct.Struct("3i")
+
+
+class Listener:
+    """The executor's end: an abstract, close-on-exec listening socket for one kernel."""
+
+    def __init__(self):
+        self.name = "codebox-kernel-" + secrets.token_hex(12)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock.bind("\0" + self.name)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+
+    def accept(self, pid, deadline, stop):
+        """The next connection from process `pid`, as a Connection; the kernel makes it once it
+        is ready for a cell. Connections from any other process are closed unread. Returns None at
+        the deadline or when `stop()` is true (the kernel died, the call was cancelled)."""
+        while time.monotonic() < deadline and not stop():
+            try:
+                conn, _ = self.sock.accept()  # usually waiting already: the kernel connects as a cell ends
+            except BlockingIOError:
+                select.select([self.sock], [], [], max(0, min(deadline - time.monotonic(), 0.1)))
+                continue
+            conn.setblocking(True)
+            peer = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[0]
+            if peer == pid:
+                return Connection(conn)
+            conn.close()
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
+class Connection:
+    """One cell's connection to the kernel."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def send(self, data):
+        """Writes all of `data`; False when the kernel has gone (never raises SIGPIPE)."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.sock.send(view, socket.MSG_NOSIGNAL):]
+        except OSError:
+            return False
+        return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass

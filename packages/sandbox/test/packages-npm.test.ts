@@ -1,0 +1,93 @@
+/**
+ * npm in real bwrap sandboxes: a tarball in the workspace installs offline into
+ * /workspace/node_modules and the running Node kernel requires and imports it; a global install
+ * goes to the workspace's prefix and its command is on PATH; a session with egress installs from
+ * an npm registry on loopback through the proxy; without network npm fails within seconds and
+ * says why. Everything stays on loopback.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { EgressService, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
+import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
+import { makeNpmTarball, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
+
+const unavailable = await bwrapUnavailable()
+
+describe('npm in a sandbox without network (bwrap)', { skip: unavailable ?? false }, () => {
+  let m: SessionManager
+  let session: Session
+
+  before(async () => {
+    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    session = await m.start()
+  })
+  after(() => m?.close())
+
+  test('npm and npx run', async () => {
+    assert.match(await shOk(session, 'npm --version'), /^\d+\.\d+\.\d+\n$/)
+    assert.match(await shOk(session, 'npx --version'), /^\d+\.\d+\.\d+\n$/)
+  })
+
+  test('a tarball in the workspace installs offline and the running Node kernel requires and imports it', async () => {
+    const before = await session.runCode({ code: 'console.log(typeof require)', language: 'javascript' })
+    assert.equal(before.structuredContent.stdout, 'function\n')
+    const file = await makeNpmTarball(session, 'codebox-tiny', 42)
+    await shOk(session, `npm install ./${file}`)
+    const r = await session.runCode({
+      code: "const tiny = require('codebox-tiny')\nconst imported = await import('codebox-tiny')\nconsole.log(tiny.value, imported.default.value)",
+      language: 'javascript',
+    })
+    assert.equal(r.isError, false, r.structuredContent.stderr)
+    assert.equal(r.structuredContent.stdout, '42 42\n')
+  })
+
+  test('a global install goes to the workspace prefix and its command is on PATH', async () => {
+    const file = await makeNpmTarball(session, 'codebox-global', 7)
+    await shOk(session, `npm install -g ./${file}`)
+    assert.equal(await shOk(session, 'command -v codebox-global && codebox-global'), '/workspace/.npm-global/bin/codebox-global\ncodebox-global cli 7\n')
+  })
+
+  test('a package from the registry fails within seconds, saying the session has no network', async () => {
+    const started = Date.now()
+    const r = await session.commands.run('npm install codebox-not-installed-anywhere', { timeoutMs: 120_000 })
+    const seconds = (Date.now() - started) / 1000
+    assert.notEqual(r.structuredContent.exitCode, 0)
+    assert.ok(seconds < 20, `npm took ${seconds} s to fail`)
+    assert.match(r.structuredContent.stderr, /this session has no network/)
+  })
+})
+
+describe('npm through the egress proxy (bwrap)', { skip: unavailable ?? false }, () => {
+  const host = 'registry.codebox.test'
+  let registry: PackageServer
+  let m: SessionManager
+  let session: Session
+
+  before(async () => {
+    const offline = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    try {
+      const maker = await offline.start()
+      const file = await makeNpmTarball(maker, 'codebox-registered', 9)
+      registry = await packageServer({ tarballs: { [file]: { name: 'codebox-registered', version: '1.0.0', data: await maker.files.read(file) } } }, host)
+    } finally {
+      await offline.close()
+    }
+    const egress = new EgressService({
+      trusted: parseTrustedList(`127.0.0.1:${registry.port}`),
+      resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+    })
+    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
+    session = await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${registry.port}`] } })
+  })
+  after(async () => {
+    await m?.close()
+    registry?.server.close()
+  })
+
+  test('npm installs from a registry on loopback, and the Node kernel requires it', async () => {
+    await shOk(session, `npm install --registry http://${host}:${registry.port}/ codebox-registered`)
+    assert.ok(registry.requests.includes('/tarballs/codebox-registered-1.0.0.tgz'), `the tarball came from the registry: ${registry.requests.join(', ')}`)
+    const r = await session.runCode({ code: "console.log(require('codebox-registered').value)", language: 'javascript' })
+    assert.equal(r.structuredContent.stdout, '9\n', r.structuredContent.stderr)
+  })
+})

@@ -1,0 +1,123 @@
+/**
+ * pip in real bwrap sandboxes: `pip install pandas` (AWS's install_packages) finds it installed;
+ * a wheel in the workspace installs offline into ~/.local and the running kernel imports it at
+ * once; a session with egress installs from a PEP 503 index on loopback through the proxy; a
+ * session without network fails within seconds and says why. Everything stays on loopback.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { EgressService, FakeDriver, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
+import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
+import { makeWheel, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
+
+const unavailable = await bwrapUnavailable()
+
+describe('the Python kernel and the user site (fake driver)', () => {
+  test('a package put into ~/.local after the kernel started imports in the next cell', async () => {
+    const m = new SessionManager({ driver: new FakeDriver(), poolSize: 0 })
+    try {
+      const session = await m.start()
+      const missing = await session.runCode({ code: 'import codebox_late', language: 'python' })
+      assert.equal(missing.isError, true)
+      assert.match(missing.structuredContent.stderr, /ModuleNotFoundError: No module named 'codebox_late'/)
+      const site = (await shOk(session, 'python3 -c "import site; print(site.getusersitepackages())"')).trim()
+      await shOk(session, `mkdir -p ${site}/codebox_late && echo 'VALUE = 7' > ${site}/codebox_late/__init__.py`)
+      const r = await session.runCode({
+        code: 'import codebox_late, sys\nprint(codebox_late.VALUE, sys.path.index(codebox_late.__path__[0].rsplit("/", 1)[0]) >= 0)',
+        language: 'python',
+      })
+      assert.equal(r.structuredContent.stdout, '7 True\n', r.structuredContent.stderr)
+    } finally {
+      await m.close()
+    }
+  })
+})
+
+describe('pip in a sandbox without network (bwrap)', { skip: unavailable ?? false }, () => {
+  let m: SessionManager
+  let session: Session
+
+  before(async () => {
+    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    session = await m.start()
+  })
+  after(() => m?.close())
+
+  test('`pip install pandas` (what install_packages sends) succeeds: already satisfied', async () => {
+    const out = await shOk(session, 'pip install pandas')
+    assert.match(out, /Requirement already satisfied: pandas/)
+  })
+
+  test('a wheel in the workspace installs offline and the running kernel imports it at once', async () => {
+    // the kernel is running before ~/.local exists
+    const first = await session.runCode({ code: 'import os; print(os.path.exists(os.path.expanduser("~/.local")))', language: 'python' })
+    assert.equal(first.structuredContent.stdout, 'False\n')
+    const wheel = await makeWheel(session, 'codebox_tiny', 'from-a-wheel')
+    const out = await shOk(session, `pip install ./${wheel}`)
+    assert.match(out, /Successfully installed codebox[-_]tiny-1\.0/)
+    const r = await session.runCode({ code: 'import codebox_tiny\nprint(codebox_tiny.VALUE, codebox_tiny.__file__)', language: 'python' })
+    assert.equal(r.isError, false, r.structuredContent.stderr)
+    assert.equal(r.structuredContent.stdout, 'from-a-wheel /workspace/.local/lib/python3.11/site-packages/codebox_tiny/__init__.py\n')
+    // installed now: pip says so without looking for an index
+    assert.match(await shOk(session, 'pip install codebox_tiny'), /Requirement already satisfied: codebox[-_]tiny/)
+  })
+
+  test('pip uninstalls what it installed into the workspace; --target installs where it is told', async () => {
+    const wheel = await makeWheel(session, 'codebox_gone', 'x')
+    await shOk(session, `pip install ./${wheel}`)
+    assert.match(await shOk(session, 'pip uninstall -y codebox_gone'), /Successfully uninstalled codebox[-_]gone-1\.0/)
+    assert.equal(await shOk(session, `pip install -q --target /tmp/target ./${wheel} && ls /tmp/target`), 'codebox_gone\ncodebox_gone-1.0.dist-info\n')
+  })
+
+  test('a package that is not installed fails within seconds, saying the session has no network', async () => {
+    const started = Date.now()
+    const r = await session.commands.run('pip install codebox-not-installed-anywhere', { timeoutMs: 120_000 })
+    const seconds = (Date.now() - started) / 1000
+    assert.notEqual(r.structuredContent.exitCode, 0)
+    assert.ok(seconds < 20, `pip took ${seconds} s to fail`)
+    assert.match(r.structuredContent.stderr, /this session has no network/)
+    assert.match(r.structuredContent.stderr, /PUBLIC or VPC/)
+  })
+})
+
+describe('pip through the egress proxy (bwrap)', { skip: unavailable ?? false }, () => {
+  const host = 'pypi.codebox.test'
+  let index: PackageServer
+  let m: SessionManager
+  let session: Session
+  let maker: Session
+
+  before(async () => {
+    // the wheel is made in a sandbox too, so the host needs no Python of its own
+    const offline = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    try {
+      maker = await offline.start()
+      const file = await makeWheel(maker, 'codebox_indexed', 'from-the-index', '2.0')
+      index = await packageServer({ wheels: { [file]: await maker.files.read(file) } }, host)
+    } finally {
+      await offline.close()
+    }
+    const egress = new EgressService({
+      trusted: parseTrustedList(`127.0.0.1:${index.port}`),
+      resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+    })
+    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
+    session = await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${index.port}`] } })
+  })
+  after(async () => {
+    await m?.close()
+    index?.server.close()
+  })
+
+  test('pip installs from a PEP 503 index on loopback, and the kernel imports it', async () => {
+    await session.runCode({ code: 'pass', language: 'python' })
+    const out = await shOk(session, `pip install --index-url http://${host}:${index.port}/simple --trusted-host ${host} codebox-indexed`)
+    assert.match(out, /Successfully installed codebox[-_]indexed-2\.0/)
+    assert.ok(
+      index.requests.some((p) => p.startsWith('/files/codebox_indexed-2.0')),
+      `the wheel came from the index: ${index.requests.join(', ')}`,
+    )
+    const r = await session.runCode({ code: 'import codebox_indexed; print(codebox_indexed.VALUE)', language: 'python' })
+    assert.equal(r.structuredContent.stdout, 'from-the-index\n', r.structuredContent.stderr)
+  })
+})
