@@ -68,6 +68,7 @@ function exitCodeFor(code: ErrorCode): number {
     case 'Timeout':
       return 75
     case 'Unauthorized':
+    case 'Forbidden':
       return 77
     case 'SandboxFailure':
     case 'Internal':

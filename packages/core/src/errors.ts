@@ -6,6 +6,10 @@
 export const errorCodes = {
   ValidationError: { status: 400, hint: 'Fix the named field and send the request again.' },
   Unauthorized: { status: 401, hint: 'Send a valid API key as `Authorization: Bearer <key>` (codebox keys create).' },
+  Forbidden: {
+    status: 403,
+    hint: 'The request came from a host name or a web page this server does not answer; add it to CODEBOX_ALLOWED_HOSTS or CODEBOX_ALLOWED_ORIGINS.',
+  },
   NotFound: { status: 404, hint: 'Check the id; stopped sessions cannot be used again.' },
   Conflict: { status: 409, hint: 'The resource is in a state that does not allow this call.' },
   RequestTimeout: { status: 408, hint: 'The request body did not arrive in time; send it without pauses, or in smaller parts.' },

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type net from 'node:net'
-import type { Session } from '@codebox/sandbox'
+import { EgressService, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
+import { bwrapDriver } from './fixtures.ts'
 
 /** Python that writes a wheel: argv name, version, VALUE, output path. */
 export const MAKE_WHEEL = String.raw`
@@ -110,4 +111,27 @@ export async function packageServer(
   const port = (server.address() as net.AddressInfo).port
   base = `http://${host}:${port}`
   return { server, port, requests }
+}
+
+/** Runs `make` in a fresh sandbox without network and returns what it made (so the host needs no Python or npm). */
+export async function madeInSandbox<T>(make: (session: Session) => Promise<T>): Promise<T> {
+  const m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+  try {
+    return await make(await m.start())
+  } finally {
+    await m.close()
+  }
+}
+
+/**
+ * A session whose egress allow-list names `host:port`, where `host` resolves to 127.0.0.1 (a
+ * package server of the test); close the manager when done.
+ */
+export async function egressSessionTo(host: string, port: number): Promise<{ m: SessionManager; session: Session }> {
+  const egress = new EgressService({
+    trusted: parseTrustedList(`127.0.0.1:${port}`),
+    resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+  })
+  const m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
+  return { m, session: await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${port}`] } }) }
 }

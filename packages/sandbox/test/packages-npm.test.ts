@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { EgressService, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
+import { SessionManager, type Session } from '@codebox/sandbox'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
-import { makeNpmTarball, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
+import { egressSessionTo, madeInSandbox, makeNpmTarball, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -64,20 +64,12 @@ describe('npm through the egress proxy (bwrap)', { skip: unavailable ?? false },
   let session: Session
 
   before(async () => {
-    const offline = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
-    try {
-      const maker = await offline.start()
+    const tarballs = await madeInSandbox(async (maker) => {
       const file = await makeNpmTarball(maker, 'codebox-registered', 9)
-      registry = await packageServer({ tarballs: { [file]: { name: 'codebox-registered', version: '1.0.0', data: await maker.files.read(file) } } }, host)
-    } finally {
-      await offline.close()
-    }
-    const egress = new EgressService({
-      trusted: parseTrustedList(`127.0.0.1:${registry.port}`),
-      resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+      return { [file]: { name: 'codebox-registered', version: '1.0.0', data: await maker.files.read(file) } }
     })
-    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
-    session = await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${registry.port}`] } })
+    registry = await packageServer({ tarballs }, host)
+    ;({ m, session } = await egressSessionTo(host, registry.port))
   })
   after(async () => {
     await m?.close()

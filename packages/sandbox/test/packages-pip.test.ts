@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { EgressService, FakeDriver, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
+import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
-import { makeWheel, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
+import { egressSessionTo, madeInSandbox, makeWheel, packageServer, shOk, type PackageServer } from './packages-fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -85,24 +85,15 @@ describe('pip through the egress proxy (bwrap)', { skip: unavailable ?? false },
   let index: PackageServer
   let m: SessionManager
   let session: Session
-  let maker: Session
 
   before(async () => {
     // the wheel is made in a sandbox too, so the host needs no Python of its own
-    const offline = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
-    try {
-      maker = await offline.start()
+    const wheels = await madeInSandbox(async (maker) => {
       const file = await makeWheel(maker, 'codebox_indexed', 'from-the-index', '2.0')
-      index = await packageServer({ wheels: { [file]: await maker.files.read(file) } }, host)
-    } finally {
-      await offline.close()
-    }
-    const egress = new EgressService({
-      trusted: parseTrustedList(`127.0.0.1:${index.port}`),
-      resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+      return { [file]: await maker.files.read(file) }
     })
-    m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
-    session = await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${index.port}`] } })
+    index = await packageServer({ wheels }, host)
+    ;({ m, session } = await egressSessionTo(host, index.port))
   })
   after(async () => {
     await m?.close()

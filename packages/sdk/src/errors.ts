@@ -111,6 +111,17 @@ export class UnavailableError extends CodeboxError {
 }
 
 /**
+ * The request named a Host, or came from a web page (Origin), that the server does not answer
+ * (HTTP 403): DNS-rebinding and cross-site protection. An API key does not change it.
+ */
+export class ForbiddenError extends CodeboxError {
+  constructor(message: string, options?: CodeboxErrorOptions) {
+    super('Forbidden', message, options)
+    this.name = 'ForbiddenError'
+  }
+}
+
+/**
  * The server's machine has no room for the session now (HTTP 503): memory or pids are taken.
  * Not retried by the SDK: ask for smaller limits, stop a session, or try later. `details.asked`
  * and `details.left` say what the start asked for and what is left.
@@ -133,6 +144,7 @@ export class InternalError extends CodeboxError {
 const classes: { [C in ErrorCode]: new (message: string, options?: CodeboxErrorOptions) => CodeboxError } = {
   ValidationError,
   Unauthorized: UnauthorizedError,
+  Forbidden: ForbiddenError,
   NotFound: NotFoundError,
   Conflict: ConflictError,
   RequestTimeout: RequestTimeoutError,

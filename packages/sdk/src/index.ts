@@ -23,6 +23,7 @@ export {
   UnauthorizedError,
   UnavailableError,
   HostCapacityError,
+  ForbiddenError,
   ValidationError,
   type RateLimitedErrorOptions,
 } from './errors.ts'

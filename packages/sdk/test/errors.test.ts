@@ -19,6 +19,7 @@ import {
   UnauthorizedError,
   UnavailableError,
   HostCapacityError,
+  ForbiddenError,
   ValidationError,
 } from '../src/index.ts'
 import { errorFromEvent, errorFromResponse } from '../src/errors.ts'
@@ -38,6 +39,7 @@ const classes: Record<ErrorCode, new (message: string) => CodeboxError> = {
   SandboxFailure: SandboxFailureError,
   Unavailable: UnavailableError,
   HostCapacity: HostCapacityError,
+  Forbidden: ForbiddenError,
   Internal: InternalError,
 }
 

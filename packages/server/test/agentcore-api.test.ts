@@ -13,8 +13,6 @@ import {
   ListCodeInterpreterSessionsCommand,
   StartCodeInterpreterSessionCommand,
   StopCodeInterpreterSessionCommand,
-  type CodeInterpreterResult,
-  type InvokeCodeInterpreterCommandInput,
 } from '@aws-sdk/client-bedrock-agentcore'
 import {
   BedrockAgentCoreControlClient,
@@ -25,6 +23,7 @@ import {
 } from '@aws-sdk/client-bedrock-agentcore-control'
 import { EventStreamCodec } from '@smithy/eventstream-codec'
 import { fromUtf8, toUtf8 } from '@smithy/util-utf8'
+import { invoke } from './agentcore-fixtures.ts'
 import { invoke as nativeInvoke, startSession, testServer, type LogRecord, type TestServer } from './fixtures.ts'
 
 const region = 'us-west-2'
@@ -33,17 +32,6 @@ const anyCredentials = { accessKeyId: 'AKIAOPENSERVER000000', secretAccessKey: '
 function clients(server: TestServer, credentials = anyCredentials) {
   const options = { endpoint: server.url, region, credentials, maxAttempts: 1 }
   return { data: new BedrockAgentCoreClient(options), control: new BedrockAgentCoreControlClient(options) }
-}
-
-/** The one `result` event of an invoke (and checks there is exactly one event). */
-async function invoke(client: BedrockAgentCoreClient, input: InvokeCodeInterpreterCommandInput): Promise<CodeInterpreterResult> {
-  const res = await client.send(new InvokeCodeInterpreterCommand(input))
-  assert.equal(res.sessionId, input.sessionId)
-  const events = []
-  for await (const event of res.stream!) events.push(event)
-  assert.equal(events.length, 1, `one event, got ${JSON.stringify(events)}`)
-  assert.ok(events[0]!.result, `a result event, got ${JSON.stringify(events[0])}`)
-  return events[0]!.result
 }
 
 const builtIn = 'aws.codeinterpreter.v1'

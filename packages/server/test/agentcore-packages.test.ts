@@ -10,34 +10,18 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import {
-  BedrockAgentCoreClient,
-  InvokeCodeInterpreterCommand,
-  StartCodeInterpreterSessionCommand,
-  StopCodeInterpreterSessionCommand,
-  type CodeInterpreterResult,
-  type InvokeCodeInterpreterCommandInput,
-  type ToolName,
-} from '@aws-sdk/client-bedrock-agentcore'
+import { BedrockAgentCoreClient, StartCodeInterpreterSessionCommand, StopCodeInterpreterSessionCommand, type ToolName } from '@aws-sdk/client-bedrock-agentcore'
 import { BedrockAgentCoreControlClient, CreateCodeInterpreterCommand } from '@aws-sdk/client-bedrock-agentcore-control'
 import type { RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 import { MAKE_WHEEL, packageServer, type PackageServer } from '../../sandbox/test/packages-fixtures.ts'
+import { invoke } from './agentcore-fixtures.ts'
 import { realServer } from './fixtures.ts'
 
 const builtIn = 'aws.codeinterpreter.v1'
 
 /** The command `CodeInterpreter.install_packages(packages, upgrade)` sends (src/bedrock_agentcore/tools/code_interpreter_client.py). */
 const installPackagesCommand = (packages: string[], upgrade = false): string => `pip install ${upgrade ? '--upgrade ' : ''}${packages.join(' ')}`
-
-async function invoke(client: BedrockAgentCoreClient, input: InvokeCodeInterpreterCommandInput): Promise<CodeInterpreterResult> {
-  const res = await client.send(new InvokeCodeInterpreterCommand(input))
-  for await (const event of res.stream!) {
-    if (event.result) return event.result
-    throw new Error(`not a result event: ${JSON.stringify(event)}`)
-  }
-  throw new Error('the stream had no event')
-}
 
 describe('install_packages through InvokeCodeInterpreter on the real sandbox', () => {
   let skip: string | undefined

@@ -17,28 +17,18 @@ import { fileURLToPath } from 'node:url'
 import {
   BedrockAgentCoreClient,
   GetCodeInterpreterSessionCommand,
-  InvokeCodeInterpreterCommand,
   StartCodeInterpreterSessionCommand,
   StopCodeInterpreterSessionCommand,
   type CodeInterpreterResult,
-  type InvokeCodeInterpreterCommandInput,
 } from '@aws-sdk/client-bedrock-agentcore'
 import { BedrockAgentCoreControlClient, CreateCodeInterpreterCommand } from '@aws-sdk/client-bedrock-agentcore-control'
 import type { RunningServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { invoke } from './agentcore-fixtures.ts'
 import { realServer } from './fixtures.ts'
 
 const builtIn = 'aws.codeinterpreter.v1'
 const repo = fileURLToPath(new URL('../../../', import.meta.url))
-
-async function invoke(client: BedrockAgentCoreClient, input: InvokeCodeInterpreterCommandInput): Promise<CodeInterpreterResult> {
-  const res = await client.send(new InvokeCodeInterpreterCommand(input))
-  for await (const event of res.stream!) {
-    if (event.result) return event.result
-    throw new Error(`not a result event: ${JSON.stringify(event)}`)
-  }
-  throw new Error('the stream had no event')
-}
 
 describe('AgentCore workflows on the real sandbox', () => {
   let skip: string | undefined

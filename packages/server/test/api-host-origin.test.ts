@@ -51,7 +51,7 @@ function assertRefused(res: RawResponse, named: string): void {
   assert.equal(res.status, 403, `expected 403, got ${res.status} ${res.body}`)
   assert.equal(res.upgraded, false)
   const body = JSON.parse(res.body) as { error: { code: string; message: string; details: Record<string, unknown> } }
-  assert.equal(body.error.code, 'Unauthorized')
+  assert.equal(body.error.code, 'Forbidden')
   assert.ok(body.error.message.includes(named), body.error.message)
 }
 

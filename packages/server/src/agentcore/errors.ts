@@ -31,6 +31,7 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   LimitExceeded: 'ValidationException',
   RequestTimeout: 'ValidationException',
   Unauthorized: 'AccessDeniedException',
+  Forbidden: 'AccessDeniedException',
   NotFound: 'ResourceNotFoundException',
   // AWS answers a call on a stopped session as a resource it cannot find.
   SessionTerminated: 'ResourceNotFoundException',

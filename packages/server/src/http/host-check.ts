@@ -16,11 +16,6 @@ export interface HostCheckOptions {
   allowedOrigins: readonly string[]
 }
 
-/** A refused Host or Origin: the Unauthorized family, answered with 403 (authentication cannot fix it). */
-export class ForbiddenOriginError extends CodeboxError {
-  override readonly status = 403
-}
-
 interface HostPort {
   name: string
   port: string | undefined
@@ -70,14 +65,14 @@ export class HostCheck {
     return this.suffixes.some((s) => host.name.endsWith(s))
   }
 
-  /** Throws ForbiddenOriginError for a Host or Origin header this server must not answer. */
+  /** Throws a Forbidden CodeboxError for a Host or Origin header this server must not answer. */
   check(headers: { host?: string | undefined; origin?: string | string[] | undefined }): void {
     const hostHeader = headers.host
     // A client without a Host header is not a browser (browsers always send one).
     const host = hostHeader === undefined ? undefined : parseHost(hostHeader)
     if (hostHeader !== undefined && (!host || !this.allowedHost(host))) {
-      throw new ForbiddenOriginError(
-        'Unauthorized',
+      throw new CodeboxError(
+        'Forbidden',
         `Host ${JSON.stringify(hostHeader.slice(0, 200))} is not a name of this server (a DNS-rebinding page would send that); ` +
           'add it to CODEBOX_ALLOWED_HOSTS if clients reach the server by this name',
         { details: { host: hostHeader.slice(0, 200) } },
@@ -87,8 +82,8 @@ export class HostCheck {
     if (origin === undefined) return // not sent by a browser page
     const value = Array.isArray(origin) ? origin.join(',') : origin
     if (!this.allowedOrigin(value, host)) {
-      throw new ForbiddenOriginError(
-        'Unauthorized',
+      throw new CodeboxError(
+        'Forbidden',
         `Origin ${JSON.stringify(value.slice(0, 200))} may not call this server: only its own origin and CODEBOX_ALLOWED_ORIGINS may`,
         { details: { origin: value.slice(0, 200) } },
       )
