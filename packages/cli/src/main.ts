@@ -43,7 +43,8 @@ Commands that talk to a server use --url (CODEBOX_URL, default http://127.0.0.1:
 --api-key (CODEBOX_API_KEY); commands that print results take --json for scripts.
 
 Exit codes: 0 success; the code's own exit code when it failed; 64 bad usage or input;
-66 not found (or the session ended); 69 unavailable (server down, image missing); 70 internal
+66 not found (or the session ended); 69 unavailable (server down, image missing, no model or
+every model down); 70 internal
 error; 71 the server's machine has no room for the session (smaller limits, or later); 75 rate
 limited or over quota (try later); 77 not authorized.
 `
@@ -59,6 +60,8 @@ function exitCodeFor(code: ErrorCode): number {
     case 'SessionTerminated':
       return 66
     case 'Unavailable':
+    case 'ModelNotConfigured':
+    case 'ModelUnavailable':
       return 69
     case 'HostCapacity':
       return 71

@@ -21,6 +21,11 @@ export const errorCodes = {
   SandboxFailure: { status: 500, hint: 'The sandbox could not do this; see the message and the server log.' },
   Unavailable: { status: 503, hint: 'A required part (image, driver) is missing; see the message.' },
   HostCapacity: { status: 503, hint: 'The machine has no room for this session now; ask for smaller limits, stop a session, or try later.' },
+  ModelNotConfigured: {
+    status: 503,
+    hint: 'Set CODEBOX_AGENT_MODELS (e.g. anthropic:claude-sonnet-4-5 with ANTHROPIC_API_KEY, or openai:llama3.1:8b@http://127.0.0.1:11434/v1) and restart the server; see docs/agent.md.',
+  },
+  ModelUnavailable: { status: 502, hint: 'Every model of the chain failed (down, throttled or refusing); see the message, and try again later.' },
   Internal: { status: 500, hint: 'A bug in codebox; the server log has the details.' },
 } as const
 

@@ -4,5 +4,4 @@
  * sessions as the backend, and `codebox mcp` serves it over stdio against a codebox server.
  */
 export { createMcpServer, toMcpResult, type CodeboxMcpServer, type McpBackend, type McpServerOptions } from './server.ts'
-export { sdkBackend, type SdkBackendOptions } from './sdk-backend.ts'
 export { defaultMaxMessageBytes, serveStdio, type ServeStdioOptions, type StdioConnection } from './stdio.ts'

@@ -1,5 +1,5 @@
 /**
- * One MCP server per MCP connection, with codebox's nine agent tools (@codebox/sdk/tools). Each
+ * One MCP server per MCP connection, with codebox's nine agent tools (@codebox/tools). Each
  * tool takes an optional `session_id`; without one, the call runs in the connection's own session,
  * started on first use and stopped when the connection closes, so an agent need not manage ids.
  * Output streams as progress notifications when the client asks for progress; a cancelled
@@ -10,7 +10,7 @@ import type { CallToolResult, ContentBlock as McpContent, ServerNotification, Se
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
 import { z } from 'zod'
 import type { ExecutionEvent, ToolResult } from '@codebox/core'
-import { agentToolDescriptions, agentToolNames, agentToolSchemas, resultStatus, runAgentTool, type ToolTarget } from '@codebox/sdk/tools'
+import { agentToolDescriptions, agentToolNames, agentToolSchemas, resultStatus, runAgentTool, type ToolTarget } from '@codebox/tools'
 
 /** Where the tools run: sessions of the caller, in-process (the server's /mcp) or over HTTP (stdio). */
 export interface McpBackend {

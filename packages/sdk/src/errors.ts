@@ -133,6 +133,25 @@ export class HostCapacityError extends CodeboxError {
   }
 }
 
+/**
+ * The server has no model for its agent (HTTP 503): the operator sets CODEBOX_AGENT_MODELS (and
+ * the provider's key) and restarts it. The message says what to set. Not retried.
+ */
+export class ModelNotConfiguredError extends CodeboxError {
+  constructor(message: string, options?: CodeboxErrorOptions) {
+    super('ModelNotConfigured', message, options)
+    this.name = 'ModelNotConfiguredError'
+  }
+}
+
+/** Every model of the agent's chain failed (HTTP 502): down, throttled or refusing. The message names each model and why. */
+export class ModelUnavailableError extends CodeboxError {
+  constructor(message: string, options?: CodeboxErrorOptions) {
+    super('ModelUnavailable', message, options)
+    this.name = 'ModelUnavailableError'
+  }
+}
+
 /** A bug in codebox (HTTP 500), or an answer the SDK could not read. */
 export class InternalError extends CodeboxError {
   constructor(message: string, options?: CodeboxErrorOptions) {
@@ -156,6 +175,8 @@ const classes: { [C in ErrorCode]: new (message: string, options?: CodeboxErrorO
   SandboxFailure: SandboxFailureError,
   Unavailable: UnavailableError,
   HostCapacity: HostCapacityError,
+  ModelNotConfigured: ModelNotConfiguredError,
+  ModelUnavailable: ModelUnavailableError,
   Internal: InternalError,
 }
 

@@ -23,6 +23,8 @@ export {
   UnauthorizedError,
   UnavailableError,
   HostCapacityError,
+  ModelNotConfiguredError,
+  ModelUnavailableError,
   ForbiddenError,
   ValidationError,
   type RateLimitedErrorOptions,

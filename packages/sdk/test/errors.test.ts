@@ -19,6 +19,8 @@ import {
   UnauthorizedError,
   UnavailableError,
   HostCapacityError,
+  ModelNotConfiguredError,
+  ModelUnavailableError,
   ForbiddenError,
   ValidationError,
 } from '../src/index.ts'
@@ -39,6 +41,8 @@ const classes: Record<ErrorCode, new (message: string) => CodeboxError> = {
   SandboxFailure: SandboxFailureError,
   Unavailable: UnavailableError,
   HostCapacity: HostCapacityError,
+  ModelNotConfigured: ModelNotConfiguredError,
+  ModelUnavailable: ModelUnavailableError,
   Forbidden: ForbiddenError,
   Internal: InternalError,
 }

@@ -6,7 +6,8 @@
  * stdout carries the protocol only: every log line goes to stderr.
  */
 import { validationError } from '@codebox/core'
-import { createMcpServer, sdkBackend, serveStdio } from '@codebox/mcp'
+import { createMcpServer, serveStdio } from '@codebox/mcp'
+import { sdkBackend } from '../mcp-backend.ts'
 import { CodeboxClient, defaultBaseUrl } from '@codebox/sdk'
 import { loadServerConfig, startServer, type RunningServer, type StartServerOptions } from '@codebox/server'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'

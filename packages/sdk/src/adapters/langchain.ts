@@ -8,8 +8,7 @@
 import { ToolMessage } from '@langchain/core/messages'
 import { tool, type DynamicStructuredTool, type ToolRunnableConfig } from '@langchain/core/tools'
 import type { ExecutionEvent, ToolResult } from '@codebox/core'
-import { agentToolDescriptions, agentToolNames, agentToolSchemas, type AgentToolName } from '../tools/definitions.ts'
-import { errorForModel, resultToText, resultToTextAndImages, runAgentTool, type ToolTarget } from '../tools/dispatch.ts'
+import { agentToolDescriptions, agentToolNames, agentToolSchemas, type AgentToolName, errorForModel, resultToText, resultToTextAndImages, runAgentTool, type ToolTarget } from '@codebox/tools'
 
 /** Options of `codeboxLangChainTools`. */
 export interface CodeboxLangChainToolsOptions {

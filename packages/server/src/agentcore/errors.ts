@@ -43,6 +43,8 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   Unavailable: 'InternalServerException',
   // Not a 5xx: botocore would retry it blindly against a machine that has no room.
   HostCapacity: 'ServiceQuotaExceededException',
+  ModelNotConfigured: 'InternalServerException',
+  ModelUnavailable: 'InternalServerException',
   Internal: 'InternalServerException',
 }
 

@@ -10,7 +10,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js'
 import { CodeboxError } from '@codebox/core'
 import { createMcpServer, type CodeboxMcpServer, type McpBackend } from '@codebox/mcp'
-import type { ToolTarget } from '@codebox/sdk/tools'
+import type { ToolTarget } from '@codebox/tools'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Caller, SessionService } from '../services/sessions.ts'
 

@@ -5,7 +5,7 @@
  * aborted call closes its request, which makes the server interrupt the execution.
  */
 import { CodeInterpreter, SessionTerminatedError, type ClientOptions, type StartSessionRequest } from '@codebox/sdk'
-import type { McpBackend } from './server.ts'
+import type { McpBackend } from '@codebox/mcp'
 
 /** Options of `sdkBackend`: how to reach codebox, and what a connection's own session starts with. */
 export interface SdkBackendOptions extends ClientOptions {
