@@ -45,7 +45,7 @@ export async function startBenchServer(driver: SandboxDriver, { maxSessions }: {
   })
   const store = Store.open(':memory:')
   let app: App | undefined
-  const engine = new SessionManager({ driver, poolSize: 0, maxSessions, onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
+  const engine = new SessionManager({ driver, poolSize: 0, maxSessions, onSessionEnd: (s) => void app?.sessions.onSessionEnd(s) })
   let closing: Promise<void> | undefined
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -61,8 +61,8 @@ export async function startBenchServer(driver: SandboxDriver, { maxSessions }: {
     await app.app.listen({ host: '127.0.0.1', port: 0 })
     const address = app.app.server.address()
     if (!address || typeof address !== 'object') throw new Error('the bench server has no TCP address')
-    const apiKey = store.keys.create({ tenant: 'bench' }).secret
-    const awsKey = store.awsKeys.create({ tenant: 'bench' })
+    const apiKey = (await store.keys.create({ tenant: 'bench' })).secret
+    const awsKey = await store.awsKeys.create({ tenant: 'bench' })
     return { url: `http://127.0.0.1:${address.port}`, engine, apiKey, awsKey, close }
   } catch (e) {
     await close()

@@ -3,6 +3,7 @@
  * header) and checks the issue's targets against them.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { renderAgentOverhead, type AgentOverheadResults } from './agent-overhead.ts'
 import type { JupyterResults } from './baselines.ts'
 import type { IdleMemory, StartSamples } from './codebox.ts'
 import type { MachineFacts, ProcessMemory } from './host.ts'
@@ -25,6 +26,8 @@ export interface BenchRun {
   http: HttpPrintSamples
   /** Many sessions at once over HTTP through the SDK. */
   concurrency: ConcurrencyResults
+  /** The agent's own cost per tool round trip (bench/agent-overhead.ts). */
+  agent?: AgentOverheadResults
 }
 
 const MARKER = '<!-- Everything below is written by bench/run.ts on each run; edit only above this line. -->'
@@ -137,6 +140,7 @@ export function renderReport(r: BenchRun): string {
     '### codebox / baseline',
     comparisons,
     ...httpSections(r),
+    ...(r.agent ? [renderAgentOverhead(r.agent)] : []),
     '### Targets',
     table(['target', 'measured', 'verdict'], targets(r)),
   ].join('\n\n')

@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from 'node:url'
 import { BwrapDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig } from '@codebox/sandbox'
+import { measureAgentOverhead } from './agent-overhead.ts'
 import { bareBwrapArgv, jupyterBaseline, jupyterUnavailable, spawnPrints, type JupyterResults } from './baselines.ts'
 import { coldStarts, fileRoundTrips, idleMemory, printRoundTrips, trackingDriver, warmStarts, type Sizes } from './codebox.ts'
 import { loadAverage, machineFacts } from './host.ts'
@@ -117,6 +118,8 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
   cleanups.push(() => local.close())
   const localSession = await local.start()
   const http = await printOverHttp(server, localSession, { warmup: sizes.printWarmup, n: sizes.httpPrints, block: sizes.httpBlock, signal })
+  step(`the agent: ${sizes.httpPrints / 10} turns per provider with one tool round trip each, against the bare tool call`)
+  const agent = await measureAgentOverhead(localSession, { n: sizes.httpPrints / 10, warmup: 5, signal, targetName: 'a real bwrap session (Python kernel)' })
   await local.close()
   let jupyter: JupyterResults | string = jupyterMissing ?? ''
   if (!jupyterMissing) {
@@ -150,6 +153,7 @@ async function main(argv: readonly string[], signal: AbortSignal): Promise<void>
     jupyter,
     http,
     concurrency,
+    agent,
   }
   const report = renderReport(run)
   console.log(`\n${report}\n`)

@@ -1,10 +1,12 @@
 /** The codebox command line: one file per command under commands/, dispatched here. */
 import { isCodeboxError, type ErrorCode } from '@codebox/core'
+import * as agent from './commands/agent.ts'
 import * as audit from './commands/audit.ts'
 import * as demo from './commands/demo.ts'
 import * as exec from './commands/exec.ts'
 import * as files from './commands/files.ts'
 import * as image from './commands/image.ts'
+import * as invoke from './commands/invoke.ts'
 import * as interpreters from './commands/interpreters.ts'
 import * as keys from './commands/keys.ts'
 import * as mcp from './commands/mcp.ts'
@@ -21,6 +23,8 @@ const commands: Record<string, Command> = {
   exec: { run: exec.run, summary: 'run code or a shell command (in --session, or a new session)' },
   files: { run: files.run, summary: 'put, get, list and remove files of a session' },
   repl: { run: repl.run, summary: 'an interactive session: many cells, state kept' },
+  agent: { run: agent.run, summary: 'ask the agent in plain language; it runs code to answer (no prompt: a chat)' },
+  invoke: { run: invoke.run, summary: 'post a raw payload to /invocations (the AgentCore Runtime contract), like agentcore invoke' },
   mcp: { run: mcp.run, summary: 'serve the agent tools over MCP on stdio (claude mcp add codebox -- npx codebox mcp)' },
   audit: { run: audit.run, summary: 'what ran, when, by whom, how it ended' },
   interpreters: { run: interpreters.run, summary: 'list, create and remove interpreter configurations' },
@@ -44,9 +48,9 @@ Commands that talk to a server use --url (CODEBOX_URL, default http://127.0.0.1:
 
 Exit codes: 0 success; the code's own exit code when it failed; 64 bad usage or input;
 66 not found (or the session ended); 69 unavailable (server down, image missing, no model or
-every model down); 70 internal
-error; 71 the server's machine has no room for the session (smaller limits, or later); 75 rate
-limited or over quota (try later); 77 not authorized.
+every model down); 70 internal error; 71 the server's machine has no room for the session
+(smaller limits, or later); 75 rate limited or over quota (try later); 77 not authorized;
+130 canceled (Ctrl-C, or the turn was stopped).
 `
 
 /** The exit code for an error code; docs/cli.md lists them. */
@@ -73,6 +77,8 @@ function exitCodeFor(code: ErrorCode): number {
     case 'Unauthorized':
     case 'Forbidden':
       return 77
+    case 'Canceled':
+      return 130
     case 'SandboxFailure':
     case 'Internal':
       return 70

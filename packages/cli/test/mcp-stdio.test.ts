@@ -91,8 +91,8 @@ describe('codebox mcp over stdio', () => {
     work = await mkdtemp(path.join(tmpdir(), 'codebox-mcp-test-'))
     if (skip) return
     server = await realServer(work, { CODEBOX_POOL_SIZE: '2' })
-    keyA = server.store.keys.create({ tenant: 'alpha' }).secret
-    keyB = server.store.keys.create({ tenant: 'beta' }).secret
+    keyA = (await server.store.keys.create({ tenant: 'alpha' })).secret
+    keyB = (await server.store.keys.create({ tenant: 'beta' })).secret
     conn = await connect()
   })
   after(async () => {
@@ -296,7 +296,7 @@ describe('codebox mcp over stdio', () => {
     const closedAt = Date.now()
     await close(c)
     await running
-    await until('the session is TERMINATED', () => server!.store.sessions.get(id, 'alpha')?.status === 'TERMINATED')
+    await until('the session is TERMINATED', async () => (await server!.store.sessions.get(id, 'alpha'))?.status === 'TERMINATED')
     await until('the process has exited', () => !alive(c.pid))
     assert.ok(Date.now() - closedAt < 3000, `closing took ${Date.now() - closedAt} ms (the client sends SIGTERM after 2 s)`)
     assert.match(c.stderr(), /stdin (ended|closed): stopping the connection's session/)
@@ -308,7 +308,7 @@ describe('codebox mcp over stdio', () => {
     const c = await connect()
     const id = sessionOf(await call(c, 'execute_code', { code: 'print(1)' }))
     process.kill(c.pid, 'SIGTERM')
-    await until('the session is TERMINATED', () => server!.store.sessions.get(id, 'alpha')?.status === 'TERMINATED')
+    await until('the session is TERMINATED', async () => (await server!.store.sessions.get(id, 'alpha'))?.status === 'TERMINATED')
     await until('the process has exited', () => !alive(c.pid))
     assert.match(c.stderr(), /SIGTERM: stopping the connection's session/)
     await close(c)
@@ -344,7 +344,7 @@ describe('codebox mcp over stdio', () => {
     const store = Store.open(path.join(dir, 'codebox.db'))
     try {
       assert.deepEqual(
-        store.sessions.list({ tenant: 'default', limit: 10 }).items.map((s) => s.status),
+        (await store.sessions.list({ tenant: 'default', limit: 10 })).items.map((s) => s.status),
         ['TERMINATED'],
       )
     } finally {

@@ -12,6 +12,7 @@ export const errorCodes = {
   },
   NotFound: { status: 404, hint: 'Check the id; stopped sessions cannot be used again.' },
   Conflict: { status: 409, hint: 'The resource is in a state that does not allow this call.' },
+  Canceled: { status: 409, hint: 'The call was canceled: its caller interrupted or stopped it, or the server shut down. Send it again if it is still wanted.' },
   RequestTimeout: { status: 408, hint: 'The request body did not arrive in time; send it without pauses, or in smaller parts.' },
   SessionTerminated: { status: 410, hint: 'Start a new session; this one has ended.' },
   LimitExceeded: { status: 413, hint: 'Send less, or raise the limit within the configured maximum.' },

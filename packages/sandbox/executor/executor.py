@@ -34,7 +34,7 @@ import urllib.parse  # noqa: E402
 from egress_relay import start_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, open_for_read, remove_path, write_file  # noqa: E402
-from jobs import Capture, kill_tree  # noqa: E402
+from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener  # noqa: E402
 
 WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
@@ -44,6 +44,8 @@ PYTHON = os.environ.get("CODEBOX_PYTHON", sys.executable)
 # Empty when the sandbox has no Deno (the fake driver); the image build puts it here when it can.
 DENO = os.environ.get("CODEBOX_DENO", "/usr/local/bin/deno")
 CHUNK = 256 * 1024
+# How long a cancelled cell has to end after its interrupt (SIGINT) before its kernel is killed.
+INTERRUPT_GRACE_S = 2.0
 PIDS_LIMIT = "the session reached its process limit; end some of its processes and try again"
 
 # The protocol owns fd 0 and fd 1; nothing else may write to fd 1.
@@ -161,6 +163,11 @@ class Kernel:
         msg = req.msg
         started = time.monotonic()
         deadline = started + msg.get("timeoutMs", 300000) / 1000.0
+        if req.cancelled.is_set():
+            # Cancelled while it waited for the kernel: nothing of it ran, and the kernel is untouched.
+            req.done(exitCode=130, cancelled=True, interrupted=True, timedOut=False, killed=False, truncated=False,
+                     durationMs=round((time.monotonic() - started) * 1000, 3))
+            return
         if msg.get("clearContext") and self.proc is not None:
             self.kill()
         if not self.alive():
@@ -171,29 +178,47 @@ class Kernel:
         cell = self.next_id
         line = json.dumps({"id": cell, "code": msg["code"], "language": msg["language"]}) + "\n"
         cap = Capture(req, msg.get("outputBytes", 1 << 20))
+        interrupted = ignored = False
         if self.conn is None and not self._connect(deadline, req.cancelled.is_set):
             outcome = "cancelled" if req.cancelled.is_set() else "timeout" if time.monotonic() >= deadline else "eof"
+            # Cancelled before the kernel took the cell: the cell never ran, the kernel lives on.
+            interrupted = outcome == "cancelled" and self.alive()
         else:
+            spared = tree_snapshot(self.proc.pid)
             self.conn.send(line.encode("utf-8", "surrogatepass"))
+            fds = {self.out_r: "stdout", self.err_r: "stderr"}
+            on_control = self._control_lines(cell, req, cap)
             try:
-                outcome = cap.pump(
-                    {self.out_r: "stdout", self.err_r: "stderr"}, deadline, req.cancelled,
-                    control_fd=self.conn.fileno(), on_control=self._control_lines(cell, req, cap),
-                )
+                outcome = cap.pump(fds, deadline, req.cancelled, control_fd=self.conn.fileno(), on_control=on_control)
+                if outcome == "cancelled":
+                    # Ctrl-C: the cell ends with KeyboardInterrupt (an abandoned await in JavaScript) and
+                    # the kernel keeps its state; a cell that does not end within the grace is killed below.
+                    interrupt_tree(self.proc.pid, spared)
+                    grace = time.monotonic() + INTERRUPT_GRACE_S
+                    after = cap.pump(fds, grace, threading.Event(), control_fd=self.conn.fileno(), on_control=on_control)
+                    interrupted = after == "done"
+                    ignored = after == "timeout"
+                    outcome = "done" if interrupted else "cancelled"
             finally:
                 # The cell is over: whoever still holds this connection (a child it forked) holds a dead one.
                 self._close_channel()
         result = {"durationMs": round((time.monotonic() - started) * 1000, 3), "truncated": cap.truncated}
+        if interrupted:
+            result.update(cancelled=True, interrupted=True, timedOut=False, killed=False)
         if outcome == "done":
             cap.drain({self.out_r: "stdout", self.err_r: "stderr"})
             d = self._done
             status = d.get("exitCode")  # a SystemExit's status
             valid = isinstance(status, int) and not isinstance(status, bool) and 0 < status < 256
-            result["exitCode"] = 0 if d.get("ok") else status if valid else 1
+            # An interrupted cell ends as a program ended by Ctrl-C does: 128 + SIGINT.
+            result["exitCode"] = 130 if interrupted else 0 if d.get("ok") else status if valid else 1
             if not d.get("ok"):
                 result["error"] = d.get("error")
+        elif interrupted:
+            cap.drain_closed()
+            result["exitCode"] = 130
         else:
-            # Timed out, cancelled, or the kernel died (e.g. OOM): the kernel's state is gone.
+            # Timed out, cancelled (and the interrupt ignored), or the kernel died (e.g. OOM): its state is gone.
             code = self.proc.poll() if self.proc else None
             self.kill()
             cap.drain_closed()
@@ -201,6 +226,8 @@ class Kernel:
             result["timedOut"] = outcome == "timeout"
             result["cancelled"] = outcome == "cancelled"
             result["killed"] = outcome == "eof"
+            if ignored:
+                result["ignoredInterrupt"] = True
             if outcome == "eof" and code is not None and code < 0:
                 result["signal"] = signal.Signals(-code).name
         req.done(**result)

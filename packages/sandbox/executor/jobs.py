@@ -122,8 +122,49 @@ def _processes():
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        procs.append((int(name), int(fields[1]), int(fields[2]), int(fields[3])))
+        # pid, ppid, pgid, sid, and the start time that tells a process from a later one given its pid
+        procs.append((int(name), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19])))
     return procs
+
+
+def _tree(root, procs):
+    """`root`, every process of its process group and session, and all their descendants."""
+    members = {p for p, _, pgid, sid, _ in procs if p == root or pgid == root or sid == root}
+    grew = True
+    while grew:
+        grew = False
+        for p, ppid, _, _, _ in procs:
+            if ppid in members and p not in members:
+                members.add(p)
+                grew = True
+    return members
+
+
+def tree_snapshot(root):
+    """What `interrupt_tree` leaves alone: the processes of `root`'s tree now, as (pid, start time)."""
+    procs = _processes()
+    members = _tree(root, procs)
+    return {(p, start) for p, _, _, _, start in procs if p in members}
+
+
+def interrupt_tree(root, spared):
+    """Sends SIGINT to `root` and then to every process of its tree not in `spared` (a
+    tree_snapshot), as Ctrl-C in a terminal reaches the foreground job: the kernel and what the
+    cell started, but not a server an earlier cell left running in the background."""
+    try:
+        os.kill(root, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    me = os.getpid()
+    procs = _processes()
+    members = _tree(root, procs)
+    for p, _, _, _, start in procs:
+        if p in (root, me) or (p, start) in spared or p not in members:
+            continue
+        try:
+            os.kill(p, signal.SIGINT)
+        except ProcessLookupError:
+            pass
 
 
 def kill_tree(root):
@@ -134,15 +175,7 @@ def kill_tree(root):
     """
     me = os.getpid()
     for _ in range(50):
-        procs = _processes()
-        victims = {p for p, _, pgid, sid in procs if p == root or pgid == root or sid == root}
-        grew = True
-        while grew:
-            grew = False
-            for p, ppid, _, _ in procs:
-                if ppid in victims and p not in victims:
-                    victims.add(p)
-                    grew = True
+        victims = _tree(root, _processes())
         victims.discard(me)
         alive = []
         for p in victims:

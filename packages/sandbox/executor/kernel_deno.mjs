@@ -129,6 +129,9 @@ async function readRequest(conn) {
   }
 }
 
+// The executor's SIGINT (a cancelled call) ends a cell that awaits; a busy one cannot run the
+// listener, and the executor kills the kernel after its grace.
+Deno.addSignalListener('SIGINT', () => void runner.interrupt())
 globalThis.addEventListener('error', reportUncaught)
 globalThis.addEventListener('unhandledrejection', reportUncaught)
 makeUndumpable()

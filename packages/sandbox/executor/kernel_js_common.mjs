@@ -15,6 +15,8 @@ export class CellRunner {
   #cells = new Map()
   #cellCount = 0
   #runtime
+  /** The cell running now, or the last one: `{id, finished, ended, end}`; `finished` once its `done` went out. */
+  #current
 
   /**
    * @param {object} runtime what the kernel's runtime does its own way
@@ -30,25 +32,65 @@ export class CellRunner {
     this.#runtime = runtime
   }
 
-  /** Runs a cell and sends its value and `done`; throws only when it cannot send. */
-  async runCell(request) {
+  /**
+   * Runs a cell and sends its value and `done`; settles once `done` went out, also when an
+   * interrupt abandoned the cell's code. Throws only when it cannot send.
+   */
+  runCell(request) {
+    let end
+    const cell = { id: request.id, finished: false, ended: new Promise((resolve) => (end = resolve)), end }
+    this.#current = cell
+    const work = this.#run(cell, request)
+    work.catch(() => {})
+    return Promise.race([work, cell.ended])
+  }
+
+  async #run(cell, request) {
     const runtime = this.#runtime
     const filename = `cell[${++this.#cellCount}]`
     let compiled = false
     try {
       const script = this.#compileCell(await runtime.loadTransformer(), request, filename)
       compiled = true
+      // Interrupted before it started: its `done` went out, and none of its code may run.
+      if (cell.finished) return
       const completion = await script.runInThisContext()
+      if (cell.finished) return
       if (completion !== undefined && completion.value !== undefined) {
         runtime.send({ id: request.id, type: 'display', data: stringBundle(runtime.displayData(completion.value)), executeResult: true })
       }
       if (runtime.flushOutput) await runtime.flushOutput()
-      runtime.send({ id: request.id, type: 'done', ok: true })
+      this.#finish(cell, { ok: true })
     } catch (error) {
+      // An abandoned cell that fails later (its await rejected after an interrupt) has nothing left to report.
+      if (cell.finished) return
       if (runtime.flushOutput) await runtime.flushOutput()
       const described = compiled ? this.#describeThrown(error) : this.#describeCompileError(error, filename, request)
-      runtime.send({ id: request.id, type: 'done', ok: false, error: described })
+      this.#finish(cell, { ok: false, error: described })
     }
+  }
+
+  /**
+   * Ends the running cell now, as Ctrl-C does (the executor's SIGINT on a cancel): it fails with
+   * `Interrupted` and the kernel keeps its state. A pending await is abandoned: the cell's code
+   * after it runs only if what it awaited settles later. Between cells it does nothing.
+   */
+  async interrupt() {
+    const cell = this.#current
+    if (cell === undefined || cell.finished) return
+    cell.finished = true
+    const message = 'the cell was interrupted; the kernel and its variables are kept'
+    if (this.#runtime.flushOutput) await this.#runtime.flushOutput()
+    this.#runtime.send({ id: cell.id, type: 'done', ok: false, error: { name: 'Interrupted', message, traceback: `Interrupted: ${message}` } })
+    cell.end()
+  }
+
+  /** Sends the cell's `done` unless an interrupt already did. */
+  #finish(cell, fields) {
+    if (cell.finished) return
+    cell.finished = true
+    this.#runtime.send({ id: cell.id, type: 'done', ...fields })
+    cell.end()
   }
 
   /** The thrown value as the runtime's REPL shows it, with the kernel's frames removed. */

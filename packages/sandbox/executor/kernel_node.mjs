@@ -8,6 +8,7 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import path from 'node:path'
 import util from 'node:util'
+import { Worker } from 'node:worker_threads'
 import { CellRunner, neverThrowing, requestReader, textAndJson } from './kernel_js_common.mjs'
 
 /** The executor's abstract socket: only the executor can listen there while it lives. */
@@ -29,7 +30,10 @@ function send(message) {
   const socket = connection
   // Connect for the next cell before `done`, so that the executor finds it waiting; the cell's
   // code has finished, and the children it started cannot inherit the new connection.
-  if (message.type === 'done') serveNextCell()
+  if (message.type === 'done') {
+    cellRunning(false)
+    serveNextCell()
+  }
   socket?.write(`${JSON.stringify(message)}\n`)
   if (message.type === 'done') socket?.end()
 }
@@ -80,6 +84,41 @@ function silenceKernelWarnings() {
   }
 }
 
+/** Shared with the interrupter (kernel_node_interrupt.mjs): [a cell runs, the main thread took an interrupt]. */
+const interruptState = new Int32Array(new SharedArrayBuffer(8))
+
+function cellRunning(running) {
+  Atomics.store(interruptState, 0, running ? 1 : 0)
+  Atomics.notify(interruptState, 0)
+}
+
+/**
+ * Interrupts on SIGINT (the executor's, when a call is cancelled). The main thread's own handler
+ * runs only while it waits (a pending await); the interrupter thread also stops a busy loop.
+ */
+function handleInterrupts() {
+  process.on('SIGINT', () => void runner.interrupt())
+  let interrupter
+  try {
+    interrupter = new Worker(new URL('./kernel_node_interrupt.mjs', import.meta.url), {
+      workerData: { state: interruptState.buffer },
+      stdout: true,
+      stderr: true,
+    })
+  } catch {
+    return // no thread to spare (the pids limit): the handler above still ends a cell that waits
+  }
+  interrupter.unref()
+  // Without it (an older or newer Node) a busy cell is killed by the executor instead.
+  interrupter.on('error', () => {})
+  interrupter.on('message', (message) => {
+    if (message?.type !== 'interrupt') return
+    Atomics.store(interruptState, 1, 1)
+    Atomics.notify(interruptState, 1)
+    void runner.interrupt()
+  })
+}
+
 /**
  * Connects when ready for the next cell and runs the one cell the executor sends on it. The
  * executor closes its end when the cell ends, so a copy of this connection that a child of the
@@ -97,6 +136,7 @@ function serveNextCell() {
     if (request !== undefined) return
     for (request of readRequests(chunk)) break
     if (request === undefined) return
+    cellRunning(true)
     runner.runCell(request).catch(() => process.exit(1))
   })
   // the executor is gone: nothing left to serve
@@ -108,5 +148,6 @@ silenceKernelWarnings()
 process.on('uncaughtException', reportUncaught)
 process.on('unhandledRejection', reportUncaught)
 globalThis.require = createRequire(path.join(process.cwd(), '[notebook]'))
+handleInterrupts()
 serveNextCell()
 setImmediate(loadTransformer)

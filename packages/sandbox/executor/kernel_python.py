@@ -12,6 +12,7 @@ import io
 import json
 import linecache
 import os
+import signal
 import sys
 import traceback
 
@@ -29,8 +30,27 @@ _loop = None
 
 def _send(obj):
     data = (json.dumps(obj) + "\n").encode()
-    while data:
-        data = data[os.write(_ctl_out, data):]
+    # An interrupt must not cut a message in half: the executor would lose the cell's `done`.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        while data:
+            data = data[os.write(_ctl_out, data):]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _between_cells(signum, frame):
+    """SIGINT outside a cell: an interrupt that came as its cell ended, with nothing left to stop."""
+
+
+def _interruptible(on):
+    """Ctrl-C (the executor's SIGINT on cancel) raises KeyboardInterrupt while a cell runs, and does
+    nothing between cells, where it would end the kernel. A handler the cell installed stays."""
+    current = signal.getsignal(signal.SIGINT)
+    if on and current is _between_cells:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    elif not on and current is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _between_cells)
 
 
 def _bundle(value):
@@ -97,7 +117,13 @@ def _run_code(code_obj):
         import asyncio
         if _loop is None:
             _loop = asyncio.new_event_loop()
-        result = _loop.run_until_complete(result)
+        task = _loop.create_task(result)
+        try:
+            result = _loop.run_until_complete(task)
+        except BaseException:
+            # Interrupted: the cell's coroutine must not resume in a later cell's run of the loop.
+            task.cancel()
+            raise
     return result
 
 
@@ -211,6 +237,7 @@ def _read_request(conn):
 def main():
     global _ctl_out
     builtins.display = display
+    signal.signal(signal.SIGINT, _between_cells)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _undumpable()
     conn = _connect()
@@ -233,7 +260,11 @@ def _run_cell(req):
     _current["id"] = req["id"]
     ok, error = True, None
     try:
-        _execute(req["id"], req["code"])
+        try:
+            _interruptible(True)
+            _execute(req["id"], req["code"])
+        finally:
+            _interruptible(False)
     except SystemExit as e:
         ok, error = _system_exit(e)
     except BaseException as e:  # the cell's error is data, never the kernel's end

@@ -178,10 +178,7 @@ export class Session {
       if (after.pidsLimitHits > before.pidsLimitHits) limits.push('PIDS')
       if (done.truncated === true || output.truncated) limits.push('OUTPUT_TRUNCATED')
       let note = output.notes() + limits.map(limitNote).join('')
-      const sig = typeof done.signal === 'string' ? ` (${done.signal.slice(0, 32)})` : ''
-      if (done.killed === true && !limits.includes('OOM')) note += `[codebox] the kernel died${sig}; its state is lost and the next cell starts a new kernel.\n`
-      else if (op === 'exec' && (done.killed === true || done.timedOut === true || done.cancelled === true))
-        note += '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
+      note += restartNote(op, done, limits)
       if (done.cancelled === true && signal?.aborted) note += '[codebox] the call was cancelled.\n'
       if (note) {
         output.stderr += note
@@ -193,7 +190,7 @@ export class Session {
         stderr: output.stderr,
         displays: output.displays,
         exitCode,
-        isError: exitCode !== 0 || limits.includes('TIMEOUT') || limits.includes('OOM'),
+        isError: exitCode !== 0 || done.cancelled === true || limits.includes('TIMEOUT') || limits.includes('OOM'),
         executionTime: performance.now() - started,
         limitsExceeded: limits,
       })
@@ -256,6 +253,24 @@ export class Session {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop()
   }
+}
+
+/**
+ * What became of the kernel when a call did not end on its own: a cancelled cell is interrupted
+ * and the kernel keeps its state (`interrupted`), unless the cell ignored the interrupt; a
+ * timed-out cell's kernel is killed, as is one that died.
+ */
+function restartNote(op: string, done: Record<string, unknown>, limits: LimitKind[]): string {
+  const sig = typeof done.signal === 'string' ? ` (${done.signal.slice(0, 32)})` : ''
+  if (done.killed === true && !limits.includes('OOM')) return `[codebox] the kernel died${sig}; its state is lost and the next cell starts a new kernel.\n`
+  if (op !== 'exec') return ''
+  if (done.cancelled === true && done.interrupted === true) return '[codebox] the cell was interrupted; the kernel and its variables are kept.\n'
+  if (done.cancelled === true && done.ignoredInterrupt === true) {
+    return '[codebox] the cell did not stop when interrupted, so its kernel was restarted; variables and imports of earlier cells are lost.\n'
+  }
+  if (done.killed === true || done.timedOut === true || done.cancelled === true)
+    return '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
+  return ''
 }
 
 /** The exit code the executor reported, or 1 when it is not a plausible one. */

@@ -152,6 +152,14 @@ export class ModelUnavailableError extends CodeboxError {
   }
 }
 
+/** The call was canceled (HTTP 409): its caller interrupted or stopped it, or the server shut down (an agent turn's `error` event with code `Canceled`). */
+export class CanceledError extends CodeboxError {
+  constructor(message: string, options?: CodeboxErrorOptions) {
+    super('Canceled', message, options)
+    this.name = 'CanceledError'
+  }
+}
+
 /** A bug in codebox (HTTP 500), or an answer the SDK could not read. */
 export class InternalError extends CodeboxError {
   constructor(message: string, options?: CodeboxErrorOptions) {
@@ -177,6 +185,7 @@ const classes: { [C in ErrorCode]: new (message: string, options?: CodeboxErrorO
   HostCapacity: HostCapacityError,
   ModelNotConfigured: ModelNotConfiguredError,
   ModelUnavailable: ModelUnavailableError,
+  Canceled: CanceledError,
   Internal: InternalError,
 }
 

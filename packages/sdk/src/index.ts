@@ -4,6 +4,17 @@
  */
 export { CodeInterpreter, codeSession, type CodeInterpreterOptions, type ExecuteCodeOptions, type WriteFileInput } from './code-interpreter.ts'
 export { CodeboxClient, type AuditApi, type InterpretersApi, type SessionsApi } from './client.ts'
+export {
+  AgentClient,
+  sessionIdHeader,
+  userIdHeader,
+  type AskOptions,
+  type ConversationHistory,
+  type ConversationList,
+  type GenerateOptions,
+  type InvokeOptions,
+  type ListConversationsOptions,
+} from './agent.ts'
 export { defaultBaseUrl, defaultMaxRetries, defaultTimeoutMs, type CallOptions, type ClientOptions } from './http.ts'
 export type { AuditList, InterpreterList, ListAuditOptions, ListSessionsOptions, PingResult, StartSessionOptions } from './routes.ts'
 export type { DeleteFileOptions, FileDownload, FileEntryList, FileWriteResult, ListFileEntriesOptions, UploadData } from './files.ts'
@@ -25,12 +36,20 @@ export {
   HostCapacityError,
   ModelNotConfiguredError,
   ModelUnavailableError,
+  CanceledError,
   ForbiddenError,
   ValidationError,
   type RateLimitedErrorOptions,
 } from './errors.ts'
 export { CodeboxError, isCodeboxError } from '@codebox/core'
 export type {
+  AgentEvent,
+  AgentStatus,
+  AgentTurn,
+  Conversation,
+  GenerateResponse,
+  InvocationResponse,
+  ModelSkip,
   AuditEntry,
   ContentBlock,
   CreateInterpreterRequest,

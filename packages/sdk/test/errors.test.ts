@@ -21,6 +21,7 @@ import {
   HostCapacityError,
   ModelNotConfiguredError,
   ModelUnavailableError,
+  CanceledError,
   ForbiddenError,
   ValidationError,
 } from '../src/index.ts'
@@ -43,6 +44,7 @@ const classes: Record<ErrorCode, new (message: string) => CodeboxError> = {
   HostCapacity: HostCapacityError,
   ModelNotConfigured: ModelNotConfiguredError,
   ModelUnavailable: ModelUnavailableError,
+  Canceled: CanceledError,
   Forbidden: ForbiddenError,
   Internal: InternalError,
 }

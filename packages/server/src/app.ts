@@ -8,7 +8,10 @@ import websocket from '@fastify/websocket'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { CodeboxError } from '@codebox/core'
 import type { SessionManager } from '@codebox/sandbox'
+import { loadAgent, type Agent } from '@codebox/agent'
 import { agentCoreRoutes } from './agentcore/index.ts'
+import { a2aRoutes } from './apis/a2a/index.ts'
+import { runtimeRoutes } from './apis/runtime/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
@@ -19,18 +22,25 @@ import { Metrics } from './metrics.ts'
 import { fileRoutes } from './routes/files.ts'
 import { auditRoutes, interpreterRoutes } from './routes/interpreters.ts'
 import { mcpRoutes } from './routes/mcp.ts'
+import { agentRoutes } from './routes/agent.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { wsRoutes } from './routes/ws.ts'
+import { AgentService } from './services/agent.ts'
+import type { AgentDoor } from './services/agent-door.ts'
 import { SessionService } from './services/sessions.ts'
-import type { Store } from './store/index.ts'
+import type { StoreApi } from './store/index.ts'
 
 export interface AppOptions {
   config: ServerConfig
   engine: SessionManager
-  store: Store
+  store: StoreApi
   /** Whether the listening address is loopback only (open mode is allowed only then). Default true. */
   loopbackOnly?: boolean
+  /** Replaces the agent service behind every agent door (`/invocations`, `/ws`, `/v1/agent`): for tests of a door alone. */
+  agentDoor?: AgentDoor
+  /** The model chain and loop behind the agent service; default `loadAgent(config.agent.options)`. Tests inject one. */
+  agent?: Agent
   /** A pino logger instance, or options; default JSON logs at config.logLevel to stdout. */
   logger?: FastifyBaseLogger
   version?: string
@@ -39,6 +49,8 @@ export interface AppOptions {
 export interface App {
   app: FastifyInstance
   sessions: SessionService
+  /** The codebox agent service (conversations, their code sessions, memory, quotas): what every agent door calls. */
+  agent: AgentService
   metrics: Metrics
   registry: RouteRegistry
 }
@@ -72,6 +84,22 @@ export async function buildApp(options: AppOptions): Promise<App> {
     egressRequests: () => engine.egress.counters,
   })
   sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
+  const agent = new AgentService({
+    agent: options.agent ?? (await loadAgent(config.agent.options)),
+    sessions,
+    conversations: store.conversations,
+    tenants: store.tenants,
+    metrics,
+    settings: {
+      idleTimeoutSeconds: config.agent.idleTimeoutSeconds,
+      maxLifetimeSeconds: config.agent.maxLifetimeSeconds,
+      memoryDays: config.agent.memoryDays,
+      turnsPerMinute: config.quotas.agentTurnsPerMinute,
+    },
+    log: app.log,
+  })
+  // Before the engine closes: running turns are stored as canceled and conversations' code sessions stopped.
+  app.addHook('onClose', () => agent.close())
   const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })
   const registry = new RouteRegistry()
 
@@ -97,7 +125,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       throw e
     }
     if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined) {
-      request.caller = auth.authenticate(request.headers.authorization)
+      request.caller = await auth.authenticate(request.headers.authorization)
     }
   })
   app.addHook('onResponse', async (request, reply) => {
@@ -115,7 +143,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
-  opsRoutes(app, registry, sessions, metrics, version)
+  const agentDoor = options.agentDoor ?? agent
+  opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
+  agentRoutes(app, registry, agentDoor)
+  await runtimeRoutes(app, registry, { agent: agentDoor, auth })
   await app.register(async (scope) => wsRoutes(scope, auth, sessions))
   mcpRoutes(app, sessions, { version, idleMs: config.mcpIdleMs })
   await agentCoreRoutes(app, {
@@ -124,6 +155,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs },
     holdMs: config.agentCoreHoldMs,
     loopbackOnly: options.loopbackOnly ?? true,
+    agent: agentDoor,
   })
-  return { app, sessions, metrics, registry }
+  await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
+  return { app, sessions, agent, metrics, registry }
 }

@@ -4,6 +4,7 @@
  * variable.
  */
 import path from 'node:path'
+import { agentOptionsFromEnv, type AgentOptions } from '@codebox/agent'
 import { validationError } from '@codebox/core'
 import { intVar, loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
 import { normalizeOrigin } from './http/host-check.ts'
@@ -15,6 +16,20 @@ export interface QuotaDefaults {
   startsPerMinute: number
   /** `CODEBOX_TENANT_INVOKES_PER_SECOND`: invocations per tenant per second (bursts of twice that). Default 200. */
   invokesPerSecond: number
+  /** `CODEBOX_TENANT_AGENT_TURNS_PER_MINUTE`: agent turns (each spends the operator's model key) per tenant per minute. Default 60. */
+  agentTurnsPerMinute: number
+}
+
+/** The codebox agent: its models and limits (the agent package's variables) and the runtime session's. */
+export interface AgentConfig {
+  /** `CODEBOX_AGENT_MODELS` and the other `CODEBOX_AGENT_*` model settings, as the agent package reads them (agentOptionsFromEnv). */
+  options: AgentOptions
+  /** `CODEBOX_AGENT_IDLE_TIMEOUT_SECONDS`: a conversation's code session without a call for this long is stopped (memory kept). Default 900. */
+  idleTimeoutSeconds: number
+  /** `CODEBOX_AGENT_MAX_LIFETIME_SECONDS`: a conversation's code session is stopped this long after it started (memory kept). Default 28800 (8 h). */
+  maxLifetimeSeconds: number
+  /** `CODEBOX_AGENT_MEMORY_DAYS`: a conversation is forgotten this many days after its last turn (1-365). Default 30. */
+  memoryDays: number
 }
 
 export interface ServerConfig {
@@ -47,6 +62,7 @@ export interface ServerConfig {
   /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
   logLevel: string
   quotas: QuotaDefaults
+  agent: AgentConfig
   engine: EngineConfig
 }
 
@@ -77,6 +93,13 @@ export function loadServerConfig(
       maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),
       startsPerMinute: intVar(env, 'CODEBOX_TENANT_STARTS_PER_MINUTE', 120, 1, 1_000_000),
       invokesPerSecond: intVar(env, 'CODEBOX_TENANT_INVOKES_PER_SECOND', 200, 1, 1_000_000),
+      agentTurnsPerMinute: intVar(env, 'CODEBOX_TENANT_AGENT_TURNS_PER_MINUTE', 60, 1, 1_000_000),
+    }),
+    agent: Object.freeze({
+      options: agentOptionsFromEnv(env),
+      idleTimeoutSeconds: intVar(env, 'CODEBOX_AGENT_IDLE_TIMEOUT_SECONDS', 900, 1, 28_800),
+      maxLifetimeSeconds: intVar(env, 'CODEBOX_AGENT_MAX_LIFETIME_SECONDS', 28_800, 1, 28_800),
+      memoryDays: intVar(env, 'CODEBOX_AGENT_MEMORY_DAYS', 30, 1, 365),
     }),
     engine,
   })

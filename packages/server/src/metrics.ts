@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics of one server (its own registry, so tests can run several servers in one
  * process): sessions by state, starts and ends, invocations by tool/language/outcome, durations
- * as histograms, the warm pool, limit kills, egress decisions and HTTP requests. Served at GET /metrics.
+ * as histograms, the warm pool, limit kills, egress decisions, HTTP requests, and agent turns, tokens
+ * and model fallbacks. Served at GET /metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
@@ -63,6 +64,32 @@ export class Metrics {
     help: 'HTTP request duration until the response is complete.',
     labelNames: ['method', 'route'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  })
+
+  readonly agentTurns = new Counter({
+    name: 'codebox_agent_turns_total',
+    help: 'Agent turns by role (answer, generate) and outcome (ok, error, canceled, rejected).',
+    labelNames: ['role', 'outcome'],
+    registers: [this.registry],
+  })
+  readonly agentTokens = new Counter({
+    name: 'codebox_agent_tokens_total',
+    help: 'Model tokens spent by agent turns, by model (provider:model) and direction (input, output).',
+    labelNames: ['model', 'direction'],
+    registers: [this.registry],
+  })
+  readonly agentFallbacks = new Counter({
+    name: 'codebox_agent_model_fallbacks_total',
+    help: 'Models skipped for the next one of the chain, by model and reason (throttled, overloaded, server-error, timeout, unreachable, refused, cooling-down, other).',
+    labelNames: ['model', 'reason'],
+    registers: [this.registry],
+  })
+  readonly agentTurnDuration = new Histogram({
+    name: 'codebox_agent_turn_duration_seconds',
+    help: 'Wall time of agent turns, by role.',
+    labelNames: ['role'],
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     registers: [this.registry],
   })
 

@@ -41,16 +41,17 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   let engine: SessionManager | undefined
   try {
     store = Store.open(config.dbPath)
-    if (!loopbackOnly && !store.keys.anyCreated()) {
+    if (!loopbackOnly && !(await store.keys.anyCreated())) {
       throw validationError(
         'host',
         `refusing to listen on ${config.host} without API keys: anyone who can reach it could run code. Create a key first (codebox keys create --tenant <name>) or listen on 127.0.0.1`,
       )
     }
-    const reconciled = store.sessions.terminateAllActive('server-restart')
+    const reconciled = await store.sessions.terminateAllActive('server-restart')
     let app: App | undefined
     engine = await createEngine(config.engine, {
-      onSessionEnd: (s) => app?.sessions.onSessionEnd(s),
+      onSessionEnd: (s) =>
+        void app?.sessions.onSessionEnd(s).catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session')),
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
     })
     app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })

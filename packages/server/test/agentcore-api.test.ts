@@ -350,7 +350,7 @@ describe('AgentCore bad input over raw HTTP', () => {
     const server = await testServer(t)
     const { data } = clients(server)
     const { sessionId } = await data.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
-    const before = { sessions: server.store.sessions.list({ tenant: 'default', limit: 100 }).items, live: server.engine.list().length }
+    const before = { sessions: (await server.store.sessions.list({ tenant: 'default', limit: 100 })).items, live: server.engine.list().length }
     const send = async (method: string, path: string, body?: string, headers: Record<string, string> = {}) => {
       const res = await fetch(server.url + path, { method, body, headers: { 'content-type': 'application/json', ...headers } })
       const text = await res.text()
@@ -398,7 +398,7 @@ describe('AgentCore bad input over raw HTTP', () => {
       assert.deepEqual([r.status, r.type], [status, type], `${method} ${path} ${body}: ${JSON.stringify(r.body)}`)
       assert.match(r.body!.message, message, `${method} ${path} ${body}`)
     }
-    assert.deepEqual(server.store.sessions.list({ tenant: 'default', limit: 100 }).items, before.sessions)
+    assert.deepEqual((await server.store.sessions.list({ tenant: 'default', limit: 100 })).items, before.sessions)
     assert.equal(server.engine.list().length, before.live)
     // The session still works.
     const ok = await invoke(data, { codeInterpreterIdentifier: builtIn, sessionId, name: 'executeCode', arguments: { code: 'print("still here")' } })

@@ -60,14 +60,14 @@ async function awsError(res: Response): Promise<{ status: number; type: string |
 describe('SigV4 access keys', () => {
   test('a key from the store signs requests; its tenant owns the sessions', async (t) => {
     const server = await testServer(t)
-    const acme = server.store.awsKeys.create({ tenant: 'acme' })
-    const other = server.store.awsKeys.create({ tenant: 'other' })
+    const acme = await server.store.awsKeys.create({ tenant: 'acme' })
+    const other = await server.store.awsKeys.create({ tenant: 'other' })
     assert.match(acme.accessKeyId, /^CBXA[A-Z2-7]{16}$/)
     const a = client(server, acme)
     const { sessionId } = await a.send(new StartCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn }))
     const got = await a.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId }))
     assert.equal(got.status, 'READY')
-    assert.equal(server.store.sessions.get(sessionId!, 'acme')?.keyId, acme.accessKeyId)
+    assert.equal((await server.store.sessions.get(sessionId!, 'acme'))?.keyId, acme.accessKeyId)
     // Another tenant's key: the session does not exist for it.
     const b = client(server, other)
     await assert.rejects(b.send(new GetCodeInterpreterSessionCommand({ codeInterpreterIdentifier: builtIn, sessionId })), { name: 'ResourceNotFoundException' })
@@ -76,7 +76,7 @@ describe('SigV4 access keys', () => {
 
   test('wrong secret, unknown key, revoked key, stale date, unsigned, tampered body: AccessDeniedException naming the check', async (t) => {
     const server = await testServer(t)
-    const key = server.store.awsKeys.create({ tenant: 'acme' })
+    const key = await server.store.awsKeys.create({ tenant: 'acme' })
     const denied = async (p: Promise<unknown>, message: RegExp) => {
       const e = (await p.then(
         () => assert.fail('expected AccessDeniedException'),
@@ -137,16 +137,16 @@ describe('SigV4 access keys', () => {
     assert.equal(se.type, 'AccessDeniedException')
     assert.match(se.message, /x-amz-content-sha256 header does not match|signature we calculated does not match/)
 
-    server.store.awsKeys.revoke(key.accessKeyId)
+    await server.store.awsKeys.revoke(key.accessKeyId)
     await denied(client(server, key).send(start), /unknown or revoked/)
     // Only the one correctly signed start made a session.
-    assert.equal(server.store.sessions.countActive('acme'), 1)
+    assert.equal(await server.store.sessions.countActive('acme'), 1)
   })
 
   test('the native API key is not a SigV4 key, and SigV4 does not open the native API', async (t) => {
     const server = await testServer(t)
-    const aws = server.store.awsKeys.create({ tenant: 'acme' })
-    const native = server.store.keys.create({ tenant: 'acme' })
+    const aws = await server.store.awsKeys.create({ tenant: 'acme' })
+    const native = await server.store.keys.create({ tenant: 'acme' })
     const viaBearer = await fetch(`${server.url}/code-interpreters/${builtIn}/sessions/list`, {
       method: 'POST',
       headers: { authorization: `Bearer ${native.secret}`, 'content-type': 'application/json' },
@@ -177,7 +177,10 @@ describe('the SigV4 canonical request', () => {
         .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
         .join('&')
       const req = { method: 'GET', url: `${c.path}?${qs}`, headers: signed.headers, bodySha256: createHash('sha256').digest('hex') }
-      assert.doesNotThrow(() => verifySigV4(req, () => credentials.secretAccessKey, date), c.path)
+      await assert.doesNotReject(
+        verifySigV4(req, async () => credentials.secretAccessKey, date),
+        c.path,
+      )
       assert.ok(canonicalRequest(req, ['host', 'x-amz-date']).startsWith('GET\n'))
     }
   })

@@ -38,7 +38,7 @@ describe('install_packages through InvokeCodeInterpreter on the real sandbox', (
     if (skip) return
     index = await packageServer({ wheels }, '127.0.0.1')
     server = await realServer(work, { CODEBOX_EGRESS_TRUSTED: `127.0.0.1:${index.port}` })
-    const key = server.store.awsKeys.create({ tenant: 'agents' })
+    const key = await server.store.awsKeys.create({ tenant: 'agents' })
     const options = { endpoint: server.url, region: 'us-west-2', credentials: key }
     data = new BedrockAgentCoreClient(options)
     control = new BedrockAgentCoreControlClient(options)

@@ -527,7 +527,7 @@ const rejects = async (p: Promise<unknown>): Promise<BotocoreError> =>
 /** A server and a Python process pointed at it by the two lines docs/agentcore-python.md gives. */
 async function pythonAgainst(t: TestContext, extraEnv: Record<string, string> = {}): Promise<{ server: TestServer; py: PyEnv }> {
   const server = await testServer(t)
-  const { accessKeyId, secretAccessKey } = server.store.awsKeys.create({ tenant: 'python' })
+  const { accessKeyId, secretAccessKey } = await server.store.awsKeys.create({ tenant: 'python' })
   const agent = new http.Agent({ keepAlive: true }) // urllib3's pool keeps connections too
   t.after(() => agent.destroy())
   const env = {

@@ -25,7 +25,7 @@ async function budgetServer(t: TestContext, probe: HostProbe): Promise<{ call: (
   let onEnd: ((s: Parameters<NonNullable<ConstructorParameters<typeof SessionManager>[0]['onSessionEnd']>>[0]) => void) | undefined
   const engine = new SessionManager({ driver: new FakeDriver(), poolSize: 0, hostBudget, hostProbe: probe, onSessionEnd: (s) => onEnd?.(s) })
   const app = await buildApp({ config, engine, store, loopbackOnly: true })
-  onEnd = (s) => app.sessions.onSessionEnd(s)
+  onEnd = (s) => void app.sessions.onSessionEnd(s)
   await app.app.listen({ host: '127.0.0.1', port: 0 })
   const url = `http://127.0.0.1:${(app.app.server.address() as { port: number }).port}`
   t.after(async () => {

@@ -6,7 +6,7 @@ import { expectError, expectJson, invoke, startSession, testServer } from './fix
 test('without keys a loopback server is open; once a key exists every /v1 call needs one', async (t) => {
   const s = await testServer(t)
   await startSession(s)
-  const { secret } = s.store.keys.create({ tenant: 'acme' })
+  const { secret } = await s.store.keys.create({ tenant: 'acme' })
   await expectError(s.call('GET', '/v1/sessions'), 401, 'Unauthorized')
   await expectError(s.call('GET', '/v1/sessions', { headers: { authorization: 'Basic abc' } }), 401, 'Unauthorized')
   await expectError(s.call('GET', '/v1/sessions', { key: 'cbx_wrong' }), 401, 'Unauthorized')
@@ -15,7 +15,7 @@ test('without keys a loopback server is open; once a key exists every /v1 call n
   // Health and metrics stay reachable for probes.
   await expectJson(s.call('GET', '/ping'), 200)
   assert.equal((await s.call('GET', '/metrics')).status, 200)
-  s.store.keys.revoke(s.store.keys.list('acme')[0]!.keyId)
+  await s.store.keys.revoke((await s.store.keys.list('acme'))[0]!.keyId)
   await expectError(s.call('GET', '/v1/sessions', { key: secret }), 401, 'Unauthorized')
 })
 
@@ -27,8 +27,8 @@ test('a server bound beyond loopback without keys refuses every /v1 call', async
 
 test('a tenant cannot see or touch another tenant’s session: the same 404 as an unknown id', async (t) => {
   const s = await testServer(t)
-  const a = s.store.keys.create({ tenant: 'acme' }).secret
-  const b = s.store.keys.create({ tenant: 'globex' }).secret
+  const a = (await s.store.keys.create({ tenant: 'acme' })).secret
+  const b = (await s.store.keys.create({ tenant: 'globex' })).secret
   const id = await startSession(s, {}, a)
   await expectJson(invoke(s, id, 'writeFiles', { content: [{ path: 'secret.txt', text: 'acme only' }] }, a), 200)
   const unknown = await expectError(s.call('GET', '/v1/sessions/zzzzzzzzzzzzzzzzzzzzzzzzzz', { key: b }), 404, 'NotFound')
@@ -55,8 +55,8 @@ test('a tenant cannot see or touch another tenant’s session: the same 404 as a
 
 test('per-tenant quotas: concurrent sessions and invoke rate answer 429 with Retry-After; other tenants are unaffected', async (t) => {
   const s = await testServer(t, { env: { CODEBOX_TENANT_MAX_SESSIONS: '2', CODEBOX_TENANT_INVOKES_PER_SECOND: '2' } })
-  const a = s.store.keys.create({ tenant: 'acme' }).secret
-  const b = s.store.keys.create({ tenant: 'globex' }).secret
+  const a = (await s.store.keys.create({ tenant: 'acme' })).secret
+  const b = (await s.store.keys.create({ tenant: 'globex' })).secret
   const first = await startSession(s, {}, a)
   await startSession(s, {}, a)
   const res = await s.call('POST', '/v1/sessions', { json: {}, key: a })
@@ -78,14 +78,36 @@ test('per-tenant quotas: concurrent sessions and invoke rate answer 429 with Ret
   const ids = await expectJson<{ items: { sessionId: string }[] }>(s.call('GET', '/v1/sessions?status=READY', { key: a }), 200)
   await expectJson(invoke(s, ids.items[0]!.sessionId, 'executeCommand', { command: 'true' }, a), 200)
   // A per-tenant override wins over the server default.
-  s.store.tenants.setQuotas('globex', { maxSessions: 1 })
+  await s.store.tenants.setQuotas('globex', { maxSessions: 1 })
   await expectError(s.call('POST', '/v1/sessions', { json: {}, key: b }), 429, 'QuotaExceeded')
+})
+
+test('starts begun in the same instant stay within the session quota, and one clientToken starts one session', async (t) => {
+  const s = await testServer(t, { env: { CODEBOX_TENANT_MAX_SESSIONS: '3' } })
+  const caller = { tenant: 'acme' }
+  // Called together, every start reads the store before any has stored its record.
+  const starts = await Promise.allSettled(Array.from({ length: 8 }, () => s.sessions.start(caller, { interpreterId: 'codebox.v1' })))
+  const refused = starts.filter((r) => r.status === 'rejected').map((r) => (r.reason as { code?: string }).code)
+  assert.equal(starts.length - refused.length, 3, JSON.stringify(refused))
+  assert.deepEqual(new Set(refused), new Set(['QuotaExceeded']))
+  assert.equal(await s.store.sessions.countActive('acme'), 3)
+  assert.equal(s.sessions.starting, 0, 'every start gave its slot back')
+
+  const retries = await Promise.all(
+    Array.from({ length: 5 }, () => s.sessions.start({ tenant: 'globex' }, { interpreterId: 'codebox.v1', clientToken: 'once' })),
+  )
+  assert.equal(new Set(retries.map((r) => r.info.sessionId)).size, 1)
+  assert.deepEqual(
+    retries.map((r) => r.created),
+    [true, false, false, false, false],
+  )
+  assert.equal(await s.store.sessions.countActive('globex'), 1)
 })
 
 test('interpreters: built-in codebox.v1, a tenant’s own with default limits, isolated by tenant', async (t) => {
   const s = await testServer(t)
-  const a = s.store.keys.create({ tenant: 'acme' }).secret
-  const b = s.store.keys.create({ tenant: 'globex' }).secret
+  const a = (await s.store.keys.create({ tenant: 'acme' })).secret
+  const b = (await s.store.keys.create({ tenant: 'globex' })).secret
   const list = await expectJson<{ items: { interpreterId: string; type: string }[] }>(s.call('GET', '/v1/interpreters', { key: a }), 200)
   assert.deepEqual(
     list.items.map((i) => `${i.interpreterId}:${i.type}`),

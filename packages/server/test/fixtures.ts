@@ -31,7 +31,7 @@ export async function testServer(
   const config = loadServerConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', ...options.env })
   const store = Store.open(':memory:')
   let app: App | undefined
-  const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd: (s) => app?.sessions.onSessionEnd(s) })
+  const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd: (s) => void app?.sessions.onSessionEnd(s) })
   const logger = options.logs ? captureLogger(options.logs) : undefined
   app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true, ...(logger ? { logger } : {}) })
   await app.app.listen({ host: '127.0.0.1', port: 0 })

@@ -42,14 +42,14 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
       .filter((c) => c.type === 'text')
       .map((c) => (c as { text: string }).text)
       .join('')
-  const status = (sessionId: string, tenant = 'acme'): string | undefined => server!.store.sessions.get(sessionId, tenant)?.status
+  const status = async (sessionId: string, tenant = 'acme'): Promise<string | undefined> => (await server!.store.sessions.get(sessionId, tenant))?.status
 
   before(async () => {
     skip = await bwrapUnavailable()
     work = await mkdtemp(path.join(tmpdir(), 'codebox-mcp-http-'))
     if (skip) return
     server = await realServer(work, { CODEBOX_MCP_IDLE_MS: '3000' })
-    keys = { acme: server.store.keys.create({ tenant: 'acme' }).secret, other: server.store.keys.create({ tenant: 'other' }).secret }
+    keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
   })
   after(async () => {
     for (const c of open) await c.client.close().catch(() => {})
@@ -147,10 +147,10 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     assert.equal(stopped.structuredContent!.taskStatus, 'canceled')
 
     // The connection ends (DELETE /mcp): its session is stopped.
-    assert.equal(status(sessionId), 'READY')
+    assert.equal(await status(sessionId), 'READY')
     await transport.terminateSession()
     await client.close()
-    assert.equal(status(sessionId), 'TERMINATED')
+    assert.equal(await status(sessionId), 'TERMINATED')
   })
 
   test('progress notifications carry output as it is produced; a cancelled call stops its execution', async (t) => {
@@ -267,10 +267,10 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     if (skip) return t.skip(skip)
     const { client } = await connect(keys.acme)
     const sessionId = (await call(client, 'execute_code', { code: 'print(1)' })).structuredContent!.sessionId!
-    let s = status(sessionId)
+    let s = await status(sessionId)
     for (let i = 0; i < 80 && s === 'READY'; i++) {
       await new Promise((r) => setTimeout(r, 100))
-      s = status(sessionId)
+      s = await status(sessionId)
     }
     assert.equal(s, 'TERMINATED')
     await assert.rejects(client.listTools(), /404|not found|session/i)

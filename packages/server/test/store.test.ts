@@ -11,6 +11,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, defaultLimits, type ErrorCode } from '@codebox/core'
 import { builtInInterpreterId, latestSchemaVersion, migrate, migrations, Store, type SessionRecord } from '../src/store/index.ts'
+import { transaction } from '../src/store/sql.ts'
 
 let dir: string
 before(() => {
@@ -53,20 +54,20 @@ function session(sessionId: string, tenant: string, extra: Partial<SessionRecord
 }
 
 describe('migrations and the database file', () => {
-  it('migrates an empty file to the latest version, and re-opening changes nothing', () => {
+  it('migrates an empty file to the latest version, and re-opening changes nothing', async () => {
     const file = join(dir, 'fresh', 'nested', 'codebox.db')
     const first = Store.open(file)
     assert.equal(first.schemaVersion, latestSchemaVersion)
     assert.equal(latestSchemaVersion, migrations.length)
-    const { secret } = first.keys.create({ tenant: 'acme' })
+    const { secret } = await first.keys.create({ tenant: 'acme' })
     first.close()
     first.close()
 
     const again = Store.open(file)
     assert.equal(again.schemaVersion, latestSchemaVersion)
-    assert.equal(again.keys.authenticate(secret)?.tenant, 'acme', 'data survives a re-open')
+    assert.equal((await again.keys.authenticate(secret))?.tenant, 'acme', 'data survives a re-open')
     assert.deepEqual(
-      again.interpreters.list('acme').map((i) => i.interpreterId),
+      (await again.interpreters.list('acme')).map((i) => i.interpreterId),
       [builtInInterpreterId],
       'the built-in interpreter is inserted once',
     )
@@ -75,15 +76,15 @@ describe('migrations and the database file', () => {
     const raw = new DatabaseSync(file)
     assert.equal((raw.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion)
     const tables = (raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
-    assert.deepEqual(tables, ['api_keys', 'audit', 'aws_keys', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
+    assert.deepEqual(tables, ['api_keys', 'audit', 'aws_keys', 'conversation_turns', 'conversations', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
     assert.equal((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal')
     raw.close()
   })
 
-  it('creates the file 0600 in a new 0700 directory, and tightens a loose existing file', () => {
+  it('creates the file 0600 in a new 0700 directory, and tightens a loose existing file', async () => {
     const file = join(dir, 'private', 'codebox.db')
     const store = Store.open(file)
-    store.keys.create({ tenant: 'acme' })
+    await store.keys.create({ tenant: 'acme' })
     assert.equal(statSync(file).mode & 0o777, 0o600)
     assert.equal(statSync(join(dir, 'private')).mode & 0o777, 0o700)
     assert.equal(statSync(`${file}-wal`).mode & 0o777, 0o600, 'the WAL holds the same data')
@@ -117,10 +118,53 @@ describe('migrations and the database file', () => {
   })
 })
 
-describe('interpreters', () => {
-  it('has the built-in codebox.v1 for every tenant, which cannot be deleted', (t) => {
+describe('the asynchronous interface', () => {
+  it('answers every call with a promise, bad input included, and keeps concurrent transactions apart', async (t) => {
     const store = memoryStore(t)
-    const builtIn = store.interpreters.get(builtInInterpreterId, 'anyone')
+    // A refusal is a rejection, never a throw at the call: callers of any backend await and catch alike.
+    const bad = store.tenants.ensure('Not A Tenant')
+    assert.ok(bad instanceof Promise)
+    await assert.rejects(bad, isError('ValidationError', /^tenant:/))
+    const unknown = store.keys.revoke('key_unknown')
+    assert.ok(unknown instanceof Promise)
+    await assert.rejects(unknown, isError('NotFound'))
+
+    // Started together: each create runs its transaction whole, so exactly one takes the name.
+    const creates = await Promise.allSettled(
+      Array.from({ length: 10 }, () => store.interpreters.create({ tenant: 'acme', name: 'same', image: 'default', limits: {} })),
+    )
+    assert.equal(creates.filter((r) => r.status === 'fulfilled').length, 1)
+    for (const r of creates) if (r.status === 'rejected') isError('Conflict')(r.reason)
+    const keys = await Promise.all(Array.from({ length: 20 }, (_, i) => store.keys.create({ tenant: `t${i % 4}` })))
+    assert.equal(new Set(keys.map((k) => k.record.keyId)).size, 20)
+    assert.deepEqual(
+      (await store.tenants.list()).map((x) => x.id),
+      ['acme', 't0', 't1', 't2', 't3'],
+    )
+    assert.equal(await store.keys.activeCount(), 20)
+  })
+
+  it('refuses an asynchronous transaction body and rolls back what it wrote', () => {
+    const db = new DatabaseSync(':memory:')
+    db.exec('CREATE TABLE t (a)')
+    assert.throws(
+      () =>
+        transaction(db, async () => {
+          db.exec('INSERT INTO t VALUES (1)')
+          await Promise.resolve()
+        }),
+      /must be synchronous/,
+    )
+    assert.equal(db.isTransaction, false)
+    assert.equal(db.prepare('SELECT count(*) AS n FROM t').get()?.n, 0)
+    db.close()
+  })
+})
+
+describe('interpreters', () => {
+  it('has the built-in codebox.v1 for every tenant, which cannot be deleted', async (t) => {
+    const store = memoryStore(t)
+    const builtIn = await store.interpreters.get(builtInInterpreterId, 'anyone')
     assert.deepEqual(
       { ...builtIn, createdAt: undefined, lastUpdatedAt: undefined },
       {
@@ -138,61 +182,69 @@ describe('interpreters', () => {
     )
     assert.equal('tenant' in builtIn!, false)
     assert.match(builtIn!.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
-    assert.throws(() => store.interpreters.delete(builtInInterpreterId, 'anyone'), isError('Conflict', /built-in/))
+    await assert.rejects(store.interpreters.delete(builtInInterpreterId, 'anyone'), isError('Conflict', /built-in/))
   })
 
-  it('keeps custom interpreters to their tenant and names unique among live ones', (t) => {
+  it('keeps custom interpreters to their tenant and names unique among live ones', async (t) => {
     const store = memoryStore(t)
-    const mine = store.interpreters.create({ tenant: 'acme', name: 'big', description: 'more memory', image: 'default', limits: { cpuCores: 2 } })
+    const mine = await store.interpreters.create({ tenant: 'acme', name: 'big', description: 'more memory', image: 'default', limits: { cpuCores: 2 } })
     assert.match(mine.interpreterId, /^big-[0-9A-Za-z]{10}$/)
-    assert.deepEqual(store.interpreters.get(mine.interpreterId, 'acme'), mine)
-    assert.equal(store.interpreters.get(mine.interpreterId, 'other'), undefined)
+    assert.deepEqual(await store.interpreters.get(mine.interpreterId, 'acme'), mine)
+    assert.equal(await store.interpreters.get(mine.interpreterId, 'other'), undefined)
     assert.deepEqual(
-      store.interpreters.list('acme').map((i) => i.interpreterId),
+      (await store.interpreters.list('acme')).map((i) => i.interpreterId),
       [builtInInterpreterId, mine.interpreterId],
     )
     assert.deepEqual(
-      store.interpreters.list('other').map((i) => i.interpreterId),
+      (await store.interpreters.list('other')).map((i) => i.interpreterId),
       [builtInInterpreterId],
     )
-    assert.throws(() => store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }), isError('Conflict'))
-    assert.equal(store.interpreters.create({ tenant: 'other', name: 'big', image: 'default', limits: {} }).tenant, 'other')
+    await assert.rejects(store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }), isError('Conflict'))
+    assert.equal((await store.interpreters.create({ tenant: 'other', name: 'big', image: 'default', limits: {} })).tenant, 'other')
 
-    assert.throws(() => store.interpreters.delete(mine.interpreterId, 'other'), isError('NotFound'))
-    assert.equal(store.interpreters.delete(mine.interpreterId, 'acme').status, 'DELETED')
-    assert.equal(store.interpreters.get(mine.interpreterId, 'acme'), undefined)
-    assert.throws(() => store.interpreters.delete(mine.interpreterId, 'acme'), isError('NotFound'))
-    assert.notEqual(store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} }).interpreterId, mine.interpreterId)
+    await assert.rejects(store.interpreters.delete(mine.interpreterId, 'other'), isError('NotFound'))
+    assert.equal((await store.interpreters.delete(mine.interpreterId, 'acme')).status, 'DELETED')
+    assert.equal(await store.interpreters.get(mine.interpreterId, 'acme'), undefined)
+    await assert.rejects(store.interpreters.delete(mine.interpreterId, 'acme'), isError('NotFound'))
+    assert.notEqual((await store.interpreters.create({ tenant: 'acme', name: 'big', image: 'default', limits: {} })).interpreterId, mine.interpreterId)
   })
 
-  it('keeps network settings and tags, and returns the first interpreter for a reused clientToken', (t) => {
+  it('keeps network settings and tags, and returns the first interpreter for a reused clientToken', async (t) => {
     const store = memoryStore(t)
     const network = { mode: 'VPC' as const, allow: ['example.com:443'], vpcConfig: { securityGroups: ['sg-1'], subnets: ['subnet-1'] } }
-    const first = store.interpreters.create({ tenant: 'acme', name: 'net', image: 'default', limits: {}, network, tags: { team: 'data' }, clientToken: 'tok1' })
+    const first = await store.interpreters.create({
+      tenant: 'acme',
+      name: 'net',
+      image: 'default',
+      limits: {},
+      network,
+      tags: { team: 'data' },
+      clientToken: 'tok1',
+    })
     assert.deepEqual(first.network, network)
     assert.deepEqual(first.tags, { team: 'data' })
-    const retried = store.interpreters.create({ tenant: 'acme', name: 'net', image: 'default', limits: {}, network, clientToken: 'tok1' })
+    const retried = await store.interpreters.create({ tenant: 'acme', name: 'net', image: 'default', limits: {}, network, clientToken: 'tok1' })
     assert.deepEqual(retried, first)
     // The same token of another tenant is another interpreter.
     assert.notEqual(
-      store.interpreters.create({ tenant: 'other', name: 'net', image: 'default', limits: {}, clientToken: 'tok1' }).interpreterId,
+      (await store.interpreters.create({ tenant: 'other', name: 'net', image: 'default', limits: {}, clientToken: 'tok1' })).interpreterId,
       first.interpreterId,
     )
   })
 })
 
 describe('SigV4 access keys', () => {
-  it('seals the secret, finds it by access key id until revoked, and counts as a created key', (t) => {
+  it('seals the secret, finds it by access key id until revoked, and counts as a created key', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'codebox-awskeys-'))
     t.after(() => rmSync(dir, { recursive: true, force: true }))
     const file = join(dir, 'codebox.db')
     const store = Store.open(file)
-    assert.equal(store.keys.anyCreated(), false)
-    const { accessKeyId, secretAccessKey, record } = store.awsKeys.create({ tenant: 'acme', name: 'agents' })
+    assert.equal(await store.keys.anyCreated(), false)
+    const { accessKeyId, secretAccessKey, record } = await store.awsKeys.create({ tenant: 'acme', name: 'agents' })
     assert.match(accessKeyId, /^CBXA[A-Z2-7]{16}$/)
     assert.match(secretAccessKey, /^[0-9A-Za-z]{40}$/)
     assert.equal(record.tenant, 'acme')
-    assert.equal(store.keys.anyCreated(), true, 'an access key closes an open server too')
+    assert.equal(await store.keys.anyCreated(), true, 'an access key closes an open server too')
     store.close()
     assert.equal(statSync(`${file}.key`).mode & 0o777, 0o600)
     const raw = new DatabaseSync(file)
@@ -202,74 +254,80 @@ describe('SigV4 access keys', () => {
 
     const again = Store.open(file)
     t.after(() => again.close())
-    assert.equal(again.awsKeys.lookup(accessKeyId)?.secretAccessKey, secretAccessKey)
-    assert.equal(again.awsKeys.lookup('CBXAAAAAAAAAAAAAAAAA'), undefined)
-    assert.equal(again.awsKeys.lookup('not a key id'), undefined)
-    again.awsKeys.revoke(accessKeyId)
-    assert.equal(again.awsKeys.lookup(accessKeyId), undefined)
-    assert.ok(again.awsKeys.list('acme')[0]!.revokedAt)
-    assert.throws(() => again.awsKeys.revoke('CBXAAAAAAAAAAAAAAAAA'), isError('NotFound'))
+    assert.equal((await again.awsKeys.lookup(accessKeyId))?.secretAccessKey, secretAccessKey)
+    assert.equal(await again.awsKeys.lookup('CBXAAAAAAAAAAAAAAAAA'), undefined)
+    assert.equal(await again.awsKeys.lookup('not a key id'), undefined)
+    await again.awsKeys.revoke(accessKeyId)
+    assert.equal(await again.awsKeys.lookup(accessKeyId), undefined)
+    assert.ok((await again.awsKeys.list('acme'))[0]!.revokedAt)
+    await assert.rejects(again.awsKeys.revoke('CBXAAAAAAAAAAAAAAAAA'), isError('NotFound'))
   })
 
-  it('refuses to unseal with another sealing key', (t) => {
+  it('refuses to unseal with another sealing key', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'codebox-awskeys-'))
     t.after(() => rmSync(dir, { recursive: true, force: true }))
     const file = join(dir, 'codebox.db')
     const store = Store.open(file)
-    const { accessKeyId } = store.awsKeys.create({ tenant: 'acme' })
+    const { accessKeyId } = await store.awsKeys.create({ tenant: 'acme' })
     store.close()
     writeFileSync(`${file}.key`, randomBytes(32).toString('base64'))
     const again = Store.open(file)
     t.after(() => again.close())
-    assert.throws(() => again.awsKeys.lookup(accessKeyId), isError('Internal', /sealing key/))
+    await assert.rejects(again.awsKeys.lookup(accessKeyId), isError('Internal', /sealing key/))
   })
 })
 
 describe('tenants and API keys', () => {
-  it('validates tenant ids and resets quotas with null', (t) => {
+  it('validates tenant ids and resets quotas with null', async (t) => {
     const store = memoryStore(t)
-    assert.throws(() => store.tenants.ensure('Acme Corp'), isError('ValidationError', /^tenant:/))
-    assert.throws(() => store.tenants.setQuotas('ghost', { maxSessions: 1 }), isError('NotFound'))
-    const created = store.tenants.ensure('acme')
-    assert.deepEqual(store.tenants.ensure('acme'), created)
-    assert.deepEqual(store.tenants.setQuotas('acme', { maxSessions: 3, invokesPerSecond: 2.5 }), { ...created, maxSessions: 3, invokesPerSecond: 2.5 })
-    assert.deepEqual(store.tenants.setQuotas('acme', { maxSessions: null, startsPerMinute: 10 }), { ...created, startsPerMinute: 10, invokesPerSecond: 2.5 })
-    assert.throws(() => store.tenants.setQuotas('acme', { maxSessions: 1.5 }), isError('ValidationError', /^maxSessions:/))
+    await assert.rejects(store.tenants.ensure('Acme Corp'), isError('ValidationError', /^tenant:/))
+    await assert.rejects(store.tenants.setQuotas('ghost', { maxSessions: 1 }), isError('NotFound'))
+    const created = await store.tenants.ensure('acme')
+    assert.deepEqual(await store.tenants.ensure('acme'), created)
+    assert.deepEqual(await store.tenants.setQuotas('acme', { maxSessions: 3, invokesPerSecond: 2.5 }), { ...created, maxSessions: 3, invokesPerSecond: 2.5 })
+    assert.deepEqual(await store.tenants.setQuotas('acme', { maxSessions: null, startsPerMinute: 10 }), {
+      ...created,
+      startsPerMinute: 10,
+      invokesPerSecond: 2.5,
+    })
+    await assert.rejects(store.tenants.setQuotas('acme', { maxSessions: 1.5 }), isError('ValidationError', /^maxSessions:/))
+    assert.equal((await store.tenants.setQuotas('acme', { agentTurnsPerMinute: 5 })).agentTurnsPerMinute, 5)
+    assert.equal((await store.tenants.setQuotas('acme', { agentTurnsPerMinute: null })).agentTurnsPerMinute, undefined)
     assert.deepEqual(
-      store.tenants.list().map((x) => x.id),
+      (await store.tenants.list()).map((x) => x.id),
       ['acme'],
     )
   })
 
-  it('authenticates a key until it is revoked, and never stores the secret', (t) => {
+  it('authenticates a key until it is revoked, and never stores the secret', async (t) => {
     const file = join(dir, 'keys.db')
     const store = Store.open(file)
     t.after(() => store.close())
-    const { secret, record } = store.keys.create({ tenant: 'acme', name: 'ci' })
+    const { secret, record } = await store.keys.create({ tenant: 'acme', name: 'ci' })
     assert.match(secret, /^cbx_[0-9A-Za-z]{40}$/)
     assert.match(record.keyId, /^key_[0-9A-Za-z]{12}$/)
     assert.deepEqual(record, { keyId: record.keyId, tenant: 'acme', name: 'ci', prefix: secret.slice(0, 12), createdAt: record.createdAt })
-    assert.equal(store.tenants.get('acme')?.id, 'acme', 'creating a key creates its tenant')
-    assert.equal(store.keys.activeCount(), 1)
+    assert.equal((await store.tenants.get('acme'))?.id, 'acme', 'creating a key creates its tenant')
+    assert.equal(await store.keys.activeCount(), 1)
 
-    assert.equal(store.keys.authenticate(secret, new Date(t0))?.lastUsedAt, at(0))
-    assert.equal(store.keys.authenticate(secret, new Date(t0 + 30_000))?.lastUsedAt, at(0), 'written at most once a minute')
-    assert.equal(store.keys.authenticate(secret, new Date(t0 + 61_000))?.lastUsedAt, at(61_000))
-    assert.equal(store.keys.authenticate(`${secret.slice(0, -1)}${secret.endsWith('a') ? 'b' : 'a'}`), undefined)
-    assert.equal(store.keys.authenticate('not a key'), undefined)
+    assert.equal((await store.keys.authenticate(secret, new Date(t0)))?.lastUsedAt, at(0))
+    assert.equal((await store.keys.authenticate(secret, new Date(t0 + 30_000)))?.lastUsedAt, at(0), 'written at most once a minute')
+    assert.equal((await store.keys.authenticate(secret, new Date(t0 + 61_000)))?.lastUsedAt, at(61_000))
+    assert.equal(await store.keys.authenticate(`${secret.slice(0, -1)}${secret.endsWith('a') ? 'b' : 'a'}`), undefined)
+    assert.equal(await store.keys.authenticate('not a key'), undefined)
 
-    const revoked = store.keys.revoke(record.keyId)
+    const revoked = await store.keys.revoke(record.keyId)
     assert.ok(revoked.revokedAt)
-    assert.equal(store.keys.authenticate(secret), undefined)
-    assert.equal(store.keys.revoke(record.keyId).revokedAt, revoked.revokedAt, 'revoking again keeps the first time')
-    assert.throws(() => store.keys.revoke('key_unknown'), isError('NotFound'))
-    assert.equal(store.keys.activeCount(), 0)
-    store.keys.create({ tenant: 'other' })
+    assert.equal(await store.keys.authenticate(secret), undefined)
+    assert.equal((await store.keys.revoke(record.keyId)).revokedAt, revoked.revokedAt, 'revoking again keeps the first time')
+    await assert.rejects(store.keys.revoke('key_unknown'), isError('NotFound'))
+    assert.equal(await store.keys.activeCount(), 0)
+    await store.keys.create({ tenant: 'other' })
     assert.deepEqual(
-      store.keys.list('acme').map((k) => k.keyId),
+      (await store.keys.list('acme')).map((k) => k.keyId),
       [record.keyId],
     )
-    assert.equal(store.keys.list().length, 2)
+    assert.equal((await store.keys.list()).length, 2)
 
     store.close()
     const bytes = Buffer.concat(
@@ -284,79 +342,79 @@ describe('tenants and API keys', () => {
 })
 
 describe('sessions', () => {
-  it('keeps sessions to their tenant and finds them by client token', (t) => {
+  it('keeps sessions to their tenant and finds them by client token', async (t) => {
     const store = memoryStore(t)
-    store.sessions.insert(session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
-    store.sessions.insert(session('b1', 'other', { clientToken: 'tok' }))
-    assert.equal(store.sessions.get('a1', 'acme')?.keyId, 'key_x')
-    assert.deepEqual(store.sessions.get('a1', 'acme'), session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
-    assert.equal(store.sessions.get('a1', 'other'), undefined)
-    assert.equal(store.sessions.findByClientToken('acme', 'tok')?.sessionId, 'a1')
-    assert.equal(store.sessions.findByClientToken('other', 'tok')?.sessionId, 'b1')
-    assert.equal(store.sessions.findByClientToken('acme', 'nope'), undefined)
-    assert.throws(() => store.sessions.insert(session('a2', 'acme', { clientToken: 'tok' })), isError('Conflict'))
-    assert.throws(() => store.sessions.insert(session('a1', 'other')), isError('Conflict'))
+    await store.sessions.insert(session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
+    await store.sessions.insert(session('b1', 'other', { clientToken: 'tok' }))
+    assert.equal((await store.sessions.get('a1', 'acme'))?.keyId, 'key_x')
+    assert.deepEqual(await store.sessions.get('a1', 'acme'), session('a1', 'acme', { clientToken: 'tok', keyId: 'key_x' }))
+    assert.equal(await store.sessions.get('a1', 'other'), undefined)
+    assert.equal((await store.sessions.findByClientToken('acme', 'tok'))?.sessionId, 'a1')
+    assert.equal((await store.sessions.findByClientToken('other', 'tok'))?.sessionId, 'b1')
+    assert.equal(await store.sessions.findByClientToken('acme', 'nope'), undefined)
+    await assert.rejects(store.sessions.insert(session('a2', 'acme', { clientToken: 'tok' })), isError('Conflict'))
+    await assert.rejects(store.sessions.insert(session('a1', 'other')), isError('Conflict'))
     assert.deepEqual(
-      store.sessions.list({ tenant: 'other', limit: 10 }).items.map((s) => s.sessionId),
+      (await store.sessions.list({ tenant: 'other', limit: 10 })).items.map((s) => s.sessionId),
       ['b1'],
     )
-    assert.equal(store.sessions.countActive('acme'), 1)
+    assert.equal(await store.sessions.countActive('acme'), 1)
   })
 
-  it('pages newest first across 3 pages without duplicates or gaps', (t) => {
+  it('pages newest first across 3 pages without duplicates or gaps', async (t) => {
     const store = memoryStore(t)
     // Three share a createdAt, so the session id decides their order.
     const ids = ['s1', 's2', 's3', 's4', 's5', 's6', 's7']
-    ids.forEach((id, i) => store.sessions.insert(session(id, 'acme', { createdAt: at(i < 3 ? 0 : i * 1000) })))
-    store.sessions.insert(session('x1', 'other', { createdAt: at(5000) }))
+    for (const [i, id] of ids.entries()) await store.sessions.insert(session(id, 'acme', { createdAt: at(i < 3 ? 0 : i * 1000) }))
+    await store.sessions.insert(session('x1', 'other', { createdAt: at(5000) }))
     const seen: string[] = []
     let nextToken: string | undefined
     let pages = 0
     do {
-      const page = store.sessions.list({ tenant: 'acme', limit: 3, ...(nextToken ? { nextToken } : {}) })
+      const page = await store.sessions.list({ tenant: 'acme', limit: 3, ...(nextToken ? { nextToken } : {}) })
       seen.push(...page.items.map((s) => s.sessionId))
       nextToken = page.nextToken
       pages++
     } while (nextToken)
     assert.equal(pages, 3)
     assert.deepEqual(seen, ['s7', 's6', 's5', 's4', 's3', 's2', 's1'])
-    store.sessions.markTerminated('s6', 'stopped')
+    await store.sessions.markTerminated('s6', 'stopped')
     assert.deepEqual(
-      store.sessions.list({ tenant: 'acme', status: 'TERMINATED', limit: 3 }),
-      { items: [store.sessions.get('s6', 'acme')] },
+      await store.sessions.list({ tenant: 'acme', status: 'TERMINATED', limit: 3 }),
+      { items: [await store.sessions.get('s6', 'acme')] },
       'no token after the last page',
     )
   })
 
-  it('refuses a nextToken it did not issue', (t) => {
+  it('refuses a nextToken it did not issue', async (t) => {
     const store = memoryStore(t)
-    store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
-    store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
-    const auditToken = store.audit.list({ tenant: 'acme', limit: 1 }).nextToken!
+    await store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
+    await store.audit.record({ at: at(0), tenant: 'acme', action: 'executeCode', durationMs: 1, outcome: 'ok' })
+    const auditToken = (await store.audit.list({ tenant: 'acme', limit: 1 })).nextToken!
     const forged = Buffer.from(JSON.stringify({ k: 'sessions', c: 1 })).toString('base64url')
     for (const nextToken of ['not a token!', 'e30', auditToken, forged]) {
-      assert.throws(
-        () => store.sessions.list({ tenant: 'acme', limit: 5, nextToken }),
+      await assert.rejects(
+        store.sessions.list({ tenant: 'acme', limit: 5, nextToken }),
         isError('ValidationError', /^nextToken: is not a token this server issued/),
       )
     }
-    assert.throws(() => store.audit.list({ tenant: 'acme', sessionId: 'a1', limit: 5, nextToken: auditToken }), isError('ValidationError', /^nextToken/))
+    await assert.rejects(store.audit.list({ tenant: 'acme', sessionId: 'a1', limit: 5, nextToken: auditToken }), isError('ValidationError', /^nextToken/))
   })
 
-  it('keeps the first end reason, and touch only moves lastUpdatedAt', (t) => {
+  it('keeps the first end reason, and touch only moves lastUpdatedAt', async (t) => {
     const store = memoryStore(t)
-    store.sessions.insert(session('a1', 'acme'))
-    store.sessions.touch('a1', new Date(t0 + 5000))
-    assert.equal(store.sessions.get('a1', 'acme')?.lastUpdatedAt, at(5000))
-    const ended = store.sessions.markTerminated('a1', 'idle-timeout', new Date(t0 + 9000))
+    await store.sessions.insert(session('a1', 'acme'))
+    await store.sessions.touch('a1', new Date(t0 + 5000))
+    assert.equal((await store.sessions.get('a1', 'acme'))?.lastUpdatedAt, at(5000))
+    const ended = await store.sessions.markTerminated('a1', 'idle-timeout', new Date(t0 + 9000))
     assert.deepEqual(ended, { ...session('a1', 'acme'), status: 'TERMINATED', lastUpdatedAt: at(9000), endedAt: at(9000), endReason: 'idle-timeout' })
-    assert.deepEqual(store.sessions.markTerminated('a1', 'stopped', new Date(t0 + 20_000)), ended)
-    store.sessions.touch('a1', new Date(t0 + 30_000))
-    assert.deepEqual(store.sessions.get('a1', 'acme'), ended)
-    assert.equal(store.sessions.markTerminated('ghost', 'stopped'), undefined)
+    assert.deepEqual(await store.sessions.markTerminated('a1', 'stopped', new Date(t0 + 20_000)), ended)
+    await store.sessions.touch('a1', new Date(t0 + 30_000))
+    assert.deepEqual(await store.sessions.get('a1', 'acme'), ended)
+    assert.equal(await store.sessions.markTerminated('ghost', 'stopped'), undefined)
   })
 
-  it('terminateAllActive ends every READY session of every tenant, once', (t) => {
+  it('terminateAllActive ends every READY session of every tenant, once', async (t) => {
     const store = memoryStore(t)
     for (const [id, tenant] of [
       ['a1', 'acme'],
@@ -364,38 +422,38 @@ describe('sessions', () => {
       ['b1', 'other'],
       ['a3', 'acme'],
     ] as const)
-      store.sessions.insert(session(id, tenant))
-    store.sessions.markTerminated('a3', 'stopped')
-    assert.deepEqual(store.sessions.terminateAllActive('server-restart').sort(), ['a1', 'a2', 'b1'])
-    assert.equal(store.sessions.get('b1', 'other')?.endReason, 'server-restart')
-    assert.equal(store.sessions.get('a3', 'acme')?.endReason, 'stopped')
-    assert.equal(store.sessions.countActive('acme') + store.sessions.countActive('other'), 0)
-    assert.deepEqual(store.sessions.terminateAllActive('server-restart'), [])
+      await store.sessions.insert(session(id, tenant))
+    await store.sessions.markTerminated('a3', 'stopped')
+    assert.deepEqual((await store.sessions.terminateAllActive('server-restart')).sort(), ['a1', 'a2', 'b1'])
+    assert.equal((await store.sessions.get('b1', 'other'))?.endReason, 'server-restart')
+    assert.equal((await store.sessions.get('a3', 'acme'))?.endReason, 'stopped')
+    assert.equal((await store.sessions.countActive('acme')) + (await store.sessions.countActive('other')), 0)
+    assert.deepEqual(await store.sessions.terminateAllActive('server-restart'), [])
   })
 })
 
 describe('audit', () => {
-  it('lists a tenant newest first and a session oldest first, paging without gaps, never across tenants', (t) => {
+  it('lists a tenant newest first and a session oldest first, paging without gaps, never across tenants', async (t) => {
     const store = memoryStore(t)
     const ids: number[] = []
     for (let i = 0; i < 7; i++) {
-      ids.push(store.audit.record({ at: at(i), tenant: 'acme', sessionId: i % 2 ? 'odd' : 'even', action: 'executeCode', durationMs: i, outcome: 'ok' }))
-      store.audit.record({ at: at(i), tenant: 'other', sessionId: 'odd', action: 'executeCommand', durationMs: 1.5, outcome: 'error', exitCode: 1 })
+      ids.push(await store.audit.record({ at: at(i), tenant: 'acme', sessionId: i % 2 ? 'odd' : 'even', action: 'executeCode', durationMs: i, outcome: 'ok' }))
+      await store.audit.record({ at: at(i), tenant: 'other', sessionId: 'odd', action: 'executeCommand', durationMs: 1.5, outcome: 'error', exitCode: 1 })
     }
-    const all = (sessionId?: string) => {
+    const all = async (sessionId?: string) => {
       const out: number[] = []
       let nextToken: string | undefined
       do {
-        const page = store.audit.list({ tenant: 'acme', limit: 3, ...(sessionId ? { sessionId } : {}), ...(nextToken ? { nextToken } : {}) })
+        const page = await store.audit.list({ tenant: 'acme', limit: 3, ...(sessionId ? { sessionId } : {}), ...(nextToken ? { nextToken } : {}) })
         assert.ok(page.items.every((e) => e.tenant === 'acme'))
         out.push(...page.items.map((e) => e.id))
         nextToken = page.nextToken
       } while (nextToken)
       return out
     }
-    assert.deepEqual(all(), [...ids].reverse())
-    assert.deepEqual(all('odd'), [ids[1], ids[3], ids[5]])
-    const [first] = store.audit.list({ tenant: 'other', sessionId: 'odd', limit: 1 }).items
+    assert.deepEqual(await all(), [...ids].reverse())
+    assert.deepEqual(await all('odd'), [ids[1], ids[3], ids[5]])
+    const [first] = (await store.audit.list({ tenant: 'other', sessionId: 'odd', limit: 1 })).items
     assert.deepEqual(first, {
       id: ids[0]! + 1,
       at: at(0),
@@ -406,6 +464,6 @@ describe('audit', () => {
       outcome: 'error',
       exitCode: 1,
     })
-    assert.deepEqual(store.audit.list({ tenant: 'nobody', limit: 5 }), { items: [] })
+    assert.deepEqual(await store.audit.list({ tenant: 'nobody', limit: 5 }), { items: [] })
   })
 })

@@ -41,7 +41,7 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
     case 'create': {
       if (typeof flags.tenant !== 'string') throw validationError('--tenant', 'is required: the tenant the key belongs to')
       if (flags.aws) {
-        const { accessKeyId, secretAccessKey, record } = store.awsKeys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
+        const { accessKeyId, secretAccessKey, record } = await store.awsKeys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
         if (flags.json) process.stdout.write(`${JSON.stringify({ ...record, secretAccessKey })}\n`)
         else {
           process.stderr.write(`AWS access key for tenant ${record.tenant} (the secret is shown once):\n`)
@@ -50,7 +50,7 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
         }
         return 0
       }
-      const { secret, record } = store.keys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
+      const { secret, record } = await store.keys.create({ tenant: flags.tenant, name: flags.name as string | undefined })
       if (flags.json) process.stdout.write(`${JSON.stringify({ key: secret, ...record })}\n`)
       else {
         process.stderr.write(`API key ${record.keyId} for tenant ${record.tenant} (shown once; only its hash is stored):\n`)
@@ -61,8 +61,8 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
     }
     case 'ls': {
       const tenant = flags.tenant as string | undefined
-      const rows = store.keys.list(tenant)
-      const awsRows = store.awsKeys.list(tenant)
+      const rows = await store.keys.list(tenant)
+      const awsRows = await store.awsKeys.list(tenant)
       if (flags.json) process.stdout.write(`${JSON.stringify([...rows.map((k) => ({ kind: 'api', ...k })), ...awsRows.map((k) => ({ kind: 'aws', ...k }))])}\n`)
       else
         process.stdout.write(
@@ -78,7 +78,7 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
     }
     case 'revoke': {
       if (!arg) throw validationError('KEY_ID', 'name the key to revoke (codebox keys ls)')
-      const record = accessKeyIdPattern.test(arg) ? store.awsKeys.revoke(arg) : store.keys.revoke(arg)
+      const record = accessKeyIdPattern.test(arg) ? await store.awsKeys.revoke(arg) : await store.keys.revoke(arg)
       if (flags.json) process.stdout.write(`${JSON.stringify(record)}\n`)
       else process.stdout.write(`revoked ${arg} (tenant ${record.tenant})\n`)
       return 0
@@ -93,12 +93,13 @@ const tenantSpec: FlagSpec = {
   'max-sessions': { type: 'string', description: 'sessions running at once ("default" to reset)' },
   'starts-per-minute': { type: 'string', description: 'session starts per minute ("default" to reset)' },
   'invokes-per-second': { type: 'string', description: 'invocations per second ("default" to reset)' },
+  'agent-turns-per-minute': { type: 'string', description: 'agent turns per minute ("default" to reset)' },
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const tenantsUsage = helpText(
-  'codebox tenants ls | tenants set TENANT [--max-sessions N] [--starts-per-minute N] [--invokes-per-second N]',
+  'codebox tenants ls | tenants set TENANT [--max-sessions N] [--starts-per-minute N] [--invokes-per-second N] [--agent-turns-per-minute N]',
   tenantSpec,
   ['codebox tenants ls', 'codebox tenants set acme --max-sessions 100 --invokes-per-second 500', 'codebox tenants set acme --max-sessions default'],
 )
@@ -122,17 +123,18 @@ export async function tenants(argv: string[], ctx: CommandContext): Promise<numb
       if (!Number.isFinite(n) || n < 0) throw validationError(`--${flag}`, `must be a number or "default", got ${String(v)}`)
       return n
     }
-    store.tenants.ensure(name)
-    const t = store.tenants.setQuotas(name, {
+    await store.tenants.ensure(name)
+    const t = await store.tenants.setQuotas(name, {
       maxSessions: quota('max-sessions'),
       startsPerMinute: quota('starts-per-minute'),
       invokesPerSecond: quota('invokes-per-second'),
+      agentTurnsPerMinute: quota('agent-turns-per-minute'),
     })
     process.stdout.write(flags.json ? `${JSON.stringify(t)}\n` : `tenant ${t.id}: ${describeQuotas(t, config.quotas)}\n`)
     return 0
   }
   if (sub === 'ls') {
-    const rows = store.tenants.list()
+    const rows = await store.tenants.list()
     if (flags.json) process.stdout.write(`${JSON.stringify(rows)}\n`)
     else
       process.stdout.write(
@@ -148,9 +150,9 @@ export async function tenants(argv: string[], ctx: CommandContext): Promise<numb
 }
 
 function describeQuotas(
-  t: { maxSessions?: number; startsPerMinute?: number; invokesPerSecond?: number },
-  d: { maxSessions: number; startsPerMinute: number; invokesPerSecond: number },
+  t: { maxSessions?: number; startsPerMinute?: number; invokesPerSecond?: number; agentTurnsPerMinute?: number },
+  d: { maxSessions: number; startsPerMinute: number; invokesPerSecond: number; agentTurnsPerMinute: number },
 ): string {
   const show = (v: number | undefined, def: number): string => (v === undefined ? `${def} (default)` : String(v))
-  return `max sessions ${show(t.maxSessions, d.maxSessions)}, starts/min ${show(t.startsPerMinute, d.startsPerMinute)}, invokes/s ${show(t.invokesPerSecond, d.invokesPerSecond)}`
+  return `max sessions ${show(t.maxSessions, d.maxSessions)}, starts/min ${show(t.startsPerMinute, d.startsPerMinute)}, invokes/s ${show(t.invokesPerSecond, d.invokesPerSecond)}, agent turns/min ${show(t.agentTurnsPerMinute, d.agentTurnsPerMinute)}`
 }

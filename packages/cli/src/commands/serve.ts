@@ -30,7 +30,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
   const server = await startServer(config)
   process.stderr.write(
     `\ncodebox is serving on ${server.url}\n  API reference ${server.url}/docs · OpenAPI ${server.url}/openapi.json · health ${server.url}/ping\n` +
-      `  state ${config.engine.stateDir} · driver ${config.engine.driver} · ${server.store.keys.anyCreated() ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
+      `  state ${config.engine.stateDir} · driver ${config.engine.driver} · ${(await server.store.keys.anyCreated()) ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
       (server.reconciled.length ? `  ${server.reconciled.length} session(s) of the previous run marked TERMINATED (server-restart)\n` : '') +
       `  try: npx codebox exec -l python 'print(6 * 7)'\n\n`,
   )

@@ -8,7 +8,16 @@
 import { tool, type Tool } from 'ai'
 import type { z } from 'zod'
 import type { ExecutionEvent, ToolResult } from '@codebox/core'
-import { agentToolDescriptions, agentToolNames, agentToolSchemas, type AgentToolName, resultToText, resultToTextAndImages, runAgentTool, type ToolTarget } from '@codebox/tools'
+import {
+  agentToolDescriptions,
+  agentToolNames,
+  agentToolSchemas,
+  type AgentToolName,
+  resultToText,
+  resultToTextAndImages,
+  runAgentTool,
+  type ToolTarget,
+} from '@codebox/tools'
 
 /** Options of `codeboxTools`. */
 export interface CodeboxToolsOptions<N extends AgentToolName = AgentToolName> {

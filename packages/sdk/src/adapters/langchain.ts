@@ -8,7 +8,17 @@
 import { ToolMessage } from '@langchain/core/messages'
 import { tool, type DynamicStructuredTool, type ToolRunnableConfig } from '@langchain/core/tools'
 import type { ExecutionEvent, ToolResult } from '@codebox/core'
-import { agentToolDescriptions, agentToolNames, agentToolSchemas, type AgentToolName, errorForModel, resultToText, resultToTextAndImages, runAgentTool, type ToolTarget } from '@codebox/tools'
+import {
+  agentToolDescriptions,
+  agentToolNames,
+  agentToolSchemas,
+  type AgentToolName,
+  errorForModel,
+  resultToText,
+  resultToTextAndImages,
+  runAgentTool,
+  type ToolTarget,
+} from '@codebox/tools'
 
 /** Options of `codeboxLangChainTools`. */
 export interface CodeboxLangChainToolsOptions {

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { CodeboxError, type SessionInfo, type ToolResult } from '@codebox/core'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Caller, SessionService } from '../services/sessions.ts'
-import type { Store } from '../store/index.ts'
+import type { StoreApi } from '../store/index.ts'
 import { awsValidation, streamMemberOf, toAwsError } from './errors.ts'
 import { eventHeaders, exceptionHeaders, jsonPieces, messageParts } from './eventstream.ts'
 import { resolveInterpreter } from './interpreters.ts'
@@ -18,16 +18,16 @@ import { invokeBodySchema, listBodySchema, sessionIdQuerySchema, startBodySchema
 
 const sessionHeader = 'x-amzn-code-interpreter-session-id'
 
-export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService, holdMs: number): void {
+export function dataPlaneRoutes(app: FastifyInstance, store: StoreApi, sessions: SessionService, holdMs: number): void {
   /** The caller's session, if it was started from this interpreter; else ResourceNotFound. */
-  const sessionOf = (caller: Caller, interpreterId: string, sessionId: string): SessionInfo => {
-    const info = sessions.get(caller, sessionId)
+  const sessionOf = async (caller: Caller, interpreterId: string, sessionId: string): Promise<SessionInfo> => {
+    const info = await sessions.get(caller, sessionId)
     if (info.interpreterId !== interpreterId) throw notFound(sessionId)
     return info
   }
 
   awsRoute(app, { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/start', body: startBodySchema }, async ({ caller, identifier, body, request }) => {
-    const interpreter = resolveInterpreter(store, caller, identifier)
+    const interpreter = await resolveInterpreter(store, caller, identifier)
     const { info } = await sessions.start(
       caller,
       {
@@ -46,8 +46,8 @@ export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: Se
   })
 
   awsRoute(app, { method: 'GET', url: '/:codeInterpreterIdentifier/sessions/get', query: sessionIdQuerySchema }, async ({ caller, identifier, query }) => {
-    const { interpreterId } = resolveInterpreter(store, caller, identifier)
-    const info = sessionOf(caller, interpreterId, query.sessionId)
+    const { interpreterId } = await resolveInterpreter(store, caller, identifier)
+    const info = await sessionOf(caller, interpreterId, query.sessionId)
     return {
       codeInterpreterIdentifier: identifier,
       sessionId: info.sessionId,
@@ -59,8 +59,8 @@ export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: Se
   })
 
   awsRoute(app, { method: 'POST', url: '/:codeInterpreterIdentifier/sessions/list', body: listBodySchema }, async ({ caller, identifier, body }) => {
-    const { interpreterId } = resolveInterpreter(store, caller, identifier)
-    const page = sessions.list(caller, {
+    const { interpreterId } = await resolveInterpreter(store, caller, identifier)
+    const page = await sessions.list(caller, {
       interpreterId,
       limit: body.maxResults ?? 10,
       ...(body.status ? { status: body.status } : {}),
@@ -83,8 +83,8 @@ export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: Se
     app,
     { method: 'PUT', url: '/:codeInterpreterIdentifier/sessions/stop', query: sessionIdQuerySchema, body: stopBodySchema },
     async ({ caller, identifier, query, request }) => {
-      const { interpreterId } = resolveInterpreter(store, caller, identifier)
-      sessionOf(caller, interpreterId, query.sessionId)
+      const { interpreterId } = await resolveInterpreter(store, caller, identifier)
+      await sessionOf(caller, interpreterId, query.sessionId)
       const info = await sessions.stop(caller, query.sessionId, { requestId: request.id })
       return { codeInterpreterIdentifier: identifier, sessionId: info.sessionId, lastUpdatedAt: info.endedAt ?? info.lastUpdatedAt }
     },
@@ -94,13 +94,13 @@ export function dataPlaneRoutes(app: FastifyInstance, store: Store, sessions: Se
     app,
     { method: 'POST', url: '/:codeInterpreterIdentifier/tools/invoke', body: invokeBodySchema },
     async ({ caller, identifier, body, request, reply }) => {
-      const { interpreterId } = resolveInterpreter(store, caller, identifier)
+      const { interpreterId } = await resolveInterpreter(store, caller, identifier)
       const sessionId = request.headers[sessionHeader]
       if (typeof sessionId !== 'string' || sessionId === '') {
         throw awsValidation(`the ${sessionHeader} header is required: start a session with StartCodeInterpreterSession and pass its sessionId`, 'sessionId')
       }
       if (!/^[0-9a-zA-Z]{1,40}$/.test(sessionId)) throw awsValidation('sessionId must be 1-40 letters and digits', 'sessionId')
-      const info = sessionOf(caller, interpreterId, sessionId)
+      const info = await sessionOf(caller, interpreterId, sessionId)
       if (info.status === 'TERMINATED') throw notFound(sessionId, `session ${sessionId} has ended (${info.endReason ?? 'stopped'}); start a new session`)
       const abort = new AbortController()
       // A client that goes away cancels its call: the cell is interrupted, not left running.

@@ -15,6 +15,7 @@ export type AwsExceptionName =
   | 'ThrottlingException'
   | 'ServiceQuotaExceededException'
   | 'InternalServerException'
+  | 'RuntimeClientError'
 
 const statusOf: Record<AwsExceptionName, number> = {
   ValidationException: 400,
@@ -24,6 +25,8 @@ const statusOf: Record<AwsExceptionName, number> = {
   ThrottlingException: 429,
   ServiceQuotaExceededException: 402,
   InternalServerException: 500,
+  // What AWS answers when the agent behind InvokeAgentRuntime fails (the runtime's own error, not the service's).
+  RuntimeClientError: 424,
 }
 
 const byCode: Record<ErrorCode, AwsExceptionName> = {
@@ -36,6 +39,7 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   // AWS answers a call on a stopped session as a resource it cannot find.
   SessionTerminated: 'ResourceNotFoundException',
   Conflict: 'ConflictException',
+  Canceled: 'ConflictException',
   RateLimited: 'ThrottlingException',
   QuotaExceeded: 'ServiceQuotaExceededException',
   Timeout: 'InternalServerException',
@@ -43,8 +47,9 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   Unavailable: 'InternalServerException',
   // Not a 5xx: botocore would retry it blindly against a machine that has no room.
   HostCapacity: 'ServiceQuotaExceededException',
-  ModelNotConfigured: 'InternalServerException',
-  ModelUnavailable: 'InternalServerException',
+  // Only the agent (InvokeAgentRuntime) raises these: a failure of the runtime, not a retryable 500.
+  ModelNotConfigured: 'RuntimeClientError',
+  ModelUnavailable: 'RuntimeClientError',
   Internal: 'InternalServerException',
 }
 

@@ -9,16 +9,16 @@ import { CodeboxError, resolveLimits } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
 import { checkNetwork } from '../services/network.ts'
 import type { Caller, SessionService } from '../services/sessions.ts'
-import type { InterpreterNetwork, InterpreterRecord, Store } from '../store/index.ts'
+import type { InterpreterNetwork, InterpreterRecord, StoreApi } from '../store/index.ts'
 import { builtInInterpreterId } from '../store/index.ts'
 import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
 import { awsBuiltInId, createInterpreterBodySchema, egressAllowTag, listInterpretersQuerySchema } from './shapes.ts'
 
 /** The interpreter a path's identifier names, if the caller may use it; ResourceNotFound otherwise. */
-export function resolveInterpreter(store: Store, caller: Caller, identifier: string): InterpreterRecord {
+export async function resolveInterpreter(store: StoreApi, caller: Caller, identifier: string): Promise<InterpreterRecord> {
   const id = codeboxId(identifier)
-  const record = id === undefined ? undefined : store.interpreters.get(id, caller.tenant)
+  const record = id === undefined ? undefined : await store.interpreters.get(id, caller.tenant)
   if (!record) throw new CodeboxError('NotFound', `code interpreter ${JSON.stringify(identifier.slice(0, 200))} was not found`)
   return record
 }
@@ -34,7 +34,7 @@ function codeboxId(identifier: string): string | undefined {
 const accountOf = (tenant: string): string =>
   (BigInt(`0x${createHash('sha256').update(tenant).digest('hex').slice(0, 15)}`) % 10n ** 12n).toString().padStart(12, '0')
 
-export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions: SessionService): void {
+export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessions: SessionService): void {
   const awsId = (r: InterpreterRecord): string => (r.interpreterId === builtInInterpreterId ? awsBuiltInId : r.interpreterId)
   const arn = (r: InterpreterRecord, caller: Caller, region: string): string =>
     r.tenant === undefined
@@ -54,7 +54,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
     const network = networkOf(body)
     const limits = body.codebox?.limits ?? {}
     resolveLimits(limits, sessions.engine.defaults, sessions.engine.maxLimits)
-    const created = store.interpreters.create({
+    const created = await store.interpreters.create({
       tenant: caller.tenant,
       name: body.name,
       ...(body.description ? { description: body.description } : {}),
@@ -72,7 +72,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'GET', url: '/:codeInterpreterId' }, async ({ caller, region, identifier }) => {
-    const r = resolveInterpreter(store, caller, identifier)
+    const r = await resolveInterpreter(store, caller, identifier)
     return {
       ...summary(r, caller, region),
       ...(r.executionRoleArn ? { executionRoleArn: r.executionRoleArn } : {}),
@@ -85,8 +85,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'POST', url: '', query: listInterpretersQuerySchema }, async ({ caller, region, query }) => {
-    const all = store.interpreters
-      .list(caller.tenant)
+    const all = (await store.interpreters.list(caller.tenant))
       .filter((r) => query.type === undefined || (query.type === 'SYSTEM') === (r.tenant === undefined))
       .map((r) => summary(r, caller, region))
     const start = query.nextToken === undefined ? 0 : offsetOf(query.nextToken)
@@ -99,9 +98,9 @@ export function controlPlaneRoutes(app: FastifyInstance, store: Store, sessions:
   })
 
   awsRoute(app, { method: 'DELETE', url: '/:codeInterpreterId', status: 202 }, async ({ caller, identifier }) => {
-    const r = resolveInterpreter(store, caller, identifier)
+    const r = await resolveInterpreter(store, caller, identifier)
     if (r.tenant === undefined) throw awsValidation(`${identifier} is a system code interpreter and cannot be deleted`, 'codeInterpreterId')
-    const deleted = store.interpreters.delete(r.interpreterId, caller.tenant)
+    const deleted = await store.interpreters.delete(r.interpreterId, caller.tenant)
     return { codeInterpreterId: deleted.interpreterId, status: deleted.status, lastUpdatedAt: deleted.lastUpdatedAt }
   })
 }

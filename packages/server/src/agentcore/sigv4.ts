@@ -33,9 +33,14 @@ const denied = (message: string): CodeboxError => new CodeboxError('Unauthorized
 
 /**
  * Checks the request's SigV4 signature; returns who signed it. `secretFor` answers the secret of
- * an access key id, or undefined for an unknown or revoked one.
+ * an access key id, or undefined for an unknown or revoked one; it is asked only once every other
+ * check has passed.
  */
-export function verifySigV4(req: SignedRequest, secretFor: (accessKeyId: string) => string | undefined, now: Date = new Date()): VerifiedSignature {
+export async function verifySigV4(
+  req: SignedRequest,
+  secretFor: (accessKeyId: string) => Promise<string | undefined>,
+  now: Date = new Date(),
+): Promise<VerifiedSignature> {
   const authorization = header(req.headers, 'authorization')
   if (!authorization) {
     throw denied('Missing Authentication Token: the request is not signed; sign it with SigV4 using an access key from `codebox keys create --aws`')
@@ -81,7 +86,7 @@ export function verifySigV4(req: SignedRequest, secretFor: (accessKeyId: string)
     )
   }
 
-  const secret = secretFor(accessKeyId)
+  const secret = await secretFor(accessKeyId)
   if (secret === undefined) throw denied(`The security token included in the request is invalid: access key ${accessKeyId} is unknown or revoked`)
 
   const canonical = canonicalRequest(req, signed)

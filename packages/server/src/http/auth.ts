@@ -6,15 +6,15 @@
  */
 import { CodeboxError } from '@codebox/core'
 import type { Caller } from '../services/sessions.ts'
-import type { Store } from '../store/index.ts'
+import type { StoreApi } from '../store/index.ts'
 
 export const OPEN_TENANT = 'default'
 
 export class Authenticator {
-  private readonly store: Store
+  private readonly store: StoreApi
   private readonly loopbackOnly: boolean
 
-  constructor(store: Store, options: { loopbackOnly: boolean }) {
+  constructor(store: StoreApi, options: { loopbackOnly: boolean }) {
     this.store = store
     this.loopbackOnly = options.loopbackOnly
   }
@@ -23,14 +23,14 @@ export class Authenticator {
    * True while no key was ever created: the server accepts unauthenticated calls from loopback.
    * Revoking every key does not reopen it.
    */
-  get open(): boolean {
-    return !this.store.keys.anyCreated()
+  async open(): Promise<boolean> {
+    return !(await this.store.keys.anyCreated())
   }
 
-  /** The caller of a request with this Authorization header value. */
-  authenticate(authorization: string | undefined): Caller {
+  /** The caller of a request with this Authorization header value; Unauthorized otherwise. */
+  async authenticate(authorization: string | undefined): Promise<Caller> {
     const secret = bearer(authorization)
-    if (this.open) {
+    if (await this.open()) {
       if (!this.loopbackOnly) {
         throw new CodeboxError('Unauthorized', 'this server listens beyond loopback and has no API keys; create one with `codebox keys create --tenant <name>`')
       }
@@ -38,7 +38,7 @@ export class Authenticator {
     }
     if (secret === undefined)
       throw new CodeboxError('Unauthorized', 'missing API key: send `Authorization: Bearer <key>` (keys come from `codebox keys create`)')
-    const key = this.store.keys.authenticate(secret)
+    const key = await this.store.keys.authenticate(secret)
     if (!key) throw new CodeboxError('Unauthorized', 'the API key is not valid (unknown or revoked)')
     return { tenant: key.tenant, keyId: key.keyId }
   }

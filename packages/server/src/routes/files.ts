@@ -56,17 +56,17 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
         try {
           const maxBytes = Math.min(config.maxUploadBytes, sessions.engine.maxLimits.fileBytes)
           checkDeclaredLength(request.raw, maxBytes, 'upload')
-          const session = sessions.live(caller, params.sessionId)
+          const session = await sessions.live(caller, params.sessionId)
           const abort = new AbortController()
           request.raw.on('close', () => {
             if (!request.raw.complete) abort.abort()
           })
           const body = limitedBody(request.raw, { maxBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, 'upload')
           const { size } = await session.files.write(params.path, body, { signal: abort.signal })
-          audit('ok', { codeBytes: size })
+          await audit('ok', { codeBytes: size })
           return reply.code(201).send({ path: params.path, size })
         } catch (e) {
-          audit((e as { status?: number }).status !== undefined && (e as { status: number }).status < 500 ? 'rejected' : 'failed', {
+          await audit((e as { status?: number }).status !== undefined && (e as { status: number }).status < 500 ? 'rejected' : 'failed', {
             detail: (e as { code?: string }).code,
           })
           throw e
@@ -90,11 +90,11 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
     async ({ params, caller, request, reply }) => {
       const audit = auditor(sessions, caller, 'downloadFile', params.sessionId, request.id)
       try {
-        const { size, mimeType, stream } = await sessions.live(caller, params.sessionId).files.readStream(params.path)
-        audit('ok', { codeBytes: size })
+        const { size, mimeType, stream } = await (await sessions.live(caller, params.sessionId)).files.readStream(params.path)
+        await audit('ok', { codeBytes: size })
         return reply.type(mimeType).header('content-length', String(size)).send(Readable.from(stream))
       } catch (e) {
-        audit(outcomeOf(e), { detail: (e as { code?: string }).code })
+        await audit(outcomeOf(e), { detail: (e as { code?: string }).code })
         throw e
       }
     },
@@ -114,7 +114,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       responses: { 200: { description: 'Entries', schema: z.object({ items: z.array(fileEntrySchema) }) }, ...errors },
     },
     async ({ params, query, caller }) => ({
-      items: await sessions.live(caller, params.sessionId).files.list(query.path, { recursive: query.recursive === 'true' }),
+      items: await (await sessions.live(caller, params.sessionId)).files.list(query.path, { recursive: query.recursive === 'true' }),
     }),
   )
 
@@ -132,7 +132,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       responses: { 204: { description: 'Removed', kind: 'empty' }, ...errors, 409: { description: 'Conflict: a non-empty directory without recursive' } },
     },
     async ({ params, query, caller, reply }) => {
-      await sessions.live(caller, params.sessionId).files.remove(params.path, { recursive: query.recursive === 'true' })
+      await (await sessions.live(caller, params.sessionId)).files.remove(params.path, { recursive: query.recursive === 'true' })
       return reply.code(204).send()
     },
   )
@@ -141,7 +141,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
 /** Records a file transfer in the audit log when it ends, with its duration. */
 function auditor(sessions: SessionService, caller: Caller, action: string, sessionId: string, requestId: string) {
   const started = performance.now()
-  return (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): void =>
+  return (outcome: 'ok' | 'rejected' | 'failed', extra: Record<string, unknown> = {}): Promise<void> =>
     sessions.audit(caller, { action, sessionId, outcome, durationMs: performance.now() - started, requestId, ...extra })
 }
 

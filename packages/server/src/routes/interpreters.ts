@@ -18,9 +18,9 @@ import { z } from 'zod'
 import { route, type RouteRegistry } from '../http/route.ts'
 import { checkNetwork } from '../services/network.ts'
 import type { SessionService } from '../services/sessions.ts'
-import type { InterpreterRecord, Store } from '../store/index.ts'
+import type { InterpreterRecord, StoreApi } from '../store/index.ts'
 
-export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry, store: Store, sessions: SessionService): void {
+export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry, store: StoreApi, sessions: SessionService): void {
   const view = (r: InterpreterRecord): Interpreter => ({
     interpreterId: r.interpreterId,
     name: r.name,
@@ -46,7 +46,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       summary: 'List interpreters: the built-in ones, then the tenant’s own',
       responses: { 200: { description: 'Interpreters', schema: interpreterListSchema } },
     },
-    async ({ caller }) => ({ items: store.interpreters.list(caller.tenant).map(view) }),
+    async ({ caller }) => ({ items: (await store.interpreters.list(caller.tenant)).map(view) }),
   )
   route(
     app,
@@ -69,8 +69,8 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       resolveLimits(body.limits ?? {}, sessions.engine.defaults, sessions.engine.maxLimits)
       const network = body.network ?? { mode: 'SANDBOX' as const }
       checkNetwork(network, 'body.network', 'give network.allow')
-      store.tenants.ensure(caller.tenant)
-      const created = store.interpreters.create({
+      await store.tenants.ensure(caller.tenant)
+      const created = await store.interpreters.create({
         tenant: caller.tenant,
         name: body.name,
         description: body.description,
@@ -94,7 +94,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       responses: { 200: { description: 'The interpreter', schema: interpreterSchema }, 404: { description: 'NotFound' } },
     },
     async ({ params, caller }) => {
-      const r = store.interpreters.get(params.interpreterId, caller.tenant)
+      const r = await store.interpreters.get(params.interpreterId, caller.tenant)
       if (!r) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(params.interpreterId)}; list them with GET /v1/interpreters`)
       return view(r)
     },
@@ -111,11 +111,11 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       params: idParams,
       responses: { 200: { description: 'Deleted', schema: interpreterSchema }, 404: { description: 'NotFound' }, 409: { description: 'Conflict: built-in' } },
     },
-    async ({ params, caller }) => view(store.interpreters.delete(params.interpreterId, caller.tenant)),
+    async ({ params, caller }) => view(await store.interpreters.delete(params.interpreterId, caller.tenant)),
   )
 }
 
-export function auditRoutes(app: FastifyInstance, registry: RouteRegistry, store: Store): void {
+export function auditRoutes(app: FastifyInstance, registry: RouteRegistry, store: StoreApi): void {
   route(
     app,
     registry,

@@ -132,7 +132,7 @@ function inProcessBackend(sessions: SessionService, caller: Caller, interpreterI
       return { sessionId: info.sessionId, target: target(info.sessionId) }
     },
     async session(sessionId) {
-      sessions.live(caller, sessionId)
+      await sessions.live(caller, sessionId)
       return target(sessionId)
     },
     async stopSession(sessionId) {

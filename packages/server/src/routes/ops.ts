@@ -9,9 +9,32 @@ import { openApiDocument, referencePage } from '../openapi.ts'
 import { route, type RouteRegistry } from '../http/route.ts'
 import type { SessionService } from '../services/sessions.ts'
 
-export function opsRoutes(app: FastifyInstance, registry: RouteRegistry, sessions: SessionService, metrics: Metrics, version: string): void {
+/** What else makes the server busy besides code calls: an agent turn (`AgentDoor.busy`). */
+export interface OpsOptions {
+  agentBusy?: () => boolean
+}
+
+export function opsRoutes(
+  app: FastifyInstance,
+  registry: RouteRegistry,
+  sessions: SessionService,
+  metrics: Metrics,
+  version: string,
+  options: OpsOptions = {},
+): void {
   let status: 'Healthy' | 'HealthyBusy' = 'Healthy'
   let changedAt = Math.floor(Date.now() / 1000)
+  const sample = (): void => {
+    const busy = options.agentBusy?.() === true || sessions.engine.list().some((s) => s.active > 0)
+    const now = busy ? 'HealthyBusy' : 'Healthy'
+    if (now !== status) {
+      status = now
+      changedAt = Math.floor(Date.now() / 1000)
+    }
+  }
+  // Sampled every second as well as on each ping, so the time of a change does not wait for the next ping.
+  const sampler = setInterval(sample, 1000).unref()
+  app.addHook('onClose', async () => clearInterval(sampler))
   route(
     app,
     registry,
@@ -21,16 +44,12 @@ export function opsRoutes(app: FastifyInstance, registry: RouteRegistry, session
       operationId: 'ping',
       tag: 'Operations',
       summary: 'Health in the AgentCore runtime form',
-      description: '`HealthyBusy` while any session is running a call.',
+      description: '`HealthyBusy` while any agent turn or any session’s call runs; `time_of_last_update` is when the status last changed (unix seconds).',
       auth: false,
       responses: { 200: { description: 'Healthy', schema: pingSchema } },
     },
     async () => {
-      const now = sessions.engine.list().some((s) => s.active > 0) ? 'HealthyBusy' : 'Healthy'
-      if (now !== status) {
-        status = now
-        changedAt = Math.floor(Date.now() / 1000)
-      }
+      sample()
       return { status, time_of_last_update: changedAt }
     },
   )
@@ -85,6 +104,7 @@ export function opsRoutes(app: FastifyInstance, registry: RouteRegistry, session
 <ul><li><a href="/docs">API reference</a> (<a href="/openapi.json">OpenAPI</a>)</li>
 <li>AgentCore Code Interpreter API at <code>/code-interpreters</code>: point the AWS SDKs here (docs/agentcore.md)</li>
 <li>MCP (Streamable HTTP) at <code>/mcp</code>; over stdio: <code>npx codebox mcp</code> (docs/mcp.md)</li>
+<li>The codebox agent: <code>POST /invocations</code> (JSON or SSE) and <code>/ws</code>, the AgentCore Runtime contract; the IDE's <code>/v1/agent</code> routes (docs/agent.md)</li>
 <li><a href="/ping">/ping</a> · <a href="/metrics">/metrics</a></li></ul>
 <p>Try it: <code>npx codebox exec -l python 'print(6 * 7)'</code></p></body></html>`),
   )

@@ -25,19 +25,24 @@ export function wsRoutes(app: FastifyInstance, auth: Authenticator, sessions: Se
     const fail = (e: unknown, id?: string): void => send({ type: 'error', ...(id ? { id } : {}), error: toCodeboxError(e).toJSON(request.id).error })
     let caller: Caller | undefined
     let authTimer: NodeJS.Timeout | undefined
-    try {
-      caller = auth.authenticate(request.headers.authorization)
-      send({ type: 'ready', tenant: caller.tenant })
-    } catch (e) {
-      if (request.headers.authorization) {
-        fail(e)
-        socket.close(4401, 'unauthorized')
-        return
+    // Authentication is asynchronous: messages are handled one at a time, in order, after the header's.
+    let turn = (async () => {
+      try {
+        caller = await auth.authenticate(request.headers.authorization)
+        send({ type: 'ready', tenant: caller.tenant })
+      } catch (e) {
+        if (request.headers.authorization) {
+          fail(e)
+          socket.close(4401, 'unauthorized')
+          return
+        }
+        authTimer = setTimeout(() => socket.close(4401, 'no auth message'), AUTH_WAIT_MS)
       }
-      authTimer = setTimeout(() => socket.close(4401, 'no auth message'), AUTH_WAIT_MS)
-    }
+    })()
 
-    socket.on('message', (data: Buffer, isBinary: boolean) => {
+    const onMessage = async (data: Buffer, isBinary: boolean): Promise<void> => {
+      // A socket being closed (refused, or gone) takes no more messages.
+      if (socket.readyState !== socket.OPEN) return
       let msg: Record<string, unknown>
       try {
         if (isBinary || data.length > MAX_MESSAGE_BYTES) throw validationError('message', 'must be a JSON text message')
@@ -51,7 +56,7 @@ export function wsRoutes(app: FastifyInstance, auth: Authenticator, sessions: Se
       const id = typeof msg.id === 'string' && msg.id.length <= 128 ? msg.id : undefined
       if (msg.type === 'auth') {
         try {
-          caller = auth.authenticate(`Bearer ${String(msg.apiKey)}`)
+          caller = await auth.authenticate(`Bearer ${String(msg.apiKey)}`)
           clearTimeout(authTimer)
           send({ type: 'ready', tenant: caller.tenant })
         } catch (e) {
@@ -87,6 +92,9 @@ export function wsRoutes(app: FastifyInstance, auth: Authenticator, sessions: Se
         }
       }
       void run()
+    }
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      turn = turn.then(() => onMessage(data, isBinary)).catch((e: unknown) => fail(e))
     })
     socket.on('close', () => {
       clearTimeout(authTimer)

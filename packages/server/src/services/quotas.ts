@@ -1,6 +1,6 @@
 /**
- * Per-tenant rate limits as token buckets: session starts per minute and invocations per
- * second. A refused call is RateLimited (429) with the seconds until a token is back, which the
+ * Per-tenant rate limits as token buckets: session starts and agent turns per minute, invocations
+ * per second. A refused call is RateLimited (429) with the seconds until a token is back, which the
  * HTTP layer sends as Retry-After.
  */
 import { CodeboxError } from '@codebox/core'
@@ -41,3 +41,6 @@ export class RateLimiter {
     throw new CodeboxError('RateLimited', `too many ${what} for this tenant; try again in ${retryAfterSeconds} s`, { details: { retryAfterSeconds } })
   }
 }
+
+/** A per-minute quota as a bucket: `n` tokens a minute, bursts of up to `n` (session starts, agent turns). */
+export const perMinute = (n: number): RateSpec => ({ perSecond: n / 60, burst: n })

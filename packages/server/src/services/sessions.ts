@@ -18,7 +18,7 @@ import {
 import type { Session, SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import type { InterpreterRecord, SessionRecord, Store } from '../store/index.ts'
+import type { InterpreterRecord, SessionRecord, StoreApi } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -35,14 +35,14 @@ export interface CallContext {
 
 export interface SessionServiceOptions {
   engine: SessionManager
-  store: Store
+  store: StoreApi
   quotas: QuotaDefaults
   metrics: Metrics
 }
 
 export class SessionService {
   readonly engine: SessionManager
-  private readonly store: Store
+  private readonly store: StoreApi
   private readonly quotas: QuotaDefaults
   private readonly metrics: Metrics
   private readonly rates = new RateLimiter()
@@ -67,9 +67,12 @@ export class SessionService {
   /** Starts a session; with a clientToken seen before, returns that session instead (`created: false`). */
   async start(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext = {}): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
-      const existing = this.store.sessions.findByClientToken(caller.tenant, req.clientToken)
-      if (existing) return { info: toInfo(existing), created: false }
       const key = `${caller.tenant}\0${req.clientToken}`
+      // In flight is checked before and after the store read: a start may begin or finish during it.
+      const before = this.pending.get(key)
+      if (before) return { info: await before, created: false }
+      const existing = await this.store.sessions.findByClientToken(caller.tenant, req.clientToken)
+      if (existing) return { info: toInfo(existing), created: false }
       const inFlight = this.pending.get(key)
       if (inFlight) return { info: await inFlight, created: false }
       const p = this.doStart(caller, req, ctx)
@@ -85,32 +88,35 @@ export class SessionService {
 
   private async doStart(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext): Promise<SessionInfo> {
     const started = performance.now()
-    const audit = (outcome: 'ok' | 'rejected' | 'failed', sessionId?: string, detail?: string): void =>
+    const audit = (outcome: 'ok' | 'rejected' | 'failed', sessionId?: string, detail?: string): Promise<void> =>
       this.audit(caller, { action: 'startSession', sessionId, outcome, detail, durationMs: performance.now() - started, requestId: ctx.requestId })
-    const tenant = this.store.tenants.ensure(caller.tenant)
+    const tenant = await this.store.tenants.ensure(caller.tenant)
+    // The slot is taken before the count is read, and given back only once the record is stored, so
+    // concurrent starts of one tenant always see each other (in the store or here) at the check.
     const starting = this.startingByTenant.get(caller.tenant) ?? 0
+    this.startingByTenant.set(caller.tenant, starting + 1)
+    let reserved = true
+    const release = (): void => {
+      if (!reserved) return
+      reserved = false
+      const n = (this.startingByTenant.get(caller.tenant) ?? 1) - 1
+      if (n > 0) this.startingByTenant.set(caller.tenant, n)
+      else this.startingByTenant.delete(caller.tenant)
+    }
     try {
       const max = tenant.maxSessions ?? this.quotas.maxSessions
-      if (this.store.sessions.countActive(caller.tenant) + starting >= max) {
+      if ((await this.store.sessions.countActive(caller.tenant)) + starting >= max) {
         throw new CodeboxError('QuotaExceeded', `tenant ${caller.tenant} has ${max} sessions running, its quota; stop one first`, {
           details: { quota: 'maxSessions', limit: max, retryAfterSeconds: 10 },
         })
       }
       const perMinute = tenant.startsPerMinute ?? this.quotas.startsPerMinute
       this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
-      const interpreter = this.store.interpreters.get(req.interpreterId, caller.tenant)
+      const interpreter = await this.store.interpreters.get(req.interpreterId, caller.tenant)
       if (!interpreter) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(req.interpreterId)}; list them with GET /v1/interpreters`)
       const limits: Partial<SessionLimits> = { ...interpreter.limits, ...req.limits }
       if (req.timeoutSeconds !== undefined) limits.idleTimeoutMs = req.timeoutSeconds * 1000
-      this.startingByTenant.set(caller.tenant, starting + 1)
-      let session: Session
-      try {
-        session = await this.engine.start({ limits, signal: ctx.signal, ...egressOf(interpreter) })
-      } finally {
-        const n = (this.startingByTenant.get(caller.tenant) ?? 1) - 1
-        if (n > 0) this.startingByTenant.set(caller.tenant, n)
-        else this.startingByTenant.delete(caller.tenant)
-      }
+      const session = await this.engine.start({ limits, signal: ctx.signal, ...egressOf(interpreter) })
       const now = new Date().toISOString()
       const record: SessionRecord = {
         sessionId: session.id,
@@ -125,53 +131,57 @@ export class SessionService {
         ...(req.clientToken ? { clientToken: req.clientToken } : {}),
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
       }
-      this.store.sessions.insert(record)
+      await this.store.sessions.insert(record)
+      release()
       this.metrics.sessionStarts.inc({ outcome: 'ok' })
       this.metrics.startDuration.observe((performance.now() - started) / 1000)
-      audit('ok', session.id)
+      await audit('ok', session.id)
       return toInfo(record)
     } catch (e) {
       const failed = !(e instanceof CodeboxError) || e.status >= 500
       this.metrics.sessionStarts.inc({ outcome: failed ? 'failed' : 'rejected' })
-      audit(failed ? 'failed' : 'rejected', undefined, e instanceof CodeboxError ? e.code : 'Internal')
+      await audit(failed ? 'failed' : 'rejected', undefined, e instanceof CodeboxError ? e.code : 'Internal')
       throw e
+    } finally {
+      release()
     }
   }
 
   /** A session's record (also after it ended); NotFound for unknown and foreign ids alike. */
-  get(caller: Caller, sessionId: string): SessionInfo {
-    return toInfo(this.record(caller, sessionId))
+  async get(caller: Caller, sessionId: string): Promise<SessionInfo> {
+    return toInfo(await this.record(caller, sessionId))
   }
 
-  list(
+  /** A page of the caller's sessions, newest first. */
+  async list(
     caller: Caller,
     query: { status?: 'READY' | 'TERMINATED'; interpreterId?: string; limit: number; nextToken?: string },
-  ): { items: SessionInfo[]; nextToken?: string } {
-    const page = this.store.sessions.list({ tenant: caller.tenant, ...query })
+  ): Promise<{ items: SessionInfo[]; nextToken?: string }> {
+    const page = await this.store.sessions.list({ tenant: caller.tenant, ...query })
     return { items: page.items.map(toInfo), ...(page.nextToken ? { nextToken: page.nextToken } : {}) }
   }
 
   /** Stops a session; stopping one that already ended returns its record. */
   async stop(caller: Caller, sessionId: string, ctx: CallContext = {}): Promise<SessionInfo> {
     const started = performance.now()
-    const record = this.record(caller, sessionId)
+    const record = await this.record(caller, sessionId)
     if (record.status === 'READY') {
       await this.engine.find(sessionId)?.stop('stopped')
-      this.store.sessions.markTerminated(sessionId, 'stopped')
-      this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
+      await this.store.sessions.markTerminated(sessionId, 'stopped')
+      await this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
     }
-    return toInfo(this.record(caller, sessionId))
+    return toInfo(await this.record(caller, sessionId))
   }
 
   /** The running session behind an id the caller owns: NotFound, or SessionTerminated once it ended. */
-  live(caller: Caller, sessionId: string): Session {
-    const record = this.record(caller, sessionId)
+  async live(caller: Caller, sessionId: string): Promise<Session> {
+    const record = await this.record(caller, sessionId)
     if (record.status === 'TERMINATED') {
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
     }
     const session = this.engine.find(sessionId)
     if (!session || session.status !== 'ready') {
-      this.store.sessions.markTerminated(sessionId, 'sandbox-exited')
+      await this.store.sessions.markTerminated(sessionId, 'sandbox-exited')
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
     }
     return session
@@ -189,12 +199,12 @@ export class SessionService {
     // Only known tool names become metric labels and audit actions: a label per garbage name would grow without bound.
     let tool = isToolName(req.name) ? req.name : 'invalid'
     let finished = false
-    const record = (outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed', extra: { exitCode?: number; detail?: string } = {}): void => {
+    const record = (outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed', extra: { exitCode?: number; detail?: string } = {}): Promise<void> => {
       finished = true
       const durationMs = performance.now() - started
       this.metrics.invocations.inc({ tool, language: summary.language ?? '', outcome })
       this.metrics.invokeDuration.observe({ tool }, durationMs / 1000)
-      this.audit(caller, {
+      return this.audit(caller, {
         action: tool,
         sessionId,
         language: summary.language,
@@ -208,32 +218,32 @@ export class SessionService {
       })
     }
     try {
-      const tenant = this.store.tenants.get(caller.tenant)
+      const tenant = await this.store.tenants.get(caller.tenant)
       const perSecond = tenant?.invokesPerSecond ?? this.quotas.invokesPerSecond
       this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
       const call = checkToolCall(req.name, req.arguments)
       tool = call.name
       summary = call.summary
-      const session = this.live(caller, sessionId)
+      const session = await this.live(caller, sessionId)
       checkCallOnSession(session, call)
       const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })
-      this.store.sessions.touch(sessionId)
-      if (ctx.signal?.aborted) record('failed', { exitCode: result.structuredContent.exitCode, detail: 'cancelled' })
+      await this.store.sessions.touch(sessionId)
+      if (ctx.signal?.aborted) await record('failed', { exitCode: result.structuredContent.exitCode, detail: 'cancelled' })
       else
-        record(limits.length ? 'limit' : result.isError ? 'error' : 'ok', {
+        await record(limits.length ? 'limit' : result.isError ? 'error' : 'ok', {
           exitCode: result.structuredContent.exitCode,
           ...(limits.length ? { detail: limits.join(',') } : {}),
         })
       return result
     } catch (e) {
       const failed = !(e instanceof CodeboxError) || e.status >= 500
-      record(failed ? 'failed' : 'rejected', { detail: e instanceof CodeboxError ? e.code : 'Internal' })
+      await record(failed ? 'failed' : 'rejected', { detail: e instanceof CodeboxError ? e.code : 'Internal' })
       throw e
     } finally {
       // The consumer went away (a client disconnect) before the call finished.
-      if (!finished) record('failed', { detail: 'cancelled' })
+      if (!finished) await record('failed', { detail: 'cancelled' })
     }
   }
 
@@ -252,11 +262,11 @@ export class SessionService {
   }
 
   /** Records a file transfer or other session action in the audit log. */
-  audit(
+  async audit(
     caller: Caller,
     entry: { action: string; sessionId?: string; outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed'; durationMs: number } & Record<string, unknown>,
-  ): void {
-    this.store.audit.record({
+  ): Promise<void> {
+    await this.store.audit.record({
       at: new Date().toISOString(),
       tenant: caller.tenant,
       ...(caller.keyId ? { keyId: caller.keyId } : {}),
@@ -265,15 +275,15 @@ export class SessionService {
     })
   }
 
-  /** The SessionManager calls this when a session ends, whatever the reason. */
-  onSessionEnd(session: Session): void {
+  /** The SessionManager calls this when a session ends, whatever the reason; the record is marked TERMINATED. */
+  async onSessionEnd(session: Session): Promise<void> {
     const reason: SessionEndReason = session.endReason ?? 'stopped'
     this.metrics.sessionEnds.inc({ reason })
-    this.store.sessions.markTerminated(session.id, reason)
+    await this.store.sessions.markTerminated(session.id, reason)
   }
 
-  private record(caller: Caller, sessionId: string): SessionRecord {
-    const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? this.store.sessions.get(sessionId, caller.tenant) : undefined
+  private async record(caller: Caller, sessionId: string): Promise<SessionRecord> {
+    const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? await this.store.sessions.get(sessionId, caller.tenant) : undefined
     if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
     return r
   }

@@ -6,6 +6,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import type { AuditEntry } from '@codebox/core'
 import type { Page } from './sql.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, opt } from './sql.ts'
+import type { AuditStore } from './types.ts'
 
 export interface ListAuditOptions {
   tenant: string
@@ -54,8 +55,8 @@ const toEntry = (r: AuditRow): AuditEntry => ({
 const tenantKind = 'audit'
 const sessionKind = 'audit-session'
 
-/** The append-only audit log. */
-export class AuditRepository {
+/** The append-only audit log, in SQLite. */
+export class AuditRepository implements AuditStore {
   readonly #q: Record<'insert' | 'tenantPage' | 'sessionPage', StatementSync>
 
   constructor(db: DatabaseSync) {
@@ -70,7 +71,7 @@ export class AuditRepository {
   }
 
   /** Appends an entry and returns its id. */
-  record(entry: Omit<AuditEntry, 'id'>): number {
+  async record(entry: Omit<AuditEntry, 'id'>): Promise<number> {
     const result = this.#q.insert.run(
       entry.at,
       entry.tenant,
@@ -90,7 +91,7 @@ export class AuditRepository {
   }
 
   /** A page of the tenant's entries: newest first, or oldest first within one session. */
-  list(options: ListAuditOptions): Page<AuditEntry> {
+  async list(options: ListAuditOptions): Promise<Page<AuditEntry>> {
     checkPageLimit(options.limit)
     const { tenant, sessionId, limit, nextToken } = options
     const kind = sessionId === undefined ? tenantKind : sessionKind

@@ -9,6 +9,7 @@ import { CodeboxError } from '@codebox/core'
 import { randomBase62 } from './ids.ts'
 import { isoNow, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
+import type { AwsKeyStore } from './types.ts'
 
 /** An access key as listings show it: everything but the secret. */
 export interface AwsKeyRecord {
@@ -55,7 +56,8 @@ const toRecord = (r: Row): AwsKeyRecord => ({
 /** `lastUsedAt` is written at most this often per key. */
 const lastUsedResolutionMs = 60_000
 
-export class AwsKeyRepository {
+/** SigV4 access keys of all tenants, in SQLite. */
+export class AwsKeyRepository implements AwsKeyStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #sealingKey: Buffer
@@ -78,9 +80,9 @@ export class AwsKeyRepository {
   }
 
   /** Creates an access-key pair for `tenant` (creating the tenant if needed). */
-  create(options: { tenant: string; name?: string }): CreateAwsKeyResult {
+  async create(options: { tenant: string; name?: string }): Promise<CreateAwsKeyResult> {
     return transaction(this.#db, () => {
-      this.#tenants.ensure(options.tenant)
+      this.#tenants.ensureSync(options.tenant)
       const accessKeyId = newAccessKeyId()
       const secretAccessKey = randomBase62(40)
       this.#q.insert.run(accessKeyId, options.tenant, options.name ?? null, this.#seal(accessKeyId, secretAccessKey), isoNow())
@@ -92,7 +94,7 @@ export class AwsKeyRepository {
    * The key and its secret, for verifying a signature; undefined for an unknown or revoked id.
    * Records the use, at most once a minute.
    */
-  lookup(accessKeyId: string, at: Date = new Date()): { record: AwsKeyRecord; secretAccessKey: string } | undefined {
+  async lookup(accessKeyId: string, at: Date = new Date()): Promise<{ record: AwsKeyRecord; secretAccessKey: string } | undefined> {
     if (!accessKeyIdPattern.test(accessKeyId)) return undefined
     const row = this.#q.byId.get(accessKeyId) as Row | undefined
     if (!row || row.revoked_at !== null) return undefined
@@ -103,13 +105,14 @@ export class AwsKeyRepository {
     return { record: toRecord(row), secretAccessKey: this.#unseal(row.access_key_id, row.secret_sealed) }
   }
 
-  list(tenant?: string): AwsKeyRecord[] {
+  /** Access keys of `tenant`, or of every tenant, oldest first; revoked ones included. */
+  async list(tenant?: string): Promise<AwsKeyRecord[]> {
     const rows = tenant === undefined ? this.#q.list.all() : this.#q.listTenant.all(tenant)
     return (rows as unknown as Row[]).map(toRecord)
   }
 
   /** Revokes a key (NotFound if unknown); revoking again keeps the first `revokedAt`. */
-  revoke(accessKeyId: string): AwsKeyRecord {
+  async revoke(accessKeyId: string): Promise<AwsKeyRecord> {
     this.#q.revoke.run(isoNow(), accessKeyId)
     const row = this.#q.byId.get(accessKeyId) as Row | undefined
     if (!row) throw new CodeboxError('NotFound', `No access key ${accessKeyId}.`, { details: { accessKeyId } })
@@ -117,7 +120,7 @@ export class AwsKeyRepository {
   }
 
   /** True once any access key was ever created. */
-  anyCreated(): boolean {
+  async anyCreated(): Promise<boolean> {
     return Number((this.#q.any.get() as { n: number }).n) === 1
   }
 

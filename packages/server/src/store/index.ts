@@ -1,5 +1,6 @@
-/** The embedded SQLite store of the server: `Store.open(file)` and its repositories and records. */
+/** The store of the server: its interface (`StoreApi`, types.ts), the embedded SQLite `Store.open(file)`, its repositories and records. */
 export { Store } from './store.ts'
+export type { StoreApi, TenantStore, KeyStore, AwsKeyStore, InterpreterStore, SessionStore, AuditStore } from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'
 export type { Migration } from './migrations.ts'
 export { TenantRepository, tenantIdPattern, checkTenantId } from './tenants.ts'
@@ -14,5 +15,7 @@ export { SessionRepository } from './sessions.ts'
 export type { SessionRecord, SessionStatus, ListSessionsOptions } from './sessions.ts'
 export { AuditRepository } from './audit.ts'
 export type { ListAuditOptions } from './audit.ts'
+export { ConversationRepository } from './conversations.ts'
+export type { ConversationStore, NewConversation, NewTurn, ListConversationsOptions } from './conversations.ts'
 export type { Page } from './sql.ts'
 export { keySecretPattern } from './ids.ts'

@@ -9,6 +9,7 @@ import { CodeboxError } from '@codebox/core'
 import { newInterpreterId } from './ids.ts'
 import { isoNow, isUniqueViolation, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
+import type { InterpreterStore } from './types.ts'
 
 export type InterpreterStatus = 'READY' | 'DELETED'
 
@@ -90,8 +91,8 @@ const toRecord = (r: InterpreterRow): InterpreterRecord => ({
 
 const visible = `status = 'READY' AND (tenant IS NULL OR tenant = :tenant)`
 
-/** Built-in and custom interpreters. */
-export class InterpreterRepository {
+/** Built-in and custom interpreters, in SQLite. */
+export class InterpreterRepository implements InterpreterStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #q: Record<'get' | 'list' | 'byName' | 'byToken' | 'insert' | 'markDeleted', StatementSync>
@@ -113,13 +114,17 @@ export class InterpreterRepository {
   }
 
   /** The interpreter `id` if `tenant` may use it: a built-in one or its own, and not deleted. */
-  get(id: string, tenant: string): InterpreterRecord | undefined {
+  async get(id: string, tenant: string): Promise<InterpreterRecord | undefined> {
+    return this.#get(id, tenant)
+  }
+
+  #get(id: string, tenant: string): InterpreterRecord | undefined {
     const row = this.#q.get.get({ id, tenant }) as InterpreterRow | undefined
     return row && toRecord(row)
   }
 
   /** The interpreters `tenant` may use: the built-in ones first, then its own, oldest first. */
-  list(tenant: string): InterpreterRecord[] {
+  async list(tenant: string): Promise<InterpreterRecord[]> {
     return (this.#q.list.all({ tenant }) as unknown as InterpreterRow[]).map(toRecord)
   }
 
@@ -127,12 +132,12 @@ export class InterpreterRepository {
    * Creates a custom interpreter; Conflict if `tenant` already has a live one called `name`. With a
    * clientToken used before, returns that interpreter instead (whatever its status now).
    */
-  create(options: CreateInterpreterOptions): InterpreterRecord {
+  async create(options: CreateInterpreterOptions): Promise<InterpreterRecord> {
     const { tenant, name } = options
     const conflict = () => new CodeboxError('Conflict', `An interpreter named ${name} already exists.`, { details: { name } })
     try {
       return transaction(this.#db, () => {
-        this.#tenants.ensure(tenant)
+        this.#tenants.ensureSync(tenant)
         if (options.clientToken !== undefined) {
           const earlier = this.#q.byToken.get(tenant, options.clientToken) as InterpreterRow | undefined
           if (earlier) return toRecord(earlier)
@@ -154,7 +159,7 @@ export class InterpreterRepository {
           now,
           now,
         )
-        return this.get(id, tenant)!
+        return this.#get(id, tenant)!
       })
     } catch (e) {
       // The index is the last word if another process created the same name in between.
@@ -166,9 +171,9 @@ export class InterpreterRepository {
    * Marks a custom interpreter DELETED and returns it. NotFound for an unknown, deleted or other
    * tenant's id; Conflict for a built-in one.
    */
-  delete(id: string, tenant: string): InterpreterRecord {
+  async delete(id: string, tenant: string): Promise<InterpreterRecord> {
     return transaction(this.#db, () => {
-      const current = this.get(id, tenant)
+      const current = this.#get(id, tenant)
       if (!current) throw new CodeboxError('NotFound', `No interpreter ${id}.`, { details: { interpreterId: id } })
       if (current.tenant === undefined) {
         throw new CodeboxError('Conflict', `${id} is a built-in interpreter and cannot be deleted.`, { details: { interpreterId: id } })

@@ -7,6 +7,7 @@ import { CodeboxError } from '@codebox/core'
 import { keySecretPattern, newKeyId, newKeySecret, sha256Hex } from './ids.ts'
 import { isoNow, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
+import type { KeyStore } from './types.ts'
 
 /** An API key as the store keeps it: everything but the secret. */
 export interface KeyRecord {
@@ -56,8 +57,8 @@ const toRecord = (r: KeyRow): KeyRecord => ({
   ...opt('revokedAt', r.revoked_at),
 })
 
-/** API keys of all tenants. */
-export class KeyRepository {
+/** API keys of all tenants, in SQLite. */
+export class KeyRepository implements KeyStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #q: Record<'insert' | 'byHash' | 'byId' | 'list' | 'listTenant' | 'touch' | 'revoke' | 'active' | 'any', StatementSync>
@@ -79,9 +80,9 @@ export class KeyRepository {
   }
 
   /** Creates a key for `tenant` (creating the tenant too if needed). */
-  create(options: CreateKeyOptions): CreateKeyResult {
+  async create(options: CreateKeyOptions): Promise<CreateKeyResult> {
     return transaction(this.#db, () => {
-      this.#tenants.ensure(options.tenant)
+      this.#tenants.ensureSync(options.tenant)
       const secret = newKeySecret()
       const keyId = newKeyId()
       this.#q.insert.run(keyId, options.tenant, options.name ?? null, secret.slice(0, 12), sha256Hex(secret), isoNow())
@@ -93,7 +94,7 @@ export class KeyRepository {
    * The key whose secret is `secret`, or undefined for an unknown, malformed or revoked one.
    * Records the use, at most once per `lastUsedResolutionMs`.
    */
-  authenticate(secret: string, at: Date = new Date()): KeyRecord | undefined {
+  async authenticate(secret: string, at: Date = new Date()): Promise<KeyRecord | undefined> {
     if (!keySecretPattern.test(secret)) return undefined
     const row = this.#q.byHash.get(sha256Hex(secret)) as KeyRow | undefined
     if (!row || row.revoked_at !== null) return undefined
@@ -105,13 +106,13 @@ export class KeyRepository {
   }
 
   /** Keys of `tenant`, or of every tenant, oldest first; revoked ones included. */
-  list(tenant?: string): KeyRecord[] {
+  async list(tenant?: string): Promise<KeyRecord[]> {
     const rows = tenant === undefined ? this.#q.list.all() : this.#q.listTenant.all(tenant)
     return (rows as unknown as KeyRow[]).map(toRecord)
   }
 
   /** Revokes a key (NotFound if unknown); revoking again keeps the first `revokedAt`. */
-  revoke(keyId: string): KeyRecord {
+  async revoke(keyId: string): Promise<KeyRecord> {
     this.#q.revoke.run(isoNow(), keyId)
     const record = this.#byId(keyId)
     if (!record) throw new CodeboxError('NotFound', `No API key ${keyId}.`, { details: { keyId } })
@@ -119,12 +120,12 @@ export class KeyRepository {
   }
 
   /** True once any key (API key or SigV4 access key) was ever created, revoked or not: from then on the server requires keys. */
-  anyCreated(): boolean {
+  async anyCreated(): Promise<boolean> {
     return Number((this.#q.any.get() as { n: number }).n) === 1
   }
 
   /** How many keys are not revoked, across all tenants. */
-  activeCount(): number {
+  async activeCount(): Promise<number> {
     return Number((this.#q.active.get() as { n: number }).n)
   }
 

@@ -124,6 +124,44 @@ export const migrations: readonly Migration[] = [
     description: "AgentCore: an interpreter's executionRoleArn, kept to be returned by GetCodeInterpreter",
     sql: `ALTER TABLE interpreters ADD COLUMN execution_role_arn TEXT;`,
   },
+  {
+    version: 4,
+    description: "the agent's short-term memory: conversations (per tenant, with their code session and expiry) and their turns; a tenant's agent-turn quota",
+    sql: `
+      ALTER TABLE tenants ADD COLUMN agent_turns_per_minute INTEGER;
+
+      CREATE TABLE conversations (
+        tenant TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        title TEXT NOT NULL,
+        session_id TEXT,
+        created_at TEXT NOT NULL,
+        last_updated_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, conversation_id)
+      ) STRICT;
+      CREATE INDEX conversations_tenant_updated ON conversations (tenant, last_updated_at DESC, conversation_id DESC);
+      CREATE INDEX conversations_expires ON conversations (expires_at);
+
+      CREATE TABLE conversation_turns (
+        turn_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('answer', 'generate')),
+        prompt TEXT NOT NULL,
+        text TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'canceled')),
+        model TEXT,
+        skipped TEXT NOT NULL,
+        usage TEXT NOT NULL,
+        events TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        FOREIGN KEY (tenant, conversation_id) REFERENCES conversations (tenant, conversation_id) ON DELETE CASCADE
+      ) STRICT;
+      CREATE INDEX conversation_turns_conversation ON conversation_turns (tenant, conversation_id, turn_id);
+    `,
+  },
 ]
 
 /** The schema version this code writes and understands. */

@@ -9,6 +9,7 @@ import { CodeboxError } from '@codebox/core'
 import type { Page } from './sql.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, isoNow, isUniqueViolation, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
+import type { SessionStore } from './types.ts'
 
 export type SessionStatus = (typeof sessionStatuses)[number]
 
@@ -73,8 +74,8 @@ const toRecord = (r: SessionRow): SessionRecord => ({
 
 const pageKind = 'sessions'
 
-/** Session records of all tenants; every read that a caller answers with takes the tenant. */
-export class SessionRepository {
+/** Session records of all tenants, in SQLite; every read that a caller answers with takes the tenant. */
+export class SessionRepository implements SessionStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #q: Record<'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'touch', StatementSync>
@@ -106,10 +107,10 @@ export class SessionRepository {
   }
 
   /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken. */
-  insert(rec: SessionRecord): void {
+  async insert(rec: SessionRecord): Promise<void> {
     try {
       transaction(this.#db, () => {
-        this.#tenants.ensure(rec.tenant)
+        this.#tenants.ensureSync(rec.tenant)
         this.#q.insert.run(
           rec.sessionId,
           rec.tenant,
@@ -133,17 +134,17 @@ export class SessionRepository {
   }
 
   /** The session if it belongs to `tenant`; another tenant's session is undefined, like an unknown one. */
-  get(sessionId: string, tenant: string): SessionRecord | undefined {
+  async get(sessionId: string, tenant: string): Promise<SessionRecord | undefined> {
     return this.#one(this.#q.get, sessionId, tenant)
   }
 
   /** The session `tenant` started with this idempotency token, or undefined. */
-  findByClientToken(tenant: string, clientToken: string): SessionRecord | undefined {
+  async findByClientToken(tenant: string, clientToken: string): Promise<SessionRecord | undefined> {
     return this.#one(this.#q.byToken, tenant, clientToken)
   }
 
   /** A page of the tenant's sessions, newest first. */
-  list(options: ListSessionsOptions): Page<SessionRecord> {
+  async list(options: ListSessionsOptions): Promise<Page<SessionRecord>> {
     checkPageLimit(options.limit)
     const after = options.nextToken === undefined ? undefined : decodePageToken(pageKind, options.nextToken, { c: 'string', s: 'string' })
     const rows = this.#q.list.all({
@@ -160,7 +161,7 @@ export class SessionRepository {
   }
 
   /** How many of the tenant's sessions are READY. */
-  countActive(tenant: string): number {
+  async countActive(tenant: string): Promise<number> {
     return Number((this.#q.countActive.get(tenant) as { n: number }).n)
   }
 
@@ -168,19 +169,19 @@ export class SessionRepository {
    * Marks a session TERMINATED and returns it; undefined if unknown. A session that has already
    * ended is returned unchanged: the first reason wins.
    */
-  markTerminated(sessionId: string, reason: SessionEndReason, at: Date = new Date()): SessionRecord | undefined {
+  async markTerminated(sessionId: string, reason: SessionEndReason, at: Date = new Date()): Promise<SessionRecord | undefined> {
     this.#q.terminate.run({ id: sessionId, reason, at: isoNow(at) })
     return this.#one(this.#q.byId, sessionId)
   }
 
   /** Ends every READY session with `reason` (start-up reconciliation) and returns their ids. */
-  terminateAllActive(reason: SessionEndReason, at: Date = new Date()): string[] {
+  async terminateAllActive(reason: SessionEndReason, at: Date = new Date()): Promise<string[]> {
     const rows = this.#q.terminateAll.all({ reason, at: isoNow(at) }) as unknown as { session_id: string }[]
     return rows.map((r) => r.session_id)
   }
 
   /** Records activity on a READY session (its `lastUpdatedAt`). */
-  touch(sessionId: string, at: Date = new Date()): void {
+  async touch(sessionId: string, at: Date = new Date()): Promise<void> {
     this.#q.touch.run(isoNow(at), sessionId)
   }
 

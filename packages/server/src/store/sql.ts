@@ -8,11 +8,14 @@ import { validationError } from '@codebox/core'
 /**
  * Runs `fn` in one `BEGIN IMMEDIATE` transaction (the write lock is taken up front, so two
  * processes cannot both read and then both write), committing on return and rolling back on throw.
+ * `fn` must be synchronous: an await inside it would let another call run on the one connection
+ * in the middle of the transaction, so a promise returned from it is refused and rolled back.
  */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   db.exec('BEGIN IMMEDIATE')
   try {
     const result = fn()
+    if (result instanceof Promise) throw new Error('a store transaction body must be synchronous (it returned a promise)')
     db.exec('COMMIT')
     return result
   } catch (e) {

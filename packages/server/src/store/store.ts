@@ -8,17 +8,23 @@ import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { AuditRepository } from './audit.ts'
 import { AwsKeyRepository } from './aws-keys.ts'
+import { ConversationRepository } from './conversations.ts'
 import { InterpreterRepository } from './interpreters.ts'
 import { KeyRepository } from './keys.ts'
 import { migrate } from './migrations.ts'
 import { SessionRepository } from './sessions.ts'
 import { TenantRepository } from './tenants.ts'
+import type { StoreApi } from './types.ts'
 
 /** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
 const busyTimeoutMs = 5000
 
-/** The open store and its repositories. Synchronous: node:sqlite calls block, and are short. */
-export class Store {
+/**
+ * The open SQLite store and its repositories. Their methods are asynchronous (the `StoreApi`
+ * interface), but each runs its SQL synchronously when called (node:sqlite blocks, briefly), so a
+ * transaction never interleaves with another call on the one connection.
+ */
+export class Store implements StoreApi {
   /** The schema version of the database once migrations have run. */
   readonly schemaVersion: number
   readonly tenants: TenantRepository
@@ -27,6 +33,8 @@ export class Store {
   readonly interpreters: InterpreterRepository
   readonly sessions: SessionRepository
   readonly audit: AuditRepository
+  /** The agent's conversations and their turns (short-term memory). */
+  readonly conversations: ConversationRepository
   readonly #db: DatabaseSync
 
   private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer) {
@@ -38,6 +46,7 @@ export class Store {
     this.interpreters = new InterpreterRepository(db, this.tenants)
     this.sessions = new SessionRepository(db, this.tenants)
     this.audit = new AuditRepository(db)
+    this.conversations = new ConversationRepository(db)
   }
 
   /**

@@ -5,6 +5,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { CodeboxError, validationError } from '@codebox/core'
 import { isoNow, opt, transaction } from './sql.ts'
+import type { TenantStore } from './types.ts'
 
 /** A tenant; an absent quota means the server default applies. */
 export interface TenantRecord {
@@ -13,6 +14,7 @@ export interface TenantRecord {
   maxSessions?: number
   startsPerMinute?: number
   invokesPerSecond?: number
+  agentTurnsPerMinute?: number
 }
 
 /** Quota overrides to change: a number sets one, `null` returns it to the server default, absent leaves it. */
@@ -20,6 +22,7 @@ export interface TenantQuotaUpdate {
   maxSessions?: number | null
   startsPerMinute?: number | null
   invokesPerSecond?: number | null
+  agentTurnsPerMinute?: number | null
 }
 
 /** Tenant ids: lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63. */
@@ -36,6 +39,7 @@ interface TenantRow {
   max_sessions: number | null
   starts_per_minute: number | null
   invokes_per_second: number | null
+  agent_turns_per_minute: number | null
 }
 
 const toRecord = (r: TenantRow): TenantRecord => ({
@@ -44,10 +48,11 @@ const toRecord = (r: TenantRow): TenantRecord => ({
   ...opt('maxSessions', r.max_sessions),
   ...opt('startsPerMinute', r.starts_per_minute),
   ...opt('invokesPerSecond', r.invokes_per_second),
+  ...opt('agentTurnsPerMinute', r.agent_turns_per_minute),
 })
 
-/** Tenants and their quota overrides. */
-export class TenantRepository {
+/** Tenants and their quota overrides, in SQLite. */
+export class TenantRepository implements TenantStore {
   readonly #db: DatabaseSync
   readonly #q: Record<'insert' | 'get' | 'list' | 'setQuotas', StatementSync>
 
@@ -57,45 +62,59 @@ export class TenantRepository {
       insert: db.prepare('INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
       get: db.prepare('SELECT * FROM tenants WHERE id = ?'),
       list: db.prepare('SELECT * FROM tenants ORDER BY id'),
-      setQuotas: db.prepare('UPDATE tenants SET max_sessions = ?, starts_per_minute = ?, invokes_per_second = ? WHERE id = ?'),
+      setQuotas: db.prepare('UPDATE tenants SET max_sessions = ?, starts_per_minute = ?, invokes_per_second = ?, agent_turns_per_minute = ? WHERE id = ?'),
     }
   }
 
   /** The tenant `id`, created (with server-default quotas) if it does not exist yet. */
-  ensure(id: string): TenantRecord {
+  async ensure(id: string): Promise<TenantRecord> {
+    return this.ensureSync(id)
+  }
+
+  /**
+   * `ensure` without the promise, for the other SQLite repositories: their transaction bodies
+   * must stay synchronous, so that no other call runs on the connection in the middle of one.
+   */
+  ensureSync(id: string): TenantRecord {
     checkTenantId(id)
     this.#q.insert.run(id, isoNow())
-    return this.get(id)!
+    return this.#get(id)!
   }
 
   /** The tenant `id`, or undefined. */
-  get(id: string): TenantRecord | undefined {
-    const row = this.#q.get.get(id) as TenantRow | undefined
-    return row && toRecord(row)
+  async get(id: string): Promise<TenantRecord | undefined> {
+    return this.#get(id)
   }
 
   /** Every tenant, by id. */
-  list(): TenantRecord[] {
+  async list(): Promise<TenantRecord[]> {
     return (this.#q.list.all() as unknown as TenantRow[]).map(toRecord)
   }
 
   /** Changes quota overrides of an existing tenant (NotFound otherwise) and returns the result. */
-  setQuotas(id: string, update: TenantQuotaUpdate): TenantRecord {
+  async setQuotas(id: string, update: TenantQuotaUpdate): Promise<TenantRecord> {
     const maxSessions = checkQuota('maxSessions', update.maxSessions, true)
     const startsPerMinute = checkQuota('startsPerMinute', update.startsPerMinute, true)
     const invokesPerSecond = checkQuota('invokesPerSecond', update.invokesPerSecond, false)
+    const agentTurnsPerMinute = checkQuota('agentTurnsPerMinute', update.agentTurnsPerMinute, true)
     return transaction(this.#db, () => {
-      const current = this.get(id)
+      const current = this.#get(id)
       if (!current) throw new CodeboxError('NotFound', `No tenant ${id}.`, { details: { tenant: id } })
       const pick = (next: number | null | undefined, now: number | undefined) => (next === undefined ? (now ?? null) : next)
       this.#q.setQuotas.run(
         pick(maxSessions, current.maxSessions),
         pick(startsPerMinute, current.startsPerMinute),
         pick(invokesPerSecond, current.invokesPerSecond),
+        pick(agentTurnsPerMinute, current.agentTurnsPerMinute),
         id,
       )
-      return this.get(id)!
+      return this.#get(id)!
     })
+  }
+
+  #get(id: string): TenantRecord | undefined {
+    const row = this.#q.get.get(id) as TenantRow | undefined
+    return row && toRecord(row)
   }
 }
 
