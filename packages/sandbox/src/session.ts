@@ -153,14 +153,16 @@ export class Session {
     this.enter()
     const before = await this.init.sandbox.counters()
     const output = new OutputBudget(this.limits.outputBytes)
+    let it: AsyncGenerator<unknown, unknown> | undefined
     try {
       // The executor enforces the timeout; past it (and a grace) the client checks the executor still answers.
-      const it = this.client.request(op, fields, { signal, deadlineMs: timeoutMs })
-      let next = await it.next()
+      const request = this.client.request(op, fields, { signal, deadlineMs: timeoutMs })
+      it = request
+      let next = await request.next()
       while (!next.done) {
         const event = next.value.kind === 'event' ? output.take(next.value.event) : undefined
         if (event) yield event
-        next = await it.next()
+        next = await request.next()
       }
       const done = next.value
       // A kernel may report its error only in `done` (the Node kernel does); show it in stderr.
@@ -201,6 +203,9 @@ export class Session {
       if ((e instanceof CodeboxError && e.code === 'SessionTerminated') || this.client.closed) await this.stop('sandbox-exited')
       throw e
     } finally {
+      // A consumer that left at a yield (a client that went away) ends the request too: it cancels
+      // the call in the executor and clears its watchdog, instead of staying parked at its yield.
+      await it?.return(undefined).catch(() => {})
       this.leave()
     }
   }

@@ -163,6 +163,17 @@ describe('cancelling a Python cell keeps the kernel (bwrap)', { skip: unavailabl
     assert.equal(await sh(shared.session, 'ps -eo args | grep -c "^sleep 432[34]" || true'), '0\n')
   })
 
+  it('a consumer that walks away from a running cell (no signal) interrupts it: the call ends, the kernel is kept', async () => {
+    await py(shared.session, 'left = "kept"')
+    const it = shared.session.executeCode({ code: 'import time\nprint("GO", flush=True)\ntime.sleep(60)', timeoutMs: 60_000 })
+    for (let next = await it.next(); !next.done; next = await it.next()) if (next.value.type === 'stdout' && next.value.text.includes('GO')) break
+    await it.return(undefined as never)
+    assert.equal(shared.session.active, 0, 'the call is no longer in flight')
+    const started = performance.now()
+    assert.equal(await py(shared.session, 'print(left)'), 'kept\n')
+    assert.ok(performance.now() - started < 10_000, 'the next cell did not wait for the abandoned one')
+  })
+
   it('a timed-out cell still kills its kernel', async () => {
     await withSession(shared.manager, async (s) => {
       await py(s, 'kept = 1')
