@@ -193,9 +193,15 @@ class Kernel:
                 if outcome == "cancelled":
                     # Ctrl-C: the cell ends with KeyboardInterrupt (an abandoned await in JavaScript) and
                     # the kernel keeps its state; a cell that does not end within the grace is killed below.
-                    interrupt_tree(self.proc.pid, spared)
+                    # A second Ctrl-C halfway through the grace, as a user presses it again: a first
+                    # one can arrive while the kernel is between states and be lost.
                     grace = time.monotonic() + INTERRUPT_GRACE_S
-                    after = cap.pump(fds, grace, threading.Event(), control_fd=self.conn.fileno(), on_control=on_control)
+                    after = "timeout"
+                    for until in (time.monotonic() + INTERRUPT_GRACE_S / 2, grace):
+                        interrupt_tree(self.proc.pid, spared)
+                        after = cap.pump(fds, until, threading.Event(), control_fd=self.conn.fileno(), on_control=on_control)
+                        if after != "timeout":
+                            break
                     interrupted = after == "done"
                     ignored = after == "timeout"
                     outcome = "done" if interrupted else "cancelled"

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { CodeboxError } from '@codebox/core'
 import type { SessionManager } from '@codebox/sandbox'
 import { bwrapManager, bwrapUnavailable, py, withSession } from '../fixtures.ts'
@@ -296,17 +297,20 @@ print(json.dumps({'cpu': cpu, 'wall': w1 - w0}))`,
     await withSession(m, async (s) => {
       const r = await sh(s, `(setsid nohup sleep ${marker} >/dev/null 2>&1 &) ; echo started`)
       assert.equal(r.stdout, 'started\n')
-      const view = await hostView(s)
-      uid = view.uid
-      cgroupId = view.cgroupId
-      daemon = view.pids.find((p) => {
-        try {
-          return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`
-        } catch {
-          return false
-        }
-      })
-      assert.ok(daemon, 'the daemon is not running after its command returned')
+      // The command returns once it forked; the daemon's exec of sleep may come a moment later.
+      for (const until = Date.now() + 5000; daemon === undefined && Date.now() < until; await sleep(50)) {
+        const view = await hostView(s)
+        uid = view.uid
+        cgroupId = view.cgroupId
+        daemon = view.pids.find((p) => {
+          try {
+            return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`
+          } catch {
+            return false
+          }
+        })
+      }
+      assert.ok(daemon, 'the daemon is not running 5 s after its command returned')
       const ps = await s.commands.run(`ps -o sid=,pgid=,comm= -p $(pgrep -f 'sleep ${marker}')`)
       assert.match(ps.structuredContent.stdout, /sleep/)
     })
