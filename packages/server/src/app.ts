@@ -21,6 +21,7 @@ import { auditRoutes, interpreterRoutes } from './routes/interpreters.ts'
 import { mcpRoutes } from './routes/mcp.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { sessionRoutes } from './routes/sessions.ts'
+import { webRoutes } from './routes/web.ts'
 import { wsRoutes } from './routes/ws.ts'
 import { SessionService } from './services/sessions.ts'
 import type { Store } from './store/index.ts'
@@ -116,6 +117,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
   opsRoutes(app, registry, sessions, metrics, version)
+  webRoutes(app, { webDir: config.webDir, version })
   await app.register(async (scope) => wsRoutes(scope, auth, sessions))
   mcpRoutes(app, sessions, { version, idleMs: config.mcpIdleMs })
   await agentCoreRoutes(app, {
