@@ -102,6 +102,8 @@ if (mode === 'start') {
   const bin = (name) => path.join(root, 'node_modules', '.bin', name)
   step('typecheck (tsc --noEmit)')
   if (run(node, [bin('tsc'), '--noEmit', '-p', '.']) !== 0) fail('typecheck failed')
+  // The web IDE's browser code has its own tsconfig (DOM, JSX, bundler resolution).
+  if (run(node, [bin('tsc'), '--noEmit', '-p', 'packages/web']) !== 0) fail('typecheck of packages/web failed')
   step('lint (eslint)')
   if (run(node, [bin('eslint'), '.']) !== 0) fail('lint failed')
   step('format (prettier --check)')

@@ -74,7 +74,11 @@ export function agentApi(): AgentApi {
     },
     generate: (prompt, options = {}) =>
       json<GenerateResponse>('POST', '/v1/agent/generate', {
-        json: { prompt, ...(options.language ? { language: options.language } : {}), ...(options.conversationId ? { conversationId: options.conversationId } : {}) },
+        json: {
+          prompt,
+          ...(options.language ? { language: options.language } : {}),
+          ...(options.conversationId ? { conversationId: options.conversationId } : {}),
+        },
         ...(options.signal ? { signal: options.signal } : {}),
       }),
     conversations: async () => (await json<{ items: Conversation[] }>('GET', '/v1/agent/conversations')).items,

@@ -39,7 +39,8 @@ df
 function loadDraft(): { code: string; language: Language } {
   try {
     const d = JSON.parse(sessionStorage.getItem(draftItem) ?? 'null') as { code?: unknown; language?: unknown } | null
-    if (d && typeof d.code === 'string' && typeof d.language === 'string' && languages.includes(d.language)) return { code: d.code, language: d.language as Language }
+    if (d && typeof d.code === 'string' && typeof d.language === 'string' && languages.includes(d.language))
+      return { code: d.code, language: d.language as Language }
   } catch {
     // A broken draft is replaced by the starter.
   }
@@ -85,7 +86,10 @@ export function App() {
       setChat({ conversationId, turns: h.turns.map((t) => ({ prompt: t.prompt, role: t.role, events: t.events })) })
       selectTab('generate')
     } catch (e) {
-      setChat({ conversationId, turns: [{ prompt: '(history)', role: 'answer', events: [{ type: 'error', code: 'History', message: e instanceof Error ? e.message : String(e) }] }] })
+      setChat({
+        conversationId,
+        turns: [{ prompt: '(history)', role: 'answer', events: [{ type: 'error', code: 'History', message: e instanceof Error ? e.message : String(e) }] }],
+      })
     }
   }
   const runCell = useCallback(() => void execute(draft.code, draft.language), [execute, draft])

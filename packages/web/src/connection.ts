@@ -56,7 +56,10 @@ function progressFetch(onProgress: (sent: number, total: number) => void): typeo
       xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : body.size)
       xhr.onload = () => {
         const headers = new Headers()
-        for (const line of xhr.getAllResponseHeaders().trim().split(/[\r\n]+/)) {
+        for (const line of xhr
+          .getAllResponseHeaders()
+          .trim()
+          .split(/[\r\n]+/)) {
           const at = line.indexOf(':')
           if (at > 0) headers.append(line.slice(0, at).trim(), line.slice(at + 1).trim())
         }

@@ -88,8 +88,8 @@ export async function startIde(): Promise<Ide> {
 
 /** Waits for Monaco, then puts `code` into it (setting the model's value: typing at full speed drops keys). */
 export async function setCode(page: Page, code: string): Promise<void> {
-  await page.waitForFunction(() => (window as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
-  await page.evaluate((c) => (window as unknown as { codeboxEditor: { setValue(v: string): void } }).codeboxEditor.setValue(c), code)
+  await page.waitForFunction(() => (globalThis as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
+  await page.evaluate((c) => (globalThis as unknown as { codeboxEditor: { setValue(v: string): void } }).codeboxEditor.setValue(c), code)
 }
 
 /** Puts `code` into the editor, runs it with the Run button, and waits until the run ends. */
@@ -109,7 +109,9 @@ export async function runStamp(page: Page): Promise<string> {
 export async function waitForRunEnd(page: Page, before: string, timeoutMs = 90_000): Promise<string> {
   await page.waitForFunction(
     (b) => {
-      const el = document.querySelector('section[aria-label="Output"]')
+      type Element = { getAttribute(name: string): string | null }
+      const doc = (globalThis as unknown as { document: { querySelector(s: string): Element | null } }).document
+      const el = doc.querySelector('section[aria-label="Output"]')
       return el !== null && el.getAttribute('data-started') !== b && el.getAttribute('aria-busy') === 'false'
     },
     before,

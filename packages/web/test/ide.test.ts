@@ -35,14 +35,14 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
 
   test('code typed into Monaco runs, and stdout streams before the cell ends', async () => {
     const page = await ide.newPage()
-    await page.waitForFunction(() => (window as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
+    await page.waitForFunction(() => (globalThis as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
     // Typed with a delay through the keyboard (full speed drops keys), then run with Ctrl+Enter.
-    await page.evaluate(() => (window as unknown as { codeboxEditor: { setValue(v: string): void } }).codeboxEditor.setValue(''))
+    await page.evaluate(() => (globalThis as unknown as { codeboxEditor: { setValue(v: string): void } }).codeboxEditor.setValue(''))
     await page.locator('.monaco-editor .view-lines').click()
     // 80 ms a key: at 15 ms headless Chromium drops keys in Monaco's EditContext input.
     const typed = "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second')"
     await page.keyboard.type(typed, { delay: 80 })
-    assert.equal(await page.evaluate(() => (window as unknown as { codeboxEditor: { getValue(): string } }).codeboxEditor.getValue()), typed)
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { codeboxEditor: { getValue(): string } }).codeboxEditor.getValue()), typed)
     const started = await runStamp(page)
     await page.keyboard.press('Control+Enter')
     const stdout = page.getByTestId('stdout')
@@ -65,7 +65,7 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     const chart = page.getByTestId('chart')
     await chart.waitFor()
     assert.match((await chart.getAttribute('src')) ?? '', /^data:image\/png;base64,iVBOR/)
-    assert.ok((await chart.evaluate((img: HTMLImageElement) => img.naturalWidth)) > 100, 'the PNG decodes')
+    assert.ok((await chart.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth)) > 100, 'the PNG decodes')
     const link = page.getByRole('link', { name: 'Download chart 1' })
     assert.equal(await link.getAttribute('download'), 'chart-1.png')
     const table = page.getByTestId('html-output').locator('table')
@@ -87,7 +87,7 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     const out = page.getByTestId('html-output')
     assert.equal(await out.locator('td').innerText(), 'safe')
     assert.equal(await out.locator('script, img, a').count(), 0)
-    assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined)
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { pwned?: number }).pwned), undefined)
     await page.close()
   })
 
@@ -209,7 +209,10 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     const origin = new URL(ide.server.url).origin
     const off = ide.requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith('data:') && !u.startsWith('blob:'))
     assert.deepEqual(off, [])
-    assert.ok(ide.requests.some((u) => u.includes('/app/') && u.includes('editor.worker')), 'Monaco worker came from /app/')
+    assert.ok(
+      ide.requests.some((u) => u.includes('/app/') && u.includes('editor.worker')),
+      'Monaco worker came from /app/',
+    )
     assert.deepEqual(ide.pageErrors, [])
   })
 

@@ -121,12 +121,19 @@ export function webRoutes(app: FastifyInstance, options: { webDir: string; versi
     return secure(reply).type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(built.index)
   })
   app.get('/about', { config: { auth: false } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(aboutPage(options.version, current() !== undefined)),
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .send(aboutPage(options.version, current() !== undefined)),
   )
   app.get(`${webAssetPrefix}*`, { config: { auth: false } }, async (request, reply) => {
     const rel = (request.params as { '*': string })['*']
     const file = current()?.assets.get(rel)
-    if (file === undefined) return reply.code(404).type('text/plain; charset=utf-8').send(`no IDE asset ${webAssetPrefix}${rel.slice(0, 200)}`)
+    if (file === undefined)
+      return reply
+        .code(404)
+        .type('text/plain; charset=utf-8')
+        .send(`no IDE asset ${webAssetPrefix}${rel.slice(0, 200)}`)
     const cache = hashedName.test(rel) ? 'public, max-age=31536000, immutable' : 'no-cache'
     return secure(reply)
       .type(types[path.extname(file)] ?? 'application/octet-stream')

@@ -38,7 +38,9 @@ export function AuthModal({ visible, error, onKey }: AuthModalProps) {
         }}
       >
         <SpaceBetween size="s">
-          <Box>This server needs an API key (create one with <code>codebox keys create --tenant &lt;name&gt;</code>). It is kept in this tab only.</Box>
+          <Box>
+            This server needs an API key (create one with <code>codebox keys create --tenant &lt;name&gt;</code>). It is kept in this tab only.
+          </Box>
           <FormField label="API key" errorText={error}>
             <Input type="password" value={key} onChange={(e) => setKey(e.detail.value)} ariaLabel="API key" autoFocus />
           </FormField>

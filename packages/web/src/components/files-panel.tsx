@@ -104,7 +104,13 @@ export function FilesPanel({ sessionId, revision }: FilesPanelProps) {
     }
   }
 
-  const crumbs = [{ text: 'workspace', href: '#' }, ...dir.split('/').filter(Boolean).map((part, i, all) => ({ text: part, href: `#${all.slice(0, i + 1).join('/')}` }))]
+  const crumbs = [
+    { text: 'workspace', href: '#' },
+    ...dir
+      .split('/')
+      .filter(Boolean)
+      .map((part, i, all) => ({ text: part, href: `#${all.slice(0, i + 1).join('/')}` })),
+  ]
   const header = preview?.rows[0] ?? []
   return (
     <Container
@@ -168,7 +174,9 @@ export function FilesPanel({ sessionId, revision }: FilesPanelProps) {
               header: 'Actions',
               cell: (e) => (
                 <SpaceBetween direction="horizontal" size="xxs">
-                  {e.type === 'file' ? <Button variant="inline-icon" iconName="download" ariaLabel={`Download ${e.name}`} onClick={() => void download(e)} /> : null}
+                  {e.type === 'file' ? (
+                    <Button variant="inline-icon" iconName="download" ariaLabel={`Download ${e.name}`} onClick={() => void download(e)} />
+                  ) : null}
                   {e.type === 'file' && /\.(csv|tsv)$/i.test(e.name) ? (
                     <Button variant="inline-icon" iconName="search" ariaLabel={`Preview ${e.name}`} onClick={() => void showCsv(e)} />
                   ) : null}

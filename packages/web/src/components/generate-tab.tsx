@@ -47,13 +47,23 @@ function RichText({ text, onOpen }: { text: string; onOpen: (code: string, langu
   const parts: React.ReactNode[] = []
   let last = 0
   for (const m of text.matchAll(codeFence)) {
-    if (m.index > last) parts.push(<span key={`t${last}`} style={{ whiteSpace: 'pre-wrap' }}>{text.slice(last, m.index)}</span>)
+    if (m.index > last)
+      parts.push(
+        <span key={`t${last}`} style={{ whiteSpace: 'pre-wrap' }}>
+          {text.slice(last, m.index)}
+        </span>,
+      )
     const code = m[2] ?? ''
     const lang = m[1]
     parts.push(<CodeBlock key={`c${m.index}`} code={code} language={lang} onOpen={onOpen} />)
     last = m.index + m[0].length
   }
-  if (last < text.length) parts.push(<span key={`t${last}`} style={{ whiteSpace: 'pre-wrap' }}>{text.slice(last)}</span>)
+  if (last < text.length)
+    parts.push(
+      <span key={`t${last}`} style={{ whiteSpace: 'pre-wrap' }}>
+        {text.slice(last)}
+      </span>,
+    )
   return <div>{parts}</div>
 }
 
@@ -99,7 +109,11 @@ function TurnView({ turn, onOpen }: { turn: ChatTurn; onOpen: (code: string, lan
         const result = turn.events.find((r): r is Extract<AgentEvent, { type: 'tool_result' }> => r.type === 'tool_result' && r.toolUseId === e.toolUseId)
         nodes.push(
           <Container key={i} variant="stacked" header={<Header variant="h3">Tool call: {e.name}</Header>}>
-            {e.code !== undefined ? <CodeBlock code={e.code} language={e.language} onOpen={onOpen} /> : <pre style={pre}>{JSON.stringify(e.input, null, 2)}</pre>}
+            {e.code !== undefined ? (
+              <CodeBlock code={e.code} language={e.language} onOpen={onOpen} />
+            ) : (
+              <pre style={pre}>{JSON.stringify(e.input, null, 2)}</pre>
+            )}
             {outputs.get(e.toolUseId) && !result ? <pre style={pre}>{outputs.get(e.toolUseId)}</pre> : null}
             {result ? (
               <SpaceBetween size="xs">
@@ -119,7 +133,14 @@ function TurnView({ turn, onOpen }: { turn: ChatTurn; onOpen: (code: string, lan
       case 'final':
         flush(`f${i}`)
         nodes.push(
-          <Container key={i} header={<Header variant="h3" description={`Answered by ${e.model}${e.skipped.length ? `; skipped ${e.skipped.map((s) => s.model).join(', ')}` : ''}`}>Answer</Header>}>
+          <Container
+            key={i}
+            header={
+              <Header variant="h3" description={`Answered by ${e.model}${e.skipped.length ? `; skipped ${e.skipped.map((s) => s.model).join(', ')}` : ''}`}>
+                Answer
+              </Header>
+            }
+          >
             {e.code !== undefined ? <CodeBlock code={e.code} language={e.language} onOpen={onOpen} /> : null}
             {text === '' ? <RichText text={e.text} onOpen={onOpen} /> : null}
           </Container>,
@@ -177,24 +198,43 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
     abort.current = controller
     try {
       if (mode === 'generate') {
-        const r = await agentApi().generate(text, { language, ...(chat.conversationId ? { conversationId: chat.conversationId } : {}), signal: controller.signal })
+        const r = await agentApi().generate(text, {
+          language,
+          ...(chat.conversationId ? { conversationId: chat.conversationId } : {}),
+          signal: controller.signal,
+        })
         onChat((c) => ({ ...c, conversationId: r.conversationId }))
         update(index, (t) => ({
           ...t,
           events: [
             { type: 'model', model: r.model, skipped: r.skipped },
-            { type: 'final', text: r.text, model: r.model, skipped: r.skipped, stopReason: 'end_turn', usage: { inputTokens: 0, outputTokens: 0 }, code: r.code, language: r.language },
+            {
+              type: 'final',
+              text: r.text,
+              model: r.model,
+              skipped: r.skipped,
+              stopReason: 'end_turn',
+              usage: { inputTokens: 0, outputTokens: 0 },
+              code: r.code,
+              language: r.language,
+            },
           ],
         }))
       } else {
-        for await (const event of agentApi().ask(text, { ...(chat.conversationId ? { conversationId: chat.conversationId } : {}), signal: controller.signal })) {
+        for await (const event of agentApi().ask(text, {
+          ...(chat.conversationId ? { conversationId: chat.conversationId } : {}),
+          signal: controller.signal,
+        })) {
           if (event.type === 'turn_start') onChat((c) => ({ ...c, conversationId: event.conversationId }))
           update(index, (t) => ({ ...t, events: [...t.events, event] }))
         }
       }
     } catch (e) {
       const message = controller.signal.aborted ? 'stopped by you' : e instanceof Error ? e.message : String(e)
-      update(index, (t) => ({ ...t, events: [...t.events, { type: 'error', code: controller.signal.aborted ? 'Canceled' : ((e as { code?: string }).code ?? 'Error'), message }] }))
+      update(index, (t) => ({
+        ...t,
+        events: [...t.events, { type: 'error', code: controller.signal.aborted ? 'Canceled' : ((e as { code?: string }).code ?? 'Error'), message }],
+      }))
     } finally {
       abort.current = undefined
       update(index, (t) => ({ ...t, running: false }))

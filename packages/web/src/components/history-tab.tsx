@@ -47,7 +47,15 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
     <SpaceBetween size="l">
       <Table
         header={
-          <Header variant="h2" counter={`(${cells.length})`} actions={<Button onClick={onClearCells} ariaLabel="Clear cell history">Clear</Button>}>
+          <Header
+            variant="h2"
+            counter={`(${cells.length})`}
+            actions={
+              <Button onClick={onClearCells} ariaLabel="Clear cell history">
+                Clear
+              </Button>
+            }
+          >
             Editor cells (this browser)
           </Header>
         }
@@ -82,7 +90,11 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
       />
       <Table
         header={
-          <Header variant="h2" counter={`(${conversations.length})`} actions={<Button iconName="refresh" onClick={() => void load()} loading={loading} ariaLabel="Refresh conversations" />}>
+          <Header
+            variant="h2"
+            counter={`(${conversations.length})`}
+            actions={<Button iconName="refresh" onClick={() => void load()} loading={loading} ariaLabel="Refresh conversations" />}
+          >
             Conversations (server)
           </Header>
         }

@@ -41,7 +41,14 @@ function Output({ item, chart }: { item: OutputItem; chart: number }) {
       )
     }
     case 'html':
-      return <div className="codebox-html-output" data-testid="html-output" style={{ overflowX: 'auto' }} dangerouslySetInnerHTML={{ __html: sanitizeHtml(item.html) }} />
+      return (
+        <div
+          className="codebox-html-output"
+          data-testid="html-output"
+          style={{ overflowX: 'auto' }}
+          dangerouslySetInnerHTML={{ __html: sanitizeHtml(item.html) }}
+        />
+      )
     case 'text':
       return <pre style={pre}>{item.text}</pre>
   }
@@ -78,7 +85,14 @@ export function Results({ run }: ResultsProps) {
       <StatusIndicator type="pending">Not run yet</StatusIndicator>
     )
   return (
-    <section aria-label="Output" role="region" aria-live="polite" aria-busy={run.status === 'running'} data-status={run.status} data-started={run.startedAt ?? 0}>
+    <section
+      aria-label="Output"
+      role="region"
+      aria-live="polite"
+      aria-busy={run.status === 'running'}
+      data-status={run.status}
+      data-started={run.startedAt ?? 0}
+    >
       <SpaceBetween size="s">
         <SpaceBetween direction="horizontal" size="m">
           {status}
@@ -125,4 +139,3 @@ export function saveBytes(bytes: Uint8Array, name: string, mimeType = 'applicati
   a.click()
   setTimeout(() => URL.revokeObjectURL(url), 10_000)
 }
-
