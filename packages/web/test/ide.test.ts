@@ -137,6 +137,35 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await page.close()
   })
 
+  test('a file dropped on the panel uploads with a progress bar', async () => {
+    const page = await ide.newPage()
+    await page.getByTestId('session-id').waitFor()
+    // Note every progress value shown, from the page itself (the upload is quick on loopback).
+    await page.evaluate(() => {
+      const g = globalThis as unknown as { seen: string[]; MutationObserver: new (cb: () => void) => { observe(n: unknown, o: unknown): void }; document: { body: unknown; querySelectorAll(s: string): ArrayLike<{ getAttribute(n: string): string | null }> } }
+      g.seen = []
+      new g.MutationObserver(() => {
+        for (const el of Array.from(g.document.querySelectorAll('progress'))) g.seen.push(el.getAttribute('value') ?? '')
+      }).observe(g.document.body, { subtree: true, childList: true, attributes: true })
+    })
+    const dataTransfer = await page.evaluateHandle(() => {
+      const g = globalThis as unknown as { DataTransfer: new () => { items: { add(f: unknown): void } }; File: new (parts: unknown[], name: string) => unknown }
+      const dt = new g.DataTransfer()
+      dt.items.add(new g.File([new Uint8Array(48 * 2 ** 20).fill(65)], 'big.bin'))
+      return dt
+    })
+    const zone = page.getByText('Drop files here to upload')
+    await zone.dispatchEvent('dragenter', { dataTransfer })
+    await zone.dispatchEvent('dragover', { dataTransfer })
+    await zone.dispatchEvent('drop', { dataTransfer })
+    await page.getByRole('button', { name: 'Download big.bin' }).waitFor()
+    const seen = await page.evaluate(() => (globalThis as unknown as { seen: string[] }).seen)
+    assert.ok(seen.some((v) => Number(v) > 0), `the progress bar moved during the upload: ${seen.join(',')}`)
+    const files = await page.getByRole('table', { name: 'Files in the workspace' }).innerText()
+    assert.match(files, /big\.bin\s+48\.0 MiB/)
+    await page.close()
+  })
+
   test('files written by code can be listed, downloaded and deleted', async () => {
     const page = await ide.newPage()
     await runCell(page, 'open("report.txt", "w").write("hello report")')
@@ -202,6 +231,92 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await page.getByRole('tab', { name: 'Generate' }).click()
     // This server has no agent routes or no model: either way the tab says so instead of failing silently.
     await page.getByText(/The agent is not available|No model is configured/).waitFor()
+    await page.close()
+  })
+
+  test('the Generate tab streams a scripted agent turn: model, text, tool call, result, answer, open in editor', async () => {
+    // The agent routes are built elsewhere (issue 11); here the page talks to a scripted agent at
+    // the same paths, with the events of packages/core/src/agent.ts, streamed as SSE.
+    const page = await ide.context.newPage()
+    const code = 'import pandas as pd\nprint(pd.read_csv("sales.csv").sales.sum())'
+    const events = [
+      { type: 'turn_start', conversationId: 'conv-1', sessionId: 'sess-1', role: 'answer' },
+      { type: 'model', model: 'openai:local-llm', skipped: [{ model: 'anthropic:claude-x', reason: '529 overloaded' }] },
+      { type: 'text', delta: 'Let me add up ' },
+      { type: 'text', delta: 'the sales.' },
+      { type: 'tool_use', toolUseId: 't1', name: 'execute_code', input: { code }, code, language: 'python' },
+      { type: 'tool_output', toolUseId: 't1', stream: 'stdout', text: '19900\n' },
+      { type: 'tool_result', toolUseId: 't1', isError: false, text: '19900', exitCode: 0, images: [] },
+      {
+        type: 'final',
+        text: 'The total is 19900.\n```python\nprint(19900)\n```',
+        model: 'openai:local-llm',
+        skipped: [{ model: 'anthropic:claude-x', reason: '529 overloaded' }],
+        stopReason: 'end_turn',
+        usage: { inputTokens: 10, outputTokens: 20 },
+      },
+    ]
+    const asked: unknown[] = []
+    await page.route('**/v1/agent/status', (r) =>
+      r.fulfill({ json: { configured: true, models: [{ model: 'anthropic:claude-x', provider: 'anthropic', state: 'cooling-down' }, { model: 'openai:local-llm', provider: 'openai', state: 'ok' }] } }),
+    )
+    await page.route('**/v1/agent/ask', async (r) => {
+      asked.push(r.request().postDataJSON())
+      assert.equal(r.request().headers().accept, 'text/event-stream')
+      await r.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('') })
+    })
+    page.on('pageerror', (e) => ide.pageErrors.push(e.message))
+    await page.goto(ide.server.url + '/#generate')
+    await page.getByText('openai:local-llm (ok)').waitFor()
+    await page.getByRole('textbox', { name: 'Prompt' }).fill('What are the total sales?')
+    await page.getByRole('button', { name: 'Send', exact: true }).click()
+    const chat = page.getByRole('region', { name: 'Conversation' })
+    await chat.getByText('The total is 19900.').waitFor()
+    const text = await chat.innerText()
+    assert.match(text, /Model: openai:local-llm \(skipped: anthropic:claude-x — 529 overloaded\)/)
+    assert.match(text, /Let me add up the sales\./)
+    assert.match(text, /Tool call: execute_code/)
+    assert.match(text, /Answered by openai:local-llm; skipped anthropic:claude-x/)
+    assert.deepEqual(asked, [{ prompt: 'What are the total sales?' }])
+    // A follow-up continues the conversation the server named.
+    await page.getByRole('textbox', { name: 'Prompt' }).fill('And the mean?')
+    await page.getByRole('button', { name: 'Send', exact: true }).click()
+    await page.locator('[aria-label="Conversation"] h3').nth(3).waitFor()
+    assert.deepEqual(asked[1], { prompt: 'And the mean?', conversationId: 'conv-1' })
+    // "Open in editor" on the tool call's code puts it into the editor.
+    await chat.getByRole('button', { name: 'Open in editor' }).first().click()
+    await page.waitForFunction(() => (globalThis as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { codeboxEditor: { getValue(): string } }).codeboxEditor.getValue()), code)
+    await page.close()
+  })
+
+  test('without a model the Generate tab shows the server hint', async () => {
+    const page = await ide.context.newPage()
+    await page.route('**/v1/agent/status', (r) => r.fulfill({ json: { configured: false, hint: 'Set CODEBOX_AGENT_MODELS, e.g. anthropic:claude-sonnet-4-5', models: [] } }))
+    await page.goto(ide.server.url + '/#generate')
+    await page.getByText('Set CODEBOX_AGENT_MODELS, e.g. anthropic:claude-sonnet-4-5').waitFor()
+    assert.ok(await page.getByRole('textbox', { name: 'Prompt' }).isDisabled())
+    await page.close()
+  })
+
+  test('the keyboard reaches Run and switches tabs', async () => {
+    const page = await ide.newPage()
+    await page.getByTestId('session-id').waitFor()
+    await setCode(page, 'print("by keyboard")')
+    await page.getByRole('tab', { name: 'Code editor' }).focus()
+    let onRun = false
+    for (let i = 0; i < 15 && !onRun; i++) {
+      await page.keyboard.press('Tab')
+      onRun = (await page.locator(':focus').getAttribute('aria-label')) === 'Run'
+    }
+    assert.ok(onRun, 'Tab reaches the Run button')
+    const before = await runStamp(page)
+    await page.keyboard.press('Enter')
+    assert.match(await waitForRunEnd(page, before), /by keyboard/)
+    await page.getByRole('tab', { name: 'Code editor' }).focus()
+    await page.keyboard.press('ArrowRight')
+    await page.keyboard.press('Enter')
+    await page.getByRole('tab', { name: 'History', selected: true }).waitFor()
     await page.close()
   })
 
