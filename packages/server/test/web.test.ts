@@ -32,7 +32,14 @@ test('the IDE page is served at / with no-cache and a CSP that keeps everything 
   assert.equal(await res.text(), indexHtml)
   assert.equal(res.headers.get('cache-control'), 'no-cache')
   const csp = res.headers.get('content-security-policy') ?? ''
-  for (const directive of ["default-src 'self'", "script-src 'self'", "worker-src 'self'", "connect-src 'self'", "object-src 'none'", "frame-ancestors 'none'"]) {
+  for (const directive of [
+    "default-src 'self'",
+    "script-src 'self'",
+    "worker-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "frame-ancestors 'none'",
+  ]) {
     assert.ok(csp.includes(directive), `CSP has ${directive}: ${csp}`)
   }
   assert.ok(!/unsafe-eval|https?:|\*/.test(csp), `CSP allows nothing from elsewhere: ${csp}`)
@@ -48,7 +55,15 @@ test('hashed assets are immutable; only files of the build under /app/ are serve
   assert.match(js.headers.get('content-type') ?? '', /^text\/javascript/)
   const worker = await s.call('GET', '/app/editor.worker-Zz9_yY8x.js')
   assert.equal(worker.status, 200)
-  for (const p of ['/app/missing-12345678.js', '/app/robots.txt', '/app/../secret.json', '/app/%2e%2e/secret.json', '/app/..%2fsecret.json', '/secret.json', '/index.html']) {
+  for (const p of [
+    '/app/missing-12345678.js',
+    '/app/robots.txt',
+    '/app/../secret.json',
+    '/app/%2e%2e/secret.json',
+    '/app/..%2fsecret.json',
+    '/secret.json',
+    '/index.html',
+  ]) {
     const res = await s.call('GET', p)
     assert.equal(res.status, 404, `${p} is not served`)
     assert.ok(!(await res.text()).includes('"not":"served"'), p)
@@ -60,7 +75,20 @@ test("the server's other root paths are never swallowed by the page", async (t) 
   const ping = await expectJson<{ status: string }>(s.call('GET', '/ping'), 200)
   assert.equal(ping.status, 'Healthy')
   assert.equal((await expectJson<{ openapi: string }>(s.call('GET', '/openapi.json'), 200)).openapi.slice(0, 2), '3.')
-  for (const p of ['/docs', '/metrics', '/v1/sessions', '/mcp', '/invocations', '/ws', '/.well-known/agent-card.json', '/code-interpreters', '/runtimes', '/a2a', '/v1/agent/status', '/nope']) {
+  for (const p of [
+    '/docs',
+    '/metrics',
+    '/v1/sessions',
+    '/mcp',
+    '/invocations',
+    '/ws',
+    '/.well-known/agent-card.json',
+    '/code-interpreters',
+    '/runtimes',
+    '/a2a',
+    '/v1/agent/status',
+    '/nope',
+  ]) {
     const res = await s.call('GET', p)
     const body = await res.text()
     assert.ok(!body.includes('<div id="root">'), `${p} answered by its own route (${res.status}), not the IDE page`)

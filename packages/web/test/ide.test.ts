@@ -102,6 +102,14 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await page.close()
   })
 
+  test('a limit that cut the call short is shown', async () => {
+    const page = await ide.newPage()
+    await runCell(page, 'import sys\nfor i in range(3000):\n    sys.stdout.write("y" * 1000 + "\\n")')
+    await page.getByText('A limit cut this call short').waitFor()
+    assert.match(await page.getByRole('region', { name: 'Output' }).innerText(), /the output limit was reached/)
+    await page.close()
+  })
+
   test('Stop interrupts a long cell; the session lives on', async () => {
     const page = await ide.newPage()
     await runCell(page, 'kept = 41')
@@ -115,9 +123,10 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     assert.ok(Date.now() - clicked < 15_000, 'stopped well before the 60 s cell would end')
     assert.match(text, /Stopped/)
     const after = await runCell(page, 'print("alive", kept + 1 if "kept" in globals() else "state-lost")')
-    // Issue 11's interrupt keeps kernel state on cancel; until it lands the kernel may be restarted.
-    assert.match(after, /alive (42|state-lost)/)
-    if (/state-lost/.test(after)) console.log('# note: the stopped cell took the kernel state with it (issue 11 interrupt not in this tree)')
+    // What is true in this tree: Stop kills the kernel, so its variables go (the session and its
+    // files stay). Issue 11's interrupt keeps kernel state on cancel; once it is in, this prints
+    // "alive 42": change the expectation then.
+    assert.match(after, /alive state-lost/)
     await page.close()
   })
 
@@ -142,7 +151,11 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await page.getByTestId('session-id').waitFor()
     // Note every progress value shown, from the page itself (the upload is quick on loopback).
     await page.evaluate(() => {
-      const g = globalThis as unknown as { seen: string[]; MutationObserver: new (cb: () => void) => { observe(n: unknown, o: unknown): void }; document: { body: unknown; querySelectorAll(s: string): ArrayLike<{ getAttribute(n: string): string | null }> } }
+      const g = globalThis as unknown as {
+        seen: string[]
+        MutationObserver: new (cb: () => void) => { observe(n: unknown, o: unknown): void }
+        document: { body: unknown; querySelectorAll(s: string): ArrayLike<{ getAttribute(n: string): string | null }> }
+      }
       g.seen = []
       new g.MutationObserver(() => {
         for (const el of Array.from(g.document.querySelectorAll('progress'))) g.seen.push(el.getAttribute('value') ?? '')
@@ -160,7 +173,10 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await zone.dispatchEvent('drop', { dataTransfer })
     await page.getByRole('button', { name: 'Download big.bin' }).waitFor()
     const seen = await page.evaluate(() => (globalThis as unknown as { seen: string[] }).seen)
-    assert.ok(seen.some((v) => Number(v) > 0), `the progress bar moved during the upload: ${seen.join(',')}`)
+    assert.ok(
+      seen.some((v) => Number(v) > 0),
+      `the progress bar moved during the upload: ${seen.join(',')}`,
+    )
     const files = await page.getByRole('table', { name: 'Files in the workspace' }).innerText()
     assert.match(files, /big\.bin\s+48\.0 MiB/)
     await page.close()
@@ -258,7 +274,15 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     ]
     const asked: unknown[] = []
     await page.route('**/v1/agent/status', (r) =>
-      r.fulfill({ json: { configured: true, models: [{ model: 'anthropic:claude-x', provider: 'anthropic', state: 'cooling-down' }, { model: 'openai:local-llm', provider: 'openai', state: 'ok' }] } }),
+      r.fulfill({
+        json: {
+          configured: true,
+          models: [
+            { model: 'anthropic:claude-x', provider: 'anthropic', state: 'cooling-down' },
+            { model: 'openai:local-llm', provider: 'openai', state: 'ok' },
+          ],
+        },
+      }),
     )
     await page.route('**/v1/agent/ask', async (r) => {
       asked.push(r.request().postDataJSON())
@@ -292,7 +316,9 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
 
   test('without a model the Generate tab shows the server hint', async () => {
     const page = await ide.context.newPage()
-    await page.route('**/v1/agent/status', (r) => r.fulfill({ json: { configured: false, hint: 'Set CODEBOX_AGENT_MODELS, e.g. anthropic:claude-sonnet-4-5', models: [] } }))
+    await page.route('**/v1/agent/status', (r) =>
+      r.fulfill({ json: { configured: false, hint: 'Set CODEBOX_AGENT_MODELS, e.g. anthropic:claude-sonnet-4-5', models: [] } }),
+    )
     await page.goto(ide.server.url + '/#generate')
     await page.getByText('Set CODEBOX_AGENT_MODELS, e.g. anthropic:claude-sonnet-4-5').waitFor()
     assert.ok(await page.getByRole('textbox', { name: 'Prompt' }).isDisabled())

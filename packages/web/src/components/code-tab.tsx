@@ -97,7 +97,7 @@ export function CodeTab(props: CodeTabProps) {
           <CodeEditor value={props.code} language={props.language} onChange={props.onCode} onRun={props.onRun} />
         </Suspense>
         <Box variant="small" margin={{ top: 'xs' }}>
-          Ctrl/Cmd+Enter runs the cell. Variables are kept between runs; Clear context restarts the kernel.
+          Ctrl/Cmd+Enter runs the cell; Ctrl+M makes Tab leave the editor. Variables are kept between runs; Clear context restarts the kernel.
         </Box>
       </Container>
       <Container header={<Header variant="h2">Results</Header>}>

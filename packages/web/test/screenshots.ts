@@ -3,17 +3,20 @@
  * driver: a CSV uploaded and analysed in the Code editor tab, the Generate tab as this server
  * has it, and the History tab.
  *
- *   node packages/web/scripts/screenshots.ts
+ *   node packages/web/test/screenshots.ts
  */
 import path from 'node:path'
-import { runCell, startIde } from '../test/browser.ts'
+import { runCell, startIde } from './browser.ts'
 
 const docs = path.resolve(import.meta.dirname, '../../../docs')
 const ide = await startIde()
 try {
   const page = await ide.newPage()
   await page.getByTestId('session-id').waitFor()
-  const csv = ['month,region,sales', ...['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun'].flatMap((m, i) => [`${m},north,${100 + i * 17}`, `${m},south,${80 + ((i * 23) % 60)}`])].join('\n')
+  const csv = [
+    'month,region,sales',
+    ...['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun'].flatMap((m, i) => [`${m},north,${100 + i * 17}`, `${m},south,${80 + ((i * 23) % 60)}`]),
+  ].join('\n')
   await page.locator('input[type=file]').setInputFiles({ name: 'sales.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) })
   await page.getByRole('button', { name: 'Download sales.csv' }).waitFor()
   await runCell(
