@@ -38,6 +38,8 @@ export interface Ide {
   requests: string[]
   /** Errors thrown in the pages (uncaught), to fail on. */
   pageErrors: string[]
+  /** Console errors of the pages (CSP violations show up here). */
+  consoleErrors: string[]
   newPage(): Promise<Page>
   close(): Promise<void>
 }
@@ -57,6 +59,7 @@ export async function startIde(): Promise<Ide> {
     const context = await browser.newContext({ reducedMotion: 'reduce', viewport: { width: 1400, height: 1000 }, acceptDownloads: true })
     const requests: string[] = []
     const pageErrors: string[] = []
+    const consoleErrors: string[] = []
     context.on('request', (r) => requests.push(r.url()))
     const b = browser
     return {
@@ -65,9 +68,13 @@ export async function startIde(): Promise<Ide> {
       context,
       requests,
       pageErrors,
+      consoleErrors,
       newPage: async () => {
         const page = await context.newPage()
         page.on('pageerror', (e) => pageErrors.push(e.message))
+        page.on('console', (m) => {
+          if (m.type() === 'error') consoleErrors.push(m.text())
+        })
         page.setDefaultTimeout(60_000)
         await page.goto(server.url)
         return page

@@ -314,6 +314,86 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
     await page.close()
   })
 
+  test('Generate code puts the code into the editor; History reopens a conversation from the server', async () => {
+    // The same scripted agent at the routes of packages/core/src/agent.ts (built in issue 11).
+    const page = await ide.context.newPage()
+    const conversation = {
+      conversationId: 'conv-7',
+      actor: 'default',
+      title: 'Plot the sales',
+      turns: 1,
+      createdAt: '2026-12-01T10:00:00.000Z',
+      lastUpdatedAt: '2026-12-01T10:01:00.000Z',
+      expiresAt: '2026-12-31T10:00:00.000Z',
+    }
+    const generated: unknown[] = []
+    await page.route('**/v1/agent/status', (r) =>
+      r.fulfill({ json: { configured: true, models: [{ model: 'openai:local-llm', provider: 'openai', state: 'ok' }] } }),
+    )
+    await page.route('**/v1/agent/generate', async (r) => {
+      generated.push(r.request().postDataJSON())
+      await r.fulfill({
+        json: {
+          conversationId: 'conv-8',
+          code: 'print("generated")',
+          language: 'python',
+          text: '```python\nprint("generated")\n```',
+          model: 'openai:local-llm',
+          skipped: [],
+        },
+      })
+    })
+    await page.route('**/v1/agent/conversations', (r) => r.fulfill({ json: { items: [conversation] } }))
+    await page.route('**/v1/agent/conversations/conv-7', (r) =>
+      r.fulfill({
+        json: {
+          conversation,
+          turns: [
+            {
+              turnId: 1,
+              conversationId: 'conv-7',
+              role: 'answer',
+              prompt: 'Plot the sales',
+              text: 'Here is the plot.',
+              outcome: 'ok',
+              model: 'openai:local-llm',
+              skipped: [],
+              usage: { inputTokens: 1, outputTokens: 1 },
+              events: [
+                { type: 'model', model: 'openai:local-llm', skipped: [] },
+                { type: 'text', delta: 'Here is the plot.' },
+                {
+                  type: 'final',
+                  text: 'Here is the plot.',
+                  model: 'openai:local-llm',
+                  skipped: [],
+                  stopReason: 'end_turn',
+                  usage: { inputTokens: 1, outputTokens: 1 },
+                },
+              ],
+              createdAt: '2026-12-01T10:00:00.000Z',
+            },
+          ],
+        },
+      }),
+    )
+    await page.goto(ide.server.url + '/#generate')
+    await page.getByText('Generate code', { exact: true }).click()
+    await page.getByRole('textbox', { name: 'Prompt' }).fill('print something')
+    await page.getByRole('button', { name: 'Send', exact: true }).click()
+    const chat = page.getByRole('region', { name: 'Conversation' })
+    await chat.getByRole('button', { name: 'Open in editor' }).first().click()
+    await page.waitForFunction(() => (globalThis as unknown as { codeboxEditor?: unknown }).codeboxEditor !== undefined)
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { codeboxEditor: { getValue(): string } }).codeboxEditor.getValue()), 'print("generated")')
+    assert.deepEqual(generated, [{ prompt: 'print something', language: 'python' }])
+    await page.getByRole('tab', { name: 'History' }).click()
+    await page.getByRole('button', { name: 'Open conversation Plot the sales' }).click()
+    await page.getByRole('tab', { name: 'Generate', selected: true }).waitFor()
+    await chat.getByText('Here is the plot.').first().waitFor()
+    assert.match(await page.getByText('Conversation conv-7').innerText(), /conv-7/)
+    await page.close()
+  })
+
   test('without a model the Generate tab shows the server hint', async () => {
     const page = await ide.context.newPage()
     await page.route('**/v1/agent/status', (r) =>
@@ -355,6 +435,11 @@ describe('web IDE in a browser', { skip, timeout: 600_000 }, () => {
       'Monaco worker came from /app/',
     )
     assert.deepEqual(ide.pageErrors, [])
+    assert.deepEqual(
+      ide.consoleErrors.filter((e) => /Content Security Policy|Refused to/i.test(e)),
+      [],
+      'no CSP violation',
+    )
   })
 
   test('with API keys, the page asks for one and keeps it out of the URL', async () => {
