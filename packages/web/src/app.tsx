@@ -12,8 +12,7 @@ import SpaceBetween from '@cloudscape-design/components/space-between'
 import Tabs from '@cloudscape-design/components/tabs'
 import { useCallback, useState } from 'react'
 import type { Language } from '@codebox/sdk'
-import { agentApi } from './agent-api.ts'
-import { setApiKey } from './connection.ts'
+import { agent, setApiKey } from './connection.ts'
 import { clearCells, loadCells, type CellRecord } from './history.ts'
 import { useRunner } from './run.ts'
 import { useSession } from './session.ts'
@@ -82,7 +81,7 @@ export function App() {
   }
   const openConversation = async (conversationId: string) => {
     try {
-      const h = await agentApi().history(conversationId)
+      const h = await agent().history(conversationId)
       setChat({ conversationId, turns: h.turns.map((t) => ({ prompt: t.prompt, role: t.role, events: t.events })) })
       selectTab('generate')
     } catch (e) {

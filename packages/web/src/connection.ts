@@ -1,9 +1,10 @@
 /**
  * How the page reaches its server: always its own origin, with the API key (when the server has
- * keys) kept in sessionStorage, never in a URL. Builds the SDK's clients, and a fetch that
- * reports upload progress (the SDK takes a `fetch` option; browsers give progress only to XHR).
+ * keys) kept in sessionStorage, never in a URL. Builds the SDK's clients (sessions and files, code,
+ * the agent): the page makes no request of its own. Also a fetch that reports upload progress
+ * (the SDK takes a `fetch` option; browsers give progress only to XHR).
  */
-import { CodeboxClient, CodeInterpreter } from '@codebox/sdk'
+import { AgentClient, CodeboxClient, CodeInterpreter } from '@codebox/sdk'
 
 const keyItem = 'codebox.apiKey'
 
@@ -34,10 +35,9 @@ export function interpreter(sessionId: string, onUploadProgress?: (sent: number,
   })
 }
 
-/** Headers for the few calls the SDK does not cover yet (the agent routes). */
-export function authHeaders(): Record<string, string> {
-  const key = apiKey()
-  return key ? { authorization: `Bearer ${key}` } : {}
+/** The agent of the page's server (the Generate and History tabs). The SDK never retries a turn (it runs code); reads get one retry. */
+export function agent(): AgentClient {
+  return new AgentClient({ baseUrl: location.origin, apiKey: apiKey(), maxRetries: 1 })
 }
 
 /**

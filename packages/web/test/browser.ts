@@ -44,11 +44,11 @@ export interface Ide {
   close(): Promise<void>
 }
 
-/** Starts the server and the browser; `close` ends both and removes the state dir. */
-export async function startIde(): Promise<Ide> {
+/** Starts the server (`env` adds its settings, e.g. the agent's models) and the browser; `close` ends both and removes the state dir. */
+export async function startIde(options: { env?: Record<string, string> } = {}): Promise<Ide> {
   ensureWebBuild()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-web-test-'))
-  const server = await realServer(dir)
+  const server = await realServer(dir, options.env)
   let browser: Browser | undefined
   try {
     browser = await chromium.launch({

@@ -1,15 +1,18 @@
 /**
  * Takes the README's screenshots of the IDE (docs/ide-*.png) against a real server on the bwrap
- * driver: a CSV uploaded and analysed in the Code editor tab, the Generate tab as this server
- * has it, and the History tab.
+ * driver whose agent has the scripted model chain of agent-models.ts: a CSV uploaded and analysed
+ * in the Code editor tab, its preview, a question answered in the Generate tab (the agent's code
+ * run in a sandbox, its chart, the answer, the fallback), and the History tab.
  *
  *   node packages/web/test/screenshots.ts
  */
 import path from 'node:path'
+import { startScriptedAgent } from './agent-models.ts'
 import { runCell, startIde } from './browser.ts'
 
 const docs = path.resolve(import.meta.dirname, '../../../docs')
-const ide = await startIde()
+const agent = await startScriptedAgent()
+const ide = await startIde({ env: agent.env })
 try {
   const page = await ide.newPage()
   await page.getByTestId('session-id').waitFor()
@@ -40,12 +43,18 @@ try {
   await page.screenshot({ path: path.join(docs, 'ide-files.png') })
   await page.keyboard.press('Escape')
   await page.getByRole('tab', { name: 'Generate' }).click()
-  await page.getByText(/The agent is not available|No model is configured|Models:/).waitFor()
+  await page.getByText(/^Models:/).waitFor()
+  await page.getByRole('textbox', { name: 'Prompt' }).fill('What are the total sales? Show them by month.')
+  await page.getByRole('button', { name: 'Send', exact: true }).click()
+  await page.getByRole('region', { name: 'Conversation' }).getByText('The total sales are 360.').first().waitFor({ timeout: 120_000 })
+  await page.getByText(/cooling-down/).waitFor()
   await page.screenshot({ path: path.join(docs, 'ide-generate.png'), fullPage: true })
   await page.getByRole('tab', { name: 'History' }).click()
   await page.getByTestId('cell-code').first().waitFor()
+  await page.getByRole('button', { name: /^Open conversation What are the total sales/ }).waitFor()
   await page.screenshot({ path: path.join(docs, 'ide-history.png'), fullPage: true })
   process.stdout.write(`screenshots in ${docs}\n`)
 } finally {
   await ide.close()
+  await agent.close()
 }

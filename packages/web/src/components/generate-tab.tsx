@@ -1,8 +1,8 @@
 /**
- * The Generate tab: a chat with the codebox agent. "Ask" streams the agent's text, its tool calls
- * (code and results) and its final answer; "Generate code" returns code for the editor. Every
- * code block has "Open in editor". Which model answered, and the ones skipped, are shown; without
- * a configured model the tab shows the server's hint.
+ * The Generate tab: a chat with the codebox agent through the SDK's AgentClient. "Ask" streams the
+ * agent's text, its tool calls (code and results) and its final answer; "Generate code" streams
+ * code for the editor. Every code block has "Open in editor". Which model answered, and the ones
+ * skipped, are shown; without a configured model the tab shows the server's hint.
  */
 import Alert from '@cloudscape-design/components/alert'
 import Box from '@cloudscape-design/components/box'
@@ -14,9 +14,8 @@ import SpaceBetween from '@cloudscape-design/components/space-between'
 import StatusIndicator from '@cloudscape-design/components/status-indicator'
 import Textarea from '@cloudscape-design/components/textarea'
 import { useEffect, useRef, useState } from 'react'
-import type { AgentEvent, AgentStatus } from '@codebox/core'
-import type { Language } from '@codebox/sdk'
-import { agentApi } from '../agent-api.ts'
+import type { AgentEvent, AgentStatus, Language } from '@codebox/sdk'
+import { agent } from '../connection.ts'
 
 /** One prompt and what came back. */
 export interface ChatTurn {
@@ -53,7 +52,8 @@ function RichText({ text, onOpen }: { text: string; onOpen: (code: string, langu
           {text.slice(last, m.index)}
         </span>,
       )
-    const code = m[2] ?? ''
+    // The newline before the closing fence belongs to the fence, not to the code.
+    const code = (m[2] ?? '').replace(/\n$/, '')
     const lang = m[1]
     parts.push(<CodeBlock key={`c${m.index}`} code={code} language={lang} onOpen={onOpen} />)
     last = m.index + m[0].length
@@ -130,22 +130,29 @@ function TurnView({ turn, onOpen }: { turn: ChatTurn; onOpen: (code: string, lan
         )
         break
       }
-      case 'final':
-        flush(`f${i}`)
+      case 'final': {
+        // The text streamed since the last tool call is the answer itself: show it once, in the Answer box.
+        if (text.trim() === e.text.trim()) text = ''
+        else flush(`f${i}`)
+        const skipped = [...new Set(e.skipped.map((s) => s.model))]
         nodes.push(
           <Container
             key={i}
             header={
-              <Header variant="h3" description={`Answered by ${e.model}${e.skipped.length ? `; skipped ${e.skipped.map((s) => s.model).join(', ')}` : ''}`}>
+              <Header variant="h3" description={`Answered by ${e.model}${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`}>
                 Answer
               </Header>
             }
           >
-            {e.code !== undefined ? <CodeBlock code={e.code} language={e.language} onOpen={onOpen} /> : null}
-            {text === '' ? <RichText text={e.text} onOpen={onOpen} /> : null}
+            {e.code !== undefined && !e.text.includes('```') ? (
+              <CodeBlock code={e.code} language={e.language} onOpen={onOpen} />
+            ) : (
+              <RichText text={e.text} onOpen={onOpen} />
+            )}
           </Container>,
         )
         break
+      }
       case 'error':
         flush(`f${i}`)
         nodes.push(
@@ -180,10 +187,19 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
   const abort = useRef<AbortController | undefined>(undefined)
   const running = chat.turns.some((t) => t.running)
 
-  useEffect(() => {
-    agentApi()
+  /** Reads the model chain's state: on opening the tab and after each turn (a model may now be cooling down). */
+  const refreshStatus = () =>
+    agent()
       .status()
-      .then(setStatus, (e: unknown) => setStatusError(e instanceof Error ? e.message : String(e)))
+      .then(
+        (s) => {
+          setStatus(s)
+          setStatusError(undefined)
+        },
+        (e: unknown) => setStatusError(e instanceof Error ? e.message : String(e)),
+      )
+  useEffect(() => {
+    void refreshStatus()
   }, [])
 
   const update = (index: number, change: (t: ChatTurn) => ChatTurn) => onChat((c) => ({ ...c, turns: c.turns.map((t, i) => (i === index ? change(t) : t)) }))
@@ -197,37 +213,11 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
     const controller = new AbortController()
     abort.current = controller
     try {
-      if (mode === 'generate') {
-        const r = await agentApi().generate(text, {
-          language,
-          ...(chat.conversationId ? { conversationId: chat.conversationId } : {}),
-          signal: controller.signal,
-        })
-        onChat((c) => ({ ...c, conversationId: r.conversationId }))
-        update(index, (t) => ({
-          ...t,
-          events: [
-            { type: 'model', model: r.model, skipped: r.skipped },
-            {
-              type: 'final',
-              text: r.text,
-              model: r.model,
-              skipped: r.skipped,
-              stopReason: 'end_turn',
-              usage: { inputTokens: 0, outputTokens: 0 },
-              code: r.code,
-              language: r.language,
-            },
-          ],
-        }))
-      } else {
-        for await (const event of agentApi().ask(text, {
-          ...(chat.conversationId ? { conversationId: chat.conversationId } : {}),
-          signal: controller.signal,
-        })) {
-          if (event.type === 'turn_start') onChat((c) => ({ ...c, conversationId: event.conversationId }))
-          update(index, (t) => ({ ...t, events: [...t.events, event] }))
-        }
+      const options = { ...(chat.conversationId ? { conversationId: chat.conversationId } : {}), signal: controller.signal }
+      const events = mode === 'generate' ? agent().generateStream(text, { ...options, language }) : agent().ask(text, options)
+      for await (const event of events) {
+        if (event.type === 'turn_start') onChat((c) => ({ ...c, conversationId: event.conversationId }))
+        update(index, (t) => ({ ...t, events: [...t.events, event] }))
       }
     } catch (e) {
       const message = controller.signal.aborted ? 'stopped by you' : e instanceof Error ? e.message : String(e)
@@ -238,6 +228,7 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
     } finally {
       abort.current = undefined
       update(index, (t) => ({ ...t, running: false }))
+      void refreshStatus()
     }
   }
 

@@ -1,7 +1,9 @@
 /**
- * The History tab: the agent's conversations from the server (reopened in the Generate tab) and
- * the editor cells run in this browser on this server (reopened in the editor).
+ * The History tab: the agent's conversations from the server (reopened in the Generate tab, or
+ * deleted with their memory) and the editor cells run in this browser on this server (reopened in
+ * the editor).
  */
+import Alert from '@cloudscape-design/components/alert'
 import Box from '@cloudscape-design/components/box'
 import Button from '@cloudscape-design/components/button'
 import Header from '@cloudscape-design/components/header'
@@ -9,8 +11,8 @@ import SpaceBetween from '@cloudscape-design/components/space-between'
 import StatusIndicator from '@cloudscape-design/components/status-indicator'
 import Table from '@cloudscape-design/components/table'
 import { useCallback, useEffect, useState } from 'react'
-import type { Conversation } from '@codebox/core'
-import { agentApi } from '../agent-api.ts'
+import type { Conversation } from '@codebox/sdk'
+import { agent } from '../connection.ts'
 import type { CellRecord } from '../history.ts'
 
 export interface HistoryTabProps {
@@ -32,7 +34,9 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
   const load = useCallback(async () => {
     setLoading(true)
     try {
-      setConversations(await agentApi().conversations())
+      const all: Conversation[] = []
+      for await (const c of agent().allConversations()) all.push(c)
+      setConversations(all)
       setError(undefined)
     } catch (e) {
       setError(e instanceof Error ? e.message : String(e))
@@ -43,6 +47,15 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
   useEffect(() => {
     void load()
   }, [load])
+  /** Removes a conversation and its memory on the server, then lists again. */
+  const remove = async (conversationId: string) => {
+    try {
+      await agent().deleteConversation(conversationId)
+      await load()
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e))
+    }
+  }
   return (
     <SpaceBetween size="l">
       <Table
@@ -88,6 +101,11 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
           },
         ]}
       />
+      {error && conversations.length > 0 ? (
+        <Alert type="error" header="Conversations">
+          {error}
+        </Alert>
+      ) : null}
       <Table
         header={
           <Header
@@ -112,6 +130,15 @@ export function HistoryTab({ cells, onOpenCell, onOpenConversation, onClearCells
             cell: (c) => (
               <Button variant="inline-link" onClick={() => onOpenConversation(c.conversationId)} ariaLabel={`Open conversation ${c.title}`}>
                 Open
+              </Button>
+            ),
+          },
+          {
+            id: 'delete',
+            header: 'Delete',
+            cell: (c) => (
+              <Button variant="inline-link" onClick={() => void remove(c.conversationId)} ariaLabel={`Delete conversation ${c.title}`}>
+                Delete
               </Button>
             ),
           },
