@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildWeb } from './build-web.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const mode = process.argv[2] ?? 'start'
@@ -67,7 +68,8 @@ if (process.platform !== 'linux') fail('codebox sandboxes need Linux (namespaces
 
 const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certificates']
 // The fake driver's tests run cells on the host's /usr/bin/python3: what they import must be there.
-if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib')
+// The web IDE's browser tests drive Debian's Chromium (playwright-core never downloads a browser).
+if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib', 'chromium')
 if (mode === 'bench') packages.push('python3-ipykernel', 'python3-jupyter-client')
 step('checking system packages')
 ensurePackages(packages)
@@ -84,6 +86,9 @@ const codebox = (args) => run(node, ['--disable-warning=ExperimentalWarning', 'p
 step('building the sandbox image (cached after the first build)')
 if (codebox(['image', 'build']) !== 0) fail('the image build failed; see above')
 
+step('building the web IDE (kept while its sources are unchanged)')
+if (!buildWeb({ node }) && mode === 'test') fail('the web IDE did not build')
+
 if (mode === 'start') {
   step('starting the codebox server (Ctrl-C stops it)')
   // Not spawnSync: the server must get SIGTERM too when only this process is signalled.
@@ -97,6 +102,8 @@ if (mode === 'start') {
   const bin = (name) => path.join(root, 'node_modules', '.bin', name)
   step('typecheck (tsc --noEmit)')
   if (run(node, [bin('tsc'), '--noEmit', '-p', '.']) !== 0) fail('typecheck failed')
+  // The web IDE's browser code has its own tsconfig (DOM, JSX, bundler resolution).
+  if (run(node, [bin('tsc'), '--noEmit', '-p', 'packages/web']) !== 0) fail('typecheck of packages/web failed')
   step('lint (eslint)')
   if (run(node, [bin('eslint'), '.']) !== 0) fail('lint failed')
   step('format (prettier --check)')

@@ -147,6 +147,10 @@ export const sessionInfoSchema = z.object({
   limits: limitsSchema,
   endedAt: z.string().optional(),
   endReason: z.enum(endReasons).optional(),
+  expiresAt: z
+    .string()
+    .optional()
+    .describe('READY sessions: when the session ends unless used again (the earlier of its idle deadline and its lifetime end), ISO-8601.'),
 })
 export type SessionInfo = z.infer<typeof sessionInfoSchema>
 

@@ -14,7 +14,7 @@ import {
   type SessionLimits,
   type ToolResult,
 } from '@codebox/core'
-import type { ExecutorClient } from './executor-client.ts'
+import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { SessionFiles } from './session-files.ts'
@@ -153,16 +153,15 @@ export class Session {
     this.enter()
     const before = await this.init.sandbox.counters()
     const output = new OutputBudget(this.limits.outputBytes)
-    let it: AsyncGenerator<unknown, unknown> | undefined
+    let it: AsyncGenerator<ExecutorMessage, Record<string, unknown>> | undefined
     try {
       // The executor enforces the timeout; past it (and a grace) the client checks the executor still answers.
-      const request = this.client.request(op, fields, { signal, deadlineMs: timeoutMs })
-      it = request
-      let next = await request.next()
+      it = this.client.request(op, fields, { signal, deadlineMs: timeoutMs })
+      let next = await it.next()
       while (!next.done) {
         const event = next.value.kind === 'event' ? output.take(next.value.event) : undefined
         if (event) yield event
-        next = await request.next()
+        next = await it.next()
       }
       const done = next.value
       // A kernel may report its error only in `done` (the Node kernel does); show it in stderr.
@@ -203,9 +202,9 @@ export class Session {
       if ((e instanceof CodeboxError && e.code === 'SessionTerminated') || this.client.closed) await this.stop('sandbox-exited')
       throw e
     } finally {
-      // A consumer that left at a yield (a client that went away) ends the request too: it cancels
-      // the call in the executor and clears its watchdog, instead of staying parked at its yield.
-      await it?.return(undefined).catch(() => {})
+      // A consumer that stopped reading early (a client gone) leaves the request suspended at a
+      // yield: end it, so it cancels the cell and clears its watchdog timer and pending entry.
+      await it?.return({}).catch(() => {})
       this.leave()
     }
   }

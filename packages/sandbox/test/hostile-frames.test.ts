@@ -2,8 +2,9 @@
  * The host end of the executor protocol under hostile frames, on a fake sandbox whose executor
  * is this test (PassThrough streams): NaN, invalid UTF-8, deep nesting, huge numbers, wrong field
  * types, unknown kinds and ids, a bad length, a cut-off frame, oversized display output and an
- * executor that stops answering. Nothing may throw out of the stream listener; the right call
- * fails (or, when the framing breaks, the sandbox ends) and the rest keep working.
+ * executor that stops answering; and a consumer that stops reading a cell early. Nothing may throw
+ * out of the stream listener; the right call fails (or, when the framing breaks, the sandbox
+ * ends) and the rest keep working.
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -368,5 +369,38 @@ describe('the executor never writes a frame the host refuses', () => {
     assert.equal(parsed[1]!.text, 'a\udc80b')
     assert.deepEqual(parsed[2], { ev: 'x', v: '<bytes>', w: '<X>' })
     assert.match(JSON.stringify(parsed[3]), /more characters cut: too large to send/)
+  })
+})
+
+describe('a consumer that stops reading a cell early', () => {
+  it('ends the executor call at once: the cell is cancelled and its watchdog timer cleared', async () => {
+    const graceMs = 200
+    const { ex, session } = fakeSession(graceMs)
+    // A client that goes away (the web IDE's Stop, an SSE reader that hangs up) stops iterating without a signal.
+    const cell = session.executeCode({ code: 'while True: pass', language: 'python', timeoutMs: 300 })
+    const first = cell.next()
+    const exec = await ex.request('exec')
+    ex.json(exec.id, { ev: 'stdout', text: 'working\n' })
+    assert.deepEqual((await first).value, { type: 'stdout', text: 'working\n' })
+    const stoppedAt = Date.now()
+    await cell.return(undefined as never)
+    const cancel = await ex.request('cancel')
+    assert.equal(cancel.msg.target, exec.id)
+    assert.ok(Date.now() - stoppedAt < 300, 'cancelled when the consumer left, not by the watchdog past the deadline')
+    ex.json(exec.id, { ev: 'done', exitCode: 1, cancelled: true, interrupted: true })
+    // Past the call's deadline and grace, a live watchdog would cancel again and ping the executor.
+    await new Promise((r) => setTimeout(r, 300 + 2 * graceMs + 200))
+    assert.deepEqual(
+      ex.sent.filter((s) => s.msg.op !== 'exec').map((s) => s.msg.op),
+      ['cancel'],
+      'nothing more was sent: the watchdog was cleared',
+    )
+    assert.equal(ex.state.destroyed, 0)
+    assert.equal(session.active, 0)
+    const next = session.runCode({ code: 'print(1)', language: 'python' })
+    const again = await ex.request('exec')
+    ex.json(again.id, { ev: 'stdout', text: '1\n' })
+    ex.json(again.id, { ev: 'done', exitCode: 0 })
+    assert.equal((await next).structuredContent.stdout, '1\n')
   })
 })

@@ -25,6 +25,7 @@ import { mcpRoutes } from './routes/mcp.ts'
 import { agentRoutes } from './routes/agent.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { sessionRoutes } from './routes/sessions.ts'
+import { webRoutes } from './routes/web.ts'
 import { wsRoutes } from './routes/ws.ts'
 import { AgentService } from './services/agent.ts'
 import type { AgentDoor } from './services/agent-door.ts'
@@ -147,6 +148,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)
   await runtimeRoutes(app, registry, { agent: agentDoor, auth })
+  webRoutes(app, { webDir: config.webDir, version })
   await app.register(async (scope) => wsRoutes(scope, auth, sessions))
   mcpRoutes(app, sessions, { version, idleMs: config.mcpIdleMs })
   await agentCoreRoutes(app, {

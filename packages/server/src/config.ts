@@ -61,10 +61,18 @@ export interface ServerConfig {
   allowedOrigins: readonly string[]
   /** `CODEBOX_LOG_LEVEL`: fatal, error, warn, info (default), debug, trace or silent. */
   logLevel: string
+  /**
+   * `CODEBOX_WEB_DIR`: the built web IDE (Vite's output: index.html and app/) served at `/`.
+   * Default packages/web/dist of this checkout; when it has no index.html, `/` shows the API links.
+   */
+  webDir: string
   quotas: QuotaDefaults
   agent: AgentConfig
   engine: EngineConfig
 }
+
+/** Where `npm start` builds the web IDE: packages/web/dist beside this package. */
+const defaultWebDir = path.resolve(import.meta.dirname, '../../web/dist')
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
@@ -89,6 +97,7 @@ export function loadServerConfig(
     allowedHosts: Object.freeze(listVar(env, 'CODEBOX_ALLOWED_HOSTS').map((h) => checkHostEntry(h))),
     allowedOrigins: Object.freeze(listVar(env, 'CODEBOX_ALLOWED_ORIGINS').map((o) => checkOriginEntry(o))),
     logLevel,
+    webDir: path.resolve(env.CODEBOX_WEB_DIR || defaultWebDir),
     quotas: Object.freeze({
       maxSessions: intVar(env, 'CODEBOX_TENANT_MAX_SESSIONS', 50, 1, 100_000),
       startsPerMinute: intVar(env, 'CODEBOX_TENANT_STARTS_PER_MINUTE', 120, 1, 1_000_000),

@@ -1,6 +1,6 @@
 /**
  * Operations: `GET /ping` in the AgentCore runtime form, `GET /metrics` for Prometheus, the
- * OpenAPI document and its rendered reference page, and the landing page at `/`.
+ * OpenAPI document and its rendered reference page. The page at `/` is the web IDE (routes/web.ts).
  */
 import { pingSchema } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
@@ -96,16 +96,5 @@ export function opsRoutes(
       responses: { 200: { description: 'HTML', kind: 'html' } },
     },
     async ({ reply }) => reply.type('text/html; charset=utf-8').send(referencePage(document())),
-  )
-  app.get('/', { config: { auth: false } }, async (_request, reply) =>
-    reply.type('text/html; charset=utf-8').send(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>codebox</title></head>
-<body style="font:16px/1.5 system-ui,sans-serif;max-width:760px;margin:3em auto;padding:0 1em">
-<h1>codebox ${version}</h1><p>A self-hosted code interpreter for AI agents. This server is up.</p>
-<ul><li><a href="/docs">API reference</a> (<a href="/openapi.json">OpenAPI</a>)</li>
-<li>AgentCore Code Interpreter API at <code>/code-interpreters</code>: point the AWS SDKs here (docs/agentcore.md)</li>
-<li>MCP (Streamable HTTP) at <code>/mcp</code>; over stdio: <code>npx codebox mcp</code> (docs/mcp.md)</li>
-<li>The codebox agent: <code>POST /invocations</code> (JSON or SSE) and <code>/ws</code>, the AgentCore Runtime contract; the IDE's <code>/v1/agent</code> routes (docs/agent.md)</li>
-<li><a href="/ping">/ping</a> · <a href="/metrics">/metrics</a></li></ul>
-<p>Try it: <code>npx codebox exec -l python 'print(6 * 7)'</code></p></body></html>`),
   )
 }

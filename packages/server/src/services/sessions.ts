@@ -313,5 +313,13 @@ export function toInfo(r: SessionRecord): SessionInfo {
     limits: r.limits,
     ...(r.endedAt ? { endedAt: r.endedAt } : {}),
     ...(r.endReason ? { endReason: r.endReason } : {}),
+    ...(r.status === 'READY' ? { expiresAt: expiresAt(r) } : {}),
   }
+}
+
+/** When a READY session ends unless used again: its idle deadline from the last recorded activity, or its lifetime end if sooner. */
+function expiresAt(r: SessionRecord): string {
+  const idleEnd = Date.parse(r.lastUpdatedAt) + r.limits.idleTimeoutMs
+  const lifetimeEnd = Date.parse(r.createdAt) + r.limits.maxLifetimeMs
+  return new Date(Math.min(idleEnd, lifetimeEnd)).toISOString()
 }
