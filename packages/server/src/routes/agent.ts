@@ -17,7 +17,7 @@ import {
 } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { clientGone, collectTurn, invocationResponse, openTurn, streamTurn, wantsEventStream } from '../apis/runtime/turn-reply.ts'
+import { clientGone, collectTurn, invocationResponse, openTurn, streamTurn, turnErrors, wantsEventStream } from '../apis/runtime/turn-reply.ts'
 import { route, type RouteRegistry } from '../http/route.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
 
@@ -31,14 +31,6 @@ const errors = {
   401: { description: 'Unauthorized: missing or invalid API key.' },
 }
 const notFound = { 404: { description: 'NotFound: no such conversation for this tenant.' } }
-const turnErrors = {
-  ...errors,
-  ...notFound,
-  409: { description: 'Conflict: a turn of this conversation is already running.' },
-  429: { description: 'RateLimited: the tenant’s agent-turn quota; see Retry-After.' },
-  502: { description: 'ModelUnavailable: every model of the chain failed.' },
-  503: { description: 'ModelNotConfigured: no model is configured; the message says what to set.' },
-}
 
 /** Registers the `/v1/agent` routes. */
 export function agentRoutes(app: FastifyInstance, registry: RouteRegistry, agent: AgentDoor): void {

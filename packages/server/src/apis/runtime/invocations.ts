@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { route, type RouteRegistry } from '../../http/route.ts'
 import type { AgentDoor, TurnRequest } from '../../services/agent-door.ts'
-import { SESSION_HEADER, USER_HEADER, clientGone, collectTurn, invocationResponse, openTurn, streamTurn, wantsEventStream } from './turn-reply.ts'
+import { SESSION_HEADER, USER_HEADER, clientGone, collectTurn, invocationResponse, openTurn, streamTurn, turnErrors, wantsEventStream } from './turn-reply.ts'
 
 /** An actor name: 1-256 visible characters (no controls, no spaces at the ends). */
 const actorSchema = z.string().regex(/^[^\s\p{Cc}](?:[^\p{Cc}]{0,254}[^\s\p{Cc}])?$/u, 'must be 1-256 characters without control characters')
@@ -36,16 +36,6 @@ export function invocationPrompt(body: z.infer<typeof invocationRequestSchema>):
   return prompt
 }
 
-const errors = {
-  400: { description: 'ValidationError: no `prompt`, or a bad session/user header; the message names it.' },
-  401: { description: 'Unauthorized: missing or invalid API key.' },
-  404: { description: 'NotFound: the session id names a conversation of another tenant.' },
-  409: { description: 'Conflict: a turn of this conversation is already running.' },
-  429: { description: 'RateLimited or QuotaExceeded: the tenant’s agent-turn quota; see Retry-After.' },
-  502: { description: 'ModelUnavailable: every model of the chain failed.' },
-  503: { description: 'ModelNotConfigured: no model is configured; the message says what to set.' },
-}
-
 /** Registers `POST /invocations`. */
 export function invocationRoutes(app: FastifyInstance, registry: RouteRegistry, agent: AgentDoor): void {
   route(
@@ -65,7 +55,7 @@ export function invocationRoutes(app: FastifyInstance, registry: RouteRegistry, 
       responses: {
         200: { description: 'The answer (JSON), or the event stream (SSE)', schema: invocationResponseSchema },
         201: { description: 'SSE event data (one AgentEvent per event)', schema: agentEventSchema, kind: 'sse' },
-        ...errors,
+        ...turnErrors,
       },
     },
     async ({ body, caller, request, reply }) => {

@@ -16,6 +16,16 @@ export const SESSION_HEADER = 'x-amzn-bedrock-agentcore-runtime-session-id'
 /** The AgentCore header that names the end user (the conversation's actor). */
 export const USER_HEADER = 'x-amzn-bedrock-agentcore-runtime-user-id'
 
+/** The errors of a turn, for the OpenAPI document of every route that runs one. */
+export const turnErrors = {
+  400: { description: 'ValidationError: no prompt, or a bad field or header; the message names it.' },
+  401: { description: 'Unauthorized: missing or invalid API key.' },
+  409: { description: 'Conflict: a turn of this conversation is already running.' },
+  429: { description: 'RateLimited or QuotaExceeded: the tenant’s agent-turn quota; see Retry-After.' },
+  502: { description: 'ModelUnavailable: every model of the chain failed.' },
+  503: { description: 'ModelNotConfigured: no model is configured; the message says what to set.' },
+}
+
 type TurnEvents = AsyncGenerator<AgentEvent, AgentTurn, undefined>
 type TurnStart = Extract<AgentEvent, { type: 'turn_start' }>
 
