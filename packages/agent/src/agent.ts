@@ -67,8 +67,10 @@ type TurnRequest = ((AnswerRequest & { role: 'answer' }) | (GenerateRequest & { 
 async function* runTurn(ctx: TurnContext, request: TurnRequest): AsyncGenerator<AgentEvent, TurnResult, undefined> {
   if (ctx.chain.entries.length === 0) return yield* fail(new CodeboxError('ModelNotConfigured', describeMissingModel()))
   if (request.signal?.aborted) return yield* fail(abortError(request.signal))
+  const prefer = request.model === undefined ? undefined : ctx.chain.entries.findIndex((e) => e.spec.id === request.model)
+  if (prefer === -1) return yield* fail(unknownModel(ctx, request.model!))
 
-  const state: TurnState = { stop: new AbortController(), timedOut: false, skipped: [] }
+  const state: TurnState = { stop: new AbortController(), timedOut: false, skipped: [], ...(prefer !== undefined ? { prefer } : {}) }
   const timer = setTimeout(() => {
     state.timedOut = true
     state.stop.abort()
@@ -129,6 +131,8 @@ interface TurnState {
   timedOut: boolean
   /** Every model skipped during the turn, and why. */
   skipped: ModelSkip[]
+  /** The chain entry the caller chose to try first. */
+  prefer?: number
   /** The model answering now, and the `model` event not yet sent for it. */
   answering?: string
   modelEvent?: AgentEvent
@@ -142,6 +146,7 @@ function strandsAgent(ctx: TurnContext, request: TurnRequest, state: TurnState):
     chain: ctx.chain,
     modelFor: ctx.modelFor,
     modelTimeoutMs: ctx.limits.modelTimeoutMs,
+    ...(state.prefer !== undefined ? { prefer: state.prefer } : {}),
     scrub: ctx.scrub,
     onAnswer(spec, skips) {
       for (const s of skips) if (!state.skipped.some((k) => k.model === s.model && k.reason === s.reason)) state.skipped.push(s)
@@ -170,6 +175,12 @@ function strandsAgent(ctx: TurnContext, request: TurnRequest, state: TurnState):
   })
   if (state.toolTurn) agent.addMiddleware(ExecuteToolStage, unknownToolMiddleware(state.toolTurn))
   return agent
+}
+
+/** The ValidationError of a turn that names a model the chain does not have. */
+function unknownModel(ctx: TurnContext, model: string): CodeboxError {
+  const ids = ctx.chain.entries.map((e) => e.spec.id).join(', ')
+  return validationError('model', `must be one of the configured models (${ids}), got ${JSON.stringify(model.slice(0, 100))}`)
 }
 
 /** Why the turn failed, as the error to throw, or undefined when it answered. */

@@ -40,17 +40,22 @@ export class ChainState {
     this.#now = options.now ?? Date.now
   }
 
-  /** The order to try models in now: those not cooling down in chain order, then the cooling ones. */
-  candidates(): Candidate[] {
+  /**
+   * The order to try models in now: those not cooling down in chain order, then the cooling ones.
+   * `prefer` (an entry's index, a caller's choice) goes first even while it cools down.
+   */
+  candidates(prefer?: number): Candidate[] {
     const now = this.#now()
     const ready: Candidate[] = []
     const cooling: Candidate[] = []
+    const chosen = prefer !== undefined && this.entries[prefer] ? [{ index: prefer, spec: this.entries[prefer].spec }] : []
     this.entries.forEach((e, index) => {
+      if (index === prefer) return
       if (e.retryAt !== undefined && e.retryAt > now) {
         cooling.push({ index, spec: e.spec, cooling: `cooling down until ${new Date(e.retryAt).toISOString()} after: ${e.lastError ?? 'a failure'}` })
       } else ready.push({ index, spec: e.spec })
     })
-    return [...ready, ...cooling]
+    return [...chosen, ...ready, ...cooling]
   }
 
   recordFailure(index: number, reason: string): void {
@@ -67,11 +72,14 @@ export class ChainState {
     this.#lastAnswered = { model: e.spec.id, at: new Date(this.#now()).toISOString() }
   }
 
-  /** The skips to report when `answered` answers: failures of this call, and cooling models before it in the chain. */
-  static skipsBefore(answered: number, tried: (ModelSkip & { index: number })[], candidates: Candidate[]): ModelSkip[] {
+  /**
+   * The skips to report when `answered` answers: failures of this call, and cooling models before
+   * it in the chain (none when the caller chose the model that answered: nothing was skipped).
+   */
+  static skipsBefore(answered: number, tried: (ModelSkip & { index: number })[], candidates: Candidate[], prefer?: number): ModelSkip[] {
     const triedIndexes = new Set(tried.map((t) => t.index))
     const cooled = candidates
-      .filter((c) => c.cooling && c.index < answered && !triedIndexes.has(c.index))
+      .filter((c) => answered !== prefer && c.cooling && c.index < answered && !triedIndexes.has(c.index))
       .map((c) => ({ index: c.index, model: c.spec.id, reason: c.cooling! }))
     return [...tried, ...cooled].sort((a, b) => a.index - b.index).map(({ model, reason }) => ({ model, reason }))
   }

@@ -34,6 +34,8 @@ export interface FallbackModelOptions {
   /** Builds (or returns the cached) model of a chain entry for one call; `signal` aborts that call. */
   modelFor(index: number, signal: AbortSignal): ProviderModel
   modelTimeoutMs: number
+  /** The chain entry (index) the caller chose: tried first, the rest of the chain stays the fallback. */
+  prefer?: number
   scrub(text: string): string
   /** Called when a model's reply starts, with the models skipped before it in this call. */
   onAnswer(spec: ModelSpec, skipped: ModelSkip[]): void
@@ -57,7 +59,7 @@ export class FallbackModel extends Model<BaseModelConfig> {
   }
 
   async *stream(messages: Message[], options?: StreamOptions): AsyncGenerator<ModelStreamEvent, void, undefined> {
-    const candidates = this.#o.chain.candidates()
+    const candidates = this.#o.chain.candidates(this.#o.prefer)
     const tried: (ModelSkip & { index: number })[] = []
     for (const candidate of candidates) {
       const outcome = yield* this.#attempt(candidate, candidates, tried, messages, options)
@@ -97,7 +99,7 @@ export class FallbackModel extends Model<BaseModelConfig> {
         if (next.done) break
         if (!started) {
           started = true
-          this.#o.onAnswer(candidate.spec, ChainState.skipsBefore(candidate.index, tried, candidates))
+          this.#o.onAnswer(candidate.spec, ChainState.skipsBefore(candidate.index, tried, candidates, this.#o.prefer))
         }
         for (const event of repair.pass(next.value)) yield event
       }

@@ -55,6 +55,8 @@ export interface AnswerRequest {
   history: HistoryTurn[]
   /** The conversation's code session: where execute_code and the other tools run. */
   tools: ToolTarget
+  /** A chain entry's id (`provider:model`) to try first; the rest of the chain stays the fallback. Unknown ids fail the turn with ValidationError. */
+  model?: string
   signal?: AbortSignal
 }
 
@@ -62,6 +64,8 @@ export interface GenerateRequest {
   prompt: string
   language: 'python' | 'javascript' | 'typescript'
   history: HistoryTurn[]
+  /** As AnswerRequest's. */
+  model?: string
   signal?: AbortSignal
 }
 

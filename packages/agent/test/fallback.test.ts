@@ -81,6 +81,33 @@ describe('fallback', () => {
     assert.equal(agent.status().models[0]!.state, 'ok')
   })
 
+  test('a turn’s chosen model is asked first; the rest of the chain stays its fallback; an unknown one is a ValidationError', async (t) => {
+    const primary = await modelServer(t, 'anthropic', () => ({ text: 'primary' }))
+    const local = await modelServer(t, 'openai', (_req, i) => (i === 0 ? { text: 'local answers' } : { status: 503 }))
+    const env = { ...modelEnv('anthropic', primary), ...modelEnv('openai', local), CODEBOX_AGENT_MODELS: 'anthropic:claude-x,openai:llama3.2' }
+    const agent = createAgent(agentOptionsFromEnv(env))
+    const chosen = await drain(agent.answer({ ...ask, tools: new FakeTarget(), model: 'openai:llama3.2' }))
+    assert.equal(chosen.result?.text, 'local answers')
+    assert.deepEqual(chosen.events[0], { type: 'model', model: 'openai:llama3.2', skipped: [] }, 'nothing was skipped: the user chose it')
+    assert.equal(primary.requests.length, 0)
+    // The chosen model fails: the chain answers, and says why it was skipped.
+    const fallback = await drain(agent.generate({ prompt: 'code', language: 'python', history: [], model: 'openai:llama3.2' }))
+    assert.equal(fallback.result?.model, 'anthropic:claude-x')
+    assert.deepEqual(
+      fallback.result?.skipped.map((s) => s.model),
+      ['openai:llama3.2'],
+    )
+    // Chosen while cooling down: still asked first (the user's choice), and it is the primary again afterwards.
+    const third = await drain(agent.answer({ ...ask, tools: new FakeTarget(), model: 'openai:llama3.2' }))
+    assert.equal(local.requests.length, 3)
+    assert.equal(third.result?.model, 'anthropic:claude-x')
+    const unknown = await drain(agent.answer({ ...ask, tools: new FakeTarget(), model: 'openai:gpt-9' }))
+    assert.ok(unknown.error instanceof CodeboxError)
+    assert.equal(unknown.error.code, 'ValidationError')
+    assert.match(unknown.error.message, /model: must be one of the configured models \(anthropic:claude-x, openai:llama3\.2\), got "openai:gpt-9"/)
+    assert.equal(primary.requests.length, 2)
+  })
+
   test('a 401 or 403 also skips the model, reported as refused', async (t) => {
     const a = await modelServer(t, 'anthropic', [{ status: 401, message: 'invalid x-api-key' }])
     const b = await modelServer(t, 'bedrock', [{ status: 403, message: 'You do not have access to the model with the specified model ID.' }])

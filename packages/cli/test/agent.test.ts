@@ -291,6 +291,26 @@ describe('codebox agent and codebox invoke', () => {
     assert.equal([...chat.stderr.matchAll(/ModelNotConfigured/g)].length, 1, 'the chat stops at the first turn')
   })
 
+  test('--model picks a model of the chain (an unknown one names the configured); --code-session works in your own session', async () => {
+    const chosen = await codebox(['agent', '--model', `anthropic:${model}`, 'how many leap years between 2000 and 2024?'], env)
+    assert.equal(chosen.code, 0, chosen.stderr)
+    assert.match(chosen.stdout, /The answer is 7\./)
+    const unknown = await codebox(['agent', '-m', 'openai:gpt-9', 'hi'], env)
+    assert.equal(unknown.code, 64)
+    assert.match(unknown.stderr, new RegExp(`model: must be one of the configured models \\(anthropic:${model}\\), got "openai:gpt-9"`))
+    const started = await codebox(['sessions', 'start'], env)
+    assert.equal(started.code, 0, started.stderr)
+    const sessionId = started.stdout.trim()
+    assert.equal((await codebox(['exec', '--session', sessionId, 'x = 99'], env)).code, 0)
+    const mine = await codebox(['agent', '--code-session', sessionId, 'what is x + 1?'], env)
+    assert.equal(mine.code, 0, mine.stderr)
+    assert.match(mine.stdout, /RESULT 100/)
+    const wrong = await codebox(['agent', '--generate', '--code-session', sessionId, 'x'], env)
+    assert.equal(wrong.code, 64)
+    assert.match(wrong.stderr, /--code-session: does not go with --generate/)
+    assert.equal((await codebox(['sessions', 'stop', sessionId], env)).code, 0)
+  })
+
   test('bad usage names the problem and exits 64', async () => {
     const lang = await codebox(['agent', '--generate', '-l', 'cobol', 'x'], env)
     assert.equal(lang.code, 64)

@@ -92,10 +92,20 @@ export const invocationResponseSchema = z.object({
 export type InvocationResponse = z.infer<typeof invocationResponseSchema>
 
 /** `POST /v1/agent/generate` body: code for the user to edit, not run. */
+/** A turn's choice of model: a `provider:model` of the configured chain, tried first; the rest of the chain stays its fallback. */
+export const turnModelSchema = z
+  .string()
+  .min(1)
+  .max(300)
+  .describe(
+    'Try this model of the chain first (`provider:model`, as `GET /v1/agent/status` lists it); the rest of the chain stays the fallback. Default the chain’s order.',
+  )
+
 export const generateRequestSchema = z.strictObject({
   prompt: z.string().min(1).max(100_000),
   language: z.enum(['python', 'javascript', 'typescript']).default('python'),
   conversationId: conversationIdSchema.optional().describe('Continue this conversation; default a new one.'),
+  model: turnModelSchema.optional(),
 })
 export const generateResponseSchema = z.object({
   conversationId: z.string(),
@@ -111,6 +121,14 @@ export type GenerateResponse = z.infer<typeof generateResponseSchema>
 export const askRequestSchema = z.strictObject({
   prompt: z.string().min(1).max(100_000),
   conversationId: conversationIdSchema.optional().describe('Continue this conversation; default a new one.'),
+  model: turnModelSchema.optional(),
+  sessionId: z
+    .string()
+    .regex(/^[0-9a-zA-Z]{1,40}$/, 'must be 1-40 letters and digits')
+    .optional()
+    .describe(
+      'Run the turn’s code in this session of yours (the web IDE sends its own), so the code sees its files and variables; default the conversation’s own code session. The session is yours: stopping or deleting the conversation does not stop it.',
+    ),
 })
 
 /** One stored turn of a conversation (short-term memory). */

@@ -34,13 +34,21 @@ export const sessionIdHeader = 'x-amzn-bedrock-agentcore-runtime-session-id'
 export const userIdHeader = 'x-amzn-bedrock-agentcore-runtime-user-id'
 
 /** Options of `ask`, `askJson`: the call options plus the conversation to continue. */
-export interface AskOptions extends CallOptions {
+export interface TurnOptions extends CallOptions {
   /** Continue this conversation; default a new one (its id is in the result and the `turn_start` event). */
   conversationId?: string
+  /** Try this model of the chain first (`provider:model`, as `status().models` lists them); the rest stays the fallback. */
+  model?: string
+}
+
+/** Options of `ask` and `askJson`. */
+export interface AskOptions extends TurnOptions {
+  /** Run the code in this session of yours (its files and variables) instead of the conversation's own code session. */
+  sessionId?: string
 }
 
 /** Options of `generate` and `generateStream`. */
-export interface GenerateOptions extends AskOptions {
+export interface GenerateOptions extends TurnOptions {
   /** The language of the code. Default python. */
   language?: 'python' | 'javascript' | 'typescript'
 }
@@ -89,13 +97,13 @@ export class AgentClient {
    * `options.signal` closes the stream and the server cancels the turn.
    */
   ask(prompt: string, options: AskOptions = {}): AsyncGenerator<AgentEvent, InvocationResponse, undefined> {
-    const json = { prompt, ...(options.conversationId !== undefined ? { conversationId: options.conversationId } : {}) }
+    const json = askBody(prompt, options)
     return this.#stream({ method: 'POST', path: '/v1/agent/ask', json, headers: { accept: 'text/event-stream' } }, options)
   }
 
   /** Asks the agent and waits for the whole turn (`POST /v1/agent/ask` without streaming). */
   async askJson(prompt: string, options: AskOptions = {}): Promise<InvocationResponse> {
-    const json = { prompt, ...(options.conversationId !== undefined ? { conversationId: options.conversationId } : {}) }
+    const json = askBody(prompt, options)
     return read(invocationResponseSchema, await this.#http.json({ method: 'POST', path: '/v1/agent/ask', json }, callOptions(options)))
   }
 
@@ -261,11 +269,21 @@ function read<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
   }
 }
 
+function askBody(prompt: string, options: AskOptions): Record<string, unknown> {
+  return {
+    prompt,
+    ...(options.conversationId !== undefined ? { conversationId: options.conversationId } : {}),
+    ...(options.model !== undefined ? { model: options.model } : {}),
+    ...(options.sessionId !== undefined ? { sessionId: options.sessionId } : {}),
+  }
+}
+
 function generateBody(prompt: string, options: GenerateOptions): Record<string, unknown> {
   return {
     prompt,
     ...(options.language !== undefined ? { language: options.language } : {}),
     ...(options.conversationId !== undefined ? { conversationId: options.conversationId } : {}),
+    ...(options.model !== undefined ? { model: options.model } : {}),
   }
 }
 

@@ -9,6 +9,7 @@ export {
   sessionIdHeader,
   userIdHeader,
   type AskOptions,
+  type TurnOptions,
   type ConversationHistory,
   type ConversationList,
   type GenerateOptions,

@@ -223,6 +223,11 @@ test('askJson, generate, conversations, history, stop, delete and status parse t
   await agent.deleteConversation(conversationId)
   assert.deepEqual(await agent.status(), { configured: false, hint: 'set CODEBOX_AGENT_MODELS', models: [] })
   await assert.rejects(agent.history('nope'), NotFoundError)
+  // A chosen model and the caller's own code session go in the body; generate takes the model only.
+  await agent.askJson('again', { model: 'openai:llama3.2', sessionId: 'abc123', conversationId })
+  assert.deepEqual(JSON.parse(server.requests.at(-1)!.body.toString()), { prompt: 'again', conversationId, model: 'openai:llama3.2', sessionId: 'abc123' })
+  await agent.generate('g', { model: 'openai:llama3.2' })
+  assert.deepEqual(JSON.parse(server.requests.at(-1)!.body.toString()), { prompt: 'g', model: 'openai:llama3.2' })
 })
 
 test('generateStream yields the events and returns the code of `final`', async () => {

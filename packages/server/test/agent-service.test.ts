@@ -270,6 +270,24 @@ describe('agent service with the real sandbox', () => {
     assert.match(next.turn.text, /y \+ 1 gives: 6\b/)
   })
 
+  test('a turn can work in the caller’s own session (the IDE’s): its variables, not owned by the conversation', async () => {
+    const { info } = await server.sessions.start(alice, { interpreterId: 'codebox.v1', name: 'the IDE' })
+    const set = server.sessions.invoke(alice, info.sessionId, { name: 'executeCode', arguments: { language: 'python', code: 'x = 99' } })
+    for (let n = await set.next(); !n.done; n = await set.next());
+    const { turn, events } = await runTurn(server, { caller: alice, role: 'answer', prompt: '[x+1] in my session', sessionId: info.sessionId })
+    const start = events[0]
+    assert.ok(start?.type === 'turn_start' && start.sessionId === info.sessionId, JSON.stringify(start))
+    assert.match(turn.text, /x \+ 1 gives: 100\b/)
+    // The conversation does not own it: stopping the conversation leaves the session running.
+    await server.agent.stopConversation(alice, turn.conversationId)
+    assert.equal((await server.sessions.get(alice, info.sessionId)).status, 'READY')
+    // Another tenant cannot borrow it; an ended one is refused before any event.
+    await rejects(server.agent.turn({ caller: bob, role: 'answer', prompt: '[x+1]', sessionId: info.sessionId }).next(), 'NotFound')
+    await server.sessions.stop(alice, info.sessionId)
+    const ended = await rejects(server.agent.turn({ caller: alice, role: 'answer', prompt: '[x+1]', sessionId: info.sessionId }).next(), 'SessionTerminated')
+    assert.match(ended.message, /has ended/)
+  })
+
   test('a code session that dies mid-turn is replaced, and the model is told its variables are gone', async () => {
     const { turn, events } = await runTurn(server, { caller: alice, role: 'answer', prompt: '[die] end the sandbox' })
     const results = events.filter((e) => e.type === 'tool_result')
@@ -500,6 +518,8 @@ describe('agent service without the sandbox', () => {
     await rejects(s.agent.turn({ caller: alice, role: 'answer', prompt: '  ' }).next(), 'ValidationError')
     await rejects(s.agent.turn({ caller: alice, role: 'answer', prompt: 'x', conversationId: 'bad id!' }).next(), 'ValidationError')
     await rejects(s.agent.turn({ caller: alice, role: 'answer', prompt: 'x'.repeat(100_001) }).next(), 'ValidationError')
+    const unknown = await rejects(s.agent.turn({ caller: alice, role: 'answer', prompt: 'x', model: 'openai:gpt-9' }).next(), 'ValidationError')
+    assert.match(unknown.message, /model: must be one of the configured models \(anthropic:claude-scripted\), got "openai:gpt-9"/)
     await rejects(s.agent.stopConversation(alice, 'no-such-conversation'), 'NotFound')
     await rejects(s.agent.listConversations(alice, { limit: 10, nextToken: 'bm90IGEgdG9rZW4' }), 'ValidationError')
     await rejects(s.agent.listConversations(alice, { limit: 0 }), 'ValidationError')

@@ -120,7 +120,16 @@ export function App() {
               {
                 id: 'generate',
                 label: 'Generate',
-                content: <GenerateTab chat={chat} onChat={(u) => setChat(u)} language={draft.language} onOpenInEditor={openInEditor} />,
+                content: (
+                  <GenerateTab
+                    chat={chat}
+                    onChat={(u) => setChat(u)}
+                    language={draft.language}
+                    onOpenInEditor={openInEditor}
+                    ensureSession={session.ensure}
+                    onTurnEnd={() => setRevision((r) => r + 1)}
+                  />
+                ),
               },
               {
                 id: 'code',

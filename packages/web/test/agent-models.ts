@@ -25,6 +25,18 @@ export const salesCode = [
 /** What the answering model runs when the prompt asks it to wait: a cell that outlasts any test. */
 export const slowCode = 'import time\nprint("waiting", flush=True)\ntime.sleep(120)'
 
+/** What the answering model runs for a question about a CSV file the prompt names: reads it from the working directory (the IDE's session), prints the total, plots it by month. */
+export const fileCode = (file: string): string =>
+  [
+    'import pandas as pd',
+    'import matplotlib.pyplot as plt',
+    `df = pd.read_csv("${file}")`,
+    'print(int(df.sales.sum()))',
+    'if "month" in df.columns:',
+    '    df.groupby("month", sort=False).sales.sum().plot(kind="bar", figsize=(5, 2.5), title="Sales by month")',
+    '    plt.show()',
+  ].join('\n')
+
 /** What the generate role replies: the code block the editor gets, and a sentence. */
 export const generatedCode = 'import pandas as pd\ndf = pd.DataFrame({"sales": [120, 150, 90]})\nprint(df.sales.mean())'
 
@@ -38,7 +50,9 @@ function afterToolResult(req: ModelRequestView): boolean {
 export function answeringScript(req: ModelRequestView): ScriptedReply {
   if (req.system.includes('code generator')) return { text: `\`\`\`python\n${generatedCode}\n\`\`\`\nThis prints the mean of the sales.` }
   if (!afterToolResult(req)) {
-    const code = /wait/i.test(req.userTexts.at(-1) ?? '') ? slowCode : salesCode
+    const prompt = req.userTexts.at(-1) ?? ''
+    const file = /\b[\w-]+\.csv\b/.exec(prompt)?.[0]
+    const code = /wait/i.test(prompt) ? slowCode : file ? fileCode(file) : salesCode
     return { toolUse: { name: 'execute_code', input: { code, language: 'python' } }, text: 'Let me add up the sales. ' }
   }
   const printed = /\d+/.exec(req.toolResults.at(-1) ?? '')?.[0] ?? 'not printed'

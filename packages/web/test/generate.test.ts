@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { AgentTurn, Conversation } from '@codebox/sdk'
-import { answeringModel, generatedCode, overloadedModel, salesCode, startScriptedAgent, type ScriptedAgent } from './agent-models.ts'
+import { answeringModel, generatedCode, overloadedModel, salesCode, startScriptedAgent, fileCode, type ScriptedAgent } from './agent-models.ts'
 import { browserSkipReason, startIde, type Ide } from './browser.ts'
 
 const skip = browserSkipReason()
@@ -135,6 +135,34 @@ describe('the Generate tab with the real agent and scripted models', { skip, tim
     await page.getByRole('button', { name: 'Send', exact: true }).click()
     await chat.getByText('The total sales are 360.').first().waitFor({ timeout: 120_000 })
     await page.getByText(`Conversation ${conversationId}`).waitFor()
+    await page.close()
+  })
+
+  test('the model picker asks the chosen model first; Ask works in the IDE’s session, so it analyses the file uploaded there', async () => {
+    const page = await ide.newPage()
+    await page.getByTestId('session-id').waitFor()
+    const sessionId = (await page.getByTestId('session-id').innerText()).trim()
+    const rows = ['city,sales', 'Oslo,10', 'Rome,20', 'Lima,30.5'].join('\n')
+    await page.locator('input[type=file]').setInputFiles({ name: 'uploaded.csv', mimeType: 'text/csv', buffer: Buffer.from(rows) })
+    await page.getByRole('button', { name: 'Preview uploaded.csv' }).waitFor()
+    await page.getByRole('tab', { name: 'Generate' }).click()
+    await page.getByText(/^Models: /).waitFor()
+    await page.getByRole('button', { name: 'Model' }).click()
+    await page.getByRole('option', { name: new RegExp(`^${answeringModel}`) }).click()
+    const overloadedBefore = agent.overloaded.requests.length
+    await page.getByRole('textbox', { name: 'Prompt' }).fill('Sum the sales in uploaded.csv')
+    await page.getByRole('button', { name: 'Send', exact: true }).click()
+    const chat = page.getByRole('region', { name: 'Conversation' })
+    await chat.getByText('The total sales are 60.').first().waitFor({ timeout: 120_000 })
+    const text = await chat.innerText()
+    assert.match(text, new RegExp(`Model: ${answeringModel}\n`), 'the chosen model answered, nothing was skipped')
+    assert.equal(agent.overloaded.requests.length, overloadedBefore, 'the first model of the chain was not asked')
+    assert.ok(text.includes(fileCode('uploaded.csv').split('\n')[2]!), 'the tool call shows the code')
+    // The code ran in this tab's session (where the file was uploaded), not in a session of the conversation's own.
+    const conversationId = /Conversation (\S+)/.exec(await page.getByText(/^Conversation \S+$/).innerText())?.[1]
+    const history = await serverJson<{ turns: AgentTurn[] }>(ide, `/v1/agent/conversations/${conversationId}`)
+    const start = history.body.turns[0]?.events[0]
+    assert.ok(start?.type === 'turn_start' && start.sessionId === sessionId, JSON.stringify(start))
     await page.close()
   })
 

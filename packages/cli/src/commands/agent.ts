@@ -13,6 +13,8 @@ import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
 
 const spec: FlagSpec = {
   session: { short: 's', type: 'string', description: 'continue this conversation (its id is printed after each answer)' },
+  model: { short: 'm', type: 'string', description: "try this model of the server's chain first (provider:model; see GET /v1/agent/status)" },
+  'code-session': { type: 'string', description: "run the code in this session of yours (its files and variables), not the conversation's own" },
   json: { type: 'boolean', description: 'print the events as NDJSON (one JSON object per line)' },
   generate: { short: 'g', type: 'boolean', description: 'generate code to edit instead of answering (the code is printed, not run)' },
   language: { short: 'l', type: 'string', description: '--generate: python (default), javascript or typescript' },
@@ -22,9 +24,11 @@ const spec: FlagSpec = {
 }
 
 export const usage =
-  helpText('codebox agent [--session ID] [--json] [--generate [-l LANG]] [PROMPT...]', spec, [
+  helpText('codebox agent [--session ID] [--model M] [--code-session ID] [--json] [--generate [-l LANG]] [PROMPT...]', spec, [
     `codebox agent "how many leap years between 2000 and 2024?"`,
     `codebox agent --session "$id" "and between 1900 and 2000?"     # continue the conversation`,
+    `codebox agent -m openai:llama3.2 "what is 2**100?"            # this model first, the chain after it`,
+    `codebox agent --code-session "$sid" "summarise data.csv"       # work in your session, with its files`,
     `codebox agent --save-images charts "plot y = x^2 for x in 0..10"`,
     `codebox agent --generate -l typescript "read data.csv and sum column b"`,
     `codebox agent --json "what is 2**100?" | jq -c 'select(.type == "tool_use")'`,
@@ -43,6 +47,8 @@ interface TurnOptions {
   json: boolean
   generate: GenerateLanguage | undefined
   imagesDir: string | undefined
+  model: string | undefined
+  codeSession: string | undefined
   signal?: AbortSignal
 }
 
@@ -56,11 +62,14 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
   if (language !== undefined && !(languages as readonly string[]).includes(language))
     throw validationError('--language', `must be one of ${languages.join(', ')}, got ${language}`)
   if (language !== undefined && !flags.generate) throw validationError('--language', 'only goes with --generate')
+  if (flags['code-session'] !== undefined && flags.generate) throw validationError('--code-session', 'does not go with --generate (generated code is not run)')
   const options: TurnOptions = {
     agent: new AgentClient(clientOptions(flags, ctx)),
     json: flags.json === true,
     generate: flags.generate ? ((language ?? 'python') as GenerateLanguage) : undefined,
     imagesDir: flags['save-images'] === undefined ? undefined : String(flags['save-images']),
+    model: flags.model === undefined ? undefined : String(flags.model),
+    codeSession: flags['code-session'] === undefined ? undefined : String(flags['code-session']),
   }
   const session = flags.session === undefined ? undefined : String(flags.session)
   const prompt = positionals.join(' ').trim()
@@ -74,8 +83,14 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
 
 /** Runs one turn and prints it; returns the conversation id. */
 async function turn(prompt: string, conversationId: string | undefined, options: TurnOptions): Promise<string> {
-  const call = { ...(conversationId !== undefined ? { conversationId } : {}), ...(options.signal ? { signal: options.signal } : {}) }
-  const events = options.generate ? options.agent.generateStream(prompt, { ...call, language: options.generate }) : options.agent.ask(prompt, call)
+  const call = {
+    ...(conversationId !== undefined ? { conversationId } : {}),
+    ...(options.model !== undefined ? { model: options.model } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  }
+  const events = options.generate
+    ? options.agent.generateStream(prompt, { ...call, language: options.generate })
+    : options.agent.ask(prompt, { ...call, ...(options.codeSession !== undefined ? { sessionId: options.codeSession } : {}) })
   const printer = new TurnPrinter(options)
   try {
     for (;;) {

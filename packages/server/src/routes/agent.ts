@@ -49,6 +49,8 @@ export function agentRoutes(app: FastifyInstance, registry: RouteRegistry, agent
         200: { description: 'The answer (JSON), or the event stream (SSE)', schema: invocationResponseSchema },
         201: { description: 'SSE event data (one AgentEvent per event)', schema: agentEventSchema, kind: 'sse' },
         ...turnErrors,
+        404: { description: 'NotFound: `sessionId` names no session of this tenant.' },
+        410: { description: 'SessionTerminated: the `sessionId` session has ended.' },
       },
     },
     async ({ body, caller, request, reply }) => {

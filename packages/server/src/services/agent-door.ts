@@ -16,6 +16,15 @@ export interface TurnRequest {
   language?: 'python' | 'javascript' | 'typescript'
   /** Continue this conversation (AgentCore's runtime session id); absent: a new conversation with a fresh id (≥ 33 characters, as AWS requires). */
   conversationId?: string
+  /** A model of the chain (`provider:model`) to try first; the rest stays the fallback. ValidationError (naming the configured ones) when the chain has no such model. */
+  model?: string
+  /**
+   * The answer role only: run the turn's code in this session of the caller's (the web IDE's own)
+   * instead of the conversation's code session. NotFound when the caller has no such session,
+   * SessionTerminated when it ended. The conversation does not own it: stopping or deleting the
+   * conversation leaves it running.
+   */
+  sessionId?: string
   /** `X-Amzn-Bedrock-AgentCore-Runtime-User-Id` when sent; default the caller's key id, else `default`. */
   actor?: string
   signal?: AbortSignal

@@ -68,8 +68,8 @@ interface Prepared {
   request: TurnRequest
   key: string
   conversation: Conversation
-  /** The code session's id, kept current when a new one replaces an ended one mid-turn. */
-  code: { sessionId?: string; ended?: boolean }
+  /** The code session's id, kept current when a new one replaces an ended one mid-turn; `attached`: the caller's own session (TurnRequest.sessionId), never replaced. */
+  code: { sessionId?: string; ended?: boolean; attached?: boolean }
   history: HistoryTurn[]
   /** Told to the model before the prompt: its earlier variables are gone. */
   resetNote?: string
@@ -80,6 +80,12 @@ interface Prepared {
 }
 
 const maxPromptChars = 100_000
+
+/** A tool call's result when the caller's own session (TurnRequest.sessionId) has ended: it is not replaced, the model tells the user. */
+function attachedEnded(sessionId: string, why?: string): ToolResult {
+  const text = `[codebox: the session ${sessionId} this turn works in has ended${why ? ` (${why})` : ''}; no more code can run in this turn: tell the user to start a new session.]`
+  return { content: [{ type: 'text', text }], structuredContent: { stdout: '', stderr: '', exitCode: -1, executionTime: 0 }, isError: true }
+}
 const resetMessage =
   'the code session of this conversation ended (idle timeout, max lifetime, a stop or a server restart); a new one was started: variables, imports and files from earlier turns are gone, so recompute what you need'
 
@@ -206,6 +212,10 @@ export class AgentService implements AgentDoor {
     if (request.language !== undefined && !['python', 'javascript', 'typescript'].includes(request.language)) {
       throw validationError('language', 'must be python, javascript or typescript')
     }
+    if (request.model !== undefined && !status.models.some((m) => m.model === request.model)) {
+      const ids = status.models.map((m) => m.model).join(', ')
+      throw validationError('model', `must be one of the configured models (${ids}), got ${JSON.stringify(String(request.model).slice(0, 100))}`)
+    }
     let conversationId = request.conversationId
     if (conversationId !== undefined && !conversationIdSchema.safeParse(conversationId).success) {
       throw validationError('conversationId', 'must be 1-256 letters, digits, _ . : or -')
@@ -251,7 +261,16 @@ export class AgentService implements AgentDoor {
       }
       const history = historyFrom(await this.#conversations.turns(caller.tenant, conversationId, 200))
       const prepared: Prepared = { request, key, conversation, code: {}, history, controller, release, started: performance.now() }
-      if (role === 'answer') {
+      if (role === 'answer' && request.sessionId !== undefined) {
+        const info = await this.#sessions.get(caller, request.sessionId)
+        if (info.status !== 'READY' || !this.#alive(info.sessionId)) {
+          throw new CodeboxError(
+            'SessionTerminated',
+            `session ${info.sessionId} has ended; start a new session, or leave sessionId out to use the conversation's own`,
+          )
+        }
+        prepared.code = { sessionId: info.sessionId, attached: true }
+      } else if (role === 'answer') {
         const previous = conversation.sessionId
         if (previous !== undefined && this.#alive(previous)) prepared.code.sessionId = previous
         else {
@@ -309,10 +328,11 @@ export class AgentService implements AgentDoor {
     let result: TurnResult | undefined
     try {
       const prompt = p.resetNote ? `${p.resetNote}\n\n${request.prompt}` : request.prompt
+      const model = request.model !== undefined ? { model: request.model } : {}
       const events =
         request.role === 'answer'
-          ? this.#agent.answer({ prompt, history: p.history, tools: this.#target(p), signal: controller.signal })
-          : this.#agent.generate({ prompt, language: request.language ?? 'python', history: p.history, signal: controller.signal })
+          ? this.#agent.answer({ prompt, history: p.history, tools: this.#target(p), ...model, signal: controller.signal })
+          : this.#agent.generate({ prompt, language: request.language ?? 'python', history: p.history, ...model, signal: controller.signal })
       for (;;) {
         const next = await events.next()
         if (next.done) {
@@ -402,6 +422,7 @@ export class AgentService implements AgentDoor {
   async *#invokeIn(p: Prepared, name: ToolName, args: unknown, signal: AbortSignal | undefined): AsyncGenerator<ExecutionEvent, ToolResult, undefined> {
     let note: string | undefined
     let sessionId = p.code.sessionId
+    if (p.code.attached && (p.code.ended || !this.#alive(sessionId!))) return attachedEnded(sessionId!)
     if (sessionId === undefined || p.code.ended || !this.#alive(sessionId)) {
       sessionId = await this.#startCode(p)
       p.code.ended = false
@@ -416,6 +437,7 @@ export class AgentService implements AgentDoor {
       // The sandbox ended under this call (the code killed it, or a limit did): the model can go on in a new one.
       if (!isCodeboxError(e) || e.code !== 'SessionTerminated' || signal?.aborted) throw e
       p.code.ended = true
+      if (p.code.attached) return attachedEnded(sessionId, e.message)
       const text = `[codebox: the code session ended during this call (${e.message}); the next call starts a new one, without the variables, imports and files of this one.]`
       result = { content: [{ type: 'text', text }], structuredContent: { stdout: '', stderr: '', exitCode: -1, executionTime: 0 }, isError: true }
     }

@@ -9,7 +9,10 @@ import Box from '@cloudscape-design/components/box'
 import Button from '@cloudscape-design/components/button'
 import Container from '@cloudscape-design/components/container'
 import Header from '@cloudscape-design/components/header'
+import FormField from '@cloudscape-design/components/form-field'
 import SegmentedControl from '@cloudscape-design/components/segmented-control'
+import Select from '@cloudscape-design/components/select'
+import Toggle from '@cloudscape-design/components/toggle'
 import SpaceBetween from '@cloudscape-design/components/space-between'
 import StatusIndicator from '@cloudscape-design/components/status-indicator'
 import Textarea from '@cloudscape-design/components/textarea'
@@ -36,7 +39,14 @@ export interface GenerateTabProps {
   onChat: (update: (chat: Chat) => Chat) => void
   language: Language
   onOpenInEditor: (code: string, language?: string) => void
+  /** The IDE's own session (started when needed): an answer's code runs there, with its files and variables, unless the user turns that off. */
+  ensureSession: () => Promise<string | undefined>
+  /** After each turn (the files panel lists again: the agent may have written files). */
+  onTurnEnd?: () => void
 }
+
+/** The model picker's "no choice" entry: the chain's own order. */
+const chainOrder = { value: '', label: 'Chain order (fallbacks as configured)' }
 
 const codeFence = /```(\w+)?\n([\s\S]*?)```/g
 const pre = { margin: 0, whiteSpace: 'pre-wrap', wordBreak: 'break-word', fontFamily: 'monospace', fontSize: 13 } as const
@@ -179,11 +189,30 @@ function TurnView({ turn, onOpen }: { turn: ChatTurn; onOpen: (code: string, lan
   )
 }
 
-export function GenerateTab({ chat, onChat, language, onOpenInEditor }: GenerateTabProps) {
+/** The picker's options: the chain's order, then each configured model with how it fared. */
+function modelOptions(status: AgentStatus | undefined): { value: string; label: string; description?: string }[] {
+  return [
+    chainOrder,
+    ...(status?.models ?? []).map((m) => ({
+      value: m.model,
+      label: m.model,
+      description:
+        m.state === 'cooling-down'
+          ? `cooling down${m.lastError ? `: ${m.lastError}` : ''}`
+          : m.state === 'ok'
+            ? 'answered last time it was asked'
+            : 'not asked yet',
+    })),
+  ]
+}
+
+export function GenerateTab({ chat, onChat, language, onOpenInEditor, ensureSession, onTurnEnd }: GenerateTabProps) {
   const [status, setStatus] = useState<AgentStatus | undefined>()
   const [statusError, setStatusError] = useState<string | undefined>()
   const [prompt, setPrompt] = useState('')
   const [mode, setMode] = useState<'answer' | 'generate'>('answer')
+  const [model, setModel] = useState('')
+  const [inIdeSession, setInIdeSession] = useState(true)
   const abort = useRef<AbortController | undefined>(undefined)
   const running = chat.turns.some((t) => t.running)
 
@@ -213,8 +242,15 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
     const controller = new AbortController()
     abort.current = controller
     try {
-      const options = { ...(chat.conversationId ? { conversationId: chat.conversationId } : {}), signal: controller.signal }
-      const events = mode === 'generate' ? agent().generateStream(text, { ...options, language }) : agent().ask(text, options)
+      // A model that is no longer in the chain (the server restarted with another) is not sent.
+      const chosen = model && status?.models.some((m) => m.model === model) ? { model } : {}
+      const options = { ...(chat.conversationId ? { conversationId: chat.conversationId } : {}), ...chosen, signal: controller.signal }
+      let events
+      if (mode === 'generate') events = agent().generateStream(text, { ...options, language })
+      else {
+        const sessionId = inIdeSession ? await ensureSession() : undefined
+        events = agent().ask(text, { ...options, ...(sessionId ? { sessionId } : {}) })
+      }
       for await (const event of events) {
         if (event.type === 'turn_start') onChat((c) => ({ ...c, conversationId: event.conversationId }))
         update(index, (t) => ({ ...t, events: [...t.events, event] }))
@@ -229,6 +265,7 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
       abort.current = undefined
       update(index, (t) => ({ ...t, running: false }))
       void refreshStatus()
+      onTurnEnd?.()
     }
   }
 
@@ -274,6 +311,22 @@ export function GenerateTab({ chat, onChat, language, onOpenInEditor }: Generate
       </Container>
       <Container>
         <SpaceBetween size="s">
+          <SpaceBetween direction="horizontal" size="l" alignItems="end">
+            <FormField label="Model">
+              <Select
+                selectedOption={modelOptions(status).find((o) => o.value === model) ?? chainOrder}
+                onChange={(e) => setModel(e.detail.selectedOption.value ?? '')}
+                options={modelOptions(status)}
+                ariaLabel="Model"
+                disabled={!status?.configured}
+              />
+            </FormField>
+            {mode === 'answer' ? (
+              <Toggle checked={inIdeSession} onChange={(e) => setInIdeSession(e.detail.checked)} ariaLabel="Run code in this IDE's session">
+                Run code in this IDE’s session (its files and variables)
+              </Toggle>
+            ) : null}
+          </SpaceBetween>
           <SegmentedControl
             selectedId={mode}
             label="Mode"
