@@ -18,11 +18,40 @@ export interface EgressPolicy {
 }
 
 /**
- * A sandbox's network: `none` is an empty network namespace (`lo` only); `proxy` adds the
- * host-side egress proxy's unix socket (a per-session listener that enforces the session's
- * EgressPolicy) and points the sandbox's HTTP(S)_PROXY at it.
+ * A sandbox's network, as a policy: `none` is an empty network namespace (`lo` only); `egress`
+ * lets the sandbox reach what `policy` allows and nothing else. How is the driver's business: the
+ * bwrap driver opens a listener of the host's egress proxy (the EgressGateway it is given) and
+ * binds its socket in; another driver may wire the same gateway differently, or its platform's own.
  */
-export type SandboxNetwork = { mode: 'none' } | { mode: 'proxy'; socketPath: string }
+export type SandboxNetwork = { mode: 'none' } | { mode: 'egress'; policy: EgressPolicy; sessionId?: string }
+
+/** Decisions of one sandbox's egress so far. */
+export interface EgressCounts {
+  allowed: number
+  denied: number
+}
+
+/** One sandbox's listener of the host's egress proxy: a unix socket that enforces its policy. */
+export interface EgressListenerHandle {
+  /** The socket's host path. */
+  readonly socketPath: string
+  readonly counters: Readonly<EgressCounts>
+  /** Stops the listener and removes its socket; idempotent. */
+  close(): void
+}
+
+/** The host's egress proxy, as drivers see it (the engine passes it to `create`). */
+export interface EgressGateway {
+  /** Opens a listener enforcing `policy` (ValidationError for a bad policy). */
+  open(options: { sandboxId: string; policy: EgressPolicy; sessionId?: string }): Promise<EgressListenerHandle>
+}
+
+/** What `create` gets besides the spec. */
+export interface CreateOptions {
+  signal?: AbortSignal
+  /** Where network `egress` is enforced; a driver that needs it and lacks it fails the create with Unavailable. */
+  egress?: EgressGateway
+}
 
 export interface SandboxSpec {
   /** Fresh random id, also used for cgroup and log names. */
@@ -57,7 +86,9 @@ export interface Sandbox {
   counters(): Promise<LimitCounters>
   /** Resident memory of every process of the sandbox, bytes (0 when unknown). */
   memoryUsage(): Promise<number>
-  /** Kills every process of the sandbox and removes everything it had; idempotent. */
+  /** The sandbox's egress decisions so far; undefined without network `egress`. */
+  egressCounters?(): Readonly<EgressCounts>
+  /** Kills every process of the sandbox and removes everything it had (its egress listener too); idempotent. */
   destroy(): Promise<void>
 }
 
@@ -65,5 +96,5 @@ export interface SandboxDriver {
   readonly name: string
   /** Checks that the driver can work on this host; throws Unavailable with what is missing. */
   check(): Promise<void>
-  create(spec: SandboxSpec, options?: { signal?: AbortSignal }): Promise<Sandbox>
+  create(spec: SandboxSpec, options?: CreateOptions): Promise<Sandbox>
 }

@@ -11,8 +11,8 @@ import { parseTrustedList, type TrustedDestination } from './egress/policy.ts'
 export interface EngineConfig {
   /** Where images and other state live. `CODEBOX_STATE_DIR`; default /var/lib/codebox as root, else ~/.local/state/codebox. */
   stateDir: string
-  /** `CODEBOX_DRIVER`: `bwrap` (default) or `fake` (no isolation; tests only). */
-  driver: 'bwrap' | 'fake'
+  /** `CODEBOX_DRIVER`: a registered driver's name (drivers/registry.ts): `bwrap` (default), `fake` (no isolation; tests only), ... */
+  driver: string
   /** `CODEBOX_POOL_SIZE`: warm sandboxes kept ready. Default 2. */
   poolSize: number
   /** `CODEBOX_DEBIAN_MIRROR`: where image builds fetch packages. Default http://deb.debian.org/debian. */
@@ -32,7 +32,9 @@ export interface EngineConfig {
 export function loadEngineConfig(env: Record<string, string | undefined> = {}): Readonly<EngineConfig> {
   const isRoot = process.getuid?.() === 0
   const driver = env.CODEBOX_DRIVER ?? 'bwrap'
-  if (driver !== 'bwrap' && driver !== 'fake') throw validationError('CODEBOX_DRIVER', `must be bwrap or fake, got ${JSON.stringify(driver)}`)
+  // Whether a driver of that name is registered is checked when the engine creates it (a driver
+  // from another package registers itself later than this runs).
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(driver)) throw validationError('CODEBOX_DRIVER', `must be a driver name such as bwrap, got ${JSON.stringify(driver)}`)
   return Object.freeze({
     stateDir: path.resolve(env.CODEBOX_STATE_DIR ?? (isRoot ? '/var/lib/codebox' : path.join(os.homedir(), '.local/state/codebox'))),
     driver,

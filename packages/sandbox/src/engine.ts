@@ -1,24 +1,16 @@
 /**
- * Puts an engine together from its config: the image (built if missing), the driver, the egress
- * proxy service, and a SessionManager over them. The one place that picks a concrete driver.
+ * Puts an engine together from its config: the driver the config names (from the registry), the
+ * egress proxy service, and a SessionManager over them.
  */
-import path from 'node:path'
-import { CodeboxError, type SandboxDriver } from '@codebox/core'
+import type { SandboxDriver } from '@codebox/core'
 import type { EngineConfig } from './config.ts'
-import { BwrapDriver } from './drivers/bwrap/driver.ts'
-import { FakeDriver } from './drivers/fake/driver.ts'
+import { drivers } from './drivers/registry.ts'
 import { EgressService, type EgressServiceOptions } from './egress/service.ts'
-import { findImage } from './image/build.ts'
-import { defaultRecipe } from './image/recipe.ts'
 import { SessionManager, type SessionManagerOptions } from './session-manager.ts'
 
+/** The driver the config names, created and checked. */
 export async function createDriver(config: EngineConfig): Promise<SandboxDriver> {
-  if (config.driver === 'fake') return new FakeDriver()
-  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
-  if (!image) throw new CodeboxError('Unavailable', `the sandbox image is not built yet (state dir ${config.stateDir}); run \`codebox image build\``)
-  const driver = new BwrapDriver({ imagePath: image.path, runtimeDir: path.join(config.stateDir, 'runtime') })
-  await driver.check()
-  return driver
+  return drivers.create(config.driver, config)
 }
 
 export async function createEngine(

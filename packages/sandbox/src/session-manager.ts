@@ -1,9 +1,10 @@
 /**
  * SessionManager: starts sessions on a driver, hands over warm sandboxes from a pool, and ends
  * sessions on stop, idle timeout and max lifetime. A sandbox serves one session only: a used one
- * is destroyed, never returned to the pool. A session with an egress policy gets its own proxy
- * listener (egress/), opened before its sandbox and closed when the session ends; the pool's
- * sandboxes have no network at all, so such a session always starts a sandbox of its own.
+ * is destroyed, never returned to the pool. A session with an egress policy gets a sandbox whose
+ * network is that policy (the driver wires it, through the host's egress proxy that this manager
+ * hands it); the pool's sandboxes have no network at all, so such a session always starts a
+ * sandbox of its own.
  */
 import { randomBytes } from 'node:crypto'
 import {
@@ -19,7 +20,7 @@ import {
 } from '@codebox/core'
 import { HostBudget, defaultHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'
 import { parseEgressPolicy } from './egress/policy.ts'
-import { EgressService, type EgressCounters, type EgressListener } from './egress/service.ts'
+import { EgressService, type EgressCounters } from './egress/service.ts'
 import { ExecutorClient } from './executor-client.ts'
 import { Session, type EndReason } from './session.ts'
 
@@ -55,7 +56,6 @@ export interface StartOptions {
 interface Warm {
   sandbox: Sandbox
   client: ExecutorClient
-  egress?: EgressListener
   /** Its room in the host budget, given back when the sandbox is gone. */
   reservation?: Reservation
 }
@@ -82,8 +82,6 @@ export class SessionManager {
   /** Pool entries whose sandbox has said ready. */
   private readonly warmReady = new WeakSet<Promise<Warm | undefined>>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
-  /** Egress listeners of live sessions, by session id. */
-  private readonly egressListeners = new Map<string, EgressListener>()
   private egressService: EgressService | undefined
   /** The host budget; undefined when admission is off. */
   readonly budget: HostBudget | undefined
@@ -127,7 +125,6 @@ export class SessionManager {
     const id = newSessionId()
     const pooled = !egress && sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
     const warm = pooled ?? (await this.boot(limits, { signal: options.signal, egress: egress && { policy: egress, sessionId: id } }))
-    if (warm.egress) this.egressListeners.set(id, warm.egress)
     if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
@@ -162,7 +159,7 @@ export class SessionManager {
 
   /** A session's egress decisions so far; undefined for a session without egress. */
   egressCounters(sessionId: string): Readonly<EgressCounters> | undefined {
-    return this.egressListeners.get(sessionId)?.counters
+    return this.sessions.get(sessionId)?.egressCounters()
   }
 
   list(): Session[] {
@@ -197,14 +194,11 @@ export class SessionManager {
     const id = randomBytes(8).toString('hex')
     // Admitted first: a start the machine cannot hold is refused before anything is made.
     const reservation = this.budget?.admit(limits)
-    let listener: EgressListener | undefined
     let sandbox: Sandbox
     try {
-      listener = egress ? await this.egress.open({ sandboxId: id, ...egress }) : undefined
-      const network: SandboxNetwork = listener ? { mode: 'proxy', socketPath: listener.socketPath } : { mode: 'none' }
-      sandbox = await this.driver.create({ id, limits, network }, { signal })
+      const network: SandboxNetwork = egress ? { mode: 'egress', ...egress } : { mode: 'none' }
+      sandbox = await this.driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
     } catch (e) {
-      listener?.close()
       if (reservation) this.budget?.release(reservation)
       throw e
     }
@@ -221,11 +215,10 @@ export class SessionManager {
       ])
     } catch (e) {
       await sandbox.destroy()
-      listener?.close()
       if (reservation) this.budget?.release(reservation)
       throw e
     }
-    return { sandbox, client, ...(listener ? { egress: listener } : {}), ...(reservation ? { reservation } : {}) }
+    return { sandbox, client, ...(reservation ? { reservation } : {}) }
   }
 
   /** Destroys a sandbox that serves no session and gives its room back. */
@@ -278,8 +271,6 @@ export class SessionManager {
     const reservation = this.reservations.get(session.id)
     if (reservation) this.budget?.release(reservation)
     this.reservations.delete(session.id)
-    this.egressListeners.get(session.id)?.close()
-    this.egressListeners.delete(session.id)
     for (const k of [`${session.id}:idle`, `${session.id}:life`]) {
       clearTimeout(this.timers.get(k))
       this.timers.delete(k)

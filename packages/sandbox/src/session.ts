@@ -89,6 +89,11 @@ export class Session {
     void init.sandbox.exited.then(() => this.stop('sandbox-exited'))
   }
 
+  /** The sandbox's egress decisions so far; undefined when it has no egress. */
+  egressCounters(): Readonly<{ allowed: number; denied: number }> | undefined {
+    return this.init.sandbox.egressCounters?.()
+  }
+
   /** Id of the sandbox serving this session (its cgroup and log names); never shared with another session. */
   get sandboxId(): string {
     return this.init.sandbox.id

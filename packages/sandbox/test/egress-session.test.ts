@@ -1,31 +1,54 @@
 /**
- * SessionManager and egress, on the fake driver (runs as any user): a session with an egress
- * policy gets a proxy listener opened before its sandbox and a `proxy` network spec, never a
- * warm sandbox; the listener closes on every end path, failed starts included; sessions without
- * egress keep the network-less spec.
+ * SessionManager and egress, on the fake driver (runs as any user) wrapped as a driver that wires
+ * egress the way the bwrap driver does (a listener from the gateway it is given, closed when the
+ * sandbox is destroyed): a session with an egress policy gets an `egress` network spec with its
+ * policy and the host's gateway, never a warm sandbox; its listener closes on every end path,
+ * failed starts included; sessions without egress keep the network-less spec.
  */
 import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, describe, test } from 'node:test'
-import { CodeboxError, type SandboxDriver, type SandboxSpec } from '@codebox/core'
+import { CodeboxError, type EgressListenerHandle, type SandboxDriver, type SandboxSpec } from '@codebox/core'
 import { EgressService, FakeDriver, SessionManager } from '@codebox/sandbox'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'codebox-egress-session-'))
 const policy = { mode: 'allowlist' as const, allow: ['example.com:443'] }
 
-/** The fake driver, recording each spec and whether its socket existed when the sandbox was created. */
-function specRecorder(fail?: 'create' | 'ready'): { driver: SandboxDriver; specs: { spec: SandboxSpec; socketExisted: boolean }[] } {
+/** The fake driver wiring egress through the gateway it is given, recording each spec and the socket it opened. */
+function specRecorder(fail?: 'create' | 'ready'): { driver: SandboxDriver; specs: { spec: SandboxSpec; socketPath?: string; socketExisted: boolean }[] } {
   const inner = new FakeDriver({ python: fail === 'ready' ? '/bin/true' : undefined })
-  const specs: { spec: SandboxSpec; socketExisted: boolean }[] = []
+  const specs: { spec: SandboxSpec; socketPath?: string; socketExisted: boolean }[] = []
   const driver: SandboxDriver = {
     name: 'recording-fake',
     check: () => inner.check(),
-    create: async (spec) => {
-      specs.push({ spec, socketExisted: spec.network.mode === 'proxy' && existsSync(spec.network.socketPath) })
-      if (fail === 'create') throw new CodeboxError('SandboxFailure', 'create failed on purpose')
-      return inner.create(spec)
+    create: async (spec, options) => {
+      let listener: EgressListenerHandle | undefined
+      if (spec.network.mode === 'egress') {
+        assert.ok(options?.egress, 'the manager hands the driver the egress gateway')
+        listener = await options.egress.open({ sandboxId: spec.id, policy: spec.network.policy })
+      }
+      specs.push({ spec, ...(listener ? { socketPath: listener.socketPath } : {}), socketExisted: listener !== undefined && existsSync(listener.socketPath) })
+      if (fail === 'create') {
+        listener?.close()
+        throw new CodeboxError('SandboxFailure', 'create failed on purpose')
+      }
+      const sandbox = await inner.create(spec)
+      return {
+        ...sandbox,
+        input: sandbox.input,
+        output: sandbox.output,
+        diagnostics: sandbox.diagnostics,
+        exited: sandbox.exited,
+        counters: () => sandbox.counters(),
+        memoryUsage: () => sandbox.memoryUsage(),
+        ...(listener ? { egressCounters: () => listener.counters } : {}),
+        destroy: async () => {
+          await sandbox.destroy()
+          listener?.close()
+        },
+      }
     },
   }
   return { driver, specs }
@@ -44,9 +67,9 @@ describe('sessions with egress', () => {
       await plain.stop()
       const s = await m.start({ egress: policy })
       const last = specs.at(-1)!
-      assert.equal(last.spec.network.mode, 'proxy')
+      assert.deepEqual(last.spec.network, { mode: 'egress', policy, sessionId: s.id })
       assert.ok(last.socketExisted, 'the listener was not open when the sandbox was created')
-      const socketPath = last.spec.network.mode === 'proxy' ? last.spec.network.socketPath : ''
+      const socketPath = last.socketPath ?? ''
       assert.equal(socketPath, path.join(egress.socketDir, `${s.sandboxId}.sock`))
       assert.deepEqual(m.egressCounters(s.id), { allowed: 0, denied: 0 })
       assert.equal(egress.openCount, 1)
@@ -100,8 +123,8 @@ describe('sessions with egress', () => {
       try {
         await assert.rejects(m.start({ egress: policy }), CodeboxError)
         assert.equal(specs.length, 1)
-        const spec = specs[0]!.spec
-        assert.ok(spec.network.mode === 'proxy' && !existsSync(spec.network.socketPath), 'the socket outlived the failed start')
+        const { spec, socketPath } = specs[0]!
+        assert.ok(spec.network.mode === 'egress' && socketPath && !existsSync(socketPath), 'the socket outlived the failed start')
         assert.equal(egress.openCount, 0)
       } finally {
         await m.close()

@@ -79,10 +79,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
   })
   let sessions: SessionService | undefined
   const metrics = new Metrics({
-    liveSessions: () => engine.list().filter((s) => s.status === 'ready').length,
+    liveSessions: () => sessions?.engineStats().live ?? 0,
     startingSessions: () => sessions?.starting ?? 0,
-    warmSandboxes: () => engine.warmCount,
-    egressRequests: () => engine.egress.counters,
+    warmSandboxes: () => sessions?.engineStats().warm ?? 0,
+    egressRequests: () => sessions?.engineStats().egress ?? { allowed: 0, denied: 0 },
   })
   sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
   const agent = new AgentService({

@@ -5,7 +5,7 @@
  * the caller may use.
  */
 import { createHash } from 'node:crypto'
-import { CodeboxError, resolveLimits } from '@codebox/core'
+import { CodeboxError } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
 import { checkNetwork } from '../services/network.ts'
 import type { Caller, SessionService } from '../services/sessions.ts'
@@ -53,7 +53,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessio
   awsRoute(app, { method: 'PUT', url: '', body: createInterpreterBodySchema, status: 202 }, async ({ caller, region, body }) => {
     const network = networkOf(body)
     const limits = body.codebox?.limits ?? {}
-    resolveLimits(limits, sessions.engine.defaults, sessions.engine.maxLimits)
+    sessions.checkLimits(limits)
     const created = await store.interpreters.create({
       tenant: caller.tenant,
       name: body.name,
@@ -80,7 +80,7 @@ export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessio
         networkMode: r.network.mode,
         ...(r.network.vpcConfig ? { vpcConfig: r.network.vpcConfig } : {}),
       },
-      codebox: { image: r.image, limits: { ...sessions.engine.defaults, ...r.limits }, ...(r.network.allow ? { egressAllowList: r.network.allow } : {}) },
+      codebox: { image: r.image, limits: { ...sessions.defaultLimits, ...r.limits }, ...(r.network.allow ? { egressAllowList: r.network.allow } : {}) },
     }
   })
 

@@ -54,7 +54,7 @@ export async function fileRoutes(app: FastifyInstance, registry: RouteRegistry, 
       async ({ params, caller, request, reply }) => {
         const audit = auditor(sessions, caller, 'uploadFile', params.sessionId, request.id)
         try {
-          const maxBytes = Math.min(config.maxUploadBytes, sessions.engine.maxLimits.fileBytes)
+          const maxBytes = Math.min(config.maxUploadBytes, sessions.maxFileBytes)
           checkDeclaredLength(request.raw, maxBytes, 'upload')
           const session = await sessions.live(caller, params.sessionId)
           const abort = new AbortController()

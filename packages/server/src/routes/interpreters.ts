@@ -10,7 +10,6 @@ import {
   interpreterIdSchema,
   interpreterListSchema,
   interpreterSchema,
-  resolveLimits,
   type Interpreter,
 } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
@@ -28,7 +27,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     type: r.tenant === undefined ? 'SYSTEM' : 'CUSTOM',
     status: r.status,
     image: r.image,
-    limits: { ...sessions.engine.defaults, ...r.limits },
+    limits: { ...sessions.defaultLimits, ...r.limits },
     network: { mode: r.network.mode, ...(r.network.allow ? { allow: r.network.allow } : {}) },
     createdAt: r.createdAt,
     lastUpdatedAt: r.lastUpdatedAt,
@@ -66,7 +65,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     },
     async ({ body, caller, reply }) => {
       // Check the limits now, so a bad interpreter fails here and not at every session start.
-      resolveLimits(body.limits ?? {}, sessions.engine.defaults, sessions.engine.maxLimits)
+      sessions.checkLimits(body.limits ?? {})
       const network = body.network ?? { mode: 'SANDBOX' as const }
       checkNetwork(network, 'body.network', 'give network.allow')
       await store.tenants.ensure(caller.tenant)

@@ -25,7 +25,7 @@ export function opsRoutes(
   let status: 'Healthy' | 'HealthyBusy' = 'Healthy'
   let changedAt = Math.floor(Date.now() / 1000)
   const sample = (): void => {
-    const busy = options.agentBusy?.() === true || sessions.engine.list().some((s) => s.active > 0)
+    const busy = options.agentBusy?.() === true || sessions.busy
     const now = busy ? 'HealthyBusy' : 'Healthy'
     if (now !== status) {
       status = now

@@ -486,7 +486,7 @@ export class AgentService implements AgentDoor {
   }
 
   #alive(sessionId: string): boolean {
-    return this.#sessions.engine.find(sessionId)?.status === 'ready'
+    return this.#sessions.isLive(sessionId)
   }
 
   #withLiveSession(c: Conversation): Conversation {

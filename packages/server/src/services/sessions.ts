@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto'
 import {
   CodeboxError,
+  resolveLimits,
   type EgressPolicy,
   type ExecutionEvent,
   type SessionEndReason,
@@ -15,7 +16,7 @@ import {
   type StartSessionRequest,
   type ToolResult,
 } from '@codebox/core'
-import type { Session, SessionManager } from '@codebox/sandbox'
+import type { EgressCounters, Session, SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import type { InterpreterRecord, SessionRecord, StoreApi } from '../store/index.ts'
@@ -41,7 +42,7 @@ export interface SessionServiceOptions {
 }
 
 export class SessionService {
-  readonly engine: SessionManager
+  private readonly engine: SessionManager
   private readonly store: StoreApi
   private readonly quotas: QuotaDefaults
   private readonly metrics: Metrics
@@ -55,6 +56,36 @@ export class SessionService {
     this.store = options.store
     this.quotas = options.quotas
     this.metrics = options.metrics
+  }
+
+  /** The limits a session gets for what it leaves out (an interpreter's view shows them). */
+  get defaultLimits(): Readonly<SessionLimits> {
+    return this.engine.defaults
+  }
+
+  /** Resolves limits against the defaults and checks them against the most a session may ask for: a ValidationError naming the first wrong one. */
+  checkLimits(limits: Partial<SessionLimits>): SessionLimits {
+    return resolveLimits(limits, this.engine.defaults, this.engine.maxLimits)
+  }
+
+  /** The largest file a session may write (uploads are cut there). */
+  get maxFileBytes(): number {
+    return this.engine.maxLimits.fileBytes
+  }
+
+  /** Whether any session of this server is running a call now (`/ping` says HealthyBusy). */
+  get busy(): boolean {
+    return this.engine.list().some((s) => s.active > 0)
+  }
+
+  /** Whether this server holds the session and it can take calls. */
+  isLive(sessionId: string): boolean {
+    return this.engine.find(sessionId)?.status === 'ready'
+  }
+
+  /** What the engine holds now, for metrics. */
+  engineStats(): { live: number; warm: number; egress: Readonly<EgressCounters> } {
+    return { live: this.engine.list().filter((s) => s.status === 'ready').length, warm: this.engine.warmCount, egress: this.engine.egress.counters }
   }
 
   /** Sessions being started right now (for metrics). */
@@ -180,8 +211,10 @@ export class SessionService {
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
     }
     const session = this.engine.find(sessionId)
+    // Not held here: it is ending (its end is being recorded) or its sandbox went with an earlier
+    // server and start-up could not re-adopt it (recorded then). Either way the record is not
+    // this call's to write.
     if (!session || session.status !== 'ready') {
-      await this.store.sessions.markTerminated(sessionId, 'sandbox-exited')
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
     }
     return session

@@ -10,8 +10,9 @@
  * `setpriv` drops to the sandbox's uid and execs bwrap with an empty environment; bwrap reads its
  * arguments and the seccomp program from fds 4 and 3 (so neither shows in /proc/1/cmdline).
  *
- * Network `proxy` keeps the empty network namespace and binds the session's egress socket in
- * (network.ts); the executor's relay then serves it as an HTTP proxy on 127.0.0.1:3128.
+ * Network `egress` keeps the empty network namespace, opens a listener of the host's egress proxy
+ * for the sandbox's policy and binds its socket in (network.ts); the executor's relay then serves
+ * it as an HTTP proxy on 127.0.0.1:3128. The listener closes with the sandbox.
  */
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
@@ -20,7 +21,7 @@ import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
-import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
+import type { CreateOptions, EgressListenerHandle, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { boundedBuffer } from '../shared.ts'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
@@ -94,26 +95,35 @@ export class BwrapDriver implements SandboxDriver {
     await sweepStaleCgroups(this.cgroupMode)
   }
 
-  async create(spec: SandboxSpec): Promise<Sandbox> {
+  async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
     const { limits } = spec
     const runtime = await this.runtimePath()
+    let listener: EgressListenerHandle | undefined
+    if (spec.network.mode === 'egress') {
+      if (!options.egress)
+        throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the bwrap driver')
+      const { policy, sessionId } = spec.network
+      listener = await options.egress.open({ sandboxId: spec.id, policy, ...(sessionId ? { sessionId } : {}) })
+    }
     const uid = this.uids.allocate()
     let cgroups
     try {
       cgroups = await createCgroups(this.cgroupMode, `${spec.id}`, limits)
     } catch (e) {
       this.uids.release(uid)
+      listener?.close()
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const threads = String(Math.max(1, Math.ceil(limits.cpuCores)))
     try {
-      await prepareNetwork(spec.network, uid)
+      await prepareNetwork(listener?.socketPath, uid)
     } catch (e) {
       await cgroups?.remove()
       this.uids.release(uid)
+      listener?.close()
       throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to the sandbox: ${(e as Error).message}`, { cause: e })
     }
-    const network = networkSetup(spec.network)
+    const network = networkSetup(listener?.socketPath)
     const env: Record<string, string> = {
       // after the image's own: the commands that pip (--user) and npm (-g) install into the workspace
       PATH: '/usr/local/bin:/usr/bin:/bin:/workspace/.local/bin:/workspace/.npm-global/bin',
@@ -251,6 +261,7 @@ export class BwrapDriver implements SandboxDriver {
         await cgroups?.killAll()
         await cgroups?.remove()
         this.uids.release(uid)
+        listener?.close()
       })())
     return {
       id: spec.id,
@@ -260,6 +271,7 @@ export class BwrapDriver implements SandboxDriver {
       exited,
       counters: async () => (cgroups ? cgroups.counters() : { oomKills: 0, pidsLimitHits: 0 }),
       memoryUsage: async () => (cgroups ? cgroups.memoryBytes() : 0),
+      ...(listener ? { egressCounters: () => listener.counters } : {}),
       destroy,
     }
   }

@@ -1,12 +1,13 @@
 /**
  * A bwrap sandbox's network: always an empty network namespace (`lo` only). With network
- * `proxy`, the host's per-session egress socket is bound in at EGRESS_SOCKET (under a read-only
+ * `egress`, the host's per-sandbox egress socket (a listener of the egress proxy, opened by the
+ * driver) is bound in at EGRESS_SOCKET (under a read-only
  * tmpfs /run, since the image's / is read-only and has no such file), and the environment points
  * HTTP clients at the executor's relay on 127.0.0.1:3128, which pipes to that socket. The socket
  * belongs to the sandbox's uid, mode 0600 (prepareNetwork).
  */
 import { chmod, chown, lstat } from 'node:fs/promises'
-import { CodeboxError, type SandboxNetwork } from '@codebox/core'
+import { CodeboxError } from '@codebox/core'
 
 /** Where the egress socket appears inside the sandbox. */
 export const EGRESS_SOCKET = '/run/codebox/egress.sock'
@@ -17,21 +18,22 @@ export const EGRESS_PROXY_URL = 'http://127.0.0.1:3128'
  * Gives the session's egress socket to its sandbox uid alone (owner uid, mode 0600), so no other
  * sandbox's uid could connect to it even if it reached the path.
  */
-export async function prepareNetwork(network: SandboxNetwork, uid: number): Promise<void> {
-  if (network.mode !== 'proxy') return
-  const st = await lstat(network.socketPath)
-  if (!st.isSocket()) throw new CodeboxError('SandboxFailure', `${network.socketPath} is not a unix socket`)
-  await chown(network.socketPath, uid, uid)
-  await chmod(network.socketPath, 0o600)
+export async function prepareNetwork(socketPath: string | undefined, uid: number): Promise<void> {
+  if (socketPath === undefined) return
+  const st = await lstat(socketPath)
+  if (!st.isSocket()) throw new CodeboxError('SandboxFailure', `${socketPath} is not a unix socket`)
+  await chown(socketPath, uid, uid)
+  await chmod(socketPath, 0o600)
 }
 
-export function networkSetup(network: SandboxNetwork): { args: string[]; env: Record<string, string> } {
-  switch (network.mode) {
-    case 'none':
+/** bwrap's arguments and the environment for a sandbox with (the egress socket's host path) or without egress. */
+export function networkSetup(socketPath: string | undefined): { args: string[]; env: Record<string, string> } {
+  switch (socketPath) {
+    case undefined:
       return { args: [], env: {} }
-    case 'proxy':
+    default:
       return {
-        args: ['--tmpfs', '/run', '--bind', network.socketPath, EGRESS_SOCKET, '--remount-ro', '/run'],
+        args: ['--tmpfs', '/run', '--bind', socketPath, EGRESS_SOCKET, '--remount-ro', '/run'],
         env: {
           HTTP_PROXY: EGRESS_PROXY_URL,
           HTTPS_PROXY: EGRESS_PROXY_URL,
