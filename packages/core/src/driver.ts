@@ -97,4 +97,16 @@ export interface SandboxDriver {
   /** Checks that the driver can work on this host; throws Unavailable with what is missing. */
   check(): Promise<void>
   create(spec: SandboxSpec, options?: CreateOptions): Promise<Sandbox>
+  /**
+   * The sandboxes of this driver that outlive the server that started them (sandboxes that die
+   * with their server have none, and such a driver leaves this out). A new server re-adopts the
+   * ones its store names and removes the rest.
+   */
+  list?(): Promise<string[]>
+  /**
+   * Connects again to a sandbox an earlier server started (its executor says `ready` again, with
+   * its idle clock). SessionTerminated when it has ended meanwhile (its leftovers are removed),
+   * Unavailable when it cannot be re-adopted (the message says why).
+   */
+  attach?(id: string, options?: CreateOptions): Promise<Sandbox>
 }

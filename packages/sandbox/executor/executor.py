@@ -1,9 +1,17 @@
 """codebox executor: the one process the host talks to inside a sandbox.
 
-It speaks the frame protocol of docs/executor-protocol.md on stdin/stdout, owns the kernels
+It speaks the frame protocol of docs/executor-protocol.md, owns the kernels
 (Python, Node, and Deno when the image has it), runs commands and background tasks, and does
 every file operation here, under the session's uid and mount namespace, so the host never
 resolves a sandbox path itself.
+
+The host reaches it over stdin/stdout, or, with CODEBOX_CHANNEL_DIR, over a unix socket it
+listens on in that directory (bound from the host), so that a new server can connect again after
+the old one died: requests of a connection that ended are cancelled (a running cell is
+interrupted, its kernel keeps its state) and their late frames dropped; background tasks go on.
+A sandbox handed to a session (op `session`) then ends itself at the session's deadline, and at
+its idle timeout counted from its last request, while no server is connected; one never handed
+over (a pool sandbox) ends when its server goes.
 """
 
 
@@ -24,6 +32,7 @@ import json  # noqa: E402  (after the prctl above, on purpose)
 import os  # noqa: E402
 import queue  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -48,32 +57,76 @@ CHUNK = 256 * 1024
 INTERRUPT_GRACE_S = 2.0
 PIDS_LIMIT = "the session reached its process limit; end some of its processes and try again"
 
-# The protocol owns fd 0 and fd 1; nothing else may write to fd 1.
-_in = os.fdopen(os.dup(0), "rb", buffering=0)
-_out_fd = os.dup(1)
+# The version of this protocol; a host that speaks another one ends the session with that reason.
+PROTOCOL = 1
+CHANNEL_DIR = os.environ.pop("CODEBOX_CHANNEL_DIR", "")
+
+# The protocol owns fd 0 and fd 1 (on stdio); nothing else may write to fd 1.
+_stdin = os.fdopen(os.dup(0), "rb", buffering=0)
+_stdout_fd = os.dup(1)
 devnull = os.open(os.devnull, os.O_RDWR)
 os.dup2(devnull, 0)
 os.dup2(2, 1)
-_out_lock = threading.Lock()
 
 
-def send(rid, kind, payload=b""):
-    header = struct.pack(">IIB", 5 + len(payload), rid, kind)
-    with _out_lock:
-        view = memoryview(header + payload)
+class Link:
+    """The host's connection now: where frames go, and its generation (each new connection gets
+    the next); frames of an earlier connection's requests are dropped, never sent to a new host."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.gen = 0
+        self.write = None
+
+    def attach(self, write):
+        with self.lock:
+            self.gen += 1
+            self.write = write
+            return self.gen
+
+    def detach(self, gen):
+        with self.lock:
+            if self.gen == gen:
+                self.gen += 1
+                self.write = None
+
+    def send(self, rid, kind, payload, gen):
+        header = struct.pack(">IIB", 5 + len(payload), rid, kind)
+        with self.lock:
+            if self.write is None or (gen is not None and gen != self.gen):
+                return
+            try:
+                self.write(header + payload)
+            except OSError:  # the host went away: the reader sees it and detaches
+                self.write = None
+
+
+_link = Link()
+
+
+def _fd_writer(fd):
+    def write(data):
+        view = memoryview(data)
         while view:
-            n = os.write(_out_fd, view)
-            view = view[n:]
+            view = view[os.write(fd, view):]
+    return write
 
 
-def send_json(rid, obj):
-    send(rid, 0x4A, encode_json(obj))
+def send(rid, kind, payload=b"", gen=None):
+    _link.send(rid, kind, payload, gen)
 
 
-def read_exact(n):
+def send_json(rid, obj, gen=None):
+    send(rid, 0x4A, encode_json(obj), gen)
+
+
+def read_exact(reader, n):
     buf = bytearray()
     while len(buf) < n:
-        chunk = _in.read(n - len(buf))
+        try:
+            chunk = reader(n - len(buf))
+        except OSError:
+            return None
         if not chunk:
             return None
         buf += chunk
@@ -81,20 +134,25 @@ def read_exact(n):
 
 
 class Request:
-    def __init__(self, rid, msg):
+    def __init__(self, rid, msg, gen):
         self.rid = rid
         self.msg = msg
+        self.gen = gen
         self.cancelled = threading.Event()
         self.inbound = queue.Queue()
 
     def event(self, obj):
-        send_json(self.rid, obj)
+        send_json(self.rid, obj, self.gen)
 
     def done(self, **fields):
-        send_json(self.rid, dict(fields, ev="done"))
+        send_json(self.rid, dict(fields, ev="done"), self.gen)
 
     def error(self, code, message):
-        send_json(self.rid, {"ev": "error", "code": code, "message": message})
+        send_json(self.rid, {"ev": "error", "code": code, "message": message}, self.gen)
+
+    def cancel(self):
+        self.cancelled.set()
+        self.inbound.put(None)
 
 
 class Kernel:
@@ -344,39 +402,97 @@ class Executor:
         self.runtimes = ["python", "nodejs"] + (["deno"] if "deno" in self.kernels else [])
         self.tasks = {}
         self.task_seq = 0
+        # The session this sandbox serves (op `session`): its idle timeout and deadline; None in the pool.
+        self.session = None
+        self.active = 0
+        self.active_lock = threading.Lock()
+        self.last_activity = time.monotonic()
 
     def serve(self):
         threading.Thread(target=self._warm_python, daemon=True).start()
-        send_json(0, {"ev": "ready", "pid": os.getpid(), "runtimes": self.runtimes})
-        while True:
-            header = read_exact(9)
-            if header is None:
-                break
-            length, rid, kind = struct.unpack(">IIB", header)
-            payload = read_exact(length - 5) if length > 5 else b""
-            if payload is None:
-                break
-            if kind == 0x4A:
-                msg = json.loads(payload)
-                if msg.get("op") == "cancel":
-                    target = self.requests.get(msg.get("target"))
-                    if target:
-                        target.cancelled.set()
-                        target.inbound.put(None)
-                    continue
-                req = Request(rid, msg)
-                self.requests[rid] = req
-                try:
-                    threading.Thread(target=self._handle, args=(req,), daemon=True).start()
-                except RuntimeError:  # no thread to spare: the session is at its pids limit
-                    self.requests.pop(rid, None)
-                    req.error("LimitExceeded", "cannot serve the request: " + PIDS_LIMIT)
-            elif kind in (0x42, 0x45):
-                req = self.requests.get(rid)
-                if req:
-                    req.inbound.put(payload if kind == 0x42 else None)
+        if not CHANNEL_DIR:
+            # stdin/stdout: the host is the process that started this one; when it goes, so does this.
+            self._serve_connection(_stdin.read, _fd_writer(_stdout_fd))
+        else:
+            self._serve_socket()
         for kernel in self.kernels.values():
             kernel.kill()
+
+    def _serve_socket(self):
+        path = os.path.join(CHANNEL_DIR, "executor.sock")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(4)
+        listener.settimeout(1.0)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                if self._should_end():
+                    return
+                continue
+            conn.settimeout(None)
+            self._serve_connection(conn.recv, conn.sendall)
+            conn.close()
+            if self.session is None:
+                return  # a pool sandbox: nobody will hand it over now
+
+    def _should_end(self):
+        """While no host is connected: past the session's deadline, or idle for its idle timeout."""
+        if self.session is None:
+            return False
+        now = time.time()
+        if now * 1000 >= self.session["deadlineMs"]:
+            return True
+        return self.active == 0 and (time.monotonic() - self.last_activity) * 1000 >= self.session["idleTimeoutMs"]
+
+    def _serve_connection(self, reader, write):
+        gen = _link.attach(write)
+        idle_ms = round((time.monotonic() - self.last_activity) * 1000)
+        send_json(0, {"ev": "ready", "pid": os.getpid(), "runtimes": self.runtimes, "protocol": PROTOCOL,
+                      "idleMs": idle_ms, "session": self.session is not None}, gen)
+        try:
+            while True:
+                header = read_exact(reader, 9)
+                if header is None:
+                    break
+                length, rid, kind = struct.unpack(">IIB", header)
+                payload = read_exact(reader, length - 5) if length > 5 else b""
+                if payload is None:
+                    break
+                if kind == 0x4A:
+                    msg = json.loads(payload)
+                    if msg.get("op") == "cancel":
+                        target = self.requests.get((gen, msg.get("target")))
+                        if target:
+                            target.cancel()
+                        continue
+                    if msg.get("op") == "session":
+                        self.session = {"idleTimeoutMs": float(msg["idleTimeoutMs"]), "deadlineMs": float(msg["deadlineMs"])}
+                        send_json(rid, {"ev": "done"}, gen)
+                        continue
+                    req = Request(rid, msg, gen)
+                    self.requests[(gen, rid)] = req
+                    try:
+                        threading.Thread(target=self._handle, args=(req,), daemon=True).start()
+                    except RuntimeError:  # no thread to spare: the session is at its pids limit
+                        self.requests.pop((gen, rid), None)
+                        req.error("LimitExceeded", "cannot serve the request: " + PIDS_LIMIT)
+                elif kind in (0x42, 0x45):
+                    req = self.requests.get((gen, rid))
+                    if req:
+                        req.inbound.put(payload if kind == 0x42 else None)
+        finally:
+            _link.detach(gen)
+            # The host that asked is gone: its requests end (a cell is interrupted, state kept).
+            for key, req in list(self.requests.items()):
+                if key[0] == gen:
+                    req.cancel()
 
     def _warm_python(self):
         kernel = self.kernels["python"]
@@ -388,6 +504,9 @@ class Executor:
                     print("codebox: python kernel failed to start: %s" % e, file=sys.stderr)
 
     def _handle(self, req):
+        with self.active_lock:
+            self.active += 1
+            self.last_activity = time.monotonic()
         try:
             op = req.msg.get("op")
             handler = getattr(self, "op_" + str(op).replace(".", "_"), None)
@@ -405,7 +524,10 @@ class Executor:
             else:
                 req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
         finally:
-            self.requests.pop(req.rid, None)
+            self.requests.pop((req.gen, req.rid), None)
+            with self.active_lock:
+                self.active -= 1
+                self.last_activity = time.monotonic()
 
     def op_ping(self, req):
         req.done(pid=os.getpid())
@@ -480,8 +602,8 @@ class Executor:
                 chunk = f.read(CHUNK)
                 if not chunk:
                     break
-                send(req.rid, 0x42, chunk)
-        send(req.rid, 0x45)
+                send(req.rid, 0x42, chunk, req.gen)
+        send(req.rid, 0x45, b"", req.gen)
         req.done(size=size)
 
     def op_files_list(self, req):
@@ -512,8 +634,36 @@ def deno_kernel():
     return Kernel(argv, env)
 
 
+class _TolerantStream:
+    """stderr that a gone reader cannot break: a later server does not read what this one printed."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if CHANNEL_DIR:
+        # The host may go (and come back): a write to its closed socket or stderr is an error to
+        # handle, not a signal that ends the sandbox. Children get the default back (subprocess).
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        sys.stderr = _TolerantStream(sys.stderr)
+    else:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if os.environ.get("CODEBOX_EGRESS_SOCKET"):
         # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
         start_relay(os.environ["CODEBOX_EGRESS_SOCKET"])

@@ -9,16 +9,22 @@ import { EgressService, type EgressServiceOptions } from './egress/service.ts'
 import { SessionManager, type SessionManagerOptions } from './session-manager.ts'
 
 /** The driver the config names, created and checked. */
-export async function createDriver(config: EngineConfig): Promise<SandboxDriver> {
-  return drivers.create(config.driver, config)
+export async function createDriver(config: EngineConfig, options: { sandboxesDir?: string } = {}): Promise<SandboxDriver> {
+  return drivers.create(config.driver, config, options)
 }
 
 export async function createEngine(
   config: EngineConfig,
-  overrides: { poolSize?: number; onSessionEnd?: SessionManagerOptions['onSessionEnd']; onEgressDenial?: EgressServiceOptions['onDenial'] } = {},
+  overrides: {
+    poolSize?: number
+    onSessionEnd?: SessionManagerOptions['onSessionEnd']
+    onEgressDenial?: EgressServiceOptions['onDenial']
+    /** Where the driver records sandboxes that outlive the server (default the state dir's `sandboxes/`). */
+    sandboxesDir?: string
+  } = {},
 ): Promise<SessionManager> {
   return new SessionManager({
-    driver: await createDriver(config),
+    driver: await createDriver(config, overrides.sandboxesDir ? { sandboxesDir: overrides.sandboxesDir } : {}),
     poolSize: overrides.poolSize ?? config.poolSize,
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,

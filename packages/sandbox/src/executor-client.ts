@@ -1,5 +1,6 @@
 /**
- * The host end of the executor protocol over a sandbox's stdin/stdout: requests with ids,
+ * The host end of the executor protocol over a sandbox's channel (its stdin/stdout, or a socket
+ * a later server can connect to again): requests with ids,
  * their events as async iterators, byte streams in both directions, cancellation, and a
  * watchdog for an executor that stops answering. Every frame is hostile input: a bad one ends
  * its call (or, when it breaks the framing, the sandbox), never the host.
@@ -36,6 +37,19 @@ interface Pending {
   fail(error: Error): void
 }
 
+/** The executor protocol version this host speaks (`ready.protocol`). */
+export const EXECUTOR_PROTOCOL = 1
+
+/** What the executor said in its `ready`. */
+export interface ExecutorHello {
+  pid: number
+  runtimes: readonly string[]
+  /** ms since its last request ended (a re-adopted sandbox's idle clock). */
+  idleMs: number
+  /** Whether it was handed to a session (op `session`) before this connection. */
+  session: boolean
+}
+
 /** Bytes queued for slow consumers above which the host stops reading the sandbox's output. */
 const HIGH_WATER_BYTES = 16 * 1024 * 1024
 const LOW_WATER_BYTES = 4 * 1024 * 1024
@@ -48,6 +62,9 @@ export class ExecutorClient {
   readonly ready: Promise<void>
   /** Runtimes the executor said it can run in its `ready` event. */
   runtimes: readonly string[] = ['python', 'nodejs']
+  /** The `ready` event's facts, once it came. */
+  hello: ExecutorHello | undefined
+  private rejectReady!: (e: Error) => void
   private readonly sandbox: Sandbox
   private readonly graceMs: number
   private readonly defaultDeadlineMs: number
@@ -61,8 +78,7 @@ export class ExecutorClient {
     this.sandbox = sandbox
     this.graceMs = options.graceMs ?? 5000
     this.defaultDeadlineMs = options.defaultDeadlineMs ?? 60_000
-    let rejectReady!: (e: Error) => void
-    this.ready = new Promise((res, rej) => ((this.resolveReady = res), (rejectReady = rej)))
+    this.ready = new Promise((res, rej) => ((this.resolveReady = res), (this.rejectReady = rej)))
     this.ready.catch(() => {})
     sandbox.output.on('data', (chunk: Buffer) => {
       try {
@@ -78,8 +94,17 @@ export class ExecutorClient {
       const why = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`
       const diag = sandbox.diagnostics().trim()
       const err = new CodeboxError('SessionTerminated', `the sandbox ended (${why})${diag ? `: ${diag.slice(-500)}` : ''}`)
-      rejectReady(err)
+      this.rejectReady(err)
       this.close(err)
+    })
+    // A socket channel can close before the sandbox's exit is seen: give the exit a moment to
+    // report itself (its reason is the better one), then end anyway.
+    sandbox.output.once('close', () => {
+      void Promise.race([sandbox.exited, new Promise((r) => setTimeout(r, 2000).unref())]).then(() => {
+        const err = new CodeboxError('SessionTerminated', 'the channel to the sandbox’s executor closed (the executor or its sandbox ended)')
+        this.rejectReady(err)
+        this.close(err)
+      })
     })
   }
 
@@ -100,9 +125,17 @@ export class ExecutorClient {
     if (f.requestId === 0) {
       if (f.kind !== FrameKind.Json) return
       const parsed = parseJsonFrame(f.payload)
-      if (!('event' in parsed) || parsed.event.ev !== 'ready') return
-      const runtimes = parsed.event.runtimes
+      if (!('event' in parsed) || parsed.event.ev !== 'ready' || this.hello) return
+      const e = parsed.event
+      if (e.protocol !== EXECUTOR_PROTOCOL) {
+        const theirs = typeof e.protocol === 'number' ? String(e.protocol) : 'an older one'
+        this.breakChannel(`the sandbox's executor speaks protocol ${theirs.slice(0, 20)}, this server ${EXECUTOR_PROTOCOL}`)
+        return
+      }
+      const runtimes = e.runtimes
       if (Array.isArray(runtimes)) this.runtimes = runtimes.filter((r): r is string => typeof r === 'string' && r.length < 32).slice(0, 16)
+      const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0)
+      this.hello = { pid: num(e.pid), runtimes: this.runtimes, idleMs: num(e.idleMs), session: e.session === true }
       this.resolveReady()
       return
     }
@@ -125,7 +158,9 @@ export class ExecutorClient {
   /** The framing itself is broken (a bad length): nothing more from this sandbox can be trusted. */
   private breakChannel(why: string): void {
     this.broken = true
-    this.close(new CodeboxError('SandboxFailure', `executor protocol error: ${why}; the sandbox was destroyed`))
+    const err = new CodeboxError('SandboxFailure', `executor protocol error: ${why}; the sandbox was destroyed`)
+    this.rejectReady(err)
+    this.close(err)
     void this.sandbox.destroy().catch(() => {})
   }
 
@@ -252,6 +287,14 @@ export class ExecutorClient {
       this.write(encodeJson(id, { op: 'ping' }))
     })
     return this.pinging
+  }
+
+  /**
+   * Hands the sandbox to a session: the executor then ends itself at `deadline` (epoch ms), and
+   * when idle for `idleTimeoutMs` since its last request, while no server is connected to it.
+   */
+  async configureSession(idleTimeoutMs: number, deadline: number): Promise<void> {
+    await this.call('session', { idleTimeoutMs, deadlineMs: deadline }, { deadlineMs: 10_000 })
   }
 
   /** Runs a request that has no events worth streaming and returns its `done` fields. */

@@ -53,6 +53,22 @@ export interface StartOptions {
   signal?: AbortSignal
 }
 
+/** A session as the store remembers it, for adopt(). */
+export interface AdoptRecord {
+  sessionId: string
+  sandboxId: string
+  limits: SessionLimits
+  createdAt: Date
+}
+
+/** What adopt() did: the sessions served again, and those that could not be (ended, with why). */
+export interface AdoptOutcome {
+  adopted: Session[]
+  failed: { sessionId: string; reason: string }[]
+  /** Sandboxes no session claimed (a killed server's pool) that were removed. */
+  removed: number
+}
+
 interface Warm {
   sandbox: Sandbox
   client: ExecutorClient
@@ -87,6 +103,8 @@ export class SessionManager {
   readonly budget: HostBudget | undefined
   /** Budget reservations of live sessions, by session id. */
   private readonly reservations = new Map<string, Reservation>()
+  /** Sandboxes this manager started (adopt() never removes them as unclaimed). */
+  private readonly started = new Set<string>()
   private closed = false
 
   constructor(options: SessionManagerOptions) {
@@ -137,11 +155,101 @@ export class SessionManager {
     })
     this.sessions.set(id, session)
     this.armIdle(session)
-    const lifetime = setTimeout(() => void session.stop('max-lifetime'), limits.maxLifetimeMs)
-    lifetime.unref()
-    this.timers.set(`${id}:life`, lifetime)
+    this.armLifetime(session)
     this.fillPool()
+    try {
+      // From here the sandbox ends itself at the session's deadline and idle timeout while no server is connected.
+      await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
+    } catch (e) {
+      await session.stop('sandbox-exited')
+      throw e
+    }
     return session
+  }
+
+  /**
+   * Serves again the sessions an earlier server left running (their records from the store):
+   * each sandbox is attached, its executor says ready, and the session's timers go on from where
+   * they were (lifetime from its start, idle from its last call). What cannot be re-adopted is
+   * ended and reported with the reason; sandboxes no record claims are removed.
+   */
+  async adopt(records: AdoptRecord[]): Promise<AdoptOutcome> {
+    const { attach, list } = this.driver
+    if (!attach || !list) {
+      const reason = `the ${this.driver.name} driver's sandboxes end with the server that started them`
+      return { adopted: [], failed: records.map((r) => ({ sessionId: r.sessionId, reason })), removed: 0 }
+    }
+    const outcome: AdoptOutcome = { adopted: [], failed: [], removed: 0 }
+    await Promise.all(
+      records.map(async (r) => {
+        try {
+          outcome.adopted.push(await this.adoptOne(r))
+        } catch (e) {
+          outcome.failed.push({ sessionId: r.sessionId, reason: e instanceof Error ? e.message : String(e) })
+        }
+      }),
+    )
+    const claimed = new Set(records.map((r) => r.sandboxId))
+    for (const id of await list.call(this.driver)) {
+      if (claimed.has(id) || this.started.has(id)) continue
+      try {
+        await (await attach.call(this.driver, id, { egress: this.egress })).destroy()
+      } catch {
+        // attach removes what has ended, and ends what it cannot take
+      }
+      outcome.removed++
+    }
+    return outcome
+  }
+
+  private async adoptOne(r: AdoptRecord): Promise<Session> {
+    if (this.sessions.has(r.sessionId)) throw new CodeboxError('Conflict', `session ${r.sessionId} is already served here`)
+    const sandbox = await this.driver.attach!(r.sandboxId, { egress: this.egress })
+    const client = new ExecutorClient(sandbox)
+    try {
+      const timeout = AbortSignal.timeout(5_000)
+      await Promise.race([
+        client.ready,
+        new Promise((_, reject) =>
+          timeout.addEventListener('abort', () => reject(new CodeboxError('SandboxFailure', 'its executor did not say ready within 5 s'))),
+        ),
+      ])
+      if (!client.hello?.session) throw new CodeboxError('SandboxFailure', 'its sandbox was never handed to a session')
+      if (Date.now() >= r.createdAt.getTime() + r.limits.maxLifetimeMs)
+        throw new CodeboxError('SessionTerminated', 'its lifetime ended while no server was running')
+    } catch (e) {
+      await sandbox.destroy()
+      throw e
+    }
+    let reservation: Reservation | undefined
+    try {
+      reservation = this.budget?.admit(r.limits)
+    } catch {
+      // It runs already: the budget counts it from its next sample.
+    }
+    if (reservation) this.reservations.set(r.sessionId, reservation)
+    const session = new Session({
+      id: r.sessionId,
+      sandbox,
+      client,
+      limits: r.limits,
+      maxCallTimeoutMs: this.maxLimits.callTimeoutMs,
+      onActivity: (s) => this.armIdle(s),
+      onEnd: (s) => this.forget(s),
+      createdAt: r.createdAt,
+      lastActivityAt: Date.now() - (client.hello?.idleMs ?? 0),
+    })
+    this.sessions.set(r.sessionId, session)
+    this.armIdle(session)
+    this.armLifetime(session)
+    return session
+  }
+
+  private armLifetime(session: Session): void {
+    const left = Math.max(0, session.createdAt.getTime() + session.limits.maxLifetimeMs - Date.now())
+    const lifetime = setTimeout(() => void session.stop('max-lifetime'), left)
+    lifetime.unref()
+    this.timers.set(`${session.id}:life`, lifetime)
   }
 
   /** The live session with this id, or NotFound. */
@@ -175,11 +283,15 @@ export class SessionManager {
     await this.get(id).stop(reason)
   }
 
-  /** Stops every session and empties the pool. */
-  async close(): Promise<void> {
+  /**
+   * Stops every session and empties the pool. With `detach`, sessions whose sandboxes outlive the
+   * server (the driver can attach) are let go instead, for the next server to re-adopt.
+   */
+  async close(options: { detach?: boolean } = {}): Promise<void> {
     this.closed = true
     const warm = this.pool.splice(0)
-    await Promise.all([...[...this.sessions.values()].map((s) => s.stop('shutdown')), ...warm.map(async (w) => this.discard(await w))])
+    const keep = options.detach === true && this.driver.attach !== undefined
+    await Promise.all([...[...this.sessions.values()].map((s) => (keep ? s.detach() : s.stop('shutdown'))), ...warm.map(async (w) => this.discard(await w))])
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }
@@ -197,6 +309,7 @@ export class SessionManager {
     let sandbox: Sandbox
     try {
       const network: SandboxNetwork = egress ? { mode: 'egress', ...egress } : { mode: 'none' }
+      this.started.add(id)
       sandbox = await this.driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
     } catch (e) {
       if (reservation) this.budget?.release(reservation)

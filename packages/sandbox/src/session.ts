@@ -57,11 +57,14 @@ export interface SessionInit {
   maxCallTimeoutMs: number
   onActivity: (session: Session) => void
   onEnd: (session: Session) => void
+  /** A re-adopted session's: when it started, and when its last call ended (its executor's idle clock). */
+  createdAt?: Date
+  lastActivityAt?: number
 }
 
 export class Session {
   readonly id: string
-  readonly createdAt = new Date()
+  readonly createdAt: Date
   readonly limits: Readonly<SessionLimits>
   /** Runtimes this session's sandbox can run, as its executor reported them: `deno` only when the image has Deno. */
   readonly runtimes: readonly Runtime[]
@@ -81,6 +84,8 @@ export class Session {
   constructor(init: SessionInit) {
     this.init = init
     this.id = init.id
+    this.createdAt = init.createdAt ?? new Date()
+    if (init.lastActivityAt !== undefined) this.lastActivityAt = init.lastActivityAt
     this.limits = Object.freeze({ ...init.limits })
     this.runtimes = Object.freeze(init.client.runtimes.filter((r): r is Runtime => r === 'python' || r === 'nodejs' || r === 'deno'))
     this.files = new SessionFiles(this)
@@ -248,6 +253,23 @@ export class Session {
   }
 
   /** Ends the session: every process killed, workspace and tmpfs gone. Idempotent. */
+  /**
+   * Lets go of the session without ending it (a server that shuts down for a restart or an
+   * upgrade): calls in flight end with Unavailable, the channel closes, the sandbox runs on and
+   * ends itself at its idle timeout or lifetime unless a later server re-adopts it.
+   */
+  detach(): Promise<void> {
+    if (!this.ended) {
+      this.status = 'terminated'
+      this.init.client.close(
+        new CodeboxError('Unavailable', 'the server is shutting down for a restart; the session lives on: send the call again once the server is back'),
+      )
+      this.init.sandbox.input.destroy()
+      this.ended = Promise.resolve()
+    }
+    return this.ended
+  }
+
   stop(reason: EndReason = 'stopped'): Promise<void> {
     if (!this.ended) {
       this.status = 'terminated'

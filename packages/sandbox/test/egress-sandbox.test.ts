@@ -237,7 +237,7 @@ def fetch():
         return opener.open('http://127.0.0.1:${web.port}/', timeout=5).read().decode()
     except OSError as e:
         return type(e).__name__
-print(json.dumps({'proxy': os.environ.get('HTTP_PROXY'), 'relay': relay(), 'fetch': fetch(), 'sock': os.path.exists('/run/codebox')}))`,
+print(json.dumps({'proxy': os.environ.get('HTTP_PROXY'), 'relay': relay(), 'fetch': fetch(), 'sock': os.path.exists('/run/codebox/egress.sock')}))`,
       )
       assert.deepEqual(r, { proxy: null, relay: 'ConnectionRefusedError', fetch: 'URLError', sock: false })
     } finally {

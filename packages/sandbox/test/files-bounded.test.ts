@@ -90,7 +90,7 @@ def read_exact(n):
         if not c: sys.exit(0)
         buf += c
     return buf
-send(0, 0x4A, json.dumps({"ev": "ready", "pid": os.getpid(), "runtimes": ["python"]}).encode())
+send(0, 0x4A, json.dumps({"ev": "ready", "protocol": 1, "pid": os.getpid(), "runtimes": ["python"]}).encode())
 while True:
     length, rid, kind = struct.unpack(">IIB", read_exact(9))
     msg = json.loads(read_exact(length - 5)) if kind == 0x4A else None

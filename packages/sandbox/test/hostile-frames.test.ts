@@ -148,11 +148,27 @@ describe('hostile frames: the host parses every frame defensively', () => {
     await badFrameEndsOnlyThatCall('{}', /unknown kind 0x58/, 0x58)
   })
 
+  it('an executor of another protocol version is refused: ready fails naming both versions', async () => {
+    for (const [ready, named] of [
+      ['{"ev":"ready","protocol":2,"runtimes":["python"]}', 'protocol 2'],
+      ['{"ev":"ready","runtimes":["python"]}', 'protocol an older one'],
+    ] as const) {
+      const ex = fakeExecutor()
+      const client = new ExecutorClient(ex.sandbox)
+      ex.raw(0, ready)
+      await assert.rejects(
+        client.ready,
+        (e: unknown) => e instanceof CodeboxError && e.code === 'SandboxFailure' && e.message.includes(`speaks ${named}, this server 1`),
+      )
+      assert.ok(client.closed)
+    }
+  })
+
   it('frames for ids not in flight, and a malformed id-0 frame, are dropped', async () => {
     const ex = fakeExecutor()
     const client = new ExecutorClient(ex.sandbox)
-    ex.raw(0, '{"ev":"ready","runtimes":[{"toString":1},"python",NaN]}')
-    ex.raw(0, '{"ev":"ready","runtimes":[{"toString":1},"python","nodejs"]}')
+    ex.raw(0, '{"ev":"ready","protocol":1,"runtimes":[{"toString":1},"python",NaN]}')
+    ex.raw(0, '{"ev":"ready","protocol":1,"runtimes":[{"toString":1},"python","nodejs"]}')
     await client.ready
     assert.deepEqual(client.runtimes, ['python', 'nodejs'])
     const call = client.call('ping', {})

@@ -1,7 +1,8 @@
 /**
- * Runs a codebox server: opens the store, reconciles what a previous run left (sessions whose
- * sandboxes died with it are marked TERMINATED, `server-restart`), starts the engine with the
- * configured driver, and listens. One server per state directory, enforced by a lock file.
+ * Runs a codebox server: opens the store, starts the engine with the configured driver,
+ * re-adopts the sessions a previous run left (their sandboxes outlive it: kernel state, files and
+ * tasks intact; those that cannot be re-adopted are marked TERMINATED, `server-restart`, with the
+ * reason logged), and listens. One server per store, enforced by a lock file.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -17,10 +18,15 @@ export interface RunningServer extends App {
   url: string
   store: Store
   engine: SessionManager
-  /** Sessions a previous run left READY, now TERMINATED. */
+  /** Sessions a previous run left READY that could not be re-adopted, now TERMINATED. */
   reconciled: string[]
-  /** Stops listening, stops every session (reason `shutdown`), closes the store. */
-  close(): Promise<void>
+  /** Sessions a previous run left READY that this server serves again. */
+  adopted: string[]
+  /**
+   * Stops listening and closes the store. Every session is stopped (reason `shutdown`), or, with
+   * `detach`, let go to run on for the next server to re-adopt (a restart or an upgrade).
+   */
+  close(options?: { detach?: boolean }): Promise<void>
 }
 
 export interface StartServerOptions {
@@ -47,15 +53,15 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         `refusing to listen on ${config.host} without API keys: anyone who can reach it could run code. Create a key first (codebox keys create --tenant <name>) or listen on 127.0.0.1`,
       )
     }
-    const reconciled = await store.sessions.terminateAllActive('server-restart')
     let app: App | undefined
     engine = await createEngine(config.engine, {
       onSessionEnd: (s) =>
         void app?.sessions.onSessionEnd(s).catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session')),
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
+      sandboxesDir: path.join(path.dirname(config.dbPath), 'sandboxes'),
     })
     app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })
-    if (reconciled.length) app.app.log.info({ sessions: reconciled.length }, 'sessions of the previous run marked TERMINATED (server-restart)')
+    const { adopted, reconciled } = await readopt(store, engine, app.app.log)
     await app.app.listen({ host: config.host, port: config.port })
     const address = app.app.server.address()
     const port = typeof address === 'object' && address ? address.port : config.port
@@ -70,10 +76,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       store: s,
       engine: e,
       reconciled,
-      close: () =>
+      adopted,
+      close: (closeOptions = {}) =>
         (closing ??= (async () => {
           await app.app.close()
-          await e.close()
+          await e.close({ detach: closeOptions.detach === true })
           s.close()
           unlock()
           removeLastResort()
@@ -85,6 +92,29 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     unlock()
     throw err
   }
+}
+
+/**
+ * Serves again the sessions the store says are READY: their sandboxes are re-adopted; what cannot
+ * be (its sandbox ended, or the driver's sandboxes end with their server) is marked TERMINATED
+ * (`server-restart`) and the reason logged.
+ */
+async function readopt(store: Store, engine: SessionManager, log: FastifyBaseLogger): Promise<{ adopted: string[]; reconciled: string[] }> {
+  const active = await store.sessions.listAllActive()
+  const outcome = await engine.adopt(
+    active
+      .filter((r) => r.sandboxId !== undefined)
+      .map((r) => ({ sessionId: r.sessionId, sandboxId: r.sandboxId!, limits: r.limits, createdAt: new Date(r.createdAt) })),
+  )
+  const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
+  for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
+  for (const [sessionId, reason] of failed) {
+    await store.sessions.markTerminated(sessionId, 'server-restart')
+    log.info({ sessionId, reason }, 'a session of the previous run could not be re-adopted; marked TERMINATED (server-restart)')
+  }
+  if (outcome.adopted.length) log.info({ sessions: outcome.adopted.length }, 'sessions of the previous run re-adopted')
+  if (outcome.removed) log.info({ sandboxes: outcome.removed }, 'sandboxes of the previous run that no session claimed were removed')
+  return { adopted: outcome.adopted.map((s) => s.id), reconciled: [...failed.keys()] }
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
- * Lifecycle across restarts: a server killed with SIGKILL leaves no sandbox running, and the next
- * one marks the sessions it had as TERMINATED (`server-restart`), keeping the records of the
- * others. One server per state directory.
+ * Lifecycle across restarts: sandboxes outlive a server killed with SIGKILL, and the next server
+ * re-adopts their sessions (kernel variables, files and background tasks intact); a call in flight
+ * when the server died fails for its client; a session whose idle timeout passed while no server
+ * ran has ended itself and is recorded so; with a driver whose sandboxes die with their server,
+ * the next server marks the sessions TERMINATED (`server-restart`). One server per store.
  */
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -54,23 +56,53 @@ function descendants(pid: number): number[] {
 
 const aliveAll = (pids: number[]): number[] => pids.filter((p) => fs.existsSync(`/proc/${p}`))
 
-test('a SIGKILLed server leaves no sandbox behind; the next one reconciles its sessions', async (t) => {
-  const driver = (await bwrapUnavailable()) === undefined ? 'bwrap' : 'fake'
-  t.diagnostic(`driver: ${driver}`)
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-restart-'))
-  if (driver === 'bwrap') fs.symlinkSync(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
-  t.after(() => fs.rmSync(stateDir, { recursive: true, force: true }))
+interface ToolReply {
+  isError?: boolean
+  structuredContent: { stdout: string; stderr: string; exitCode: number; taskId?: string; taskStatus?: string }
+}
 
-  const first = await serve(stateDir, driver)
-  const post = (url: string, p: string, body: unknown): Promise<Response> =>
-    fetch(url + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-  const a = ((await (await post(first.url, '/v1/sessions', {})).json()) as { sessionId: string }).sessionId
-  const b = ((await (await post(first.url, '/v1/sessions', {})).json()) as { sessionId: string }).sessionId
-  const r = await post(first.url, `/v1/sessions/${a}/invoke`, { name: 'executeCommand', arguments: { command: 'sleep 300 & echo started' } })
-  assert.equal(((await r.json()) as { structuredContent: { stdout: string } }).structuredContent.stdout, 'started\n')
+const post = (url: string, p: string, body: unknown, signal?: AbortSignal): Promise<Response> =>
+  fetch(url + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...(signal ? { signal } : {}) })
+const start = async (url: string, body: unknown = {}): Promise<string> =>
+  ((await (await post(url, '/v1/sessions', body)).json()) as { sessionId: string }).sessionId
+const invoke = async (url: string, id: string, name: string, args: unknown): Promise<ToolReply> => {
+  const r = await post(url, `/v1/sessions/${id}/invoke`, { name, arguments: args })
+  const body = (await r.json()) as ToolReply
+  assert.ok(r.ok, `${name} answered ${r.status}: ${JSON.stringify(body)}`)
+  return body
+}
+const info = async (url: string, id: string): Promise<{ status: string; endReason?: string }> =>
+  (await (await fetch(`${url}/v1/sessions/${id}`)).json()) as { status: string; endReason?: string }
+
+/** The state dir of a restart test: its own store and sandbox records, the shared image. */
+function stateDir(t: { after(fn: () => void): void }, driver: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-restart-'))
+  if (driver === 'bwrap') fs.symlinkSync(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(dir, 'images'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const bwrapSkip = await bwrapUnavailable()
+
+test('kill -9 of the server: the next one serves its sessions again, variables, files and tasks intact', { skip: bwrapSkip }, async (t) => {
+  const dir = stateDir(t, 'bwrap')
+  const first = await serve(dir, 'bwrap')
+  t.after(() => first.proc.kill('SIGKILL'))
+  const a = await start(first.url)
+  const b = await start(first.url)
+  const c = await start(first.url)
+  await invoke(first.url, a, 'executeCode', { code: 'x = 41\nopen("note.txt", "w").write("kept")' })
+  const task = await invoke(first.url, a, 'startCommandExecution', { command: 'for i in $(seq 1 600); do echo tick $i; sleep 0.1; done' })
+  const taskId = task.structuredContent.taskId!
   await fetch(`${first.url}/v1/sessions/${b}`, { method: 'DELETE' })
+  // A call in flight when the server dies: its client gets an error, not silence.
+  const inFlight = post(first.url, `/v1/sessions/${c}/invoke`, { name: 'executeCode', arguments: { code: 'import time\ny = 5\ntime.sleep(60)' } }).then(
+    (r) => `answered ${r.status}`,
+    (e: Error) => `failed: ${e.message}`,
+  )
+  await new Promise((r) => setTimeout(r, 500))
 
-  const second = await serve(stateDir, driver).then(
+  const second = await serve(dir, 'bwrap').then(
     (s) => (s.proc.kill('SIGKILL'), 'started'),
     (e: Error) => e.message,
   )
@@ -79,16 +111,74 @@ test('a SIGKILLed server leaves no sandbox behind; the next one reconciles its s
   const procs = descendants(first.proc.pid!)
   assert.ok(procs.length > 0, 'the server has sandbox processes')
   first.proc.kill('SIGKILL')
+  assert.match(await inFlight, /^failed: /)
+  await new Promise((r) => setTimeout(r, 1000))
+  assert.ok(aliveAll(procs).length > 0, 'the sandboxes outlived the server')
+
+  const next = await serve(dir, 'bwrap')
+  const listening = Date.now()
+  t.after(() => next.proc.kill('SIGKILL'))
+  const again = await invoke(next.url, a, 'executeCode', { code: 'print(x + 1, open("note.txt").read())' })
+  const took = Date.now() - listening
+  assert.equal(again.structuredContent.stdout, '42 kept\n')
+  t.diagnostic(`the first call after the restart answered ${took} ms after the server listened`)
+  const ticks = await invoke(next.url, a, 'getTask', { taskId })
+  assert.equal(ticks.structuredContent.taskStatus, 'working', 'the background task runs on')
+  assert.match(ticks.structuredContent.stdout, /tick [5-9]\d*\n/)
+  // The call that was cut off was interrupted in its sandbox; the session and its kernel live on.
+  const afterCut = await invoke(next.url, c, 'executeCode', { code: 'print(y * 2)' })
+  assert.equal(afterCut.structuredContent.stdout, '10\n')
+  assert.deepEqual([(await info(next.url, a)).status, (await info(next.url, c)).status], ['READY', 'READY'])
+  const ended = await info(next.url, b)
+  assert.deepEqual([ended.status, ended.endReason], ['TERMINATED', 'stopped'])
+
+  // A clean stop (SIGTERM here stops every session) leaves nothing running.
+  const adopted = descendants(1).filter((p) => procs.includes(p))
+  const exit = new Promise<number | null>((resolve) => next.proc.on('exit', resolve))
+  next.proc.kill('SIGTERM')
+  assert.equal(await exit, 0)
+  const deadline = Date.now() + 10_000
+  while (aliveAll(adopted).length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100))
+  assert.deepEqual(aliveAll(procs), [], 'every sandbox process ended with the sessions')
+})
+
+test('while no server runs, a session ends itself at its idle timeout; the next server records it ended', { skip: bwrapSkip }, async (t) => {
+  const dir = stateDir(t, 'bwrap')
+  const first = await serve(dir, 'bwrap')
+  t.after(() => first.proc.kill('SIGKILL'))
+  const a = await start(first.url, { timeoutSeconds: 2 })
+  const keep = await start(first.url)
+  await invoke(first.url, a, 'executeCode', { code: 'print(1)' })
+  const procs = descendants(first.proc.pid!)
+  first.proc.kill('SIGKILL')
+  await new Promise((r) => setTimeout(r, 4000))
+  const next = await serve(dir, 'bwrap')
+  t.after(() => next.proc.kill('SIGKILL'))
+  const gone = await info(next.url, a)
+  assert.deepEqual([gone.status, gone.endReason], ['TERMINATED', 'server-restart'])
+  const r = await post(next.url, `/v1/sessions/${a}/invoke`, { name: 'executeCommand', arguments: { command: 'true' } })
+  assert.equal(r.status, 410)
+  assert.equal((await info(next.url, keep)).status, 'READY')
+  // The first server's pool sandbox (never handed over) ended with it: only the kept session's processes remain of the first run.
+  await new Promise((r) => setTimeout(r, 1000))
+  assert.ok(aliveAll(procs).length > 0 && aliveAll(procs).length < procs.length, `left: ${aliveAll(procs).length} of ${procs.length}`)
+  next.proc.kill('SIGTERM')
+})
+
+test('a driver whose sandboxes die with the server (fake): the next server marks its sessions TERMINATED (server-restart)', async (t) => {
+  const dir = stateDir(t, 'fake')
+  const first = await serve(dir, 'fake')
+  const a = await start(first.url)
+  await invoke(first.url, a, 'executeCommand', { command: 'true' })
+  const procs = descendants(first.proc.pid!)
+  first.proc.kill('SIGKILL')
   const deadline = Date.now() + 10_000
   while (aliveAll(procs).length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100))
   assert.deepEqual(aliveAll(procs), [], 'every sandbox process died with the server')
-
-  const next = await serve(stateDir, driver)
+  const next = await serve(dir, 'fake')
   t.after(() => next.proc.kill('SIGTERM'))
-  const infoA = (await (await fetch(`${next.url}/v1/sessions/${a}`)).json()) as { status: string; endReason: string }
-  const infoB = (await (await fetch(`${next.url}/v1/sessions/${b}`)).json()) as { status: string; endReason: string }
-  assert.deepEqual([infoA.status, infoA.endReason], ['TERMINATED', 'server-restart'])
-  assert.deepEqual([infoB.status, infoB.endReason], ['TERMINATED', 'stopped'])
+  const gone = await info(next.url, a)
+  assert.deepEqual([gone.status, gone.endReason], ['TERMINATED', 'server-restart'])
   const again = await post(next.url, `/v1/sessions/${a}/invoke`, { name: 'executeCommand', arguments: { command: 'true' } })
   assert.equal(again.status, 410)
   const audit = (await (await fetch(`${next.url}/v1/audit?sessionId=${a}`)).json()) as { items: { action: string; outcome: string }[] }

@@ -8,10 +8,14 @@ import type { CommandContext } from '../context.ts'
 const spec: FlagSpec = {
   host: { type: 'string', description: 'address to listen on (default CODEBOX_HOST or 127.0.0.1)' },
   port: { short: 'p', type: 'string', description: 'port (default CODEBOX_PORT or 8080; 0 picks one)' },
+  'stop-sessions': {
+    type: 'boolean',
+    description: 'on exit, end every session instead of leaving them for the next server to re-adopt',
+  },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
-export const usage = helpText('codebox serve [--host ADDR] [--port N]', spec, [
+export const usage = helpText('codebox serve [--host ADDR] [--port N] [--stop-sessions]', spec, [
   'codebox serve',
   'CODEBOX_LOG_LEVEL=warn codebox serve --port 9000',
   'codebox keys create --tenant ops && codebox serve --host 0.0.0.0   # beyond loopback only with API keys',
@@ -35,13 +39,21 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
       `  web IDE ${fs.existsSync(path.join(config.webDir, 'index.html')) ? `${server.url}/` : `not built (npm run build -w packages/web, or npm start)`}\n` +
       `  API reference ${server.url}/docs · OpenAPI ${server.url}/openapi.json · health ${server.url}/ping\n` +
       `  state ${config.engine.stateDir} · driver ${config.engine.driver} · ${(await server.store.keys.anyCreated()) ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
-      (server.reconciled.length ? `  ${server.reconciled.length} session(s) of the previous run marked TERMINATED (server-restart)\n` : '') +
+      (server.adopted.length ? `  ${server.adopted.length} session(s) of the previous run served again\n` : '') +
+      (server.reconciled.length
+        ? `  ${server.reconciled.length} session(s) of the previous run could not be re-adopted: marked TERMINATED (server-restart)\n`
+        : '') +
       `  try: npx codebox exec -l python 'print(6 * 7)'\n\n`,
   )
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
-      process.stderr.write(`\ncodebox: ${signal}, stopping every session and shutting down\n`)
-      void server.close().then(resolve)
+      const detach = flags['stop-sessions'] !== true
+      process.stderr.write(
+        detach
+          ? `\ncodebox: ${signal}, shutting down; sessions live on for the next server (each ends at its idle timeout if none comes; --stop-sessions ends them)\n`
+          : `\ncodebox: ${signal}, stopping every session and shutting down\n`,
+      )
+      void server.close({ detach }).then(resolve)
     }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)

@@ -19,6 +19,8 @@ export interface DriverContext {
   imagePath(): Promise<string>
   /** Where a driver keeps files sandboxes mount (the executor runtime): the state dir's `runtime/`. */
   runtimeDir: string
+  /** Where a driver records the sandboxes that outlive their server: beside the store that names their sessions (one server per store). */
+  sandboxesDir: string
 }
 
 export interface DriverRegistration {
@@ -52,17 +54,18 @@ export class DriverRegistry {
   }
 
   /** Creates and checks the named driver; a name nobody registered is a ValidationError listing the registered ones. */
-  async create(name: string, config: Readonly<EngineConfig>, field = 'CODEBOX_DRIVER'): Promise<SandboxDriver> {
+  async create(name: string, config: Readonly<EngineConfig>, options: { field?: string; sandboxesDir?: string } = {}): Promise<SandboxDriver> {
     const entry = this.#entries.get(name)
-    if (!entry) throw validationError(field, `must be one of ${this.names().join(', ')}, got ${JSON.stringify(name)}`)
-    return entry.create(contextOf(config))
+    if (!entry) throw validationError(options.field ?? 'CODEBOX_DRIVER', `must be one of ${this.names().join(', ')}, got ${JSON.stringify(name)}`)
+    return entry.create(contextOf(config, options.sandboxesDir))
   }
 }
 
-function contextOf(config: Readonly<EngineConfig>): DriverContext {
+function contextOf(config: Readonly<EngineConfig>, sandboxesDir: string | undefined): DriverContext {
   return {
     config,
     runtimeDir: path.join(config.stateDir, 'runtime'),
+    sandboxesDir: sandboxesDir ?? path.join(config.stateDir, 'sandboxes'),
     imagePath: async () => {
       const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
       if (!image) throw new CodeboxError('Unavailable', `the sandbox image is not built yet (state dir ${config.stateDir}); run \`codebox image build\``)
@@ -78,7 +81,7 @@ drivers.register({
   name: 'bwrap',
   description: 'bubblewrap: namespaces, seccomp, a uid and cgroups per sandbox (the default; root)',
   async create(context) {
-    const driver = new BwrapDriver({ imagePath: await context.imagePath(), runtimeDir: context.runtimeDir })
+    const driver = new BwrapDriver({ imagePath: await context.imagePath(), runtimeDir: context.runtimeDir, recordsDir: context.sandboxesDir })
     await driver.check()
     return driver
   },

@@ -111,7 +111,7 @@ def main():
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    frame(0, 0x4A, json.dumps({"ev": "ready", "pid": os.getpid(), "runtimes": ["python", "nodejs"]}).encode())
+    frame(0, 0x4A, json.dumps({"ev": "ready", "protocol": 1, "pid": os.getpid(), "runtimes": ["python", "nodejs"]}).encode())
     while True:
         header = read_exact(9)
         if header is None:

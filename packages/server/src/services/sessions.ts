@@ -161,6 +161,7 @@ export class SessionService {
         limits: { ...session.limits },
         ...(req.clientToken ? { clientToken: req.clientToken } : {}),
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
+        sandboxId: session.sandboxId,
       }
       await this.store.sessions.insert(record)
       release()

@@ -162,6 +162,11 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX conversation_turns_conversation ON conversation_turns (tenant, conversation_id, turn_id);
     `,
   },
+  {
+    version: 5,
+    description: 'the sandbox serving each session, so that a restarted server can find and re-adopt it',
+    sql: `ALTER TABLE sessions ADD COLUMN sandbox_id TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

@@ -28,6 +28,8 @@ export interface SessionRecord {
   keyId?: string
   endedAt?: string
   endReason?: SessionEndReason
+  /** The sandbox serving it (the driver's id), for a restarted server to re-adopt. */
+  sandboxId?: string
 }
 
 export interface ListSessionsOptions {
@@ -54,6 +56,7 @@ interface SessionRow {
   key_id: string | null
   ended_at: string | null
   end_reason: SessionEndReason | null
+  sandbox_id: string | null
 }
 
 const toRecord = (r: SessionRow): SessionRecord => ({
@@ -70,6 +73,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...opt('keyId', r.key_id),
   ...opt('endedAt', r.ended_at),
   ...opt('endReason', r.end_reason),
+  ...opt('sandboxId', r.sandbox_id),
 })
 
 const pageKind = 'sessions'
@@ -78,7 +82,7 @@ const pageKind = 'sessions'
 export class SessionRepository implements SessionStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
-  readonly #q: Record<'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'touch', StatementSync>
+  readonly #q: Record<'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch', StatementSync>
 
   constructor(db: DatabaseSync, tenants: TenantRepository) {
     this.#db = db
@@ -87,8 +91,8 @@ export class SessionRepository implements SessionStore {
     this.#q = {
       insert: db.prepare(
         `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                               client_token, key_id, ended_at, end_reason, sandbox_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
@@ -102,6 +106,7 @@ export class SessionRepository implements SessionStore {
       countActive: db.prepare(`SELECT count(*) AS n FROM sessions WHERE tenant = ? AND status = 'READY'`),
       terminate: db.prepare(`UPDATE sessions SET ${end} WHERE session_id = :id AND status = 'READY'`),
       terminateAll: db.prepare(`UPDATE sessions SET ${end} WHERE status = 'READY' RETURNING session_id`),
+      allActive: db.prepare(`SELECT * FROM sessions WHERE status = 'READY' ORDER BY created_at, session_id`),
       touch: db.prepare(`UPDATE sessions SET last_updated_at = ? WHERE session_id = ? AND status = 'READY'`),
     }
   }
@@ -125,6 +130,7 @@ export class SessionRepository implements SessionStore {
           rec.keyId ?? null,
           rec.endedAt ?? null,
           rec.endReason ?? null,
+          rec.sandboxId ?? null,
         )
       })
     } catch (e) {
@@ -175,6 +181,10 @@ export class SessionRepository implements SessionStore {
   }
 
   /** Ends every READY session with `reason` (start-up reconciliation) and returns their ids. */
+  async listAllActive(): Promise<SessionRecord[]> {
+    return (this.#q.allActive.all() as unknown as SessionRow[]).map(toRecord)
+  }
+
   async terminateAllActive(reason: SessionEndReason, at: Date = new Date()): Promise<string[]> {
     const rows = this.#q.terminateAll.all({ reason, at: isoNow(at) }) as unknown as { session_id: string }[]
     return rows.map((r) => r.session_id)

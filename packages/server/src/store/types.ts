@@ -83,6 +83,8 @@ export interface SessionStore {
   markTerminated(sessionId: string, reason: SessionEndReason, at?: Date): Promise<SessionRecord | undefined>
   /** Ends every READY session with `reason` (start-up reconciliation) and returns their ids. */
   terminateAllActive(reason: SessionEndReason, at?: Date): Promise<string[]>
+  /** Every READY session of every tenant (start-up: the sessions to re-adopt). */
+  listAllActive(): Promise<SessionRecord[]>
   /** Records activity on a READY session (its `lastUpdatedAt`). */
   touch(sessionId: string, at?: Date): Promise<void>
 }

@@ -60,6 +60,31 @@ export async function createCgroups(mode: CgroupMode, id: string, limits: Sessio
     await writeFile(path.join(dir, 'memory.swap.max'), '0').catch(() => {})
     await writeFile(path.join(dir, 'pids.max'), String(limits.pids))
     await writeFile(path.join(dir, 'cpu.max'), `${quota} 100000`)
+    return openCgroups(mode, id)
+  }
+  if (mode === 'v1') {
+    const dirs = v1Dirs(id)
+    for (const d of Object.values(dirs)) await mkdir(d, { recursive: true })
+    await writeFile(path.join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes))
+    await writeFile(path.join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {})
+    await writeFile(path.join(dirs.pids, 'pids.max'), String(limits.pids))
+    await writeFile(path.join(dirs.cpu, 'cpu.cfs_period_us'), '100000')
+    await writeFile(path.join(dirs.cpu, 'cpu.cfs_quota_us'), String(quota))
+    return openCgroups(mode, id)
+  }
+  return undefined
+}
+
+const v1Dirs = (id: string): { memory: string; pids: string; cpu: string } => ({
+  memory: path.join(ROOT, 'memory', 'codebox', id),
+  pids: path.join(ROOT, 'pids', 'codebox', id),
+  cpu: path.join(ROOT, 'cpu', 'codebox', id),
+})
+
+/** The cgroups of sandbox `id` as they are (made by createCgroups, maybe by an earlier server). */
+export function openCgroups(mode: CgroupMode, id: string): CgroupSet | undefined {
+  if (mode === 'v2') {
+    const dir = path.join(ROOT, 'codebox', id)
     const procs = path.join(dir, 'cgroup.procs')
     const pids = async (): Promise<number[]> => parsePids(await readFile(procs, 'utf8').catch(() => ''))
     return {
@@ -77,17 +102,7 @@ export async function createCgroups(mode: CgroupMode, id: string, limits: Sessio
     }
   }
   if (mode === 'v1') {
-    const dirs = {
-      memory: path.join(ROOT, 'memory', 'codebox', id),
-      pids: path.join(ROOT, 'pids', 'codebox', id),
-      cpu: path.join(ROOT, 'cpu', 'codebox', id),
-    }
-    for (const d of Object.values(dirs)) await mkdir(d, { recursive: true })
-    await writeFile(path.join(dirs.memory, 'memory.limit_in_bytes'), String(limits.memoryBytes))
-    await writeFile(path.join(dirs.memory, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes)).catch(() => {})
-    await writeFile(path.join(dirs.pids, 'pids.max'), String(limits.pids))
-    await writeFile(path.join(dirs.cpu, 'cpu.cfs_period_us'), '100000')
-    await writeFile(path.join(dirs.cpu, 'cpu.cfs_quota_us'), String(quota))
+    const dirs = v1Dirs(id)
     const procsFiles = Object.values(dirs).map((d) => path.join(d, 'cgroup.procs'))
     const pids = async (): Promise<number[]> => parsePids(await readFile(path.join(dirs.pids, 'cgroup.procs'), 'utf8').catch(() => ''))
     return {

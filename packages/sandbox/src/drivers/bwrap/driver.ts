@@ -10,6 +10,14 @@
  * `setpriv` drops to the sandbox's uid and execs bwrap with an empty environment; bwrap reads its
  * arguments and the seccomp program from fds 4 and 3 (so neither shows in /proc/1/cmdline).
  *
+ * The executor listens on a unix socket in a directory of the launcher's tmpfs, bound at
+ * /run/codebox/channel; the host reaches it through the launcher's /proc/<pid>/root, so the
+ * sandbox is no child of the server in any way that matters: it has no pipe to it and does not die
+ * with it (no --die-with-parent; its own process group), and a later server connects again
+ * (attach) from the record it left beside the store (records.ts). An executor that was never
+ * handed to a session ends when its server goes; one that was ends itself at the session's
+ * deadline or idle timeout.
+ *
  * Network `egress` keeps the empty network namespace, opens a listener of the host's egress proxy
  * for the sandbox's policy and binds its socket in (network.ts); the executor's relay then serves
  * it as an HTTP proxy on 127.0.0.1:3128. The listener closes with the sandbox.
@@ -17,13 +25,15 @@
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { CreateOptions, EgressListenerHandle, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { boundedBuffer } from '../shared.ts'
-import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
+import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
+import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
 import { installRuntime } from './runtime.ts'
 import { buildSeccompFilter } from './seccomp.ts'
@@ -39,11 +49,29 @@ export interface BwrapDriverOptions {
   /** cgroup layout to use; default: detected. `none` leaves only rlimits. */
   cgroups?: CgroupMode
   uids?: UidAllocator
+  /** Where each sandbox's record and log are kept, for a later server to find it. Default `<runtimeDir>/../sandboxes`. */
+  recordsDir?: string
+  /** How long a new sandbox's executor may take to listen, ms. Default 30 s. */
+  connectTimeoutMs?: number
+}
+
+/** What a live sandbox is made of, whoever started it. */
+interface Parts {
+  id: string
+  pid: number
+  uid: number
+  cgroups: CgroupSet | undefined
+  listener: EgressListenerHandle | undefined
+  channel: net.Socket
+  exited: Promise<SandboxExit>
+  diagnostics: () => string
 }
 
 const LAUNCHER = fileURLToPath(new URL('./launch.sh', import.meta.url))
 /** Where the launcher mounts a sandbox's tmpfs, in its private mount namespace only. */
 const TMPFS_DIR = '/run/codebox/tmpfs'
+/** Where the executor's channel directory appears inside the sandbox. */
+const CHANNEL_DIR = '/run/codebox/channel'
 
 export class BwrapDriver implements SandboxDriver {
   readonly name = 'bwrap'
@@ -54,6 +82,8 @@ export class BwrapDriver implements SandboxDriver {
   private readonly uids: UidAllocator
   private readonly seccomp: Buffer
   private readonly runtimeDir: string
+  private readonly records: SandboxRecords
+  private readonly connectTimeoutMs: number
   private runtime: Promise<string> | undefined
 
   constructor(options: BwrapDriverOptions) {
@@ -63,6 +93,8 @@ export class BwrapDriver implements SandboxDriver {
     this.uids = options.uids ?? new UidAllocator()
     this.seccomp = buildSeccompFilter()
     this.runtimeDir = path.resolve(options.runtimeDir ?? path.join(options.imagePath, '..', '..', 'runtime'))
+    this.records = new SandboxRecords(path.resolve(options.recordsDir ?? path.join(this.runtimeDir, '..', 'sandboxes')))
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 30_000
   }
 
   /** The installed runtime's path (installed once per driver; a failure is retried next time). */
@@ -91,8 +123,63 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('Unavailable', `no sandbox image at ${this.imagePath}; run \`codebox image build\``)
     }
     await this.runtimePath()
-    // Start-up is when a previous server's leftovers (it was killed) can be found and removed.
+    // The uids of sandboxes an earlier server left running are taken until they are re-adopted or removed.
+    for (const id of await this.records.list()) {
+      const r = await this.records.read(id)
+      if (r && stillRunning(r.pid, r.startTime)) this.uids.reserve(r.uid)
+    }
+    // Start-up is when a previous server's leftovers (it was killed) can be found and removed;
+    // a live sandbox's cgroups are never touched (rmdir refuses a cgroup with a process).
     await sweepStaleCgroups(this.cgroupMode)
+  }
+
+  /** The sandboxes with a record here (live or not: attach tells, and removes what has ended). */
+  async list(): Promise<string[]> {
+    return this.records.list()
+  }
+
+  async attach(id: string, options: CreateOptions = {}): Promise<Sandbox> {
+    const record = await this.records.read(id)
+    if (!record) throw new CodeboxError('SessionTerminated', `no sandbox ${id} is recorded here`)
+    const cgroups = openCgroups(this.cgroupMode, id)
+    if (!stillRunning(record.pid, record.startTime)) {
+      await this.cleanUp(record, cgroups)
+      throw new CodeboxError('SessionTerminated', `sandbox ${id} ended while no server was connected to it (its idle timeout or lifetime, or it exited)`)
+    }
+    if (record.egress) {
+      // Its egress socket was bound in as a file, and the listener behind it went with the server.
+      await this.cleanUp(record, cgroups)
+      throw new CodeboxError(
+        'Unavailable',
+        `sandbox ${id} has network egress, whose listener went with the earlier server; such a sandbox cannot be re-adopted yet, so it was ended`,
+      )
+    }
+    this.uids.reserve(record.uid)
+    const exited = watchExit(record.pid, record.startTime)
+    let channel: net.Socket
+    try {
+      channel = await this.connect(record.pid, exited, options.signal, 5_000, id)
+    } catch (e) {
+      await this.cleanUp(record, cgroups)
+      throw e
+    }
+    // What it printed went to the server that started it.
+    return this.sandbox({ id, pid: record.pid, uid: record.uid, cgroups, listener: undefined, channel, exited, diagnostics: () => '' })
+  }
+
+  /** Ends what is left of a recorded sandbox: its processes, cgroups, uid and record. */
+  private async cleanUp(record: SandboxRecord, cgroups: CgroupSet | undefined): Promise<void> {
+    if (stillRunning(record.pid, record.startTime)) {
+      try {
+        process.kill(record.pid, 'SIGKILL')
+      } catch {
+        // gone already
+      }
+    }
+    await cgroups?.killAll()
+    await cgroups?.remove().catch(() => {})
+    this.uids.release(record.uid)
+    await this.records.remove(record.id)
   }
 
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
@@ -144,6 +231,7 @@ export class BwrapDriver implements SandboxDriver {
       CODEBOX_NODE: '/usr/local/bin/node',
       CODEBOX_PYTHON: '/usr/bin/python3',
       ...network.env,
+      CODEBOX_CHANNEL_DIR: CHANNEL_DIR,
     }
     const args = [
       '--unshare-all',
@@ -155,7 +243,6 @@ export class BwrapDriver implements SandboxDriver {
       '1000',
       '--hostname',
       'sandbox',
-      '--die-with-parent',
       '--new-session',
       '--cap-drop',
       'ALL',
@@ -180,7 +267,15 @@ export class BwrapDriver implements SandboxDriver {
       '--bind',
       `${TMPFS_DIR}/workspace`,
       '/workspace',
+      // /run: a read-only tmpfs holding the executor's channel directory (and the egress socket).
+      '--tmpfs',
+      '/run',
+      '--bind',
+      `${TMPFS_DIR}/channel`,
+      CHANNEL_DIR,
       ...network.args,
+      '--remount-ro',
+      '/run',
       '--seccomp',
       '3',
       '--chdir',
@@ -197,6 +292,7 @@ export class BwrapDriver implements SandboxDriver {
       ['tmp', limits.tmpBytes, Math.floor(inodes / 4), '1777'],
       ['shm', Math.min(limits.tmpBytes, 64 * 1024 * 1024), Math.floor(inodes / 4), '1777'],
     ]
+    await this.records.ensureDir()
     const child = spawn(
       'unshare',
       [
@@ -212,7 +308,10 @@ export class BwrapDriver implements SandboxDriver {
         ...(cgroups?.procsFiles ?? []),
       ],
       {
-        stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+        // stderr is a pipe while this server lives; the executor ignores SIGPIPE and a broken stderr.
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+        // Its own process group: a Ctrl-C to the server's group does not reach the sandbox.
+        detached: true,
         env: {
           PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
           CODEBOX_BWRAP: this.bwrap,
@@ -223,21 +322,85 @@ export class BwrapDriver implements SandboxDriver {
         },
       },
     )
+    child.unref()
+    const diagnostics = boundedBuffer(16 * 1024)
+    child.stderr!.on('data', (c: Buffer) => diagnostics.push(c))
+    child.stderr!.on('error', () => {})
+    ;(child.stderr as unknown as { unref?: () => void }).unref?.()
     const [, , , seccompPipe, argsPipe] = child.stdio as unknown as [unknown, unknown, unknown, NodeJS.WritableStream, NodeJS.WritableStream]
     seccompPipe.on('error', () => {})
     argsPipe.on('error', () => {})
     seccompPipe.end(this.seccomp)
     argsPipe.end(Buffer.from(args.map((a) => `${a}\0`).join('')))
 
-    const diagnostics = boundedBuffer(16 * 1024)
-    child.stderr!.on('data', (c: Buffer) => diagnostics.push(c))
     const exited = new Promise<SandboxExit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }))
-      child.once('error', (e) => {
-        diagnostics.push(Buffer.from(e.message))
-        resolve({ code: null, signal: null })
-      })
+      child.once('error', () => resolve({ code: null, signal: null }))
     })
+    const pid = child.pid
+    const fail = async (e: unknown): Promise<never> => {
+      if (pid !== undefined) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone already
+        }
+      }
+      await cgroups?.killAll()
+      await exited
+      await cgroups?.remove().catch(() => {})
+      this.uids.release(uid)
+      listener?.close()
+      const diag = diagnostics.text().trim()
+      await this.records.remove(spec.id)
+      if (e instanceof CodeboxError && diag && !e.message.includes(diag)) throw new CodeboxError(e.code, `${e.message}: ${diag.slice(-500)}`)
+      throw e
+    }
+    const state = pid === undefined ? undefined : processState(pid)
+    if (pid === undefined || !state) return fail(new CodeboxError('SandboxFailure', 'the sandbox launcher did not start'))
+    try {
+      await this.records.write({ id: spec.id, pid, startTime: state.startTime, uid, createdAt: new Date().toISOString(), egress: listener !== undefined })
+      const channel = await this.connect(pid, exited, options.signal, this.connectTimeoutMs, spec.id)
+      return this.sandbox({ id: spec.id, pid, uid, cgroups, listener, channel, exited, diagnostics: diagnostics.text })
+    } catch (e) {
+      return fail(e)
+    }
+  }
+
+  /** Connects to the executor's socket, through the launcher's mount namespace, once it listens. */
+  private async connect(pid: number, exited: Promise<SandboxExit>, signal: AbortSignal | undefined, timeoutMs: number, id: string): Promise<net.Socket> {
+    const socketPath = `/proc/${pid}/root${TMPFS_DIR}/channel/executor.sock`
+    let gone: SandboxExit | undefined
+    void exited.then((e) => (gone = e))
+    const deadline = Date.now() + timeoutMs
+    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      try {
+        return await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(socketPath)
+          s.once('connect', () => {
+            s.removeAllListeners('error')
+            resolve(s)
+          })
+          s.once('error', reject)
+        })
+      } catch (e) {
+        if (gone) {
+          const why = gone.signal ? `signal ${gone.signal}` : `exit code ${gone.code}`
+          throw new CodeboxError('SandboxFailure', `the sandbox ended (${why}) before its executor listened`)
+        }
+        if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new CodeboxError('Canceled', 'the start was cancelled')
+        if (Date.now() > deadline) {
+          throw new CodeboxError('SandboxFailure', `sandbox ${id}'s executor did not listen within ${timeoutMs} ms (${(e as Error).message})`)
+        }
+        await delay(wait)
+      }
+    }
+  }
+
+  /** The Sandbox over its parts; destroy ends its processes and removes everything it had. */
+  private sandbox(p: Parts): Sandbox {
+    const { id, pid, uid, cgroups, listener, channel, exited, diagnostics } = p
+    channel.on('error', () => {})
     let destroyed: Promise<void> | undefined
     const destroy = (): Promise<void> =>
       (destroyed ??= (async () => {
@@ -246,28 +409,34 @@ export class BwrapDriver implements SandboxDriver {
         // would orphan pid 1, leaving its zombie to the host's init (node as a container's pid 1
         // never reaps it). The outer process is killed anyway, and the cgroup sweep catches
         // anything in flight.
-        const inner = ((await cgroups?.pids()) ?? []).filter((p) => p !== child.pid)
-        for (const p of inner) {
+        const inner = ((await cgroups?.pids()) ?? []).filter((x) => x !== pid)
+        for (const x of inner) {
           try {
-            process.kill(p, 'SIGKILL')
+            process.kill(x, 'SIGKILL')
           } catch {
             // gone already
           }
         }
         if (inner.length) await Promise.race([exited, delay(2000, undefined, { ref: false })])
-        child.kill('SIGKILL')
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // gone already
+        }
+        channel.destroy()
         await cgroups?.killAll()
-        await exited
+        await Promise.race([exited, delay(5000, undefined, { ref: false })])
         await cgroups?.killAll()
         await cgroups?.remove()
         this.uids.release(uid)
         listener?.close()
+        await this.records.remove(id)
       })())
     return {
-      id: spec.id,
-      input: child.stdin!,
-      output: child.stdout!,
-      diagnostics: diagnostics.text,
+      id,
+      input: channel,
+      output: channel,
+      diagnostics,
       exited,
       counters: async () => (cgroups ? cgroups.counters() : { oomKills: 0, pidsLimitHits: 0 }),
       memoryUsage: async () => (cgroups ? cgroups.memoryBytes() : 0),
@@ -275,4 +444,16 @@ export class BwrapDriver implements SandboxDriver {
       destroy,
     }
   }
+}
+
+/** Resolves when the process that started at `startTime` is gone (or a zombie): polled, as it is no child of this server. */
+function watchExit(pid: number, startTime: string): Promise<SandboxExit> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (stillRunning(pid, startTime)) return
+      clearInterval(timer)
+      resolve({ code: null, signal: null })
+    }, 500)
+    timer.unref()
+  })
 }

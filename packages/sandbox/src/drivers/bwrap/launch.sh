@@ -16,7 +16,7 @@ done
 # only in this private mount namespace, and bwrap binds them in.
 [ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/$PPID/ns/mnt)" ] || exit 92
 mnt=$CODEBOX_TMPFS_DIR
-mkdir -p "$mnt" && mount -t tmpfs -o size=64k,nr_inodes=16,mode=0711,nosuid,nodev,noexec codebox "$mnt" || exit 92
+mkdir -p "$mnt" && mount -t tmpfs -o size=64k,nr_inodes=24,mode=0711,nosuid,nodev,noexec codebox "$mnt" || exit 92
 for spec in $CODEBOX_TMPFS; do
   IFS=: read -r name bytes inodes mode <<<"$spec"
   mkdir "$mnt/$name" || exit 92
@@ -24,6 +24,9 @@ for spec in $CODEBOX_TMPFS; do
   mount -t tmpfs -o "size=$bytes,nr_inodes=$inodes,mode=$mode,nosuid,nodev" codebox "$mnt/$name" || exit 92
   chown "$uid:$uid" "$mnt/$name" || exit 92
 done
+# The executor's channel directory: its socket is reached by the host through this namespace
+# (/proc/<pid>/root), never through a host path the sandbox could see in mountinfo.
+mkdir -m 0700 "$mnt/channel" && chown "$uid:$uid" "$mnt/channel" || exit 92
 # The sandbox's / is an overlay of its own (read-only, no upper layer) of the runtime over the
 # image: its own inodes, so an inotify watch sees this sandbox's opens only, and relative layer
 # paths, so mountinfo shows neither the state dir nor the checkout. Root mounts it, so the sandbox

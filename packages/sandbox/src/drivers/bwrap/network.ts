@@ -1,8 +1,8 @@
 /**
  * A bwrap sandbox's network: always an empty network namespace (`lo` only). With network
  * `egress`, the host's per-sandbox egress socket (a listener of the egress proxy, opened by the
- * driver) is bound in at EGRESS_SOCKET (under a read-only
- * tmpfs /run, since the image's / is read-only and has no such file), and the environment points
+ * driver) is bound in at EGRESS_SOCKET (under the read-only
+ * tmpfs /run the driver mounts, since the image's / is read-only and has no such file), and the environment points
  * HTTP clients at the executor's relay on 127.0.0.1:3128, which pipes to that socket. The socket
  * belongs to the sandbox's uid, mode 0600 (prepareNetwork).
  */
@@ -33,7 +33,8 @@ export function networkSetup(socketPath: string | undefined): { args: string[]; 
       return { args: [], env: {} }
     default:
       return {
-        args: ['--tmpfs', '/run', '--bind', socketPath, EGRESS_SOCKET, '--remount-ro', '/run'],
+        // Inside the read-only tmpfs /run the driver mounts.
+        args: ['--bind', socketPath, EGRESS_SOCKET],
         env: {
           HTTP_PROXY: EGRESS_PROXY_URL,
           HTTPS_PROXY: EGRESS_PROXY_URL,

@@ -27,6 +27,11 @@ export class UidAllocator {
     }
   }
 
+  /** Marks a uid a sandbox of an earlier server still runs as (re-adopted, or about to be). */
+  reserve(uid: number): void {
+    this.inUse.add(uid)
+  }
+
   release(uid: number): void {
     this.inUse.delete(uid)
   }
