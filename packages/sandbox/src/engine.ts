@@ -28,6 +28,7 @@ export async function createEngine(
   return new SessionManager({
     driver: await createDriver(config),
     poolSize: overrides.poolSize ?? config.poolSize,
+    preload: config.preload,
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,

@@ -15,6 +15,7 @@ import {
   type ToolResult,
 } from '@codebox/core'
 import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
+import type { PreloadReport } from './preload.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { SessionFiles } from './session-files.ts'
@@ -54,6 +55,8 @@ export interface SessionInit {
   sandbox: Sandbox
   client: ExecutorClient
   limits: SessionLimits
+  /** What the sandbox's Python kernel preloaded before hand-over; absent for none. */
+  preload?: PreloadReport
   maxCallTimeoutMs: number
   onActivity: (session: Session) => void
   onEnd: (session: Session) => void
@@ -65,6 +68,8 @@ export class Session {
   readonly limits: Readonly<SessionLimits>
   /** Runtimes this session's sandbox can run, as its executor reported them: `deno` only when the image has Deno. */
   readonly runtimes: readonly Runtime[]
+  /** What the Python kernel imported before the session was handed over (and what failed); absent when it preloads nothing. */
+  readonly preload: PreloadReport | undefined
   status: SessionStatus = 'ready'
   endReason: EndReason | undefined
   lastActivityAt = Date.now()
@@ -82,6 +87,7 @@ export class Session {
     this.init = init
     this.id = init.id
     this.limits = Object.freeze({ ...init.limits })
+    this.preload = init.preload
     this.runtimes = Object.freeze(init.client.runtimes.filter((r): r is Runtime => r === 'python' || r === 'nodejs' || r === 'deno'))
     this.files = new SessionFiles(this)
     this.commands = { run: (command, options) => this.runCommand(command, options) }

@@ -162,6 +162,11 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX conversation_turns_conversation ON conversation_turns (tenant, conversation_id, turn_id);
     `,
   },
+  {
+    version: 5,
+    description: "an interpreter's preload: the Python modules its sessions import before hand-over (JSON list; NULL means the server's CODEBOX_PRELOAD)",
+    sql: `ALTER TABLE interpreters ADD COLUMN preload TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */
