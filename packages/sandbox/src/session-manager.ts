@@ -41,6 +41,11 @@ export interface SessionManagerOptions {
   poolSize?: number
   /** Most configurations the pool keeps sandboxes for, the default one included. Default 4. */
   maxPoolConfigs?: number
+  /**
+   * How long after a hand-over the pool starts the replacement, ms: on a small machine a
+   * preloading boot (seconds of CPU) competes with the new session's first cell. Default 0 (at once).
+   */
+  poolRefillDelayMs?: number
   /** Python modules a session's kernel imports before hand-over when it asks for no list. Default none. */
   preload?: readonly string[]
   /** Most sessions alive at once. Default 200. */
@@ -92,6 +97,7 @@ export class SessionManager {
   /** What a session preloads when it names nothing. */
   readonly preload: readonly string[]
   private readonly maxSessions: number
+  private readonly poolRefillDelayMs: number
   private readonly startTimeoutMs: number
   private readonly onSessionEnd: ((session: Session) => void) | undefined
   private readonly sessions = new Map<string, Session>()
@@ -112,6 +118,7 @@ export class SessionManager {
     this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
     this.preload = Object.freeze(checkPreload(options.preload ?? []))
     this.maxSessions = options.maxSessions ?? 200
+    this.poolRefillDelayMs = options.poolRefillDelayMs ?? 0
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
     this.onSessionEnd = options.onSessionEnd
     this.egressService = options.egress
@@ -169,7 +176,7 @@ export class SessionManager {
     const lifetime = setTimeout(() => void session.stop('max-lifetime'), limits.maxLifetimeMs)
     lifetime.unref()
     this.timers.set(`${id}:life`, lifetime)
-    this.pool.fill()
+    this.refillPool()
     return session
   }
 
@@ -276,6 +283,12 @@ export class SessionManager {
     } finally {
       if (w.reservation) this.budget?.release(w.reservation)
     }
+  }
+
+  private refillPool(): void {
+    if (this.poolRefillDelayMs <= 0) return this.pool.fill()
+    if (this.timers.has('refill')) return
+    this.setTimer('refill', () => (this.timers.delete('refill'), this.pool.fill()), this.poolRefillDelayMs)
   }
 
   private armIdle(session: Session): void {

@@ -100,6 +100,11 @@ export class Session {
     return this.init.sandbox.id
   }
 
+  /** What the sandbox printed outside any call (start-up problems, a preload that failed): its last 16 KiB. */
+  diagnostics(): string {
+    return this.init.sandbox.diagnostics()
+  }
+
   /** @internal the executor of this session, for the capability groups. */
   get client(): ExecutorClient {
     return this.init.client
