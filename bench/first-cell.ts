@@ -187,7 +187,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // Latency: one manager pools both configurations (the default preload and the lean one).
   const tracked = trackingDriver(bwrap)
   const refillAt = argv.indexOf('--refill-delay')
-  const poolRefillDelayMs = refillAt >= 0 ? Number(argv[refillAt + 1]) : 0
+  const poolRefillDelayMs = refillAt >= 0 ? Number(argv[refillAt + 1]) : config.poolRefillDelayMs
   const manager = new SessionManager({ driver: tracked.driver, poolSize: 1, preload: defaultPreload, poolRefillDelayMs })
   const samples = Object.fromEntries(variants.map((v) => [v, { start: [], cell: [], startCell: [], again: [] } as Samples])) as Record<Variant, Samples>
   try {

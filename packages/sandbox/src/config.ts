@@ -21,6 +21,8 @@ export interface EngineConfig {
    * numpy,pandas,matplotlib.pyplot.
    */
   preload: readonly string[]
+  /** `CODEBOX_POOL_REFILL_DELAY_MS`: how long after a hand-over the pool starts its replacement. Default 1000. */
+  poolRefillDelayMs: number
   /** `CODEBOX_DEBIAN_MIRROR`: where image builds fetch packages. Default http://deb.debian.org/debian. */
   debianMirror: string
   /** `CODEBOX_MAX_SESSIONS`: sessions alive at once. Default 200. */
@@ -44,6 +46,7 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     driver,
     poolSize: intVar(env, 'CODEBOX_POOL_SIZE', 2, 0, 64),
     preload: Object.freeze(preloadVar(env.CODEBOX_PRELOAD)),
+    poolRefillDelayMs: intVar(env, 'CODEBOX_POOL_REFILL_DELAY_MS', 1000, 0, 60_000),
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
     egressTrusted: Object.freeze(parseTrustedList(env.CODEBOX_EGRESS_TRUSTED ?? '')),

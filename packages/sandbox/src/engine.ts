@@ -29,6 +29,7 @@ export async function createEngine(
     driver: await createDriver(config),
     poolSize: overrides.poolSize ?? config.poolSize,
     preload: config.preload,
+    poolRefillDelayMs: config.poolRefillDelayMs,
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,

@@ -1,10 +1,12 @@
 /**
  * The warm pool on its own (no sandboxes): sandboxes per configuration, the default one always
- * pooled, another pooled from its first use, the least recently used dropped beyond maxConfigs.
+ * pooled, another pooled from its first use, the least recently used dropped beyond maxConfigs;
+ * and the engine's variables that set the pool and the default preload.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { defaultLimits } from '@codebox/core'
+import { CodeboxError, defaultLimits, defaultPreload } from '@codebox/core'
+import { FakeDriver, SessionManager, loadEngineConfig } from '@codebox/sandbox'
 import { WarmPool, poolKey, type PoolConfig } from '../src/pool.ts'
 
 interface Fake {
@@ -97,4 +99,38 @@ test('size 0 pools nothing, not even the default configuration', async () => {
   pool.fill()
   await tick()
   assert.equal(booted.length, 0)
+})
+
+test('CODEBOX_PRELOAD: the data stack by default, none when empty, a bad name refused by position', () => {
+  assert.deepEqual(loadEngineConfig({}).preload, defaultPreload)
+  assert.deepEqual(loadEngineConfig({ CODEBOX_PRELOAD: '' }).preload, [])
+  assert.deepEqual(loadEngineConfig({ CODEBOX_PRELOAD: ' numpy , scipy.stats,numpy' }).preload, ['numpy', 'scipy.stats'])
+  assert.throws(
+    () => loadEngineConfig({ CODEBOX_PRELOAD: 'numpy,../etc' }),
+    (e: unknown) =>
+      e instanceof CodeboxError && e.code === 'ValidationError' && /CODEBOX_PRELOAD\[1\]: "\.\.\/etc" is not a Python module name/.test(e.message),
+  )
+  assert.equal(loadEngineConfig({}).poolRefillDelayMs, 1000)
+  assert.equal(loadEngineConfig({ CODEBOX_POOL_REFILL_DELAY_MS: '0' }).poolRefillDelayMs, 0)
+  assert.throws(() => loadEngineConfig({ CODEBOX_POOL_REFILL_DELAY_MS: '-1' }), /CODEBOX_POOL_REFILL_DELAY_MS/)
+})
+
+test('with poolRefillDelayMs the replacement of a handed-over sandbox is not started with the session; without, it is', async () => {
+  for (const poolRefillDelayMs of [60_000, 0]) {
+    const driver = new FakeDriver()
+    let created = 0
+    const counting = { name: driver.name, check: () => driver.check(), create: (...a: Parameters<FakeDriver['create']>) => (created++, driver.create(...a)) }
+    const manager = new SessionManager({ driver: counting, poolSize: 1, poolRefillDelayMs, hostBudget: false })
+    try {
+      const end = Date.now() + 30_000
+      while (manager.warmCount < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+      assert.equal(created, 1)
+      const s = await manager.start()
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r))
+      assert.equal(created, poolRefillDelayMs ? 1 : 2, `poolRefillDelayMs ${poolRefillDelayMs}: sandboxes created after the hand-over`)
+      await s.stop()
+    } finally {
+      await manager.close()
+    }
+  }
 })
