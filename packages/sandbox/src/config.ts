@@ -18,7 +18,8 @@ export interface EngineConfig {
   /**
    * `CODEBOX_PRELOAD`: comma-separated Python modules that sessions of an interpreter without a
    * preload of its own (the built-in one) have imported before hand-over; empty for none. Default
-   * numpy,pandas,matplotlib.pyplot.
+   * numpy,pandas,matplotlib.pyplot; none with the fake driver, whose sandboxes run the host's
+   * Python (which may lack them).
    */
   preload: readonly string[]
   /** `CODEBOX_POOL_REFILL_DELAY_MS`: how long after a hand-over the pool starts its replacement. Default 1000. */
@@ -45,7 +46,7 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     stateDir: path.resolve(env.CODEBOX_STATE_DIR ?? (isRoot ? '/var/lib/codebox' : path.join(os.homedir(), '.local/state/codebox'))),
     driver,
     poolSize: intVar(env, 'CODEBOX_POOL_SIZE', 2, 0, 64),
-    preload: Object.freeze(preloadVar(env.CODEBOX_PRELOAD)),
+    preload: Object.freeze(preloadVar(env.CODEBOX_PRELOAD, driver === 'fake' ? [] : defaultPreload)),
     poolRefillDelayMs: intVar(env, 'CODEBOX_POOL_REFILL_DELAY_MS', 1000, 0, 60_000),
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
@@ -54,8 +55,8 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
   })
 }
 
-function preloadVar(raw: string | undefined): string[] {
-  if (raw === undefined) return [...defaultPreload]
+function preloadVar(raw: string | undefined, fallback: readonly string[]): string[] {
+  if (raw === undefined) return [...fallback]
   const modules = raw
     .split(',')
     .map((m) => m.trim())

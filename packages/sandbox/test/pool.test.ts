@@ -104,6 +104,8 @@ test('size 0 pools nothing, not even the default configuration', async () => {
 test('CODEBOX_PRELOAD: the data stack by default, none when empty, a bad name refused by position', () => {
   assert.deepEqual(loadEngineConfig({}).preload, defaultPreload)
   assert.deepEqual(loadEngineConfig({ CODEBOX_PRELOAD: '' }).preload, [])
+  assert.deepEqual(loadEngineConfig({ CODEBOX_DRIVER: 'fake' }).preload, [], 'the fake driver runs the host’s Python')
+  assert.deepEqual(loadEngineConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_PRELOAD: 'fractions' }).preload, ['fractions'])
   assert.deepEqual(loadEngineConfig({ CODEBOX_PRELOAD: ' numpy , scipy.stats,numpy' }).preload, ['numpy', 'scipy.stats'])
   assert.throws(
     () => loadEngineConfig({ CODEBOX_PRELOAD: 'numpy,../etc' }),
