@@ -199,6 +199,16 @@ describe('codebox CLI', () => {
     const imported = await codebox(['exec', '--session', scienceSession, 'import sys; print("fractions" in sys.modules)'])
     assert.equal(imported.stdout, 'True\n', imported.stderr)
     await codebox(['sessions', 'stop', scienceSession])
+    // The built-in interpreter preloads the server's default (numpy, pandas, matplotlib.pyplot) without names in the cell namespace.
+    const builtIn = (await codebox(['sessions', 'start'])).stdout.trim()
+    const probe = 'import sys; print(all(m in sys.modules for m in ("numpy", "pandas", "matplotlib.pyplot")), "pd" in dir(), "plt" in dir())'
+    const preloaded = await codebox(['exec', '--session', builtIn, probe])
+    assert.equal(preloaded.stdout, 'True False False\n', preloaded.stderr)
+    const leanSession = (
+      await codebox(['sessions', 'start', '--interpreter', (JSON.parse(lean.stdout) as { interpreterId: string }).interpreterId])
+    ).stdout.trim()
+    assert.equal((await codebox(['exec', '--session', leanSession, 'import sys; print("pandas" in sys.modules)'])).stdout, 'False\n')
+    for (const id of [builtIn, leanSession]) await codebox(['sessions', 'stop', id])
   })
 
   test('every TypeScript example of the README runs against the server', async (t) => {
