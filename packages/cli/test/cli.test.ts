@@ -186,6 +186,29 @@ describe('codebox CLI', () => {
     const vpc = await codebox(['interpreters', 'create', 'fetcher', '--network', 'vpc', '--allow', 'example.com,*.example.org:443'])
     assert.equal(vpc.code, 0, vpc.stderr)
     assert.match((await codebox(['interpreters', 'ls'])).stdout, /VPC \(example\.com \*\.example\.org:443\)/)
+    const badPreload = await codebox(['interpreters', 'create', 'science', '--preload', 'numpy,scipy-stats'])
+    assert.notEqual(badPreload.code, 0)
+    assert.match(badPreload.stderr, /--preload\[1\]: "scipy-stats" is not a Python module name/)
+    const lean = await codebox(['interpreters', 'create', 'lean', '--preload', 'none', '--json'])
+    assert.equal(lean.code, 0, lean.stderr)
+    assert.deepEqual((JSON.parse(lean.stdout) as { preload: string[] }).preload, [])
+    const science = await codebox(['interpreters', 'create', 'science', '--preload', 'numpy, fractions'])
+    assert.equal(science.code, 0, science.stderr)
+    assert.match((await codebox(['interpreters', 'ls'])).stdout, new RegExp(`${science.stdout.trim()}\\s+CUSTOM.*numpy,fractions`))
+    const scienceSession = (await codebox(['sessions', 'start', '--interpreter', science.stdout.trim()])).stdout.trim()
+    const imported = await codebox(['exec', '--session', scienceSession, 'import sys; print("fractions" in sys.modules)'])
+    assert.equal(imported.stdout, 'True\n', imported.stderr)
+    await codebox(['sessions', 'stop', scienceSession])
+    // The built-in interpreter preloads the server's default (numpy, pandas, matplotlib.pyplot) without names in the cell namespace.
+    const builtIn = (await codebox(['sessions', 'start'])).stdout.trim()
+    const probe = 'import sys; print(all(m in sys.modules for m in ("numpy", "pandas", "matplotlib.pyplot")), "pd" in dir(), "plt" in dir())'
+    const preloaded = await codebox(['exec', '--session', builtIn, probe])
+    assert.equal(preloaded.stdout, 'True False False\n', preloaded.stderr)
+    const leanSession = (
+      await codebox(['sessions', 'start', '--interpreter', (JSON.parse(lean.stdout) as { interpreterId: string }).interpreterId])
+    ).stdout.trim()
+    assert.equal((await codebox(['exec', '--session', leanSession, 'import sys; print("pandas" in sys.modules)'])).stdout, 'False\n')
+    for (const id of [builtIn, leanSession]) await codebox(['sessions', 'stop', id])
   })
 
   test('every TypeScript example of the README runs against the server', async (t) => {

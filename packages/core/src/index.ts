@@ -2,6 +2,7 @@
 export * from './errors.ts'
 export * from './results.ts'
 export * from './limits.ts'
+export * from './preload.ts'
 export * from './wire.ts'
 export * from './agent.ts'
 export type * from './driver.ts'

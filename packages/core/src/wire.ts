@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { validationError } from './errors.ts'
+import { maxPreloadModules, moduleNameProblem } from './preload.ts'
 import { languages } from './results.ts'
 
 /** Session ids: `[0-9a-zA-Z]{1,40}`, the AgentCore form (codebox issues 26 characters). */
@@ -177,12 +178,27 @@ export const interpreterNetworkSchema = z
   .describe('Where sessions may connect; loopback, private, link-local and metadata addresses are refused in every mode.')
 export type InterpreterNetworkConfig = z.infer<typeof interpreterNetworkSchema>
 
+/** An interpreter's preload list; an entry that is not a module name fails with its own message. */
+export const preloadSchema = z
+  .array(
+    z.string().superRefine((name, ctx) => {
+      const problem = moduleNameProblem(name)
+      if (problem) ctx.addIssue({ code: 'custom', message: problem })
+    }),
+  )
+  .max(maxPreloadModules)
+  .describe(
+    'Python modules its sessions have imported before they are handed over (default numpy, pandas, matplotlib.pyplot; [] imports nothing). ' +
+      'The names are in sys.modules, not in the session’s namespace.',
+  )
+
 export const createInterpreterRequestSchema = z.strictObject({
   name: z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,47}$/, 'must start with a letter and have only letters, digits and _ (at most 48)'),
   description: z.string().max(4096).optional(),
   limits: limitsSchema.partial().optional().describe('Default limits of sessions started from this interpreter.'),
   image: z.literal('default').default('default').describe('Sandbox image; only the built-in image exists today.'),
   network: interpreterNetworkSchema.optional(),
+  preload: preloadSchema.optional(),
 })
 export type CreateInterpreterRequest = z.input<typeof createInterpreterRequestSchema>
 
@@ -195,6 +211,7 @@ export const interpreterSchema = z.object({
   image: z.string(),
   limits: limitsSchema,
   network: interpreterNetworkSchema,
+  preload: z.array(z.string()).describe('Python modules its sessions have imported before they are handed over.'),
   createdAt: z.string(),
   lastUpdatedAt: z.string(),
 })

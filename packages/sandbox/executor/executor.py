@@ -52,6 +52,8 @@ NODE = os.environ.get("CODEBOX_NODE", "node")
 PYTHON = os.environ.get("CODEBOX_PYTHON", sys.executable)
 # Empty when the sandbox has no Deno (the fake driver); the image build puts it here when it can.
 DENO = os.environ.get("CODEBOX_DENO", "/usr/local/bin/deno")
+# matplotlib's font cache as the image build made it (image/build.ts).
+MPL_CACHE = "/usr/share/codebox/matplotlib"
 CHUNK = 256 * 1024
 # How long a cancelled cell has to end after its interrupt (SIGINT) before its kernel is killed.
 INTERRUPT_GRACE_S = 2.0
@@ -234,7 +236,8 @@ class Kernel:
             self.start()
         self.next_id += 1
         cell = self.next_id
-        line = json.dumps({"id": cell, "code": msg["code"], "language": msg["language"]}) + "\n"
+        ask = {"id": cell, "preload": msg["preload"]} if "preload" in msg else {"id": cell, "code": msg["code"], "language": msg["language"]}
+        line = json.dumps(ask) + "\n"
         cap = Capture(req, msg.get("outputBytes", 1 << 20))
         interrupted = ignored = False
         if self.conn is None and not self._connect(deadline, req.cancelled.is_set):
@@ -278,6 +281,11 @@ class Kernel:
             result["exitCode"] = 130 if interrupted else 0 if d.get("ok") else status if valid else 1
             if not d.get("ok"):
                 result["error"] = d.get("error")
+            if "preload" in msg and isinstance(d.get("preload"), dict):
+                result["preload"] = d["preload"]
+                for f in d["preload"].get("failed") or []:
+                    # The sandbox's diagnostics (its stderr) keep what the session was handed over without.
+                    print("codebox: preload of %s failed: %s" % (f.get("module"), f.get("error")), file=sys.stderr)
         elif interrupted:
             cap.drain_closed()
             result["exitCode"] = 130
@@ -546,6 +554,18 @@ class Executor:
         with kernel.lock:
             kernel.run(req)
 
+    def op_preload(self, req):
+        """Imports the interpreter's modules in the Python kernel (started if need be) before the
+        session is handed over; a module that fails is reported in the result, never fatal."""
+        modules = req.msg.get("modules")
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            req.error("ValidationError", "modules must be a list of module names")
+            return
+        req.msg = {"preload": modules, "timeoutMs": req.msg.get("timeoutMs", 60000), "outputBytes": 64 * 1024}
+        kernel = self.kernels["python"]
+        with kernel.lock:
+            kernel.run(req)
+
     def op_command(self, req):
         msg = req.msg
         started = time.monotonic()
@@ -614,6 +634,22 @@ class Executor:
         req.done()
 
 
+def seed_matplotlib_cache():
+    """The image carries matplotlib's font cache, built with it; MPLCONFIGDIR is on the session's
+    empty /tmp, where the first `import matplotlib.pyplot` would otherwise build it again."""
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(MPL_CACHE):
+        return
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(MPL_CACHE):
+            if name.startswith("fontlist-") and not os.path.exists(os.path.join(target, name)):
+                with open(os.path.join(MPL_CACHE, name), "rb") as src, open(os.path.join(target, name), "wb") as dst:
+                    dst.write(src.read())
+    except OSError as e:  # a slower first plot, nothing worse
+        print("codebox: could not seed matplotlib's font cache: %s" % e, file=sys.stderr)
+
+
 def deno_kernel():
     """The Deno kernel: all of Deno's permissions (the sandbox is the boundary), its cache under
     /tmp, no configuration file, package.json or update check that could make it fetch at start,
@@ -667,4 +703,5 @@ if __name__ == "__main__":
     if os.environ.get("CODEBOX_EGRESS_SOCKET"):
         # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
         start_relay(os.environ["CODEBOX_EGRESS_SOCKET"])
+    seed_matplotlib_cache()
     Executor().serve()

@@ -3,7 +3,8 @@
 One global namespace for the session; the last expression of a cell is shown like a notebook's
 Out[n]; matplotlib figures come back as PNG, objects with `_repr_html_` (DataFrames) as HTML and
 text; exceptions come back with type, message and traceback. Nothing heavy is imported until a
-cell asks for it, so an idle kernel stays small.
+cell asks for it, unless the interpreter preloads modules (a `preload` request before the first
+cell): they land in sys.modules, never in the cell's namespace.
 """
 
 import ast
@@ -255,9 +256,51 @@ def main():
         conn = next_conn
 
 
+def _warm_up_plot():
+    """Draws and renders one small plot and closes it: matplotlib's one-time first-plot setup (the
+    Agg canvas, font loading, pandas' plotting backend) happens here instead of in the first cell."""
+    plt = sys.modules["matplotlib.pyplot"]
+    pd = sys.modules.get("pandas")
+    try:
+        if pd is not None:
+            pd.DataFrame({"x": [1.0, 2.0, 3.0]}).plot()
+        else:
+            plt.plot([1, 2, 3])
+        for num in plt.get_fignums():
+            plt.figure(num).savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    finally:
+        plt.close("all")
+
+
+def _preload(req):
+    """Imports the interpreter's modules into sys.modules (not into the cell namespace); a module
+    that fails is reported and skipped, and the kernel serves cells either way."""
+    import importlib
+    import time
+
+    started = time.monotonic()
+    loaded, failed = [], []
+    for name in req["preload"]:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except (Exception, SystemExit) as e:
+            failed.append({"module": name, "error": "%s: %s" % (type(e).__name__, _clip(str(e), 2048))})
+    if "matplotlib.pyplot" in sys.modules:
+        _patch_pyplot()
+        try:
+            _warm_up_plot()
+        except Exception as e:
+            failed.append({"module": "matplotlib.pyplot", "error": "warm-up plot: %s: %s" % (type(e).__name__, _clip(str(e), 2048))})
+    return {"id": req["id"], "type": "done", "ok": True,
+            "preload": {"loaded": loaded, "failed": failed, "durationMs": round((time.monotonic() - started) * 1000, 3)}}
+
+
 def _run_cell(req):
-    """Runs one cell; returns its `done` message."""
+    """Runs one cell (or the preload request); returns its `done` message."""
     _current["id"] = req["id"]
+    if "preload" in req:
+        return _preload(req)
     ok, error = True, None
     try:
         try:

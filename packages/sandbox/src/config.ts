@@ -4,7 +4,7 @@
  */
 import os from 'node:os'
 import path from 'node:path'
-import { validationError } from '@codebox/core'
+import { checkPreload, defaultPreload, validationError } from '@codebox/core'
 import { loadHostBudgetConfig, type HostBudgetConfig } from './budget.ts'
 import { parseTrustedList, type TrustedDestination } from './egress/policy.ts'
 
@@ -13,8 +13,17 @@ export interface EngineConfig {
   stateDir: string
   /** `CODEBOX_DRIVER`: a registered driver's name (drivers/registry.ts): `bwrap` (default), `fake` (no isolation; tests only), ... */
   driver: string
-  /** `CODEBOX_POOL_SIZE`: warm sandboxes kept ready. Default 2. */
+  /** `CODEBOX_POOL_SIZE`: warm sandboxes kept ready per pooled configuration (limits and preload). Default 2. */
   poolSize: number
+  /**
+   * `CODEBOX_PRELOAD`: comma-separated Python modules that sessions of an interpreter without a
+   * preload of its own (the built-in one) have imported before hand-over; empty for none. Default
+   * numpy,pandas,matplotlib.pyplot; none with the fake driver, whose sandboxes run the host's
+   * Python (which may lack them).
+   */
+  preload: readonly string[]
+  /** `CODEBOX_POOL_REFILL_DELAY_MS`: how long after a hand-over the pool starts its replacement. Default 1000. */
+  poolRefillDelayMs: number
   /** `CODEBOX_DEBIAN_MIRROR`: where image builds fetch packages. Default http://deb.debian.org/debian. */
   debianMirror: string
   /** `CODEBOX_MAX_SESSIONS`: sessions alive at once. Default 200. */
@@ -39,11 +48,22 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     stateDir: path.resolve(env.CODEBOX_STATE_DIR ?? (isRoot ? '/var/lib/codebox' : path.join(os.homedir(), '.local/state/codebox'))),
     driver,
     poolSize: intVar(env, 'CODEBOX_POOL_SIZE', 2, 0, 64),
+    preload: Object.freeze(preloadVar(env.CODEBOX_PRELOAD, driver === 'fake' ? [] : defaultPreload)),
+    poolRefillDelayMs: intVar(env, 'CODEBOX_POOL_REFILL_DELAY_MS', 1000, 0, 60_000),
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
     egressTrusted: Object.freeze(parseTrustedList(env.CODEBOX_EGRESS_TRUSTED ?? '')),
     hostBudget: loadHostBudgetConfig(env),
   })
+}
+
+function preloadVar(raw: string | undefined, fallback: readonly string[]): string[] {
+  if (raw === undefined) return [...fallback]
+  const modules = raw
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean)
+  return checkPreload(modules, 'CODEBOX_PRELOAD')
 }
 
 /** A whole-number environment variable within [min, max], or a ValidationError naming it. */

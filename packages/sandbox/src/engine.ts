@@ -26,6 +26,8 @@ export async function createEngine(
   return new SessionManager({
     driver: await createDriver(config, overrides.sandboxesDir ? { sandboxesDir: overrides.sandboxesDir } : {}),
     poolSize: overrides.poolSize ?? config.poolSize,
+    preload: config.preload,
+    poolRefillDelayMs: config.poolRefillDelayMs,
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,

@@ -10,6 +10,8 @@ export {
   type Runtime,
   type SessionStatus,
 } from './session.ts'
+export { type PreloadReport } from './preload.ts'
+export { type PoolConfig } from './pool.ts'
 export { SessionFiles } from './session-files.ts'
 export { SessionTasks, type TaskView } from './session-tasks.ts'
 export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'

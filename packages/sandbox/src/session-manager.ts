@@ -4,11 +4,13 @@
  * is destroyed, never returned to the pool. A session with an egress policy gets a sandbox whose
  * network is that policy (the driver wires it, through the host's egress proxy that this manager
  * hands it); the pool's sandboxes have no network at all, so such a session always starts a
- * sandbox of its own.
+ * sandbox of its own. A session's Python kernel has imported its preload (preload.ts) before
+ * the session is handed over.
  */
 import { randomBytes } from 'node:crypto'
 import {
   CodeboxError,
+  checkPreload,
   defaultLimits,
   defaultMaxLimits,
   resolveLimits,
@@ -22,6 +24,8 @@ import { HostBudget, defaultHostBudgetConfig, procHostProbe, type HostBudgetConf
 import { parseEgressPolicy } from './egress/policy.ts'
 import { EgressService, type EgressCounters } from './egress/service.ts'
 import { ExecutorClient } from './executor-client.ts'
+import { WarmPool, type PoolConfig } from './pool.ts'
+import { runPreload, type PreloadReport } from './preload.ts'
 import { Session, type EndReason } from './session.ts'
 
 export interface SessionManagerOptions {
@@ -30,8 +34,21 @@ export interface SessionManagerOptions {
   defaults?: SessionLimits
   /** The most a session may ask for. */
   maxLimits?: SessionLimits
-  /** Warm sandboxes kept ready for sessions with the default limits. Default 2; 0 disables. */
+  /**
+   * Warm sandboxes kept ready per pooled configuration (limits and preload): the default one
+   * (`defaults` and `preload`), and each other one a session has used, up to `maxPoolConfigs`.
+   * Default 2; 0 disables the pool.
+   */
   poolSize?: number
+  /** Most configurations the pool keeps sandboxes for, the default one included. Default 4. */
+  maxPoolConfigs?: number
+  /**
+   * How long after a hand-over the pool starts the replacement, ms: on a small machine a
+   * preloading boot (seconds of CPU) competes with the new session's first cell. Default 0 (at once).
+   */
+  poolRefillDelayMs?: number
+  /** Python modules a session's kernel imports before hand-over when it asks for no list. Default none. */
+  preload?: readonly string[]
   /** Most sessions alive at once. Default 200. */
   maxSessions?: number
   /** How long a sandbox may take to become ready, ms. Default 30 s. */
@@ -50,6 +67,8 @@ export interface StartOptions {
   limits?: Partial<SessionLimits>
   /** Network egress through the host's filtering proxy. Default: none, an empty network namespace. */
   egress?: EgressPolicy
+  /** Python modules imported before the session is handed over (module names). Default: the manager's `preload`. */
+  preload?: readonly string[]
   signal?: AbortSignal
 }
 
@@ -74,6 +93,8 @@ interface Warm {
   client: ExecutorClient
   /** Its room in the host budget, given back when the sandbox is gone. */
   reservation?: Reservation
+  /** What its Python kernel preloaded; absent when it preloads nothing. */
+  preload?: PreloadReport
 }
 
 /** How often the host budget samples what the machine uses, ms. */
@@ -89,14 +110,14 @@ export class SessionManager {
   readonly driver: SandboxDriver
   readonly defaults: Readonly<SessionLimits>
   readonly maxLimits: Readonly<SessionLimits>
-  private readonly poolSize: number
+  /** What a session preloads when it names nothing. */
+  readonly preload: readonly string[]
   private readonly maxSessions: number
+  private readonly poolRefillDelayMs: number
   private readonly startTimeoutMs: number
   private readonly onSessionEnd: ((session: Session) => void) | undefined
   private readonly sessions = new Map<string, Session>()
-  private readonly pool: Promise<Warm | undefined>[] = []
-  /** Pool entries whose sandbox has said ready. */
-  private readonly warmReady = new WeakSet<Promise<Warm | undefined>>()
+  private readonly pool: WarmPool<Warm>
   private readonly timers = new Map<string, NodeJS.Timeout>()
   private egressService: EgressService | undefined
   /** The host budget; undefined when admission is off. */
@@ -111,8 +132,9 @@ export class SessionManager {
     this.driver = options.driver
     this.defaults = Object.freeze({ ...(options.defaults ?? defaultLimits) })
     this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
-    this.poolSize = options.poolSize ?? 2
+    this.preload = Object.freeze(checkPreload(options.preload ?? []))
     this.maxSessions = options.maxSessions ?? 200
+    this.poolRefillDelayMs = options.poolRefillDelayMs ?? 0
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
     this.onSessionEnd = options.onSessionEnd
     this.egressService = options.egress
@@ -124,7 +146,16 @@ export class SessionManager {
       t.unref()
       this.timers.set('budget', t)
     }
-    this.fillPool()
+    this.pool = new WarmPool<Warm>(
+      { limits: this.defaults, preload: this.preload },
+      {
+        size: options.poolSize ?? 2,
+        maxConfigs: options.maxPoolConfigs ?? 4,
+        boot: (config) => this.boot(config.limits, { preload: config.preload }),
+        discard: (w) => this.discard(w),
+        usable: (w) => !w.client.closed,
+      },
+    )
   }
 
   /** The egress proxy service (its counters are every session's decisions). */
@@ -140,15 +171,17 @@ export class SessionManager {
       throw new CodeboxError('LimitExceeded', `${this.maxSessions} sessions are running, the most this server allows; stop one first`)
     }
     const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
+    const preload = options.preload === undefined ? this.preload : checkPreload(options.preload)
     const id = newSessionId()
-    const pooled = !egress && sameLimits(limits, this.defaults) ? await this.takeWarm() : undefined
-    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, egress: egress && { policy: egress, sessionId: id } }))
+    const pooled = egress ? undefined : await this.pool.take({ limits, preload })
+    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, egress: egress && { policy: egress, sessionId: id } }))
     if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
       sandbox: warm.sandbox,
       client: warm.client,
       limits,
+      ...(warm.preload ? { preload: warm.preload } : {}),
       maxCallTimeoutMs: this.maxLimits.callTimeoutMs,
       onActivity: (s) => this.armIdle(s),
       onEnd: (s) => this.forget(s),
@@ -156,7 +189,7 @@ export class SessionManager {
     this.sessions.set(id, session)
     this.armIdle(session)
     this.armLifetime(session)
-    this.fillPool()
+    this.refillPool()
     try {
       // From here the sandbox ends itself at the session's deadline and idle timeout while no server is connected.
       await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
@@ -274,9 +307,14 @@ export class SessionManager {
     return [...this.sessions.values()]
   }
 
-  /** Warm sandboxes ready now. */
+  /** Warm sandboxes ready now, over every pooled configuration. */
   get warmCount(): number {
-    return this.pool.filter((w) => this.warmReady.has(w)).length
+    return this.pool.readyCount
+  }
+
+  /** The configurations (limits and preload) the pool keeps sandboxes for now. */
+  get pooledConfigs(): PoolConfig[] {
+    return this.pool.configs
   }
 
   async stop(id: string, reason: EndReason = 'stopped'): Promise<void> {
@@ -289,9 +327,8 @@ export class SessionManager {
    */
   async close(options: { detach?: boolean } = {}): Promise<void> {
     this.closed = true
-    const warm = this.pool.splice(0)
     const keep = options.detach === true && this.driver.attach !== undefined
-    await Promise.all([...[...this.sessions.values()].map((s) => (keep ? s.detach() : s.stop('shutdown'))), ...warm.map(async (w) => this.discard(await w))])
+    await Promise.all([...[...this.sessions.values()].map((s) => (keep ? s.detach() : s.stop('shutdown'))), this.pool.close()])
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }
@@ -300,8 +337,14 @@ export class SessionManager {
     await this.close()
   }
 
-  /** A new sandbox, ready; with `egress`, its proxy listener first. Nothing is left behind on failure. */
-  private async boot(limits: SessionLimits, options: { signal?: AbortSignal; egress?: { policy: EgressPolicy; sessionId: string } } = {}): Promise<Warm> {
+  /**
+   * A new sandbox, ready, its preload imported; with `egress`, its proxy listener first. Nothing is
+   * left behind on failure.
+   */
+  private async boot(
+    limits: SessionLimits,
+    options: { signal?: AbortSignal; preload: readonly string[]; egress?: { policy: EgressPolicy; sessionId: string } },
+  ): Promise<Warm> {
     const { signal, egress } = options
     const id = randomBytes(8).toString('hex')
     // Admitted first: a start the machine cannot hold is refused before anything is made.
@@ -316,6 +359,7 @@ export class SessionManager {
       throw e
     }
     const client = new ExecutorClient(sandbox)
+    const bootStarted = performance.now()
     const timeout = AbortSignal.timeout(this.startTimeoutMs)
     try {
       await Promise.race([
@@ -331,7 +375,10 @@ export class SessionManager {
       if (reservation) this.budget?.release(reservation)
       throw e
     }
-    return { sandbox, client, ...(reservation ? { reservation } : {}) }
+    // The rest of the start timeout; a preload cut short leaves a lean kernel, not a failed start.
+    const left = Math.max(1000, this.startTimeoutMs - (performance.now() - bootStarted))
+    const preload = options.preload.length ? await runPreload(client, options.preload, Math.round(left)) : undefined
+    return { sandbox, client, ...(reservation ? { reservation } : {}), ...(preload ? { preload } : {}) }
   }
 
   /** Destroys a sandbox that serves no session and gives its room back. */
@@ -344,21 +391,10 @@ export class SessionManager {
     }
   }
 
-  private async takeWarm(): Promise<Warm | undefined> {
-    while (this.pool.length) {
-      const w = await this.pool.shift()
-      if (w && !w.client.closed) return w
-      await this.discard(w)
-    }
-    return undefined
-  }
-
-  private fillPool(): void {
-    while (!this.closed && this.pool.length < this.poolSize) {
-      const warm = this.boot(this.defaults).catch(() => undefined)
-      void warm.then((w) => w && this.warmReady.add(warm))
-      this.pool.push(warm)
-    }
+  private refillPool(): void {
+    if (this.poolRefillDelayMs <= 0) return this.pool.fill()
+    if (this.timers.has('refill')) return
+    this.setTimer('refill', () => (this.timers.delete('refill'), this.pool.fill()), this.poolRefillDelayMs)
   }
 
   private armIdle(session: Session): void {
@@ -402,11 +438,4 @@ function makeBudget(options: SessionManagerOptions): HostBudget | undefined {
     // No /proc to read the machine from: nothing to admit against.
     return undefined
   }
-}
-
-/** The limits a sandbox is built with; the others apply per call or per session. */
-const sandboxLimitKeys = ['memoryBytes', 'cpuCores', 'pids', 'workspaceBytes', 'tmpBytes', 'openFiles'] as const
-
-function sameLimits(a: SessionLimits, b: SessionLimits): boolean {
-  return sandboxLimitKeys.every((k) => a[k] === b[k])
 }

@@ -15,6 +15,7 @@ import {
   type ToolResult,
 } from '@codebox/core'
 import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
+import type { PreloadReport } from './preload.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { SessionFiles } from './session-files.ts'
@@ -54,6 +55,8 @@ export interface SessionInit {
   sandbox: Sandbox
   client: ExecutorClient
   limits: SessionLimits
+  /** What the sandbox's Python kernel preloaded before hand-over; absent for none. */
+  preload?: PreloadReport
   maxCallTimeoutMs: number
   onActivity: (session: Session) => void
   onEnd: (session: Session) => void
@@ -68,6 +71,8 @@ export class Session {
   readonly limits: Readonly<SessionLimits>
   /** Runtimes this session's sandbox can run, as its executor reported them: `deno` only when the image has Deno. */
   readonly runtimes: readonly Runtime[]
+  /** What the Python kernel imported before the session was handed over (and what failed); absent when it preloads nothing. */
+  readonly preload: PreloadReport | undefined
   status: SessionStatus = 'ready'
   endReason: EndReason | undefined
   lastActivityAt = Date.now()
@@ -87,6 +92,7 @@ export class Session {
     this.createdAt = init.createdAt ?? new Date()
     if (init.lastActivityAt !== undefined) this.lastActivityAt = init.lastActivityAt
     this.limits = Object.freeze({ ...init.limits })
+    this.preload = init.preload
     this.runtimes = Object.freeze(init.client.runtimes.filter((r): r is Runtime => r === 'python' || r === 'nodejs' || r === 'deno'))
     this.files = new SessionFiles(this)
     this.commands = { run: (command, options) => this.runCommand(command, options) }
@@ -102,6 +108,11 @@ export class Session {
   /** Id of the sandbox serving this session (its cgroup and log names); never shared with another session. */
   get sandboxId(): string {
     return this.init.sandbox.id
+  }
+
+  /** What the sandbox printed outside any call (start-up problems, a preload that failed): its last 16 KiB. */
+  diagnostics(): string {
+    return this.init.sandbox.diagnostics()
   }
 
   /** @internal the executor of this session, for the capability groups. */

@@ -103,8 +103,13 @@ export function fakeManager(options: { poolSize?: number } = {}): SessionManager
 /**
  * Runs `fn` with a new session that is always stopped afterwards; a failure names the session.
  */
-export async function withSession<T>(manager: SessionManager, fn: (s: Session) => Promise<T>, limits?: Partial<SessionLimits>): Promise<T> {
-  const session = await manager.start({ limits })
+export async function withSession<T>(
+  manager: SessionManager,
+  fn: (s: Session) => Promise<T>,
+  limits?: Partial<SessionLimits>,
+  preload?: readonly string[],
+): Promise<T> {
+  const session = await manager.start({ limits, ...(preload ? { preload } : {}) })
   try {
     return await fn(session)
   } catch (e) {

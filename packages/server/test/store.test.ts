@@ -231,6 +231,17 @@ describe('interpreters', () => {
       first.interpreterId,
     )
   })
+
+  it('keeps a preload list, an empty one included, and none for an interpreter that gave none (the server default)', async (t) => {
+    const store = memoryStore(t)
+    const data = await store.interpreters.create({ tenant: 'acme', name: 'data', image: 'default', limits: {}, preload: ['numpy', 'matplotlib.pyplot'] })
+    const lean = await store.interpreters.create({ tenant: 'acme', name: 'lean', image: 'default', limits: {}, preload: [] })
+    const plain = await store.interpreters.create({ tenant: 'acme', name: 'plain', image: 'default', limits: {} })
+    assert.deepEqual((await store.interpreters.get(data.interpreterId, 'acme'))?.preload, ['numpy', 'matplotlib.pyplot'])
+    assert.deepEqual((await store.interpreters.get(lean.interpreterId, 'acme'))?.preload, [])
+    assert.equal((await store.interpreters.get(plain.interpreterId, 'acme'))?.preload, undefined)
+    assert.equal((await store.interpreters.get('codebox.v1', 'acme'))?.preload, undefined, 'the built-in one follows the server default')
+  })
 })
 
 describe('SigV4 access keys', () => {

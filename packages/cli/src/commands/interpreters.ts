@@ -1,5 +1,5 @@
 /** `codebox interpreters ls|create|rm`: named interpreter configurations with their default limits. */
-import { validationError, type Interpreter } from '@codebox/core'
+import { checkPreload, validationError, type Interpreter } from '@codebox/core'
 import { CodeboxClient } from '@codebox/sdk'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
@@ -13,18 +13,24 @@ const spec: FlagSpec = {
   'idle-timeout': { type: 'string', description: 'create: idle seconds before a session ends' },
   network: { type: 'string', description: 'create: SANDBOX (no network, default), PUBLIC (public addresses) or VPC (the --allow list)' },
   allow: { type: 'string', description: 'create: VPC allow-list, comma-separated (example.com, *.example.com, 10.0.0.0/8:443)' },
+  preload: {
+    type: 'string',
+    description: 'create: Python modules its sessions import before hand-over, comma-separated; "" or none for a lean interpreter (default: the server\'s)',
+  },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const usage = helpText(
-  'codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] [--network MODE [--allow LIST]] | rm ID',
+  'codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] [--network MODE [--allow LIST]] [--preload MODULES] | rm ID',
   spec,
   [
     'codebox interpreters ls',
     'codebox interpreters create small --memory 512 --call-timeout 30',
     'codebox interpreters create fetcher --network VPC --allow api.example.com,*.githubusercontent.com',
+    'codebox interpreters create lean --preload none',
+    'codebox interpreters create science --preload numpy,pandas,scipy.stats,matplotlib.pyplot',
     'codebox sessions start --interpreter small-a1B2c3D4e5',
     'codebox interpreters rm small-a1B2c3D4e5',
   ],
@@ -40,7 +46,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
   const client = new CodeboxClient(clientOptions(flags, ctx))
   const show = (items: Interpreter[]): string =>
     table(
-      ['INTERPRETER ID', 'TYPE', 'STATUS', 'MEMORY', 'CPUS', 'CALL TIMEOUT', 'NETWORK', 'DESCRIPTION'],
+      ['INTERPRETER ID', 'TYPE', 'STATUS', 'MEMORY', 'CPUS', 'CALL TIMEOUT', 'NETWORK', 'PRELOAD', 'DESCRIPTION'],
       items.map((i) => [
         i.interpreterId,
         i.type,
@@ -49,6 +55,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
         String(i.limits.cpuCores),
         `${i.limits.callTimeoutMs / 1000}s`,
         i.network.mode + (i.network.allow ? ` (${i.network.allow.join(' ')})` : ''),
+        i.preload.length ? i.preload.join(',') : '-',
         i.description ?? '',
       ]),
     )
@@ -84,11 +91,13 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
               .map((e) => e.trim())
               .filter(Boolean)
           : undefined
+      const preload = preloadFlag(flags.preload)
       const created = await client.interpreters.create({
         name: arg,
         description: flags.description as string | undefined,
         limits,
         network: { mode, ...(allow ? { allow } : {}) },
+        ...(preload ? { preload } : {}),
       })
       process.stdout.write(flags.json ? `${JSON.stringify(created)}\n` : `${created.interpreterId}\n`)
       return 0
@@ -103,4 +112,15 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
       process.stderr.write(`codebox interpreters: unknown subcommand ${JSON.stringify(sub)}\n\n${usage}`)
       return 64
   }
+}
+
+/** `--preload a,b.c`: the module list, [] for "" or none, undefined when the flag is absent. */
+function preloadFlag(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined
+  const text = String(value).trim()
+  if (text === '' || text.toLowerCase() === 'none') return []
+  return checkPreload(
+    text.split(',').map((m) => m.trim()),
+    '--preload',
+  )
 }

@@ -4,6 +4,7 @@
  */
 import {
   CodeboxError,
+  checkPreload,
   auditListSchema,
   auditQuerySchema,
   createInterpreterRequestSchema,
@@ -29,6 +30,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     image: r.image,
     limits: { ...sessions.defaultLimits, ...r.limits },
     network: { mode: r.network.mode, ...(r.network.allow ? { allow: r.network.allow } : {}) },
+    preload: [...(r.preload ?? sessions.defaultPreload)],
     createdAt: r.createdAt,
     lastUpdatedAt: r.lastUpdatedAt,
   })
@@ -55,7 +57,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       path: '/v1/interpreters',
       operationId: 'createInterpreter',
       tag: 'Interpreters',
-      summary: 'Create a named interpreter with its own default limits',
+      summary: 'Create a named interpreter with its own default limits, network and preload',
       body: createInterpreterRequestSchema,
       responses: {
         201: { description: 'Created', schema: interpreterSchema },
@@ -68,6 +70,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       sessions.checkLimits(body.limits ?? {})
       const network = body.network ?? { mode: 'SANDBOX' as const }
       checkNetwork(network, 'body.network', 'give network.allow')
+      const preload = body.preload && checkPreload(body.preload, 'body.preload')
       await store.tenants.ensure(caller.tenant)
       const created = await store.interpreters.create({
         tenant: caller.tenant,
@@ -76,6 +79,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
         image: body.image,
         limits: body.limits ?? {},
         network,
+        ...(preload ? { preload } : {}),
       })
       return reply.code(201).send(view(created))
     },

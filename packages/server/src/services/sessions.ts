@@ -63,6 +63,11 @@ export class SessionService {
     return this.engine.defaults
   }
 
+  /** The modules a session's kernel has imported at hand-over when its interpreter names none (CODEBOX_PRELOAD). */
+  get defaultPreload(): readonly string[] {
+    return this.engine.preload
+  }
+
   /** Resolves limits against the defaults and checks them against the most a session may ask for: a ValidationError naming the first wrong one. */
   checkLimits(limits: Partial<SessionLimits>): SessionLimits {
     return resolveLimits(limits, this.engine.defaults, this.engine.maxLimits)
@@ -147,7 +152,12 @@ export class SessionService {
       if (!interpreter) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(req.interpreterId)}; list them with GET /v1/interpreters`)
       const limits: Partial<SessionLimits> = { ...interpreter.limits, ...req.limits }
       if (req.timeoutSeconds !== undefined) limits.idleTimeoutMs = req.timeoutSeconds * 1000
-      const session = await this.engine.start({ limits, signal: ctx.signal, ...egressOf(interpreter) })
+      const session = await this.engine.start({
+        limits,
+        signal: ctx.signal,
+        ...egressOf(interpreter),
+        ...(interpreter.preload ? { preload: interpreter.preload } : {}),
+      })
       const now = new Date().toISOString()
       const record: SessionRecord = {
         sessionId: session.id,
@@ -167,7 +177,8 @@ export class SessionService {
       release()
       this.metrics.sessionStarts.inc({ outcome: 'ok' })
       this.metrics.startDuration.observe((performance.now() - started) / 1000)
-      await audit('ok', session.id)
+      // A preload that failed does not fail the start; the audit entry says what the kernel lacks.
+      await audit('ok', session.id, preloadNote(session))
       return toInfo(record)
     } catch (e) {
       const failed = !(e instanceof CodeboxError) || e.status >= 500
@@ -321,6 +332,13 @@ export class SessionService {
     if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
     return r
   }
+}
+
+/** What a session's preload could not import, for the audit log; undefined when it all worked. */
+function preloadNote(session: Session): string | undefined {
+  const failed = session.preload?.failed ?? []
+  if (!failed.length) return undefined
+  return `preload failed: ${failed.map((f) => `${f.module} (${f.error})`).join('; ')}`.slice(0, 1000)
 }
 
 /** The egress policy of an interpreter's sessions: none in SANDBOX mode. */

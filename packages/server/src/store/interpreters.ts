@@ -35,6 +35,8 @@ export interface InterpreterRecord {
   /** Default limits of its sessions; a field left out means the server default. */
   limits: Partial<SessionLimits>
   network: InterpreterNetwork
+  /** Python modules its sessions import before hand-over; absent means the server's default (`CODEBOX_PRELOAD`). */
+  preload?: string[]
   tags: Record<string, string>
   /** AgentCore's `executionRoleArn`: kept and returned, not used (codebox has no IAM). */
   executionRoleArn?: string
@@ -50,6 +52,8 @@ export interface CreateInterpreterOptions {
   image: string
   limits: Partial<SessionLimits>
   network?: InterpreterNetwork
+  /** Absent: the server's default preload, whatever it is when a session starts. */
+  preload?: string[]
   tags?: Record<string, string>
   executionRoleArn?: string
   /** Idempotency token: creating again with the same token returns the first interpreter. */
@@ -67,6 +71,7 @@ interface InterpreterRow {
   image: string
   limits: string
   network: string
+  preload: string | null
   tags: string
   execution_role_arn: string | null
   status: InterpreterStatus
@@ -82,6 +87,7 @@ const toRecord = (r: InterpreterRow): InterpreterRecord => ({
   image: r.image,
   limits: JSON.parse(r.limits) as Partial<SessionLimits>,
   network: JSON.parse(r.network) as InterpreterNetwork,
+  ...(r.preload === null ? {} : { preload: JSON.parse(r.preload) as string[] }),
   tags: JSON.parse(r.tags) as Record<string, string>,
   ...opt('executionRoleArn', r.execution_role_arn),
   status: r.status,
@@ -106,8 +112,8 @@ export class InterpreterRepository implements InterpreterStore {
       byName: db.prepare(`SELECT interpreter_id FROM interpreters WHERE tenant = ? AND name = ? AND status = 'READY'`),
       byToken: db.prepare(`SELECT * FROM interpreters WHERE tenant = ? AND client_token = ?`),
       insert: db.prepare(
-        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
+        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, preload, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
       ),
       markDeleted: db.prepare(`UPDATE interpreters SET status = 'DELETED', last_updated_at = ? WHERE interpreter_id = ?`),
     }
@@ -153,6 +159,7 @@ export class InterpreterRepository implements InterpreterStore {
           options.image,
           JSON.stringify(options.limits),
           JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
+          options.preload === undefined ? null : JSON.stringify(options.preload),
           JSON.stringify(options.tags ?? {}),
           options.executionRoleArn ?? null,
           options.clientToken ?? null,

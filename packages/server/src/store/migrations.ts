@@ -164,6 +164,11 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 5,
+    description: "an interpreter's preload: the Python modules its sessions import before hand-over (JSON list; NULL means the server's CODEBOX_PRELOAD)",
+    sql: `ALTER TABLE interpreters ADD COLUMN preload TEXT;`,
+  },
+  {
+    version: 6,
     description: 'the sandbox serving each session, so that a restarted server can find and re-adopt it',
     sql: `ALTER TABLE sessions ADD COLUMN sandbox_id TEXT;`,
   },

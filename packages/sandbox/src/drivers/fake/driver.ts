@@ -36,6 +36,8 @@ export class FakeDriver implements SandboxDriver {
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
     const workspace = await mkdtemp(path.join(tmpdir(), `codebox-fake-${spec.id}-`))
+    // The session's /tmp: matplotlib's config and cache go here, as in a real sandbox, not into the workspace.
+    const tmp = await mkdtemp(path.join(tmpdir(), `codebox-fake-tmp-${spec.id}-`))
     const child = spawn(this.python, ['-s', this.executorScript], {
       cwd: workspace,
       detached: true,
@@ -49,6 +51,8 @@ export class FakeDriver implements SandboxDriver {
         PIP_BREAK_SYSTEM_PACKAGES: '1',
         PIP_DISABLE_PIP_VERSION_CHECK: '1',
         MPLBACKEND: 'Agg',
+        MPLCONFIGDIR: path.join(tmp, '.config/matplotlib'),
+        XDG_CACHE_HOME: path.join(tmp, '.cache'),
         PYTHONDONTWRITEBYTECODE: '1',
         CODEBOX_WORKSPACE: workspace,
         CODEBOX_NODE: process.execPath,
@@ -84,6 +88,7 @@ export class FakeDriver implements SandboxDriver {
           }
           await exited
           await rm(workspace, { recursive: true, force: true })
+          await rm(tmp, { recursive: true, force: true })
         })()),
     }
   }
