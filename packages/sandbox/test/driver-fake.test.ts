@@ -7,10 +7,15 @@ import { readFile } from 'node:fs/promises'
 import { describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
-import { defineDriverTests } from './driver-contract.ts'
+import { defineDriverTests } from '@codebox/sandbox/testing'
 import { py } from './fixtures.ts'
 
-defineDriverTests('fake', async () => new FakeDriver())
+defineDriverTests('fake', async () => new FakeDriver(), {
+  skips: {
+    oom: 'the fake driver sets no memory limit (no isolation at all)',
+    pids: 'the fake driver sets no process limit (no isolation at all)',
+  },
+})
 
 /** True while the process exists and is not a zombie. */
 async function running(pid: number): Promise<boolean> {
