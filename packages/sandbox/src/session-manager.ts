@@ -190,12 +190,15 @@ export class SessionManager {
     this.armIdle(session)
     this.armLifetime(session)
     this.refillPool()
-    try {
-      // From here the sandbox ends itself at the session's deadline and idle timeout while no server is connected.
-      await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
-    } catch (e) {
-      await session.stop('sandbox-exited')
-      throw e
+    // A sandbox that outlives its server ends itself, from here, at the session's deadline and idle
+    // timeout while no server is connected (a driver whose sandboxes end with their server needs not).
+    if (this.driver.attach) {
+      try {
+        await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
+      } catch (e) {
+        await session.stop('sandbox-exited')
+        throw e
+      }
     }
     return session
   }

@@ -417,7 +417,7 @@ export class BwrapDriver implements SandboxDriver {
             // gone already
           }
         }
-        if (inner.length) await Promise.race([exited, delay(2000, undefined, { ref: false })])
+        if (inner.length) await within(exited, 2000)
         try {
           process.kill(pid, 'SIGKILL')
         } catch {
@@ -425,7 +425,8 @@ export class BwrapDriver implements SandboxDriver {
         }
         channel.destroy()
         await cgroups?.killAll()
-        await Promise.race([exited, delay(5000, undefined, { ref: false })])
+        // Ref'd waits: the child is unref'd, and a script that only stops a session must not exit mid-destroy.
+        await within(exited, 5000)
         await cgroups?.killAll()
         await cgroups?.remove()
         this.uids.release(uid)
@@ -444,6 +445,13 @@ export class BwrapDriver implements SandboxDriver {
       destroy,
     }
   }
+}
+
+/** Waits for `p`, at most `ms` (a ref'd timer, cleared as soon as `p` settles). */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
 }
 
 /** Resolves when the process that started at `startTime` is gone (or a zombie): polled, as it is no child of this server. */
