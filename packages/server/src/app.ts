@@ -91,7 +91,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     warmSandboxes: () => engine.warmCount,
     egressRequests: () => engine.egress.counters,
   })
-  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
+  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics, log: app.log })
   const agent = new AgentService({
     agent: options.agent ?? (await loadAgent(config.agent.options)),
     sessions,
