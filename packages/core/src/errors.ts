@@ -20,7 +20,10 @@ export const errorCodes = {
   QuotaExceeded: { status: 429, hint: 'The tenant is at its quota (for example concurrent sessions); stop a session or ask for a higher quota.' },
   Timeout: { status: 504, hint: 'The call ran out of time; raise timeoutMs or split the work.' },
   SandboxFailure: { status: 500, hint: 'The sandbox could not do this; see the message and the server log.' },
-  Unavailable: { status: 503, hint: 'A required part (image, driver) is missing; see the message.' },
+  Unavailable: {
+    status: 503,
+    hint: 'A required part (image, driver, the store) is missing or cannot serve now; see the message, and retry after Retry-After when it is given.',
+  },
   HostCapacity: { status: 503, hint: 'The machine has no room for this session now; ask for smaller limits, stop a session, or try later.' },
   ModelNotConfigured: {
     status: 503,

@@ -9,13 +9,14 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { CodeboxError } from '@codebox/core'
 import type { SessionManager } from '@codebox/sandbox'
 import { loadAgent, type Agent } from '@codebox/agent'
-import { agentCoreRoutes } from './agentcore/index.ts'
+import { agentCoreRoutes, isAwsPath } from './agentcore/index.ts'
+import { sendAwsError } from './agentcore/errors.ts'
 import { a2aRoutes } from './apis/a2a/index.ts'
 import { runtimeRoutes } from './apis/runtime/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
-import { sendError } from './http/errors.ts'
+import { clientErrorHandler, sendError } from './http/errors.ts'
 import { HostCheck } from './http/host-check.ts'
 import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
@@ -73,6 +74,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
     onConstructorPoisoning: 'error',
     forceCloseConnections: true,
     return503OnClosing: true,
+    clientErrorHandler,
+    // A URL that is not valid percent-encoding is refused before routing: in the shape of the API it was meant for.
+    frameworkErrors: (error, request, reply) => {
+      void reply.header('x-request-id', request.id)
+      void (isAwsPath(request.url) ? sendAwsError(request, reply, error) : sendError(request, reply, error))
+    },
     keepAliveTimeout: 72_000,
     // Backstop for a whole request to arrive (bodies are also cut off after CODEBOX_BODY_IDLE_TIMEOUT_MS of silence).
     requestTimeout: 15 * 60_000,
@@ -84,7 +91,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     warmSandboxes: () => sessions?.engineStats().warm ?? 0,
     egressRequests: () => sessions?.engineStats().egress ?? { allowed: 0, denied: 0 },
   })
-  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics })
+  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics, log: app.log })
   const agent = new AgentService({
     agent: options.agent ?? (await loadAgent(config.agent.options)),
     sessions,

@@ -15,6 +15,7 @@ export type AwsExceptionName =
   | 'ThrottlingException'
   | 'ServiceQuotaExceededException'
   | 'InternalServerException'
+  | 'ServiceUnavailableException'
   | 'RuntimeClientError'
 
 const statusOf: Record<AwsExceptionName, number> = {
@@ -25,6 +26,8 @@ const statusOf: Record<AwsExceptionName, number> = {
   ThrottlingException: 429,
   ServiceQuotaExceededException: 402,
   InternalServerException: 500,
+  // Not in the service model: the SDKs raise it as a generic service error and retry it (a 503), as they should.
+  ServiceUnavailableException: 503,
   // What AWS answers when the agent behind InvokeAgentRuntime fails (the runtime's own error, not the service's).
   RuntimeClientError: 424,
 }
@@ -44,7 +47,8 @@ const byCode: Record<ErrorCode, AwsExceptionName> = {
   QuotaExceeded: 'ServiceQuotaExceededException',
   Timeout: 'InternalServerException',
   SandboxFailure: 'InternalServerException',
-  Unavailable: 'InternalServerException',
+  // A missing image, a busy or full store: a 503 the client may retry, never a 500.
+  Unavailable: 'ServiceUnavailableException',
   // Not a 5xx: botocore would retry it blindly against a machine that has no room.
   HostCapacity: 'ServiceQuotaExceededException',
   // Only the agent (InvokeAgentRuntime) raises these: a failure of the runtime, not a retryable 500.

@@ -31,6 +31,9 @@ export interface AgentCoreOptions {
   agent?: AgentDoor
 }
 
+/** Whether a request URL is under one of the AgentCore prefixes (its errors take AWS's shape). */
+export const isAwsPath = (url: string): boolean => /^\/(code-interpreters|runtimes)(\/|\?|$)/.test(url)
+
 const emptySha256 = createHash('sha256').digest('hex')
 
 export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOptions): Promise<void> {

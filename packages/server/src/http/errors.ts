@@ -3,6 +3,8 @@
  * errors as they are, Fastify's own 4xx (bad media type, oversized body, ...) mapped to registry
  * codes, anything else an Internal 500 whose details stay in the log.
  */
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { CodeboxError, validationError } from '@codebox/core'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 
@@ -17,6 +19,10 @@ export function toCodeboxError(e: unknown): CodeboxError {
       return validationError('content-type', 'must be application/json for this route')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return validationError('body', 'is empty; send a JSON object')
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return validationError('url', 'a path parameter is over the 5000-character limit')
+    case 'FST_ERR_BAD_URL':
+      return validationError('url', 'is not valid percent-encoding (a % must be followed by two hex digits of UTF-8)')
     default:
       if (status === 408) return new CodeboxError('RequestTimeout', 'the request did not arrive in time', { cause: e })
       if (status === 413) return new CodeboxError('LimitExceeded', fe?.message ?? 'request is too large', { cause: e })
@@ -34,4 +40,28 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, e: unkno
   if (typeof retry === 'number') void reply.header('retry-after', String(retry))
   if (err.code === 'LimitExceeded' || err.code === 'RequestTimeout') void reply.header('connection', 'close')
   return reply.code(err.status).type('application/json').send(err.toJSON(request.id))
+}
+
+/**
+ * Answers a request the HTTP parser refused before any route saw it (headers over the size
+ * limit, a malformed request line, a request that took too long to arrive) in the wire shape,
+ * with AWS's `message` and `x-amzn-errortype` too, since which API it was for is not known yet.
+ */
+export function clientErrorHandler(this: { log: { debug: (o: object, m: string) => void } }, err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, error] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, new CodeboxError('LimitExceeded', 'the request headers are over the size limit (16 KiB); send fewer or shorter headers')]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, new CodeboxError('RequestTimeout', 'the request did not arrive in time')]
+        : [400, validationError('request', `is not valid HTTP/1.1 (${err.code ?? 'parse error'}); check the request line and headers`)]
+  this.log.debug({ code: err.code }, 'HTTP request refused by the parser')
+  if (socket.writable) {
+    const body = JSON.stringify({ message: error.message, ...error.toJSON() })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\n` +
+        `x-amzn-errortype: ValidationException\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(err)
 }

@@ -19,7 +19,7 @@ import {
 import type { EgressCounters, Session, SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import type { InterpreterRecord, SessionRecord, StoreApi } from '../store/index.ts'
+import { isStoreFailure, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -39,6 +39,8 @@ export interface SessionServiceOptions {
   store: StoreApi
   quotas: QuotaDefaults
   metrics: Metrics
+  /** Where bookkeeping the store could not take is reported (the server's log). */
+  log?: { error: (obj: object, msg: string) => void }
 }
 
 export class SessionService {
@@ -46,6 +48,7 @@ export class SessionService {
   private readonly store: StoreApi
   private readonly quotas: QuotaDefaults
   private readonly metrics: Metrics
+  private readonly log: SessionServiceOptions['log']
   private readonly rates = new RateLimiter()
   /** Starts in flight, by tenant and client token, so a retry joins the first attempt. */
   private readonly pending = new Map<string, Promise<SessionInfo>>()
@@ -56,6 +59,7 @@ export class SessionService {
     this.store = options.store
     this.quotas = options.quotas
     this.metrics = options.metrics
+    this.log = options.log
   }
 
   /** The limits a session gets for what it leaves out (an interpreter's view shows them). */
@@ -173,7 +177,13 @@ export class SessionService {
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
         sandboxId: session.sandboxId,
       }
-      await this.store.sessions.insert(record)
+      try {
+        await this.store.sessions.insert(record)
+      } catch (e) {
+        // Not recorded, so not usable: the sandbox goes too, and nothing is left half-made.
+        await session.stop('stopped')
+        throw e
+      }
       release()
       this.metrics.sessionStarts.inc({ outcome: 'ok' })
       this.metrics.startDuration.observe((performance.now() - started) / 1000)
@@ -183,7 +193,9 @@ export class SessionService {
     } catch (e) {
       const failed = !(e instanceof CodeboxError) || e.status >= 500
       this.metrics.sessionStarts.inc({ outcome: failed ? 'failed' : 'rejected' })
-      await audit(failed ? 'failed' : 'rejected', undefined, e instanceof CodeboxError ? e.code : 'Internal')
+      await audit(failed ? 'failed' : 'rejected', undefined, e instanceof CodeboxError ? e.code : 'Internal').catch((lost: unknown) =>
+        this.lost(lost, 'startSession'),
+      )
       throw e
     } finally {
       release()
@@ -274,21 +286,30 @@ export class SessionService {
       const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })
-      await this.store.sessions.touch(sessionId)
-      if (ctx.signal?.aborted) await record('failed', { exitCode: result.structuredContent.exitCode, detail: 'cancelled' })
-      else
-        await record(limits.length ? 'limit' : result.isError ? 'error' : 'ok', {
-          exitCode: result.structuredContent.exitCode,
-          ...(limits.length ? { detail: limits.join(',') } : {}),
-        })
+      // The code has run: a store that cannot take the bookkeeping now does not turn its result into an error (a retry would run it twice).
+      try {
+        await this.store.sessions.touch(sessionId)
+        if (ctx.signal?.aborted) await record('failed', { exitCode: result.structuredContent.exitCode, detail: 'cancelled' })
+        else
+          await record(limits.length ? 'limit' : result.isError ? 'error' : 'ok', {
+            exitCode: result.structuredContent.exitCode,
+            ...(limits.length ? { detail: limits.join(',') } : {}),
+          })
+      } catch (e) {
+        if (!isStoreFailure(e)) throw e
+        this.lost(e, tool, sessionId)
+      }
       return result
     } catch (e) {
       const failed = !(e instanceof CodeboxError) || e.status >= 500
-      await record(failed ? 'failed' : 'rejected', { detail: e instanceof CodeboxError ? e.code : 'Internal' })
+      if (!finished)
+        await record(failed ? 'failed' : 'rejected', { detail: e instanceof CodeboxError ? e.code : 'Internal' }).catch((lost: unknown) =>
+          this.lost(lost, tool, sessionId),
+        )
       throw e
     } finally {
       // The consumer went away (a client disconnect) before the call finished.
-      if (!finished) await record('failed', { detail: 'cancelled' })
+      if (!finished) await record('failed', { detail: 'cancelled' }).catch((lost: unknown) => this.lost(lost, tool, sessionId))
     }
   }
 
@@ -318,6 +339,12 @@ export class SessionService {
       ...(Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined)) as typeof entry),
       durationMs: Math.round(entry.durationMs * 1000) / 1000,
     })
+  }
+
+  /** Reports an audit record the store could not take (locked or full); anything else is rethrown. */
+  private lost(e: unknown, action: string, sessionId?: string): void {
+    if (!isStoreFailure(e)) throw e
+    this.log?.error({ action, sessionId, reason: e.details.reason, err: e }, 'audit record lost: the store could not be written')
   }
 
   /** The SessionManager calls this when a session ends, whatever the reason; the record is marked TERMINATED. */

@@ -6,6 +6,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { CodeboxError } from '@codebox/core'
+import { advisoryWrite } from './busy.ts'
 import { randomBase62 } from './ids.ts'
 import { isoNow, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
@@ -100,7 +101,8 @@ export class AwsKeyRepository implements AwsKeyStore {
     if (!row || row.revoked_at !== null) return undefined
     if (row.last_used_at === null || at.getTime() - Date.parse(row.last_used_at) >= lastUsedResolutionMs) {
       row.last_used_at = isoNow(at)
-      this.#q.touch.run(row.last_used_at, row.access_key_id)
+      // Advisory: a locked or full store must not refuse a valid key.
+      advisoryWrite(() => this.#q.touch.run(row.last_used_at, row.access_key_id))
     }
     return { record: toRecord(row), secretAccessKey: this.#unseal(row.access_key_id, row.secret_sealed) }
   }

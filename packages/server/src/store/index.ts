@@ -1,5 +1,6 @@
 /** The store of the server: its interface (`StoreApi`, types.ts), the embedded SQLite `Store.open(file)`, its repositories and records. */
-export { Store } from './store.ts'
+export { Store, type StoreOptions } from './store.ts'
+export { isStoreFailure } from './busy.ts'
 export type { StoreApi, TenantStore, KeyStore, AwsKeyStore, InterpreterStore, SessionStore, AuditStore } from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'
 export type { Migration } from './migrations.ts'

@@ -4,6 +4,7 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { CodeboxError } from '@codebox/core'
+import { advisoryWrite } from './busy.ts'
 import { keySecretPattern, newKeyId, newKeySecret, sha256Hex } from './ids.ts'
 import { isoNow, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
@@ -100,7 +101,8 @@ export class KeyRepository implements KeyStore {
     if (!row || row.revoked_at !== null) return undefined
     if (row.last_used_at === null || at.getTime() - Date.parse(row.last_used_at) >= lastUsedResolutionMs) {
       row.last_used_at = isoNow(at)
-      this.#q.touch.run(row.last_used_at, row.key_id)
+      // Advisory: a locked or full store must not refuse a valid key.
+      advisoryWrite(() => this.#q.touch.run(row.last_used_at, row.key_id))
     }
     return toRecord(row)
   }

@@ -7,6 +7,7 @@ import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writ
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { AuditRepository } from './audit.ts'
+import { busyTimeoutMs, defaultBusyWaitMs, guardRepository } from './busy.ts'
 import { AwsKeyRepository } from './aws-keys.ts'
 import { ConversationRepository } from './conversations.ts'
 import { InterpreterRepository } from './interpreters.ts'
@@ -16,8 +17,13 @@ import { SessionRepository } from './sessions.ts'
 import { TenantRepository } from './tenants.ts'
 import type { StoreApi } from './types.ts'
 
-/** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
-const busyTimeoutMs = 5000
+/** How long opening (and migrating) waits for another connection's lock: start-up may wait, requests may not. */
+const openBusyTimeoutMs = 5000
+
+export interface StoreOptions {
+  /** How long a call waits, without blocking the event loop, while another process holds a lock; then 503. Default 2000. */
+  busyWaitMs?: number
+}
 
 /**
  * The open SQLite store and its repositories. Their methods are asynchronous (the `StoreApi`
@@ -37,16 +43,18 @@ export class Store implements StoreApi {
   readonly conversations: ConversationRepository
   readonly #db: DatabaseSync
 
-  private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer) {
+  private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer, guard: { file: string; waitMs: number }) {
     this.#db = db
     this.schemaVersion = schemaVersion
-    this.tenants = new TenantRepository(db)
-    this.keys = new KeyRepository(db, this.tenants)
-    this.awsKeys = new AwsKeyRepository(db, this.tenants, sealingKey)
-    this.interpreters = new InterpreterRepository(db, this.tenants)
-    this.sessions = new SessionRepository(db, this.tenants)
-    this.audit = new AuditRepository(db)
-    this.conversations = new ConversationRepository(db)
+    const tenants = new TenantRepository(db)
+    // Each repository is guarded: a locked or full database is a 503 naming the cause, after a wait that never blocks.
+    this.tenants = guardRepository(tenants, guard)
+    this.keys = guardRepository(new KeyRepository(db, tenants), guard)
+    this.awsKeys = guardRepository(new AwsKeyRepository(db, tenants, sealingKey), guard)
+    this.interpreters = guardRepository(new InterpreterRepository(db, tenants), guard)
+    this.sessions = guardRepository(new SessionRepository(db, tenants), guard)
+    this.audit = guardRepository(new AuditRepository(db), guard)
+    this.conversations = guardRepository(new ConversationRepository(db), guard)
   }
 
   /**
@@ -56,14 +64,18 @@ export class Store implements StoreApi {
    * codebox is refused with an Unavailable error. Secrets that must stay readable (SigV4 access
    * keys) are sealed with a key kept in `<file>.key` (created 0600 on first open).
    */
-  static open(file: string): Store {
+  static open(file: string, options: StoreOptions = {}): Store {
     const inMemory = file === ':memory:'
     if (!inMemory) prepareFile(file)
     const db = new DatabaseSync(file, { enableForeignKeyConstraints: true })
     try {
+      db.exec(`PRAGMA busy_timeout = ${openBusyTimeoutMs}`)
       if (!inMemory) db.exec('PRAGMA journal_mode = WAL')
-      db.exec(`PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`)
-      return new Store(db, migrate(db), inMemory ? randomBytes(32) : sealingKey(`${file}.key`))
+      db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON')
+      const version = migrate(db)
+      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
+      const guard = { file, waitMs: options.busyWaitMs ?? defaultBusyWaitMs }
+      return new Store(db, version, inMemory ? randomBytes(32) : sealingKey(`${file}.key`), guard)
     } catch (e) {
       db.close()
       throw e
