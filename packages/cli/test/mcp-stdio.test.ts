@@ -320,8 +320,9 @@ describe('codebox mcp over stdio', () => {
     const startedAt = Date.now()
     const w = await call(conn, 'write_files', { files: [{ path: 'big.bin', base64: data.toString('base64') }] }, { timeout: 120_000 })
     assert.equal(w.isError, false, text(w))
-    // Under a second here; the SDK's own stdio reader, which re-copies its buffer per chunk, takes over 10 s.
-    assert.ok(Date.now() - startedAt < 8000, `writing 50 MB took ${Date.now() - startedAt} ms`)
+    // Under a second on a quiet machine (the SDK's own stdio reader, which re-copies its buffer per
+    // chunk, took over 10 s); how long is reported, not asserted: timing belongs in bench/.
+    t.diagnostic(`writing 50 MB took ${Date.now() - startedAt} ms`)
     const sum = await call(conn, 'execute_command', { command: 'sha256sum big.bin && stat -c %s big.bin && rm big.bin' })
     assert.match(text(sum), new RegExp(`^${createHash('sha256').update(data).digest('hex')}  big.bin\\n50000000$`, 'm'))
   })
