@@ -17,6 +17,7 @@ export { HostBudget, defaultHostBudgetConfig, loadHostBudgetConfig, procHostProb
 export { createEngine, createDriver } from './engine.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
+export { GvisorDriver, type GvisorDriverOptions } from './drivers/gvisor/driver.ts'
 export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
 export {
   EgressService,

@@ -21,7 +21,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
-import { boundedBuffer } from '../shared.ts'
+import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from './cgroups.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
 import { installRuntime } from './runtime.ts'
@@ -105,7 +105,6 @@ export class BwrapDriver implements SandboxDriver {
       this.uids.release(uid)
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
-    const threads = String(Math.max(1, Math.ceil(limits.cpuCores)))
     try {
       await prepareNetwork(spec.network, uid)
     } catch (e) {
@@ -114,27 +113,7 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const network = networkSetup(spec.network)
-    const env: Record<string, string> = {
-      // after the image's own: the commands that pip (--user) and npm (-g) install into the workspace
-      PATH: '/usr/local/bin:/usr/bin:/bin:/workspace/.local/bin:/workspace/.npm-global/bin',
-      HOME: '/workspace',
-      USER: 'sandbox',
-      LANG: 'C.UTF-8',
-      LC_ALL: 'C.UTF-8',
-      TERM: 'dumb',
-      MPLBACKEND: 'Agg',
-      MPLCONFIGDIR: '/tmp/.config/matplotlib',
-      XDG_CACHE_HOME: '/tmp/.cache',
-      OPENBLAS_NUM_THREADS: threads,
-      OMP_NUM_THREADS: threads,
-      PYTHONDONTWRITEBYTECODE: '1',
-      // pip's PEP 668 refusal covers `pip uninstall` of the workspace's own packages too; the image is read-only anyway
-      PIP_BREAK_SYSTEM_PACKAGES: '1',
-      CODEBOX_WORKSPACE: '/workspace',
-      CODEBOX_NODE: '/usr/local/bin/node',
-      CODEBOX_PYTHON: '/usr/bin/python3',
-      ...network.env,
-    }
+    const env: Record<string, string> = { ...sandboxEnv(limits), ...network.env }
     const args = [
       '--unshare-all',
       '--unshare-user',
