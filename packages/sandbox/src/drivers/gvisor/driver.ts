@@ -55,8 +55,15 @@ export interface GvisorDriverOptions {
  */
 export const GVISOR_MEMORY_OVERHEAD = 64 * 1024 * 1024
 
-/** Host tasks the sandbox may hold for the code's `pids` processes and threads. */
-export const hostPidsFor = (pids: number): number => 2 * pids + 128
+/**
+ * Host tasks (pids cgroup) the sandbox may hold while its code has `pids` processes and threads.
+ * Under the ptrace platform each guest address space gets stub processes, one per sentry thread
+ * that runs it: measured here, an idle sandbox holds ~39 host tasks, and 10, 30, 50 sleeping
+ * children took it to 106, 280, 544 (~10 per child). The code's own limit is RLIMIT_NPROC
+ * (bundle.ts); this one only keeps a sandbox from exhausting the host, and reaching it ends the
+ * sandbox (the sentry cannot make a stub).
+ */
+export const hostPidsFor = (pids: number): number => 16 * pids + 256
 
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor'
