@@ -14,17 +14,13 @@ import { after, before, describe, test } from 'node:test'
 import type { Session, SessionManager } from '@codebox/sandbox'
 import { withSession } from '../fixtures.ts'
 import { gvisorManager, gvisorUnavailable } from '../gvisor-fixtures.ts'
+import { PY_GUARD_GVISOR } from './probe.ts'
 
-/** Refuses (exit 99) unless in a gVisor sandbox: hostname, uid 1000, no capabilities, gVisor's kernel log. */
-const GUARD = String.raw`
+/** The gVisor guard (probe.ts), then a ctypes syscall helper: sc(nr, *args) -> [return value, errno]. */
+const GUARD =
+  PY_GUARD_GVISOR +
+  String.raw`
 import os, socket, json, ctypes, sys
-def _guard():
-    status = open('/proc/self/status').read()
-    log = os.popen('dmesg 2>/dev/null').read()
-    return socket.gethostname() == 'sandbox' and os.getuid() == 1000 and '\nCapEff:\t0000000000000000\n' in status and 'gVisor' in log
-if not _guard():
-    print('codebox-probe: refusing to run outside a gVisor sandbox', file=sys.stderr, flush=True)
-    raise SystemExit(99)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 def sc(nr, *args):

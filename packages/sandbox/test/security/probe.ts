@@ -38,6 +38,27 @@ if not _codebox_probe_guard():
 del _codebox_probe_guard
 `
 
+/**
+ * Python guard for gVisor sandboxes, which have no seccomp mode to show (the sentry serves every
+ * syscall): hostname `sandbox`, uid 1000, no effective capability, and gVisor's own kernel log.
+ */
+export const PY_GUARD_GVISOR = String.raw`
+def _codebox_probe_guard():
+    import os, socket
+    try:
+        with open('/proc/self/status') as f:
+            status = f.read()
+    except OSError:
+        return False
+    return (socket.gethostname() == 'sandbox' and os.getuid() == 1000 and '\nCapEff:\t0000000000000000\n' in status
+            and 'gVisor' in os.popen('dmesg 2>/dev/null').read())
+if not _codebox_probe_guard():
+    import sys
+    print('codebox-probe: refusing to run outside a sandbox', file=sys.stderr, flush=True)
+    raise SystemExit(99)
+del _codebox_probe_guard
+`
+
 /** ctypes syscall helper for probes: sc(nr, *args) -> [return value, errno]. */
 export const PY_SYSCALL = String.raw`
 import ctypes, errno, json, os, sys
