@@ -7,13 +7,13 @@
  * neighbours. Every probe first checks it runs in a sandbox (GUARD).
  */
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { Session, SessionManager } from '@codebox/sandbox'
 import { withSession } from '../fixtures.ts'
-import { gvisorManager, gvisorUnavailable } from '../gvisor-fixtures.ts'
+import { gvisorDriver, gvisorManager, gvisorUnavailable } from '../gvisor-fixtures.ts'
 import { PY_GUARD_GVISOR } from './probe.ts'
 
 /** The gVisor guard (probe.ts), then a ctypes syscall helper: sc(nr, *args) -> [return value, errno]. */
@@ -227,5 +227,21 @@ print(json.dumps({'errno': err, 'written': n}))`,
       ...['memory', 'pids', 'cpu', ''].map((c) => `/sys/fs/cgroup/${c}/codebox/${id}`).filter((p) => existsSync(p)),
     ]
     assert.deepEqual(leftovers, [])
+  })
+
+  test("a killed server's bundles are swept at start-up, never a live sandbox's", async () => {
+    const driver = await gvisorDriver()
+    const bundles = '/run/codebox/gvisor/bundles'
+    const stale = `stale-${process.pid}`
+    mkdirSync(`${bundles}/${stale}`, { recursive: true })
+    const old = new Date(Date.now() - 3600_000)
+    utimesSync(`${bundles}/${stale}`, old, old)
+    await withSession(m, async (s) => {
+      utimesSync(`${bundles}/${s.sandboxId}`, old, old)
+      assert.ok((await driver.sweepStaleBundles()) >= 1)
+      assert.equal(existsSync(`${bundles}/${stale}`), false, 'the stale bundle is still there')
+      assert.equal(existsSync(`${bundles}/${s.sandboxId}`), true, 'the live sandbox lost its bundle')
+      assert.equal((await s.runCode({ code: 'print(6 * 7)' })).structuredContent.stdout, '42\n')
+    })
   })
 })

@@ -20,13 +20,13 @@
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { access, chmod, chown, constants, lstat, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
+import { access, chmod, chown, constants, lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { CodeboxError } from '@codebox/core'
 import type { LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxNetwork, SandboxSpec } from '@codebox/core'
-import { createCgroups, detectCgroups, type CgroupMode } from '../bwrap/cgroups.ts'
+import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from '../bwrap/cgroups.ts'
 import { installRuntime } from '../bwrap/runtime.ts'
 import { boundedBuffer } from '../shared.ts'
 import { ociSpec, SANDBOX_UID } from './bundle.ts'
@@ -122,6 +122,33 @@ export class GvisorDriver implements SandboxDriver {
     await this.runtimePath()
     await mkdir(this.stateDir, { recursive: true, mode: 0o700 })
     await mkdir(path.join(this.workDir, 'bundles'), { recursive: true, mode: 0o700 })
+    // Start-up is when a previous server's leftovers (it was killed) can be found and removed.
+    await sweepStaleCgroups(this.cgroupMode)
+    await this.sweepStaleBundles()
+  }
+
+  /**
+   * Removes bundles left by a server that was killed: its sandboxes ended when their executor's
+   * stdin closed, and runsc removed their state, but not the bundle. Only bundles older than
+   * `olderThanMs` whose container runsc no longer lists.
+   */
+  async sweepStaleBundles(olderThanMs = 10 * 60_000): Promise<number> {
+    const dir = path.join(this.workDir, 'bundles')
+    let listed: string[]
+    try {
+      const { stdout } = await run(this.runsc, [`--root=${this.stateDir}`, 'list', '--quiet'], { timeout: 10_000 })
+      listed = stdout.split('\n').filter(Boolean)
+    } catch {
+      return 0 // cannot tell which are live: leave them all
+    }
+    let removed = 0
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const age = Date.now() - ((await stat(path.join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now())
+      if (listed.includes(name) || age < olderThanMs) continue
+      await rm(path.join(dir, name), { recursive: true, force: true })
+      removed++
+    }
+    return removed
   }
 
   async create(spec: SandboxSpec): Promise<Sandbox> {
