@@ -9,5 +9,5 @@ defineExecutorReach({
   makeManager: () => gvisorManager({ poolSize: 0 }),
   guard: PY_GUARD_GVISOR,
   procFdGap:
-    "gVisor (runsc 2022) does not apply the executor's PR_SET_DUMPABLE 0 to /proc/<pid>/fd and environ: a cell can reopen the executor's stdin/stdout (the host channel); see docs/security.md, Known limits",
+    "gVisor (runsc 2022) does not apply the executor's PR_SET_DUMPABLE 0 to /proc/<pid>/fd and environ: a process a cell leaves can reopen the kernels' output pipes and read later cells' output; see docs/security.md, Known limits",
 })
