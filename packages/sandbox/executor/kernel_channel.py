@@ -20,10 +20,45 @@ import secrets
 import select
 import socket
 import struct
+import subprocess
 import time
 
 _PEERCRED = struct.Struct("3i")
 PASSCRED = os.environ.get("CODEBOX_KERNEL_AUTH") == "passcred"
+
+
+def output_pair():
+    """(read end, write end) fds for a child's stdout or stderr, close-on-exec: a pipe, or under
+    CODEBOX_KERNEL_AUTH=passcred (gVisor) a one-way unix socket pair, since gVisor (2022) lets any
+    process of the sandbox's uid reopen another's pipe through /proc/<pid>/fd, even a
+    non-dumpable one's, and read what a later cell prints; a socket cannot be reopened there."""
+    if not PASSCRED:
+        return os.pipe()
+    r, w = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    r.shutdown(socket.SHUT_WR)
+    w.shutdown(socket.SHUT_RD)
+    return r.detach(), w.detach()
+
+
+def popen_captured(argv, **kwargs):
+    """subprocess.Popen with stdout and stderr captured through output_pair(); `proc.stdout` and
+    `proc.stderr` are unbuffered binary files, as with subprocess.PIPE."""
+    if not PASSCRED:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    out_r, out_w = output_pair()
+    err_r, err_w = output_pair()
+    try:
+        proc = subprocess.Popen(argv, stdout=out_w, stderr=err_w, **kwargs)
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    proc.stdout = open(out_r, "rb", buffering=0)
+    proc.stderr = open(err_r, "rb", buffering=0)
+    return proc
 
 
 class Listener:

@@ -8,6 +8,5 @@ defineExecutorReach({
   unavailable: await gvisorUnavailable(),
   makeManager: () => gvisorManager({ poolSize: 0 }),
   guard: PY_GUARD_GVISOR,
-  procFdGap:
-    "gVisor (runsc 2022) does not apply the executor's PR_SET_DUMPABLE 0 to /proc/<pid>/fd and environ: a process a cell leaves can reopen the kernels' output pipes and read later cells' output; see docs/security.md, Known limits",
+  procFdGap: 'gVisor (runsc 2022) ignores PR_SET_DUMPABLE 0 for /proc/<pid>/fd and environ (docs/security.md, Known limits)',
 })
