@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test'
 import type { Session, SessionManager } from '@codebox/sandbox'
 import { withSession } from '../fixtures.ts'
 import { gvisorDriver, gvisorManager, gvisorUnavailable } from '../gvisor-fixtures.ts'
-import { PY_GUARD_GVISOR } from './probe.ts'
+import { PY_GUARD_GVISOR, ccUnavailable, compileC, runC } from './probe.ts'
 
 /** The gVisor guard (probe.ts), then a ctypes syscall helper: sc(nr, *args) -> [return value, errno]. */
 const GUARD =
@@ -27,6 +27,30 @@ def sc(nr, *args):
     ctypes.set_errno(0)
     r = _libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a & (2**64 - 1)) for a in args])
     return [r, ctypes.get_errno() if r == -1 else 0]
+`
+
+/** Exit 99 outside a gVisor sandbox; inside, makes an i386 (int 0x80) and an x32 getpid and prints what they returned. */
+const ABI_PROBE = String.raw`
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+  char status[8192] = {0}, host[64] = {0};
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return 99;
+  fread(status, 1, sizeof status - 1, f);
+  fclose(f);
+  gethostname(host, sizeof host - 1);
+  if (getuid() != 1000 || strcmp(host, "sandbox") != 0 || !strstr(status, "\nCapEff:\t0000000000000000\n")) return 99;
+  long x32 = syscall(0x40000000 | SYS_getpid);
+  printf("x32 %ld\n", x32);
+  fflush(stdout);
+  long ret = 20; /* __NR_getpid on i386 */
+  __asm__ volatile("int $0x80" : "+a"(ret) : : "memory", "r8", "r9", "r10", "r11");
+  printf("i386 %ld\n", ret);
+  return 0;
+}
 `
 
 /** Runs a guarded Python cell and returns the JSON its last line printed. */
@@ -113,6 +137,22 @@ print(json.dumps(out))`,
         assert.equal(ret, -1, `${name} succeeded`)
         assert.ok([1, 3, 13, 14, 19, 22, 38, 95].includes(errno!), `${name}: errno ${errno}`)
       }
+    })
+  })
+
+  test('kernel surface: i386 (int 0x80) and x32 system calls get no answer but a denial', async (t) => {
+    const noCc = ccUnavailable()
+    if (noCc) return t.skip(noCc)
+    const binary = compileC(ABI_PROBE)
+    await withSession(m, async (s) => {
+      const r = await runC(s, binary)
+      t.diagnostic(`exit ${r.exitCode}: ${r.stdout.trim().replace(/\n/g, '; ')}`)
+      // Under bwrap the host's seccomp filter kills the process (SIGSYS); under gVisor there is no
+      // host filter to observe: the sentry refuses the call (an error, or the process killed), which is what counts.
+      const x32 = /^x32 (-?\d+)$/m.exec(r.stdout)?.[1]
+      assert.equal(x32, '-1', `the x32 getpid answered: ${r.stdout} ${r.stderr}`)
+      const i386 = /^i386 (-?\d+)$/m.exec(r.stdout)?.[1]
+      assert.ok(i386 === undefined ? r.exitCode !== 0 : Number(i386) < 0, `the i386 getpid answered ${i386} (exit ${r.exitCode}): ${r.stderr}`)
     })
   })
 
