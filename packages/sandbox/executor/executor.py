@@ -44,7 +44,7 @@ from egress_relay import start_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, open_for_read, remove_path, write_file  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
-from kernel_channel import Listener  # noqa: E402
+from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
 
 WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -173,8 +173,8 @@ class Kernel:
     def start(self):
         if self.listener is None:
             self.listener = Listener()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        out_r, out_w = output_pair()
+        err_r, err_w = output_pair()
         env = dict(self.env if self.env is not None else os.environ, CODEBOX_KERNEL_CHANNEL=self.listener.name)
         self.proc = subprocess.Popen(
             self.argv, cwd=WORKSPACE, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
@@ -353,9 +353,8 @@ class Task:
         self.truncated = False
         self.exit_code = None
         self.limit = output_bytes
-        self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=WORKSPACE, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        self.proc = popen_captured(
+            ["/bin/sh", "-c", command], cwd=WORKSPACE, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         self.status = "working"
         threading.Thread(target=self._collect, daemon=True).start()
@@ -569,9 +568,8 @@ class Executor:
     def op_command(self, req):
         msg = req.msg
         started = time.monotonic()
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", msg["command"]], cwd=WORKSPACE, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        proc = popen_captured(
+            ["/bin/sh", "-c", msg["command"]], cwd=WORKSPACE, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         cap = Capture(req, msg.get("outputBytes", 1 << 20))
         deadline = started + msg.get("timeoutMs", 300000) / 1000.0

@@ -60,18 +60,47 @@ def components(workspace, msg, allow_root=False):
     return parts, shown
 
 
+def open_subdir(name, dir_fd):
+    """Opens directory `name` under `dir_fd` without following a symlink. O_NOFOLLOW alone is not
+    enough everywhere: gVisor (2022) follows a symlink to a directory when O_DIRECTORY is set. So
+    the opened directory must also be the very inode `name` is now (a directory has no other
+    links): if the open followed a link, `name` is that link, or whatever was swapped in since,
+    never the directory the link led to. Raises OSError(ELOOP) for a symlink."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        opened = os.fstat(fd)
+        there = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(there.st_mode) or (there.st_dev, there.st_ino) != (opened.st_dev, opened.st_ino):
+            raise OSError(errno.ELOOP, "a symbolic link", name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _make_subdir(name, dir_fd, shown):
+    """Makes directory `name` (or takes the one something else made meanwhile) and opens it."""
+    try:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:
+        pass
+    try:
+        return open_subdir(name, dir_fd)
+    except OSError:
+        raise FileError("ValidationError", "%r is not a directory (symlinks are not followed)" % _show(shown))
+
+
 def _open_dir(workspace, parts, create=False):
     """Opens the directory that holds the last component; never follows a symlink."""
     fd = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for i, part in enumerate(parts):
             try:
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                nfd = open_subdir(part, fd)
             except FileNotFoundError:
                 if not create:
                     raise FileError("NotFound", "directory %r does not exist" % _show(parts[: i + 1]))
-                os.mkdir(part, 0o755, dir_fd=fd)
-                nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                nfd = _make_subdir(part, fd, parts[: i + 1])
             except OSError:
                 raise FileError("ValidationError", "%r is not a directory (symlinks are not followed)" % _show(parts[: i + 1]))
             os.close(fd)
@@ -248,7 +277,7 @@ def list_files(workspace, msg):
             rel = prefix + name_b
             out.append(_entry(rel, name_b, st))
             if recursive and stat.S_ISDIR(st.st_mode) and depth < 64:
-                sub = os.open(name_b, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+                sub = open_subdir(name_b, dfd)
                 try:
                     walk(sub, rel + b"/", depth + 1)
                 finally:

@@ -14,6 +14,8 @@ import { CellRunner, neverThrowing, requestReader, textAndJson } from './kernel_
 
 /** The executor's abstract socket: only the executor can listen there while it lives. */
 const channelPath = `\0${Deno.env.get('CODEBOX_KERNEL_CHANNEL')}`
+/** The executor checks who connected by a one-byte handshake (kernel_channel.py) instead of SO_PEERCRED. */
+const passcred = Deno.env.get('CODEBOX_KERNEL_AUTH') === 'passcred'
 /** Frames in these places are the kernel's (or Deno's event loop's), not the user's. */
 const kernelLocations = [new URL('.', import.meta.url).href, 'ext:deno_node/vm.', 'ext:core/']
 const jupyterDisplay = Symbol.for('Jupyter.display')
@@ -119,12 +121,18 @@ function connectNext() {
 }
 
 async function readRequest(conn) {
+  let challenged = !passcred
   const decoder = new TextDecoder()
   const readRequests = requestReader((text) => Deno.stderr.writeSync(encoder.encode(text)))
   const buffer = new Uint8Array(65536)
   for (;;) {
     const n = await conn.read(buffer).catch(() => null)
     if (n === null) return undefined
+    if (!challenged) {
+      // kernel_channel.py's handshake: the executor's "\n" asks for one byte that carries our credentials
+      challenged = true
+      await conn.write(encoder.encode('\n')).catch(() => 0)
+    }
     for (const request of readRequests(decoder.decode(buffer.subarray(0, n), { stream: true }))) return request
   }
 }

@@ -13,6 +13,8 @@ import { CellRunner, neverThrowing, requestReader, textAndJson } from './kernel_
 
 /** The executor's abstract socket: only the executor can listen there while it lives. */
 const channelPath = `\0${process.env.CODEBOX_KERNEL_CHANNEL}`
+/** The executor checks who connected by a one-byte handshake (kernel_channel.py) instead of SO_PEERCRED. */
+const passcred = process.env.CODEBOX_KERNEL_AUTH === 'passcred'
 /** Frames in these places are the kernel's (or the event loop's), not the user's. */
 const kernelLocations = [new URL('.', import.meta.url).href, 'node:vm:', 'processTicksAndRejections (node:internal/process/task_queues']
 
@@ -132,7 +134,13 @@ function serveNextCell() {
   connection = socket
   socket.setEncoding('utf8')
   socket.on('connect', () => (connected = true))
+  let challenged = !passcred
   socket.on('data', (chunk) => {
+    if (!challenged) {
+      // kernel_channel.py's handshake: the executor's "\n" asks for one byte that carries our credentials
+      challenged = true
+      socket.write('\n')
+    }
     if (request !== undefined) return
     for (request of readRequests(chunk)) break
     if (request === undefined) return

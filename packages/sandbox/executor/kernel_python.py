@@ -206,6 +206,9 @@ def _undumpable():
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 
 
+_PASSCRED = os.environ.get("CODEBOX_KERNEL_AUTH") == "passcred"
+
+
 def _connect():
     """A new connection to the executor, made when the kernel is ready for the next cell; None
     when the executor is gone."""
@@ -214,7 +217,12 @@ def _connect():
 
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
+        if _PASSCRED:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         conn.connect("\0" + os.environ["CODEBOX_KERNEL_CHANNEL"])
+        if _PASSCRED:
+            # the peer is checked when the executor takes this connection (_read_request)
+            return conn
         peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
     except OSError:
         conn.close()
@@ -225,7 +233,29 @@ def _connect():
     return conn
 
 
+def _executor_asks(conn):
+    """kernel_channel.py's handshake: True when the one-byte question on `conn` came from a thread of
+    our parent, the executor (gVisor puts the sending thread's id in SCM_CREDENTIALS, and that
+    thread waits for our answer, so it is alive while we look it up); then we answer with one byte."""
+    import socket
+    import struct
+
+    ppid = os.getppid()
+    try:
+        _, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(12))
+        creds = [d for (level, kind, d) in ancillary if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
+        tid = struct.unpack("3i", creds[0][:12])[0] if creds else None
+        if tid is None or not (tid == ppid or os.path.exists("/proc/%d/task/%d" % (ppid, tid))):
+            return False
+        conn.sendall(b"\n")
+    except OSError:
+        return False
+    return True
+
+
 def _read_request(conn):
+    if _PASSCRED and not _executor_asks(conn):  # only the executor that started this kernel may send it cells
+        return None
     buf = b""
     while b"\n" not in buf:
         chunk = conn.recv(65536)

@@ -20,6 +20,7 @@ export { createEngine, createDriver } from './engine.ts'
 export { drivers, DriverRegistry, type DriverContext, type DriverRegistration } from './drivers/registry.ts'
 export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
+export { GvisorDriver, type GvisorDriverOptions } from './drivers/gvisor/driver.ts'
 export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
 export {
   EgressService,

@@ -9,7 +9,7 @@ import { CodeboxError, type SandboxDriver } from '@codebox/core'
 import { createDriver, DriverRegistry, drivers, FakeDriver, loadEngineConfig, type DriverContext } from '../src/index.ts'
 
 test('the built-in drivers are registered; the config picks one by name', async () => {
-  assert.deepEqual(drivers.names().slice(0, 2), ['bwrap', 'fake'])
+  assert.deepEqual(drivers.names().slice(0, 3), ['bwrap', 'gvisor', 'fake'])
   const driver = await createDriver(loadEngineConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: '/nonexistent' }))
   assert.ok(driver instanceof FakeDriver)
 })
@@ -18,7 +18,7 @@ test('a name nobody registered names the field and the registered drivers', asyn
   await assert.rejects(
     createDriver(loadEngineConfig({ CODEBOX_DRIVER: 'firecracker' })),
     (e: unknown) =>
-      e instanceof CodeboxError && e.code === 'ValidationError' && /CODEBOX_DRIVER: must be one of bwrap, fake.*, got "firecracker"/.test(e.message),
+      e instanceof CodeboxError && e.code === 'ValidationError' && /CODEBOX_DRIVER: must be one of bwrap, gvisor, fake.*, got "firecracker"/.test(e.message),
   )
   assert.throws(() => loadEngineConfig({ CODEBOX_DRIVER: 'Not A Name!' }), /CODEBOX_DRIVER: must be a driver name/)
 })

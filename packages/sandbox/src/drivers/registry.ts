@@ -11,6 +11,7 @@ import { findImage } from '../image/build.ts'
 import { defaultRecipe } from '../image/recipe.ts'
 import { BwrapDriver } from './bwrap/driver.ts'
 import { FakeDriver } from './fake/driver.ts'
+import { GvisorDriver } from './gvisor/driver.ts'
 
 /** What a driver factory gets from the engine. */
 export interface DriverContext {
@@ -82,6 +83,16 @@ drivers.register({
   description: 'bubblewrap: namespaces, seccomp, a uid and cgroups per sandbox (the default; root)',
   async create(context) {
     const driver = new BwrapDriver({ imagePath: await context.imagePath(), runtimeDir: context.runtimeDir, recordsDir: context.sandboxesDir })
+    await driver.check()
+    return driver
+  },
+})
+
+drivers.register({
+  name: 'gvisor',
+  description: 'gVisor (runsc): a user-space kernel between the code and the host, from the same image (root; apt-get install runsc)',
+  async create(context) {
+    const driver = new GvisorDriver({ imagePath: await context.imagePath(), runtimeDir: context.runtimeDir })
     await driver.check()
     return driver
   },

@@ -20,7 +20,7 @@ import type { Session } from '@codebox/sandbox'
 export const REFUSED = 99
 export const REFUSAL = 'codebox-probe: refusing to run outside a sandbox'
 
-/** Python guard: raises SystemExit(99) unless inside a codebox sandbox. Works in scripts and cells. */
+/** Python guard: raises SystemExit(99) unless inside a codebox sandbox (bwrap's or gVisor's). Works in scripts and cells. */
 export const PY_GUARD = String.raw`
 def _codebox_probe_guard():
     import socket
@@ -29,8 +29,33 @@ def _codebox_probe_guard():
             status = f.read()
     except OSError:
         return False
-    return ('\nSeccomp:\t2\n' in status and '\nNoNewPrivs:\t1\n' in status
-            and '\nCapEff:\t0000000000000000\n' in status and socket.gethostname() == 'sandbox')
+    if '\nCapEff:\t0000000000000000\n' not in status or socket.gethostname() != 'sandbox':
+        return False
+    if '\nSeccomp:\t2\n' in status and '\nNoNewPrivs:\t1\n' in status:
+        return True  # bwrap
+    import os
+    return os.getuid() == 1000 and 'gVisor' in os.popen('dmesg 2>/dev/null').read()  # gVisor: no host seccomp to show
+if not _codebox_probe_guard():
+    import sys
+    print('codebox-probe: refusing to run outside a sandbox', file=sys.stderr, flush=True)
+    raise SystemExit(99)
+del _codebox_probe_guard
+`
+
+/**
+ * Python guard for gVisor sandboxes, which have no seccomp mode to show (the sentry serves every
+ * syscall): hostname `sandbox`, uid 1000, no effective capability, and gVisor's own kernel log.
+ */
+export const PY_GUARD_GVISOR = String.raw`
+def _codebox_probe_guard():
+    import os, socket
+    try:
+        with open('/proc/self/status') as f:
+            status = f.read()
+    except OSError:
+        return False
+    return (socket.gethostname() == 'sandbox' and os.getuid() == 1000 and '\nCapEff:\t0000000000000000\n' in status
+            and 'gVisor' in os.popen('dmesg 2>/dev/null').read())
 if not _codebox_probe_guard():
     import sys
     print('codebox-probe: refusing to run outside a sandbox', file=sys.stderr, flush=True)

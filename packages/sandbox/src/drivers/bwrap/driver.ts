@@ -31,7 +31,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
 import type { CreateOptions, EgressListenerHandle, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
-import { boundedBuffer } from '../shared.ts'
+import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
 import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
@@ -201,7 +201,6 @@ export class BwrapDriver implements SandboxDriver {
       listener?.close()
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
-    const threads = String(Math.max(1, Math.ceil(limits.cpuCores)))
     try {
       await prepareNetwork(listener?.socketPath, uid)
     } catch (e) {
@@ -211,28 +210,7 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const network = networkSetup(listener?.socketPath)
-    const env: Record<string, string> = {
-      // after the image's own: the commands that pip (--user) and npm (-g) install into the workspace
-      PATH: '/usr/local/bin:/usr/bin:/bin:/workspace/.local/bin:/workspace/.npm-global/bin',
-      HOME: '/workspace',
-      USER: 'sandbox',
-      LANG: 'C.UTF-8',
-      LC_ALL: 'C.UTF-8',
-      TERM: 'dumb',
-      MPLBACKEND: 'Agg',
-      MPLCONFIGDIR: '/tmp/.config/matplotlib',
-      XDG_CACHE_HOME: '/tmp/.cache',
-      OPENBLAS_NUM_THREADS: threads,
-      OMP_NUM_THREADS: threads,
-      PYTHONDONTWRITEBYTECODE: '1',
-      // pip's PEP 668 refusal covers `pip uninstall` of the workspace's own packages too; the image is read-only anyway
-      PIP_BREAK_SYSTEM_PACKAGES: '1',
-      CODEBOX_WORKSPACE: '/workspace',
-      CODEBOX_NODE: '/usr/local/bin/node',
-      CODEBOX_PYTHON: '/usr/bin/python3',
-      ...network.env,
-      CODEBOX_CHANNEL_DIR: CHANNEL_DIR,
-    }
+    const env: Record<string, string> = { ...sandboxEnv(limits), ...network.env, CODEBOX_CHANNEL_DIR: CHANNEL_DIR }
     const args = [
       '--unshare-all',
       '--unshare-user',

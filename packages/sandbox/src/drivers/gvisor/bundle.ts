@@ -1,0 +1,86 @@
+/**
+ * The OCI runtime spec (config.json) of one gVisor sandbox: the image as a read-only root, the
+ * runtime tree (runtime.ts: the executor) bound read-only at /opt/codebox, size-capped tmpfs for
+ * /workspace, /tmp and /dev/shm (gVisor's own tmpfs, held in the sandbox's memory), uid 1000 with
+ * no capabilities, and the host cgroups the driver made (runsc joins groups that exist and leaves
+ * their limits alone). Pure: the driver writes the result to `<bundle>/config.json`.
+ */
+import path from 'node:path'
+import type { SessionLimits } from '@codebox/core'
+import { EGRESS_SOCKET, networkSetup } from '../bwrap/network.ts'
+import { sandboxEnv } from '../shared.ts'
+
+export interface BundleOptions {
+  /** The image's root on the host. */
+  imagePath: string
+  /** The installed runtime tree (its `opt/codebox` is bound at /opt/codebox). */
+  runtimePath: string
+  limits: SessionLimits
+  /** The host path of the sandbox's egress socket (a listener of the host's egress proxy), or undefined for no network. */
+  egressSocket: string | undefined
+  /** cgroup path relative to each hierarchy's root (e.g. `/codebox/<id>`), or undefined for none. */
+  cgroupsPath: string | undefined
+}
+
+/** The uid and gid the executor runs as inside the sandbox (the image's `sandbox` user). */
+export const SANDBOX_UID = 1000
+
+const tmpfs = (destination: string, bytes: number, mode: string, owned = false): Record<string, unknown> => ({
+  destination,
+  type: 'tmpfs',
+  source: 'tmpfs',
+  options: ['nosuid', 'nodev', `size=${bytes}`, `mode=${mode}`, ...(owned ? [`uid=${SANDBOX_UID}`, `gid=${SANDBOX_UID}`] : [])],
+})
+
+export function ociSpec(options: BundleOptions): Record<string, unknown> {
+  const { limits, egressSocket } = options
+  const env = {
+    ...sandboxEnv(limits),
+    ...networkSetup(egressSocket).env,
+    // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
+    // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
+    CODEBOX_KERNEL_AUTH: 'passcred',
+  }
+  const mounts: Record<string, unknown>[] = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    tmpfs('/tmp', limits.tmpBytes, '1777'),
+    tmpfs('/dev/shm', Math.min(limits.tmpBytes, 64 * 1024 * 1024), '1777'),
+    tmpfs('/workspace', limits.workspaceBytes, '0755', true),
+    { destination: '/opt/codebox', type: 'bind', source: path.join(options.runtimePath, 'opt', 'codebox'), options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+  ]
+  if (egressSocket !== undefined) {
+    // The image's / is read-only and has no such file: a small tmpfs /run holds the socket's mount point.
+    mounts.push(tmpfs('/run', 64 * 1024, '0755'))
+    mounts.push({ destination: EGRESS_SOCKET, type: 'bind', source: egressSocket, options: ['bind', 'nosuid', 'nodev', 'noexec'] })
+  }
+  const noCaps: string[] = []
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: SANDBOX_UID, gid: SANDBOX_UID, additionalGids: [] },
+      args: ['/usr/bin/python3', '-s', '-B', '/opt/codebox/executor/executor.py'],
+      env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      cwd: '/workspace',
+      capabilities: { bounding: noCaps, effective: noCaps, inheritable: noCaps, permitted: noCaps, ambient: noCaps },
+      // gVisor enforces RLIMIT_NPROC per uid across the sandbox (every process runs as SANDBOX_UID),
+      // refusing the fork or thread with EAGAIN: the pids limit the code sees.
+      rlimits: [
+        { type: 'RLIMIT_NOFILE', hard: limits.openFiles, soft: limits.openFiles },
+        { type: 'RLIMIT_NPROC', hard: limits.pids, soft: limits.pids },
+        { type: 'RLIMIT_CORE', hard: 0, soft: 0 },
+        { type: 'RLIMIT_FSIZE', hard: limits.workspaceBytes, soft: limits.workspaceBytes },
+      ],
+      noNewPrivileges: true,
+    },
+    root: { path: options.imagePath, readonly: true },
+    hostname: 'sandbox',
+    mounts,
+    linux: {
+      ...(options.cgroupsPath ? { cgroupsPath: options.cgroupsPath } : {}),
+      namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+      // Sizes the sandbox's /proc/meminfo; the host cgroup the driver made holds the actual limit.
+      resources: { memory: { limit: limits.memoryBytes } },
+    },
+  }
+}
