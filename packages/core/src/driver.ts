@@ -43,7 +43,7 @@ export interface EgressListenerHandle {
 /** The host's egress proxy, as drivers see it (the engine passes it to `create`). */
 export interface EgressGateway {
   /** Opens a listener enforcing `policy` (ValidationError for a bad policy). */
-  open(options: { sandboxId: string; policy: EgressPolicy; sessionId?: string }): Promise<EgressListenerHandle>
+  open(options: { sandboxId: string; policy: EgressPolicy; sessionId?: string; socketPath?: string }): Promise<EgressListenerHandle>
 }
 
 /** What `create` gets besides the spec. */

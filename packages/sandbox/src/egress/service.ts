@@ -58,6 +58,8 @@ export interface EgressListener {
 }
 
 export interface EgressOpenOptions {
+  /** Where the socket goes (a driver's own directory for it); default `<socketDir>/<sandboxId>.sock`. */
+  socketPath?: string
   /** The sandbox's id; names the socket file. */
   sandboxId: string
   policy: EgressPolicy
@@ -94,7 +96,7 @@ export class EgressService {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.sandboxId)) throw validationError('sandboxId', 'must be 1-64 letters, digits, _ or -')
     const o = this.options
     const rules = compileEgressRules(options.policy, o.trusted ?? [])
-    const socketPath = path.join(this.socketDir, `${options.sandboxId}.sock`)
+    const socketPath = options.socketPath ?? path.join(this.socketDir, `${options.sandboxId}.sock`)
     if (Buffer.byteLength(socketPath) > 107) throw new CodeboxError('Unavailable', `the egress socket path ${socketPath} is too long for a unix socket`)
     await this.ensureDir()
     await rm(socketPath, { force: true })

@@ -7,7 +7,10 @@
  */
 import path from 'node:path'
 import type { SessionLimits } from '@codebox/core'
-import { EGRESS_SOCKET, networkSetup } from '../bwrap/network.ts'
+import { networkSetup } from '../bwrap/network.ts'
+
+/** Where a gVisor sandbox finds its egress socket. */
+export const GVISOR_EGRESS_SOCKET = '/mnt/egress.sock'
 import { sandboxEnv } from '../shared.ts'
 
 export interface BundleOptions {
@@ -16,8 +19,8 @@ export interface BundleOptions {
   /** The installed runtime tree (its `opt/codebox` is bound at /opt/codebox). */
   runtimePath: string
   limits: SessionLimits
-  /** The host path of the sandbox's egress socket (a listener of the host's egress proxy), or undefined for no network. */
-  egressSocket: string | undefined
+  /** The host directory holding the sandbox's egress socket `egress.sock` (a listener of the host's egress proxy), or undefined for no network. */
+  egressDir: string | undefined
   /** cgroup path relative to each hierarchy's root (e.g. `/codebox/<id>`), or undefined for none. */
   cgroupsPath: string | undefined
 }
@@ -33,10 +36,10 @@ const tmpfs = (destination: string, bytes: number, mode: string, owned = false):
 })
 
 export function ociSpec(options: BundleOptions): Record<string, unknown> {
-  const { limits, egressSocket } = options
+  const { limits, egressDir } = options
   const env = {
     ...sandboxEnv(limits),
-    ...networkSetup(egressSocket).env,
+    ...(egressDir !== undefined ? { ...networkSetup(path.join(egressDir, 'egress.sock')).env, CODEBOX_EGRESS_SOCKET: GVISOR_EGRESS_SOCKET } : {}),
     // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',
@@ -48,10 +51,10 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     tmpfs('/workspace', limits.workspaceBytes, '0755', true),
     { destination: '/opt/codebox', type: 'bind', source: path.join(options.runtimePath, 'opt', 'codebox'), options: ['rbind', 'ro', 'nosuid', 'nodev'] },
   ]
-  if (egressSocket !== undefined) {
-    // The image's / is read-only and has no such file: a small tmpfs /run holds the socket's mount point.
-    mounts.push(tmpfs('/run', 64 * 1024, '0755'))
-    mounts.push({ destination: EGRESS_SOCKET, type: 'bind', source: egressSocket, options: ['bind', 'nosuid', 'nodev', 'noexec'] })
+  if (egressDir !== undefined) {
+    // The socket's directory over the image's empty /mnt: runsc creates a bind's missing mount point
+    // in the image itself (shared by every sandbox), so the destination must exist there already.
+    mounts.push({ destination: '/mnt', type: 'bind', source: egressDir, options: ['rbind', 'nosuid', 'nodev', 'noexec'] })
   }
   const noCaps: string[] = []
   return {

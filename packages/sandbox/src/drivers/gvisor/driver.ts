@@ -156,11 +156,26 @@ export class GvisorDriver implements SandboxDriver {
     const runtime = await this.runtimePath()
     const bundle = path.join(this.workDir, 'bundles', spec.id)
     let listener: EgressListenerHandle | undefined
+    // The egress socket gets a directory of its own, bound over the image's empty /mnt (bundle.ts).
+    const egressDir = spec.network.mode === 'egress' ? path.join(bundle, 'egress') : undefined
     if (spec.network.mode === 'egress') {
       if (!options.egress)
         throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the gVisor driver')
       const { policy, sessionId } = spec.network
-      listener = await options.egress.open({ sandboxId: spec.id, policy, ...(sessionId ? { sessionId } : {}) })
+      await mkdir(egressDir!, { recursive: true, mode: 0o711 })
+      await chmod(bundle, 0o700)
+      await chmod(egressDir!, 0o711)
+      try {
+        listener = await options.egress.open({
+          sandboxId: spec.id,
+          policy,
+          ...(sessionId ? { sessionId } : {}),
+          socketPath: path.join(egressDir!, 'egress.sock'),
+        })
+      } catch (e) {
+        await rm(bundle, { recursive: true, force: true })
+        throw e
+      }
     }
     let cgroups
     try {
@@ -171,13 +186,14 @@ export class GvisorDriver implements SandboxDriver {
       })
     } catch (e) {
       listener?.close()
+      await rm(bundle, { recursive: true, force: true })
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const cgroupsPath = cgroups ? `/codebox/${spec.id}` : undefined
     try {
       await prepareSocket(listener?.socketPath)
       await mkdir(bundle, { recursive: true, mode: 0o700 })
-      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressSocket: listener?.socketPath, cgroupsPath })
+      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressDir, cgroupsPath })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
       await rm(bundle, { recursive: true, force: true })
