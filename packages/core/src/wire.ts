@@ -199,6 +199,11 @@ export const createInterpreterRequestSchema = z.strictObject({
   image: z.literal('default').default('default').describe('Sandbox image; only the built-in image exists today.'),
   network: interpreterNetworkSchema.optional(),
   preload: preloadSchema.optional(),
+  driver: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a driver name such as bwrap or gvisor')
+    .optional()
+    .describe('The sandbox driver of its sessions (`bwrap`, `gvisor`, ...); default the server’s (`CODEBOX_DRIVER`).'),
 })
 export type CreateInterpreterRequest = z.input<typeof createInterpreterRequestSchema>
 
@@ -212,6 +217,7 @@ export const interpreterSchema = z.object({
   limits: limitsSchema,
   network: interpreterNetworkSchema,
   preload: z.array(z.string()).describe('Python modules its sessions have imported before they are handed over.'),
+  driver: z.string().describe('The sandbox driver of its sessions.'),
   createdAt: z.string(),
   lastUpdatedAt: z.string(),
 })

@@ -25,6 +25,7 @@ export async function createEngine(
 ): Promise<SessionManager> {
   return new SessionManager({
     driver: await createDriver(config, overrides.sandboxesDir ? { sandboxesDir: overrides.sandboxesDir } : {}),
+    driverFor: (name) => drivers.create(name, config, { field: 'driver', ...(overrides.sandboxesDir ? { sandboxesDir: overrides.sandboxesDir } : {}) }),
     poolSize: overrides.poolSize ?? config.poolSize,
     preload: config.preload,
     poolRefillDelayMs: config.poolRefillDelayMs,

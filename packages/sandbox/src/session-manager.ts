@@ -61,6 +61,8 @@ export interface SessionManagerOptions {
   hostBudget?: Readonly<HostBudgetConfig> | false
   /** Where the host budget reads the machine's facts. Default: /proc. */
   hostProbe?: HostProbe
+  /** Makes (and checks) another registered driver, for sessions that name one (an interpreter's). Without it, only `driver` runs. */
+  driverFor?: (name: string) => Promise<SandboxDriver>
 }
 
 export interface StartOptions {
@@ -69,6 +71,8 @@ export interface StartOptions {
   egress?: EgressPolicy
   /** Python modules imported before the session is handed over (module names). Default: the manager's `preload`. */
   preload?: readonly string[]
+  /** A registered driver other than the manager's own (an interpreter's `--driver gvisor`): its sandboxes are not pooled. */
+  driver?: string
   signal?: AbortSignal
 }
 
@@ -126,10 +130,14 @@ export class SessionManager {
   private readonly reservations = new Map<string, Reservation>()
   /** Sandboxes this manager started (adopt() never removes them as unclaimed). */
   private readonly started = new Set<string>()
+  private readonly driverFor: ((name: string) => Promise<SandboxDriver>) | undefined
+  /** Drivers other than the manager's own, made on first use. */
+  private readonly otherDrivers = new Map<string, Promise<SandboxDriver>>()
   private closed = false
 
   constructor(options: SessionManagerOptions) {
     this.driver = options.driver
+    this.driverFor = options.driverFor
     this.defaults = Object.freeze({ ...(options.defaults ?? defaultLimits) })
     this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
     this.preload = Object.freeze(checkPreload(options.preload ?? []))
@@ -158,6 +166,22 @@ export class SessionManager {
     )
   }
 
+  /**
+   * The driver of that name: the manager's own, or another one made (and checked) on first use and
+   * kept. ValidationError for a name nobody registered, Unavailable when it cannot run on this host.
+   */
+  async driverNamed(name: string): Promise<SandboxDriver> {
+    if (name === this.driver.name) return this.driver
+    if (!this.driverFor) throw new CodeboxError('Unavailable', `this engine runs the ${this.driver.name} driver only, not ${name}`)
+    let made = this.otherDrivers.get(name)
+    if (!made) {
+      made = this.driverFor(name)
+      this.otherDrivers.set(name, made)
+      made.catch(() => this.otherDrivers.delete(name))
+    }
+    return made
+  }
+
   /** The egress proxy service (its counters are every session's decisions). */
   get egress(): EgressService {
     return (this.egressService ??= new EgressService())
@@ -172,9 +196,10 @@ export class SessionManager {
     }
     const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
     const preload = options.preload === undefined ? this.preload : checkPreload(options.preload)
+    const driver = options.driver === undefined ? this.driver : await this.driverNamed(options.driver)
     const id = newSessionId()
-    const pooled = egress ? undefined : await this.pool.take({ limits, preload })
-    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, egress: egress && { policy: egress, sessionId: id } }))
+    const pooled = egress || driver !== this.driver ? undefined : await this.pool.take({ limits, preload })
+    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, driver, egress: egress && { policy: egress, sessionId: id } }))
     if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
@@ -192,7 +217,7 @@ export class SessionManager {
     this.refillPool()
     // A sandbox that outlives its server ends itself, from here, at the session's deadline and idle
     // timeout while no server is connected (a driver whose sandboxes end with their server needs not).
-    if (this.driver.attach) {
+    if (driver.attach) {
       try {
         await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
       } catch (e) {
@@ -346,9 +371,10 @@ export class SessionManager {
    */
   private async boot(
     limits: SessionLimits,
-    options: { signal?: AbortSignal; preload: readonly string[]; egress?: { policy: EgressPolicy; sessionId: string } },
+    options: { signal?: AbortSignal; preload: readonly string[]; driver?: SandboxDriver; egress?: { policy: EgressPolicy; sessionId: string } },
   ): Promise<Warm> {
     const { signal, egress } = options
+    const driver = options.driver ?? this.driver
     const id = randomBytes(8).toString('hex')
     // Admitted first: a start the machine cannot hold is refused before anything is made.
     const reservation = this.budget?.admit(limits)
@@ -356,7 +382,7 @@ export class SessionManager {
     try {
       const network: SandboxNetwork = egress ? { mode: 'egress', ...egress } : { mode: 'none' }
       this.started.add(id)
-      sandbox = await this.driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
+      sandbox = await driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
     } catch (e) {
       if (reservation) this.budget?.release(reservation)
       throw e

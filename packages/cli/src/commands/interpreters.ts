@@ -17,17 +17,19 @@ const spec: FlagSpec = {
     type: 'string',
     description: 'create: Python modules its sessions import before hand-over, comma-separated; "" or none for a lean interpreter (default: the server\'s)',
   },
+  driver: { type: 'string', description: "create: the sandbox driver of its sessions (bwrap, gvisor; default the server's)" },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const usage = helpText(
-  'codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] [--network MODE [--allow LIST]] [--preload MODULES] | rm ID',
+  'codebox interpreters ls | create NAME [--memory MiB] [--cpus N] [--call-timeout S] [--idle-timeout S] [--network MODE [--allow LIST]] [--preload MODULES] [--driver NAME] | rm ID',
   spec,
   [
     'codebox interpreters ls',
     'codebox interpreters create small --memory 512 --call-timeout 30',
+    'codebox interpreters create strong --driver gvisor          # its sessions run under gVisor',
     'codebox interpreters create fetcher --network VPC --allow api.example.com,*.githubusercontent.com',
     'codebox interpreters create lean --preload none',
     'codebox interpreters create science --preload numpy,pandas,scipy.stats,matplotlib.pyplot',
@@ -98,6 +100,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
         limits,
         network: { mode, ...(allow ? { allow } : {}) },
         ...(preload ? { preload } : {}),
+        ...(typeof flags.driver === 'string' ? { driver: flags.driver } : {}),
       })
       process.stdout.write(flags.json ? `${JSON.stringify(created)}\n` : `${created.interpreterId}\n`)
       return 0

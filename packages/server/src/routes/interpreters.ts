@@ -31,6 +31,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
     limits: { ...sessions.defaultLimits, ...r.limits },
     network: { mode: r.network.mode, ...(r.network.allow ? { allow: r.network.allow } : {}) },
     preload: [...(r.preload ?? sessions.defaultPreload)],
+    driver: r.driver ?? sessions.defaultDriver,
     createdAt: r.createdAt,
     lastUpdatedAt: r.lastUpdatedAt,
   })
@@ -57,7 +58,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       path: '/v1/interpreters',
       operationId: 'createInterpreter',
       tag: 'Interpreters',
-      summary: 'Create a named interpreter with its own default limits, network and preload',
+      summary: 'Create a named interpreter with its own default limits, network, preload and driver',
       body: createInterpreterRequestSchema,
       responses: {
         201: { description: 'Created', schema: interpreterSchema },
@@ -71,6 +72,8 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
       const network = body.network ?? { mode: 'SANDBOX' as const }
       checkNetwork(network, 'body.network', 'give network.allow')
       const preload = body.preload && checkPreload(body.preload, 'body.preload')
+      // The driver must be registered and able to run here: a start would fail otherwise.
+      if (body.driver !== undefined) await sessions.checkDriver(body.driver, 'body.driver')
       await store.tenants.ensure(caller.tenant)
       const created = await store.interpreters.create({
         tenant: caller.tenant,
@@ -80,6 +83,7 @@ export function interpreterRoutes(app: FastifyInstance, registry: RouteRegistry,
         limits: body.limits ?? {},
         network,
         ...(preload ? { preload } : {}),
+        ...(body.driver !== undefined ? { driver: body.driver } : {}),
       })
       return reply.code(201).send(view(created))
     },

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto'
 import {
   CodeboxError,
   resolveLimits,
+  validationError,
   type EgressPolicy,
   type ExecutionEvent,
   type SessionEndReason,
@@ -16,7 +17,7 @@ import {
   type StartSessionRequest,
   type ToolResult,
 } from '@codebox/core'
-import type { EgressCounters, Session, SessionManager } from '@codebox/sandbox'
+import { drivers, type EgressCounters, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { isStoreFailure, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
@@ -70,6 +71,17 @@ export class SessionService {
   /** The modules a session's kernel has imported at hand-over when its interpreter names none (CODEBOX_PRELOAD). */
   get defaultPreload(): readonly string[] {
     return this.engine.preload
+  }
+
+  /** The sandbox driver of sessions whose interpreter names none (CODEBOX_DRIVER). */
+  get defaultDriver(): string {
+    return this.engine.driver.name
+  }
+
+  /** Checks that a driver is registered and can run on this host: ValidationError naming `field`, or Unavailable with what is missing. */
+  async checkDriver(name: string, field = 'driver'): Promise<void> {
+    if (!drivers.has(name)) throw validationError(field, `must be one of ${drivers.names().join(', ')}, got ${JSON.stringify(name)}`)
+    await this.engine.driverNamed(name)
   }
 
   /** Resolves limits against the defaults and checks them against the most a session may ask for: a ValidationError naming the first wrong one. */
@@ -161,6 +173,7 @@ export class SessionService {
         signal: ctx.signal,
         ...egressOf(interpreter),
         ...(interpreter.preload ? { preload: interpreter.preload } : {}),
+        ...(interpreter.driver ? { driver: interpreter.driver } : {}),
       })
       const now = new Date().toISOString()
       const record: SessionRecord = {

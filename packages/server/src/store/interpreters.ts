@@ -37,6 +37,8 @@ export interface InterpreterRecord {
   network: InterpreterNetwork
   /** Python modules its sessions import before hand-over; absent means the server's default (`CODEBOX_PRELOAD`). */
   preload?: string[]
+  /** The sandbox driver of its sessions; absent means the server's (`CODEBOX_DRIVER`). */
+  driver?: string
   tags: Record<string, string>
   /** AgentCore's `executionRoleArn`: kept and returned, not used (codebox has no IAM). */
   executionRoleArn?: string
@@ -54,6 +56,8 @@ export interface CreateInterpreterOptions {
   network?: InterpreterNetwork
   /** Absent: the server's default preload, whatever it is when a session starts. */
   preload?: string[]
+  /** Absent: the server's driver. */
+  driver?: string
   tags?: Record<string, string>
   executionRoleArn?: string
   /** Idempotency token: creating again with the same token returns the first interpreter. */
@@ -72,6 +76,7 @@ interface InterpreterRow {
   limits: string
   network: string
   preload: string | null
+  driver: string | null
   tags: string
   execution_role_arn: string | null
   status: InterpreterStatus
@@ -88,6 +93,7 @@ const toRecord = (r: InterpreterRow): InterpreterRecord => ({
   limits: JSON.parse(r.limits) as Partial<SessionLimits>,
   network: JSON.parse(r.network) as InterpreterNetwork,
   ...(r.preload === null ? {} : { preload: JSON.parse(r.preload) as string[] }),
+  ...opt('driver', r.driver),
   tags: JSON.parse(r.tags) as Record<string, string>,
   ...opt('executionRoleArn', r.execution_role_arn),
   status: r.status,
@@ -112,8 +118,8 @@ export class InterpreterRepository implements InterpreterStore {
       byName: db.prepare(`SELECT interpreter_id FROM interpreters WHERE tenant = ? AND name = ? AND status = 'READY'`),
       byToken: db.prepare(`SELECT * FROM interpreters WHERE tenant = ? AND client_token = ?`),
       insert: db.prepare(
-        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, preload, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
+        `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, preload, driver, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'READY', ?, ?)`,
       ),
       markDeleted: db.prepare(`UPDATE interpreters SET status = 'DELETED', last_updated_at = ? WHERE interpreter_id = ?`),
     }
@@ -160,6 +166,7 @@ export class InterpreterRepository implements InterpreterStore {
           JSON.stringify(options.limits),
           JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
           options.preload === undefined ? null : JSON.stringify(options.preload),
+          options.driver ?? null,
           JSON.stringify(options.tags ?? {}),
           options.executionRoleArn ?? null,
           options.clientToken ?? null,

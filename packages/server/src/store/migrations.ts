@@ -172,6 +172,11 @@ export const migrations: readonly Migration[] = [
     description: 'the sandbox serving each session, so that a restarted server can find and re-adopt it',
     sql: `ALTER TABLE sessions ADD COLUMN sandbox_id TEXT;`,
   },
+  {
+    version: 7,
+    description: "an interpreter's sandbox driver (NULL means the server's CODEBOX_DRIVER)",
+    sql: `ALTER TABLE interpreters ADD COLUMN driver TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */
