@@ -158,7 +158,7 @@ export class SessionManager {
       {
         size: options.poolSize ?? 2,
         maxConfigs: options.maxPoolConfigs ?? 4,
-        boot: (config) => this.boot(config.limits, { preload: config.preload, warmKernel: true }),
+        boot: (config) => this.boot(config.limits, { preload: config.preload }),
         discard: (w) => this.discard(w),
         usable: (w) => !w.client.closed,
       },
@@ -350,7 +350,7 @@ export class SessionManager {
    */
   private async boot(
     limits: SessionLimits,
-    options: { signal?: AbortSignal; preload: readonly string[]; egress?: { policy: EgressPolicy; sessionId: string }; warmKernel?: boolean },
+    options: { signal?: AbortSignal; preload: readonly string[]; egress?: { policy: EgressPolicy; sessionId: string } },
   ): Promise<Warm> {
     const { signal, egress } = options
     const id = randomBytes(8).toString('hex')
@@ -385,10 +385,9 @@ export class SessionManager {
     // The rest of the start timeout; a preload cut short leaves a lean kernel, not a failed start.
     const left = Math.max(1000, this.startTimeoutMs - (performance.now() - bootStarted))
     const preload = options.preload.length ? await runPreload(client, options.preload, Math.round(left)) : undefined
-    // The executor starts no Python kernel of its own (an idle lean session is the executor alone):
-    // a lean pooled sandbox starts it here, off the start path, so a session from the pool runs its
-    // first Python cell at once; a lean cold boot leaves it to the first Python cell.
-    if (!preload && options.warmKernel) await runPreload(client, [], Math.round(left))
+    // A lean sandbox, pooled or not, has no Python kernel until its first Python cell: an idle lean
+    // session is the executor alone. (Warming the kernel in the pool made every session handed over
+    // from it carry an idle kernel for its whole life: bench/RESULTS.md, "Density".)
     return { sandbox, client, ...(reservation ? { reservation } : {}), ...(preload ? { preload } : {}) }
   }
 

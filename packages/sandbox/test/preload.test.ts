@@ -121,13 +121,14 @@ describe('the Python kernel of a lean session (bwrap)', { skip: unavailable }, (
     return r.structuredContent.stdout.split('\n').filter((l) => l.includes('kernel_python.py')).length
   }
 
-  it('a lean session from the pool has its kernel running before its first cell', async () => {
+  it('a lean session from the pool has no kernel until its first Python cell', async () => {
     const manager = new SessionManager({ driver: await bwrapDriver(), poolSize: 1, defaults: defaultLimits, preload: [] })
     try {
       await until(() => manager.warmCount === 1, 'a warm lean sandbox')
       await withSession(manager, async (s) => {
-        assert.equal(await kernels(s), 1, 'the pool started the kernel')
+        assert.equal(await kernels(s), 0, 'an idle lean session is the executor alone')
         assert.equal(await py(s, 'print(6 * 7)'), '42\n')
+        assert.equal(await kernels(s), 1)
       })
     } finally {
       await manager.close()
