@@ -26,8 +26,12 @@ export interface EngineConfig {
   poolRefillDelayMs: number
   /** `CODEBOX_DEBIAN_MIRROR`: where image builds fetch packages. Default http://deb.debian.org/debian. */
   debianMirror: string
-  /** `CODEBOX_MAX_SESSIONS`: sessions alive at once. Default 200. */
-  maxSessions: number
+  /**
+   * `CODEBOX_MAX_SESSIONS`: a fixed cap on sessions alive at once. Default none: the host budget
+   * (`hostBudget`) admits each start by what the machine has left, so the count follows the
+   * machine (about 2,000 idle lean sessions on 24 GiB); 200 when the budget cannot read the host.
+   */
+  maxSessions: number | undefined
   /**
    * `CODEBOX_EGRESS_TRUSTED`: comma-separated IPs or CIDRs, each optionally with `:port`, that
    * are private or loopback yet may be reached by sessions whose allow-list names them (internal
@@ -51,7 +55,7 @@ export function loadEngineConfig(env: Record<string, string | undefined> = {}): 
     preload: Object.freeze(preloadVar(env.CODEBOX_PRELOAD, driver === 'fake' ? [] : defaultPreload)),
     poolRefillDelayMs: intVar(env, 'CODEBOX_POOL_REFILL_DELAY_MS', 1000, 0, 60_000),
     debianMirror: env.CODEBOX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
-    maxSessions: intVar(env, 'CODEBOX_MAX_SESSIONS', 200, 1, 10_000),
+    maxSessions: env.CODEBOX_MAX_SESSIONS ? intVar(env, 'CODEBOX_MAX_SESSIONS', 0, 1, 100_000) : undefined,
     egressTrusted: Object.freeze(parseTrustedList(env.CODEBOX_EGRESS_TRUSTED ?? '')),
     hostBudget: loadHostBudgetConfig(env),
   })

@@ -49,7 +49,10 @@ export interface SessionManagerOptions {
   poolRefillDelayMs?: number
   /** Python modules a session's kernel imports before hand-over when it asks for no list. Default none. */
   preload?: readonly string[]
-  /** Most sessions alive at once. Default 200. */
+  /**
+   * Most sessions alive at once. Default none when the host budget is on (it admits each start by
+   * what the machine has left), else 200.
+   */
   maxSessions?: number
   /** How long a sandbox may take to become ready, ms. Default 30 s. */
   startTimeoutMs?: number
@@ -101,6 +104,9 @@ interface Warm {
   preload?: PreloadReport
 }
 
+/** Sessions alive at once when no cap is set and there is no host budget to admit by. */
+const fallbackMaxSessions = 200
+
 /** How often the host budget samples what the machine uses, ms. */
 const budgetSampleMs = 1000
 
@@ -116,7 +122,8 @@ export class SessionManager {
   readonly maxLimits: Readonly<SessionLimits>
   /** What a session preloads when it names nothing. */
   readonly preload: readonly string[]
-  private readonly maxSessions: number
+  /** The fixed cap on sessions alive at once; undefined when the host budget alone admits. */
+  readonly maxSessions: number | undefined
   private readonly poolRefillDelayMs: number
   private readonly startTimeoutMs: number
   private readonly onSessionEnd: ((session: Session) => void) | undefined
@@ -141,12 +148,12 @@ export class SessionManager {
     this.defaults = Object.freeze({ ...(options.defaults ?? defaultLimits) })
     this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
     this.preload = Object.freeze(checkPreload(options.preload ?? []))
-    this.maxSessions = options.maxSessions ?? 200
     this.poolRefillDelayMs = options.poolRefillDelayMs ?? 0
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000
     this.onSessionEnd = options.onSessionEnd
     this.egressService = options.egress
     this.budget = makeBudget(options)
+    this.maxSessions = options.maxSessions ?? (this.budget ? undefined : fallbackMaxSessions)
     if (this.budget) {
       const budget = this.budget
       void budget.refresh()
@@ -191,7 +198,7 @@ export class SessionManager {
   async start(options: StartOptions = {}): Promise<Session> {
     if (this.closed) throw new CodeboxError('Unavailable', 'the session manager is shut down')
     const limits = resolveLimits(options.limits ?? {}, this.defaults, this.maxLimits)
-    if (this.sessions.size >= this.maxSessions) {
+    if (this.maxSessions !== undefined && this.sessions.size >= this.maxSessions) {
       throw new CodeboxError('LimitExceeded', `${this.maxSessions} sessions are running, the most this server allows; stop one first`)
     }
     const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
@@ -407,6 +414,9 @@ export class SessionManager {
     // The rest of the start timeout; a preload cut short leaves a lean kernel, not a failed start.
     const left = Math.max(1000, this.startTimeoutMs - (performance.now() - bootStarted))
     const preload = options.preload.length ? await runPreload(client, options.preload, Math.round(left)) : undefined
+    // A lean sandbox, pooled or not, has no Python kernel until its first Python cell: an idle lean
+    // session is the executor alone. (Warming the kernel in the pool made every session handed over
+    // from it carry an idle kernel for its whole life: bench/RESULTS.md, "Density".)
     return { sandbox, client, ...(reservation ? { reservation } : {}), ...(preload ? { preload } : {}) }
   }
 

@@ -5,7 +5,16 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { CodeboxError, defaultLimits } from '@codebox/core'
-import { FakeDriver, HostBudget, SessionManager, defaultHostBudgetConfig, loadHostBudgetConfig, type HostBudgetConfig, type HostProbe } from '@codebox/sandbox'
+import {
+  FakeDriver,
+  HostBudget,
+  SessionManager,
+  defaultHostBudgetConfig,
+  loadEngineConfig,
+  loadHostBudgetConfig,
+  type HostBudgetConfig,
+  type HostProbe,
+} from '@codebox/sandbox'
 
 const MiB = 1024 ** 2
 const GiB = 1024 ** 3
@@ -151,5 +160,49 @@ describe('the session manager admits against the host budget', { timeout: 120_00
       await manager.close()
     }
     assert.equal(manager.budget!.state.declaredMemoryBytes, 0, 'close() released every reservation')
+  })
+})
+
+describe('the count of sessions follows the host budget', { timeout: 120_000 }, () => {
+  it('CODEBOX_MAX_SESSIONS is unset by default (the budget admits); a value is a fixed cap; a bad one is named', () => {
+    assert.equal(loadEngineConfig({}).maxSessions, undefined)
+    assert.equal(loadEngineConfig({ CODEBOX_MAX_SESSIONS: '5000' }).maxSessions, 5000)
+    assert.throws(() => loadEngineConfig({ CODEBOX_MAX_SESSIONS: '0' }), /CODEBOX_MAX_SESSIONS/)
+    assert.throws(() => loadEngineConfig({ CODEBOX_MAX_SESSIONS: 'many' }), /CODEBOX_MAX_SESSIONS/)
+  })
+
+  it('without a cap the manager counts no sessions: the budget is the limit; without a budget, 200', async () => {
+    const budgeted = new SessionManager({ driver: new FakeDriver(), poolSize: 0, hostBudget: config(), hostProbe: fakeHost(8 * GiB, 1000) })
+    const unbudgeted = new SessionManager({ driver: new FakeDriver(), poolSize: 0, hostBudget: false })
+    try {
+      assert.equal(budgeted.maxSessions, undefined)
+      assert.equal(unbudgeted.maxSessions, 200)
+      // With the budget, the host decides: a host with room for two sandboxes beyond its reserve
+      // admits two, and the third is refused for memory, not for a count.
+      const host = fakeHost(1 * GiB + 2 * 64 * MiB, 100_000)
+      const small = new SessionManager({ driver: new FakeDriver(), poolSize: 0, hostBudget: config({ memoryOvercommit: 1000 }), hostProbe: host })
+      try {
+        await small.budget!.refresh()
+        await small.start({ limits: { memoryBytes: 256 * MiB } })
+        await small.start({ limits: { memoryBytes: 256 * MiB } })
+        await assert.rejects(small.start({ limits: { memoryBytes: 256 * MiB } }), refusedWith(/bytes of memory are free/))
+      } finally {
+        await small.close()
+      }
+    } finally {
+      await budgeted.close()
+      await unbudgeted.close()
+    }
+  })
+
+  it('a fixed cap refuses the start beyond it with LimitExceeded, whatever the budget has left', async () => {
+    const manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0, maxSessions: 2, hostBudget: config(), hostProbe: fakeHost(64 * GiB, 100_000) })
+    try {
+      await manager.start()
+      await manager.start()
+      await assert.rejects(manager.start(), (e) => e instanceof CodeboxError && e.code === 'LimitExceeded' && /2 sessions are running/.test(e.message))
+    } finally {
+      await manager.close()
+    }
   })
 })

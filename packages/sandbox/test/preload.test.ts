@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { defaultLimits, defaultPreload } from '@codebox/core'
-import { SessionManager } from '@codebox/sandbox'
+import { SessionManager, type Session } from '@codebox/sandbox'
 import { bwrapDriver, bwrapUnavailable, py, withSession } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
@@ -110,5 +110,42 @@ describe('preload (bwrap)', { skip: unavailable }, () => {
       assert.match(e.message, /preload\[1\]: "os; import shutil" is not a Python module name/)
       return true
     })
+  })
+})
+
+describe('the Python kernel of a lean session (bwrap)', { skip: unavailable }, () => {
+  /** The sandbox's Python kernels, seen from a shell command (which starts no kernel). */
+  const kernels = async (s: Session): Promise<number> => {
+    const r = await s.commands.run('ps -e -o args=')
+    assert.equal(r.structuredContent.exitCode, 0, r.structuredContent.stderr)
+    return r.structuredContent.stdout.split('\n').filter((l) => l.includes('kernel_python.py')).length
+  }
+
+  it('a lean session from the pool has no kernel until its first Python cell', async () => {
+    const manager = new SessionManager({ driver: await bwrapDriver(), poolSize: 1, defaults: defaultLimits, preload: [] })
+    try {
+      await until(() => manager.warmCount === 1, 'a warm lean sandbox')
+      await withSession(manager, async (s) => {
+        assert.equal(await kernels(s), 0, 'an idle lean session is the executor alone')
+        assert.equal(await py(s, 'print(6 * 7)'), '42\n')
+        assert.equal(await kernels(s), 1)
+      })
+    } finally {
+      await manager.close()
+    }
+  })
+
+  it('a lean session booted cold (no pool) starts its kernel with its first Python cell', async () => {
+    const manager = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, defaults: defaultLimits, preload: [] })
+    try {
+      await withSession(manager, async (s) => {
+        assert.equal(await kernels(s), 0, 'no kernel while the session has run no Python')
+        assert.equal(await py(s, 'x = 6 * 7\nprint(x)'), '42\n')
+        assert.equal(await kernels(s), 1)
+        assert.equal(await py(s, 'print(x)'), '42\n', 'the kernel keeps its state')
+      })
+    } finally {
+      await manager.close()
+    }
   })
 })

@@ -79,11 +79,19 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       adopted,
       close: (closeOptions = {}) =>
         (closing ??= (async () => {
-          await app.app.close()
-          await e.close({ detach: closeOptions.detach === true })
-          s.close()
-          unlock()
-          removeLastResort()
+          // The sandboxes' teardown waits on unreferenced timers only (they are no children of this
+          // process): without a referenced handle, the process would exit mid-close once the HTTP
+          // server is closed, leaving sandbox records and cgroups behind.
+          const hold = setInterval(() => {}, 1000)
+          try {
+            await app.app.close()
+            await e.close({ detach: closeOptions.detach === true })
+            s.close()
+            unlock()
+            removeLastResort()
+          } finally {
+            clearInterval(hold)
+          }
         })()),
     }
   } catch (err) {

@@ -140,6 +140,9 @@ test('kill -9 of the server: the next one serves its sessions again, variables, 
   const deadline = Date.now() + 10_000
   while (aliveAll(adopted).length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100))
   assert.deepEqual(aliveAll(procs), [], 'every sandbox process ended with the sessions')
+  // ... and nothing recorded: the server exits only once every sandbox's teardown has finished.
+  const records = fs.readdirSync(path.join(dir, 'sandboxes')).filter((f) => f.endsWith('.json'))
+  assert.deepEqual(records, [], 'no sandbox record is left behind')
 })
 
 test('while no server runs, a session ends itself at its idle timeout; the next server records it ended', { skip: bwrapSkip }, async (t) => {
