@@ -29,29 +29,8 @@ export async function bwrapDriver(): Promise<BwrapDriver> {
   return new BwrapDriver({ imagePath: image.path })
 }
 
-export interface RecordedSandbox {
-  sandbox: Sandbox
-  /** Bytes the host has written to the sandbox's executor so far. */
-  bytesSent: number
-}
-
-/** Wraps a driver to remember every sandbox it creates and count the bytes sent to each. */
-export function recordingDriver(inner: SandboxDriver): { driver: SandboxDriver; created: RecordedSandbox[] } {
-  const created: RecordedSandbox[] = []
-  const driver: SandboxDriver = {
-    name: inner.name,
-    check: () => inner.check(),
-    create: async (spec, options) => {
-      const sandbox = await inner.create(spec, options)
-      const record: RecordedSandbox = { sandbox, bytesSent: 0 }
-      const write = sandbox.input.write.bind(sandbox.input) as (chunk: Buffer) => boolean
-      sandbox.input.write = ((chunk: Buffer) => ((record.bytesSent += chunk.length), write(chunk))) as typeof sandbox.input.write
-      created.push(record)
-      return sandbox
-    },
-  }
-  return { driver, created }
-}
+// The contract suite's recording driver, shared with the tests here.
+export { recordingDriver, type RecordedSandbox } from '../src/testing/contract.ts'
 
 /** Where the host keeps a bwrap sandbox's cgroups (v1: one directory per controller). */
 export function sandboxCgroups(sandboxId: string): { dirs: string[]; procs: string; pidsMax: string; memoryMax: string } {
