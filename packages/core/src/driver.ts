@@ -53,6 +53,11 @@ export interface CreateOptions {
   egress?: EgressGateway
 }
 
+/** What `attach` gets: the network the sandbox was started with, for a driver that must wire its egress again. */
+export interface AttachOptions extends CreateOptions {
+  network?: SandboxNetwork
+}
+
 export interface SandboxSpec {
   /** Fresh random id, also used for cgroup and log names. */
   id: string
@@ -105,8 +110,9 @@ export interface SandboxDriver {
   list?(): Promise<string[]>
   /**
    * Connects again to a sandbox an earlier server started (its executor says `ready` again, with
-   * its idle clock). SessionTerminated when it has ended meanwhile (its leftovers are removed),
-   * Unavailable when it cannot be re-adopted (the message says why).
+   * its idle clock); a sandbox with network `egress` gets its listener again from `options`
+   * (`network` and `egress`). SessionTerminated when it has ended meanwhile (its leftovers are
+   * removed), Unavailable when it cannot be re-adopted (the message says why; it is ended).
    */
-  attach?(id: string, options?: CreateOptions): Promise<Sandbox>
+  attach?(id: string, options?: AttachOptions): Promise<Sandbox>
 }

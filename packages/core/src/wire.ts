@@ -192,6 +192,9 @@ export const preloadSchema = z
       'The names are in sys.modules, not in the session’s namespace.',
   )
 
+/** A sandbox driver's name, as registered (`bwrap`, `gvisor`, ...). */
+export const driverNameSchema = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a driver name such as bwrap or gvisor')
+
 export const createInterpreterRequestSchema = z.strictObject({
   name: z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,47}$/, 'must start with a letter and have only letters, digits and _ (at most 48)'),
   description: z.string().max(4096).optional(),
@@ -199,11 +202,7 @@ export const createInterpreterRequestSchema = z.strictObject({
   image: z.literal('default').default('default').describe('Sandbox image; only the built-in image exists today.'),
   network: interpreterNetworkSchema.optional(),
   preload: preloadSchema.optional(),
-  driver: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a driver name such as bwrap or gvisor')
-    .optional()
-    .describe('The sandbox driver of its sessions (`bwrap`, `gvisor`, ...); default the server’s (`CODEBOX_DRIVER`).'),
+  driver: driverNameSchema.optional().describe('The sandbox driver of its sessions (`bwrap`, `gvisor`, ...); default the server’s (`CODEBOX_DRIVER`).'),
 })
 export type CreateInterpreterRequest = z.input<typeof createInterpreterRequestSchema>
 

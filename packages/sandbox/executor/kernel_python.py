@@ -84,6 +84,63 @@ def display(*objs, **kwargs):
         _send({"id": _current["id"], "type": "display", "data": _bundle(obj), "executeResult": False})
 
 
+def _tight_png_one_draw(fig):
+    """The picture savefig(bbox_inches="tight") makes, from one draw instead of two: savefig's
+    tight bounding box renders the whole figure once to measure it and again to save it (~30% of a
+    plot cell). Here the Agg canvas draws once and the image is cropped to the pixels drawn plus
+    savefig's padding (tight measures text boxes rather than ink, so the two differ by a pixel or
+    three at the edges). Returns None (the caller then uses savefig) whenever the result could differ:
+    another backend, savefig settings that are not the defaults, a background that is not one
+    opaque colour. Anything drawn within the padding of the figure's edge may lie beyond it: then
+    savefig saves the figure with the tight box measured from this draw."""
+    mpl = sys.modules.get("matplotlib")
+    np = sys.modules.get("numpy")
+    if mpl is None or np is None:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    rc = mpl.rcParams
+    canvas = fig.canvas
+    if type(canvas) is not FigureCanvasAgg or rc["savefig.transparent"] or \
+            rc["savefig.dpi"] not in ("figure", fig.dpi) or rc["savefig.facecolor"] != "auto" or \
+            rc["savefig.edgecolor"] != "auto" or rc["savefig.pad_inches"] == "layout" or \
+            fig.get_facecolor()[3] != 1.0:
+        return None
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    height, width = rgba.shape[0], rgba.shape[1]
+    px = rgba.view(np.uint32).reshape(height, width)
+    bg = px[0, 0]
+    drawn = px != bg
+    rows = np.flatnonzero(drawn.any(axis=1))
+    cols = np.flatnonzero(drawn.any(axis=0))
+    pad = int(round(float(rc["savefig.pad_inches"]) * fig.dpi))
+    if rows.size == 0 or rows[0] < pad or cols[0] < pad or \
+            rows[-1] >= height - pad or cols[-1] >= width - pad:
+        # savefig's own measure, taken from this draw's renderer, so that saving draws only once more.
+        bbox = fig.get_tightbbox(canvas.get_renderer()).padded(float(rc["savefig.pad_inches"]))
+        out = io.BytesIO()
+        fig.savefig(out, format="png", bbox_inches=bbox)
+        return out.getvalue()
+    from PIL import Image
+    crop = rgba[rows[0] - pad:rows[-1] + 1 + pad, cols[0] - pad:cols[-1] + 1 + pad]
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(crop), "RGBA").save(out, format="png", dpi=(fig.dpi, fig.dpi))
+    return out.getvalue()
+
+
+def _figure_png(fig):
+    png = None
+    try:
+        png = _tight_png_one_draw(fig)
+    except Exception:
+        png = None  # anything unexpected: savefig below renders it the usual way
+    if png is None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        png = buf.getvalue()
+    return png
+
+
 def _flush_figures():
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
@@ -91,14 +148,13 @@ def _flush_figures():
     import base64
     for num in plt.get_fignums():
         fig = plt.figure(num)
-        buf = io.BytesIO()
         try:
-            fig.savefig(buf, format="png", bbox_inches="tight")
+            png = _figure_png(fig)
         except Exception as e:
             print("codebox: could not render figure %s: %s" % (num, e), file=sys.stderr)
             continue
         _send({"id": _current["id"], "type": "display", "executeResult": False,
-               "data": {"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure %d>" % num}})
+               "data": {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure %d>" % num}})
     plt.close("all")
 
 
@@ -297,7 +353,7 @@ def _warm_up_plot():
         else:
             plt.plot([1, 2, 3])
         for num in plt.get_fignums():
-            plt.figure(num).savefig(io.BytesIO(), format="png", bbox_inches="tight")
+            _figure_png(plt.figure(num))
     finally:
         plt.close("all")
 

@@ -85,6 +85,10 @@ export interface AdoptRecord {
   sandboxId: string
   limits: SessionLimits
   createdAt: Date
+  /** Its egress policy (its interpreter's), when it has network egress: the driver opens its listener again. */
+  egress?: EgressPolicy
+  /** Its driver, when not the manager's own (its interpreter's `driver`). */
+  driver?: string
 }
 
 /** What adopt() did: the sessions served again, and those that could not be (ended, with why). */
@@ -199,7 +203,14 @@ export class SessionManager {
     if (this.closed) throw new CodeboxError('Unavailable', 'the session manager is shut down')
     const limits = resolveLimits(options.limits ?? {}, this.defaults, this.maxLimits)
     if (this.maxSessions !== undefined && this.sessions.size >= this.maxSessions) {
-      throw new CodeboxError('LimitExceeded', `${this.maxSessions} sessions are running, the most this server allows; stop one first`)
+      // The server's own cap, like the host budget's: a 503 to retry later, not the caller's request being too large.
+      throw new CodeboxError(
+        'HostCapacity',
+        `${this.maxSessions} sessions are running, the most this server allows (CODEBOX_MAX_SESSIONS); stop one or try later`,
+        {
+          details: { limit: this.maxSessions },
+        },
+      )
     }
     const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
     const preload = options.preload === undefined ? this.preload : checkPreload(options.preload)
@@ -242,11 +253,6 @@ export class SessionManager {
    * ended and reported with the reason; sandboxes no record claims are removed.
    */
   async adopt(records: AdoptRecord[]): Promise<AdoptOutcome> {
-    const { attach, list } = this.driver
-    if (!attach || !list) {
-      const reason = `the ${this.driver.name} driver's sandboxes end with the server that started them`
-      return { adopted: [], failed: records.map((r) => ({ sessionId: r.sessionId, reason })), removed: 0 }
-    }
     const outcome: AdoptOutcome = { adopted: [], failed: [], removed: 0 }
     await Promise.all(
       records.map(async (r) => {
@@ -257,6 +263,8 @@ export class SessionManager {
         }
       }),
     )
+    const { attach, list } = this.driver
+    if (!attach || !list) return outcome
     const claimed = new Set(records.map((r) => r.sandboxId))
     for (const id of await list.call(this.driver)) {
       if (claimed.has(id) || this.started.has(id)) continue
@@ -272,7 +280,12 @@ export class SessionManager {
 
   private async adoptOne(r: AdoptRecord): Promise<Session> {
     if (this.sessions.has(r.sessionId)) throw new CodeboxError('Conflict', `session ${r.sessionId} is already served here`)
-    const sandbox = await this.driver.attach!(r.sandboxId, { egress: this.egress })
+    const driver = r.driver === undefined ? this.driver : await this.driverNamed(r.driver)
+    if (!driver.attach) throw new CodeboxError('Unavailable', `the ${driver.name} driver's sandboxes end with the server that started them`)
+    const sandbox = await driver.attach(r.sandboxId, {
+      egress: this.egress,
+      network: r.egress ? { mode: 'egress', policy: r.egress, sessionId: r.sessionId } : { mode: 'none' },
+    })
     const client = new ExecutorClient(sandbox)
     try {
       const timeout = AbortSignal.timeout(5_000)
@@ -402,7 +415,14 @@ export class SessionManager {
         client.ready,
         new Promise((_, reject) =>
           timeout.addEventListener('abort', () =>
-            reject(new CodeboxError('SandboxFailure', `the sandbox was not ready within ${this.startTimeoutMs} ms: ${sandbox.diagnostics().slice(-500)}`)),
+            // Most often a machine too busy to boot it in time: a 503 to retry, not a server fault.
+            reject(
+              new CodeboxError(
+                'Unavailable',
+                `the sandbox was not ready within ${this.startTimeoutMs} ms; the machine may be overloaded${diagnosticsSuffix(sandbox.diagnostics())}`,
+                { details: { retryAfterSeconds: 5 } },
+              ),
+            ),
           ),
         ),
       ])
@@ -477,4 +497,10 @@ function makeBudget(options: SessionManagerOptions): HostBudget | undefined {
     // No /proc to read the machine from: nothing to admit against.
     return undefined
   }
+}
+
+/** What a sandbox printed outside the protocol, for an error message: its last 500 characters, or nothing. */
+function diagnosticsSuffix(text: string): string {
+  const t = text.trim()
+  return t ? `: ${t.slice(-500)}` : ''
 }

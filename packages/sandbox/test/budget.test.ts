@@ -195,12 +195,15 @@ describe('the count of sessions follows the host budget', { timeout: 120_000 }, 
     }
   })
 
-  it('a fixed cap refuses the start beyond it with LimitExceeded, whatever the budget has left', async () => {
+  it('a fixed cap refuses the start beyond it with HostCapacity (503, retry later), whatever the budget has left', async () => {
     const manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0, maxSessions: 2, hostBudget: config(), hostProbe: fakeHost(64 * GiB, 100_000) })
     try {
       await manager.start()
       await manager.start()
-      await assert.rejects(manager.start(), (e) => e instanceof CodeboxError && e.code === 'LimitExceeded' && /2 sessions are running/.test(e.message))
+      await assert.rejects(
+        manager.start(),
+        (e) => e instanceof CodeboxError && e.code === 'HostCapacity' && e.status === 503 && /2 sessions are running/.test(e.message),
+      )
     } finally {
       await manager.close()
     }

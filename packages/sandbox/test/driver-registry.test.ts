@@ -4,9 +4,9 @@
  * the same way, with the engine's context (image, runtime dir).
  */
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { describe, it, test } from 'node:test'
 import { CodeboxError, type SandboxDriver } from '@codebox/core'
-import { createDriver, DriverRegistry, drivers, FakeDriver, loadEngineConfig, type DriverContext } from '../src/index.ts'
+import { createDriver, DriverRegistry, drivers, FakeDriver, loadEngineConfig, SessionManager, type DriverContext } from '../src/index.ts'
 
 test('the built-in drivers are registered; the config picks one by name', async () => {
   assert.deepEqual(drivers.names().slice(0, 3), ['bwrap', 'gvisor', 'fake'])
@@ -41,4 +41,28 @@ test('a driver from another package registers and gets the engine context', asyn
   assert.equal(await registry.create('elsewhere', config), made)
   assert.equal(seen?.runtimeDir, '/tmp/codebox-registry-test/runtime')
   await assert.rejects(seen!.imagePath(), (e: unknown) => e instanceof CodeboxError && e.code === 'Unavailable' && /codebox image build/.test(e.message))
+})
+
+describe('adopt() names why a session cannot be re-adopted', () => {
+  it('a driver without attach: its sessions fail with the reason, and nothing else is touched', async () => {
+    const manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0, driverFor: async () => new FakeDriver() })
+    try {
+      const outcome = await manager.adopt([
+        { sessionId: 'a', sandboxId: 'sb-a', limits: manager.defaults, createdAt: new Date() },
+        { sessionId: 'b', sandboxId: 'sb-b', limits: manager.defaults, createdAt: new Date(), driver: 'fake' },
+      ])
+      assert.deepEqual(outcome.adopted, [])
+      assert.equal(outcome.removed, 0)
+      assert.deepEqual(
+        outcome.failed.sort((x, y) => x.sessionId.localeCompare(y.sessionId)),
+        [
+          { sessionId: 'a', reason: "the fake driver's sandboxes end with the server that started them" },
+          { sessionId: 'b', reason: "the fake driver's sandboxes end with the server that started them" },
+        ],
+      )
+      assert.equal(manager.list().length, 0)
+    } finally {
+      await manager.close()
+    }
+  })
 })

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { readdirSync, readlinkSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type net from 'node:net'
 import path from 'node:path'
@@ -74,7 +74,7 @@ describe('egress through the host proxy (bwrap)', { skip: unavailable ?? false }
 import json, os, socket
 keys = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'NO_PROXY', 'NODE_USE_ENV_PROXY', 'CODEBOX_EGRESS_SOCKET']
 print(json.dumps({'env': {k: os.environ.get(k) for k in keys}, 'ifaces': [n for _, n in socket.if_nameindex()],
-    'run': sorted(os.listdir('/run')), 'sock': os.path.exists('/run/codebox/egress.sock')}))`,
+    'run': sorted(os.listdir('/run')), 'sock': os.path.exists('/run/codebox/egress/egress.sock')}))`,
     )
     assert.deepEqual(r, {
       env: {
@@ -84,7 +84,7 @@ print(json.dumps({'env': {k: os.environ.get(k) for k in keys}, 'ifaces': [n for 
         https_proxy: 'http://127.0.0.1:3128',
         NO_PROXY: 'localhost,127.0.0.1',
         NODE_USE_ENV_PROXY: '1',
-        CODEBOX_EGRESS_SOCKET: '/run/codebox/egress.sock',
+        CODEBOX_EGRESS_SOCKET: '/run/codebox/egress/egress.sock',
       },
       ifaces: ['lo'],
       run: ['codebox'],
@@ -237,7 +237,7 @@ def fetch():
         return opener.open('http://127.0.0.1:${web.port}/', timeout=5).read().decode()
     except OSError as e:
         return type(e).__name__
-print(json.dumps({'proxy': os.environ.get('HTTP_PROXY'), 'relay': relay(), 'fetch': fetch(), 'sock': os.path.exists('/run/codebox/egress.sock')}))`,
+print(json.dumps({'proxy': os.environ.get('HTTP_PROXY'), 'relay': relay(), 'fetch': fetch(), 'sock': os.path.exists('/run/codebox/egress/egress.sock')}))`,
       )
       assert.deepEqual(r, { proxy: null, relay: 'ConnectionRefusedError', fetch: 'URLError', sock: false })
     } finally {
@@ -245,13 +245,22 @@ print(json.dumps({'proxy': os.environ.get('HTTP_PROXY'), 'relay': relay(), 'fetc
     }
   })
 
-  test('the socket and listener are gone when the session ends', async () => {
+  test('the listener and its directory handle are gone when the session ends', async () => {
+    const handles = (): number =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === '/run/codebox/tmpfs/egress'
+        } catch {
+          return false
+        }
+      }).length
+    const before = handles()
     const s = await m.start({ egress: { mode: 'public', allow: [] } })
-    const socketPath = path.join(egress.socketDir, `${s.sandboxId}.sock`)
-    assert.ok(existsSync(socketPath))
+    assert.equal(handles(), before + 1, 'the server holds the sandbox’s egress directory while it lives')
+    assert.deepEqual(readdirSync(egress.socketDir), [], 'no socket in the host folder')
     const open = egress.openCount
     await s.stop()
-    assert.equal(existsSync(socketPath), false)
     assert.equal(egress.openCount, open - 1)
+    assert.equal(handles(), before)
   })
 })

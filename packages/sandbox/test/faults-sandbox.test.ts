@@ -3,12 +3,16 @@
  * killed in the middle of a call. Each time the call ends with a clear error naming what died,
  * the session is marked as its fault leaves it (a dead kernel: the session goes on with a new
  * kernel; a dead executor or sandbox: the session ends, `sandbox-exited`), and another session,
- * running a cell at the same moment, is untouched.
+ * running a cell at the same moment, is untouched. And a sandbox that never says ready (the fake
+ * driver, any host) fails its start with a retryable 503.
  */
 import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError } from '@codebox/core'
-import { SessionManager, type Session } from '@codebox/sandbox'
+import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
 import { bwrapDriver, bwrapUnavailable, py } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
@@ -74,5 +78,29 @@ describe('faults mid-call', { skip: unavailable }, () => {
     for (let i = 0; i < 50 && s.status === 'ready'; i++) await new Promise((r) => setTimeout(r, 100))
     assert.equal(s.endReason, 'sandbox-exited')
     await assert.rejects(py(s, 'print(1)'), (e: unknown) => e instanceof CodeboxError && e.code === 'SessionTerminated')
+  })
+})
+
+describe('a sandbox that never becomes ready (a machine too busy to boot it)', () => {
+  it('the start fails with 503 Unavailable and Retry-After, and nothing of the sandbox is left', async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-slow-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    // Stands in for an executor that never gets the CPU to say ready: it only records its pid.
+    const script = path.join(dir, 'silent-executor.py')
+    writeFileSync(script, `import os, time\nopen(${JSON.stringify(path.join(dir, 'pid'))}, "w").write(str(os.getpid()))\ntime.sleep(600)\n`)
+    const manager = new SessionManager({ driver: new FakeDriver({ executorScript: script }), poolSize: 0, startTimeoutMs: 1_000 })
+    t.after(() => manager.close())
+    const err = await manager.start({ preload: [] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    assert.ok(err instanceof CodeboxError, String(err))
+    assert.equal(err.code, 'Unavailable')
+    assert.equal(err.status, 503)
+    assert.match(err.message, /not ready within 1000 ms; the machine may be overloaded/)
+    assert.equal(err.details.retryAfterSeconds, 5)
+    const pid = Number(readFileSync(path.join(dir, 'pid'), 'utf8'))
+    assert.equal(existsSync(`/proc/${pid}`), false, 'the silent executor was ended')
+    assert.equal(manager.list().length, 0)
   })
 })

@@ -93,6 +93,34 @@ describe('Python kernel (bwrap)', { skip: unavailable }, () => {
     assert.equal(images(await shared.session.runCode({ code: 'print("no figure")' })).length, 0, 'figures are not shown twice')
   })
 
+  it('renders an ordinary figure with one draw, and one drawn past its edge as savefig(bbox_inches="tight") does', async () => {
+    // Counts the Agg canvas's draws: savefig's tight bounding box costs a second one.
+    await shared.session.runCode({
+      code: `import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg as _C
+_draws = [0]
+if not hasattr(_C, "_codebox_counted"):
+    _orig_draw = _C.draw
+    def _counted(self, *a, **k):
+        _draws[0] += 1
+        return _orig_draw(self, *a, **k)
+    _C.draw = _counted
+    _C._codebox_counted = True`,
+    })
+    const count = async (code: string) => {
+      const r = await shared.session.runCode({ code: `_draws[0] = 0\n${code}\nplt.show()\nprint(_draws[0])` })
+      assert.equal(r.isError, false, r.structuredContent.stderr)
+      assert.equal(images(r).length, 1)
+      return { draws: Number(r.structuredContent.stdout.trim()), size: assertPng(images(r)[0]!.data) }
+    }
+    const plain = await count('plt.figure(); plt.plot([1, 2], label="a")')
+    assert.equal(plain.draws, 1, 'an ordinary figure is drawn once')
+    assert.ok(plain.size.width < 600, `cropped to what was drawn: ${plain.size.width} wide`)
+    const outside = await count('plt.figure(); plt.plot([1, 2], label="a"); plt.legend(bbox_to_anchor=(1.05, 1), loc="upper left")')
+    assert.equal(outside.draws, 2, 'a legend past the edge: measured from the first draw, drawn once more to save')
+    assert.ok(outside.size.width > plain.size.width + 30, `the legend outside the axes is in the picture: ${outside.size.width} > ${plain.size.width}`)
+  })
+
   it('shows a DataFrame as text and an HTML table, as the last expression and through display()', async () => {
     const last = await shared.session.runCode({ code: 'import pandas as pd\ndf = pd.DataFrame({"city": ["Oslo", "Lima"], "temp": [3, 19]})\ndf' })
     assert.equal(last.isError, false, last.structuredContent.stderr)

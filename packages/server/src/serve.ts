@@ -12,6 +12,7 @@ import { createEngine, type SessionManager } from '@codebox/sandbox'
 import { buildApp, type App } from './app.ts'
 import { isLoopback, type ServerConfig } from './config.ts'
 import { Store } from './store/index.ts'
+import type { SessionService } from './services/sessions.ts'
 
 export interface RunningServer extends App {
   /** Where it listens, e.g. http://127.0.0.1:8080. */
@@ -61,7 +62,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       sandboxesDir: path.join(path.dirname(config.dbPath), 'sandboxes'),
     })
     app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })
-    const { adopted, reconciled } = await readopt(store, engine, app.app.log)
+    const { adopted, reconciled } = await readopt(app.sessions, app.app.log)
     await app.app.listen({ host: config.host, port: config.port })
     const address = app.app.server.address()
     const port = typeof address === 'object' && address ? address.port : config.port
@@ -102,27 +103,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
 }
 
-/**
- * Serves again the sessions the store says are READY: their sandboxes are re-adopted; what cannot
- * be (its sandbox ended, or the driver's sandboxes end with their server) is marked TERMINATED
- * (`server-restart`) and the reason logged.
- */
-async function readopt(store: Store, engine: SessionManager, log: FastifyBaseLogger): Promise<{ adopted: string[]; reconciled: string[] }> {
-  const active = await store.sessions.listAllActive()
-  const outcome = await engine.adopt(
-    active
-      .filter((r) => r.sandboxId !== undefined)
-      .map((r) => ({ sessionId: r.sessionId, sandboxId: r.sandboxId!, limits: r.limits, createdAt: new Date(r.createdAt) })),
-  )
-  const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
-  for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
-  for (const [sessionId, reason] of failed) {
-    await store.sessions.markTerminated(sessionId, 'server-restart')
+/** Serves again the sessions of the previous run (SessionService.adoptPrevious), and logs what could not be. */
+async function readopt(sessions: SessionService, log: FastifyBaseLogger): Promise<{ adopted: string[]; reconciled: string[] }> {
+  const outcome = await sessions.adoptPrevious()
+  for (const { sessionId, reason } of outcome.failed)
     log.info({ sessionId, reason }, 'a session of the previous run could not be re-adopted; marked TERMINATED (server-restart)')
-  }
   if (outcome.adopted.length) log.info({ sessions: outcome.adopted.length }, 'sessions of the previous run re-adopted')
   if (outcome.removed) log.info({ sandboxes: outcome.removed }, 'sandboxes of the previous run that no session claimed were removed')
-  return { adopted: outcome.adopted.map((s) => s.id), reconciled: [...failed.keys()] }
+  return { adopted: outcome.adopted, reconciled: outcome.failed.map((f) => f.sessionId) }
 }
 
 /**

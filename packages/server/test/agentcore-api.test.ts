@@ -406,6 +406,44 @@ describe('AgentCore bad input over raw HTTP', () => {
   })
 })
 
+describe('AgentCore control plane: the codebox extension', () => {
+  test('preload and driver are set on create and shown by get; a wrong one is a ValidationException naming it', async (t) => {
+    const server = await testServer(t)
+    const send = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(server.url + path, { method, ...(body ? { body: JSON.stringify(body) } : {}), headers: { 'content-type': 'application/json' } })
+      return { status: res.status, type: res.headers.get('x-amzn-errortype'), body: (await res.json()) as Record<string, any> }
+    }
+    const driver = server.sessions.defaultDriver
+    const created = await send('PUT', '/code-interpreters', {
+      name: 'lean_env',
+      networkConfiguration: { networkMode: 'SANDBOX' },
+      codebox: { preload: ['json'], driver },
+    })
+    assert.equal(created.status, 202, JSON.stringify(created.body))
+    const got = await send('GET', `/code-interpreters/${created.body.codeInterpreterId}`)
+    assert.deepEqual([got.body.codebox.preload, got.body.codebox.driver], [['json'], driver])
+    const builtInView = await send('GET', `/code-interpreters/${builtIn}`)
+    assert.deepEqual([builtInView.body.codebox.preload, builtInView.body.codebox.driver], [[...server.sessions.defaultPreload], driver])
+    const wrongDriver = await send('PUT', '/code-interpreters', {
+      name: 'x_env',
+      networkConfiguration: { networkMode: 'SANDBOX' },
+      codebox: { driver: 'nope' },
+    })
+    assert.deepEqual([wrongDriver.status, wrongDriver.type], [400, 'ValidationException'])
+    assert.match(wrongDriver.body.message, /codebox\.driver.*must be one of/)
+    const wrongPreload = await send('PUT', '/code-interpreters', {
+      name: 'y_env',
+      networkConfiguration: { networkMode: 'SANDBOX' },
+      codebox: { preload: ['os; rm'] },
+    })
+    assert.deepEqual([wrongPreload.status, wrongPreload.type], [400, 'ValidationException'])
+    assert.match(wrongPreload.body.message, /preload/)
+    // Nothing was created by the refused ones.
+    const names = (await send('POST', '/code-interpreters?type=CUSTOM')).body.codeInterpreterSummaries.map((x: { name: string }) => x.name)
+    assert.deepEqual(names, ['lean_env'])
+  })
+})
+
 describe('AgentCore control plane through the AWS SDK', () => {
   test('create, get, list by type, delete; sessions of a custom interpreter', async (t) => {
     const server = await testServer(t)

@@ -8,16 +8,24 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { gvisorUnavailable } from '../../sandbox/test/gvisor-fixtures.ts'
 
 const child = path.join(import.meta.dirname, 'serve-child.ts')
 
-async function serve(stateDir: string, driver: string, args: string[] = []): Promise<{ proc: ChildProcess; url: string; output: () => string }> {
+async function serve(
+  stateDir: string,
+  driver: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ proc: ChildProcess; url: string; output: () => string }> {
   const proc = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', child, ...args], {
-    env: { ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_DRIVER: driver, CODEBOX_POOL_SIZE: '1' },
+    env: { ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_DRIVER: driver, CODEBOX_POOL_SIZE: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -83,6 +91,7 @@ function stateDir(t: { after(fn: () => void): void }, driver: string): string {
 }
 
 const bwrapSkip = await bwrapUnavailable()
+const gvisorSkip = await gvisorUnavailable()
 
 test('kill -9 of the server: the next one serves its sessions again, variables, files and tasks intact', { skip: bwrapSkip }, async (t) => {
   const dir = stateDir(t, 'bwrap')
@@ -144,6 +153,76 @@ test('kill -9 of the server: the next one serves its sessions again, variables, 
   const records = fs.readdirSync(path.join(dir, 'sandboxes')).filter((f) => f.endsWith('.json'))
   assert.deepEqual(records, [], 'no sandbox record is left behind')
 })
+
+test('a session with network egress is re-adopted with its policy: what it may reach, it reaches again', { skip: bwrapSkip }, async (t) => {
+  // A loopback web server stands for the internet (trusted for this test, as loopback is refused otherwise).
+  const web = http.createServer((_req, res) => res.end('hello from the web'))
+  await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve))
+  t.after(() => web.close())
+  const port = (web.address() as AddressInfo).port
+  const env = { CODEBOX_EGRESS_TRUSTED: `127.0.0.1:${port}` }
+  const dir = stateDir(t, 'bwrap')
+  const first = await serve(dir, 'bwrap', [], env)
+  t.after(() => first.proc.kill('SIGKILL'))
+  const created = await post(first.url, '/v1/interpreters', { name: 'web', network: { mode: 'VPC', allow: [`127.0.0.1:${port}`] } })
+  assert.equal(created.status, 201)
+  const { interpreterId } = (await created.json()) as { interpreterId: string }
+  const id = await start(first.url, { interpreterId })
+  // NO_PROXY names 127.0.0.1, which inside is the sandbox's own lo: the test's "web" is the host's.
+  const fetchCell = `import os, urllib.request
+os.environ.pop("NO_PROXY", None), os.environ.pop("no_proxy", None)
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=10).read().decode()
+    except Exception as e:
+        return "refused: %s" % e
+print(get("http://127.0.0.1:${port}/"))
+print(get("http://127.0.0.1:${port + 1 === 65536 ? port - 1 : port + 1}/")[:8])`
+  const before = await invoke(first.url, id, 'executeCode', { code: `seen = 1\n${fetchCell}` })
+  assert.equal(before.structuredContent.stdout, 'hello from the web\nrefused:\n')
+  first.proc.kill('SIGKILL')
+  await new Promise((r) => setTimeout(r, 500))
+
+  const next = await serve(dir, 'bwrap', [], env)
+  t.after(() => next.proc.kill('SIGKILL'))
+  assert.equal((await info(next.url, id)).status, 'READY')
+  const after = await invoke(next.url, id, 'executeCode', { code: `print(seen)\n${fetchCell}` })
+  assert.equal(after.structuredContent.stdout, '1\nhello from the web\nrefused:\n', 'the same policy: allowed still, refused still')
+  const stopped = new Promise<number | null>((resolve) => next.proc.on('exit', resolve))
+  next.proc.kill('SIGTERM')
+  assert.equal(await stopped, 0)
+})
+
+test(
+  'a session of a gVisor interpreter (whose sandboxes end with their server): the next server records it ended; the bwrap one beside it is re-adopted',
+  { skip: bwrapSkip ?? gvisorSkip },
+  async (t) => {
+    const dir = stateDir(t, 'bwrap')
+    const first = await serve(dir, 'bwrap')
+    t.after(() => first.proc.kill('SIGKILL'))
+    const created = await post(first.url, '/v1/interpreters', { name: 'strict', driver: 'gvisor', preload: [] })
+    assert.equal(created.status, 201, await created.clone().text())
+    const { interpreterId } = (await created.json()) as { interpreterId: string }
+    const g = await start(first.url, { interpreterId })
+    const kept = await start(first.url)
+    await invoke(first.url, g, 'executeCode', { code: 'print(1)' })
+    await invoke(first.url, kept, 'executeCode', { code: 'z = 3' })
+    const procs = descendants(first.proc.pid!)
+    first.proc.kill('SIGKILL')
+    await new Promise((r) => setTimeout(r, 1000))
+
+    const next = await serve(dir, 'bwrap')
+    t.after(() => next.proc.kill('SIGKILL'))
+    const gone = await info(next.url, g)
+    assert.deepEqual([gone.status, gone.endReason], ['TERMINATED', 'server-restart'])
+    assert.equal((await invoke(next.url, kept, 'executeCode', { code: 'print(z)' })).structuredContent.stdout, '3\n', 'the bwrap session was re-adopted')
+    const deadline = Date.now() + 10_000
+    const runsc = () => aliveAll(procs).filter((p) => /runsc|exe/.test(fs.readFileSync(`/proc/${p}/comm`, 'utf8')))
+    while (runsc().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200))
+    assert.deepEqual(runsc(), [], 'the gVisor sandbox ended with its server')
+    next.proc.kill('SIGTERM')
+  },
+)
 
 test('while no server runs, a session ends itself at its idle timeout; the next server records it ended', { skip: bwrapSkip }, async (t) => {
   const dir = stateDir(t, 'bwrap')

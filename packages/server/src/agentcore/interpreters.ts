@@ -5,7 +5,7 @@
  * the caller may use.
  */
 import { createHash } from 'node:crypto'
-import { CodeboxError } from '@codebox/core'
+import { checkPreload, CodeboxError } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
 import { checkNetwork } from '../services/network.ts'
 import type { Caller, SessionService } from '../services/sessions.ts'
@@ -54,6 +54,9 @@ export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessio
     const network = networkOf(body)
     const limits = body.codebox?.limits ?? {}
     sessions.checkLimits(limits)
+    const preload = body.codebox?.preload && checkPreload(body.codebox.preload, 'codebox.preload')
+    const driver = body.codebox?.driver
+    if (driver !== undefined) await sessions.checkDriver(driver, 'codebox.driver')
     const created = await store.interpreters.create({
       tenant: caller.tenant,
       name: body.name,
@@ -62,6 +65,8 @@ export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessio
       limits,
       network,
       tags: body.tags ?? {},
+      ...(preload ? { preload } : {}),
+      ...(driver !== undefined ? { driver } : {}),
       ...(body.executionRoleArn ? { executionRoleArn: body.executionRoleArn } : {}),
       ...(body.clientToken ? { clientToken: body.clientToken } : {}),
     })
@@ -80,7 +85,13 @@ export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessio
         networkMode: r.network.mode,
         ...(r.network.vpcConfig ? { vpcConfig: r.network.vpcConfig } : {}),
       },
-      codebox: { image: r.image, limits: { ...sessions.defaultLimits, ...r.limits }, ...(r.network.allow ? { egressAllowList: r.network.allow } : {}) },
+      codebox: {
+        image: r.image,
+        limits: { ...sessions.defaultLimits, ...r.limits },
+        ...(r.network.allow ? { egressAllowList: r.network.allow } : {}),
+        preload: [...(r.preload ?? sessions.defaultPreload)],
+        driver: r.driver ?? sessions.defaultDriver,
+      },
     }
   })
 

@@ -4,7 +4,7 @@
  * codebox does not implement are accepted only when empty; codebox's own extensions (limits,
  * image, egress allow-list) ride along as extra fields that AWS clients never send.
  */
-import { limitsSchema, sessionStatuses } from '@codebox/core'
+import { driverNameSchema, limitsSchema, preloadSchema, sessionStatuses } from '@codebox/core'
 import { z } from 'zod'
 
 /** The built-in interpreter's AWS identifier, an alias of codebox's own `codebox.v1`. */
@@ -74,6 +74,8 @@ export const createInterpreterBodySchema = z.object({
       limits: limitsSchema.partial().optional(),
       image: z.literal('default').optional(),
       egressAllowList: z.array(z.string().min(1).max(300)).max(256).optional(),
+      preload: preloadSchema.optional(),
+      driver: driverNameSchema.optional(),
     })
     .optional(),
 })

@@ -104,6 +104,39 @@ export class SessionService {
     return this.engine.find(sessionId)?.status === 'ready'
   }
 
+  /**
+   * Serves again the sessions the store says are READY, a previous run's: each sandbox is
+   * re-adopted (with its interpreter's egress policy, so its listener opens again); what cannot be
+   * is marked TERMINATED (`server-restart`), and the reasons are returned for the log.
+   */
+  async adoptPrevious(): Promise<{ adopted: string[]; failed: { sessionId: string; reason: string }[]; removed: number }> {
+    const active = await this.store.sessions.listAllActive()
+    const records = await Promise.all(
+      active
+        .filter((r) => r.sandboxId !== undefined)
+        .map(async (r) => {
+          const interpreter = await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
+          return {
+            sessionId: r.sessionId,
+            sandboxId: r.sandboxId!,
+            limits: r.limits,
+            createdAt: new Date(r.createdAt),
+            ...(interpreter ? egressOf(interpreter) : {}),
+            ...(interpreter?.driver ? { driver: interpreter.driver } : {}),
+          }
+        }),
+    )
+    const outcome = await this.engine.adopt(records)
+    const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
+    for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
+    for (const sessionId of failed.keys()) await this.store.sessions.markTerminated(sessionId, 'server-restart')
+    return {
+      adopted: outcome.adopted.map((s) => s.id),
+      failed: [...failed].map(([sessionId, reason]) => ({ sessionId, reason })),
+      removed: outcome.removed,
+    }
+  }
+
   /** What the engine holds now, for metrics. */
   engineStats(): { live: number; warm: number; egress: Readonly<EgressCounters> } {
     return { live: this.engine.list().filter((s) => s.status === 'ready').length, warm: this.engine.warmCount, egress: this.engine.egress.counters }

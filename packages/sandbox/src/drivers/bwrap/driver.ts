@@ -18,19 +18,31 @@
  * handed to a session ends when its server goes; one that was ends itself at the session's
  * deadline or idle timeout.
  *
- * Network `egress` keeps the empty network namespace, opens a listener of the host's egress proxy
- * for the sandbox's policy and binds its socket in (network.ts); the executor's relay then serves
- * it as an HTTP proxy on 127.0.0.1:3128. The listener closes with the sandbox.
+ * Network `egress` keeps the empty network namespace and binds in a directory of the launcher's
+ * tmpfs, where the driver opens a listener of the host's egress proxy for the sandbox's policy
+ * (network.ts); the executor's relay serves it as an HTTP proxy on 127.0.0.1:3128. The listener
+ * closes with the sandbox, or with its server: a later server opens it again in the same
+ * directory when it re-adopts the sandbox (attach, given the session's policy).
  */
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { CodeboxError } from '@codebox/core'
-import type { CreateOptions, EgressListenerHandle, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
+import type {
+  AttachOptions,
+  CreateOptions,
+  EgressGateway,
+  EgressListenerHandle,
+  EgressPolicy,
+  Sandbox,
+  SandboxDriver,
+  SandboxExit,
+  SandboxSpec,
+} from '@codebox/core'
 import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
 import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
@@ -138,7 +150,7 @@ export class BwrapDriver implements SandboxDriver {
     return this.records.list()
   }
 
-  async attach(id: string, options: CreateOptions = {}): Promise<Sandbox> {
+  async attach(id: string, options: AttachOptions = {}): Promise<Sandbox> {
     const record = await this.records.read(id)
     if (!record) throw new CodeboxError('SessionTerminated', `no sandbox ${id} is recorded here`)
     const cgroups = openCgroups(this.cgroupMode, id)
@@ -146,25 +158,77 @@ export class BwrapDriver implements SandboxDriver {
       await this.cleanUp(record, cgroups)
       throw new CodeboxError('SessionTerminated', `sandbox ${id} ended while no server was connected to it (its idle timeout or lifetime, or it exited)`)
     }
-    if (record.egress) {
-      // Its egress socket was bound in as a file, and the listener behind it went with the server.
+    const network = options.network
+    if (record.egress && (network?.mode !== 'egress' || !options.egress)) {
+      // Its listener went with the earlier server, and what it may reach is not known here.
       await this.cleanUp(record, cgroups)
-      throw new CodeboxError(
-        'Unavailable',
-        `sandbox ${id} has network egress, whose listener went with the earlier server; such a sandbox cannot be re-adopted yet, so it was ended`,
-      )
+      throw new CodeboxError('Unavailable', `sandbox ${id} has network egress, and no egress policy was given to open its listener again; it was ended`)
     }
     this.uids.reserve(record.uid)
     const exited = watchExit(record.pid, record.startTime)
-    let channel: net.Socket
+    let channel: net.Socket | undefined
+    let listener: EgressListenerHandle | undefined
     try {
       channel = await this.connect(record.pid, exited, options.signal, 5_000, id)
+      if (record.egress && network?.mode === 'egress') {
+        listener = await this.openEgress(record, options.egress!, network.policy, network.sessionId)
+      }
     } catch (e) {
+      channel?.destroy()
       await this.cleanUp(record, cgroups)
       throw e
     }
     // What it printed went to the server that started it.
-    return this.sandbox({ id, pid: record.pid, uid: record.uid, cgroups, listener: undefined, channel, exited, diagnostics: () => '' })
+    return this.sandbox({ id, pid: record.pid, uid: record.uid, cgroups, listener, channel, exited, diagnostics: () => '' })
+  }
+
+  /**
+   * Opens a sandbox's egress listener in its launcher's egress directory, which the sandbox has
+   * bound at EGRESS_DIR. The directory is reached through a handle held as long as the listener
+   * (`/proc/self/fd/N`), never again through `/proc/<pid>`, so a pid reused after the sandbox ends
+   * cannot point the listener or its removal elsewhere. The socket goes to the sandbox's uid.
+   */
+  private async openEgress(
+    record: Pick<SandboxRecord, 'id' | 'pid' | 'startTime' | 'uid'>,
+    gateway: EgressGateway,
+    policy: EgressPolicy,
+    sessionId: string | undefined,
+  ): Promise<EgressListenerHandle> {
+    let fd: number
+    try {
+      fd = openSync(`/proc/${record.pid}/root${TMPFS_DIR}/egress`, constants.O_RDONLY | constants.O_DIRECTORY)
+    } catch (e) {
+      throw new CodeboxError('SandboxFailure', `cannot reach sandbox ${record.id}'s egress directory: ${(e as Error).message}`, { cause: e })
+    }
+    let listener: EgressListenerHandle | undefined
+    try {
+      if (!stillRunning(record.pid, record.startTime)) throw new CodeboxError('SandboxFailure', `sandbox ${record.id} ended while its egress was being opened`)
+      listener = await gateway.open({ sandboxId: record.id, policy, ...(sessionId ? { sessionId } : {}), socketPath: `/proc/self/fd/${fd}/egress.sock` })
+      await prepareNetwork(listener.socketPath, record.uid)
+    } catch (e) {
+      listener?.close()
+      closeSync(fd)
+      if (e instanceof CodeboxError) throw e
+      throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to sandbox ${record.id}: ${(e as Error).message}`, { cause: e })
+    }
+    const inner = listener
+    let closed = false
+    return {
+      socketPath: inner.socketPath,
+      get counters() {
+        return inner.counters
+      },
+      close: () => {
+        if (closed) return
+        closed = true
+        inner.close()
+        try {
+          closeSync(fd)
+        } catch {
+          // closed already
+        }
+      },
+    }
   }
 
   /** Ends what is left of a recorded sandbox: its processes, cgroups, uid and record. */
@@ -185,31 +249,20 @@ export class BwrapDriver implements SandboxDriver {
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
     const { limits } = spec
     const runtime = await this.runtimePath()
+    const egress = spec.network.mode === 'egress' ? { ...spec.network, gateway: options.egress } : undefined
+    if (egress && !egress.gateway)
+      throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the bwrap driver')
+    // Opened once the launcher has made the directory it is bound from (openEgress).
     let listener: EgressListenerHandle | undefined
-    if (spec.network.mode === 'egress') {
-      if (!options.egress)
-        throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the bwrap driver')
-      const { policy, sessionId } = spec.network
-      listener = await options.egress.open({ sandboxId: spec.id, policy, ...(sessionId ? { sessionId } : {}) })
-    }
     const uid = this.uids.allocate()
     let cgroups
     try {
       cgroups = await createCgroups(this.cgroupMode, `${spec.id}`, limits)
     } catch (e) {
       this.uids.release(uid)
-      listener?.close()
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
-    try {
-      await prepareNetwork(listener?.socketPath, uid)
-    } catch (e) {
-      await cgroups?.remove()
-      this.uids.release(uid)
-      listener?.close()
-      throw new CodeboxError('SandboxFailure', `cannot hand the egress socket to the sandbox: ${(e as Error).message}`, { cause: e })
-    }
-    const network = networkSetup(listener?.socketPath)
+    const network = networkSetup(egress ? `${TMPFS_DIR}/egress` : undefined)
     const env: Record<string, string> = { ...sandboxEnv(limits), ...network.env, CODEBOX_CHANNEL_DIR: CHANNEL_DIR }
     const args = [
       '--unshare-all',
@@ -337,8 +390,16 @@ export class BwrapDriver implements SandboxDriver {
     const state = pid === undefined ? undefined : processState(pid)
     if (pid === undefined || !state) return fail(new CodeboxError('SandboxFailure', 'the sandbox launcher did not start'))
     try {
-      await this.records.write({ id: spec.id, pid, startTime: state.startTime, uid, createdAt: new Date().toISOString(), egress: listener !== undefined })
+      await this.records.write({ id: spec.id, pid, startTime: state.startTime, uid, createdAt: new Date().toISOString(), egress: egress !== undefined })
       const channel = await this.connect(pid, exited, options.signal, this.connectTimeoutMs, spec.id)
+      if (egress) {
+        try {
+          listener = await this.openEgress({ id: spec.id, pid, startTime: state.startTime, uid }, egress.gateway!, egress.policy, egress.sessionId)
+        } catch (e) {
+          channel.destroy()
+          throw e
+        }
+      }
       return this.sandbox({ id: spec.id, pid, uid, cgroups, listener, channel, exited, diagnostics: diagnostics.text })
     } catch (e) {
       return fail(e)
@@ -368,7 +429,14 @@ export class BwrapDriver implements SandboxDriver {
         }
         if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new CodeboxError('Canceled', 'the start was cancelled')
         if (Date.now() > deadline) {
-          throw new CodeboxError('SandboxFailure', `sandbox ${id}'s executor did not listen within ${timeoutMs} ms (${(e as Error).message})`)
+          // Most often a machine too busy to boot it in time: a 503 to retry, not a server fault.
+          throw new CodeboxError(
+            'Unavailable',
+            `sandbox ${id}'s executor did not listen within ${timeoutMs} ms; the machine may be overloaded (${(e as Error).message})`,
+            {
+              details: { retryAfterSeconds: 5 },
+            },
+          )
         }
         await delay(wait)
       }

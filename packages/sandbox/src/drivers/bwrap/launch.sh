@@ -27,6 +27,9 @@ done
 # The executor's channel directory: its socket is reached by the host through this namespace
 # (/proc/<pid>/root), never through a host path the sandbox could see in mountinfo.
 mkdir -m 0700 "$mnt/channel" && chown "$uid:$uid" "$mnt/channel" || exit 92
+# The egress socket's directory (root's; the sandbox uid may only reach the socket the host puts
+# there): bound in as a directory, so a listener a restarted server opens again is seen.
+mkdir -m 0711 "$mnt/egress" || exit 92
 # The sandbox's / is an overlay of its own (read-only, no upper layer) of the runtime over the
 # image: its own inodes, so an inotify watch sees this sandbox's opens only, and relative layer
 # paths, so mountinfo shows neither the state dir nor the checkout. Root mounts it, so the sandbox

@@ -1,16 +1,19 @@
 /**
  * A bwrap sandbox's network: always an empty network namespace (`lo` only). With network
  * `egress`, the host's per-sandbox egress socket (a listener of the egress proxy, opened by the
- * driver) is bound in at EGRESS_SOCKET (under the read-only
- * tmpfs /run the driver mounts, since the image's / is read-only and has no such file), and the environment points
- * HTTP clients at the executor's relay on 127.0.0.1:3128, which pipes to that socket. The socket
- * belongs to the sandbox's uid, mode 0600 (prepareNetwork).
+ * driver) appears at EGRESS_SOCKET: its directory, not the socket itself, is bound in (under the
+ * read-only tmpfs /run the driver mounts), so a listener a restarted server opens there again is
+ * seen by the sandbox. The environment points HTTP clients at the executor's relay on
+ * 127.0.0.1:3128, which pipes to that socket. The socket belongs to the sandbox's uid, mode 0600
+ * (prepareNetwork); the directory is root's, 0711.
  */
 import { chmod, chown, lstat } from 'node:fs/promises'
 import { CodeboxError } from '@codebox/core'
 
+/** Where the egress socket's directory appears inside the sandbox. */
+export const EGRESS_DIR = '/run/codebox/egress'
 /** Where the egress socket appears inside the sandbox. */
-export const EGRESS_SOCKET = '/run/codebox/egress.sock'
+export const EGRESS_SOCKET = `${EGRESS_DIR}/egress.sock`
 /** The relay's address inside the sandbox (executor/egress_relay.py). */
 export const EGRESS_PROXY_URL = 'http://127.0.0.1:3128'
 
@@ -26,26 +29,24 @@ export async function prepareNetwork(socketPath: string | undefined, uid: number
   await chmod(socketPath, 0o600)
 }
 
-/** bwrap's arguments and the environment for a sandbox with (the egress socket's host path) or without egress. */
-export function networkSetup(socketPath: string | undefined): { args: string[]; env: Record<string, string> } {
-  switch (socketPath) {
-    case undefined:
-      return { args: [], env: {} }
-    default:
-      return {
-        // Inside the read-only tmpfs /run the driver mounts.
-        args: ['--bind', socketPath, EGRESS_SOCKET],
-        env: {
-          HTTP_PROXY: EGRESS_PROXY_URL,
-          HTTPS_PROXY: EGRESS_PROXY_URL,
-          http_proxy: EGRESS_PROXY_URL,
-          https_proxy: EGRESS_PROXY_URL,
-          NO_PROXY: 'localhost,127.0.0.1',
-          no_proxy: 'localhost,127.0.0.1',
-          // Node 24's fetch, http and https honour the variables above only with this set.
-          NODE_USE_ENV_PROXY: '1',
-          CODEBOX_EGRESS_SOCKET: EGRESS_SOCKET,
-        },
-      }
+/** The environment of a sandbox with egress: HTTP clients go through the relay, which reaches `socket` (its path inside). */
+export function egressEnv(socket: string): Record<string, string> {
+  return {
+    HTTP_PROXY: EGRESS_PROXY_URL,
+    HTTPS_PROXY: EGRESS_PROXY_URL,
+    http_proxy: EGRESS_PROXY_URL,
+    https_proxy: EGRESS_PROXY_URL,
+    NO_PROXY: 'localhost,127.0.0.1',
+    no_proxy: 'localhost,127.0.0.1',
+    // Node 24's fetch, http and https honour the variables above only with this set.
+    NODE_USE_ENV_PROXY: '1',
+    CODEBOX_EGRESS_SOCKET: socket,
   }
+}
+
+/** bwrap's arguments and the environment for a sandbox with egress (the host directory that holds its socket) or without. */
+export function networkSetup(socketDir: string | undefined): { args: string[]; env: Record<string, string> } {
+  if (socketDir === undefined) return { args: [], env: {} }
+  // Inside the read-only tmpfs /run the driver mounts.
+  return { args: ['--bind', socketDir, EGRESS_DIR], env: egressEnv(EGRESS_SOCKET) }
 }

@@ -7,7 +7,7 @@
  */
 import path from 'node:path'
 import type { SessionLimits } from '@codebox/core'
-import { networkSetup } from '../bwrap/network.ts'
+import { egressEnv } from '../bwrap/network.ts'
 
 /** Where a gVisor sandbox finds its egress socket. */
 export const GVISOR_EGRESS_SOCKET = '/mnt/egress.sock'
@@ -39,7 +39,7 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
   const { limits, egressDir } = options
   const env = {
     ...sandboxEnv(limits),
-    ...(egressDir !== undefined ? { ...networkSetup(path.join(egressDir, 'egress.sock')).env, CODEBOX_EGRESS_SOCKET: GVISOR_EGRESS_SOCKET } : {}),
+    ...(egressDir !== undefined ? egressEnv(GVISOR_EGRESS_SOCKET) : {}),
     // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',
