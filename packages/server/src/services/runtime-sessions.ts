@@ -1,0 +1,322 @@
+/**
+ * Runtime sessions of hosted agents (AgentCore Runtime, seed 002): the first invocation with a new
+ * runtime session id launches the agent (a sandbox of its own with the runtime's code, the
+ * entrypoint started in it) and waits until its `GET /ping` is healthy; later invocations with the
+ * same id reach the same process. A session ends at its idle timeout (unless its `/ping` says
+ * `HealthyBusy`, which keeps it alive), at its maximum lifetime regardless, on StopRuntimeSession,
+ * or when the agent's process or sandbox ends. Different ids never share anything.
+ *
+ * How an agent is launched is the Launcher's business (services/runtime-launcher.ts over the
+ * engine); this file owns the lifecycle, the timers and the forwarding, so it is tested with
+ * agents on loopback.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Readable } from 'node:stream'
+import { CodeboxError } from '@codebox/core'
+import { exchange, ping, type PingStatus, type PortConnector } from './runtime-http.ts'
+
+/** What identifies a runtime session: AWS keys it by runtime and runtime session id, within a tenant. */
+export interface RuntimeSessionKey {
+  tenant: string
+  runtimeId: string
+  runtimeSessionId: string
+}
+
+export interface RuntimeSessionSettings {
+  /** Idle time after which a session whose /ping does not say HealthyBusy ends. */
+  idleTimeoutMs: number
+  /** Time after its start at which a session ends regardless. */
+  maxLifetimeMs: number
+  /** How long a new agent may take to answer /ping as healthy. */
+  startTimeoutMs: number
+  /** How long an invocation may wait for the agent's response head. */
+  invokeTimeoutMs: number
+}
+
+/** A launched agent: its HTTP port inside its sandbox, its end, its logs. */
+export interface LaunchedAgent {
+  /** The agent's HTTP port (8080) through the sandbox's inbound relay. */
+  connect: PortConnector
+  /** Resolves with why, when the agent's process or its sandbox ended by itself. */
+  ended: Promise<string>
+  /** The last of what the agent printed (stdout and stderr), for errors. */
+  logTail(): Promise<string>
+  /** Ends the agent and its sandbox; idempotent. */
+  stop(reason: RuntimeSessionEndReason): Promise<void>
+  /** The codebox session that serves it (for logs and the operator). */
+  sessionId: string
+  /** The runtime version it runs. */
+  version: string
+}
+
+export type RuntimeSessionEndReason = 'stopped' | 'idle-timeout' | 'max-lifetime' | 'agent-exited' | 'unhealthy' | 'server-shutdown' | 'runtime-deleted'
+
+export interface Launcher {
+  /** Starts the agent of this runtime session (its sandbox and its entrypoint); the settings come with it. */
+  launch(key: RuntimeSessionKey, signal: AbortSignal): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }>
+}
+
+export interface RuntimeSessionInfo extends RuntimeSessionKey {
+  sessionId: string
+  version: string
+  startedAt: Date
+  lastInvocationAt: Date
+  active: number
+}
+
+interface Entry {
+  key: RuntimeSessionKey
+  agent: LaunchedAgent
+  settings: RuntimeSessionSettings
+  startedAt: Date
+  lastActivity: number
+  active: number
+  ending?: Promise<void>
+  idleTimer?: NodeJS.Timeout
+  lifeTimer?: NodeJS.Timeout
+}
+
+export interface RuntimeSessionsOptions {
+  launcher: Launcher
+  /** Told when a session ends, with why (metrics, the audit log, the store). */
+  onEnd?: (info: RuntimeSessionInfo, reason: RuntimeSessionEndReason) => void
+  /** How often a starting agent's /ping is polled. Default 100 ms. */
+  pollMs?: number
+}
+
+/** AWS reports an agent's own failure as RuntimeClientError (424): its message says what the agent did. */
+export function agentFailure(message: string, code: 'SandboxFailure' | 'Timeout' = 'SandboxFailure'): CodeboxError {
+  return new CodeboxError(code, message, { details: { aws: 'RuntimeClientError' } })
+}
+
+const keyOf = (k: RuntimeSessionKey): string => JSON.stringify([k.tenant, k.runtimeId, k.runtimeSessionId])
+
+export class RuntimeSessions {
+  readonly #launcher: Launcher
+  readonly #onEnd: RuntimeSessionsOptions['onEnd']
+  readonly #pollMs: number
+  readonly #live = new Map<string, Entry>()
+  readonly #starting = new Map<string, Promise<Entry>>()
+  /** Aborted on close(): launches still in flight give up. */
+  readonly #closing = new AbortController()
+  #closed = false
+
+  constructor(options: RuntimeSessionsOptions) {
+    this.#launcher = options.launcher
+    this.#onEnd = options.onEnd
+    this.#pollMs = options.pollMs ?? 100
+  }
+
+  /** Runtime sessions alive now. */
+  list(filter: Partial<Pick<RuntimeSessionKey, 'tenant' | 'runtimeId'>> = {}): RuntimeSessionInfo[] {
+    return [...this.#live.values()]
+      .filter(
+        (e) =>
+          !e.ending &&
+          (filter.tenant === undefined || e.key.tenant === filter.tenant) &&
+          (filter.runtimeId === undefined || e.key.runtimeId === filter.runtimeId),
+      )
+      .map((e) => this.#info(e))
+  }
+
+  /** The live runtime session of this key, if any. */
+  find(key: RuntimeSessionKey): RuntimeSessionInfo | undefined {
+    const e = this.#live.get(keyOf(key))
+    return e && !e.ending ? this.#info(e) : undefined
+  }
+
+  /**
+   * One invocation: reaches the session's agent (launching it first when the key is new) and
+   * resolves with the agent's response once its head arrived; the caller streams the body on.
+   * The agent's own failures (it never became healthy, it crashed, it did not answer) are
+   * RuntimeClientError-flavoured CodeboxErrors with its log tail in the message.
+   */
+  async invoke(
+    key: RuntimeSessionKey,
+    request: { path: string; headers: Record<string, string>; body: Buffer | Readable; signal?: AbortSignal },
+  ): Promise<{ response: IncomingMessage; info: RuntimeSessionInfo; done: () => void }> {
+    const entry = await this.#session(key, request.signal)
+    entry.active++
+    entry.lastActivity = Date.now()
+    let finished = false
+    const done = (): void => {
+      if (finished) return
+      finished = true
+      entry.active--
+      entry.lastActivity = Date.now()
+      this.#armIdle(entry)
+    }
+    try {
+      const response = await exchange(entry.agent.connect, {
+        method: 'POST',
+        path: request.path,
+        headers: request.headers,
+        body: request.body,
+        headTimeoutMs: entry.settings.invokeTimeoutMs,
+        ...(request.signal ? { signal: request.signal } : {}),
+      })
+      response.once('close', done)
+      return { response, info: this.#info(entry), done }
+    } catch (e) {
+      done()
+      if (request.signal?.aborted) throw new CodeboxError('Canceled', 'the invocation was canceled by its caller')
+      const gone = await Promise.race([entry.agent.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))])
+      const why = gone ?? (e as Error).message
+      throw agentFailure(
+        `the agent failed to answer: ${why}${await this.#tail(entry.agent)}`,
+        e instanceof CodeboxError && e.code === 'Timeout' ? 'Timeout' : 'SandboxFailure',
+      )
+    }
+  }
+
+  /** StopRuntimeSession: ends the session now. NotFound when there is none with this key. */
+  async stop(key: RuntimeSessionKey, reason: RuntimeSessionEndReason = 'stopped'): Promise<void> {
+    const starting = this.#starting.get(keyOf(key))
+    if (starting) await starting.catch(() => undefined)
+    const e = this.#live.get(keyOf(key))
+    if (!e || e.ending) throw new CodeboxError('NotFound', `no runtime session ${JSON.stringify(key.runtimeSessionId)} of runtime ${key.runtimeId} is running`)
+    await this.#end(e, reason)
+  }
+
+  /** Ends every session of a runtime (it is being deleted). */
+  async stopRuntime(tenant: string, runtimeId: string): Promise<void> {
+    await Promise.all(
+      [...this.#live.values()].filter((e) => e.key.tenant === tenant && e.key.runtimeId === runtimeId).map((e) => this.#end(e, 'runtime-deleted')),
+    )
+  }
+
+  /** Ends every session (server shutdown); later invocations are refused. */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#closing.abort(new CodeboxError('Unavailable', 'the server is shutting down'))
+    await Promise.allSettled([...this.#starting.values()])
+    await Promise.all([...this.#live.values()].map((e) => this.#end(e, 'server-shutdown')))
+  }
+
+  #info(e: Entry): RuntimeSessionInfo {
+    return {
+      ...e.key,
+      sessionId: e.agent.sessionId,
+      version: e.agent.version,
+      startedAt: e.startedAt,
+      lastInvocationAt: new Date(e.lastActivity),
+      active: e.active,
+    }
+  }
+
+  async #session(key: RuntimeSessionKey, signal?: AbortSignal): Promise<Entry> {
+    const k = keyOf(key)
+    const live = this.#live.get(k)
+    if (live && !live.ending) return live
+    if (live?.ending) await live.ending
+    const pending = this.#starting.get(k)
+    if (pending) return pending
+    if (this.#closed) throw new CodeboxError('Unavailable', 'the server is shutting down')
+    // The launch is not the caller's: a caller that goes away does not cancel a start another may join.
+    const started = this.#launch(key)
+    this.#starting.set(k, started)
+    try {
+      const entry = await (signal ? abortable(started, signal) : started)
+      return entry
+    } finally {
+      void started.finally(() => this.#starting.delete(k)).catch(() => {})
+    }
+  }
+
+  async #launch(key: RuntimeSessionKey): Promise<Entry> {
+    const { agent, settings } = await this.#launcher.launch(key, this.#closing.signal)
+    try {
+      await this.#waitHealthy(agent, settings)
+    } catch (e) {
+      await agent.stop('unhealthy').catch(() => {})
+      throw e
+    }
+    const entry: Entry = { key, agent, settings, startedAt: new Date(), lastActivity: Date.now(), active: 0 }
+    if (this.#closed) {
+      await agent.stop('server-shutdown')
+      throw new CodeboxError('Unavailable', 'the server is shutting down')
+    }
+    this.#live.set(keyOf(key), entry)
+    this.#armIdle(entry)
+    entry.lifeTimer = setTimeout(() => void this.#end(entry, 'max-lifetime'), settings.maxLifetimeMs)
+    entry.lifeTimer.unref()
+    void agent.ended.then(() => this.#end(entry, 'agent-exited'))
+    return entry
+  }
+
+  /** Polls /ping until Healthy or HealthyBusy; the agent's exit or the start timeout is its failure, with its logs. */
+  async #waitHealthy(agent: LaunchedAgent, settings: RuntimeSessionSettings): Promise<void> {
+    const deadline = Date.now() + settings.startTimeoutMs
+    let exited: string | undefined
+    void agent.ended.then((why) => (exited = why))
+    let last = 'no answer yet'
+    for (;;) {
+      if (exited !== undefined) throw agentFailure(`the agent exited before it became healthy (${exited})${await this.#tail(agent)}`)
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        throw agentFailure(
+          `the agent did not answer GET /ping as healthy within ${settings.startTimeoutMs / 1000} s (last: ${last})${await this.#tail(agent)}`,
+          'Timeout',
+        )
+      }
+      const r = await ping(agent.connect, Math.min(2_000, left))
+      if (r.status !== 'unhealthy') return
+      last = r.reason
+      await new Promise((res) => setTimeout(res, this.#pollMs))
+    }
+  }
+
+  async #tail(agent: LaunchedAgent): Promise<string> {
+    const text = (await agent.logTail().catch(() => '')).trim()
+    return text ? `; its output ends with:\n${text.slice(-2000)}` : '; it printed nothing'
+  }
+
+  /** Arms the idle check for the session's idle timeout after its last activity. */
+  #armIdle(e: Entry): void {
+    if (e.ending) return
+    clearTimeout(e.idleTimer)
+    const due = e.lastActivity + e.settings.idleTimeoutMs - Date.now()
+    e.idleTimer = setTimeout(() => void this.#idleCheck(e), Math.max(0, due))
+    e.idleTimer.unref()
+  }
+
+  async #idleCheck(e: Entry): Promise<void> {
+    if (e.ending) return
+    if (e.active > 0 || Date.now() < e.lastActivity + e.settings.idleTimeoutMs) return this.#armIdle(e)
+    // HealthyBusy (background work of the agent's own) keeps the session past its idle timeout.
+    const r = await ping(e.agent.connect, 5_000)
+    const status: PingStatus | 'unhealthy' = r.status
+    if (status === 'HealthyBusy') {
+      e.lastActivity = Date.now()
+      return this.#armIdle(e)
+    }
+    if (e.active > 0) return this.#armIdle(e)
+    await this.#end(e, 'idle-timeout')
+  }
+
+  #end(e: Entry, reason: RuntimeSessionEndReason): Promise<void> {
+    return (e.ending ??= (async () => {
+      clearTimeout(e.idleTimer)
+      clearTimeout(e.lifeTimer)
+      try {
+        await e.agent.stop(reason)
+      } finally {
+        if (this.#live.get(keyOf(e.key)) === e) this.#live.delete(keyOf(e.key))
+        this.#onEnd?.(this.#info(e), reason)
+      }
+    })())
+  }
+}
+
+/** Waits for `p`, or rejects with Canceled when `signal` aborts first (p goes on). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new CodeboxError('Canceled', 'the invocation was canceled by its caller'))
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new CodeboxError('Canceled', 'the invocation was canceled by its caller'))
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    )
+  })
+}

@@ -1,0 +1,227 @@
+/**
+ * The lifecycle of hosted agents' runtime sessions (services/runtime-sessions.ts) with agents on
+ * loopback standing in for sandboxes: one agent per runtime session id, its memory kept across
+ * invocations, concurrent first invocations launching once; an agent that crashes or never
+ * becomes healthy failing with its output; HealthyBusy keeping a session past its idle timeout;
+ * the maximum lifetime and StopRuntimeSession ending it; an agent that exits being replaced by the
+ * next invocation.
+ */
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import net, { type AddressInfo } from 'node:net'
+import { test } from 'node:test'
+import { CodeboxError } from '@codebox/core'
+import { readBody } from '../src/services/runtime-http.ts'
+import {
+  RuntimeSessions,
+  type LaunchedAgent,
+  type Launcher,
+  type RuntimeSessionEndReason,
+  type RuntimeSessionKey,
+  type RuntimeSessionSettings,
+} from '../src/services/runtime-sessions.ts'
+
+interface FakeAgentOptions {
+  /** What /ping says; default Healthy. */
+  status?: () => string
+  /** /ping answers 503 for this long after the launch. */
+  warmUpMs?: number
+  /** The agent exits (prints, then its server closes) this long after the launch. */
+  crashAfterMs?: number
+}
+
+const settings: RuntimeSessionSettings = { idleTimeoutMs: 60_000, maxLifetimeMs: 600_000, startTimeoutMs: 3_000, invokeTimeoutMs: 3_000 }
+
+/** A launcher whose agents are HTTP servers in this process: each counts its invocations (its "memory"). */
+function fakeLauncher(options: FakeAgentOptions = {}, overrides: Partial<RuntimeSessionSettings> = {}) {
+  const launched: { key: RuntimeSessionKey; stopped?: RuntimeSessionEndReason }[] = []
+  const launcher: Launcher = {
+    async launch(key) {
+      const record: (typeof launched)[number] = { key }
+      launched.push(record)
+      const n = launched.length
+      const born = Date.now()
+      let count = 0
+      let log = `agent ${n} starting\n`
+      let endAgent: (why: string) => void = () => {}
+      const ended = new Promise<string>((resolve) => (endAgent = resolve))
+      const server = http.createServer((req, res) => {
+        if (req.url === '/ping') {
+          if (Date.now() - born < (options.warmUpMs ?? 0)) return void res.writeHead(503).end()
+          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: options.status?.() ?? 'Healthy' }))
+        }
+        let body = ''
+        req.on('data', (c: Buffer) => (body += c.toString()))
+        req.on('end', () => {
+          count++
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ agent: n, count, got: body, session: req.headers['x-amzn-bedrock-agentcore-runtime-session-id'] }))
+        })
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      const port = (server.address() as AddressInfo).port
+      const exit = (why: string): void => {
+        server.closeAllConnections()
+        server.close()
+        endAgent(why)
+      }
+      if (options.crashAfterMs !== undefined)
+        setTimeout(() => {
+          log += 'Traceback: ValueError: boom\n'
+          exit('exit code 1')
+        }, options.crashAfterMs)
+      const agent: LaunchedAgent = {
+        connect: async () => net.connect(port, '127.0.0.1'),
+        ended,
+        logTail: async () => log,
+        stop: async (reason) => {
+          record.stopped ??= reason
+          exit(`stopped (${reason})`)
+        },
+        sessionId: `sess-${n}`,
+        version: '1',
+      }
+      return { agent, settings: { ...settings, ...overrides } }
+    },
+  }
+  return { launcher, launched }
+}
+
+/** Waits until `pred` holds (polled), failing after 5 s: timers on a loaded machine run late, never early. */
+async function until(pred: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+const key = (runtimeSessionId: string): RuntimeSessionKey => ({ tenant: 't', runtimeId: 'rt-1', runtimeSessionId })
+
+async function call(
+  sessions: RuntimeSessions,
+  id: string,
+  payload = '{"prompt": "hi"}',
+): Promise<{ agent: number; count: number; got: string; session: string }> {
+  const r = await sessions.invoke(key(id), {
+    path: '/invocations',
+    headers: { 'content-type': 'application/json', 'x-amzn-bedrock-agentcore-runtime-session-id': id },
+    body: Buffer.from(payload),
+  })
+  return JSON.parse((await readBody(r.response, 1 << 20)).toString()) as { agent: number; count: number; got: string; session: string }
+}
+
+test('one agent per runtime session id: the same id reaches the same process, another id another one', async (t) => {
+  const { launcher, launched } = fakeLauncher()
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10 })
+  t.after(() => sessions.close())
+  assert.deepEqual(await call(sessions, 'a'.repeat(33)), { agent: 1, count: 1, got: '{"prompt": "hi"}', session: 'a'.repeat(33) })
+  assert.equal((await call(sessions, 'a'.repeat(33))).count, 2, 'the agent kept its state')
+  const b = await call(sessions, 'b'.repeat(33))
+  assert.deepEqual([b.agent, b.count], [2, 1])
+  assert.equal(launched.length, 2)
+  assert.deepEqual(
+    sessions.list().map((s) => [s.runtimeSessionId[0], s.sessionId]),
+    [
+      ['a', 'sess-1'],
+      ['b', 'sess-2'],
+    ],
+  )
+})
+
+test('concurrent first invocations of one id launch one agent, which waits until /ping is healthy', async (t) => {
+  const { launcher, launched } = fakeLauncher({ warmUpMs: 300 })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10 })
+  t.after(() => sessions.close())
+  const results = await Promise.all([1, 2, 3, 4].map(() => call(sessions, 'c'.repeat(33))))
+  assert.equal(launched.length, 1)
+  assert.deepEqual(results.map((r) => r.count).sort(), [1, 2, 3, 4])
+})
+
+test('an agent that crashes before it is healthy, or never becomes healthy: a RuntimeClientError with its output', async (t) => {
+  const crash = fakeLauncher({ warmUpMs: 60_000, crashAfterMs: 100 })
+  const s1 = new RuntimeSessions({ launcher: crash.launcher, pollMs: 10 })
+  t.after(() => s1.close())
+  await assert.rejects(call(s1, 'd'.repeat(33)), (e: unknown) => {
+    assert.ok(e instanceof CodeboxError)
+    assert.equal(e.details.aws, 'RuntimeClientError')
+    assert.match(e.message, /the agent exited before it became healthy \(exit code 1\); its output ends with:\nagent 1 starting\nTraceback: ValueError: boom/)
+    return true
+  })
+  assert.equal(crash.launched[0]!.stopped, 'unhealthy', 'what was left of it was stopped')
+
+  const never = fakeLauncher({ warmUpMs: 60_000 }, { startTimeoutMs: 400 })
+  const s2 = new RuntimeSessions({ launcher: never.launcher, pollMs: 10 })
+  t.after(() => s2.close())
+  const started = Date.now()
+  await assert.rejects(call(s2, 'e'.repeat(33)), (e: unknown) => {
+    assert.ok(e instanceof CodeboxError)
+    assert.equal(e.code, 'Timeout')
+    assert.equal(e.details.aws, 'RuntimeClientError')
+    assert.match(e.message, /did not answer GET \/ping as healthy within 0.4 s \(last: GET \/ping answered 503\)/)
+    return true
+  })
+  assert.ok(Date.now() - started < 3_000)
+  assert.equal(s2.list().length, 0)
+})
+
+test('idle timeout ends a Healthy session; HealthyBusy keeps it alive past it', async (t) => {
+  let busy = true
+  const ends: [string, RuntimeSessionEndReason][] = []
+  const { launcher } = fakeLauncher({ status: () => (busy ? 'HealthyBusy' : 'Healthy') }, { idleTimeoutMs: 200 })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (info, reason) => ends.push([info.runtimeSessionId[0]!, reason]) })
+  t.after(() => sessions.close())
+  await call(sessions, 'f'.repeat(33))
+  await new Promise((r) => setTimeout(r, 700))
+  assert.equal(sessions.list().length, 1, 'HealthyBusy kept it past three idle timeouts')
+  busy = false
+  await until(() => sessions.list().length === 0, 'the idle timeout')
+  assert.deepEqual(ends, [['f', 'idle-timeout']])
+  // The next invocation with the id starts a new agent: its memory is gone with the old one.
+  assert.deepEqual([(await call(sessions, 'f'.repeat(33))).count], [1])
+})
+
+test('the maximum lifetime ends a session even while it is busy; stop ends it at once; an unknown id is NotFound', async (t) => {
+  const ends: RuntimeSessionEndReason[] = []
+  const { launcher } = fakeLauncher({ status: () => 'HealthyBusy' }, { maxLifetimeMs: 300 })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (_i, reason) => ends.push(reason) })
+  t.after(() => sessions.close())
+  await call(sessions, 'g'.repeat(33))
+  await until(() => ends.length > 0, 'the maximum lifetime')
+  assert.deepEqual(ends, ['max-lifetime'])
+
+  const other = fakeLauncher()
+  const s2 = new RuntimeSessions({ launcher: other.launcher, pollMs: 10, onEnd: (_i, reason) => ends.push(reason) })
+  t.after(() => s2.close())
+  await call(s2, 'h'.repeat(33))
+  await s2.stop(key('h'.repeat(33)))
+  assert.deepEqual(ends, ['max-lifetime', 'stopped'])
+  assert.equal(other.launched[0]!.stopped, 'stopped')
+  await assert.rejects(s2.stop(key('h'.repeat(33))), { code: 'NotFound' })
+  await assert.rejects(s2.stop(key('z'.repeat(33))), { code: 'NotFound' })
+})
+
+test('an agent that exits after its start ends its session; the next invocation launches a new one', async (t) => {
+  const ends: RuntimeSessionEndReason[] = []
+  const { launcher, launched } = fakeLauncher({ crashAfterMs: 300 })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (_i, reason) => ends.push(reason) })
+  t.after(() => sessions.close())
+  assert.equal((await call(sessions, 'i'.repeat(33))).agent, 1)
+  await until(() => ends.length > 0, 'the agent’s exit')
+  assert.deepEqual(ends, ['agent-exited'])
+  assert.equal((await call(sessions, 'i'.repeat(33))).agent, 2)
+  assert.equal(launched.length, 2)
+})
+
+test('close() ends every session, and later invocations are refused', async (t) => {
+  const ends: RuntimeSessionEndReason[] = []
+  const { launcher } = fakeLauncher()
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (_i, reason) => ends.push(reason) })
+  t.after(() => sessions.close())
+  await call(sessions, 'j'.repeat(33))
+  await call(sessions, 'k'.repeat(33))
+  await sessions.close()
+  assert.deepEqual(ends, ['server-shutdown', 'server-shutdown'])
+  await assert.rejects(call(sessions, 'j'.repeat(33)), { code: 'Unavailable' })
+})
