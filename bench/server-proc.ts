@@ -25,10 +25,12 @@ const serveScript = fileURLToPath(new URL('./serve.ts', import.meta.url))
 export async function startBenchServer(name: string, env: Record<string, string>): Promise<BenchServer> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `codebox-${name}-`))
   fs.symlinkSync(path.join(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', 'images'), path.join(stateDir, 'images'))
-  const proc: ChildProcess = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', serveScript], {
-    env: { ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const spawnServer = (): ChildProcess =>
+    spawn(process.execPath, ['--disable-warning=ExperimentalWarning', serveScript], {
+      env: { ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_HOST: '127.0.0.1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+  const proc = spawnServer()
   let err = ''
   proc.stderr!.on('data', (d: Buffer) => {
     err += d.toString()
@@ -66,6 +68,26 @@ export async function startBenchServer(name: string, env: Record<string, string>
         clearTimeout(timer)
       }
       if (proc.exitCode !== 0) process.stderr.write(`the bench server exited with ${proc.exitCode ?? proc.signalCode}: ${err.slice(-4000)}\n`)
+      // A server that died (the kernel's OOM killer, at the floor of a density run) left its
+      // sandboxes running: they outlive servers. A new server on the same state dir re-adopts
+      // them, and its SIGTERM stops them all.
+      if (sandboxIds().length > 0) {
+        process.stderr.write(`${sandboxIds().length} sandboxes outlived the bench server: a new server re-adopts and stops them...\n`)
+        const again = spawnServer()
+        const exited = new Promise<void>((resolve) => again.once('exit', () => resolve()))
+        await new Promise<void>((resolve) => {
+          let out = ''
+          again.stdout!.on('data', (d: Buffer) => {
+            out += d.toString()
+            if (/listening /.test(out)) resolve()
+          })
+          again.once('exit', () => resolve())
+        })
+        again.kill('SIGTERM')
+        const timer = setTimeout(() => again.kill('SIGKILL'), 600_000)
+        await exited
+        clearTimeout(timer)
+      }
       const left = sandboxIds()
       if (left.length === 0) fs.rmSync(stateDir, { recursive: true, force: true })
       return left
