@@ -8,6 +8,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
 import { authorize, connectFirst, type AuthorizeOptions } from './authorize.ts'
+import { GATEWAY_HOST, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './gateway.ts'
 import { parsePort } from './policy.ts'
 
 export interface EgressProxyOptions extends AuthorizeOptions {
@@ -18,6 +19,12 @@ export interface EgressProxyOptions extends AuthorizeOptions {
   maxHeaderBytes: number
   /** Called for every request the proxy decides on. */
   onDecision: (decision: EgressDecision) => void
+  /**
+   * The model gateway, for a session that uses it: requests for `http://codebox-gateway/...` go
+   * to `handler` (undefined when the server has no gateway) with this listener's identity.
+   * Without it, such requests are refused; the name is never resolved either way.
+   */
+  gateway?: { identity: GatewayIdentity; handler: GatewayHandler | undefined }
 }
 
 export interface EgressDecision {
@@ -96,6 +103,8 @@ function endToEnd(raw: readonly string[], drop: readonly string[] = []): string[
   return out
 }
 
+const gatewayOff = `the model gateway (${GATEWAY_HOST}) is not enabled for this session`
+
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const clients = new Set<net.Socket>()
   const headerDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
@@ -119,6 +128,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
     if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
+    if (isGatewayHost(m[1]!)) {
+      const reason = options.gateway
+        ? `the model gateway speaks plain HTTP inside the sandbox: use http://${GATEWAY_HOST}/... (TLS to the provider starts on the host), not CONNECT or https`
+        : gatewayOff
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason })
+      return answerRaw(client, options.gateway ? 400 : 403, reason)
+    }
     const upstream = await open(m[1]!, port, (status, message) => answerRaw(client, status, message))
     if (!upstream) return
     if (client.destroyed) return void upstream.destroy()
@@ -140,6 +156,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     if (!url) return answer(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT host:port for HTTPS and other TCP')
     const port = url.port ? Number(url.port) : 80
+    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port)
     const upstream = await open(url.hostname, port, (status, message) => answer(res, status, message))
     if (!upstream) return
     if (req.socket.destroyed) return void upstream.destroy()
@@ -159,6 +176,25 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     })
     req.socket.once('close', () => out.destroy())
     req.pipe(out)
+  }
+
+  /** A request for the model gateway: its handler, or a refusal; never a DNS query or a connection out. */
+  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number): Promise<void> => {
+    const gateway = options.gateway
+    if (!gateway?.handler) {
+      const reason = gateway ? 'no model gateway is configured on this codebox server' : gatewayOff
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason })
+      return answer(res, gateway ? 502 : 403, reason)
+    }
+    options.onDecision({ host: GATEWAY_HOST, port, allowed: true })
+    // One request per connection, as for every answer here; the gateway keeps its own upstream timeouts.
+    res.shouldKeepAlive = false
+    req.socket.setTimeout(0)
+    try {
+      await gateway.handler(req, res, gateway.identity)
+    } catch {
+      answer(res, 502, 'the model gateway failed on this request')
+    }
   }
 
   const http = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
