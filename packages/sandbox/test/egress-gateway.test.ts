@@ -37,15 +37,15 @@ function viaProxy(socketPath: string, url: string, init: { method?: string; head
   })
 }
 
-/** A raw CONNECT through the listener: the status line and body it answers. */
-function connectVia(socketPath: string, target: string): Promise<string> {
+/** A raw CONNECT through the listener (then `then` sent in the tunnel): all it answers until it closes. */
+function connectVia(socketPath: string, target: string, then = ''): Promise<string> {
   return new Promise((done, fail) => {
     const c = connect(socketPath)
     let text = ''
     c.on('data', (d: Buffer) => (text += d.toString('utf8')))
     c.on('close', () => done(text))
     c.on('error', fail)
-    c.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`)
+    c.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n${then}`)
   })
 }
 
@@ -89,12 +89,20 @@ describe('model gateway routing in the egress proxy', () => {
     l.close()
   })
 
-  test('CONNECT to the gateway is refused: it is plain HTTP inside the sandbox', async () => {
+  test('CONNECT to the gateway for TLS is refused: it is plain HTTP inside the sandbox; a plain-HTTP tunnel (port 80) reaches it', async () => {
     lookups = []
-    const l = await egress.open({ sandboxId: 'gw2', policy: { mode: 'public', allow: [] }, gateway: {} })
+    const l = await egress.open({ sandboxId: 'gw2', sessionId: 's2', policy: { mode: 'public', allow: [] }, gateway: {} })
     const answer = await connectVia(l.socketPath, 'codebox-gateway:443')
     assert.match(answer, /^HTTP\/1\.1 400 /)
     assert.match(answer, /speaks plain HTTP inside the sandbox: use http:\/\/codebox-gateway\//)
+    // Node's fetch tunnels plain HTTP through CONNECT too: port 80 carries origin-form requests to the gateway.
+    const tunneled = await connectVia(
+      l.socketPath,
+      'codebox-gateway:80',
+      'POST /openai/v1/chat/completions HTTP/1.1\r\nHost: codebox-gateway\r\nContent-Length: 2\r\n\r\n{}',
+    )
+    assert.match(tunneled, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 200 OK\r\n[^]*connection: close[^]*\{"ok":true\}\r\n0\r\n\r\n$/i)
+    assert.deepEqual(seen.at(-1), { identity: { sandboxId: 'gw2', sessionId: 's2' }, url: 'http://codebox-gateway/openai/v1/chat/completions', body: '{}' })
     assert.deepEqual(lookups, [])
     l.close()
   })

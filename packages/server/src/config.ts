@@ -120,11 +120,9 @@ export function loadServerConfig(
 
 /** The model gateway's upstreams and the operator's credentials for them. */
 function loadGatewayConfig(env: Record<string, string | undefined>): GatewayConfig {
+  // Half a pair is no credentials (the gateway's 503 names both variables); the agent's AWS SDK may have other sources.
   const accessKeyId = env.AWS_ACCESS_KEY_ID || undefined
   const secretAccessKey = env.AWS_SECRET_ACCESS_KEY || undefined
-  if (Boolean(accessKeyId) !== Boolean(secretAccessKey)) {
-    throw validationError(accessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID', 'AWS credentials need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')
-  }
   const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined
   if (region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/.test(region)) {
     throw validationError('AWS_REGION', `is not an AWS region such as us-east-1: ${JSON.stringify(region.slice(0, 64))}`)
@@ -164,7 +162,6 @@ function upstreamUrl(env: Record<string, string | undefined>, name: string, fall
   if (url.username || url.password || url.search || url.hash) throw validationError(name, 'must be a base URL without credentials, query or fragment')
   return `${url.origin}${url.pathname.replace(/\/$/, '')}`
 }
-
 
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {

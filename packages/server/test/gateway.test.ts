@@ -22,8 +22,11 @@ import Anthropic from '@anthropic-ai/sdk'
 import OpenAI from 'openai'
 import { BedrockRuntimeClient, ConverseStreamCommand } from '@aws-sdk/client-bedrock-runtime'
 import { NodeHttpHandler } from '@smithy/node-http-handler'
-import { EgressService, type EgressListener } from '@codebox/sandbox'
+import { defaultLimits } from '@codebox/core'
+import { EgressService, type AdoptRecord, type EgressListener, type SessionManager } from '@codebox/sandbox'
 import { Metrics } from '../src/metrics.ts'
+import { SessionService } from '../src/services/sessions.ts'
+import { builtInInterpreterId, Store } from '../src/store/index.ts'
 import { ModelGateway, type GatewayConfig } from '../src/services/gateway.ts'
 
 const keys = {
@@ -85,7 +88,11 @@ function eventMessage(type: string, payload: unknown): Buffer {
 }
 
 /** Sends a request through an egress listener (as the sandbox's relay does); resolves at the response head. */
-function send(socketPath: string, url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<IncomingMessage> {
+function send(
+  socketPath: string,
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath, method: init.method ?? 'POST', path: url, headers: init.headers ?? {} }, resolve)
     req.on('error', reject)
@@ -169,7 +176,10 @@ describe('model gateway (host side, scripted upstreams)', () => {
     try {
       const res = await send(g.listener.socketPath, 'http://codebox-gateway/anthropic/v1/messages', { body: '{"stream":true}' })
       const it = res[Symbol.asyncIterator]()
-      const first = await Promise.race([it.next(), new Promise<never>((_, r) => setTimeout(() => r(new Error('no first chunk within 10 s: buffered?')), 10_000))])
+      const first = await Promise.race([
+        it.next(),
+        new Promise<never>((_, r) => setTimeout(() => r(new Error('no first chunk within 10 s: buffered?')), 10_000)),
+      ])
       assert.match((first.value as Buffer).toString(), /message_start/)
       assert.equal(finished, false, 'the upstream had already finished')
       release()
@@ -228,7 +238,10 @@ describe('model gateway (host side, scripted upstreams)', () => {
       assert.equal(s.url, '/model/us.anthropic.claude%3A0/converse-stream')
       assert.equal(s.headers['x-amz-security-token'], undefined)
       const auth = String(s.headers.authorization)
-      assert.match(auth, new RegExp(`^AWS4-HMAC-SHA256 Credential=${keys.aws.accessKeyId}/\\d{8}/us-west-2/bedrock/aws4_request, SignedHeaders=[^,]+, Signature=[0-9a-f]{64}$`))
+      assert.match(
+        auth,
+        new RegExp(`^AWS4-HMAC-SHA256 Credential=${keys.aws.accessKeyId}/\\d{8}/us-west-2/bedrock/aws4_request, SignedHeaders=[^,]+, Signature=[0-9a-f]{64}$`),
+      )
       // The signature is what the operator's credentials give for the request as it arrived.
       const amzDate = String(s.headers['x-amz-date'])
       const signingDate = new Date(`${amzDate.slice(0, 4)}-${amzDate.slice(4, 6)}-${amzDate.slice(6, 11)}:${amzDate.slice(11, 13)}:${amzDate.slice(13, 15)}Z`)
@@ -265,7 +278,11 @@ describe('model gateway (host side, scripted upstreams)', () => {
       res.end('{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}')
     })
     const g = await gatewayBehindListener(
-      config({ anthropic: { url: failing.url, apiKey: keys.anthropic }, openai: { url: 'http://127.0.0.1:9' }, bedrock: { url: 'http://127.0.0.1:1', region: 'us-west-2', credentials: keys.aws } }),
+      config({
+        anthropic: { url: failing.url, apiKey: keys.anthropic },
+        openai: { url: 'http://127.0.0.1:9' },
+        bedrock: { url: 'http://127.0.0.1:1', region: 'us-west-2', credentials: keys.aws },
+      }),
     )
     try {
       const sock = g.listener.socketPath
@@ -300,16 +317,19 @@ describe('model gateway (host side, scripted upstreams)', () => {
       assert.equal(usage.total.requests, 5)
       assert.equal(usage.total.errors, 5)
       const rows = g.gateway.totals()
-      assert.deepEqual(
-        rows.map((r) => [r.provider, r.runtime, r.usage.requests]).sort(),
-        [
-          ['anthropic', 'rt-1', 2],
-          ['bedrock', 'rt-1', 1],
-          ['none', 'rt-1', 1],
-          ['openai', 'rt-1', 1],
-        ],
-      )
-      const metrics = new Metrics({ liveSessions: () => 0, startingSessions: () => 0, warmSandboxes: () => 0, egressRequests: () => ({ allowed: 0, denied: 0 }), gatewayUsage: () => g.gateway.totals() })
+      assert.deepEqual(rows.map((r) => [r.provider, r.runtime, r.usage.requests]).sort(), [
+        ['anthropic', 'rt-1', 2],
+        ['bedrock', 'rt-1', 1],
+        ['none', 'rt-1', 1],
+        ['openai', 'rt-1', 1],
+      ])
+      const metrics = new Metrics({
+        liveSessions: () => 0,
+        startingSessions: () => 0,
+        warmSandboxes: () => 0,
+        egressRequests: () => ({ allowed: 0, denied: 0 }),
+        gatewayUsage: () => g.gateway.totals(),
+      })
       const exported = await metrics.text()
       assert.match(exported, /codebox_gateway_requests_total\{provider="anthropic",runtime="rt-1"\} 2/)
       assert.match(exported, /codebox_gateway_errors_total\{provider="openai",runtime="rt-1"\} 1/)
@@ -340,7 +360,16 @@ describe('model gateway (official SDKs, from the host)', () => {
           'message_start',
           {
             type: 'message_start',
-            message: { id: 'msg_sdk', type: 'message', role: 'assistant', content: [], model: 'claude-test', stop_reason: null, stop_sequence: null, usage: { input_tokens: 5, output_tokens: 1 } },
+            message: {
+              id: 'msg_sdk',
+              type: 'message',
+              role: 'assistant',
+              content: [],
+              model: 'claude-test',
+              stop_reason: null,
+              stop_sequence: null,
+              usage: { input_tokens: 5, output_tokens: 1 },
+            },
           },
         ],
         ['content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }],
@@ -421,7 +450,9 @@ describe('model gateway (official SDKs, from the host)', () => {
       maxAttempts: 1,
     })
     try {
-      const out = await client.send(new ConverseStreamCommand({ modelId: 'us.anthropic.claude-test:0', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }))
+      const out = await client.send(
+        new ConverseStreamCommand({ modelId: 'us.anthropic.claude-test:0', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }),
+      )
       let textOut = ''
       let tokens: number | undefined
       for await (const e of out.stream ?? []) {
@@ -441,5 +472,49 @@ describe('model gateway (official SDKs, from the host)', () => {
     assert.deepEqual([usage.providers.bedrock?.inputTokens, usage.providers.bedrock?.outputTokens], [7, 4])
     assert.deepEqual([usage.providers.anthropic?.inputTokens, usage.providers.anthropic?.outputTokens], [5, 3])
     assert.deepEqual([usage.providers.openai?.inputTokens, usage.providers.openai?.outputTokens], [6, 2])
+  })
+})
+
+describe('the gateway flag across a restart', () => {
+  test('the session record keeps it, and adoptPrevious hands it to the engine', async () => {
+    const store = Store.open(':memory:')
+    try {
+      const base = { tenant: 't', interpreterId: builtInInterpreterId, name: '', status: 'READY' as const, timeoutSeconds: 900, limits: { ...defaultLimits } }
+      const now = new Date().toISOString()
+      await store.sessions.insert({ ...base, sessionId: 'g1', createdAt: now, lastUpdatedAt: now, sandboxId: 'sb-g1', gateway: { tag: 'rt-9' } })
+      await store.sessions.insert({ ...base, sessionId: 'g2', createdAt: now, lastUpdatedAt: now, sandboxId: 'sb-g2' })
+      const active = await store.sessions.listAllActive()
+      assert.deepEqual(
+        active.map((r) => [r.sessionId, r.gateway]),
+        [
+          ['g1', { tag: 'rt-9' }],
+          ['g2', undefined],
+        ],
+      )
+      const adopted: AdoptRecord[][] = []
+      const engine = { adopt: async (records: AdoptRecord[]) => (adopted.push(records), { adopted: [], failed: [], removed: 0 }) } as unknown as SessionManager
+      const metrics = new Metrics({
+        liveSessions: () => 0,
+        startingSessions: () => 0,
+        warmSandboxes: () => 0,
+        egressRequests: () => ({ allowed: 0, denied: 0 }),
+      })
+      const service = new SessionService({
+        engine,
+        store,
+        metrics,
+        quotas: { maxSessions: 1, startsPerMinute: 1, invokesPerSecond: 1, agentTurnsPerMinute: 1 },
+      })
+      await service.adoptPrevious()
+      assert.deepEqual(
+        adopted[0]?.map((r) => [r.sessionId, r.gateway]),
+        [
+          ['g1', { tag: 'rt-9' }],
+          ['g2', undefined],
+        ],
+      )
+    } finally {
+      store.close()
+    }
   })
 })

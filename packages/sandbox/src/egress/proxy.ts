@@ -128,13 +128,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
     if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
-    if (isGatewayHost(m[1]!)) {
-      const reason = options.gateway
-        ? `the model gateway speaks plain HTTP inside the sandbox: use http://${GATEWAY_HOST}/... (TLS to the provider starts on the host), not CONNECT or https`
-        : gatewayOff
-      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason })
-      return answerRaw(client, options.gateway ? 400 : 403, reason)
-    }
+    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port)
     const upstream = await open(m[1]!, port, (status, message) => answerRaw(client, status, message))
     if (!upstream) return
     if (client.destroyed) return void upstream.destroy()
@@ -197,15 +191,48 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
   }
 
+  /**
+   * CONNECT to the gateway: only to port 80, for clients that tunnel plain HTTP too (Node's fetch
+   * with NODE_USE_ENV_PROXY); the tunnel's requests go to the gateway. TLS (443) is refused: the
+   * gateway is plain HTTP inside the sandbox, TLS to the provider starts on the host.
+   */
+  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number): void => {
+    const gateway = options.gateway
+    let refusal: [number, string] | undefined
+    if (!gateway) refusal = [403, gatewayOff]
+    else if (port !== 80)
+      refusal = [
+        400,
+        `the model gateway speaks plain HTTP inside the sandbox: use http://${GATEWAY_HOST}/... (TLS to the provider starts on the host), not https`,
+      ]
+    else if (!gateway.handler) refusal = [502, 'no model gateway is configured on this codebox server']
+    if (refusal) {
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason: refusal[1] })
+      return answerRaw(client, refusal[0], refusal[1])
+    }
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    if (head.length) client.unshift(head)
+    tunneled.emit('connection', client)
+  }
+
   const http = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
   http.maxHeadersCount = 100
   http.on('request', (req: IncomingMessage, res: ServerResponse) => void forward(req, res).catch(() => res.destroy()))
   http.on('connect', (req: IncomingMessage, client: net.Socket, head: Buffer) => void tunnel(req, client, head).catch(() => client.destroy()))
   http.on('upgrade', (_req: IncomingMessage, client: net.Socket) => answerRaw(client, 400, 'upgrades are not proxied; use CONNECT'))
-  http.on('clientError', (e: NodeJS.ErrnoException, client: net.Socket) => {
+  const clientError = (e: NodeJS.ErrnoException, client: net.Socket): void => {
     const status = e.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     answerRaw(client, status, status === 431 ? `request headers over ${options.maxHeaderBytes} bytes` : `malformed request (${e.code ?? 'parse error'})`)
+  }
+  http.on('clientError', clientError)
+  // Requests inside a CONNECT tunnel to the gateway: origin-form, all for the gateway.
+  const tunneled = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
+  tunneled.maxHeadersCount = 100
+  tunneled.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.url = `http://${GATEWAY_HOST}${req.url?.startsWith('/') ? req.url : '/'}`
+    void serveGateway(req, res, 80).catch(() => res.destroy())
   })
+  tunneled.on('clientError', clientError)
 
   const server = net.createServer((client) => {
     client.on('error', () => client.destroy())

@@ -131,7 +131,7 @@ function sseMeter(counts: TokenCounts): TokenMeter {
  * unread; a prelude that makes no sense stops the metering (the bytes still pass untouched).
  */
 function eventStreamMeter(counts: TokenCounts): TokenMeter {
-  let buffer = Buffer.alloc(0)
+  let buffer: Buffer = Buffer.alloc(0)
   let skip = 0
   let broken = false
   return {

@@ -9,13 +9,13 @@
  * bounded window (gateway-usage.ts). Usage is kept per session and per tag (runtime) for metrics.
  * No key ever appears in an answer, a log line or a metric.
  */
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto'
 import http, { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
 import https from 'node:https'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { CodeboxError } from '@codebox/core'
 import type { GatewayHandler, GatewayIdentity } from '@codebox/sandbox'
 import { readBody } from '../http/body.ts'
+import { endToEnd, forwardHeaders, joinUrl, NodeSha256, reply } from './gateway-http.ts'
 import { tokenMeter, type TokenCounts } from './gateway-usage.ts'
 
 export type GatewayProvider = 'anthropic' | 'openai' | 'bedrock'
@@ -51,10 +51,7 @@ export type GatewayCredential = { apiKey: string } | { aws: AwsCredentials }
  * Chooses the credential for a request: a per-runtime secret (by `identity.tag`), say. Undefined
  * means the operator's own (the default for every request when no hook is given).
  */
-export type CredentialsFor = (
-  identity: GatewayIdentity,
-  provider: GatewayProvider,
-) => GatewayCredential | undefined | Promise<GatewayCredential | undefined>
+export type CredentialsFor = (identity: GatewayIdentity, provider: GatewayProvider) => GatewayCredential | undefined | Promise<GatewayCredential | undefined>
 
 export interface ModelGatewayOptions {
   config: GatewayConfig
@@ -94,21 +91,6 @@ const emptyUsage = (): GatewayUsage => ({ requests: 0, errors: 0, requestBytes: 
 const maxRuntimeLabels = 1000
 /** Largest upstream response head accepted. */
 const maxResponseHeaderBytes = 64 * 1024
-
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'])
-/** Request headers never forwarded: credentials of any kind (the gateway adds its own), routing and framing it sets itself. */
-const DROPPED = new Set([
-  'host',
-  'content-length',
-  'accept-encoding',
-  'authorization',
-  'proxy-authorization',
-  'x-api-key',
-  'api-key',
-  'cookie',
-  'openai-organization',
-  'openai-project',
-])
 
 export class ModelGateway {
   /** Give this to the EgressService (`gateway` option). */
@@ -167,7 +149,7 @@ export class ModelGateway {
     const meter = this.account(identity, provider ?? 'none')
     meter.add({ requests: 1 })
     const fail = (status: number, message: string, headers: Record<string, string> = {}): void => {
-      meter.add({ errors: 1 })
+      meter.failed()
       reply(res, provider, status, message, headers)
     }
     if (!provider) return fail(404, `no gateway route ${target.pathname.slice(0, 200)}: use /anthropic/..., /openai/... or /bedrock/...`)
@@ -217,7 +199,9 @@ export class ModelGateway {
     if (!region) throw notConfigured('the model gateway has no AWS region for Bedrock: the operator sets AWS_REGION for the codebox server')
     const credentials = own && 'aws' in own ? own.aws : c.bedrock.credentials
     if (!credentials)
-      throw notConfigured('the model gateway has no AWS credentials for Bedrock: the operator sets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the codebox server')
+      throw notConfigured(
+        'the model gateway has no AWS credentials for Bedrock: the operator sets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the codebox server',
+      )
     const url = joinUrl(c.bedrock.url ?? `https://bedrock-runtime.${region}.amazonaws.com`, rest)
     const query: Record<string, string | string[]> = {}
     for (const [k, v] of url.searchParams) {
@@ -266,7 +250,7 @@ export class ModelGateway {
           const status = code === 'ETIMEDOUT' ? 504 : 502
           x.fail(status, `the ${provider} upstream ${upstream.url.host} could not be reached (${code})`)
         } else {
-          meter.add({ errors: 1 })
+          meter.failed()
           res.destroy()
         }
         resolve()
@@ -274,7 +258,7 @@ export class ModelGateway {
       out.on('response', (up) => {
         answered = true
         const status = up.statusCode ?? 502
-        if (status >= 400) meter.add({ errors: 1 })
+        if (status >= 400) meter.failed()
         const tokens = tokenMeter(up.headers['content-type'], up.headers)
         res.writeHead(status, up.statusMessage, endToEnd(up.rawHeaders))
         res.flushHeaders()
@@ -284,7 +268,7 @@ export class ModelGateway {
         })
         up.on('end', () => meter.tokens(tokens.result()))
         up.on('error', () => {
-          meter.add({ errors: 1 })
+          meter.failed()
           res.destroy()
         })
         up.pipe(res)
@@ -314,9 +298,14 @@ export class ModelGateway {
       targets.push(s.total)
       if (provider !== 'none') targets.push((s.providers[provider] ??= emptyUsage()))
     }
+    let failed = false
     return {
       add(delta) {
         for (const t of targets) for (const [k, v] of Object.entries(delta) as [keyof GatewayUsage, number][]) t[k] += v
+      },
+      failed() {
+        if (!failed) this.add({ errors: 1 })
+        failed = true
       },
       tokens(counts: TokenCounts) {
         this.add({ inputTokens: counts.input ?? 0, outputTokens: counts.output ?? 0 })
@@ -336,94 +325,9 @@ export class ModelGateway {
 
 interface Meter {
   add(delta: Partial<GatewayUsage>): void
+  /** Counts this request as an error, once whatever else goes wrong. */
+  failed(): void
   tokens(counts: TokenCounts): void
 }
 
 const notConfigured = (message: string): CodeboxError => new CodeboxError('Unavailable', message)
-
-/** `base` (with its own path, e.g. a proxy's `/v1` prefix) followed by the rest of the gateway path. */
-function joinUrl(base: string, rest: string): URL {
-  const b = new URL(base)
-  return new URL(`${b.origin}${b.pathname.replace(/\/$/, '')}${rest}`)
-}
-
-/** The agent's headers minus hop-by-hop ones (and those Connection names) and DROPPED; repeated ones joined. */
-function forwardHeaders(raw: readonly string[]): Record<string, string> {
-  const named = new Set<string>()
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'connection') for (const t of raw[i + 1]!.split(',')) named.add(t.trim().toLowerCase())
-  }
-  const out: Record<string, string> = {}
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase()
-    if (HOP_BY_HOP.has(name) || named.has(name) || DROPPED.has(name) || name.startsWith('proxy-')) continue
-    out[name] = out[name] === undefined ? raw[i + 1]! : `${out[name]}, ${raw[i + 1]!}`
-  }
-  return out
-}
-
-/** Upstream response headers as raw pairs, minus hop-by-hop ones. */
-function endToEnd(raw: readonly string[]): string[] {
-  const out: string[] = []
-  for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!)
-  return out
-}
-
-/** An answer of the gateway's own, in the shape the provider's SDKs read errors from. */
-function reply(res: ServerResponse, provider: GatewayProvider | undefined, status: number, message: string, extra: Record<string, string> = {}): void {
-  if (res.headersSent) return void res.destroy()
-  const text = `codebox gateway: ${message}`
-  let body: unknown
-  const headers: Record<string, string> = { 'content-type': 'application/json', ...extra }
-  if (provider === 'anthropic') {
-    const type = status === 413 ? 'request_too_large' : status === 404 ? 'not_found_error' : status < 500 ? 'invalid_request_error' : 'api_error'
-    body = { type: 'error', error: { type, message: text } }
-  } else if (provider === 'openai') {
-    body = { error: { message: text, type: status < 500 ? 'invalid_request_error' : 'codebox_gateway_error', param: null, code: null } }
-  } else if (provider === 'bedrock') {
-    const type = status === 413 || status < 500 ? 'ValidationException' : status === 503 ? 'ServiceUnavailableException' : 'InternalServerException'
-    headers['x-amzn-errortype'] = type
-    body = { message: text }
-  } else {
-    body = { error: { code: status === 404 ? 'NotFound' : 'ValidationError', message: text } }
-  }
-  const json = JSON.stringify(body)
-  res.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(json) })
-  res.end(json)
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView
-
-const bytesOf = (data: SourceData): Buffer =>
-  typeof data === 'string'
-    ? Buffer.from(data, 'utf8')
-    : ArrayBuffer.isView(data)
-      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-      : Buffer.from(data)
-
-/** SHA-256 (or HMAC-SHA-256 with a secret) from node:crypto, in the shape SignatureV4 asks for. */
-class NodeSha256 {
-  private readonly secret: SourceData | undefined
-  private hash: Hash | Hmac
-
-  constructor(secret?: SourceData) {
-    this.secret = secret
-    this.hash = this.fresh()
-  }
-
-  update(data: SourceData): void {
-    this.hash.update(bytesOf(data))
-  }
-
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.hash.digest()))
-  }
-
-  reset(): void {
-    this.hash = this.fresh()
-  }
-
-  private fresh(): Hash | Hmac {
-    return this.secret === undefined ? createHash('sha256') : createHmac('sha256', bytesOf(this.secret))
-  }
-}

@@ -155,7 +155,11 @@ export class SessionService {
    * `gateway` (for the host's own callers, such as hosted runtimes; no API takes it from a client):
    * the session reaches the model gateway (StartOptions.gateway), and keeps it across a restart.
    */
-  async start(caller: Caller, req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } }, ctx: CallContext = {}): Promise<{ info: SessionInfo; created: boolean }> {
+  async start(
+    caller: Caller,
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    ctx: CallContext = {},
+  ): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
       const key = `${caller.tenant}\0${req.clientToken}`
       // In flight is checked before and after the store read: a start may begin or finish during it.
@@ -176,7 +180,11 @@ export class SessionService {
     return { info: await this.doStart(caller, req, ctx), created: true }
   }
 
-  private async doStart(caller: Caller, req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } }, ctx: CallContext): Promise<SessionInfo> {
+  private async doStart(
+    caller: Caller,
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    ctx: CallContext,
+  ): Promise<SessionInfo> {
     const started = performance.now()
     const audit = (outcome: 'ok' | 'rejected' | 'failed', sessionId?: string, detail?: string): Promise<void> =>
       this.audit(caller, { action: 'startSession', sessionId, outcome, detail, durationMs: performance.now() - started, requestId: ctx.requestId })

@@ -179,7 +179,8 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 8,
-    description: 'whether a session uses the model gateway, and its tag (JSON {tag?}; NULL for none), so a restarted server opens its listener with the gateway again',
+    description:
+      'whether a session uses the model gateway, and its tag (JSON {tag?}; NULL for none), so a restarted server opens its listener with the gateway again',
     sql: `ALTER TABLE sessions ADD COLUMN gateway TEXT;`,
   },
 ]
