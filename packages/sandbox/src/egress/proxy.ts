@@ -3,7 +3,10 @@
  * absolute-URI plain HTTP (`GET http://host/...`, forwarded without following redirects). Every
  * request is authorized (authorize.ts) before a byte leaves; a denial is a `403` whose plain-text
  * body says why. One request or tunnel per client connection (answers carry `Connection: close`),
- * a bounded number of connections, a header size and time cap, and idle timeouts.
+ * a bounded number of connections, a header size and time cap, and idle timeouts. The reserved
+ * name `codebox-gateway` is never resolved: its requests go to the model gateway's handler when
+ * the listener has it (absolute-URI requests, and those inside a CONNECT to port 80), and are
+ * refused otherwise (gateway.ts).
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
