@@ -9,12 +9,23 @@ import type { SessionLimits } from './limits.ts'
 /**
  * Where a session may connect: `public` = any public address; `allowlist` = only the listed
  * entries (`example.com`, `*.example.com`, an IP or a CIDR, each optionally with `:port`; an
- * IPv6 address with a port as `[::1]:8080`). Loopback, private, link-local and metadata
- * addresses are refused in both modes (see docs/security.md, "Egress").
+ * IPv6 address with a port as `[::1]:8080`); `none` = nowhere (a listener that serves only the
+ * model gateway, for a session without egress that uses it; `allow` empty). Loopback, private,
+ * link-local and metadata addresses are refused in every mode (see docs/security.md, "Egress").
  */
 export interface EgressPolicy {
-  mode: 'public' | 'allowlist'
+  mode: 'public' | 'allowlist' | 'none'
   allow: string[]
+}
+
+/**
+ * The model gateway for one sandbox (docs/security.md, "Model gateway"): its listener answers
+ * `http://codebox-gateway/...` itself, on the host, with the operator's credentials; the
+ * sandbox's environment points model clients there. `tag` is an opaque label the starter attaches
+ * (a runtime id), handed to the gateway with every request and used as a metric label.
+ */
+export interface SandboxGateway {
+  tag?: string
 }
 
 /**
@@ -23,7 +34,7 @@ export interface EgressPolicy {
  * bwrap driver opens a listener of the host's egress proxy (the EgressGateway it is given) and
  * binds its socket in; another driver may wire the same gateway differently, or its platform's own.
  */
-export type SandboxNetwork = { mode: 'none' } | { mode: 'egress'; policy: EgressPolicy; sessionId?: string }
+export type SandboxNetwork = { mode: 'none' } | { mode: 'egress'; policy: EgressPolicy; sessionId?: string; gateway?: SandboxGateway }
 
 /** Decisions of one sandbox's egress so far. */
 export interface EgressCounts {
@@ -42,8 +53,8 @@ export interface EgressListenerHandle {
 
 /** The host's egress proxy, as drivers see it (the engine passes it to `create`). */
 export interface EgressGateway {
-  /** Opens a listener enforcing `policy` (ValidationError for a bad policy). */
-  open(options: { sandboxId: string; policy: EgressPolicy; sessionId?: string; socketPath?: string }): Promise<EgressListenerHandle>
+  /** Opens a listener enforcing `policy` (ValidationError for a bad policy); with `gateway`, it also serves the model gateway. */
+  open(options: { sandboxId: string; policy: EgressPolicy; sessionId?: string; socketPath?: string; gateway?: SandboxGateway }): Promise<EgressListenerHandle>
 }
 
 /** What `create` gets besides the spec. */

@@ -5,6 +5,7 @@
 import type { SandboxDriver } from '@codebox/core'
 import type { EngineConfig } from './config.ts'
 import { drivers } from './drivers/registry.ts'
+import type { GatewayHandler } from './egress/gateway.ts'
 import { EgressService, type EgressServiceOptions } from './egress/service.ts'
 import { SessionManager, type SessionManagerOptions } from './session-manager.ts'
 
@@ -21,6 +22,8 @@ export async function createEngine(
     onEgressDenial?: EgressServiceOptions['onDenial']
     /** Where the driver records sandboxes that outlive the server (default the state dir's `sandboxes/`). */
     sandboxesDir?: string
+    /** The model gateway sessions started with `gateway` reach (EgressServiceOptions.gateway). Default none: they are answered 502. */
+    gateway?: GatewayHandler
   } = {},
 ): Promise<SessionManager> {
   return new SessionManager({
@@ -32,6 +35,10 @@ export async function createEngine(
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,
-    egress: new EgressService({ trusted: config.egressTrusted, onDenial: overrides.onEgressDenial }),
+    egress: new EgressService({
+      trusted: config.egressTrusted,
+      onDenial: overrides.onEgressDenial,
+      ...(overrides.gateway ? { gateway: overrides.gateway } : {}),
+    }),
   })
 }

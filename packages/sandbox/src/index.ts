@@ -35,3 +35,4 @@ export { parseEgressEntry, parseEgressPolicy, parseTrustedList, type EgressEntry
 export { type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'
+export { GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'

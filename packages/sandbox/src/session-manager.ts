@@ -4,7 +4,7 @@
  * is destroyed, never returned to the pool. A session with an egress policy gets a sandbox whose
  * network is that policy (the driver wires it, through the host's egress proxy that this manager
  * hands it); the pool's sandboxes have no network at all, so such a session always starts a
- * sandbox of its own. A session's Python kernel has imported its preload (preload.ts) before
+ * sandbox of its own; so does a session that uses the model gateway, whose listener serves it. A session's Python kernel has imported its preload (preload.ts) before
  * the session is handed over.
  */
 import { randomBytes } from 'node:crypto'
@@ -14,13 +14,16 @@ import {
   defaultLimits,
   defaultMaxLimits,
   resolveLimits,
+  validationError,
   type EgressPolicy,
   type Sandbox,
   type SandboxDriver,
+  type SandboxGateway,
   type SandboxNetwork,
   type SessionLimits,
 } from '@codebox/core'
 import { HostBudget, defaultHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'
+import { checkGatewayTag } from './egress/gateway.ts'
 import { parseEgressPolicy } from './egress/policy.ts'
 import { EgressService, type EgressCounters } from './egress/service.ts'
 import { ExecutorClient } from './executor-client.ts'
@@ -72,6 +75,15 @@ export interface StartOptions {
   limits?: Partial<SessionLimits>
   /** Network egress through the host's filtering proxy. Default: none, an empty network namespace. */
   egress?: EgressPolicy
+  /**
+   * The model gateway (docs/security.md, "Model gateway"): the sandbox's listener serves
+   * `http://codebox-gateway/...` with the operator's credentials added on the host, and its
+   * environment points model clients there (ANTHROPIC_BASE_URL, OPENAI_BASE_URL,
+   * AWS_ENDPOINT_URL_BEDROCK_RUNTIME, placeholder keys). Without `egress` the listener reaches
+   * nothing else. `tag`: an opaque label (a runtime id) the gateway gets with each request.
+   * Default: no gateway.
+   */
+  gateway?: boolean | SandboxGateway
   /** Python modules imported before the session is handed over (module names). Default: the manager's `preload`. */
   preload?: readonly string[]
   /** A registered driver other than the manager's own (an interpreter's `--driver gvisor`): its sandboxes are not pooled. */
@@ -87,6 +99,8 @@ export interface AdoptRecord {
   createdAt: Date
   /** Its egress policy (its interpreter's), when it has network egress: the driver opens its listener again. */
   egress?: EgressPolicy
+  /** Its model gateway, when it was started with one (StartOptions.gateway): the listener opened again serves it too. */
+  gateway?: SandboxGateway
   /** Its driver, when not the manager's own (its interpreter's `driver`). */
   driver?: string
 }
@@ -106,6 +120,17 @@ interface Warm {
   reservation?: Reservation
   /** What its Python kernel preloaded; absent when it preloads nothing. */
   preload?: PreloadReport
+}
+
+/** The listener policy of a session that uses the model gateway without egress: nothing else. */
+const noEgress = (): EgressPolicy => ({ mode: 'none', allow: [] })
+
+/** StartOptions.gateway checked: undefined for none, `{}` or `{tag}` for the gateway. Throws a ValidationError. */
+function checkGateway(gateway: boolean | SandboxGateway | undefined): SandboxGateway | undefined {
+  if (gateway === undefined || gateway === false) return undefined
+  if (gateway === true) return {}
+  if (typeof gateway !== 'object' || gateway === null) throw validationError('gateway', 'must be true, false or {tag}')
+  return gateway.tag === undefined ? {} : { tag: checkGatewayTag(gateway.tag) }
 }
 
 /** Sessions alive at once when no cap is set and there is no host budget to admit by. */
@@ -212,12 +237,15 @@ export class SessionManager {
         },
       )
     }
-    const egress = options.egress === undefined ? undefined : parseEgressPolicy(options.egress)
+    const gateway = checkGateway(options.gateway)
+    // The gateway is reached through the egress listener: a session without egress gets one that reaches nothing else.
+    const egress = options.egress === undefined ? (gateway ? noEgress() : undefined) : parseEgressPolicy(options.egress)
     const preload = options.preload === undefined ? this.preload : checkPreload(options.preload)
     const driver = options.driver === undefined ? this.driver : await this.driverNamed(options.driver)
     const id = newSessionId()
     const pooled = egress || driver !== this.driver ? undefined : await this.pool.take({ limits, preload })
-    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, driver, egress: egress && { policy: egress, sessionId: id } }))
+    const network: SandboxNetwork = egress ? { mode: 'egress', policy: egress, sessionId: id, ...(gateway ? { gateway } : {}) } : { mode: 'none' }
+    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, driver, network }))
     if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
@@ -282,9 +310,11 @@ export class SessionManager {
     if (this.sessions.has(r.sessionId)) throw new CodeboxError('Conflict', `session ${r.sessionId} is already served here`)
     const driver = r.driver === undefined ? this.driver : await this.driverNamed(r.driver)
     if (!driver.attach) throw new CodeboxError('Unavailable', `the ${driver.name} driver's sandboxes end with the server that started them`)
+    const gateway = checkGateway(r.gateway)
+    const policy = r.egress ?? (gateway ? noEgress() : undefined)
     const sandbox = await driver.attach(r.sandboxId, {
       egress: this.egress,
-      network: r.egress ? { mode: 'egress', policy: r.egress, sessionId: r.sessionId } : { mode: 'none' },
+      network: policy ? { mode: 'egress', policy, sessionId: r.sessionId, ...(gateway ? { gateway } : {}) } : { mode: 'none' },
     })
     const client = new ExecutorClient(sandbox)
     try {
@@ -386,21 +416,21 @@ export class SessionManager {
   }
 
   /**
-   * A new sandbox, ready, its preload imported; with `egress`, its proxy listener first. Nothing is
-   * left behind on failure.
+   * A new sandbox, ready, its preload imported; with network `egress`, its proxy listener first.
+   * Nothing is left behind on failure.
    */
   private async boot(
     limits: SessionLimits,
-    options: { signal?: AbortSignal; preload: readonly string[]; driver?: SandboxDriver; egress?: { policy: EgressPolicy; sessionId: string } },
+    options: { signal?: AbortSignal; preload: readonly string[]; driver?: SandboxDriver; network?: SandboxNetwork },
   ): Promise<Warm> {
-    const { signal, egress } = options
+    const { signal } = options
+    const network = options.network ?? { mode: 'none' }
     const driver = options.driver ?? this.driver
     const id = randomBytes(8).toString('hex')
     // Admitted first: a start the machine cannot hold is refused before anything is made.
     const reservation = this.budget?.admit(limits)
     let sandbox: Sandbox
     try {
-      const network: SandboxNetwork = egress ? { mode: 'egress', ...egress } : { mode: 'none' }
       this.started.add(id)
       sandbox = await driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
     } catch (e) {

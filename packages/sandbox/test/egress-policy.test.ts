@@ -218,7 +218,7 @@ describe('parsing entries and policies', () => {
 
   test('policies: mode, allow list, and the index of a bad entry', () => {
     assert.deepEqual(parseEgressPolicy({ mode: 'public', allow: [] }), { mode: 'public', allow: [] })
-    assert.throws(() => parseEgressPolicy({ mode: 'vpc', allow: [] }), /egress\.mode: must be public or allowlist/)
+    assert.throws(() => parseEgressPolicy({ mode: 'vpc', allow: [] }), /egress\.mode: must be public, allowlist or none/)
     assert.throws(() => parseEgressPolicy({ mode: 'allowlist', allow: [] }), /needs at least one entry/)
     assert.throws(() => parseEgressPolicy({ mode: 'allowlist', allow: ['ok.com', 'bad entry'] }), /egress\.allow\[1\]: "bad entry"/)
     assert.throws(() => parseEgressPolicy({ mode: 'allowlist', allow: [42] }), /egress\.allow\[0\]: must be a string/)

@@ -29,6 +29,7 @@ import { sessionRoutes } from './routes/sessions.ts'
 import { webRoutes } from './routes/web.ts'
 import { wsRoutes } from './routes/ws.ts'
 import { AgentService } from './services/agent.ts'
+import { ModelGateway } from './services/gateway.ts'
 import type { AgentDoor } from './services/agent-door.ts'
 import { SessionService } from './services/sessions.ts'
 import type { StoreApi } from './store/index.ts'
@@ -43,6 +44,12 @@ export interface AppOptions {
   agentDoor?: AgentDoor
   /** The model chain and loop behind the agent service; default `loadAgent(config.agent.options)`. Tests inject one. */
   agent?: Agent
+  /**
+   * The model gateway the engine's egress listeners hand `http://codebox-gateway/` requests to
+   * (its usage goes into /metrics). Default: one from `config.gateway`, reached by nothing (the
+   * engine must be built with its handler; serve.ts does).
+   */
+  gateway?: ModelGateway
   /** A pino logger instance, or options; default JSON logs at config.logLevel to stdout. */
   logger?: FastifyBaseLogger
   version?: string
@@ -55,6 +62,8 @@ export interface App {
   agent: AgentService
   metrics: Metrics
   registry: RouteRegistry
+  /** The model gateway: usage per session (`gateway.usage(sessionId)`) and per runtime. */
+  gateway: ModelGateway
 }
 
 const requestIdPattern = /^[\w.:-]{1,64}$/
@@ -85,7 +94,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     requestTimeout: 15 * 60_000,
   })
   let sessions: SessionService | undefined
+  const gateway = options.gateway ?? new ModelGateway({ config: config.gateway })
   const metrics = new Metrics({
+    gatewayUsage: () => gateway.totals(),
     liveSessions: () => sessions?.engineStats().live ?? 0,
     startingSessions: () => sessions?.starting ?? 0,
     warmSandboxes: () => sessions?.engineStats().warm ?? 0,
@@ -167,5 +178,5 @@ export async function buildApp(options: AppOptions): Promise<App> {
     agent: agentDoor,
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
-  return { app, sessions, agent, metrics, registry }
+  return { app, sessions, agent, metrics, registry, gateway }
 }

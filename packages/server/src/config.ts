@@ -8,6 +8,7 @@ import { agentOptionsFromEnv, type AgentOptions } from '@codebox/agent'
 import { validationError } from '@codebox/core'
 import { intVar, loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
 import { normalizeOrigin } from './http/host-check.ts'
+import type { GatewayConfig } from './services/gateway.ts'
 
 export interface QuotaDefaults {
   /** `CODEBOX_TENANT_MAX_SESSIONS`: sessions a tenant may have running at once. Default 50. */
@@ -68,6 +69,8 @@ export interface ServerConfig {
   webDir: string
   quotas: QuotaDefaults
   agent: AgentConfig
+  /** The model gateway sandboxes reach at http://codebox-gateway/ (docs/config.md, "Model gateway"). */
+  gateway: GatewayConfig
   engine: EngineConfig
 }
 
@@ -110,8 +113,54 @@ export function loadServerConfig(
       maxLifetimeSeconds: intVar(env, 'CODEBOX_AGENT_MAX_LIFETIME_SECONDS', 28_800, 1, 28_800),
       memoryDays: intVar(env, 'CODEBOX_AGENT_MEMORY_DAYS', 30, 1, 365),
     }),
+    gateway: loadGatewayConfig(env),
     engine,
   })
+}
+
+/** The model gateway's upstreams and the operator's credentials for them. */
+function loadGatewayConfig(env: Record<string, string | undefined>): GatewayConfig {
+  // Half a pair is no credentials (the gateway's 503 names both variables); the agent's AWS SDK may have other sources.
+  const accessKeyId = env.AWS_ACCESS_KEY_ID || undefined
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY || undefined
+  const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined
+  if (region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/.test(region)) {
+    throw validationError('AWS_REGION', `is not an AWS region such as us-east-1: ${JSON.stringify(region.slice(0, 64))}`)
+  }
+  const bedrockUrl = env.CODEBOX_GATEWAY_BEDROCK_URL ? upstreamUrl(env, 'CODEBOX_GATEWAY_BEDROCK_URL', '') : undefined
+  return Object.freeze({
+    anthropic: Object.freeze({
+      url: upstreamUrl(env, 'CODEBOX_GATEWAY_ANTHROPIC_URL', 'https://api.anthropic.com'),
+      ...(env.ANTHROPIC_API_KEY ? { apiKey: env.ANTHROPIC_API_KEY } : {}),
+    }),
+    openai: Object.freeze({
+      url: upstreamUrl(env, 'CODEBOX_GATEWAY_OPENAI_URL', 'https://api.openai.com'),
+      ...(env.OPENAI_API_KEY ? { apiKey: env.OPENAI_API_KEY } : {}),
+    }),
+    bedrock: Object.freeze({
+      ...(bedrockUrl ? { url: bedrockUrl } : {}),
+      ...(region ? { region } : {}),
+      ...(accessKeyId && secretAccessKey
+        ? { credentials: Object.freeze({ accessKeyId, secretAccessKey, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) }) }
+        : {}),
+    }),
+    maxBodyBytes: intVar(env, 'CODEBOX_GATEWAY_MAX_BODY_BYTES', 20 * 1024 * 1024, 1024, 2 ** 30),
+    timeoutMs: intVar(env, 'CODEBOX_GATEWAY_TIMEOUT_MS', 600_000, 1000, 3_600_000),
+  })
+}
+
+/** An http(s) base URL without credentials, query or fragment, without its trailing slash. */
+function upstreamUrl(env: Record<string, string | undefined>, name: string, fallback: string): string {
+  const raw = env[name] || fallback
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw validationError(name, `is not a URL: ${JSON.stringify(raw.slice(0, 200))}`)
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw validationError(name, 'must be an http:// or https:// URL')
+  if (url.username || url.password || url.search || url.hash) throw validationError(name, 'must be a base URL without credentials, query or fragment')
+  return `${url.origin}${url.pathname.replace(/\/$/, '')}`
 }
 
 /** True for addresses only this machine can reach. */

@@ -6,3 +6,14 @@ export { Store, accessKeyIdPattern } from './store/index.ts'
 export type { StoreApi } from './store/index.ts'
 export type { Caller } from './services/sessions.ts'
 export { openApiDocument } from './openapi.ts'
+export {
+  ModelGateway,
+  type ModelGatewayOptions,
+  type GatewayConfig,
+  type GatewayCredential,
+  type CredentialsFor,
+  type GatewayProvider,
+  type GatewayUsage,
+  type GatewaySessionUsage,
+  type GatewayUsageRow,
+} from './services/gateway.ts'

@@ -2,9 +2,10 @@
  * Prometheus metrics of one server (its own registry, so tests can run several servers in one
  * process): sessions by state, starts and ends, invocations by tool/language/outcome, durations
  * as histograms, the warm pool, limit kills, egress decisions, HTTP requests, and agent turns, tokens
- * and model fallbacks. Served at GET /metrics.
+ * and model fallbacks, and the model gateway's traffic per provider and runtime. Served at GET /metrics.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { GatewayUsage, GatewayUsageRow } from './services/gateway.ts'
 
 export interface MetricsSource {
   liveSessions: () => number
@@ -12,6 +13,8 @@ export interface MetricsSource {
   warmSandboxes: () => number
   /** Egress proxy decisions since start (sessions of PUBLIC and VPC interpreters). */
   egressRequests: () => { allowed: number; denied: number }
+  /** Model gateway totals per provider and runtime (the session's tag). Default none. */
+  gatewayUsage?: () => readonly GatewayUsageRow[]
 }
 
 export class Metrics {
@@ -123,6 +126,36 @@ export class Metrics {
         this.reset()
         this.inc({ outcome: 'allowed' }, c.allowed)
         this.inc({ outcome: 'denied' }, c.denied)
+      },
+    })
+    const rows = (): readonly GatewayUsageRow[] => source.gatewayUsage?.() ?? []
+    const gatewayCounter = (name: string, help: string, field: keyof GatewayUsage): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['provider', 'runtime'],
+        registers,
+        collect() {
+          this.reset()
+          for (const r of rows()) this.inc({ provider: r.provider, runtime: r.runtime }, r.usage[field])
+        },
+      })
+    }
+    gatewayCounter('codebox_gateway_requests_total', 'Model gateway requests by provider and runtime (the session tag; empty for none).', 'requests')
+    gatewayCounter('codebox_gateway_errors_total', 'Model gateway requests that failed: refused, upstream 4xx/5xx, unreachable or cut off.', 'errors')
+    gatewayCounter('codebox_gateway_request_bytes_total', 'Request body bytes sandboxes sent through the model gateway.', 'requestBytes')
+    gatewayCounter('codebox_gateway_response_bytes_total', 'Response body bytes the model gateway passed back.', 'responseBytes')
+    new Counter({
+      name: 'codebox_gateway_tokens_total',
+      help: 'Model tokens the gateway saw responses report, by provider, runtime and direction (input, output).',
+      labelNames: ['provider', 'runtime', 'direction'],
+      registers,
+      collect() {
+        this.reset()
+        for (const r of rows()) {
+          this.inc({ provider: r.provider, runtime: r.runtime, direction: 'input' }, r.usage.inputTokens)
+          this.inc({ provider: r.provider, runtime: r.runtime, direction: 'output' }, r.usage.outputTokens)
+        }
       },
     })
     collectDefaultMetrics({ register: this.registry, prefix: 'codebox_process_' })

@@ -12,6 +12,7 @@ import { createEngine, type SessionManager } from '@codebox/sandbox'
 import { buildApp, type App } from './app.ts'
 import { isLoopback, type ServerConfig } from './config.ts'
 import { Store } from './store/index.ts'
+import { ModelGateway } from './services/gateway.ts'
 import type { SessionService } from './services/sessions.ts'
 
 export interface RunningServer extends App {
@@ -55,13 +56,16 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       )
     }
     let app: App | undefined
+    // Before the engine: its egress listeners hand model-gateway requests to it.
+    const gateway = new ModelGateway({ config: config.gateway })
     engine = await createEngine(config.engine, {
+      gateway: gateway.handler,
       onSessionEnd: (s) =>
         void app?.sessions.onSessionEnd(s).catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session')),
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
       sandboxesDir: path.join(path.dirname(config.dbPath), 'sandboxes'),
     })
-    app = await buildApp({ config, engine, store, loopbackOnly, logger: options.logger, version: options.version })
+    app = await buildApp({ config, engine, store, gateway, loopbackOnly, logger: options.logger, version: options.version })
     const { adopted, reconciled } = await readopt(app.sessions, app.app.log)
     await app.app.listen({ host: config.host, port: config.port })
     const address = app.app.server.address()
@@ -87,6 +91,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
           try {
             await app.app.close()
             await e.close({ detach: closeOptions.detach === true })
+            gateway.close()
             s.close()
             unlock()
             removeLastResort()

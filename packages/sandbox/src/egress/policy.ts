@@ -88,9 +88,11 @@ export function parseEgressEntry(s: string, field = 'allow'): EgressEntry {
 export function parseEgressPolicy(policy: unknown, field = 'egress'): EgressPolicy {
   const p = policy as Partial<EgressPolicy> | null
   if (typeof p !== 'object' || p === null) throw validationError(field, 'must be an object {mode, allow}')
-  if (p.mode !== 'public' && p.mode !== 'allowlist') throw validationError(`${field}.mode`, `must be public or allowlist, got ${JSON.stringify(p.mode)}`)
+  if (p.mode !== 'public' && p.mode !== 'allowlist' && p.mode !== 'none')
+    throw validationError(`${field}.mode`, `must be public, allowlist or none, got ${JSON.stringify(p.mode)}`)
   const allow = p.allow ?? []
   if (!Array.isArray(allow) || allow.length > MAX_ENTRIES) throw validationError(`${field}.allow`, `must be a list of at most ${MAX_ENTRIES} entries`)
+  if (p.mode === 'none' && allow.length) throw validationError(`${field}.allow`, 'a none policy reaches nothing: its list must be empty')
   allow.forEach((e, i) => parseEgressEntry(e, `${field}.allow[${i}]`))
   if (p.mode === 'allowlist' && allow.length === 0) throw validationError(`${field}.allow`, 'an allowlist policy needs at least one entry')
   return { mode: p.mode, allow: [...allow] }
@@ -120,12 +122,14 @@ export function compileEgressRules(policy: EgressPolicy, trusted: readonly Trust
 const portMatches = (entry: { port?: number }, port: number): boolean => entry.port === undefined || entry.port === port
 const deny = (reason: string): EgressVerdict => ({ allowed: false, reason })
 const notListed = (target: string): EgressVerdict => deny(`${target} is not on this interpreter's allow-list`)
+const noEgress: EgressVerdict = deny('this session has no network egress; only the model gateway (http://codebox-gateway/) answers here')
 
 /**
  * The decision on a host name before it is resolved: in `allowlist` mode only names on the list
  * (by name or wildcard) are ever looked up, so DNS cannot carry data out for sandbox code.
  */
 export function checkName(rules: EgressRules, name: string, port: number): EgressVerdict {
+  if (rules.mode === 'none') return noEgress
   if (rules.mode === 'public') return { allowed: true }
   const listed = rules.entries.some(
     (e) => portMatches(e, port) && ((e.kind === 'name' && e.name === name) || (e.kind === 'wildcard' && name.endsWith(`.${e.suffix}`))),
@@ -138,6 +142,7 @@ export function checkName(rules: EgressRules, name: string, port: number): Egres
  * the client asked for; when it is an IP literal, `allowlist` needs a range entry holding it.
  */
 export function checkAddresses(rules: EgressRules, target: { host: string; isIp: boolean }, port: number, addresses: readonly IpAddress[]): EgressVerdict {
+  if (rules.mode === 'none') return noEgress
   for (const raw of addresses) {
     const ip = unmapIpv4(raw)
     const shown = target.isIp ? `${target.host} is` : `${target.host} resolves to ${formatIp(raw)},`

@@ -3,11 +3,15 @@
  * absolute-URI plain HTTP (`GET http://host/...`, forwarded without following redirects). Every
  * request is authorized (authorize.ts) before a byte leaves; a denial is a `403` whose plain-text
  * body says why. One request or tunnel per client connection (answers carry `Connection: close`),
- * a bounded number of connections, a header size and time cap, and idle timeouts.
+ * a bounded number of connections, a header size and time cap, and idle timeouts. The reserved
+ * name `codebox-gateway` is never resolved: its requests go to the model gateway's handler when
+ * the listener has it (absolute-URI requests, and those inside a CONNECT to port 80), and are
+ * refused otherwise (gateway.ts).
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
 import { authorize, connectFirst, type AuthorizeOptions } from './authorize.ts'
+import { GATEWAY_HOST, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './gateway.ts'
 import { parsePort } from './policy.ts'
 
 export interface EgressProxyOptions extends AuthorizeOptions {
@@ -18,6 +22,12 @@ export interface EgressProxyOptions extends AuthorizeOptions {
   maxHeaderBytes: number
   /** Called for every request the proxy decides on. */
   onDecision: (decision: EgressDecision) => void
+  /**
+   * The model gateway, for a session that uses it: requests for `http://codebox-gateway/...` go
+   * to `handler` (undefined when the server has no gateway) with this listener's identity.
+   * Without it, such requests are refused; the name is never resolved either way.
+   */
+  gateway?: { identity: GatewayIdentity; handler: GatewayHandler | undefined }
 }
 
 export interface EgressDecision {
@@ -96,6 +106,8 @@ function endToEnd(raw: readonly string[], drop: readonly string[] = []): string[
   return out
 }
 
+const gatewayOff = `the model gateway (${GATEWAY_HOST}) is not enabled for this session`
+
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   const clients = new Set<net.Socket>()
   const headerDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
@@ -119,6 +131,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
     if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
+    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port)
     const upstream = await open(m[1]!, port, (status, message) => answerRaw(client, status, message))
     if (!upstream) return
     if (client.destroyed) return void upstream.destroy()
@@ -140,6 +153,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     if (!url) return answer(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT host:port for HTTPS and other TCP')
     const port = url.port ? Number(url.port) : 80
+    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port)
     const upstream = await open(url.hostname, port, (status, message) => answer(res, status, message))
     if (!upstream) return
     if (req.socket.destroyed) return void upstream.destroy()
@@ -161,15 +175,67 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     req.pipe(out)
   }
 
+  /** A request for the model gateway: its handler, or a refusal; never a DNS query or a connection out. */
+  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number): Promise<void> => {
+    const gateway = options.gateway
+    if (!gateway?.handler) {
+      const reason = gateway ? 'no model gateway is configured on this codebox server' : gatewayOff
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason })
+      return answer(res, gateway ? 502 : 403, reason)
+    }
+    options.onDecision({ host: GATEWAY_HOST, port, allowed: true })
+    // One request per connection, as for every answer here; the gateway keeps its own upstream timeouts.
+    res.shouldKeepAlive = false
+    req.socket.setTimeout(0)
+    try {
+      await gateway.handler(req, res, gateway.identity)
+    } catch {
+      answer(res, 502, 'the model gateway failed on this request')
+    }
+  }
+
+  /**
+   * CONNECT to the gateway: only to port 80, for clients that tunnel plain HTTP too (Node's fetch
+   * with NODE_USE_ENV_PROXY); the tunnel's requests go to the gateway. TLS (443) is refused: the
+   * gateway is plain HTTP inside the sandbox, TLS to the provider starts on the host.
+   */
+  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number): void => {
+    const gateway = options.gateway
+    let refusal: [number, string] | undefined
+    if (!gateway) refusal = [403, gatewayOff]
+    else if (port !== 80)
+      refusal = [
+        400,
+        `the model gateway speaks plain HTTP inside the sandbox: use http://${GATEWAY_HOST}/... (TLS to the provider starts on the host), not https`,
+      ]
+    else if (!gateway.handler) refusal = [502, 'no model gateway is configured on this codebox server']
+    if (refusal) {
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason: refusal[1] })
+      return answerRaw(client, refusal[0], refusal[1])
+    }
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    if (head.length) client.unshift(head)
+    tunneled.emit('connection', client)
+  }
+
   const http = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
   http.maxHeadersCount = 100
   http.on('request', (req: IncomingMessage, res: ServerResponse) => void forward(req, res).catch(() => res.destroy()))
   http.on('connect', (req: IncomingMessage, client: net.Socket, head: Buffer) => void tunnel(req, client, head).catch(() => client.destroy()))
   http.on('upgrade', (_req: IncomingMessage, client: net.Socket) => answerRaw(client, 400, 'upgrades are not proxied; use CONNECT'))
-  http.on('clientError', (e: NodeJS.ErrnoException, client: net.Socket) => {
+  const clientError = (e: NodeJS.ErrnoException, client: net.Socket): void => {
     const status = e.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
     answerRaw(client, status, status === 431 ? `request headers over ${options.maxHeaderBytes} bytes` : `malformed request (${e.code ?? 'parse error'})`)
+  }
+  http.on('clientError', clientError)
+  // Requests inside a CONNECT tunnel to the gateway: origin-form, all for the gateway.
+  const tunneled = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
+  tunneled.maxHeadersCount = 100
+  tunneled.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.url = `http://${GATEWAY_HOST}${req.url?.startsWith('/') ? req.url : '/'}`
+    void serveGateway(req, res, 80).catch(() => res.destroy())
   })
+  tunneled.on('clientError', clientError)
 
   const server = net.createServer((client) => {
     client.on('error', () => client.destroy())

@@ -9,8 +9,9 @@ import { mkdir, chmod, lstat, readdir, rm } from 'node:fs/promises'
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { CodeboxError, validationError, type EgressPolicy } from '@codebox/core'
+import { CodeboxError, validationError, type EgressPolicy, type SandboxGateway } from '@codebox/core'
 import { systemResolver, type EgressResolver } from './authorize.ts'
+import { checkGatewayTag, type GatewayHandler } from './gateway.ts'
 import { compileEgressRules, type TrustedDestination } from './policy.ts'
 import { createEgressProxy, type EgressDecision } from './proxy.ts'
 
@@ -35,6 +36,11 @@ export interface EgressServiceOptions {
   maxHeaderBytes?: number
   /** Called for every refused request. */
   onDenial?: (denial: EgressDenial) => void
+  /**
+   * The model gateway: serves `http://codebox-gateway/...` for listeners opened with `gateway`.
+   * Without it, those listeners answer such requests 502 ("no model gateway is configured").
+   */
+  gateway?: GatewayHandler
 }
 
 export interface EgressDenial extends EgressDecision {
@@ -64,6 +70,8 @@ export interface EgressOpenOptions {
   sandboxId: string
   policy: EgressPolicy
   sessionId?: string
+  /** Serve the model gateway on this listener too (`tag`: an opaque label passed to the gateway). Default: refused. */
+  gateway?: SandboxGateway
 }
 
 const defaultSocketDir = (): string =>
@@ -96,6 +104,7 @@ export class EgressService {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.sandboxId)) throw validationError('sandboxId', 'must be 1-64 letters, digits, _ or -')
     const o = this.options
     const rules = compileEgressRules(options.policy, o.trusted ?? [])
+    const tag = options.gateway?.tag === undefined ? undefined : checkGatewayTag(options.gateway.tag)
     const socketPath = options.socketPath ?? path.join(this.socketDir, `${options.sandboxId}.sock`)
     if (Buffer.byteLength(socketPath) > 107) throw new CodeboxError('Unavailable', `the egress socket path ${socketPath} is too long for a unix socket`)
     await this.ensureDir()
@@ -110,6 +119,14 @@ export class EgressService {
       headerTimeoutMs: o.headerTimeoutMs ?? 10_000,
       maxConnections: o.maxConnections ?? 64,
       maxHeaderBytes: o.maxHeaderBytes ?? 16 * 1024,
+      ...(options.gateway
+        ? {
+            gateway: {
+              identity: { sandboxId: options.sandboxId, ...(options.sessionId ? { sessionId: options.sessionId } : {}), ...(tag ? { tag } : {}) },
+              handler: o.gateway,
+            },
+          }
+        : {}),
       onDecision: (d) => {
         const key = d.allowed ? 'allowed' : 'denied'
         counters[key]++

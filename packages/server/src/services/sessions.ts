@@ -123,6 +123,7 @@ export class SessionService {
             createdAt: new Date(r.createdAt),
             ...(interpreter ? egressOf(interpreter) : {}),
             ...(interpreter?.driver ? { driver: interpreter.driver } : {}),
+            ...(r.gateway ? { gateway: r.gateway } : {}),
           }
         }),
     )
@@ -149,8 +150,16 @@ export class SessionService {
     return n
   }
 
-  /** Starts a session; with a clientToken seen before, returns that session instead (`created: false`). */
-  async start(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext = {}): Promise<{ info: SessionInfo; created: boolean }> {
+  /**
+   * Starts a session; with a clientToken seen before, returns that session instead (`created: false`).
+   * `gateway` (for the host's own callers, such as hosted runtimes; no API takes it from a client):
+   * the session reaches the model gateway (StartOptions.gateway), and keeps it across a restart.
+   */
+  async start(
+    caller: Caller,
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    ctx: CallContext = {},
+  ): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
       const key = `${caller.tenant}\0${req.clientToken}`
       // In flight is checked before and after the store read: a start may begin or finish during it.
@@ -171,7 +180,11 @@ export class SessionService {
     return { info: await this.doStart(caller, req, ctx), created: true }
   }
 
-  private async doStart(caller: Caller, req: StartSessionRequest & { interpreterId: string }, ctx: CallContext): Promise<SessionInfo> {
+  private async doStart(
+    caller: Caller,
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    ctx: CallContext,
+  ): Promise<SessionInfo> {
     const started = performance.now()
     const audit = (outcome: 'ok' | 'rejected' | 'failed', sessionId?: string, detail?: string): Promise<void> =>
       this.audit(caller, { action: 'startSession', sessionId, outcome, detail, durationMs: performance.now() - started, requestId: ctx.requestId })
@@ -207,6 +220,7 @@ export class SessionService {
         ...egressOf(interpreter),
         ...(interpreter.preload ? { preload: interpreter.preload } : {}),
         ...(interpreter.driver ? { driver: interpreter.driver } : {}),
+        ...(req.gateway ? { gateway: req.gateway } : {}),
       })
       const now = new Date().toISOString()
       const record: SessionRecord = {
@@ -222,6 +236,7 @@ export class SessionService {
         ...(req.clientToken ? { clientToken: req.clientToken } : {}),
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
         sandboxId: session.sandboxId,
+        ...(req.gateway ? { gateway: req.gateway.tag === undefined ? {} : { tag: req.gateway.tag } } : {}),
       }
       try {
         await this.store.sessions.insert(record)

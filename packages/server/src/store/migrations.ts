@@ -177,6 +177,12 @@ export const migrations: readonly Migration[] = [
     description: "an interpreter's sandbox driver (NULL means the server's CODEBOX_DRIVER)",
     sql: `ALTER TABLE interpreters ADD COLUMN driver TEXT;`,
   },
+  {
+    version: 8,
+    description:
+      'whether a session uses the model gateway, and its tag (JSON {tag?}; NULL for none), so a restarted server opens its listener with the gateway again',
+    sql: `ALTER TABLE sessions ADD COLUMN gateway TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

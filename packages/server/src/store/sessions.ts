@@ -30,6 +30,8 @@ export interface SessionRecord {
   endReason?: SessionEndReason
   /** The sandbox serving it (the driver's id), for a restarted server to re-adopt. */
   sandboxId?: string
+  /** Its model gateway (`{}` or `{tag}`), when it was started with one. */
+  gateway?: { tag?: string }
 }
 
 export interface ListSessionsOptions {
@@ -57,6 +59,7 @@ interface SessionRow {
   ended_at: string | null
   end_reason: SessionEndReason | null
   sandbox_id: string | null
+  gateway: string | null
 }
 
 const toRecord = (r: SessionRow): SessionRecord => ({
@@ -74,6 +77,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...opt('endedAt', r.ended_at),
   ...opt('endReason', r.end_reason),
   ...opt('sandboxId', r.sandbox_id),
+  ...(r.gateway ? { gateway: JSON.parse(r.gateway) as { tag?: string } } : {}),
 })
 
 const pageKind = 'sessions'
@@ -91,8 +95,8 @@ export class SessionRepository implements SessionStore {
     this.#q = {
       insert: db.prepare(
         `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason, sandbox_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
@@ -131,6 +135,7 @@ export class SessionRepository implements SessionStore {
           rec.endedAt ?? null,
           rec.endReason ?? null,
           rec.sandboxId ?? null,
+          rec.gateway ? JSON.stringify(rec.gateway) : null,
         )
       })
     } catch (e) {

@@ -37,7 +37,7 @@ import type {
   CreateOptions,
   EgressGateway,
   EgressListenerHandle,
-  EgressPolicy,
+  SandboxNetwork,
   Sandbox,
   SandboxDriver,
   SandboxExit,
@@ -171,7 +171,7 @@ export class BwrapDriver implements SandboxDriver {
     try {
       channel = await this.connect(record.pid, exited, options.signal, 5_000, id)
       if (record.egress && network?.mode === 'egress') {
-        listener = await this.openEgress(record, options.egress!, network.policy, network.sessionId)
+        listener = await this.openEgress(record, options.egress!, network)
       }
     } catch (e) {
       channel?.destroy()
@@ -191,9 +191,9 @@ export class BwrapDriver implements SandboxDriver {
   private async openEgress(
     record: Pick<SandboxRecord, 'id' | 'pid' | 'startTime' | 'uid'>,
     gateway: EgressGateway,
-    policy: EgressPolicy,
-    sessionId: string | undefined,
+    network: Extract<SandboxNetwork, { mode: 'egress' }>,
   ): Promise<EgressListenerHandle> {
+    const { policy, sessionId } = network
     let fd: number
     try {
       fd = openSync(`/proc/${record.pid}/root${TMPFS_DIR}/egress`, constants.O_RDONLY | constants.O_DIRECTORY)
@@ -203,7 +203,13 @@ export class BwrapDriver implements SandboxDriver {
     let listener: EgressListenerHandle | undefined
     try {
       if (!stillRunning(record.pid, record.startTime)) throw new CodeboxError('SandboxFailure', `sandbox ${record.id} ended while its egress was being opened`)
-      listener = await gateway.open({ sandboxId: record.id, policy, ...(sessionId ? { sessionId } : {}), socketPath: `/proc/self/fd/${fd}/egress.sock` })
+      listener = await gateway.open({
+        sandboxId: record.id,
+        policy,
+        ...(sessionId ? { sessionId } : {}),
+        ...(network.gateway ? { gateway: network.gateway } : {}),
+        socketPath: `/proc/self/fd/${fd}/egress.sock`,
+      })
       await prepareNetwork(listener.socketPath, record.uid)
     } catch (e) {
       listener?.close()
@@ -249,8 +255,8 @@ export class BwrapDriver implements SandboxDriver {
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
     const { limits } = spec
     const runtime = await this.runtimePath()
-    const egress = spec.network.mode === 'egress' ? { ...spec.network, gateway: options.egress } : undefined
-    if (egress && !egress.gateway)
+    const egress = spec.network.mode === 'egress' ? { network: spec.network, proxy: options.egress } : undefined
+    if (egress && !egress.proxy)
       throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the bwrap driver')
     // Opened once the launcher has made the directory it is bound from (openEgress).
     let listener: EgressListenerHandle | undefined
@@ -262,7 +268,7 @@ export class BwrapDriver implements SandboxDriver {
       this.uids.release(uid)
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
-    const network = networkSetup(egress ? `${TMPFS_DIR}/egress` : undefined)
+    const network = networkSetup(egress ? `${TMPFS_DIR}/egress` : undefined, egress?.network.gateway !== undefined)
     const env: Record<string, string> = { ...sandboxEnv(limits), ...network.env, CODEBOX_CHANNEL_DIR: CHANNEL_DIR }
     const args = [
       '--unshare-all',
@@ -394,7 +400,7 @@ export class BwrapDriver implements SandboxDriver {
       const channel = await this.connect(pid, exited, options.signal, this.connectTimeoutMs, spec.id)
       if (egress) {
         try {
-          listener = await this.openEgress({ id: spec.id, pid, startTime: state.startTime, uid }, egress.gateway!, egress.policy, egress.sessionId)
+          listener = await this.openEgress({ id: spec.id, pid, startTime: state.startTime, uid }, egress.proxy!, egress.network)
         } catch (e) {
           channel.destroy()
           throw e

@@ -9,6 +9,7 @@
  */
 import { chmod, chown, lstat } from 'node:fs/promises'
 import { CodeboxError } from '@codebox/core'
+import { gatewayEnv } from '../../egress/gateway.ts'
 
 /** Where the egress socket's directory appears inside the sandbox. */
 export const EGRESS_DIR = '/run/codebox/egress'
@@ -29,9 +30,14 @@ export async function prepareNetwork(socketPath: string | undefined, uid: number
   await chmod(socketPath, 0o600)
 }
 
-/** The environment of a sandbox with egress: HTTP clients go through the relay, which reaches `socket` (its path inside). */
-export function egressEnv(socket: string): Record<string, string> {
+/**
+ * The environment of a sandbox with egress: HTTP clients go through the relay, which reaches
+ * `socket` (its path inside). With `gateway`, model clients are pointed at the model gateway too
+ * (gatewayEnv: base URLs and placeholder credentials, no secret); NO_PROXY never covers it.
+ */
+export function egressEnv(socket: string, gateway = false): Record<string, string> {
   return {
+    ...(gateway ? gatewayEnv() : {}),
     HTTP_PROXY: EGRESS_PROXY_URL,
     HTTPS_PROXY: EGRESS_PROXY_URL,
     http_proxy: EGRESS_PROXY_URL,
@@ -44,9 +50,9 @@ export function egressEnv(socket: string): Record<string, string> {
   }
 }
 
-/** bwrap's arguments and the environment for a sandbox with egress (the host directory that holds its socket) or without. */
-export function networkSetup(socketDir: string | undefined): { args: string[]; env: Record<string, string> } {
+/** bwrap's arguments and the environment for a sandbox with egress (the host directory that holds its socket; `gateway`: it uses the model gateway) or without. */
+export function networkSetup(socketDir: string | undefined, gateway = false): { args: string[]; env: Record<string, string> } {
   if (socketDir === undefined) return { args: [], env: {} }
   // Inside the read-only tmpfs /run the driver mounts.
-  return { args: ['--bind', socketDir, EGRESS_DIR], env: egressEnv(EGRESS_SOCKET) }
+  return { args: ['--bind', socketDir, EGRESS_DIR], env: egressEnv(EGRESS_SOCKET, gateway) }
 }

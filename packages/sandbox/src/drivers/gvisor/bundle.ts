@@ -21,6 +21,8 @@ export interface BundleOptions {
   limits: SessionLimits
   /** The host directory holding the sandbox's egress socket `egress.sock` (a listener of the host's egress proxy), or undefined for no network. */
   egressDir: string | undefined
+  /** Whether the sandbox uses the model gateway (its environment points model clients there). Default false. */
+  gateway?: boolean
   /** cgroup path relative to each hierarchy's root (e.g. `/codebox/<id>`), or undefined for none. */
   cgroupsPath: string | undefined
 }
@@ -39,7 +41,7 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
   const { limits, egressDir } = options
   const env = {
     ...sandboxEnv(limits),
-    ...(egressDir !== undefined ? egressEnv(GVISOR_EGRESS_SOCKET) : {}),
+    ...(egressDir !== undefined ? egressEnv(GVISOR_EGRESS_SOCKET, options.gateway === true) : {}),
     // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',

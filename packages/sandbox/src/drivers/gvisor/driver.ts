@@ -161,7 +161,7 @@ export class GvisorDriver implements SandboxDriver {
     if (spec.network.mode === 'egress') {
       if (!options.egress)
         throw new CodeboxError('Unavailable', 'network egress needs the host’s egress proxy, which this engine did not give the gVisor driver')
-      const { policy, sessionId } = spec.network
+      const { policy, sessionId, gateway } = spec.network
       await mkdir(egressDir!, { recursive: true, mode: 0o711 })
       await chmod(bundle, 0o700)
       await chmod(egressDir!, 0o711)
@@ -170,6 +170,7 @@ export class GvisorDriver implements SandboxDriver {
           sandboxId: spec.id,
           policy,
           ...(sessionId ? { sessionId } : {}),
+          ...(gateway ? { gateway } : {}),
           socketPath: path.join(egressDir!, 'egress.sock'),
         })
       } catch (e) {
@@ -193,7 +194,14 @@ export class GvisorDriver implements SandboxDriver {
     try {
       await prepareSocket(listener?.socketPath)
       await mkdir(bundle, { recursive: true, mode: 0o700 })
-      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressDir, cgroupsPath })
+      const config = ociSpec({
+        imagePath: this.imagePath,
+        runtimePath: runtime,
+        limits,
+        egressDir,
+        gateway: spec.network.mode === 'egress' && spec.network.gateway !== undefined,
+        cgroupsPath,
+      })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
       await rm(bundle, { recursive: true, force: true })
