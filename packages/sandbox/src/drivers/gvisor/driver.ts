@@ -24,7 +24,7 @@ import { access, chmod, chown, constants, lstat, mkdir, readdir, rm, stat, write
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { CodeboxError } from '@codebox/core'
+import { CODE_DIR, CodeboxError } from '@codebox/core'
 import type { CreateOptions, EgressListenerHandle, LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from '../bwrap/cgroups.ts'
 import { installRuntime } from '../bwrap/runtime.ts'
@@ -154,6 +154,9 @@ export class GvisorDriver implements SandboxDriver {
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
     const { limits } = spec
     const runtime = await this.runtimePath()
+    if (spec.code && !existsSync(path.join(this.imagePath, CODE_DIR))) {
+      throw new CodeboxError('Unavailable', `the sandbox image at ${this.imagePath} has no ${CODE_DIR} to mount code on; build a new image (codebox image build)`)
+    }
     const bundle = path.join(this.workDir, 'bundles', spec.id)
     let listener: EgressListenerHandle | undefined
     // The egress socket gets a directory of its own, bound over the image's empty /mnt (bundle.ts).
@@ -193,7 +196,7 @@ export class GvisorDriver implements SandboxDriver {
     try {
       await prepareSocket(listener?.socketPath)
       await mkdir(bundle, { recursive: true, mode: 0o700 })
-      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressDir, cgroupsPath })
+      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressDir, cgroupsPath, ...(spec.code ? { codePath: spec.code.hostPath } : {}) })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
       await rm(bundle, { recursive: true, force: true })
