@@ -71,9 +71,13 @@ export class SessionPorts {
       await this.session.client.call('port.open', { port }, { deadlineMs: PORT_OPEN_TIMEOUT_MS, ...(signal ? { signal } : {}) })
     } catch (e) {
       if (e instanceof CodeboxError && e.code === 'ValidationError' && /unknown op/.test(e.message)) {
-        throw new CodeboxError('Unavailable', `this session's sandbox runs an executor without an inbound relay (started by an older codebox); start a new session`, {
-          cause: e,
-        })
+        throw new CodeboxError(
+          'Unavailable',
+          `this session's sandbox runs an executor without an inbound relay (started by an older codebox); start a new session`,
+          {
+            cause: e,
+          },
+        )
       }
       throw e
     }

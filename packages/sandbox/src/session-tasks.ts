@@ -137,7 +137,8 @@ function taskOutput(v: TaskView, maxBytes: number): TaskOutput {
   const raw = v as unknown as Record<string, unknown>
   const count = (name: string): number => {
     const n = raw[name]
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new CodeboxError('SandboxFailure', `the executor answered a task read with a bad ${name}`)
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+      throw new CodeboxError('SandboxFailure', `the executor answered a task read with a bad ${name}`)
     return n
   }
   const text = (name: string): string => {

@@ -253,13 +253,19 @@ describe('inbound: fake driver', () => {
   })
 
   test('a bad code mount is refused naming the field', async () => {
-    await assert.rejects(manager.start({ code: { hostPath: 'relative/dir' } }), { code: 'ValidationError', message: /^code\.hostPath: must be an absolute path/ })
+    await assert.rejects(manager.start({ code: { hostPath: 'relative/dir' } }), {
+      code: 'ValidationError',
+      message: /^code\.hostPath: must be an absolute path/,
+    })
     await assert.rejects(manager.start({ code: { hostPath: path.join(bundle, 'missing') } }), { code: 'ValidationError', message: /^code\.hostPath: .*ENOENT/ })
     await assert.rejects(manager.start({ code: { hostPath: path.join(bundle, 'server.py') } }), { code: 'ValidationError', message: /is not a directory$/ })
   })
 
   test('task env, cwd and bounded output that keeps the last bytes', async () => {
-    await assert.rejects(session.tasks.start('true', { env: { 'BAD-NAME': 'x' } }), { code: 'ValidationError', message: /^env: "BAD-NAME" is not a variable name/ })
+    await assert.rejects(session.tasks.start('true', { env: { 'BAD-NAME': 'x' } }), {
+      code: 'ValidationError',
+      message: /^env: "BAD-NAME" is not a variable name/,
+    })
     await assert.rejects(session.tasks.start('true', { cwd: 'tmp' }), { code: 'ValidationError', message: /^cwd: must be an absolute path/ })
     const t = await session.tasks.start('echo "$GREETING"; pwd; python3 -c "import sys; sys.stdout.write(\'x\' * 3000000 + \'END\')"', {
       env: { GREETING: 'hi there' },

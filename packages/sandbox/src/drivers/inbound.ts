@@ -100,11 +100,13 @@ function readStatus(socket: net.Socket, port: number, signal: AbortSignal | unde
       }
       finish(new CodeboxError('SandboxFailure', `the sandbox's relay for port ${port} answered with an unknown status ${b[0]}`))
     }
-    const onEnd = (): void => finish(new CodeboxError('Unavailable', `the sandbox's relay for port ${port} closed the connection at once`, { details: { port } }))
+    const onEnd = (): void =>
+      finish(new CodeboxError('Unavailable', `the sandbox's relay for port ${port} closed the connection at once`, { details: { port } }))
     const onAbort = (): void =>
       finish(signal?.reason instanceof Error ? signal.reason : new CodeboxError('Canceled', `the connection to port ${port} was cancelled`))
     timer = setTimeout(
-      () => finish(new CodeboxError('Unavailable', `port ${port} in the sandbox did not answer within ${timeoutMs} ms`, { details: { port, reason: 'timeout' } })),
+      () =>
+        finish(new CodeboxError('Unavailable', `port ${port} in the sandbox did not answer within ${timeoutMs} ms`, { details: { port, reason: 'timeout' } })),
       timeoutMs,
     )
     if (signal?.aborted) return onAbort()

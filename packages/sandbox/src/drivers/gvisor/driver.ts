@@ -17,6 +17,10 @@
  * Network `proxy` binds the session's egress socket at the same path as bwrap and runs runsc with
  * `--host-uds=open`, so the sandbox may connect to (never create) host unix sockets that are
  * mounted into it: only that one is.
+ *
+ * A session's code is bound read-only at CODE_DIR (bundle.ts). There is no `connectPort`: the
+ * executor's channel is runsc's stdio, with no channel directory for its inbound relay to listen
+ * in that the host could reach, so Session.openPort is Unavailable on this driver.
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -155,7 +159,10 @@ export class GvisorDriver implements SandboxDriver {
     const { limits } = spec
     const runtime = await this.runtimePath()
     if (spec.code && !existsSync(path.join(this.imagePath, CODE_DIR))) {
-      throw new CodeboxError('Unavailable', `the sandbox image at ${this.imagePath} has no ${CODE_DIR} to mount code on; build a new image (codebox image build)`)
+      throw new CodeboxError(
+        'Unavailable',
+        `the sandbox image at ${this.imagePath} has no ${CODE_DIR} to mount code on; build a new image (codebox image build)`,
+      )
     }
     const bundle = path.join(this.workDir, 'bundles', spec.id)
     let listener: EgressListenerHandle | undefined
@@ -196,7 +203,14 @@ export class GvisorDriver implements SandboxDriver {
     try {
       await prepareSocket(listener?.socketPath)
       await mkdir(bundle, { recursive: true, mode: 0o700 })
-      const config = ociSpec({ imagePath: this.imagePath, runtimePath: runtime, limits, egressDir, cgroupsPath, ...(spec.code ? { codePath: spec.code.hostPath } : {}) })
+      const config = ociSpec({
+        imagePath: this.imagePath,
+        runtimePath: runtime,
+        limits,
+        egressDir,
+        cgroupsPath,
+        ...(spec.code ? { codePath: spec.code.hostPath } : {}),
+      })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
       await rm(bundle, { recursive: true, force: true })
