@@ -190,6 +190,26 @@ describe('inbound: bwrap', async () => {
     assert.equal(next.stderrOffset, before + Buffer.byteLength(next.stderr))
   })
 
+  test('a relay socket swapped for a symlink to a host socket never leads the host there', { skip }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-inbound-host-'))
+    const hostSocket = path.join(dir, 'host.sock')
+    let reached = 0
+    const conns: net.Socket[] = []
+    const server = net.createServer((c) => (reached++, conns.push(c), c.end('\0from the host'))).listen(hostSocket)
+    await new Promise((r) => server.once('listening', r))
+    try {
+      await refusedFast(a, 7001)
+      const r = await a.commands.run(`cd /run/codebox/channel && rm port-7001.sock && ln -s ${hostSocket} port-7001.sock && ls -l port-7001.sock`)
+      assert.match(r.structuredContent.stdout, /port-7001.sock -> /)
+      await refusedFast(a, 7001)
+      assert.equal(reached, 0)
+    } finally {
+      for (const c of conns) c.destroy()
+      await new Promise((r) => server.close(r))
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   test('a session re-adopted by a new manager reaches its server again', { skip }, async () => {
     const driver = await bwrapDriver()
     const first = new SessionManager({ driver, poolSize: 0 })

@@ -33,30 +33,11 @@ export const nothingListens = (port: number): CodeboxError =>
  * `no-socket` when the socket is missing, for the caller to open the port again).
  */
 export async function connectRelay(socketPath: string, port: number, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<net.Socket> {
-  let fd: number
-  try {
-    fd = openSync(socketPath, O_PATH | constants.O_NOFOLLOW)
-  } catch (e) {
-    throw noSocket(port, (e as Error).message)
-  }
   let socket: net.Socket
   try {
-    if (!fstatSync(fd).isSocket()) throw noSocket(port, 'it is not a socket')
-    socket = net.connect(`/proc/self/fd/${fd}`)
+    socket = await connectUnixNoFollow(socketPath)
   } catch (e) {
-    closeSync(fd)
-    throw e
-  }
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
-      socket.once('error', reject)
-    })
-  } catch (e) {
-    socket.destroy()
     throw noSocket(port, (e as Error).message)
-  } finally {
-    closeSync(fd)
   }
   try {
     await readStatus(socket, port, options.signal, options.timeoutMs ?? CONNECT_PORT_TIMEOUT_MS)
@@ -65,6 +46,32 @@ export async function connectRelay(socketPath: string, port: number, options: { 
     throw e
   }
   return socket
+}
+
+/**
+ * Connects to the unix socket at `socketPath` without following a symlink at its last component
+ * (a name the sandbox may write): opened O_PATH | O_NOFOLLOW, checked to be a socket, connected
+ * through `/proc/self/fd/N`. Rejects with the system's error, or one saying it is no socket.
+ */
+export async function connectUnixNoFollow(socketPath: string): Promise<net.Socket> {
+  const fd = openSync(socketPath, O_PATH | constants.O_NOFOLLOW)
+  try {
+    if (!fstatSync(fd).isSocket()) throw new Error(`${socketPath} is not a socket`)
+    const socket = net.connect(`/proc/self/fd/${fd}`)
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => {
+        socket.off('error', reject)
+        resolve()
+      })
+      socket.once('error', (e) => {
+        socket.destroy()
+        reject(e)
+      })
+    })
+    return socket
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function noSocket(port: number, why: string): CodeboxError {

@@ -50,7 +50,7 @@ import type {
   SandboxExit,
   SandboxSpec,
 } from '@codebox/core'
-import { connectRelay, portSocketName } from '../inbound.ts'
+import { connectRelay, connectUnixNoFollow, portSocketName } from '../inbound.ts'
 import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
 import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
@@ -432,14 +432,8 @@ export class BwrapDriver implements SandboxDriver {
     const deadline = Date.now() + timeoutMs
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
-        return await new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect(socketPath)
-          s.once('connect', () => {
-            s.removeAllListeners('error')
-            resolve(s)
-          })
-          s.once('error', reject)
-        })
+        // The channel directory is the sandbox's to write: a symlink there must not lead the host elsewhere.
+        return await connectUnixNoFollow(socketPath)
       } catch (e) {
         if (gone) {
           const why = gone.signal ? `signal ${gone.signal}` : `exit code ${gone.code}`
