@@ -13,8 +13,9 @@ import path from 'node:path'
 import type { Duplex } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
-import { CodeboxError } from '@codebox/core'
+import { CODE_DIR, CodeboxError, defaultLimits } from '@codebox/core'
 import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
+import { ociSpec } from '../src/drivers/gvisor/bundle.ts'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
 
 /** A tiny stdlib server: GET answers with NAME, POST echoes its body; logs each request to stderr. */
@@ -305,5 +306,26 @@ describe('inbound: fake driver', () => {
     assert.ok(out.stdoutDropped > 0)
     const whole = await session.tasks.get(id)
     assert.deepEqual(whole.structuredContent.limitsExceeded, ['OUTPUT_TRUNCATED'])
+  })
+})
+
+describe('inbound: gVisor bundle', () => {
+  test('code is an OCI bind mount at /app, read-only, nosuid, nodev, named in the environment', () => {
+    const spec = ociSpec({
+      imagePath: '/img',
+      runtimePath: '/rt',
+      limits: { ...defaultLimits },
+      egressDir: undefined,
+      cgroupsPath: undefined,
+      codePath: '/bundles/b1',
+    })
+    const mounts = spec.mounts as { destination: string; type: string; source: string; options: string[] }[]
+    assert.deepEqual(
+      mounts.find((m) => m.destination === CODE_DIR),
+      { destination: '/app', type: 'bind', source: '/bundles/b1', options: ['rbind', 'ro', 'nosuid', 'nodev'] },
+    )
+    assert.ok((spec.process as { env: string[] }).env.includes('CODEBOX_CODE_DIR=/app'))
+    const without = ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined })
+    assert.ok(!(without.mounts as { destination: string }[]).some((m) => m.destination === CODE_DIR))
   })
 })
