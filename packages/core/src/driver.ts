@@ -3,7 +3,7 @@
  * starts a sandbox whose stdin/stdout carry the executor protocol; everything else (kernels,
  * files, commands) is the executor's job inside the sandbox.
  */
-import type { Readable, Writable } from 'node:stream'
+import type { Duplex, Readable, Writable } from 'node:stream'
 import type { SessionLimits } from './limits.ts'
 
 /**
@@ -69,11 +69,31 @@ export interface AttachOptions extends CreateOptions {
   network?: SandboxNetwork
 }
 
+/** Where a sandbox with `code` sees it: read-only, its files as they are on the host. */
+export const CODE_DIR = '/app'
+
+/**
+ * A host directory (an extracted bundle) a sandbox sees read-only at CODE_DIR (the fake driver:
+ * where it is, named by `CODEBOX_CODE_DIR`). Its files must be readable by any uid (dirs o+rx,
+ * files o+r): the sandbox's user owns none of them.
+ */
+export interface CodeMount {
+  /** Absolute path of an existing directory on the host. */
+  hostPath: string
+}
+
 export interface SandboxSpec {
   /** Fresh random id, also used for cgroup and log names. */
   id: string
   limits: SessionLimits
   network: SandboxNetwork
+  /** Code mounted read-only at CODE_DIR; none by default. */
+  code?: CodeMount
+}
+
+/** What `connectPort` gets. */
+export interface ConnectPortOptions {
+  signal?: AbortSignal
 }
 
 export interface LimitCounters {
@@ -104,6 +124,13 @@ export interface Sandbox {
   memoryUsage(): Promise<number>
   /** The sandbox's egress decisions so far; undefined without network `egress`. */
   egressCounters?(): Readonly<EgressCounts>
+  /**
+   * A connection to `port` on the sandbox's own loopback (127.0.0.1), where a server of the
+   * session listens; the executor must have been asked to open the port first (op `port.open`).
+   * Unavailable "nothing listens on port N in the sandbox" when nothing accepts there; absent when
+   * the driver cannot reach into its sandboxes.
+   */
+  connectPort?(port: number, options?: ConnectPortOptions): Promise<Duplex>
   /** Kills every process of the sandbox and removes everything it had (its egress listener too); idempotent. */
   destroy(): Promise<void>
 }

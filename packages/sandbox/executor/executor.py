@@ -41,6 +41,7 @@ import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 from egress_relay import start_relay  # noqa: E402
+from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, open_for_read, remove_path, write_file  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
@@ -344,26 +345,84 @@ class Kernel:
         return on_chunk
 
 
+class TaskOutput:
+    """What a task printed on one stream, as a window over everything it printed: the last bytes,
+    at most what the task's budget leaves, and `start`, the offset of the first byte kept (all
+    bytes before it were dropped). Offsets count every byte the stream ever carried."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.start = 0
+
+    @property
+    def end(self):
+        return self.start + len(self.buf)
+
+    def drop(self, n):
+        n = min(n, len(self.buf))
+        del self.buf[:n]
+        self.start += n
+        return n
+
+    def read(self, offset, max_bytes, final):
+        """(text, next offset, bytes dropped before it) from `offset` on; a multi-byte character
+        cut at the end waits for the next read while the stream may still grow."""
+        begin = max(offset, self.start)
+        dropped = begin - offset if offset < begin else 0
+        stop = min(self.end, begin + max_bytes)
+        chunk = bytes(self.buf[begin - self.start:stop - self.start])
+        if not final or stop < self.end:
+            chunk = chunk[:_utf8_cut(chunk)]
+        return chunk.decode("utf-8", "replace"), begin + len(chunk), dropped
+
+
+def _utf8_cut(chunk):
+    """Length of `chunk` without a trailing incomplete UTF-8 character."""
+    for back in range(1, min(4, len(chunk)) + 1):
+        b = chunk[-back]
+        if b & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for its lead
+        need = 2 if b & 0xE0 == 0xC0 else 3 if b & 0xF0 == 0xE0 else 4 if b & 0xF8 == 0xF0 else 1
+        return len(chunk) - back if need > back else len(chunk)
+    return len(chunk)
+
+
 class Task:
-    def __init__(self, task_id, command, output_bytes):
+    """A background command: runs until it ends or is stopped, however long. Its output is kept as
+    the last `output_bytes` of stdout and stderr together (older bytes are dropped, counted, and
+    `truncated` says so), readable whole (task.get) or from offsets on (task.get with offsets)."""
+
+    def __init__(self, task_id, command, output_bytes, env=None, cwd=None):
         self.id = task_id
         self.status = "submitted"
-        self.stdout = bytearray()
-        self.stderr = bytearray()
+        self.out = {"stdout": TaskOutput(), "stderr": TaskOutput()}
+        self.lock = threading.Lock()
         self.truncated = False
         self.exit_code = None
         self.limit = output_bytes
         self.proc = popen_captured(
-            ["/bin/sh", "-c", command], cwd=WORKSPACE, stdin=subprocess.DEVNULL, start_new_session=True,
+            ["/bin/sh", "-c", command], cwd=cwd or WORKSPACE, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=dict(os.environ, **env) if env else None,
         )
         self.status = "working"
         threading.Thread(target=self._collect, daemon=True).start()
 
+    def _keep(self, name, chunk):
+        with self.lock:
+            stream, other = self.out[name], self.out["stderr" if name == "stdout" else "stdout"]
+            chunk = chunk[-self.limit:] if self.limit > 0 else b""
+            over = len(stream.buf) + len(other.buf) + len(chunk) - self.limit
+            if over > 0:
+                self.truncated = True
+                over -= stream.drop(over)
+                other.drop(over)
+            stream.buf.extend(chunk)
+
     def _collect(self):
         import selectors
         sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ, self.stdout)
-        sel.register(self.proc.stderr, selectors.EVENT_READ, self.stderr)
+        sel.register(self.proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(self.proc.stderr, selectors.EVENT_READ, "stderr")
         open_pipes = 2
         while open_pipes:
             for key, _ in sel.select(timeout=0.5):
@@ -372,11 +431,7 @@ class Task:
                     sel.unregister(key.fileobj)
                     open_pipes -= 1
                     continue
-                room = self.limit - len(self.stdout) - len(self.stderr)
-                if len(chunk) > room:
-                    self.truncated = True
-                    chunk = chunk[: max(room, 0)]
-                key.data.extend(chunk)
+                self._keep(key.data, chunk)
             if self.proc.poll() is not None and not sel.select(timeout=0.05):
                 break
         code = self.proc.wait()
@@ -390,11 +445,27 @@ class Task:
             kill_tree(self.proc.pid)
 
     def view(self):
-        return {
-            "taskId": self.id, "status": self.status, "exitCode": self.exit_code,
-            "stdout": self.stdout.decode("utf-8", "replace"), "stderr": self.stderr.decode("utf-8", "replace"),
-            "truncated": self.truncated,
-        }
+        with self.lock:
+            return {
+                "taskId": self.id, "status": self.status, "exitCode": self.exit_code,
+                "stdout": self.out["stdout"].buf.decode("utf-8", "replace"),
+                "stderr": self.out["stderr"].buf.decode("utf-8", "replace"),
+                "truncated": self.truncated,
+            }
+
+    def read(self, offsets, max_bytes):
+        """The output from the given offsets on, at most `max_bytes` per stream, with the next
+        offsets and how many bytes after the given offsets were dropped before being read."""
+        view = {"taskId": self.id, "status": self.status, "exitCode": self.exit_code, "truncated": self.truncated}
+        final = self.status not in ("submitted", "working")
+        with self.lock:
+            for name, out in self.out.items():
+                text, after, dropped = out.read(offsets[name], max_bytes, final)
+                view[name] = text
+                view[name + "Offset"] = after
+                view[name + "Dropped"] = dropped
+                view[name + "End"] = out.end
+        return view
 
 
 class Executor:
@@ -409,6 +480,9 @@ class Executor:
         self.runtimes = ["python", "nodejs"] + (["deno"] if "deno" in self.kernels else [])
         self.tasks = {}
         self.task_seq = 0
+        # The inbound relay, made on the first `port.open`.
+        self.inbound = None
+        self.inbound_lock = threading.Lock()
         # The session this sandbox serves (op `session`): its idle timeout and deadline; None in the pool.
         self.session = None
         self.active = 0
@@ -581,9 +655,18 @@ class Executor:
         )
 
     def op_task_start(self, req):
+        msg = req.msg
+        env = msg.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            req.error("ValidationError", "env must map names to strings")
+            return
+        cwd = msg.get("cwd")
+        if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
+            req.error("ValidationError", "cwd: %r is not a directory in the sandbox" % (cwd,))
+            return
         self.task_seq += 1
         task_id = "task-%d" % self.task_seq
-        self.tasks[task_id] = Task(task_id, req.msg["command"], req.msg.get("outputBytes", 1 << 20))
+        self.tasks[task_id] = Task(task_id, msg["command"], msg.get("outputBytes", 1 << 20), env, cwd)
         req.done(taskId=task_id, status=self.tasks[task_id].status)
 
     def _task(self, req):
@@ -593,7 +676,42 @@ class Executor:
         return task
 
     def op_task_get(self, req):
-        req.done(**self._task(req).view())
+        task = self._task(req)
+        msg = req.msg
+        if "stdoutOffset" not in msg and "stderrOffset" not in msg:
+            req.done(**task.view())
+            return
+        offsets = {name: msg.get(name + "Offset", 0) for name in ("stdout", "stderr")}
+        max_bytes = msg.get("maxBytes", 1 << 20)
+        for v in list(offsets.values()) + [max_bytes]:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                req.error("ValidationError", "offsets and maxBytes must be whole numbers from 0")
+                return
+        req.done(**task.read(offsets, min(max_bytes, 1 << 20)))
+
+    def op_port_open(self, req):
+        """Makes the inbound relay listen for `port` (inbound_relay.py); idempotent. Without a
+        channel directory (the fake driver) there is no relay: the host reaches the port itself."""
+        port = req.msg.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            req.error("ValidationError", "port: must be a whole number from 1 to 65535, got %r" % (port,))
+            return
+        if not CHANNEL_DIR:
+            req.done(port=port, socket=None)
+            return
+        with self.inbound_lock:
+            if self.inbound is None:
+                self.inbound = make_relay(CHANNEL_DIR, on_activity=self._touch)
+        try:
+            name = self.inbound.open(port)
+        except PortLimit as e:
+            req.error("LimitExceeded", "port %d: %s" % (port, e))
+            return
+        req.done(port=port, socket=name)
+
+    def _touch(self):
+        """A connection through the inbound relay counts as activity for the idle clock."""
+        self.last_activity = time.monotonic()
 
     def op_task_stop(self, req):
         task = self._task(req)

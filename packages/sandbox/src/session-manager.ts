@@ -4,10 +4,13 @@
  * is destroyed, never returned to the pool. A session with an egress policy gets a sandbox whose
  * network is that policy (the driver wires it, through the host's egress proxy that this manager
  * hands it); the pool's sandboxes have no network at all, so such a session always starts a
- * sandbox of its own; so does a session that uses the model gateway, whose listener serves it. A session's Python kernel has imported its preload (preload.ts) before
- * the session is handed over.
+ * sandbox of its own; so does a session that uses the model gateway, whose listener serves it, and
+ * one with `code` (a host directory it sees read-only at CODE_DIR). A session's Python kernel has
+ * imported its preload (preload.ts) before the session is handed over.
  */
 import { randomBytes } from 'node:crypto'
+import { stat } from 'node:fs/promises'
+import path from 'node:path'
 import {
   CodeboxError,
   checkPreload,
@@ -15,6 +18,7 @@ import {
   defaultMaxLimits,
   resolveLimits,
   validationError,
+  type CodeMount,
   type EgressPolicy,
   type Sandbox,
   type SandboxDriver,
@@ -88,6 +92,11 @@ export interface StartOptions {
   preload?: readonly string[]
   /** A registered driver other than the manager's own (an interpreter's `--driver gvisor`): its sandboxes are not pooled. */
   driver?: string
+  /**
+   * A host directory (an extracted bundle) the session sees read-only at CODE_DIR (`/app`); its
+   * files must be readable by any uid. Such a session always gets a sandbox of its own. Default none.
+   */
+  code?: CodeMount
   signal?: AbortSignal
 }
 
@@ -241,11 +250,12 @@ export class SessionManager {
     // The gateway is reached through the egress listener: a session without egress gets one that reaches nothing else.
     const egress = options.egress === undefined ? (gateway ? noEgress() : undefined) : parseEgressPolicy(options.egress)
     const preload = options.preload === undefined ? this.preload : checkPreload(options.preload)
+    const code = options.code === undefined ? undefined : await checkCodeMount(options.code)
     const driver = options.driver === undefined ? this.driver : await this.driverNamed(options.driver)
     const id = newSessionId()
-    const pooled = egress || driver !== this.driver ? undefined : await this.pool.take({ limits, preload })
+    const pooled = egress || code || driver !== this.driver ? undefined : await this.pool.take({ limits, preload })
     const network: SandboxNetwork = egress ? { mode: 'egress', policy: egress, sessionId: id, ...(gateway ? { gateway } : {}) } : { mode: 'none' }
-    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, driver, network }))
+    const warm = pooled ?? (await this.boot(limits, { signal: options.signal, preload, driver, network, ...(code ? { code } : {}) }))
     if (warm.reservation) this.reservations.set(id, warm.reservation)
     const session = new Session({
       id,
@@ -421,9 +431,9 @@ export class SessionManager {
    */
   private async boot(
     limits: SessionLimits,
-    options: { signal?: AbortSignal; preload: readonly string[]; driver?: SandboxDriver; network?: SandboxNetwork },
+    options: { signal?: AbortSignal; preload: readonly string[]; driver?: SandboxDriver; network?: SandboxNetwork; code?: CodeMount },
   ): Promise<Warm> {
-    const { signal } = options
+    const { signal, code } = options
     const network = options.network ?? { mode: 'none' }
     const driver = options.driver ?? this.driver
     const id = randomBytes(8).toString('hex')
@@ -432,7 +442,7 @@ export class SessionManager {
     let sandbox: Sandbox
     try {
       this.started.add(id)
-      sandbox = await driver.create({ id, limits, network }, { ...(signal ? { signal } : {}), egress: this.egress })
+      sandbox = await driver.create({ id, limits, network, ...(code ? { code } : {}) }, { ...(signal ? { signal } : {}), egress: this.egress })
     } catch (e) {
       if (reservation) this.budget?.release(reservation)
       throw e
@@ -515,6 +525,27 @@ export class SessionManager {
     }
     this.onSessionEnd?.(session)
   }
+}
+
+/**
+ * A code mount as the caller gave it, checked: an object with `hostPath`, an absolute path of an
+ * existing directory that any uid may enter and list (the sandbox's user owns none of it).
+ */
+async function checkCodeMount(code: unknown): Promise<CodeMount> {
+  const hostPath = (code as { hostPath?: unknown } | null)?.hostPath
+  if (typeof code !== 'object' || code === null || typeof hostPath !== 'string')
+    throw validationError('code.hostPath', `must be the path of a directory on the host, got ${JSON.stringify(hostPath ?? code)}`)
+  if (!path.isAbsolute(hostPath) || hostPath.includes('\0')) throw validationError('code.hostPath', `must be an absolute path, got ${JSON.stringify(hostPath)}`)
+  let st
+  try {
+    st = await stat(hostPath)
+  } catch (e) {
+    throw validationError('code.hostPath', `${hostPath} cannot be used: ${(e as Error).message}`)
+  }
+  if (!st.isDirectory()) throw validationError('code.hostPath', `${hostPath} is not a directory`)
+  if ((st.mode & 0o005) !== 0o005)
+    throw validationError('code.hostPath', `${hostPath} must be readable by any uid (mode o+rx), is ${(st.mode & 0o777).toString(8)}`)
+  return { hostPath: path.resolve(hostPath) }
 }
 
 function makeBudget(options: SessionManagerOptions): HostBudget | undefined {

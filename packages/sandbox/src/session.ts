@@ -14,11 +14,13 @@ import {
   type SessionLimits,
   type ToolResult,
 } from '@codebox/core'
+import type { Duplex } from 'node:stream'
 import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
 import type { PreloadReport } from './preload.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { SessionFiles } from './session-files.ts'
+import { SessionPorts, type OpenPortOptions } from './session-ports.ts'
 import { SessionTasks } from './session-tasks.ts'
 
 export { MAX_CODE_BYTES }
@@ -84,6 +86,7 @@ export class Session {
   readonly tasks: SessionTasks
 
   private readonly init: SessionInit
+  private readonly ports: SessionPorts
   private ended: Promise<void> | undefined
 
   constructor(init: SessionInit) {
@@ -97,6 +100,7 @@ export class Session {
     this.files = new SessionFiles(this)
     this.commands = { run: (command, options) => this.runCommand(command, options) }
     this.tasks = new SessionTasks(this)
+    this.ports = new SessionPorts(this, init.sandbox)
     void init.sandbox.exited.then(() => this.stop('sandbox-exited'))
   }
 
@@ -118,6 +122,19 @@ export class Session {
   /** @internal the executor of this session, for the capability groups. */
   get client(): ExecutorClient {
     return this.init.client
+  }
+
+  /**
+   * A connection to `port` on the sandbox's own loopback (127.0.0.1), where a server the session
+   * started listens (a hosted agent on 8080, MCP on 8000, A2A on 9000): bytes pass through as they
+   * are, both ways. ValidationError for a port outside 1-65535; SessionTerminated when the session
+   * has ended; Unavailable when nothing listens there (`details.reason` `refused`), the relay is
+   * at its most connections (`busy`), the port does not answer within 10 s (`timeout`), or the
+   * driver or the session's executor has no inbound relay. While the stream is open the session
+   * is not idle; it is destroyed when the session ends.
+   */
+  openPort(port: number, options?: OpenPortOptions): Promise<Duplex> {
+    return this.ports.open(port, options)
   }
 
   /** Runs code in the session's kernel; yields output as produced and ends with the result. */
@@ -276,6 +293,7 @@ export class Session {
         new CodeboxError('Unavailable', 'the server is shutting down for a restart; the session lives on: send the call again once the server is back'),
       )
       this.init.sandbox.input.destroy()
+      this.ports.closeAll()
       this.ended = Promise.resolve()
     }
     return this.ended
@@ -287,6 +305,7 @@ export class Session {
       this.endReason = reason
       // Calls in flight learn why, rather than that the sandbox was killed.
       this.init.client.close(new CodeboxError('SessionTerminated', `the session ended (${reason}) while this call ran`))
+      this.ports.closeAll()
       this.ended = this.init.sandbox.destroy().finally(() => this.init.onEnd(this))
     }
     return this.ended

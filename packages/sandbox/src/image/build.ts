@@ -141,7 +141,7 @@ function runInImage(root: string, env: Record<string, string>, argv: string[], o
 
 /** The few files the sandbox expects: its user, the mount points, a hosts file. */
 async function finishRoot(root: string): Promise<void> {
-  for (const dir of ['workspace', 'opt/codebox/executor', 'opt/codebox/node_modules/acorn', 'usr/share/codebox/matplotlib']) {
+  for (const dir of ['workspace', 'app', 'opt/codebox/executor', 'opt/codebox/node_modules/acorn', 'usr/share/codebox/matplotlib']) {
     await mkdir(path.join(root, dir), { recursive: true, mode: 0o755 })
   }
   const passwd = await readFile(path.join(root, 'etc/passwd'), 'utf8')

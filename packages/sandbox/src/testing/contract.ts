@@ -3,12 +3,15 @@
  * in this package and for a driver in another one: a sandbox starts and its executor says ready,
  * runs Python and commands, keeps state, moves files, ends on destroy() (idempotently), stays
  * independent of its neighbours, a call whose sandbox is destroyed fails with SessionTerminated
- * instead of hanging, and the limits hold (a call's timeout, memory, output, processes). Each
+ * instead of hanging, a server the session runs on its loopback is reached through openPort (or
+ * the driver says clearly that it cannot), and the limits hold (a call's timeout, memory, output, processes). Each
  * driver's test file calls defineDriverTests; a case a driver cannot meet on a host is skipped
  * with the reason it gives (`skips`), never silently.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, defaultLimits, type Sandbox, type SandboxDriver, type SandboxSpec } from '@codebox/core'
 import type { SessionLimits, ToolResult } from '@codebox/core'
@@ -87,6 +90,15 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** A TCP port nothing on the host listens on now. */
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((res) => server.close(res))
+  return port
 }
 
 const isSessionTerminated = (e: unknown): boolean => {
@@ -292,6 +304,39 @@ export function defineDriverTests(name: string, makeDriver: () => Promise<Sandbo
         assert.deepEqual((await within(events.next(), 30_000, 'the command did not start')).value, { type: 'stdout', text: 'started\n' })
         void sandbox.destroy()
         await assert.rejects(within(events.next(), 10_000, 'the command hung after its sandbox was destroyed'), isSessionTerminated)
+      })
+    })
+
+    test("openPort reaches a server on the sandbox's loopback, byte for byte, or is Unavailable on a driver without connectPort", async ({
+      manager,
+      created,
+    }) => {
+      await withSession(manager, async (s) => {
+        const sandbox = created.find((r) => r.sandbox.id === s.sandboxId)?.sandbox
+        assert.ok(sandbox)
+        if (!sandbox.connectPort) {
+          await assert.rejects(s.openPort(8080), { code: 'Unavailable', message: /cannot reach ports/ })
+          return
+        }
+        // A port free on the host too: the fake driver's "sandbox" shares the host's loopback.
+        const port = await freePort()
+        const echo = `import socket\ns = socket.socket()\ns.bind(("127.0.0.1", ${port}))\ns.listen(4)\nprint("up", flush=True)\nwhile True:\n    c, _ = s.accept()\n    while (d := c.recv(65536)):\n        c.sendall(d.upper())\n    c.close()`
+        await s.files.write('echo.py', echo)
+        const t = await s.tasks.start('exec python3 -u echo.py')
+        const taskId = t.structuredContent.taskId!
+        for (let i = 0; (await s.tasks.read(taskId)).stdout !== 'up\n'; i++) {
+          assert.ok(i < 300, 'the echo server did not start')
+          await new Promise((res) => setTimeout(res, 50))
+        }
+        const stream = await s.openPort(port)
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        const closed = new Promise((res) => stream.on('close', res))
+        stream.end('hello through the relay')
+        await within(closed, 10_000, 'the echo did not end')
+        assert.equal(Buffer.concat(chunks).toString(), 'HELLO THROUGH THE RELAY')
+        await s.tasks.stop(taskId)
+        await assert.rejects(s.openPort(await freePort()), { code: 'Unavailable', message: /nothing listens on port \d+ in the sandbox/ })
       })
     })
 

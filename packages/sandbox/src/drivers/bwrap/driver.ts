@@ -23,6 +23,12 @@
  * (network.ts); the executor's relay serves it as an HTTP proxy on 127.0.0.1:3128. The listener
  * closes with the sandbox, or with its server: a later server opens it again in the same
  * directory when it re-adopts the sandbox (attach, given the session's policy).
+ *
+ * `spec.code` (a host directory) appears read-only at CODE_DIR: the launcher binds it in its own
+ * namespace and lays a read-only overlay (nosuid, nodev) over it, so the sandbox's mountinfo shows
+ * an overlay with relative layer names, never the host path; the runtime tree carries the empty
+ * mount point. `connectPort` reaches a port inside through the executor's inbound relay, whose
+ * socket is in the channel directory (inbound.ts).
  */
 import { spawn } from 'node:child_process'
 import { access, constants } from 'node:fs/promises'
@@ -31,9 +37,10 @@ import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { CodeboxError } from '@codebox/core'
+import { CODE_DIR, CodeboxError } from '@codebox/core'
 import type {
   AttachOptions,
+  ConnectPortOptions,
   CreateOptions,
   EgressGateway,
   EgressListenerHandle,
@@ -43,6 +50,7 @@ import type {
   SandboxExit,
   SandboxSpec,
 } from '@codebox/core'
+import { connectRelay, connectUnixNoFollow, portSocketName } from '../inbound.ts'
 import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
 import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
@@ -71,6 +79,8 @@ export interface BwrapDriverOptions {
 interface Parts {
   id: string
   pid: number
+  /** The launcher's start time (records.ts), to tell it from a later process with its pid. */
+  startTime: string
   uid: number
   cgroups: CgroupSet | undefined
   listener: EgressListenerHandle | undefined
@@ -179,7 +189,7 @@ export class BwrapDriver implements SandboxDriver {
       throw e
     }
     // What it printed went to the server that started it.
-    return this.sandbox({ id, pid: record.pid, uid: record.uid, cgroups, listener, channel, exited, diagnostics: () => '' })
+    return this.sandbox({ id, pid: record.pid, startTime: record.startTime, uid: record.uid, cgroups, listener, channel, exited, diagnostics: () => '' })
   }
 
   /**
@@ -269,7 +279,12 @@ export class BwrapDriver implements SandboxDriver {
       throw new CodeboxError('SandboxFailure', `cannot create cgroups for the sandbox: ${(e as Error).message}`, { cause: e })
     }
     const network = networkSetup(egress ? `${TMPFS_DIR}/egress` : undefined, egress?.network.gateway !== undefined)
-    const env: Record<string, string> = { ...sandboxEnv(limits), ...network.env, CODEBOX_CHANNEL_DIR: CHANNEL_DIR }
+    const env: Record<string, string> = {
+      ...sandboxEnv(limits),
+      ...network.env,
+      CODEBOX_CHANNEL_DIR: CHANNEL_DIR,
+      ...(spec.code ? { CODEBOX_CODE_DIR: CODE_DIR } : {}),
+    }
     const args = [
       '--unshare-all',
       '--unshare-user',
@@ -288,6 +303,8 @@ export class BwrapDriver implements SandboxDriver {
       '--ro-bind',
       `${TMPFS_DIR}/root`,
       '/',
+      // The code's read-only overlay (launch.sh), over the runtime tree's empty mount point.
+      ...(spec.code ? ['--ro-bind', `${TMPFS_DIR}/app`, CODE_DIR] : []),
       '--proc',
       '/proc',
       '--dev',
@@ -356,6 +373,7 @@ export class BwrapDriver implements SandboxDriver {
           CODEBOX_TMPFS: tmpfs.map((t) => t.join(':')).join(' '),
           CODEBOX_IMAGE: this.imagePath,
           CODEBOX_RUNTIME: runtime,
+          ...(spec.code ? { CODEBOX_CODE: spec.code.hostPath } : {}),
         },
       },
     )
@@ -406,7 +424,7 @@ export class BwrapDriver implements SandboxDriver {
           throw e
         }
       }
-      return this.sandbox({ id: spec.id, pid, uid, cgroups, listener, channel, exited, diagnostics: diagnostics.text })
+      return this.sandbox({ id: spec.id, pid, startTime: state.startTime, uid, cgroups, listener, channel, exited, diagnostics: diagnostics.text })
     } catch (e) {
       return fail(e)
     }
@@ -420,14 +438,8 @@ export class BwrapDriver implements SandboxDriver {
     const deadline = Date.now() + timeoutMs
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       try {
-        return await new Promise<net.Socket>((resolve, reject) => {
-          const s = net.connect(socketPath)
-          s.once('connect', () => {
-            s.removeAllListeners('error')
-            resolve(s)
-          })
-          s.once('error', reject)
-        })
+        // The channel directory is the sandbox's to write: a symlink there must not lead the host elsewhere.
+        return await connectUnixNoFollow(socketPath)
       } catch (e) {
         if (gone) {
           const why = gone.signal ? `signal ${gone.signal}` : `exit code ${gone.code}`
@@ -451,8 +463,15 @@ export class BwrapDriver implements SandboxDriver {
 
   /** The Sandbox over its parts; destroy ends its processes and removes everything it had. */
   private sandbox(p: Parts): Sandbox {
-    const { id, pid, uid, cgroups, listener, channel, exited, diagnostics } = p
+    const { id, pid, startTime, uid, cgroups, listener, channel, exited, diagnostics } = p
     channel.on('error', () => {})
+    let ended = false
+    void exited.then(() => (ended = true))
+    const connectPort = async (port: number, options: ConnectPortOptions = {}): Promise<net.Socket> => {
+      // The pid must still be this sandbox's launcher: a reused pid's /proc/<pid>/root is another process's.
+      if (ended || !stillRunning(pid, startTime)) throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended`)
+      return connectRelay(`/proc/${pid}/root${TMPFS_DIR}/channel/${portSocketName(port)}`, port, options)
+    }
     let destroyed: Promise<void> | undefined
     const destroy = (): Promise<void> =>
       (destroyed ??= (async () => {
@@ -494,6 +513,7 @@ export class BwrapDriver implements SandboxDriver {
       counters: async () => (cgroups ? cgroups.counters() : { oomKills: 0, pidsLimitHits: 0 }),
       memoryUsage: async () => (cgroups ? cgroups.memoryBytes() : 0),
       ...(listener ? { egressCounters: () => listener.counters } : {}),
+      connectPort,
       destroy,
     }
   }

@@ -4,7 +4,8 @@
 # as the sandbox's own unprivileged uid with an empty environment.
 # Arguments: uid nofile nproc fsize-blocks cgroup.procs-files...
 # Environment: CODEBOX_BWRAP; CODEBOX_TMPFS_DIR; CODEBOX_TMPFS, tmpfs mounts as name:bytes:inodes:mode;
-# CODEBOX_IMAGE, the image's root; CODEBOX_RUNTIME, the executor tree laid over it (runtime.ts).
+# CODEBOX_IMAGE, the image's root; CODEBOX_RUNTIME, the executor tree laid over it (runtime.ts);
+# CODEBOX_CODE (optional), a host directory the sandbox sees read-only at /app.
 # fd 3 carries the seccomp program and fd 4 bwrap's arguments; every other fd above 2 is closed.
 uid=$1; nofile=$2; nproc=$3; fsize=$4; shift 4
 for f in "$@"; do echo $$ > "$f" || exit 90; done
@@ -38,6 +39,15 @@ mkdir -m 0711 "$mnt/egress" || exit 92
 mkdir "$mnt/image" "$mnt/runtime" "$mnt/root" || exit 94
 mount --bind "$CODEBOX_IMAGE" "$mnt/image" && mount --bind "$CODEBOX_RUNTIME" "$mnt/runtime" || exit 94
 (cd "$mnt" && mount -t overlay -o ro,nosuid,nodev,lowerdir=runtime:image overlay "$mnt/root") || exit 94
+# The session's code: a read-only overlay of the host directory (and an empty layer: an overlay
+# without an upper layer needs two), mounted with relative layer names, so the sandbox's mountinfo
+# shows "overlay" and never the host path; bwrap binds it at /app (the runtime tree's mount point).
+# Not noexec: bundled native modules are mmapped executable.
+if [ -n "$CODEBOX_CODE" ]; then
+  mkdir "$mnt/code" "$mnt/code-empty" "$mnt/app" || exit 95
+  mount --bind "$CODEBOX_CODE" "$mnt/code" || exit 95
+  (cd "$mnt" && mount -t overlay -o ro,nosuid,nodev,lowerdir=code:code-empty overlay "$mnt/app") || exit 95
+fi
 ulimit -n "$nofile" -u "$nproc" -c 0 -f "$fsize" || exit 91
 bwrap=$(type -P "$CODEBOX_BWRAP") || exit 93
 exec -c setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --no-new-privs -- "$bwrap" --args 4 -- /usr/bin/python3 -s -B /opt/codebox/executor/executor.py

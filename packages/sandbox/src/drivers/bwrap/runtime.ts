@@ -4,12 +4,13 @@
  * sandbox uid can enter (a clone under /root, mode 0700), into `<runtimeRoot>/<content hash>/`
  * laid out as they appear in the sandbox (`opt/codebox/...`): root-owned, dirs 0755, files 0644
  * (0755 when executable), written to a temp dir and renamed into place, so a reader never sees
- * half a tree. The launcher stacks this tree over the image as an overlay layer.
+ * half a tree. The launcher stacks this tree over the image as an overlay layer. The tree also
+ * holds the empty directories the sandbox mounts things on that the image may lack (MOUNT_POINTS).
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { CodeboxError } from '@codebox/core'
+import { CODE_DIR, CodeboxError } from '@codebox/core'
 import { executorDir, hostNodeModules } from '../shared.ts'
 
 /** Where each source lands, relative to the runtime tree's root (= the sandbox's /). */
@@ -17,6 +18,9 @@ const SOURCES: readonly [string, string][] = [
   [executorDir, 'opt/codebox/executor'],
   [path.join(hostNodeModules, 'acorn'), 'opt/codebox/node_modules/acorn'],
 ]
+
+/** Empty directories of the tree: mount points (CODE_DIR, where a session's code appears). */
+const MOUNT_POINTS: readonly string[] = [CODE_DIR.slice(1)]
 
 /** Bounds on what is copied: the sources are small; anything far larger is a mistake. */
 const MAX_FILES = 2_000
@@ -58,6 +62,7 @@ async function sourceFiles(): Promise<{ files: SourceFile[]; hash: string }> {
     bytes += f.data.length
     hash.update(`${f.rel}\0${f.executable ? 1 : 0}\0${f.data.length}\0`).update(f.data)
   }
+  for (const dir of MOUNT_POINTS) hash.update(`dir\0${dir}\0`)
   if (bytes > MAX_BYTES) throw new CodeboxError('Unavailable', `the sandbox runtime is ${bytes} bytes, over ${MAX_BYTES}`)
   return { files, hash: hash.digest('hex').slice(0, 16) }
 }
@@ -80,6 +85,7 @@ export async function installRuntime(runtimeRoot: string): Promise<string> {
         await writeFile(dest, f.data, { mode: 0o600, flag: 'wx' })
         await chmod(dest, f.executable ? 0o755 : 0o644)
       }
+      for (const dir of MOUNT_POINTS) await mkdirTree(temp, dir)
       await chmod(temp, 0o755)
       await rename(temp, target)
     } catch (e) {

@@ -2,7 +2,10 @@
  * The fake driver: runs the executor as a plain host process in a temporary directory, with no
  * isolation and no limits. For tests of everything above the driver, and for the driver contract
  * suite; never registered unless a config names it explicitly. `spec.network` is ignored: the
- * executor uses the host's network as it is (no relay, no proxy variables).
+ * executor uses the host's network as it is (no relay, no proxy variables). `spec.code` is not
+ * mounted anywhere: `CODEBOX_CODE_DIR` names the host directory itself (nothing stops code from
+ * writing there). `connectPort` is a plain TCP connection to the host's 127.0.0.1, where the
+ * "sandbox" listens: no inbound relay.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
@@ -10,6 +13,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
 import type { LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
+import { connectLoopback } from '../inbound.ts'
 import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
 
 export interface FakeDriverOptions {
@@ -60,6 +64,7 @@ export class FakeDriver implements SandboxDriver {
         // no Deno even when the host has one: fake sessions offer python and nodejs only
         CODEBOX_DENO: '',
         NODE_PATH: hostNodeModules,
+        ...(spec.code ? { CODEBOX_CODE_DIR: spec.code.hostPath } : {}),
       },
     })
     const diagnostics = boundedBuffer(16 * 1024)
@@ -76,6 +81,7 @@ export class FakeDriver implements SandboxDriver {
       exited,
       counters: async (): Promise<LimitCounters> => ({ oomKills: 0, pidsLimitHits: 0 }),
       memoryUsage: async () => 0,
+      connectPort: (port, options) => connectLoopback(port, options),
       destroy: () =>
         (destroyed ??= (async () => {
           // Kernels and commands run in sessions of their own, so the executor's process group

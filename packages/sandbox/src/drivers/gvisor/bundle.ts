@@ -3,10 +3,12 @@
  * runtime tree (runtime.ts: the executor) bound read-only at /opt/codebox, size-capped tmpfs for
  * /workspace, /tmp and /dev/shm (gVisor's own tmpfs, held in the sandbox's memory), uid 1000 with
  * no capabilities, and the host cgroups the driver made (runsc joins groups that exist and leaves
- * their limits alone). Pure: the driver writes the result to `<bundle>/config.json`.
+ * their limits alone). Pure: the driver writes the result to `<bundle>/config.json`. A session's
+ * code (a host directory) is bound read-only, nosuid, nodev at CODE_DIR, which must exist in the
+ * image (runsc would otherwise make the mount point in the shared image itself).
  */
 import path from 'node:path'
-import type { SessionLimits } from '@codebox/core'
+import { CODE_DIR, type SessionLimits } from '@codebox/core'
 import { egressEnv } from '../bwrap/network.ts'
 
 /** Where a gVisor sandbox finds its egress socket. */
@@ -25,6 +27,8 @@ export interface BundleOptions {
   gateway?: boolean
   /** cgroup path relative to each hierarchy's root (e.g. `/codebox/<id>`), or undefined for none. */
   cgroupsPath: string | undefined
+  /** The host directory seen read-only at CODE_DIR, or undefined for none. */
+  codePath?: string
 }
 
 /** The uid and gid the executor runs as inside the sandbox (the image's `sandbox` user). */
@@ -45,6 +49,7 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',
+    ...(options.codePath !== undefined ? { CODEBOX_CODE_DIR: CODE_DIR } : {}),
   }
   const mounts: Record<string, unknown>[] = [
     { destination: '/proc', type: 'proc', source: 'proc' },
@@ -53,6 +58,9 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     tmpfs('/workspace', limits.workspaceBytes, '0755', true),
     { destination: '/opt/codebox', type: 'bind', source: path.join(options.runtimePath, 'opt', 'codebox'), options: ['rbind', 'ro', 'nosuid', 'nodev'] },
   ]
+  if (options.codePath !== undefined) {
+    mounts.push({ destination: CODE_DIR, type: 'bind', source: options.codePath, options: ['rbind', 'ro', 'nosuid', 'nodev'] })
+  }
   if (egressDir !== undefined) {
     // The socket's directory over the image's empty /mnt: runsc creates a bind's missing mount point
     // in the image itself (shared by every sandbox), so the destination must exist there already.

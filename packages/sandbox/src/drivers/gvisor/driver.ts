@@ -17,6 +17,10 @@
  * Network `proxy` binds the session's egress socket at the same path as bwrap and runs runsc with
  * `--host-uds=open`, so the sandbox may connect to (never create) host unix sockets that are
  * mounted into it: only that one is.
+ *
+ * A session's code is bound read-only at CODE_DIR (bundle.ts). There is no `connectPort`: the
+ * executor's channel is runsc's stdio, with no channel directory for its inbound relay to listen
+ * in that the host could reach, so Session.openPort is Unavailable on this driver.
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -24,7 +28,7 @@ import { access, chmod, chown, constants, lstat, mkdir, readdir, rm, stat, write
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { CodeboxError } from '@codebox/core'
+import { CODE_DIR, CodeboxError } from '@codebox/core'
 import type { CreateOptions, EgressListenerHandle, LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from '../bwrap/cgroups.ts'
 import { installRuntime } from '../bwrap/runtime.ts'
@@ -154,6 +158,12 @@ export class GvisorDriver implements SandboxDriver {
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
     const { limits } = spec
     const runtime = await this.runtimePath()
+    if (spec.code && !existsSync(path.join(this.imagePath, CODE_DIR))) {
+      throw new CodeboxError(
+        'Unavailable',
+        `the sandbox image at ${this.imagePath} has no ${CODE_DIR} to mount code on; build a new image (codebox image build)`,
+      )
+    }
     const bundle = path.join(this.workDir, 'bundles', spec.id)
     let listener: EgressListenerHandle | undefined
     // The egress socket gets a directory of its own, bound over the image's empty /mnt (bundle.ts).
@@ -201,6 +211,7 @@ export class GvisorDriver implements SandboxDriver {
         egressDir,
         gateway: spec.network.mode === 'egress' && spec.network.gateway !== undefined,
         cgroupsPath,
+        ...(spec.code ? { codePath: spec.code.hostPath } : {}),
       })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
