@@ -227,6 +227,25 @@ describe('runtime bundles', () => {
     await expectError(s.call('POST', '/v1/runtime-bundles', { body: 'plain text', headers: { 'content-type': 'application/gzip' } }), 400, 'ValidationError')
   })
 
+  test('a bundle over one 8 MiB chunk is stored in chunks and unpacks byte for byte', async (t) => {
+    const s = await testServer(t)
+    const payload = randomBytes(19 * 1024 * 1024)
+    const bytes = rawTarGz([
+      { path: 'main.py', body: 'print(1)\n' },
+      { path: 'data.bin', body: payload },
+    ])
+    const r = await deploy(s, { name: 'big' }, bytes)
+    assert.equal(r.settings?.entrypoint, 'main.py')
+    const { runtime, version } = await s.runtimes.resolve({ tenant: 'default' }, 'big')
+    assert.equal(version.bundle.bytes, bytes.length)
+    assert.ok(await s.store.runtimes.readBundleChunk(version.bundle.bundleId, 2), 'three chunks')
+    assert.equal(await s.store.runtimes.readBundleChunk(version.bundle.bundleId, 3), undefined)
+    const dir = await s.runtimes.bundleDir(runtime, version)
+    fs.rmSync(dir, { recursive: true })
+    const again = await s.runtimes.bundleDir(runtime, version)
+    assert.ok(fs.readFileSync(path.join(again, 'data.bin')).equals(payload))
+  })
+
   test('an unused bundle is swept after an hour; a deployed one is kept', async (t) => {
     const s = await testServer(t)
     const unused = await upload(s, agentBundle())
