@@ -11,6 +11,7 @@ import * as interpreters from './commands/interpreters.ts'
 import * as keys from './commands/keys.ts'
 import * as mcp from './commands/mcp.ts'
 import * as repl from './commands/repl.ts'
+import * as runtimes from './commands/runtimes.ts'
 import * as serve from './commands/serve.ts'
 import * as sessions from './commands/sessions.ts'
 import type { CommandContext } from './context.ts'
@@ -28,6 +29,7 @@ const commands: Record<string, Command> = {
   mcp: { run: mcp.run, summary: 'serve the agent tools over MCP on stdio (claude mcp add codebox -- npx codebox mcp)' },
   audit: { run: audit.run, summary: 'what ran, when, by whom, how it ended' },
   interpreters: { run: interpreters.run, summary: 'list, create and remove interpreter configurations' },
+  runtimes: { run: runtimes.run, summary: 'deploy agents as versioned runtimes; list, roll back, remove; their secrets' },
   keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
   tenants: { run: keys.tenants, summary: 'list tenants and set their quotas (on the server machine)' },
   image: { run: image.run, summary: 'build the sandbox image (image build)' },

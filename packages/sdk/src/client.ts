@@ -6,6 +6,7 @@ import type { AuditEntry, CreateInterpreterRequest, Interpreter, SessionInfo, Se
 import { CodeInterpreter } from './code-interpreter.ts'
 import { HttpClient, type CallOptions, type ClientOptions } from './http.ts'
 import * as routes from './routes.ts'
+import { runtimesApi, type RuntimesApi } from './runtimes.ts'
 
 /** `client.sessions`. */
 export interface SessionsApi {
@@ -52,6 +53,8 @@ export class CodeboxClient {
   readonly interpreters: InterpretersApi
   /** The audit log. */
   readonly audit: AuditApi
+  /** Hosted agent runtimes: deploys, versions, rollback, secrets. */
+  readonly runtimes: RuntimesApi
   readonly #http: HttpClient
   readonly #options: ClientOptions
 
@@ -73,6 +76,7 @@ export class CodeboxClient {
       create: (request, o) => routes.createInterpreter(http, request, o),
       delete: (id, o) => routes.deleteInterpreter(http, id, o),
     }
+    this.runtimes = runtimesApi(http)
     this.audit = {
       list: (o) => routes.listAudit(http, o),
       listAll: (o = {}) => routes.allPages((page: routes.ListAuditOptions) => routes.listAudit(http, page), o),

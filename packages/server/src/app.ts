@@ -23,6 +23,7 @@ import { Metrics } from './metrics.ts'
 import { fileRoutes } from './routes/files.ts'
 import { auditRoutes, interpreterRoutes } from './routes/interpreters.ts'
 import { mcpRoutes } from './routes/mcp.ts'
+import { runtimeRegistryRoutes } from './routes/runtimes.ts'
 import { agentRoutes } from './routes/agent.ts'
 import { opsRoutes } from './routes/ops.ts'
 import { sessionRoutes } from './routes/sessions.ts'
@@ -31,6 +32,7 @@ import { wsRoutes } from './routes/ws.ts'
 import { AgentService } from './services/agent.ts'
 import { ModelGateway } from './services/gateway.ts'
 import type { AgentDoor } from './services/agent-door.ts'
+import { RuntimeService } from './services/runtimes.ts'
 import { SessionService } from './services/sessions.ts'
 import type { StoreApi } from './store/index.ts'
 
@@ -64,6 +66,8 @@ export interface App {
   registry: RouteRegistry
   /** The model gateway: usage per session (`gateway.usage(sessionId)`) and per runtime. */
   gateway: ModelGateway
+  /** The registry of hosted agent runtimes (deploys, versions, bundles, secrets). */
+  runtimes: RuntimeService
 }
 
 const requestIdPattern = /^[\w.:-]{1,64}$/
@@ -117,6 +121,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
     log: app.log,
   })
+  const sessionService = sessions
+  const runtimes = new RuntimeService({
+    store,
+    stateDir: config.engine.stateDir,
+    maxBundleBytes: config.maxBundleBytes,
+    checkLimits: (limits) => sessionService.checkLimits(limits),
+    audit: (caller, entry) => sessionService.audit(caller, entry),
+  })
+  app.addHook('onClose', async () => runtimes.close())
   // Before the engine closes: running turns are stored as canceled and conversations' code sessions stopped.
   app.addHook('onClose', () => agent.close())
   const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })
@@ -162,6 +175,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
+  await runtimeRegistryRoutes(app, registry, { runtimes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
   const agentDoor = options.agentDoor ?? agent
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)
@@ -176,7 +190,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     holdMs: config.agentCoreHoldMs,
     loopbackOnly: options.loopbackOnly ?? true,
     agent: agentDoor,
+    runtimes,
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
-  return { app, sessions, agent, metrics, registry, gateway }
+  return { app, sessions, agent, metrics, registry, gateway, runtimes }
 }

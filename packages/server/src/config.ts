@@ -42,6 +42,8 @@ export interface ServerConfig {
   dbPath: string
   /** `CODEBOX_MAX_UPLOAD_BYTES`: largest file upload. Default 100 MB. */
   maxUploadBytes: number
+  /** `CODEBOX_RUNTIME_MAX_BUNDLE_BYTES`: largest runtime code bundle (gzipped tar) upload. Default 250 MiB; it may unpack to 4 times that. */
+  maxBundleBytes: number
   /** `CODEBOX_MAX_BODY_BYTES`: largest JSON body. Default 140 MB (a 100 MB file as base64 in writeFiles). */
   maxBodyBytes: number
   /** `CODEBOX_BODY_IDLE_TIMEOUT_MS`: a request body that sends nothing for this long gets 408. Default 30 s. */
@@ -93,6 +95,7 @@ export function loadServerConfig(
     port: overrides.port ?? intVar(env, 'CODEBOX_PORT', 8080, 0, 65535),
     dbPath: path.resolve(env.CODEBOX_DB || path.join(engine.stateDir, 'codebox.db')),
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
+    maxBundleBytes: intVar(env, 'CODEBOX_RUNTIME_MAX_BUNDLE_BYTES', 250 * 1024 * 1024, 1024, 2 ** 40),
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     agentCoreHoldMs: intVar(env, 'CODEBOX_AGENTCORE_HOLD_MS', 20_000, 0, 3_600_000),

@@ -17,3 +17,5 @@ export {
   type GatewaySessionUsage,
   type GatewayUsageRow,
 } from './services/gateway.ts'
+export { RuntimeService, builtInRuntimeId, type ResolvedRuntime, type RuntimeServiceOptions } from './services/runtimes.ts'
+export type { RuntimeRecord, RuntimeVersionRecord, RuntimeBundleRecord, RuntimeSettings, RuntimeSecretRecord } from './store/index.ts'

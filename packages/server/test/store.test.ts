@@ -76,7 +76,22 @@ describe('migrations and the database file', () => {
     const raw = new DatabaseSync(file)
     assert.equal((raw.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, latestSchemaVersion)
     const tables = (raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name)
-    assert.deepEqual(tables, ['api_keys', 'audit', 'aws_keys', 'conversation_turns', 'conversations', 'interpreters', 'sessions', 'sqlite_sequence', 'tenants'])
+    assert.deepEqual(tables, [
+      'api_keys',
+      'audit',
+      'aws_keys',
+      'conversation_turns',
+      'conversations',
+      'interpreters',
+      'runtime_bundle_chunks',
+      'runtime_bundles',
+      'runtime_secrets',
+      'runtime_versions',
+      'runtimes',
+      'sessions',
+      'sqlite_sequence',
+      'tenants',
+    ])
     assert.equal((raw.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal')
     raw.close()
   })
@@ -476,5 +491,63 @@ describe('audit', () => {
       exitCode: 1,
     })
     assert.deepEqual(await store.audit.list({ tenant: 'nobody', limit: 5 }), { items: [] })
+  })
+})
+
+describe('runtimes in the store', () => {
+  const settings = {
+    entrypoint: 'index.js',
+    language: 'node' as const,
+    protocol: 'HTTP' as const,
+    network: { mode: 'SANDBOX' as const },
+    idleTimeoutSeconds: 900,
+    maxLifetimeSeconds: 28800,
+    limits: {},
+  }
+
+  it('bundles in chunks, versions, the DEFAULT pin, sealed secrets, and delete removing it all', async () => {
+    const file = join(dir, 'runtimes', 'codebox.db')
+    const store = Store.open(file)
+    const bundle = async (text: string) => {
+      const id = await store.runtimes.beginBundle('acme')
+      await store.runtimes.appendBundleChunk(id, 0, Buffer.from(text.slice(0, 3)))
+      await store.runtimes.appendBundleChunk(id, 1, Buffer.from(text.slice(3)))
+      return store.runtimes.finishBundle(id, 'acme', 'f'.repeat(64), text.length)
+    }
+    const b1 = await bundle('first-bundle')
+    assert.equal(await store.runtimes.getBundle(b1.bundleId, 'globex'), undefined, 'another tenant cannot see it')
+    assert.equal(Buffer.from((await store.runtimes.readBundleChunk(b1.bundleId, 1))!).toString(), 'st-bundle')
+    const one = await store.runtimes.deploy({ tenant: 'acme', name: 'agent', bundleId: b1.bundleId, settings })
+    assert.match(one.runtime.runtimeId, /^agent-[0-9A-Za-z]{10}$/)
+    assert.equal(one.runtime.defaultVersion, 1)
+    const two = await store.runtimes.deploy({
+      tenant: 'acme',
+      name: 'agent',
+      bundleId: (await bundle('second')).bundleId,
+      settings: { ...settings, protocol: 'MCP' },
+    })
+    assert.equal(two.version.version, 2)
+    assert.equal(two.runtime.defaultVersion, 2)
+    assert.equal((await store.runtimes.version(one.runtime.runtimeId, 1))?.settings.protocol, 'HTTP', 'versions are immutable')
+    assert.equal((await store.runtimes.rollback('acme', one.runtime.runtimeId, 1)).defaultVersion, 1)
+    await assert.rejects(store.runtimes.rollback('globex', one.runtime.runtimeId, 1), /no runtime/)
+    assert.equal(await store.runtimes.get('globex', 'agent'), undefined)
+    await store.runtimes.putSecret(one.runtime.runtimeId, 'API_KEY', 'plaintext-never-stored')
+    assert.deepEqual(await store.runtimes.secretValues(one.runtime.runtimeId), { API_KEY: 'plaintext-never-stored' })
+    store.close()
+
+    const raw = new DatabaseSync(file)
+    const sealed = raw.prepare('SELECT value_sealed FROM runtime_secrets').get() as { value_sealed: string }
+    assert.doesNotMatch(sealed.value_sealed, /plaintext/)
+    raw.close()
+
+    const again = Store.open(file)
+    assert.deepEqual(await again.runtimes.secretValues(one.runtime.runtimeId), { API_KEY: 'plaintext-never-stored' })
+    await again.runtimes.delete('acme', one.runtime.runtimeId)
+    assert.equal(await again.runtimes.get('acme', 'agent'), undefined)
+    assert.equal(await again.runtimes.getBundle(b1.bundleId, 'acme'), undefined)
+    assert.equal(await again.runtimes.readBundleChunk(b1.bundleId, 0), undefined)
+    assert.deepEqual(await again.runtimes.secretValues(one.runtime.runtimeId), {})
+    again.close()
   })
 })

@@ -11,12 +11,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { OPEN_TENANT } from '../http/auth.ts'
 import { parseJsonBody, readBody, type BodyLimits } from '../http/body.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
+import type { RuntimeService } from '../services/runtimes.ts'
 import type { SessionService } from '../services/sessions.ts'
 import type { StoreApi } from '../store/index.ts'
 import { dataPlaneRoutes } from './data-plane.ts'
 import { sendAwsError } from './errors.ts'
 import { controlPlaneRoutes } from './interpreters.ts'
 import { runtimeRoutes } from './runtime.ts'
+import { runtimeControlRoutes } from './runtimes-control.ts'
 import { verifySigV4 } from './sigv4.ts'
 
 export interface AgentCoreOptions {
@@ -29,6 +31,8 @@ export interface AgentCoreOptions {
   loopbackOnly: boolean
   /** The codebox agent; when given, InvokeAgentRuntime and StopRuntimeSession are served under `/runtimes`. */
   agent?: AgentDoor
+  /** The runtime registry; when given, the runtime control plane (Get/List/DeleteAgentRuntime, ...) is served under `/runtimes`. */
+  runtimes?: RuntimeService
 }
 
 /** Whether a request URL is under one of the AgentCore prefixes (its errors take AWS's shape). */
@@ -48,12 +52,13 @@ export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOp
     { prefix: '/code-interpreters' },
   )
   // InvokeAgentRuntime's payload is opaque bytes of any content type: the route parses it itself.
-  const agent = options.agent
-  if (agent) {
+  const { agent, runtimes } = options
+  if (agent || runtimes) {
     await app.register(
       async (scope) => {
         awsScope(scope, options, (body) => body)
-        runtimeRoutes(scope, agent)
+        if (agent) runtimeRoutes(scope, agent)
+        if (runtimes) runtimeControlRoutes(scope, runtimes)
       },
       { prefix: '/runtimes' },
     )

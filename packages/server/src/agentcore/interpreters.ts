@@ -4,9 +4,9 @@
  * path's identifier (an id, an ARN, or the built-in `aws.codeinterpreter.v1`) into an interpreter
  * the caller may use.
  */
-import { createHash } from 'node:crypto'
 import { checkPreload, CodeboxError } from '@codebox/core'
 import type { FastifyInstance } from 'fastify'
+import { accountOf } from '../services/accounts.ts'
 import { checkNetwork } from '../services/network.ts'
 import type { Caller, SessionService } from '../services/sessions.ts'
 import type { InterpreterNetwork, InterpreterRecord, StoreApi } from '../store/index.ts'
@@ -29,10 +29,6 @@ function codeboxId(identifier: string): string | undefined {
   if (id === awsBuiltInId) return builtInInterpreterId
   return /^[a-zA-Z][a-zA-Z0-9_.-]{0,99}$/.test(id) ? id : undefined
 }
-
-/** A stable 12-digit account number per tenant, for ARNs. */
-const accountOf = (tenant: string): string =>
-  (BigInt(`0x${createHash('sha256').update(tenant).digest('hex').slice(0, 15)}`) % 10n ** 12n).toString().padStart(12, '0')
 
 export function controlPlaneRoutes(app: FastifyInstance, store: StoreApi, sessions: SessionService): void {
   const awsId = (r: InterpreterRecord): string => (r.interpreterId === builtInInterpreterId ? awsBuiltInId : r.interpreterId)

@@ -3,11 +3,12 @@
  * the secret itself, not a hash: it is stored sealed (AES-256-GCM) under the store's sealing key,
  * a separate file beside the database, so a copy of the database alone does not reveal secrets.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { CodeboxError } from '@codebox/core'
 import { advisoryWrite } from './busy.ts'
 import { randomBase62 } from './ids.ts'
+import { seal, unseal } from './sealing.ts'
 import { isoNow, opt, transaction } from './sql.ts'
 import type { TenantRepository } from './tenants.ts'
 import type { AwsKeyStore } from './types.ts'
@@ -126,25 +127,11 @@ export class AwsKeyRepository implements AwsKeyStore {
     return Number((this.#q.any.get() as { n: number }).n) === 1
   }
 
-  /** `v1.<iv>.<tag>.<ciphertext>`, base64url; the key id is bound in as associated data. */
   #seal(accessKeyId: string, secret: string): string {
-    const iv = randomBytes(12)
-    const cipher = createCipheriv('aes-256-gcm', this.#sealingKey, iv)
-    cipher.setAAD(Buffer.from(accessKeyId))
-    const body = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()])
-    return ['v1', iv, cipher.getAuthTag(), body].map((p) => (typeof p === 'string' ? p : p.toString('base64url'))).join('.')
+    return seal(this.#sealingKey, accessKeyId, secret)
   }
 
   #unseal(accessKeyId: string, sealed: string): string {
-    const [version, iv, tag, body] = sealed.split('.')
-    if (version !== 'v1' || !iv || !tag || body === undefined) throw new CodeboxError('Internal', `access key ${accessKeyId} has an unreadable secret`)
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#sealingKey, Buffer.from(iv, 'base64url'))
-      decipher.setAAD(Buffer.from(accessKeyId))
-      decipher.setAuthTag(Buffer.from(tag, 'base64url'))
-      return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8')
-    } catch (e) {
-      throw new CodeboxError('Internal', `access key ${accessKeyId} cannot be unsealed: the sealing key file does not match this database`, { cause: e })
-    }
+    return unseal(this.#sealingKey, accessKeyId, sealed, `access key ${accessKeyId}`)
   }
 }

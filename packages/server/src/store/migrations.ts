@@ -179,6 +179,59 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 8,
+    description: 'hosted agent runtimes: runtimes (DEFAULT endpoint pin), their immutable versions, code bundles in 8 MiB chunks, sealed per-runtime secrets',
+    sql: `
+      CREATE TABLE runtime_bundles (
+        bundle_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        status TEXT NOT NULL CHECK (status IN ('UPLOADING', 'READY')),
+        sha256 TEXT,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX runtime_bundles_created ON runtime_bundles (created_at);
+
+      CREATE TABLE runtime_bundle_chunks (
+        bundle_id TEXT NOT NULL REFERENCES runtime_bundles (bundle_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (bundle_id, seq)
+      ) STRICT;
+
+      CREATE TABLE runtimes (
+        runtime_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL,
+        description TEXT,
+        status TEXT NOT NULL CHECK (status IN ('READY')),
+        latest_version INTEGER NOT NULL,
+        pinned_version INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX runtimes_name ON runtimes (tenant, name);
+
+      CREATE TABLE runtime_versions (
+        runtime_id TEXT NOT NULL REFERENCES runtimes (runtime_id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        settings TEXT NOT NULL,
+        bundle_id TEXT NOT NULL REFERENCES runtime_bundles (bundle_id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (runtime_id, version)
+      ) STRICT;
+      CREATE INDEX runtime_versions_bundle ON runtime_versions (bundle_id);
+
+      CREATE TABLE runtime_secrets (
+        runtime_id TEXT NOT NULL REFERENCES runtimes (runtime_id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value_sealed TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (runtime_id, name)
+      ) STRICT;
+    `,
+  },
+  {
+    version: 9,
     description:
       'whether a session uses the model gateway, and its tag (JSON {tag?}; NULL for none), so a restarted server opens its listener with the gateway again',
     sql: `ALTER TABLE sessions ADD COLUMN gateway TEXT;`,

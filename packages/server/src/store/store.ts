@@ -13,6 +13,7 @@ import { ConversationRepository } from './conversations.ts'
 import { InterpreterRepository } from './interpreters.ts'
 import { KeyRepository } from './keys.ts'
 import { migrate } from './migrations.ts'
+import { RuntimeRepository } from './runtimes.ts'
 import { SessionRepository } from './sessions.ts'
 import { TenantRepository } from './tenants.ts'
 import type { StoreApi } from './types.ts'
@@ -41,6 +42,8 @@ export class Store implements StoreApi {
   readonly audit: AuditRepository
   /** The agent's conversations and their turns (short-term memory). */
   readonly conversations: ConversationRepository
+  /** Hosted agent runtimes, their versions, bundles and secrets. */
+  readonly runtimes: RuntimeRepository
   readonly #db: DatabaseSync
 
   private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer, guard: { file: string; waitMs: number }) {
@@ -55,6 +58,7 @@ export class Store implements StoreApi {
     this.sessions = guardRepository(new SessionRepository(db, tenants), guard)
     this.audit = guardRepository(new AuditRepository(db), guard)
     this.conversations = guardRepository(new ConversationRepository(db), guard)
+    this.runtimes = guardRepository(new RuntimeRepository(db, tenants, sealingKey), guard)
   }
 
   /**

@@ -10,6 +10,7 @@ import type { ConversationStore } from './conversations.ts'
 import type { CreateInterpreterOptions, InterpreterRecord } from './interpreters.ts'
 import type { CreateKeyOptions, CreateKeyResult, KeyRecord } from './keys.ts'
 import type { ListSessionsOptions, SessionRecord } from './sessions.ts'
+import type { DeployRuntimeOptions, RuntimeBundleRecord, RuntimeRecord, RuntimeSecretRecord, RuntimeVersionRecord } from './runtimes.ts'
 import type { Page } from './sql.ts'
 import type { TenantQuotaUpdate, TenantRecord } from './tenants.ts'
 
@@ -97,6 +98,46 @@ export interface AuditStore {
   list(options: ListAuditOptions): Promise<Page<AuditEntry>>
 }
 
+/** Hosted agent runtimes, their versions, code bundles (chunked in the database) and sealed secrets. */
+export interface RuntimeStore {
+  /** Starts storing a bundle for `tenant` (creating the tenant if needed); returns its id. */
+  beginBundle(tenant: string): Promise<string>
+  /** Stores chunk `seq` (0, 1, ...) of a bundle being uploaded. */
+  appendBundleChunk(bundleId: string, seq: number, data: Uint8Array): Promise<void>
+  /** Marks an uploaded bundle complete with its digest and size. */
+  finishBundle(bundleId: string, tenant: string, sha256: string, bytes: number): Promise<RuntimeBundleRecord>
+  /** Removes a bundle and its chunks. */
+  discardBundle(bundleId: string): Promise<void>
+  /** A complete bundle of `tenant`, or undefined. */
+  getBundle(bundleId: string, tenant: string): Promise<RuntimeBundleRecord | undefined>
+  /** Chunk `seq` of a bundle, or undefined past its last one. */
+  readBundleChunk(bundleId: string, seq: number): Promise<Uint8Array | undefined>
+  /** Removes bundles created before `before` that no version uses; returns how many. */
+  sweepBundles(before: Date): Promise<number>
+  /** The tenant's runtime with this id or name; another tenant's is undefined, like an unknown one. */
+  get(tenant: string, idOrName: string): Promise<RuntimeRecord | undefined>
+  /** The tenant's runtimes, oldest first. */
+  list(tenant: string): Promise<RuntimeRecord[]>
+  /** Version 1 of a new runtime, or the next version of the tenant's runtime of that name (DEFAULT moves to it). */
+  deploy(options: DeployRuntimeOptions): Promise<{ runtime: RuntimeRecord; version: RuntimeVersionRecord }>
+  /** Every version, newest first. */
+  versions(runtimeId: string): Promise<RuntimeVersionRecord[]>
+  /** One version, or undefined. */
+  version(runtimeId: string, version: number): Promise<RuntimeVersionRecord | undefined>
+  /** Pins DEFAULT to `version` (NotFound for an unknown runtime or version). */
+  rollback(tenant: string, runtimeId: string, version: number): Promise<RuntimeRecord>
+  /** Deletes a runtime with its versions, secrets and unshared bundles (NotFound if unknown). */
+  delete(tenant: string, runtimeId: string): Promise<RuntimeRecord>
+  /** Sets or replaces a secret (sealed). */
+  putSecret(runtimeId: string, name: string, value: string): Promise<RuntimeSecretRecord>
+  /** Names and times of a runtime's secrets, never values. */
+  listSecrets(runtimeId: string): Promise<RuntimeSecretRecord[]>
+  /** Removes a secret; false if there was none. */
+  deleteSecret(runtimeId: string, name: string): Promise<boolean>
+  /** Every secret of a runtime, unsealed (host side only). */
+  secretValues(runtimeId: string): Promise<Record<string, string>>
+}
+
 /** The whole store: its repositories. */
 export interface StoreApi {
   readonly tenants: TenantStore
@@ -107,4 +148,6 @@ export interface StoreApi {
   readonly audit: AuditStore
   /** The agent's conversations and turns (short-term memory); the interface is in conversations.ts. */
   readonly conversations: ConversationStore
+  /** Hosted agent runtimes (versions, bundles, secrets). */
+  readonly runtimes: RuntimeStore
 }

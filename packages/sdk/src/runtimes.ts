@@ -1,0 +1,77 @@
+/**
+ * The runtime routes (`/v1/runtime-bundles`, `/v1/runtimes/...`): bundle uploads (a gzipped tar,
+ * streamed when given as a stream), deploys, versions, rollback, delete and secrets.
+ */
+import type { DeployRuntimeRequest, RuntimeBundleInfo, RuntimeInfo, RuntimeSecretInfo, RuntimeVersionInfo } from '@codebox/core'
+import type { UploadData } from './files.ts'
+import type { CallOptions, HttpClient } from './http.ts'
+
+/** All runtimes of the tenant, the built-in codebox agent first (not paged). */
+export interface RuntimeList {
+  items: RuntimeInfo[]
+}
+
+/** A runtime's versions, newest first. */
+export interface RuntimeVersionList {
+  items: RuntimeVersionInfo[]
+}
+
+/** A runtime's secrets: names and times, never values. */
+export interface RuntimeSecretList {
+  items: RuntimeSecretInfo[]
+}
+
+/** `client.runtimes`: hosted agent runtimes. `id` is a runtime id, name or ARN. */
+export interface RuntimesApi {
+  /** Uploads a bundle (a gzipped tar); a stream is sent as it is read (and not retried). */
+  uploadBundle(data: UploadData, options?: CallOptions): Promise<RuntimeBundleInfo>
+  /** Deploys an uploaded bundle: a new runtime, or the next version of the one of that name. */
+  deploy(request: DeployRuntimeRequest, options?: CallOptions): Promise<RuntimeInfo>
+  /** The built-in agent and the tenant's runtimes. */
+  list(options?: CallOptions): Promise<RuntimeList>
+  /** One runtime with its DEFAULT version's settings. */
+  get(id: string, options?: CallOptions): Promise<RuntimeInfo>
+  /** Its versions, newest first. */
+  versions(id: string, options?: CallOptions): Promise<RuntimeVersionList>
+  /** Pins DEFAULT to `version` until the next deploy. */
+  rollback(id: string, version: number, options?: CallOptions): Promise<RuntimeInfo>
+  /** Deletes it with its versions, bundles and secrets; returns what it was. */
+  delete(id: string, options?: CallOptions): Promise<RuntimeInfo>
+  /** Its secrets (for the model gateway): set, list names, remove. */
+  readonly secrets: {
+    set(id: string, name: string, value: string, options?: CallOptions): Promise<RuntimeSecretInfo>
+    list(id: string, options?: CallOptions): Promise<RuntimeSecretList>
+    delete(id: string, name: string, options?: CallOptions): Promise<void>
+  }
+}
+
+const runtimePath = (id: string): string => `/v1/runtimes/${encodeURIComponent(id)}`
+const opts = (o: CallOptions = {}): CallOptions => ({ signal: o.signal, timeoutMs: o.timeoutMs })
+
+/** The `client.runtimes` namespace over one HTTP client. */
+export function runtimesApi(http: HttpClient): RuntimesApi {
+  return {
+    uploadBundle: (data, o) => {
+      const body = data instanceof Uint8Array ? (data as Uint8Array<ArrayBuffer>) : data
+      return http.json<RuntimeBundleInfo>(
+        { method: 'POST', path: '/v1/runtime-bundles', body, headers: { 'content-type': 'application/gzip' }, retry: !(body instanceof ReadableStream) },
+        opts(o),
+      )
+    },
+    // Not retried: a retry after a lost answer would deploy a second version.
+    deploy: (request, o) => http.json<RuntimeInfo>({ method: 'POST', path: '/v1/runtimes', json: request }, opts(o)),
+    list: (o) => http.json<RuntimeList>({ method: 'GET', path: '/v1/runtimes', retry: true }, opts(o)),
+    get: (id, o) => http.json<RuntimeInfo>({ method: 'GET', path: runtimePath(id), retry: true }, opts(o)),
+    versions: (id, o) => http.json<RuntimeVersionList>({ method: 'GET', path: `${runtimePath(id)}/versions`, retry: true }, opts(o)),
+    rollback: (id, version, o) => http.json<RuntimeInfo>({ method: 'POST', path: `${runtimePath(id)}/rollback`, json: { version }, retry: true }, opts(o)),
+    delete: (id, o) => http.json<RuntimeInfo>({ method: 'DELETE', path: runtimePath(id) }, opts(o)),
+    secrets: {
+      set: (id, name, value, o) =>
+        http.json<RuntimeSecretInfo>({ method: 'PUT', path: `${runtimePath(id)}/secrets/${encodeURIComponent(name)}`, json: { value }, retry: true }, opts(o)),
+      list: (id, o) => http.json<RuntimeSecretList>({ method: 'GET', path: `${runtimePath(id)}/secrets`, retry: true }, opts(o)),
+      delete: async (id, name, o) => {
+        await http.json<undefined>({ method: 'DELETE', path: `${runtimePath(id)}/secrets/${encodeURIComponent(name)}` }, opts(o))
+      },
+    },
+  }
+}
