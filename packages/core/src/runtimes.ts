@@ -105,3 +105,31 @@ export const putRuntimeSecretRequestSchema = z.strictObject({ value: z.string().
 export const runtimeSecretSchema = z.object({ name: z.string(), updatedAt: z.string() })
 export const runtimeSecretListSchema = z.object({ items: z.array(runtimeSecretSchema) })
 export type RuntimeSecretInfo = z.infer<typeof runtimeSecretSchema>
+
+/** AWS's runtime session id: 33-256 characters. */
+export const runtimeSessionIdSchema = z.string().regex(/^[0-9a-zA-Z_.:-]{33,256}$/, 'must be 33-256 letters, digits, _ . : or -')
+
+export const runtimeSessionSchema = z.object({
+  runtimeSessionId: z.string(),
+  agentRuntimeId: z.string(),
+  agentRuntimeVersion: z.string(),
+  sessionId: z.string().describe('The codebox session (sandbox) that runs the agent.'),
+  startedAt: z.string(),
+  lastInvocationAt: z.string(),
+  activeInvocations: z.number().int(),
+})
+export type RuntimeSessionView = z.infer<typeof runtimeSessionSchema>
+export const runtimeSessionListSchema = z.object({ items: z.array(runtimeSessionSchema) })
+
+export const runtimeLogEntrySchema = z.object({
+  runtimeSessionId: z.string(),
+  sessionId: z.string(),
+  agentRuntimeVersion: z.string(),
+  startedAt: z.string(),
+  endedAt: z.string().optional(),
+  ended: z.string().optional().describe('Why the agent’s session ended.'),
+  droppedBytes: z.number().int().describe('Output dropped from the start to keep the last 1 MiB.'),
+  text: z.string().describe('What the agent printed (stdout and stderr, in arrival order).'),
+})
+export type RuntimeLogEntryView = z.infer<typeof runtimeLogEntrySchema>
+export const runtimeLogListSchema = z.object({ items: z.array(runtimeLogEntrySchema) })

@@ -33,6 +33,9 @@ import { AgentService } from './services/agent.ts'
 import { ModelGateway } from './services/gateway.ts'
 import type { AgentDoor } from './services/agent-door.ts'
 import { RuntimeService } from './services/runtimes.ts'
+import { RuntimeLauncher } from './services/runtime-launcher.ts'
+import { RuntimeLogs } from './services/runtime-logs.ts'
+import { RuntimeSessions, type HostedRuntimes } from './services/runtime-sessions.ts'
 import { SessionService } from './services/sessions.ts'
 import type { StoreApi } from './store/index.ts'
 
@@ -68,6 +71,8 @@ export interface App {
   gateway: ModelGateway
   /** The registry of hosted agent runtimes (deploys, versions, bundles, secrets). */
   runtimes: RuntimeService
+  /** Hosted agents' runtime sessions (one sandbox each) and their logs. */
+  hosted: HostedRuntimes
 }
 
 const requestIdPattern = /^[\w.:-]{1,64}$/
@@ -122,14 +127,28 @@ export async function buildApp(options: AppOptions): Promise<App> {
     log: app.log,
   })
   const sessionService = sessions
+  let runtimeSessions: RuntimeSessions | undefined
   const runtimes = new RuntimeService({
     store,
     stateDir: config.engine.stateDir,
     maxBundleBytes: config.maxBundleBytes,
     checkLimits: (limits) => sessionService.checkLimits(limits),
     audit: (caller, entry) => sessionService.audit(caller, entry),
+    beforeDelete: async (tenant, runtimeId) => {
+      await runtimeSessions?.stopRuntime(tenant, runtimeId)
+      runtimeLogs.forget(tenant, runtimeId)
+    },
   })
+  const runtimeLogs = new RuntimeLogs()
+  runtimeSessions = new RuntimeSessions({
+    launcher: new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs }),
+    onEnd: (info, reason) =>
+      app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended'),
+  })
+  const hosted = { runtimes, sessions: runtimeSessions, logs: runtimeLogs }
   app.addHook('onClose', async () => runtimes.close())
+  // Hosted agents end before the engine closes (their sandboxes are sessions of it).
+  app.addHook('onClose', async () => runtimeSessions?.close())
   // Before the engine closes: running turns are stored as canceled and conversations' code sessions stopped.
   app.addHook('onClose', () => agent.close())
   const auth = new Authenticator(store, { loopbackOnly: options.loopbackOnly ?? true })
@@ -175,7 +194,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
-  await runtimeRegistryRoutes(app, registry, { runtimes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
+  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
   const agentDoor = options.agentDoor ?? agent
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)
@@ -191,7 +210,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     loopbackOnly: options.loopbackOnly ?? true,
     agent: agentDoor,
     runtimes,
+    hosted,
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
-  return { app, sessions, agent, metrics, registry, gateway, runtimes }
+  return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted }
 }

@@ -12,6 +12,7 @@ import { OPEN_TENANT } from '../http/auth.ts'
 import { parseJsonBody, readBody, type BodyLimits } from '../http/body.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
 import type { RuntimeService } from '../services/runtimes.ts'
+import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import type { SessionService } from '../services/sessions.ts'
 import type { StoreApi } from '../store/index.ts'
 import { dataPlaneRoutes } from './data-plane.ts'
@@ -33,6 +34,8 @@ export interface AgentCoreOptions {
   agent?: AgentDoor
   /** The runtime registry; when given, the runtime control plane (Get/List/DeleteAgentRuntime, ...) is served under `/runtimes`. */
   runtimes?: RuntimeService
+  /** Hosted agents: InvokeAgentRuntime and StopRuntimeSession of deployed runtimes. */
+  hosted?: HostedRuntimes
 }
 
 /** Whether a request URL is under one of the AgentCore prefixes (its errors take AWS's shape). */
@@ -57,7 +60,7 @@ export async function agentCoreRoutes(app: FastifyInstance, options: AgentCoreOp
     await app.register(
       async (scope) => {
         awsScope(scope, options, (body) => body)
-        if (agent) runtimeRoutes(scope, agent)
+        if (agent) runtimeRoutes(scope, agent, options.hosted)
         if (runtimes) runtimeControlRoutes(scope, runtimes)
       },
       { prefix: '/runtimes' },

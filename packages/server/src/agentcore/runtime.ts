@@ -11,12 +11,16 @@
  * exceptions (ValidationException, AccessDeniedException, ResourceNotFoundException, ...).
  */
 import { CodeboxError, invocationRequestSchema } from '@codebox/core'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { clientGone, collectTurn, invocationResponse, openTurn, SESSION_HEADER, streamTurn, USER_HEADER, wantsEventStream } from '../apis/runtime/turn-reply.ts'
 import { parseJsonBody } from '../http/body.ts'
 import { toCodeboxError } from '../http/errors.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
+import { passThroughHeaders, readBody } from '../services/runtime-http.ts'
+import type { HostedRuntimes } from '../services/runtime-sessions.ts'
+import type { Caller } from '../services/sessions.ts'
 import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
 
@@ -34,8 +38,10 @@ const runtimeQuerySchema = z.object({
   accountId: z.string().max(64).optional(),
 })
 
-export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor): void {
+export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor, hosted?: HostedRuntimes): void {
   awsRoute(app, { method: 'POST', url: '/:agentRuntimeArn/invocations', query: runtimeQuerySchema }, async ({ caller, query, request, reply }) => {
+    const name = runtimeOf(request)
+    if (name !== codeboxAgentRuntime) return invokeHosted(hosted, { caller, name, qualifier: query.qualifier, request, reply })
     checkRuntime(request, query.qualifier)
     const conversationId = sessionIdOf(request, false)
     const actor = userIdOf(request)
@@ -75,12 +81,89 @@ export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor): void {
   })
 
   awsRoute(app, { method: 'POST', url: '/:agentRuntimeArn/stopruntimesession', query: runtimeQuerySchema }, async ({ caller, query, request, reply }) => {
+    const name = runtimeOf(request)
+    if (name !== codeboxAgentRuntime) {
+      if (!hosted) throw notFound(`No agent runtime named ${JSON.stringify(name)}`)
+      const { runtime } = await hosted.runtimes.resolve(caller, name, query.qualifier).catch(awsNotFound)
+      const runtimeSessionId = sessionIdOf(request, true)!
+      await hosted.sessions.stop({ tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId }).catch(awsNotFound)
+      void reply.header(runtimeSessionHeader, runtimeSessionId)
+      return {}
+    }
     checkRuntime(request, query.qualifier)
     const conversationId = sessionIdOf(request, true)!
     await agent.stopConversation(caller, conversationId)
     void reply.header(runtimeSessionHeader, conversationId)
     return {}
   })
+}
+
+/** The runtime the path's ARN names (ValidationException when it is not a runtime ARN). */
+function runtimeOf(request: FastifyRequest): string {
+  const arn = (request.params as { agentRuntimeArn?: string }).agentRuntimeArn ?? ''
+  const m = runtimeArnPattern.exec(arn)
+  if (!m) {
+    throw awsValidation(
+      `agentRuntimeArn ${JSON.stringify(arn.slice(0, 300))} is not a runtime ARN; use arn:aws:bedrock-agentcore:<region>:<account>:runtime/<runtime id>`,
+      'agentRuntimeArn',
+    )
+  }
+  return m[3]!
+}
+
+/** codebox's NotFound as AWS's ResourceNotFoundException. */
+function awsNotFound(e: unknown): never {
+  if (e instanceof CodeboxError && e.code === 'NotFound') throw notFound(e.message)
+  throw e
+}
+
+/** Request headers a hosted agent gets: the runtime contract's, and the caller's custom ones. */
+function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Record<string, string> {
+  const out: Record<string, string> = {
+    'content-type': String(request.headers['content-type'] ?? 'application/json'),
+    accept: String(request.headers.accept ?? '*/*'),
+    [runtimeSessionHeader]: runtimeSessionId,
+    'x-amzn-bedrock-agentcore-runtime-request-id': request.id,
+  }
+  const user = userIdOf(request)
+  if (user) out[runtimeUserHeader] = user
+  for (const [k, v] of Object.entries(request.headers)) {
+    if (k.startsWith('x-amzn-bedrock-agentcore-runtime-custom-') && typeof v === 'string') out[k] = v.slice(0, 4096)
+  }
+  return out
+}
+
+/**
+ * InvokeAgentRuntime of a deployed runtime: the payload goes to the runtime session's agent as it
+ * came (its sandbox is started on the session's first invocation), and the agent's answer comes
+ * back as it is written, JSON or SSE. The agent's own failures (it never became healthy, crashed,
+ * answered 5xx) are RuntimeClientError (424) with what it printed.
+ */
+async function invokeHosted(
+  hosted: HostedRuntimes | undefined,
+  c: { caller: Caller; name: string; qualifier: string | undefined; request: FastifyRequest; reply: FastifyReply },
+): Promise<undefined> {
+  const { caller, request, reply } = c
+  if (!hosted) throw notFound(`No agent runtime named ${JSON.stringify(c.name)}`)
+  const { runtime } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
+  const runtimeSessionId = sessionIdOf(request, false) ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
+  const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+  const signal = clientGone(reply)
+  const { response } = await hosted.sessions.invoke(
+    { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
+    { path: '/invocations', headers: forwardedHeaders(request, runtimeSessionId), body: payload, signal, ...(c.qualifier ? { qualifier: c.qualifier } : {}) },
+  )
+  const status = response.statusCode ?? 502
+  if (status >= 500) {
+    const text = await readBody(response, 64 * 1024).then(
+      (b) => b.toString('utf8'),
+      () => '',
+    )
+    throw new CodeboxError('SandboxFailure', `the agent answered ${status}: ${text.slice(0, 2000)}`, { details: { aws: 'RuntimeClientError' } })
+  }
+  void reply.code(status).headers({ ...passThroughHeaders(response.headers), [runtimeSessionHeader]: runtimeSessionId })
+  await reply.send(response)
+  return undefined
 }
 
 /** The path's runtime must be the codebox agent, at its DEFAULT endpoint. */

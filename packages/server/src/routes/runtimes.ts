@@ -14,6 +14,9 @@ import {
   runtimeSecretNameSchema,
   runtimeSecretSchema,
   runtimeVersionListSchema,
+  runtimeLogListSchema,
+  runtimeSessionIdSchema,
+  runtimeSessionListSchema,
   type RuntimeInfo,
   type RuntimeVersionInfo,
 } from '@codebox/core'
@@ -21,6 +24,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { checkDeclaredLength, limitedBody } from '../http/body.ts'
 import { route, type RouteRegistry } from '../http/route.ts'
+import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import { builtInRuntimeId, type RuntimeService } from '../services/runtimes.ts'
 import type { Caller } from '../services/sessions.ts'
 import type { RuntimeRecord, RuntimeSettings, RuntimeVersionRecord } from '../store/index.ts'
@@ -31,11 +35,16 @@ const notFound = { 404: { description: 'NotFound: no such runtime (another tenan
 
 export interface RuntimeRouteOptions {
   runtimes: RuntimeService
+  /** Hosted agents' runtime sessions and logs. */
+  hosted: HostedRuntimes
   bodyIdleTimeoutMs: number
 }
 
+const sessionParams = z.strictObject({ runtimeId: z.string().min(1).max(2048), runtimeSessionId: runtimeSessionIdSchema })
+const logsQuery = z.strictObject({ runtimeSessionId: runtimeSessionIdSchema.optional() })
+
 export async function runtimeRegistryRoutes(app: FastifyInstance, registry: RouteRegistry, options: RuntimeRouteOptions): Promise<void> {
-  const { runtimes } = options
+  const { runtimes, hosted } = options
   const listedSince = new Date().toISOString()
   const view = (caller: Caller, r: RuntimeRecord, settings?: RuntimeSettings): RuntimeInfo => ({
     agentRuntimeArn: runtimes.arn(caller, r.runtimeId),
@@ -174,6 +183,78 @@ export async function runtimeRegistryRoutes(app: FastifyInstance, registry: Rout
     async ({ params, caller }) => {
       if (runtimes.isBuiltIn(params.runtimeId)) return { items: [] }
       return { items: (await runtimes.versions(caller, params.runtimeId)).versions.map(versionView) }
+    },
+  )
+
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/v1/runtimes/{runtimeId}/sessions',
+      operationId: 'listRuntimeSessions',
+      tag: 'Runtimes',
+      summary: 'The runtime sessions of a hosted agent running now (one sandbox each)',
+      params: idParams,
+      responses: { 200: { description: 'Running runtime sessions', schema: runtimeSessionListSchema }, ...notFound },
+    },
+    async ({ params, caller }) => {
+      if (runtimes.isBuiltIn(params.runtimeId)) return { items: [] }
+      const runtime = await runtimes.get(caller, params.runtimeId)
+      return {
+        items: hosted.sessions.list({ tenant: caller.tenant, runtimeId: runtime.runtimeId }).map((s) => ({
+          runtimeSessionId: s.runtimeSessionId,
+          agentRuntimeId: s.runtimeId,
+          agentRuntimeVersion: s.version,
+          sessionId: s.sessionId,
+          startedAt: s.startedAt.toISOString(),
+          lastInvocationAt: s.lastInvocationAt.toISOString(),
+          activeInvocations: s.active,
+        })),
+      }
+    },
+  )
+
+  route(
+    app,
+    registry,
+    {
+      method: 'DELETE',
+      path: '/v1/runtimes/{runtimeId}/sessions/{runtimeSessionId}',
+      operationId: 'stopRuntimeSession',
+      tag: 'Runtimes',
+      summary: 'Stop a runtime session now: its agent and sandbox end (AWS StopRuntimeSession)',
+      params: sessionParams,
+      responses: { 204: { description: 'Stopped' }, 404: { description: 'NotFound: no such runtime, or no such runtime session running' } },
+    },
+    async ({ params, caller, reply }) => {
+      const runtime = await runtimes.get(caller, params.runtimeId)
+      await hosted.sessions.stop({ tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId: params.runtimeSessionId })
+      return reply.code(204).send()
+    },
+  )
+
+  route(
+    app,
+    registry,
+    {
+      method: 'GET',
+      path: '/v1/runtimes/{runtimeId}/logs',
+      operationId: 'getRuntimeLogs',
+      tag: 'Runtimes',
+      summary: 'What the agent printed, per runtime session, newest first (kept in this server’s memory: the last 1 MiB of each, ended ones for 24 h)',
+      params: idParams,
+      query: logsQuery,
+      responses: { 200: { description: 'Log entries', schema: runtimeLogListSchema }, ...notFound },
+    },
+    async ({ params, query, caller }) => {
+      if (runtimes.isBuiltIn(params.runtimeId)) return { items: [] }
+      const runtime = await runtimes.get(caller, params.runtimeId)
+      return {
+        items: hosted.logs
+          .read(caller.tenant, runtime.runtimeId, query.runtimeSessionId)
+          .map(({ version, runtimeId: _r, ...e }) => ({ ...e, agentRuntimeVersion: version })),
+      }
     },
   )
 

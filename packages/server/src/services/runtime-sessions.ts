@@ -52,8 +52,8 @@ export interface LaunchedAgent {
 export type RuntimeSessionEndReason = 'stopped' | 'idle-timeout' | 'max-lifetime' | 'agent-exited' | 'unhealthy' | 'server-shutdown' | 'runtime-deleted'
 
 export interface Launcher {
-  /** Starts the agent of this runtime session (its sandbox and its entrypoint); the settings come with it. */
-  launch(key: RuntimeSessionKey, signal: AbortSignal): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }>
+  /** Starts the agent of this runtime session (its sandbox and its entrypoint) from the version `qualifier` names (default DEFAULT); the settings come with it. */
+  launch(key: RuntimeSessionKey, signal: AbortSignal, qualifier?: string): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }>
 }
 
 export interface RuntimeSessionInfo extends RuntimeSessionKey {
@@ -133,9 +133,9 @@ export class RuntimeSessions {
    */
   async invoke(
     key: RuntimeSessionKey,
-    request: { path: string; headers: Record<string, string>; body: Buffer | Readable; signal?: AbortSignal },
+    request: { path: string; headers: Record<string, string>; body: Buffer | Readable; signal?: AbortSignal; qualifier?: string },
   ): Promise<{ response: IncomingMessage; info: RuntimeSessionInfo; done: () => void }> {
-    const entry = await this.#session(key, request.signal)
+    const entry = await this.#session(key, request.signal, request.qualifier)
     entry.active++
     entry.lastActivity = Date.now()
     let finished = false
@@ -160,7 +160,8 @@ export class RuntimeSessions {
     } catch (e) {
       done()
       if (request.signal?.aborted) throw new CodeboxError('Canceled', 'the invocation was canceled by its caller')
-      const gone = await Promise.race([entry.agent.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 50))])
+      // An agent that died mid-request is seen ending within a poll of its output: its last words make the error.
+      const gone = await Promise.race([entry.agent.ended, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2_000))])
       const why = gone ?? (e as Error).message
       throw agentFailure(
         `the agent failed to answer: ${why}${await this.#tail(entry.agent)}`,
@@ -204,7 +205,7 @@ export class RuntimeSessions {
     }
   }
 
-  async #session(key: RuntimeSessionKey, signal?: AbortSignal): Promise<Entry> {
+  async #session(key: RuntimeSessionKey, signal?: AbortSignal, qualifier?: string): Promise<Entry> {
     const k = keyOf(key)
     const live = this.#live.get(k)
     if (live && !live.ending) return live
@@ -213,7 +214,7 @@ export class RuntimeSessions {
     if (pending) return pending
     if (this.#closed) throw new CodeboxError('Unavailable', 'the server is shutting down')
     // The launch is not the caller's: a caller that goes away does not cancel a start another may join.
-    const started = this.#launch(key)
+    const started = this.#launch(key, qualifier)
     this.#starting.set(k, started)
     try {
       const entry = await (signal ? abortable(started, signal) : started)
@@ -223,8 +224,8 @@ export class RuntimeSessions {
     }
   }
 
-  async #launch(key: RuntimeSessionKey): Promise<Entry> {
-    const { agent, settings } = await this.#launcher.launch(key, this.#closing.signal)
+  async #launch(key: RuntimeSessionKey, qualifier: string | undefined): Promise<Entry> {
+    const { agent, settings } = await this.#launcher.launch(key, this.#closing.signal, qualifier)
     try {
       await this.#waitHealthy(agent, settings)
     } catch (e) {
@@ -319,4 +320,11 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
       (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
     )
   })
+}
+
+/** What the doors of hosted agents (AWS InvokeAgentRuntime, the native runtime routes) call. */
+export interface HostedRuntimes {
+  runtimes: import('./runtimes.ts').RuntimeService
+  sessions: RuntimeSessions
+  logs: import('./runtime-logs.ts').RuntimeLogs
 }

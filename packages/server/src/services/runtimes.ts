@@ -42,6 +42,8 @@ export interface RuntimeServiceOptions {
   unpackLimits?: UnpackLimits
   /** How often abandoned bundles are swept; default 10 minutes; 0 turns the timer off. */
   sweepEveryMs?: number
+  /** Called before a runtime is deleted (its running sessions end first). */
+  beforeDelete?: (tenant: string, runtimeId: string) => Promise<void>
 }
 
 /** A runtime and the version a qualifier names. */
@@ -285,6 +287,7 @@ export class RuntimeService {
     const started = performance.now()
     try {
       const runtime = await this.get(caller, idOrNameOrArn)
+      await this.#options.beforeDelete?.(caller.tenant, runtime.runtimeId)
       const deleted = await this.#store.delete(caller.tenant, runtime.runtimeId)
       await rm(path.join(this.#root, runtime.runtimeId), { recursive: true, force: true })
       await this.#audit(caller, 'deleteRuntime', started, 'ok', runtime.runtimeId, requestId)

@@ -20,7 +20,7 @@ import {
 import { drivers, type EgressCounters, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import { isStoreFailure, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
+import { builtInInterpreterId, isStoreFailure, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -111,9 +111,13 @@ export class SessionService {
    */
   async adoptPrevious(): Promise<{ adopted: string[]; failed: { sessionId: string; reason: string }[]; removed: number }> {
     const active = await this.store.sessions.listAllActive()
+    // A hosted agent's runtime session lives in this server's memory (RuntimeSessions): it is not
+    // re-adopted; its sandbox, claimed by no record, is removed, and the next invocation of its
+    // runtime session id starts the agent afresh.
+    const hosted = (r: SessionRecord): boolean => r.runtimeId !== undefined
     const records = await Promise.all(
       active
-        .filter((r) => r.sandboxId !== undefined)
+        .filter((r) => r.sandboxId !== undefined && !hosted(r))
         .map(async (r) => {
           const interpreter = await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
           return {
@@ -130,6 +134,8 @@ export class SessionService {
     const outcome = await this.engine.adopt(records)
     const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
     for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
+    for (const r of active)
+      if (hosted(r)) failed.set(r.sessionId, 'a hosted agent’s session is not re-adopted; the next invocation of its runtime session starts the agent again')
     for (const sessionId of failed.keys()) await this.store.sessions.markTerminated(sessionId, 'server-restart')
     return {
       adopted: outcome.adopted.map((s) => s.id),
@@ -180,9 +186,38 @@ export class SessionService {
     return { info: await this.doStart(caller, req, ctx), created: true }
   }
 
+  /**
+   * Starts the session of a hosted agent's runtime session (services/runtime-launcher.ts): the
+   * tenant's quotas and records as any session, the runtime's code mounted read-only, its network
+   * and limits, the model gateway; recorded with its runtimeId.
+   */
+  async startHosted(caller: Caller, hosted: HostedStart & { name: string; gateway?: { tag?: string } }, ctx: CallContext = {}): Promise<Session> {
+    const { name, gateway, ...spec } = hosted
+    const info = await this.doStart(caller, { interpreterId: builtInInterpreterId, name, hosted: spec, ...(gateway ? { gateway } : {}) }, ctx)
+    const session = this.engine.find(info.sessionId)
+    if (!session || session.status !== 'ready') throw new CodeboxError('SessionTerminated', `the agent's session ${info.sessionId} ended as it started`)
+    return session
+  }
+
+  /** Ends a hosted agent's session; the store records it through onSessionEnd. */
+  async stopHosted(
+    session: Session,
+    reason: 'stopped' | 'idle-timeout' | 'max-lifetime' | 'agent-exited' | 'unhealthy' | 'server-shutdown' | 'runtime-deleted',
+  ): Promise<void> {
+    const mapped =
+      reason === 'idle-timeout' || reason === 'max-lifetime'
+        ? reason
+        : reason === 'server-shutdown'
+          ? 'shutdown'
+          : reason === 'agent-exited'
+            ? 'sandbox-exited'
+            : 'stopped'
+    await session.stop(mapped)
+  }
+
   private async doStart(
     caller: Caller,
-    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string }; hosted?: HostedStart },
     ctx: CallContext,
   ): Promise<SessionInfo> {
     const started = performance.now()
@@ -210,7 +245,7 @@ export class SessionService {
       }
       const perMinute = tenant.startsPerMinute ?? this.quotas.startsPerMinute
       this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
-      const interpreter = await this.store.interpreters.get(req.interpreterId, caller.tenant)
+      const interpreter = req.hosted ? hostedInterpreter(req.hosted) : await this.store.interpreters.get(req.interpreterId, caller.tenant)
       if (!interpreter) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(req.interpreterId)}; list them with GET /v1/interpreters`)
       const limits: Partial<SessionLimits> = { ...interpreter.limits, ...req.limits }
       if (req.timeoutSeconds !== undefined) limits.idleTimeoutMs = req.timeoutSeconds * 1000
@@ -221,6 +256,7 @@ export class SessionService {
         ...(interpreter.preload ? { preload: interpreter.preload } : {}),
         ...(interpreter.driver ? { driver: interpreter.driver } : {}),
         ...(req.gateway ? { gateway: req.gateway } : {}),
+        ...(req.hosted ? { code: req.hosted.code } : {}),
       })
       const now = new Date().toISOString()
       const record: SessionRecord = {
@@ -237,6 +273,7 @@ export class SessionService {
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
         sandboxId: session.sandboxId,
         ...(req.gateway ? { gateway: req.gateway.tag === undefined ? {} : { tag: req.gateway.tag } } : {}),
+        ...(req.hosted ? { runtimeId: req.hosted.runtimeId } : {}),
       }
       try {
         await this.store.sessions.insert(record)
@@ -429,8 +466,23 @@ function preloadNote(session: Session): string | undefined {
   return `preload failed: ${failed.map((f) => `${f.module} (${f.error})`).join('; ')}`.slice(0, 1000)
 }
 
+/** What a hosted agent's session is started with (SessionService.startHosted). */
+export interface HostedStart {
+  /** The runtime it runs (recorded as the session's runtimeId; its interpreterId is the built-in one's). */
+  runtimeId: string
+  limits: Partial<SessionLimits>
+  network: InterpreterRecord['network']
+  /** The runtime version's code, unpacked on the host; read-only at /app in the sandbox. */
+  code: { hostPath: string }
+}
+
+/** A hosted start as the interpreter it stands for: its network and limits, no preload (its kernel is never used). */
+function hostedInterpreter(h: HostedStart): Pick<InterpreterRecord, 'interpreterId' | 'network' | 'limits' | 'preload' | 'driver'> {
+  return { interpreterId: builtInInterpreterId, network: h.network, limits: h.limits, preload: [] }
+}
+
 /** The egress policy of an interpreter's sessions: none in SANDBOX mode. */
-function egressOf(interpreter: InterpreterRecord): { egress?: EgressPolicy } {
+function egressOf(interpreter: Pick<InterpreterRecord, 'network'>): { egress?: EgressPolicy } {
   switch (interpreter.network.mode) {
     case 'SANDBOX':
       return {}

@@ -236,6 +236,11 @@ export const migrations: readonly Migration[] = [
       'whether a session uses the model gateway, and its tag (JSON {tag?}; NULL for none), so a restarted server opens its listener with the gateway again',
     sql: `ALTER TABLE sessions ADD COLUMN gateway TEXT;`,
   },
+  {
+    version: 10,
+    description: "the hosted agent runtime a session's sandbox runs (NULL for a code interpreter's session)",
+    sql: `ALTER TABLE sessions ADD COLUMN runtime_id TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

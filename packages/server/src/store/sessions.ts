@@ -32,6 +32,8 @@ export interface SessionRecord {
   sandboxId?: string
   /** Its model gateway (`{}` or `{tag}`), when it was started with one. */
   gateway?: { tag?: string }
+  /** The hosted agent runtime it runs, for a runtime session's sandbox (its interpreterId is then the built-in one's). */
+  runtimeId?: string
 }
 
 export interface ListSessionsOptions {
@@ -60,6 +62,7 @@ interface SessionRow {
   end_reason: SessionEndReason | null
   sandbox_id: string | null
   gateway: string | null
+  runtime_id: string | null
 }
 
 const toRecord = (r: SessionRow): SessionRecord => ({
@@ -78,6 +81,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...opt('endReason', r.end_reason),
   ...opt('sandboxId', r.sandbox_id),
   ...(r.gateway ? { gateway: JSON.parse(r.gateway) as { tag?: string } } : {}),
+  ...(r.runtime_id ? { runtimeId: r.runtime_id } : {}),
 })
 
 const pageKind = 'sessions'
@@ -95,8 +99,8 @@ export class SessionRepository implements SessionStore {
     this.#q = {
       insert: db.prepare(
         `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
@@ -136,6 +140,7 @@ export class SessionRepository implements SessionStore {
           rec.endReason ?? null,
           rec.sandboxId ?? null,
           rec.gateway ? JSON.stringify(rec.gateway) : null,
+          rec.runtimeId ?? null,
         )
       })
     } catch (e) {

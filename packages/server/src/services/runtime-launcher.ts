@@ -1,0 +1,135 @@
+/**
+ * Launches a hosted agent for a runtime session: the runtime version's code unpacked on the host
+ * (RuntimeService.bundleDir) and mounted read-only at /app in a new session's sandbox, with the
+ * runtime's network and limits and the model gateway; its entrypoint started there as a background
+ * task (`node` or `python3`, with PORT=8080 as AgentCore's containers get it); its port 8080 reached
+ * through the sandbox's inbound relay. What it prints is kept (RuntimeLogs) while it runs and after.
+ */
+import { CODE_DIR, CodeboxError, type SessionLimits } from '@codebox/core'
+import type { Session } from '@codebox/sandbox'
+import type { RuntimeLogs } from './runtime-logs.ts'
+import type { Launcher, LaunchedAgent, RuntimeSessionKey, RuntimeSessionSettings } from './runtime-sessions.ts'
+import type { RuntimeService } from './runtimes.ts'
+import type { SessionService } from './sessions.ts'
+
+/** The agent's HTTP port (the runtime contract: /invocations and /ping on 8080). */
+export const AGENT_PORT = 8080
+
+export interface RuntimeLauncherOptions {
+  runtimes: RuntimeService
+  sessions: SessionService
+  logs: RuntimeLogs
+  /** How long an agent may take to become healthy. Default 60 s (AWS allows minutes for a cold container). */
+  startTimeoutMs?: number
+  /** How long an invocation may wait for the agent's response head. Default 15 min, AWS's synchronous limit. */
+  invokeTimeoutMs?: number
+  /** How often the agent's output is collected. Default 500 ms. */
+  pollMs?: number
+}
+
+export class RuntimeLauncher implements Launcher {
+  readonly #o: RuntimeLauncherOptions
+
+  constructor(options: RuntimeLauncherOptions) {
+    this.#o = options
+  }
+
+  async launch(key: RuntimeSessionKey, _signal: AbortSignal, qualifier?: string): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
+    const caller = { tenant: key.tenant }
+    const { runtime, version } = await this.#o.runtimes.resolve(caller, key.runtimeId, qualifier)
+    const s = version.settings
+    const hostPath = await this.#o.runtimes.bundleDir(runtime, version)
+    const lifetimeMs = s.maxLifetimeSeconds * 1000
+    // The runtime session's idle timeout is kept by RuntimeSessions (HealthyBusy extends it): the
+    // sandbox itself only ends at the lifetime, or when the server is gone that long.
+    const limits: Partial<SessionLimits> = { ...s.limits, idleTimeoutMs: lifetimeMs, maxLifetimeMs: lifetimeMs }
+    const session = await this.#o.sessions.startHosted(caller, {
+      runtimeId: runtime.runtimeId,
+      name: key.runtimeSessionId.slice(0, 100),
+      limits,
+      network: s.network,
+      code: { hostPath },
+      gateway: { tag: runtime.runtimeId },
+    })
+    const log = this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    const entry = `${CODE_DIR}/${s.entrypoint}`
+    const command = s.language === 'python' ? `exec python3 -u ${shellQuote(entry)}` : `exec node ${shellQuote(entry)}`
+    let taskId: string
+    try {
+      const started = await session.tasks.start(command, {
+        cwd: CODE_DIR,
+        env: {
+          PORT: String(AGENT_PORT),
+          AGENTCORE_RUNTIME_ID: runtime.runtimeId,
+          AGENTCORE_RUNTIME_VERSION: String(version.version),
+          AGENTCORE_RUNTIME_SESSION_ID: key.runtimeSessionId,
+          PYTHONUNBUFFERED: '1',
+        },
+      })
+      const id = started.structuredContent.taskId
+      if (started.isError || !id)
+        throw agentStartFailure(`the entrypoint ${s.entrypoint} could not be started: ${started.structuredContent.stderr.slice(0, 500)}`)
+      taskId = id
+    } catch (e) {
+      await session.stop('stopped').catch(() => {})
+      log.end('the entrypoint could not be started')
+      throw e
+    }
+    const ended = this.#watch(session, taskId, log)
+    const agent: LaunchedAgent = {
+      connect: (signal) => session.openPort(AGENT_PORT, signal ? { signal } : {}),
+      ended,
+      logTail: async () => log.tail(),
+      stop: async (reason) => {
+        log.end(`the runtime session ended (${reason})`)
+        await this.#o.sessions.stopHosted(session, reason)
+      },
+      sessionId: session.id,
+      version: String(version.version),
+    }
+    const settings: RuntimeSessionSettings = {
+      idleTimeoutMs: s.idleTimeoutSeconds * 1000,
+      maxLifetimeMs: lifetimeMs,
+      startTimeoutMs: this.#o.startTimeoutMs ?? 60_000,
+      invokeTimeoutMs: this.#o.invokeTimeoutMs ?? 15 * 60_000,
+    }
+    return { agent, settings }
+  }
+
+  /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
+  async #watch(session: Session, taskId: string, log: ReturnType<RuntimeLogs['open']>): Promise<string> {
+    let stdoutOffset = 0
+    let stderrOffset = 0
+    const pollMs = this.#o.pollMs ?? 500
+    for (;;) {
+      if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
+      try {
+        const out = await session.tasks.read(taskId, { stdoutOffset, stderrOffset, maxBytes: 256 * 1024 })
+        if (out.stdoutDropped || out.stderrDropped) log.write('stderr', `[codebox: ${out.stdoutDropped + out.stderrDropped} bytes of output were dropped]\n`)
+        if (out.stdout) log.write('stdout', out.stdout)
+        if (out.stderr) log.write('stderr', out.stderr)
+        stdoutOffset = out.stdoutOffset
+        stderrOffset = out.stderrOffset
+        if (out.status !== 'working' && out.stdoutOffset >= out.stdoutEnd && out.stderrOffset >= out.stderrEnd) {
+          const why = out.exitCode === null ? `its process ended (${out.status})` : `its process exited with code ${out.exitCode}`
+          log.end(why)
+          return why
+        }
+        if (out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd) continue
+      } catch (e) {
+        if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
+        if (!(e instanceof CodeboxError) || e.code === 'NotFound') return `its process could not be watched: ${(e as Error).message}`
+      }
+      await new Promise((r) => setTimeout(r, pollMs))
+    }
+  }
+}
+
+function agentStartFailure(message: string): CodeboxError {
+  return new CodeboxError('SandboxFailure', message, { details: { aws: 'RuntimeClientError' } })
+}
+
+/** A word for `sh -c`: single-quoted. */
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`
+}

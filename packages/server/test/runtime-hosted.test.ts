@@ -1,0 +1,151 @@
+/**
+ * Hosted agents end to end on a real server (bwrap): a stdlib-only Python agent deployed as a
+ * runtime and invoked through the AWS SDK's InvokeAgentRuntimeCommand. Each runtime session id gets
+ * its own sandbox (isolated: its own process and memory), one session keeps its state across
+ * invocations, an SSE answer streams through, StopRuntimeSessionCommand ends a session (the next
+ * invocation starts the agent afresh), and an agent that crashes mid-request is AWS's
+ * RuntimeClientError with what it printed readable in the runtime's logs.
+ */
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { test } from 'node:test'
+import { BedrockAgentCoreClient, InvokeAgentRuntimeCommand, StopRuntimeSessionCommand } from '@aws-sdk/client-bedrock-agentcore'
+import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { realServer } from './fixtures.ts'
+import { rawTarGz } from './runtime-fixtures.ts'
+
+const skip = await bwrapUnavailable()
+
+/** A runtime-contract agent with Python's standard library only: /ping, and /invocations that count. */
+const agentPy = String.raw`import json, os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+count = 0
+
+class Agent(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, ctype, body):
+        self.send_response(code)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/ping":
+            self.reply(200, "application/json", json.dumps({"status": "Healthy", "time_of_last_update": int(time.time())}).encode())
+        else:
+            self.reply(404, "text/plain", b"no")
+
+    def do_POST(self):
+        global count
+        payload = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+        prompt = payload.get("prompt", "")
+        if prompt == "crash":
+            print("about to crash on purpose", flush=True)
+            os._exit(3)
+        count += 1
+        if prompt == "stream":
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for i in range(3):
+                self.wfile.write(("data: " + json.dumps({"part": i}) + "\n\n").encode())
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
+        gateway_keys = sorted(k for k in os.environ if k.endswith("_API_KEY"))
+        answer = {"count": count, "pid": os.getpid(), "sum": sum(range(101)), "session": self.headers.get("x-amzn-bedrock-agentcore-runtime-session-id"),
+                  "cwd": os.getcwd(), "keys": {k: os.environ[k] for k in gateway_keys}, "prompt": prompt}
+        self.reply(200, "application/json", json.dumps(answer).encode())
+
+print("agent listening on", os.environ["PORT"], flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Agent).serve_forever()
+`
+
+const sid = (c: string): string => `${c.repeat(8)}-session-for-the-hosted-agent-test`
+
+test(
+  'a deployed Python agent through InvokeAgentRuntime: one sandbox per runtime session, state kept, SSE, stop, a crash with its logs',
+  { skip },
+  async (t) => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-hosted-'))
+    const server = await realServer(parent, { CODEBOX_POOL_SIZE: '0', CODEBOX_LOG_LEVEL: process.env.HOSTED_TEST_LOG ?? 'silent' })
+    t.after(async () => {
+      await server.close()
+      fs.rmSync(parent, { recursive: true, force: true })
+    })
+    const call = (method: string, p: string, body?: Buffer | object, type = 'application/json') =>
+      fetch(server.url + p, { method, ...(body ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}), headers: { 'content-type': type } })
+    const up = await call('POST', '/v1/runtime-bundles', rawTarGz([{ path: 'agent.py', body: agentPy }]), 'application/gzip')
+    assert.equal(up.status, 201, await up.clone().text())
+    const { bundleId } = (await up.json()) as { bundleId: string }
+    const dep = await call('POST', '/v1/runtimes', { name: 'counter', bundleId, entrypoint: 'agent.py' })
+    assert.equal(dep.status, 201, await dep.clone().text())
+    const { agentRuntimeArn, agentRuntimeId } = (await dep.json()) as { agentRuntimeArn: string; agentRuntimeId: string }
+
+    const aws = new BedrockAgentCoreClient({
+      endpoint: server.url,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    })
+    const invoke = async (session: string, prompt: string): Promise<Record<string, unknown>> => {
+      const r = await aws.send(
+        new InvokeAgentRuntimeCommand({ agentRuntimeArn, runtimeSessionId: session, payload: JSON.stringify({ prompt }), contentType: 'application/json' }),
+      )
+      assert.equal(r.runtimeSessionId, session)
+      return JSON.parse(await r.response!.transformToString()) as Record<string, unknown>
+    }
+
+    const a1 = await invoke(sid('a'), 'add the numbers 0 to 100')
+    assert.equal(a1.sum, 5050)
+    assert.equal(a1.count, 1)
+    assert.equal(a1.session, sid('a'), 'the agent got the runtime session id header')
+    assert.equal(a1.cwd, '/app')
+    // The model keys inside are the gateway's placeholders, never a real key.
+    for (const v of Object.values(a1.keys as Record<string, string>)) assert.equal(v, 'codebox-gateway')
+    const a2 = await invoke(sid('a'), 'again')
+    assert.deepEqual([a2.count, a2.pid], [2, a1.pid], 'the same process, with its memory')
+    const b1 = await invoke(sid('b'), 'another session')
+    assert.equal(b1.count, 1, 'another runtime session has its own agent')
+
+    const listed = (await (await call('GET', `/v1/runtimes/${agentRuntimeId}/sessions`)).json()) as { items: { runtimeSessionId: string; sessionId: string }[] }
+    assert.deepEqual(listed.items.map((s) => s.runtimeSessionId).sort(), [sid('a'), sid('b')])
+    assert.notEqual(listed.items[0]!.sessionId, listed.items[1]!.sessionId, 'one sandbox each')
+
+    const streamed = await aws.send(
+      new InvokeAgentRuntimeCommand({
+        agentRuntimeArn,
+        runtimeSessionId: sid('b'),
+        payload: JSON.stringify({ prompt: 'stream' }),
+        accept: 'text/event-stream',
+      }),
+    )
+    assert.equal(streamed.contentType, 'text/event-stream')
+    assert.equal(await streamed.response!.transformToString(), 'data: {"part": 0}\n\ndata: {"part": 1}\n\ndata: {"part": 2}\n\n')
+
+    await aws.send(new StopRuntimeSessionCommand({ agentRuntimeArn, runtimeSessionId: sid('a') }))
+    await assert.rejects(aws.send(new StopRuntimeSessionCommand({ agentRuntimeArn, runtimeSessionId: sid('a') })), { name: 'ResourceNotFoundException' })
+    assert.equal((await invoke(sid('a'), 'after the stop')).count, 1, 'a stopped session starts afresh')
+
+    await assert.rejects(invoke(sid('c'), 'crash'), (e: Error) => {
+      assert.equal(e.name, 'RuntimeClientError')
+      assert.match(e.message, /about to crash on purpose/)
+      return true
+    })
+    const logs = (await (await call('GET', `/v1/runtimes/${agentRuntimeId}/logs?runtimeSessionId=${sid('c')}`)).json()) as {
+      items: { text: string; ended?: string }[]
+    }
+    assert.equal(logs.items.length, 1)
+    assert.match(logs.items[0]!.text, /agent listening on 8080\nabout to crash on purpose\n/)
+
+    await assert.rejects(aws.send(new InvokeAgentRuntimeCommand({ agentRuntimeArn: agentRuntimeArn + 'x', payload: '{}' })), {
+      name: 'ResourceNotFoundException',
+    })
+  },
+)
