@@ -205,7 +205,10 @@ describe('session start', () => {
     }
     const m = new SessionManager({ driver, poolSize: 0, startTimeoutMs: 300 })
     const started = Date.now()
-    await assert.rejects(m.start(), (e: CodeboxError) => e.code === 'Unavailable' && /not ready within 300 ms; the machine may be overloaded: stuck before ready/.test(e.message))
+    await assert.rejects(
+      m.start(),
+      (e: CodeboxError) => e.code === 'Unavailable' && /not ready within 300 ms; the machine may be overloaded: stuck before ready/.test(e.message),
+    )
     assert.ok(Date.now() - started < 5_000)
     assert.equal(destroyed, 1)
     await m.close()

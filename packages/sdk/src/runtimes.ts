@@ -2,7 +2,15 @@
  * The runtime routes (`/v1/runtime-bundles`, `/v1/runtimes/...`): bundle uploads (a gzipped tar,
  * streamed when given as a stream), deploys, versions, rollback, delete and secrets.
  */
-import type { DeployRuntimeRequest, RuntimeBundleInfo, RuntimeInfo, RuntimeSecretInfo, RuntimeVersionInfo } from '@codebox/core'
+import type {
+  DeployRuntimeRequest,
+  RuntimeBundleInfo,
+  RuntimeInfo,
+  RuntimeLogEntryView,
+  RuntimeSecretInfo,
+  RuntimeSessionView,
+  RuntimeVersionInfo,
+} from '@codebox/core'
 import type { UploadData } from './files.ts'
 import type { CallOptions, HttpClient } from './http.ts'
 
@@ -37,6 +45,12 @@ export interface RuntimesApi {
   rollback(id: string, version: number, options?: CallOptions): Promise<RuntimeInfo>
   /** Deletes it with its versions, bundles and secrets; returns what it was. */
   delete(id: string, options?: CallOptions): Promise<RuntimeInfo>
+  /** Its runtime sessions running now (one sandbox each). */
+  sessions(id: string, options?: CallOptions): Promise<{ items: RuntimeSessionView[] }>
+  /** Ends a runtime session now (AWS StopRuntimeSession); NotFound when it is not running. */
+  stopSession(id: string, runtimeSessionId: string, options?: CallOptions): Promise<void>
+  /** What its agents printed, per runtime session, newest first; one runtime session's when given. */
+  logs(id: string, runtimeSessionId?: string, options?: CallOptions): Promise<{ items: RuntimeLogEntryView[] }>
   /** Its secrets (for the model gateway): set, list names, remove. */
   readonly secrets: {
     set(id: string, name: string, value: string, options?: CallOptions): Promise<RuntimeSecretInfo>
@@ -65,6 +79,19 @@ export function runtimesApi(http: HttpClient): RuntimesApi {
     versions: (id, o) => http.json<RuntimeVersionList>({ method: 'GET', path: `${runtimePath(id)}/versions`, retry: true }, opts(o)),
     rollback: (id, version, o) => http.json<RuntimeInfo>({ method: 'POST', path: `${runtimePath(id)}/rollback`, json: { version }, retry: true }, opts(o)),
     delete: (id, o) => http.json<RuntimeInfo>({ method: 'DELETE', path: runtimePath(id) }, opts(o)),
+    sessions: (id, o) => http.json<{ items: RuntimeSessionView[] }>({ method: 'GET', path: `${runtimePath(id)}/sessions`, retry: true }, opts(o)),
+    stopSession: async (id, runtimeSessionId, o) => {
+      await http.json<undefined>({ method: 'DELETE', path: `${runtimePath(id)}/sessions/${encodeURIComponent(runtimeSessionId)}` }, opts(o))
+    },
+    logs: (id, runtimeSessionId, o) =>
+      http.json<{ items: RuntimeLogEntryView[] }>(
+        {
+          method: 'GET',
+          path: `${runtimePath(id)}/logs${runtimeSessionId ? `?runtimeSessionId=${encodeURIComponent(runtimeSessionId)}` : ''}`,
+          retry: true,
+        },
+        opts(o),
+      ),
     secrets: {
       set: (id, name, value, o) =>
         http.json<RuntimeSecretInfo>({ method: 'PUT', path: `${runtimePath(id)}/secrets/${encodeURIComponent(name)}`, json: { value }, retry: true }, opts(o)),

@@ -7,11 +7,13 @@
  * RuntimeClientError with what it printed readable in the runtime's logs.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import { BedrockAgentCoreClient, InvokeAgentRuntimeCommand, StopRuntimeSessionCommand } from '@aws-sdk/client-bedrock-agentcore'
+import { CodeboxClient } from '@codebox/sdk'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 import { realServer } from './fixtures.ts'
 import { rawTarGz } from './runtime-fixtures.ts'
@@ -67,6 +69,19 @@ print("agent listening on", os.environ["PORT"], flush=True)
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Agent).serve_forever()
 `
 
+const bin = path.join(import.meta.dirname, '../../cli/bin/codebox')
+
+function codebox(args: string[], url: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: url }, timeout: 60_000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
 const sid = (c: string): string => `${c.repeat(8)}-session-for-the-hosted-agent-test`
 
 test(
@@ -114,7 +129,8 @@ test(
     const b1 = await invoke(sid('b'), 'another session')
     assert.equal(b1.count, 1, 'another runtime session has its own agent')
 
-    const listed = (await (await call('GET', `/v1/runtimes/${agentRuntimeId}/sessions`)).json()) as { items: { runtimeSessionId: string; sessionId: string }[] }
+    const sdk = new CodeboxClient({ baseUrl: server.url })
+    const listed = await sdk.runtimes.sessions(agentRuntimeId)
     assert.deepEqual(listed.items.map((s) => s.runtimeSessionId).sort(), [sid('a'), sid('b')])
     assert.notEqual(listed.items[0]!.sessionId, listed.items[1]!.sessionId, 'one sandbox each')
 
@@ -138,11 +154,17 @@ test(
       assert.match(e.message, /about to crash on purpose/)
       return true
     })
-    const logs = (await (await call('GET', `/v1/runtimes/${agentRuntimeId}/logs?runtimeSessionId=${sid('c')}`)).json()) as {
-      items: { text: string; ended?: string }[]
-    }
+    const logs = await sdk.runtimes.logs(agentRuntimeId, sid('c'))
     assert.equal(logs.items.length, 1)
     assert.match(logs.items[0]!.text, /agent listening on 8080\nabout to crash on purpose\n/)
+    assert.match(logs.items[0]!.ended ?? '', /exited with code 3/)
+    // The CLI reads the same logs, and lists the running sessions.
+    const cli = await codebox(['runtimes', 'logs', 'counter', '--session', sid('c')], server.url)
+    assert.equal(cli.code, 0, cli.stderr)
+    assert.match(cli.stdout, /\(version 1, .*exited with code 3\)\nagent listening on 8080\nabout to crash on purpose\n/)
+    const running = await codebox(['runtimes', 'sessions', 'counter', '--json'], server.url)
+    assert.equal(running.code, 0, running.stderr)
+    assert.deepEqual((JSON.parse(running.stdout) as { runtimeSessionId: string }[]).map((x) => x.runtimeSessionId).sort(), [sid('a'), sid('b')])
 
     await assert.rejects(aws.send(new InvokeAgentRuntimeCommand({ agentRuntimeArn: agentRuntimeArn + 'x', payload: '{}' })), {
       name: 'ResourceNotFoundException',

@@ -1,5 +1,5 @@
 /**
- * `codebox runtimes deploy|ls|get|versions|rollback|rm|secrets`: hosted agent runtimes. `deploy`
+ * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|secrets`: hosted agent runtimes. `deploy`
  * packs a directory (with its node_modules or Python dependencies; `npm ci --omit=dev` first when
  * there is a package-lock.json and no node_modules) into a gzipped tar, uploads it and deploys it.
  */
@@ -25,13 +25,14 @@ const spec: FlagSpec = {
   allow: { type: 'string', description: 'deploy: VPC allow-list, comma-separated' },
   'idle-timeout': { type: 'string', description: 'deploy: seconds without a request before a session ends (60-28800, default 900)' },
   'max-lifetime': { type: 'string', description: 'deploy: seconds a session may live (60-28800, default 28800)' },
+  session: { type: 'string', description: 'logs: only this runtime session' },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const usage = helpText(
-  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
+  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | sessions ID | stop ID SESSION | logs ID [--session SESSION] | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
   spec,
   [
     'codebox runtimes deploy ./my-agent --name weather',
@@ -39,6 +40,8 @@ export const usage = helpText(
     'codebox runtimes ls',
     'codebox runtimes versions weather',
     'codebox runtimes rollback weather 1',
+    'codebox runtimes sessions weather',
+    'codebox runtimes logs weather --session <runtime session id>',
     'echo "$ANTHROPIC_API_KEY" | codebox runtimes secrets set weather ANTHROPIC_API_KEY',
     'codebox runtimes rm weather',
   ],
@@ -108,6 +111,41 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
     case 'rm': {
       const r = await client.runtimes.delete(need(args[0], 'ID'))
       out(r, `removed ${r.agentRuntimeId}\n`)
+      return 0
+    }
+    case 'sessions': {
+      const { items } = await client.runtimes.sessions(need(args[0], 'ID'))
+      out(
+        items,
+        table(
+          ['RUNTIME SESSION', 'VERSION', 'SESSION', 'STARTED', 'LAST INVOCATION', 'ACTIVE'],
+          items.map((s) => [s.runtimeSessionId, s.agentRuntimeVersion, s.sessionId, s.startedAt, s.lastInvocationAt, String(s.activeInvocations)]),
+        ),
+      )
+      return 0
+    }
+    case 'stop': {
+      const id = need(args[0], 'ID')
+      const runtimeSessionId = need(args[1], 'SESSION')
+      await client.runtimes.stopSession(id, runtimeSessionId)
+      out({ stopped: runtimeSessionId }, `stopped ${runtimeSessionId}\n`)
+      return 0
+    }
+    case 'logs': {
+      const session = typeof flags.session === 'string' ? flags.session : undefined
+      const { items } = await client.runtimes.logs(need(args[0], 'ID'), session)
+      out(
+        items,
+        items
+          .map(
+            (e) =>
+              `== ${e.runtimeSessionId} (version ${e.agentRuntimeVersion}, session ${e.sessionId}, ${e.startedAt}${e.endedAt ? ` to ${e.endedAt}: ${e.ended ?? ''}` : ', running'})\n` +
+              (e.droppedBytes ? `[${e.droppedBytes} earlier bytes dropped]\n` : '') +
+              e.text +
+              (e.text.endsWith('\n') || !e.text ? '' : '\n'),
+          )
+          .join(''),
+      )
       return 0
     }
     case 'secrets':
