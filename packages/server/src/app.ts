@@ -103,9 +103,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
     requestTimeout: 15 * 60_000,
   })
   let sessions: SessionService | undefined
+  let runtimeSessions: RuntimeSessions | undefined
   const gateway = options.gateway ?? new ModelGateway({ config: config.gateway })
   const metrics = new Metrics({
     gatewayUsage: () => gateway.totals(),
+    runtimeSessions: () => {
+      const byRuntime = new Map<string, number>()
+      for (const s of runtimeSessions?.list() ?? []) byRuntime.set(s.runtimeId, (byRuntime.get(s.runtimeId) ?? 0) + 1)
+      return byRuntime
+    },
     liveSessions: () => sessions?.engineStats().live ?? 0,
     startingSessions: () => sessions?.starting ?? 0,
     warmSandboxes: () => sessions?.engineStats().warm ?? 0,
@@ -127,7 +133,6 @@ export async function buildApp(options: AppOptions): Promise<App> {
     log: app.log,
   })
   const sessionService = sessions
-  let runtimeSessions: RuntimeSessions | undefined
   const runtimes = new RuntimeService({
     store,
     stateDir: config.engine.stateDir,
@@ -142,10 +147,30 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const runtimeLogs = new RuntimeLogs()
   runtimeSessions = new RuntimeSessions({
     launcher: new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs }),
-    onEnd: (info, reason) =>
-      app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended'),
+    onEnd: (info, reason) => {
+      metrics.runtimeSessionEnds.inc({ runtime: info.runtimeId, reason })
+      app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended')
+      void sessionService
+        .audit(
+          { tenant: info.tenant },
+          {
+            action: 'runtimeSessionEnded',
+            sessionId: info.sessionId,
+            outcome: 'ok',
+            durationMs: 0,
+            detail: `${info.runtimeId} ${info.runtimeSessionId} ${reason}`,
+          },
+        )
+        .catch((err: unknown) => app.log.error({ err }, 'could not record the end of a runtime session'))
+    },
   })
-  const hosted = { runtimes, sessions: runtimeSessions, logs: runtimeLogs }
+  const hosted: HostedRuntimes = {
+    runtimes,
+    sessions: runtimeSessions,
+    logs: runtimeLogs,
+    metrics,
+    audit: (caller, entry) => sessionService.audit(caller, entry),
+  }
   app.addHook('onClose', async () => runtimes.close())
   // Hosted agents end before the engine closes (their sandboxes are sessions of it).
   app.addHook('onClose', async () => runtimeSessions?.close())

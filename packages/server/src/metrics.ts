@@ -15,6 +15,8 @@ export interface MetricsSource {
   egressRequests: () => { allowed: number; denied: number }
   /** Model gateway totals per provider and runtime (the session's tag). Default none. */
   gatewayUsage?: () => readonly GatewayUsageRow[]
+  /** Runtime sessions of hosted agents alive now, by runtime id. */
+  runtimeSessions?: () => ReadonlyMap<string, number>
 }
 
 export class Metrics {
@@ -88,6 +90,25 @@ export class Metrics {
     labelNames: ['model', 'reason'],
     registers: [this.registry],
   })
+  readonly runtimeInvocations = new Counter({
+    name: 'codebox_runtime_invocations_total',
+    help: 'Invocations of hosted agents, by runtime id and outcome (ok: the agent answered below 500; agent-error: RuntimeClientError; rejected: the service refused it).',
+    labelNames: ['runtime', 'outcome'],
+    registers: [this.registry],
+  })
+  readonly runtimeInvokeDuration = new Histogram({
+    name: 'codebox_runtime_invocation_head_seconds',
+    help: 'Time from an invocation of a hosted agent to its answer’s head (a new runtime session’s start included), by runtime id.',
+    labelNames: ['runtime'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  })
+  readonly runtimeSessionEnds = new Counter({
+    name: 'codebox_runtime_sessions_ended_total',
+    help: 'Runtime sessions of hosted agents that ended, by runtime id and reason.',
+    labelNames: ['runtime', 'reason'],
+    registers: [this.registry],
+  })
   readonly agentTurnDuration = new Histogram({
     name: 'codebox_agent_turn_duration_seconds',
     help: 'Wall time of agent turns, by role.',
@@ -106,6 +127,16 @@ export class Metrics {
       collect() {
         this.set({ state: 'starting' }, source.startingSessions())
         this.set({ state: 'ready' }, source.liveSessions())
+      },
+    })
+    new Gauge({
+      name: 'codebox_runtime_sessions',
+      help: 'Runtime sessions of hosted agents alive now, by runtime id.',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [runtime, n] of source.runtimeSessions?.() ?? []) this.set({ runtime }, n)
       },
     })
     new Gauge({

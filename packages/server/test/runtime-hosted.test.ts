@@ -166,6 +166,17 @@ test(
     assert.equal(running.code, 0, running.stderr)
     assert.deepEqual((JSON.parse(running.stdout) as { runtimeSessionId: string }[]).map((x) => x.runtimeSessionId).sort(), [sid('a'), sid('b')])
 
+    // Per runtime in /metrics: invocations by outcome, sessions alive, sessions ended by reason.
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, (ch) => `\\${ch}`)} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN)
+    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="ok"}`), 5)
+    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="agent-error"}`), 1)
+    assert.equal(value(`codebox_runtime_sessions{runtime="${agentRuntimeId}"}`), 2)
+    assert.equal(value(`codebox_runtime_sessions_ended_total{runtime="${agentRuntimeId}",reason="stopped"}`), 1)
+    const audit = (await (await fetch(`${server.url}/v1/audit?limit=100`)).json()) as { items: { action: string; outcome: string }[] }
+    assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 6)
+    assert.ok(audit.items.some((e) => e.action === 'runtimeSessionEnded'))
+
     await assert.rejects(aws.send(new InvokeAgentRuntimeCommand({ agentRuntimeArn: agentRuntimeArn + 'x', payload: '{}' })), {
       name: 'ResourceNotFoundException',
     })

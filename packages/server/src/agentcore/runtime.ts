@@ -12,6 +12,7 @@
  */
 import { CodeboxError, invocationRequestSchema } from '@codebox/core'
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { clientGone, collectTurn, invocationResponse, openTurn, SESSION_HEADER, streamTurn, USER_HEADER, wantsEventStream } from '../apis/runtime/turn-reply.ts'
@@ -149,11 +150,32 @@ async function invokeHosted(
   const runtimeSessionId = sessionIdOf(request, false) ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
   const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
   const signal = clientGone(reply)
-  const { response } = await hosted.sessions.invoke(
-    { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
-    { path: '/invocations', headers: forwardedHeaders(request, runtimeSessionId), body: payload, signal, ...(c.qualifier ? { qualifier: c.qualifier } : {}) },
-  )
+  const started = performance.now()
+  const count = (outcome: 'ok' | 'agent-error' | 'rejected', detail?: string): void => {
+    hosted.metrics.runtimeInvocations.inc({ runtime: runtime.runtimeId, outcome })
+    void hosted
+      .audit(caller, {
+        action: 'invokeAgentRuntime',
+        outcome: outcome === 'ok' ? 'ok' : outcome === 'rejected' ? 'rejected' : 'error',
+        durationMs: performance.now() - started,
+        detail: `${runtime.runtimeId} ${runtimeSessionId}${detail ? ` ${detail}` : ''}`.slice(0, 1000),
+        requestId: request.id,
+      })
+      .catch(() => {})
+  }
+  let response: IncomingMessage
+  try {
+    ;({ response } = await hosted.sessions.invoke(
+      { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
+      { path: '/invocations', headers: forwardedHeaders(request, runtimeSessionId), body: payload, signal, ...(c.qualifier ? { qualifier: c.qualifier } : {}) },
+    ))
+  } catch (e) {
+    count(e instanceof CodeboxError && e.details.aws === 'RuntimeClientError' ? 'agent-error' : 'rejected', e instanceof CodeboxError ? e.code : 'Internal')
+    throw e
+  }
+  hosted.metrics.runtimeInvokeDuration.observe({ runtime: runtime.runtimeId }, (performance.now() - started) / 1000)
   const status = response.statusCode ?? 502
+  count(status >= 500 ? 'agent-error' : 'ok', String(status))
   if (status >= 500) {
     const text = await readBody(response, 64 * 1024).then(
       (b) => b.toString('utf8'),

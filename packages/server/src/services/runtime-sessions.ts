@@ -327,4 +327,7 @@ export interface HostedRuntimes {
   runtimes: import('./runtimes.ts').RuntimeService
   sessions: RuntimeSessions
   logs: import('./runtime-logs.ts').RuntimeLogs
+  metrics: import('../metrics.ts').Metrics
+  /** Records an audit entry (the session service's). */
+  audit: import('./sessions.ts').SessionService['audit']
 }
