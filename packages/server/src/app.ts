@@ -30,7 +30,7 @@ import { sessionRoutes } from './routes/sessions.ts'
 import { webRoutes } from './routes/web.ts'
 import { wsRoutes } from './routes/ws.ts'
 import { AgentService } from './services/agent.ts'
-import { ModelGateway } from './services/gateway.ts'
+import { ModelGateway, type GatewayCredential, type GatewayProvider } from './services/gateway.ts'
 import type { AgentDoor } from './services/agent-door.ts'
 import { RuntimeService } from './services/runtimes.ts'
 import { RuntimeLauncher } from './services/runtime-launcher.ts'
@@ -104,7 +104,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
   })
   let sessions: SessionService | undefined
   let runtimeSessions: RuntimeSessions | undefined
+  let runtimes: RuntimeService | undefined
   const gateway = options.gateway ?? new ModelGateway({ config: config.gateway })
+  // A runtime's secrets (`codebox runtimes secrets set`) replace the operator's key for its own
+  // agents' model calls; they are added here, on the host, and never reach the sandbox.
+  gateway.useCredentials(async (identity, provider) => runtimeCredentials(await runtimes?.secretsOf(identity.tag), provider))
   const metrics = new Metrics({
     gatewayUsage: () => gateway.totals(),
     runtimeSessions: () => {
@@ -133,7 +137,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     log: app.log,
   })
   const sessionService = sessions
-  const runtimes = new RuntimeService({
+  runtimes = new RuntimeService({
     store,
     stateDir: config.engine.stateDir,
     maxBundleBytes: config.maxBundleBytes,
@@ -239,4 +243,21 @@ export async function buildApp(options: AppOptions): Promise<App> {
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
   return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted }
+}
+
+/** The gateway credential a runtime's secrets hold for `provider`, if any. */
+function runtimeCredentials(secrets: Record<string, string> | undefined, provider: GatewayProvider): GatewayCredential | undefined {
+  if (!secrets) return undefined
+  if (provider === 'anthropic' && secrets.ANTHROPIC_API_KEY) return { apiKey: secrets.ANTHROPIC_API_KEY }
+  if (provider === 'openai' && secrets.OPENAI_API_KEY) return { apiKey: secrets.OPENAI_API_KEY }
+  if (provider === 'bedrock' && secrets.AWS_ACCESS_KEY_ID && secrets.AWS_SECRET_ACCESS_KEY) {
+    return {
+      aws: {
+        accessKeyId: secrets.AWS_ACCESS_KEY_ID,
+        secretAccessKey: secrets.AWS_SECRET_ACCESS_KEY,
+        ...(secrets.AWS_SESSION_TOKEN ? { sessionToken: secrets.AWS_SESSION_TOKEN } : {}),
+      },
+    }
+  }
+  return undefined
 }

@@ -9,6 +9,8 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -50,6 +52,12 @@ class Agent(BaseHTTPRequestHandler):
         if prompt == "crash":
             print("about to crash on purpose", flush=True)
             os._exit(3)
+        if prompt == "model":
+            import urllib.request
+            req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", data=b'{"model": "m", "max_tokens": 1, "messages": []}',
+                                         headers={"content-type": "application/json", "x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"})
+            self.reply(200, "application/json", urllib.request.urlopen(req, timeout=20).read())
+            return
         count += 1
         if prompt == "stream":
             self.send_response(200)
@@ -89,7 +97,19 @@ test(
   { skip },
   async (t) => {
     const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-hosted-'))
-    const server = await realServer(parent, { CODEBOX_POOL_SIZE: '0', CODEBOX_LOG_LEVEL: process.env.HOSTED_TEST_LOG ?? 'silent' })
+    // A scripted model provider on loopback: it answers with the key it was sent.
+    const provider = http.createServer((req, res) => {
+      req.resume()
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ key: req.headers['x-api-key'] })))
+    })
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve))
+    t.after(() => provider.close())
+    const server = await realServer(parent, {
+      CODEBOX_POOL_SIZE: '0',
+      CODEBOX_LOG_LEVEL: process.env.HOSTED_TEST_LOG ?? 'silent',
+      CODEBOX_GATEWAY_ANTHROPIC_URL: `http://127.0.0.1:${(provider.address() as AddressInfo).port}`,
+      ANTHROPIC_API_KEY: 'the-operators-key',
+    })
     t.after(async () => {
       await server.close()
       fs.rmSync(parent, { recursive: true, force: true })
@@ -166,15 +186,21 @@ test(
     assert.equal(running.code, 0, running.stderr)
     assert.deepEqual((JSON.parse(running.stdout) as { runtimeSessionId: string }[]).map((x) => x.runtimeSessionId).sort(), [sid('a'), sid('b')])
 
+    // The agent reaches its model through the gateway: the operator's key, or the runtime's own secret once set.
+    assert.deepEqual(await invoke(sid('b'), 'model'), { key: 'the-operators-key' })
+    const secret = await call('PUT', `/v1/runtimes/${agentRuntimeId}/secrets/ANTHROPIC_API_KEY`, { value: 'the-runtimes-own-key' })
+    assert.equal(secret.status, 200)
+    assert.deepEqual(await invoke(sid('b'), 'model'), { key: 'the-runtimes-own-key' })
+
     // Per runtime in /metrics: invocations by outcome, sessions alive, sessions ended by reason.
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, (ch) => `\\${ch}`)} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN)
-    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="ok"}`), 5)
+    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="ok"}`), 7)
     assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="agent-error"}`), 1)
     assert.equal(value(`codebox_runtime_sessions{runtime="${agentRuntimeId}"}`), 2)
     assert.equal(value(`codebox_runtime_sessions_ended_total{runtime="${agentRuntimeId}",reason="stopped"}`), 1)
     const audit = (await (await fetch(`${server.url}/v1/audit?limit=100`)).json()) as { items: { action: string; outcome: string }[] }
-    assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 6)
+    assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 8)
     assert.ok(audit.items.some((e) => e.action === 'runtimeSessionEnded'))
 
     await assert.rejects(aws.send(new InvokeAgentRuntimeCommand({ agentRuntimeArn: agentRuntimeArn + 'x', payload: '{}' })), {

@@ -96,7 +96,7 @@ export class ModelGateway {
   /** Give this to the EgressService (`gateway` option). */
   readonly handler: GatewayHandler
   private readonly config: GatewayConfig
-  private readonly credentialsFor: CredentialsFor | undefined
+  private credentialsFor: CredentialsFor | undefined
   private readonly maxSessions: number
   private readonly sessions = new Map<string, GatewaySessionUsage>()
   private readonly rows = new Map<string, GatewayUsageRow & { usage: GatewayUsage }>()
@@ -108,6 +108,11 @@ export class ModelGateway {
     this.maxSessions = options.maxSessions ?? 10_000
     this.handler = (req, res, identity) => this.serve(req, res, identity)
   }
+  /** Replaces the per-runtime credential hook (the server sets it once its runtime registry exists). */
+  useCredentials(credentialsFor: CredentialsFor | undefined): void {
+    this.credentialsFor = credentialsFor
+  }
+
 
   /** A session's usage so far (kept after it ends until `forget` or eviction); undefined when it never used the gateway. */
   usage(sessionId: string): GatewaySessionUsage | undefined {

@@ -326,6 +326,13 @@ export class RuntimeService {
   }
 
   /** Every secret of a runtime, unsealed: for the host-side gateway only, never for an answer or a log. */
+  /** The secrets of the runtime a gateway request's tag names; undefined for no tag or no such runtime. */
+  async secretsOf(runtimeId: string | undefined): Promise<Record<string, string> | undefined> {
+    if (!runtimeId || this.isBuiltIn(runtimeId)) return undefined
+    const values = await this.#store.secretValues(runtimeId).catch(() => undefined)
+    return values && Object.keys(values).length ? values : undefined
+  }
+
   secrets(runtimeId: string): Promise<Record<string, string>> {
     return this.#store.secretValues(runtimeId)
   }
