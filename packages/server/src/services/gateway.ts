@@ -113,7 +113,6 @@ export class ModelGateway {
     this.credentialsFor = credentialsFor
   }
 
-
   /** A session's usage so far (kept after it ends until `forget` or eviction); undefined when it never used the gateway. */
   usage(sessionId: string): GatewaySessionUsage | undefined {
     const u = this.sessions.get(sessionId)
