@@ -70,7 +70,7 @@ class Agent(BaseHTTPRequestHandler):
             return
         gateway_keys = sorted(k for k in os.environ if k.endswith("_API_KEY"))
         answer = {"count": count, "pid": os.getpid(), "sum": sum(range(101)), "session": self.headers.get("x-amzn-bedrock-agentcore-runtime-session-id"),
-                  "cwd": os.getcwd(), "keys": {k: os.environ[k] for k in gateway_keys}, "prompt": prompt}
+                  "cwd": os.getcwd(), "version": os.environ["AGENTCORE_RUNTIME_VERSION"], "keys": {k: os.environ[k] for k in gateway_keys}, "prompt": prompt}
         self.reply(200, "application/json", json.dumps(answer).encode())
 
 print("agent listening on", os.environ["PORT"], flush=True)
@@ -93,7 +93,7 @@ function codebox(args: string[], url: string): Promise<{ code: number; stdout: s
 const sid = (c: string): string => `${c.repeat(8)}-session-for-the-hosted-agent-test`
 
 test(
-  'a deployed Python agent through InvokeAgentRuntime: one sandbox per runtime session, state kept, SSE, stop, a crash with its logs',
+  'a deployed Python agent through InvokeAgentRuntime: one sandbox per runtime session, state kept, SSE, the gateway with the runtime’s own key, versions and rollback, stop, a crash with its logs',
   { skip },
   async (t) => {
     const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-hosted-'))
@@ -202,6 +202,14 @@ test(
     const audit = (await (await fetch(`${server.url}/v1/audit?limit=100`)).json()) as { items: { action: string; outcome: string }[] }
     assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 8)
     assert.ok(audit.items.some((e) => e.action === 'runtimeSessionEnded'))
+
+    // A new version serves new runtime sessions; running ones keep theirs; a rollback pins DEFAULT back.
+    const v2 = await call('POST', '/v1/runtimes', { name: 'counter', bundleId })
+    assert.equal(((await v2.json()) as { agentRuntimeVersion: string }).agentRuntimeVersion, '2')
+    assert.equal((await invoke(sid('e'), 'which version')).version, '2')
+    assert.equal((await invoke(sid('b'), 'which version')).version, '1', 'a running session keeps its version')
+    assert.equal((await call('POST', `/v1/runtimes/${agentRuntimeId}/rollback`, { version: 1 })).status, 200)
+    assert.equal((await invoke(sid('f'), 'which version')).version, '1')
 
     await assert.rejects(aws.send(new InvokeAgentRuntimeCommand({ agentRuntimeArn: agentRuntimeArn + 'x', payload: '{}' })), {
       name: 'ResourceNotFoundException',
