@@ -133,6 +133,11 @@ export interface Sandbox {
   connectPort?(port: number, options?: ConnectPortOptions): Promise<Duplex>
   /** Kills every process of the sandbox and removes everything it had (its egress listener too); idempotent. */
   destroy(): Promise<void>
+  /**
+   * Lets go of the host's side of a sandbox that lives on for the next server (a restart): its
+   * channel, egress listener and handles are closed here, the sandbox keeps running. Idempotent.
+   */
+  release?(): void
 }
 
 export interface SandboxDriver {

@@ -293,6 +293,7 @@ export class Session {
         new CodeboxError('Unavailable', 'the server is shutting down for a restart; the session lives on: send the call again once the server is back'),
       )
       this.init.sandbox.input.destroy()
+      this.init.sandbox.release?.()
       this.ports.closeAll()
       this.ended = Promise.resolve()
     }

@@ -515,6 +515,11 @@ export class BwrapDriver implements SandboxDriver {
       ...(listener ? { egressCounters: () => listener.counters } : {}),
       connectPort,
       destroy,
+      // For the next server: its channel and egress listener close here (the next one opens them again); the sandbox runs on.
+      release: () => {
+        channel.destroy()
+        listener?.close()
+      },
     }
   }
 }
