@@ -84,7 +84,8 @@ export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor, hosted?: H
   awsRoute(app, { method: 'POST', url: '/:agentRuntimeArn/stopruntimesession', query: runtimeQuerySchema }, async ({ caller, query, request, reply }) => {
     const name = runtimeOf(request)
     if (name !== codeboxAgentRuntime) {
-      if (!hosted) throw notFound(`No agent runtime named ${JSON.stringify(name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
+      if (!hosted)
+        throw notFound(`No agent runtime named ${JSON.stringify(name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
       const { runtime } = await hosted.runtimes.resolve(caller, name, query.qualifier).catch(awsNotFound)
       const runtimeSessionId = sessionIdOf(request, true)!
       await hosted.sessions.stop({ tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId }).catch(awsNotFound)
@@ -145,7 +146,8 @@ async function invokeHosted(
   c: { caller: Caller; name: string; qualifier: string | undefined; request: FastifyRequest; reply: FastifyReply },
 ): Promise<undefined> {
   const { caller, request, reply } = c
-  if (!hosted) throw notFound(`No agent runtime named ${JSON.stringify(c.name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
+  if (!hosted)
+    throw notFound(`No agent runtime named ${JSON.stringify(c.name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
   const { runtime } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
   const runtimeSessionId = sessionIdOf(request, false) ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
   const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
