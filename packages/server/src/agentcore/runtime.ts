@@ -43,7 +43,7 @@ export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor, hosted?: H
   awsRoute(app, { method: 'POST', url: '/:agentRuntimeArn/invocations', query: runtimeQuerySchema }, async ({ caller, query, request, reply }) => {
     const name = runtimeOf(request)
     if (name !== codeboxAgentRuntime) return invokeHosted(hosted, { caller, name, qualifier: query.qualifier, request, reply })
-    checkRuntime(request, query.qualifier)
+    checkAgentQualifier(query.qualifier)
     const conversationId = sessionIdOf(request, false)
     const actor = userIdOf(request)
     const prompt = promptOf(request.body)
@@ -92,7 +92,7 @@ export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor, hosted?: H
       void reply.header(runtimeSessionHeader, runtimeSessionId)
       return {}
     }
-    checkRuntime(request, query.qualifier)
+    checkAgentQualifier(query.qualifier)
     const conversationId = sessionIdOf(request, true)!
     await agent.stopConversation(caller, conversationId)
     void reply.header(runtimeSessionHeader, conversationId)
@@ -190,19 +190,8 @@ async function invokeHosted(
   return undefined
 }
 
-/** The path's runtime must be the codebox agent, at its DEFAULT endpoint. */
-function checkRuntime(request: FastifyRequest, qualifier: string | undefined): void {
-  const arn = (request.params as { agentRuntimeArn?: string }).agentRuntimeArn ?? ''
-  const m = runtimeArnPattern.exec(arn)
-  if (!m) {
-    throw awsValidation(
-      `agentRuntimeArn ${JSON.stringify(arn.slice(0, 300))} is not a runtime ARN; use arn:aws:bedrock-agentcore:<region>:<account>:runtime/${codeboxAgentRuntime}`,
-      'agentRuntimeArn',
-    )
-  }
-  if (m[3] !== codeboxAgentRuntime) {
-    throw notFound(`No agent runtime named ${JSON.stringify(m[3])}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
-  }
+/** The codebox agent (runtimeOf named it) has one endpoint, DEFAULT. */
+function checkAgentQualifier(qualifier: string | undefined): void {
   if (qualifier !== undefined && qualifier !== 'DEFAULT') {
     throw notFound(`No endpoint ${JSON.stringify(qualifier)} for runtime ${codeboxAgentRuntime}: its only endpoint is DEFAULT`)
   }
