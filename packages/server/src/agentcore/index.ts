@@ -20,7 +20,7 @@ import { sendAwsError } from './errors.ts'
 import { controlPlaneRoutes } from './interpreters.ts'
 import { runtimeRoutes } from './runtime.ts'
 import { runtimeControlRoutes } from './runtimes-control.ts'
-import { verifySigV4 } from './sigv4.ts'
+import { verifyPresignedSigV4, verifySigV4 } from './sigv4.ts'
 
 export interface AgentCoreOptions {
   store: StoreApi
@@ -85,7 +85,7 @@ function awsScope(scope: FastifyInstance, options: AgentCoreOptions, parse: (bod
   scope.addHook('onRequest', async (request, reply) => {
     void reply.header('x-amzn-requestid', request.id)
     // An unsigned request is refused before its body is read.
-    if ((await store.keys.anyCreated()) && !request.headers.authorization) {
+    if ((await store.keys.anyCreated()) && !request.headers.authorization && !isPresigned(request)) {
       throw new CodeboxError(
         'Unauthorized',
         'Missing Authentication Token: the request is not signed; sign it with SigV4 using an access key from `codebox keys create --aws`',
@@ -116,18 +116,23 @@ async function authenticate(request: FastifyRequest, store: StoreApi, loopbackOn
       throw new CodeboxError('Unauthorized', 'this server listens beyond loopback and has no keys; create one with `codebox keys create --aws --tenant <name>`')
     }
     request.caller = { tenant: OPEN_TENANT }
-    request.awsRegion = /Credential=[^/]+\/\d{8}\/([a-z0-9-]{1,32})\//.exec(String(request.headers.authorization ?? ''))?.[1] ?? 'us-east-1'
+    const credential = String(request.headers.authorization ?? (request.query as Record<string, unknown> | undefined)?.['X-Amz-Credential'] ?? '')
+    request.awsRegion = /(?:Credential=|^)[^/]+\/\d{8}\/([a-z0-9-]{1,32})\//.exec(credential)?.[1] ?? 'us-east-1'
     return
   }
   let tenant: string | undefined
-  const signed = await verifySigV4(
-    { method: request.method, url: request.raw.url ?? '/', headers: request.headers, bodySha256: request.bodySha256 },
-    async (id) => {
-      const key = await store.awsKeys.lookup(id)
-      tenant = key?.record.tenant
-      return key?.secretAccessKey
-    },
-  )
+  // A presigned URL (SigV4 in the query) is how AgentCore's WebSocket is opened by clients that cannot set headers.
+  const verify = isPresigned(request) ? verifyPresignedSigV4 : verifySigV4
+  const signed = await verify({ method: request.method, url: request.raw.url ?? '/', headers: request.headers, bodySha256: request.bodySha256 }, async (id) => {
+    const key = await store.awsKeys.lookup(id)
+    tenant = key?.record.tenant
+    return key?.secretAccessKey
+  })
   request.caller = { tenant: tenant!, keyId: signed.accessKeyId }
   request.awsRegion = signed.region
+}
+
+/** Whether the request carries SigV4 in its query (a presigned URL) rather than an Authorization header. */
+function isPresigned(request: FastifyRequest): boolean {
+  return !request.headers.authorization && /[?&]X-Amz-Signature=/i.test(request.raw.url ?? '')
 }

@@ -11,7 +11,6 @@
  * exceptions (ValidationException, AccessDeniedException, ResourceNotFoundException, ...).
  */
 import { CodeboxError, invocationRequestSchema } from '@codebox/core'
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
@@ -24,6 +23,7 @@ import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import type { Caller } from '../services/sessions.ts'
 import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
+import { hostedProtocolRoutes, hostedTarget, type HostedRoute } from './runtime-protocols.ts'
 
 /** The one runtime codebox hosts today (the self-hosted Runtime for other agents is a later step). */
 export const codeboxAgentRuntime = 'codebox-agent'
@@ -98,10 +98,13 @@ export function runtimeRoutes(app: FastifyInstance, agent: AgentDoor, hosted?: H
     void reply.header(runtimeSessionHeader, conversationId)
     return {}
   })
+
+  // MCP's GET and DELETE, A2A's agent card, the WebSocket (runtime-protocols.ts).
+  hostedProtocolRoutes(app, hosted)
 }
 
 /** The runtime the path's ARN names (ValidationException when it is not a runtime ARN). */
-function runtimeOf(request: FastifyRequest): string {
+export function runtimeOf(request: FastifyRequest): string {
   const arn = (request.params as { agentRuntimeArn?: string }).agentRuntimeArn ?? ''
   const m = runtimeArnPattern.exec(arn)
   if (!m) {
@@ -114,13 +117,13 @@ function runtimeOf(request: FastifyRequest): string {
 }
 
 /** codebox's NotFound as AWS's ResourceNotFoundException. */
-function awsNotFound(e: unknown): never {
+export function awsNotFound(e: unknown): never {
   if (e instanceof CodeboxError && e.code === 'NotFound') throw notFound(e.message)
   throw e
 }
 
 /** Request headers a hosted agent gets: the runtime contract's, and the caller's custom ones. */
-function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Record<string, string> {
+export function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Record<string, string> {
   const out: Record<string, string> = {
     'content-type': String(request.headers['content-type'] ?? 'application/json'),
     accept: String(request.headers.accept ?? '*/*'),
@@ -141,15 +144,33 @@ function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Re
  * back as it is written, JSON or SSE. The agent's own failures (it never became healthy, crashed,
  * answered 5xx) are RuntimeClientError (424) with what it printed.
  */
-async function invokeHosted(
+export async function invokeHosted(
   hosted: HostedRuntimes | undefined,
-  c: { caller: Caller; name: string; qualifier: string | undefined; request: FastifyRequest; reply: FastifyReply },
+  c: {
+    caller: Caller
+    name: string
+    qualifier: string | undefined
+    request: FastifyRequest
+    reply: FastifyReply
+    /** Default POST /invocations; MCP's GET and DELETE and A2A's agent card come through runtime-protocols.ts. */
+    method?: 'GET' | 'POST' | 'DELETE'
+    route?: HostedRoute
+  },
 ): Promise<undefined> {
   const { caller, request, reply } = c
   if (!hosted)
     throw notFound(`No agent runtime named ${JSON.stringify(c.name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
-  const { runtime } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
-  const runtimeSessionId = sessionIdOf(request, false) ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
+  const { runtime, version } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
+  // The runtime's protocol decides the agent's port and path (HTTP /invocations on 8080, MCP /mcp on 8000, A2A / on 9000).
+  const target = hostedTarget(hosted, {
+    tenant: caller.tenant,
+    runtimeId: runtime.runtimeId,
+    protocol: version.settings.protocol,
+    route: c.route ?? 'invocations',
+    method: c.method ?? 'POST',
+    request,
+  })
+  const runtimeSessionId = target.runtimeSessionId
   const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
   const signal = clientGone(reply)
   const started = performance.now()
@@ -157,7 +178,7 @@ async function invokeHosted(
     hosted.metrics.runtimeInvocations.inc({ runtime: runtime.runtimeId, outcome })
     void hosted
       .audit(caller, {
-        action: 'invokeAgentRuntime',
+        action: target.action,
         outcome: outcome === 'ok' ? 'ok' : outcome === 'rejected' ? 'rejected' : 'error',
         durationMs: performance.now() - started,
         detail: `${runtime.runtimeId} ${runtimeSessionId}${detail ? ` ${detail}` : ''}`.slice(0, 1000),
@@ -169,7 +190,15 @@ async function invokeHosted(
   try {
     ;({ response } = await hosted.sessions.invoke(
       { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
-      { path: '/invocations', headers: forwardedHeaders(request, runtimeSessionId), body: payload, signal, ...(c.qualifier ? { qualifier: c.qualifier } : {}) },
+      {
+        method: target.method,
+        path: target.path,
+        port: target.port,
+        headers: target.headers,
+        ...(target.method === 'POST' || payload.length > 0 ? { body: payload } : {}),
+        signal,
+        ...(c.qualifier ? { qualifier: c.qualifier } : {}),
+      },
     ))
   } catch (e) {
     count(e instanceof CodeboxError && e.details.aws === 'RuntimeClientError' ? 'agent-error' : 'rejected', e instanceof CodeboxError ? e.code : 'Internal')
@@ -185,7 +214,7 @@ async function invokeHosted(
     )
     throw new CodeboxError('SandboxFailure', `the agent answered ${status}: ${text.slice(0, 2000)}`, { details: { aws: 'RuntimeClientError' } })
   }
-  void reply.code(status).headers({ ...passThroughHeaders(response.headers), [runtimeSessionHeader]: runtimeSessionId })
+  void reply.code(status).headers({ ...passThroughHeaders(response.headers), ...target.replyHeaders(response), [runtimeSessionHeader]: runtimeSessionId })
   await reply.send(response)
   return undefined
 }
@@ -197,12 +226,12 @@ function checkAgentQualifier(qualifier: string | undefined): void {
   }
 }
 
-function notFound(message: string): CodeboxError {
+export function notFound(message: string): CodeboxError {
   return new CodeboxError('NotFound', message, { details: { aws: 'ResourceNotFoundException' } })
 }
 
 /** The runtime session id header: 33-256 characters as AWS requires. */
-function sessionIdOf(request: FastifyRequest, required: boolean): string | undefined {
+export function sessionIdOf(request: FastifyRequest, required: boolean): string | undefined {
   const raw = request.headers[runtimeSessionHeader]
   const value = Array.isArray(raw) ? raw[0] : raw
   if (value === undefined || value === '') {

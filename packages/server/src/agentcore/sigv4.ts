@@ -89,21 +89,84 @@ export async function verifySigV4(
   const secret = await secretFor(accessKeyId)
   if (secret === undefined) throw denied(`The security token included in the request is invalid: access key ${accessKeyId} is unknown or revoked`)
 
-  const canonical = canonicalRequest(req, signed)
-  const scope = `${scopeDate}/${region}/${service}/aws4_request`
-  const stringToSign = [algorithm, amzDate, scope, sha256(canonical)].join('\n')
-  const key = ['aws4_request'].reduce(
-    (k, part) => hmac(k, part),
-    [scopeDate, region, service].reduce<Buffer>((k, part) => hmac(k, part), Buffer.from(`AWS4${secret}`)),
-  )
-  const expected = hmac(key, stringToSign)
-  const given = Buffer.from(auth.signature, 'hex')
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-    throw denied(
-      'The request signature we calculated does not match the signature you provided. Check your secret access key and signing method (SigV4, service bedrock-agentcore).',
-    )
-  }
+  checkSignature({ secret, amzDate, scope: [scopeDate, region, service], signature: auth.signature }, [canonicalRequest(req, signed)])
   return { accessKeyId, region, service }
+}
+
+/** The longest a presigned URL may be valid for, as SigV4 allows (7 days). */
+export const maxPresignedExpiresSeconds = 604_800
+
+/**
+ * Checks a presigned request (SigV4 in the query: `X-Amz-Algorithm`, `X-Amz-Credential`,
+ * `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Signature`), as AgentCore accepts for
+ * its WebSocket (`wss://.../runtimes/{arn}/ws?X-Amz-...`). The payload is `UNSIGNED-PAYLOAD` (as
+ * boto3 presigns) or the body's hash (as the JS SDK's SignatureV4.presign does); the URL is
+ * refused once `X-Amz-Date` + `X-Amz-Expires` has passed.
+ */
+export async function verifyPresignedSigV4(
+  req: SignedRequest,
+  secretFor: (accessKeyId: string) => Promise<string | undefined>,
+  now: Date = new Date(),
+): Promise<VerifiedSignature> {
+  const q = new URLSearchParams(req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '')
+  const param = (name: string): string | undefined => {
+    for (const [k, v] of q) if (k.toLowerCase() === name.toLowerCase()) return v
+    return undefined
+  }
+  if (param('X-Amz-Algorithm') !== algorithm) throw denied("the presigned URL's X-Amz-Algorithm is not AWS4-HMAC-SHA256")
+  const signature = param('X-Amz-Signature') ?? ''
+  if (!/^[0-9a-f]{64}$/.test(signature)) throw denied("the presigned URL's X-Amz-Signature is not 64 hex digits")
+  const credential = param('X-Amz-Credential') ?? ''
+  const [accessKeyId, scopeDate, region, service, terminator] = credential.split('/')
+  if (!accessKeyId || !scopeDate || !region || !service || terminator !== 'aws4_request' || credential.split('/').length !== 5) {
+    throw denied(`the presigned URL's X-Amz-Credential is malformed: expected <access key id>/<yyyymmdd>/<region>/<service>/aws4_request`)
+  }
+  if (!signingNames.has(service)) throw denied(`the credential scope names service ${JSON.stringify(service)}; sign for bedrock-agentcore`)
+  const amzDate = param('X-Amz-Date') ?? ''
+  if (!/^\d{8}T\d{6}Z$/.test(amzDate)) throw denied("the presigned URL's X-Amz-Date is missing or not of the form yyyymmddThhmmssZ")
+  if (scopeDate !== amzDate.slice(0, 8)) throw denied(`the credential scope date ${scopeDate} is not the date of X-Amz-Date ${amzDate}`)
+  const expires = Number(param('X-Amz-Expires'))
+  if (!Number.isInteger(expires) || expires < 1 || expires > maxPresignedExpiresSeconds) {
+    throw denied(`the presigned URL's X-Amz-Expires must be a whole number of seconds from 1 to ${maxPresignedExpiresSeconds}`)
+  }
+  const signedAt = parseAmzDate(amzDate)
+  if (signedAt - now.getTime() > maxClockSkewMs) throw denied(`the presigned URL is dated ${amzDate}, in the future of the server's time ${compact(now)}`)
+  if (now.getTime() > signedAt + expires * 1000) {
+    throw denied(`the presigned URL expired: it was signed at ${amzDate} for ${expires} s; presign it again`)
+  }
+  const signed = (param('X-Amz-SignedHeaders') ?? '').split(';')
+  if (!signed.includes('host')) throw denied('X-Amz-SignedHeaders must include host')
+  for (const name of signed) {
+    if (name !== name.toLowerCase() || header(req.headers, name) === undefined) throw denied(`signed header ${JSON.stringify(name)} is not in the request`)
+  }
+  const secret = await secretFor(accessKeyId)
+  if (secret === undefined) throw denied(`The security token included in the request is invalid: access key ${accessKeyId} is unknown or revoked`)
+  const candidates = [
+    canonicalRequest({ ...req, headers: { ...req.headers, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } }, signed),
+    canonicalRequest({ ...req, headers: { ...req.headers, 'x-amz-content-sha256': undefined } }, signed),
+  ]
+  checkSignature({ secret, amzDate, scope: [scopeDate, region, service], signature }, candidates)
+  return { accessKeyId, region, service }
+}
+
+/** The signature must be one of the canonical requests' (a presigned URL has two ways to state its payload). */
+function checkSignature(s: { secret: string; amzDate: string; scope: [string, string, string]; signature: string }, canonicals: string[]): void {
+  const key = hmac(
+    s.scope.reduce<Buffer>((k, part) => hmac(k, part), Buffer.from(`AWS4${s.secret}`)),
+    'aws4_request',
+  )
+  const given = Buffer.from(s.signature, 'hex')
+  for (const canonical of canonicals) {
+    const expected = hmac(key, [algorithm, s.amzDate, `${s.scope.join('/')}/aws4_request`, sha256(canonical)].join('\n'))
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return
+  }
+  throw denied(
+    'The request signature we calculated does not match the signature you provided. Check your secret access key and signing method (SigV4, service bedrock-agentcore).',
+  )
+}
+
+function parseAmzDate(d: string): number {
+  return Date.UTC(+d.slice(0, 4), +d.slice(4, 6) - 1, +d.slice(6, 8), +d.slice(9, 11), +d.slice(11, 13), +d.slice(13, 15))
 }
 
 /** The canonical request of SigV4 for non-S3 services (path segments URI-encoded once more). */

@@ -8,8 +8,8 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import { CodeboxError } from '@codebox/core'
 
-/** Opens a new byte stream to the agent's port (Session.openPort). */
-export type PortConnector = (signal?: AbortSignal) => Promise<Duplex>
+/** Opens a new byte stream to the agent's port (Session.openPort); `port` defaults to the one the agent serves. */
+export type PortConnector = (signal?: AbortSignal, port?: number) => Promise<Duplex>
 
 export interface Exchange {
   method: string
@@ -93,11 +93,14 @@ export type PingStatus = 'Healthy' | 'HealthyBusy'
  * The runtime contract's health check: `GET /ping` answering 200 with
  * `{"status": "Healthy" | "HealthyBusy", "time_of_last_update": <seconds>}`. Anything else (no
  * server yet, another status code, a body that is not that) is reported as `unhealthy` with why.
+ * With `contract` false (MCP and A2A servers, whose contracts have no /ping), any HTTP answer
+ * means the server is up (`Healthy`); one that does answer the contract's `HealthyBusy` is heard.
  */
 export async function ping(
   connect: PortConnector,
   timeoutMs: number,
   signal?: AbortSignal,
+  contract = true,
 ): Promise<{ status: PingStatus; timeOfLastUpdate?: number } | { status: 'unhealthy'; reason: string }> {
   let res: IncomingMessage
   try {
@@ -115,8 +118,9 @@ export async function ping(
   try {
     body = await readBody(res, PING_MAX_BYTES)
   } catch (e) {
-    return { status: 'unhealthy', reason: (e as Error).message }
+    return contract ? { status: 'unhealthy', reason: (e as Error).message } : { status: 'Healthy' }
   }
+  if (!contract) return { status: res.statusCode === 200 && /"status"\s*:\s*"HealthyBusy"/.test(body.toString('utf8')) ? 'HealthyBusy' : 'Healthy' }
   if (res.statusCode !== 200) return { status: 'unhealthy', reason: `GET /ping answered ${res.statusCode}` }
   let json: unknown
   try {
@@ -138,4 +142,57 @@ export function passThroughHeaders(headers: IncomingHttpHeaders): Record<string,
   const out: Record<string, string | string[]> = {}
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !hop.has(k)) out[k] = v
   return out
+}
+
+/** What the agent answered to an upgrade request: its 101 with the upgraded stream, or another answer. */
+export type UpgradeResult = { response: IncomingMessage; socket: Duplex; head: Buffer } | { response: IncomingMessage; socket?: undefined; head?: undefined }
+
+/**
+ * Sends an HTTP/1.1 upgrade request (a WebSocket handshake: `headers` carries Upgrade, Connection
+ * and the Sec-WebSocket-* ones) over a fresh stream and resolves with the agent's answer: on
+ * `101 Switching Protocols` the stream itself and any bytes that came after the head, else the
+ * response (its body the caller's to read or destroy). The head is bounded by Node's parser.
+ */
+export function upgrade(
+  connect: PortConnector,
+  req: { path: string; headers: Record<string, string>; signal?: AbortSignal; headTimeoutMs: number },
+): Promise<UpgradeResult> {
+  return new Promise<UpgradeResult>((resolve, reject) => {
+    let settled = false
+    const settle = (fn: () => void): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      fn()
+    }
+    const outgoing = http.request({
+      method: 'GET',
+      path: req.path,
+      headers: { ...req.headers, host: 'localhost' },
+      createConnection: ((_options: unknown, done: (err: Error | null, stream?: Duplex) => void) => {
+        connect(req.signal).then(
+          (stream) => done(null, stream),
+          (e: unknown) => done(e as Error),
+        )
+        return undefined
+      }) as unknown as http.RequestOptions['createConnection'],
+      ...(req.signal ? { signal: req.signal } : {}),
+    })
+    const timer = setTimeout(() => {
+      settle(() => reject(new CodeboxError('Timeout', `the agent did not answer the upgrade of ${req.path} within ${req.headTimeoutMs} ms`)))
+      outgoing.destroy()
+    }, req.headTimeoutMs)
+    outgoing.once('upgrade', (response, socket, head) => {
+      if (settled) return void socket.destroy()
+      settle(() => resolve({ response, socket, head }))
+    })
+    outgoing.once('response', (response) => {
+      if (settled) return void response.destroy()
+      settle(() => resolve({ response }))
+    })
+    outgoing.once('error', (e) =>
+      settle(() => reject(e instanceof CodeboxError ? e : new CodeboxError('SandboxFailure', `the agent's HTTP server failed: ${e.message}`, { cause: e }))),
+    )
+    outgoing.end()
+  })
 }

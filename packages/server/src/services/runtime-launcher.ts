@@ -2,18 +2,22 @@
  * Launches a hosted agent for a runtime session: the runtime version's code unpacked on the host
  * (RuntimeService.bundleDir) and mounted read-only at /app in a new session's sandbox, with the
  * runtime's network and limits and the model gateway; its entrypoint started there as a background
- * task (`node` or `python3`, with PORT=8080 as AgentCore's containers get it); its port 8080 reached
- * through the sandbox's inbound relay. What it prints is kept (RuntimeLogs) while it runs and after.
+ * task (`node` or `python3`, with PORT set to the port its protocol serves on: 8080 for HTTP, 8000
+ * for MCP, 9000 for A2A, as AgentCore's containers expect); its ports reached through the sandbox's
+ * inbound relay. What it prints is kept (RuntimeLogs) while it runs and after.
  */
-import { CODE_DIR, CodeboxError, type SessionLimits } from '@codebox/core'
+import { CODE_DIR, CodeboxError, type RuntimeProtocol, type SessionLimits } from '@codebox/core'
 import type { Session } from '@codebox/sandbox'
 import type { RuntimeLogs } from './runtime-logs.ts'
 import type { Launcher, LaunchedAgent, RuntimeSessionKey, RuntimeSessionSettings } from './runtime-sessions.ts'
 import type { RuntimeService } from './runtimes.ts'
 import type { SessionService } from './sessions.ts'
 
-/** The agent's HTTP port (the runtime contract: /invocations and /ping on 8080). */
+/** The agent's HTTP port (the runtime contract: /invocations, /ping and /ws on 8080). */
 export const AGENT_PORT = 8080
+
+/** The port an agent serves its protocol on, as AgentCore Runtime expects it (HTTP 8080, MCP 8000, A2A 9000). */
+export const AGENT_PORTS: Readonly<Record<RuntimeProtocol, number>> = { HTTP: AGENT_PORT, MCP: 8000, A2A: 9000 }
 
 export interface RuntimeLauncherOptions {
   runtimes: RuntimeService
@@ -38,6 +42,7 @@ export class RuntimeLauncher implements Launcher {
     const caller = { tenant: key.tenant }
     const { runtime, version } = await this.#o.runtimes.resolve(caller, key.runtimeId, qualifier)
     const s = version.settings
+    const port = AGENT_PORTS[s.protocol]
     const hostPath = await this.#o.runtimes.bundleDir(runtime, version)
     const lifetimeMs = s.maxLifetimeSeconds * 1000
     // The runtime session's idle timeout is kept by RuntimeSessions (HealthyBusy extends it): the
@@ -59,7 +64,7 @@ export class RuntimeLauncher implements Launcher {
       const started = await session.tasks.start(command, {
         cwd: CODE_DIR,
         env: {
-          PORT: String(AGENT_PORT),
+          PORT: String(port),
           AGENTCORE_RUNTIME_ID: runtime.runtimeId,
           AGENTCORE_RUNTIME_VERSION: String(version.version),
           AGENTCORE_RUNTIME_SESSION_ID: key.runtimeSessionId,
@@ -77,7 +82,8 @@ export class RuntimeLauncher implements Launcher {
     }
     const ended = this.#watch(session, taskId, log)
     const agent: LaunchedAgent = {
-      connect: (signal) => session.openPort(AGENT_PORT, signal ? { signal } : {}),
+      connect: (signal, other) => session.openPort(other ?? port, signal ? { signal } : {}),
+      protocol: s.protocol,
       ended,
       logTail: async () => log.tail(),
       stop: async (reason) => {

@@ -11,9 +11,9 @@
  * agents on loopback.
  */
 import type { IncomingMessage } from 'node:http'
-import type { Readable } from 'node:stream'
-import { CodeboxError } from '@codebox/core'
-import { exchange, ping, type PingStatus, type PortConnector } from './runtime-http.ts'
+import type { Duplex, Readable } from 'node:stream'
+import { CodeboxError, type RuntimeProtocol } from '@codebox/core'
+import { exchange, ping, upgrade, type PingStatus, type PortConnector } from './runtime-http.ts'
 
 /** What identifies a runtime session: AWS keys it by runtime and runtime session id, within a tenant. */
 export interface RuntimeSessionKey {
@@ -35,8 +35,10 @@ export interface RuntimeSessionSettings {
 
 /** A launched agent: its HTTP port inside its sandbox, its end, its logs. */
 export interface LaunchedAgent {
-  /** The agent's HTTP port (8080) through the sandbox's inbound relay. */
+  /** A port of the agent through the sandbox's inbound relay: by default the one its protocol serves on (8080, 8000 or 9000). */
   connect: PortConnector
+  /** The protocol it serves (default HTTP): HTTP agents are health-checked with the runtime contract's `GET /ping`, MCP and A2A ones by their server answering at all. */
+  protocol?: RuntimeProtocol
   /** Resolves with why, when the agent's process or its sandbox ended by itself. */
   ended: Promise<string>
   /** The last of what the agent printed (stdout and stderr), for errors. */
@@ -59,6 +61,7 @@ export interface Launcher {
 export interface RuntimeSessionInfo extends RuntimeSessionKey {
   sessionId: string
   version: string
+  protocol: RuntimeProtocol
   startedAt: Date
   lastInvocationAt: Date
   active: number
@@ -133,8 +136,64 @@ export class RuntimeSessions {
    */
   async invoke(
     key: RuntimeSessionKey,
-    request: { path: string; headers: Record<string, string>; body: Buffer | Readable; signal?: AbortSignal; qualifier?: string },
+    request: {
+      path: string
+      headers: Record<string, string>
+      body?: Buffer | Readable
+      signal?: AbortSignal
+      qualifier?: string
+      /** Default POST (InvokeAgentRuntime); GET and DELETE reach MCP's and A2A's other routes (the agent card). */
+      method?: string
+      /** Default: the port the agent's protocol serves on. */
+      port?: number
+    },
   ): Promise<{ response: IncomingMessage; info: RuntimeSessionInfo; done: () => void }> {
+    return this.#use(key, request, async (entry, done) => {
+      const response = await exchange(this.#connector(entry, request.port), {
+        method: request.method ?? 'POST',
+        path: request.path,
+        headers: request.headers,
+        ...(request.body !== undefined ? { body: request.body } : {}),
+        headTimeoutMs: entry.settings.invokeTimeoutMs,
+        ...(request.signal ? { signal: request.signal } : {}),
+      })
+      response.once('close', done)
+      return { response, info: this.#info(entry), done }
+    })
+  }
+
+  /**
+   * An upgrade (a WebSocket handshake, `headers` carrying it) to the session's agent, launching it
+   * first when the key is new. On the agent's 101, `socket` is the upgraded stream to pipe and the
+   * session counts as busy (its idle timeout does not run) until `done()` is called or the stream
+   * closes; any other answer comes back as `response` (and the session is released when it closes).
+   */
+  async upgrade(
+    key: RuntimeSessionKey,
+    request: { path: string; headers: Record<string, string>; signal?: AbortSignal; qualifier?: string; port?: number },
+  ): Promise<{ response: IncomingMessage; socket?: Duplex; head?: Buffer; info: RuntimeSessionInfo; done: () => void }> {
+    return this.#use(key, request, async (entry, done) => {
+      const answer = await upgrade(this.#connector(entry, request.port), {
+        path: request.path,
+        headers: request.headers,
+        headTimeoutMs: Math.min(entry.settings.invokeTimeoutMs, 60_000),
+        ...(request.signal ? { signal: request.signal } : {}),
+      })
+      if (answer.socket) {
+        answer.socket.once('close', done)
+        return { response: answer.response, socket: answer.socket, head: answer.head, info: this.#info(entry), done }
+      }
+      answer.response.once('close', done)
+      return { response: answer.response, info: this.#info(entry), done }
+    })
+  }
+
+  /** Marks the session busy while `use` runs and until it calls `done`; the agent's failures become RuntimeClientError with its log tail. */
+  async #use<T>(
+    key: RuntimeSessionKey,
+    request: { signal?: AbortSignal; qualifier?: string },
+    use: (entry: Entry, done: () => void) => Promise<T>,
+  ): Promise<T> {
     const entry = await this.#session(key, request.signal, request.qualifier)
     entry.active++
     entry.lastActivity = Date.now()
@@ -147,16 +206,7 @@ export class RuntimeSessions {
       this.#armIdle(entry)
     }
     try {
-      const response = await exchange(entry.agent.connect, {
-        method: 'POST',
-        path: request.path,
-        headers: request.headers,
-        body: request.body,
-        headTimeoutMs: entry.settings.invokeTimeoutMs,
-        ...(request.signal ? { signal: request.signal } : {}),
-      })
-      response.once('close', done)
-      return { response, info: this.#info(entry), done }
+      return await use(entry, done)
     } catch (e) {
       done()
       if (request.signal?.aborted) throw new CodeboxError('Canceled', 'the invocation was canceled by its caller')
@@ -168,6 +218,11 @@ export class RuntimeSessions {
         e instanceof CodeboxError && e.code === 'Timeout' ? 'Timeout' : 'SandboxFailure',
       )
     }
+  }
+
+  /** The agent's port `port` (default: the one it serves). */
+  #connector(entry: Entry, port: number | undefined): PortConnector {
+    return port === undefined ? entry.agent.connect : (signal) => entry.agent.connect(signal, port)
   }
 
   /** StopRuntimeSession: ends the session now. NotFound when there is none with this key. */
@@ -199,6 +254,7 @@ export class RuntimeSessions {
       ...e.key,
       sessionId: e.agent.sessionId,
       version: e.agent.version,
+      protocol: e.agent.protocol ?? 'HTTP',
       startedAt: e.startedAt,
       lastInvocationAt: new Date(e.lastActivity),
       active: e.active,
@@ -256,11 +312,11 @@ export class RuntimeSessions {
       const left = deadline - Date.now()
       if (left <= 0) {
         throw agentFailure(
-          `the agent did not answer GET /ping as healthy within ${settings.startTimeoutMs / 1000} s (last: ${last})${await this.#tail(agent)}`,
+          `${(agent.protocol ?? 'HTTP') === 'HTTP' ? 'the agent did not answer GET /ping as healthy' : `the agent's ${agent.protocol} server did not answer on its port`} within ${settings.startTimeoutMs / 1000} s (last: ${last})${await this.#tail(agent)}`,
           'Timeout',
         )
       }
-      const r = await ping(agent.connect, Math.min(2_000, left))
+      const r = await ping(agent.connect, Math.min(2_000, left), undefined, (agent.protocol ?? 'HTTP') === 'HTTP')
       if (r.status !== 'unhealthy') return
       last = r.reason
       await new Promise((res) => setTimeout(res, this.#pollMs))
@@ -285,7 +341,7 @@ export class RuntimeSessions {
     if (e.ending) return
     if (e.active > 0 || Date.now() < e.lastActivity + e.settings.idleTimeoutMs) return this.#armIdle(e)
     // HealthyBusy (background work of the agent's own) keeps the session past its idle timeout.
-    const r = await ping(e.agent.connect, 5_000)
+    const r = await ping(e.agent.connect, 5_000, undefined, (e.agent.protocol ?? 'HTTP') === 'HTTP')
     const status: PingStatus | 'unhealthy' = r.status
     if (status === 'HealthyBusy') {
       e.lastActivity = Date.now()
