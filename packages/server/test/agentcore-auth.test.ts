@@ -14,7 +14,9 @@ import {
   StartCodeInterpreterSessionCommand,
 } from '@aws-sdk/client-bedrock-agentcore'
 import { SignatureV4 } from '@smithy/signature-v4'
-import { canonicalRequest, verifySigV4 } from '../src/agentcore/sigv4.ts'
+import type { CodeboxError } from '@codebox/core'
+import WebSocket from 'ws'
+import { canonicalRequest, verifyPresignedSigV4, verifySigV4 } from '../src/agentcore/sigv4.ts'
 import { testServer, type TestServer } from './fixtures.ts'
 
 const builtIn = 'aws.codeinterpreter.v1'
@@ -183,5 +185,89 @@ describe('the SigV4 canonical request', () => {
       )
       assert.ok(canonicalRequest(req, ['host', 'x-amz-date']).startsWith('GET\n'))
     }
+  })
+})
+
+describe('presigned URLs (SigV4 in the query), as AgentCore takes for its WebSocket', () => {
+  const credentials = { accessKeyId: 'CBXAAAAAAAAAAAAAAAAA', secretAccessKey: 'secret' }
+  const presign = async (query: Record<string, string>, options: { signingDate?: Date; expiresIn?: number; headers?: Record<string, string> } = {}) => {
+    const signer = new SignatureV4({ credentials, region, service: 'bedrock-agentcore', sha256: Sha256 })
+    const signed = await signer.presign(
+      {
+        method: 'GET',
+        protocol: 'https:',
+        hostname: 'h',
+        path: '/runtimes/arn%3Aaws%3Abedrock-agentcore%3Aus-east-1%3A123456789012%3Aruntime%2Fx/ws',
+        query,
+        headers: { host: 'h', ...options.headers },
+      },
+      { signingDate: options.signingDate ?? new Date(), expiresIn: options.expiresIn ?? 300 },
+    )
+    const qs = Object.entries(signed.query ?? {})
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+      .join('&')
+    return { method: 'GET', url: `${signed.path}?${qs}`, headers: { host: 'h' }, bodySha256: createHash('sha256').digest('hex') }
+  }
+  const secretFor = async (id: string) => (id === credentials.accessKeyId ? credentials.secretAccessKey : undefined)
+
+  test('the AWS SDK signer’s presigned URL is accepted, with the session id in the query, and with UNSIGNED-PAYLOAD as boto3 signs', async () => {
+    const req = await presign({ 'X-Amzn-Bedrock-AgentCore-Runtime-Session-Id': 'a'.repeat(40), qualifier: 'DEFAULT' })
+    assert.deepEqual(await verifyPresignedSigV4(req, secretFor), { accessKeyId: credentials.accessKeyId, region, service: 'bedrock-agentcore' })
+    const unsigned = await presign({}, { headers: { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' } })
+    assert.match(unsigned.url, /X-Amz-Content-Sha256=UNSIGNED-PAYLOAD/i)
+    await assert.doesNotReject(verifyPresignedSigV4(unsigned, secretFor))
+  })
+
+  test('a changed query, an expired URL, an unknown key or a signature left out: AccessDenied naming the check', async () => {
+    const denied = (p: Promise<unknown>, message: RegExp) =>
+      assert.rejects(p, (e: CodeboxError) => e.details.aws === 'AccessDeniedException' && message.test(e.message))
+    const req = await presign({ 'X-Amzn-Bedrock-AgentCore-Runtime-Session-Id': 'a'.repeat(40) })
+    await denied(verifyPresignedSigV4({ ...req, url: req.url.replace('a'.repeat(40), 'b'.repeat(40)) }, secretFor), /signature we calculated does not match/)
+    const old = await presign({}, { signingDate: new Date(Date.now() - 10 * 60_000), expiresIn: 300 })
+    await denied(verifyPresignedSigV4(old, secretFor), /presigned URL expired/)
+    await denied(
+      verifyPresignedSigV4(req, async () => undefined),
+      /unknown or revoked/,
+    )
+    await denied(
+      verifyPresignedSigV4({ ...req, url: req.url.replace(/X-Amz-Signature=[0-9a-f]+/, 'X-Amz-Signature=') }, secretFor),
+      /X-Amz-Signature is not 64 hex digits/,
+    )
+    await denied(verifyPresignedSigV4({ ...req, url: req.url.replace(/X-Amz-Expires=\d+/, 'X-Amz-Expires=9999999') }, secretFor), /X-Amz-Expires must be/)
+  })
+
+  test('on a server with keys, a presigned WebSocket upgrade passes authentication; a tampered one is refused with 403', async (t) => {
+    const server = await testServer(t)
+    const key = await server.store.awsKeys.create({ tenant: 'acme' })
+    const url = new URL(server.url)
+    const arn = 'arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/nothing-here'
+    const signer = new SignatureV4({ credentials: key, region, service: 'bedrock-agentcore', sha256: Sha256 })
+    const signed = await signer.presign(
+      {
+        method: 'GET',
+        protocol: 'http:',
+        hostname: url.hostname,
+        port: Number(url.port),
+        path: `/runtimes/${encodeURIComponent(arn)}/ws`,
+        query: {},
+        headers: { host: url.host },
+      },
+      { expiresIn: 300 },
+    )
+    const qs = new URLSearchParams(signed.query as Record<string, string>).toString()
+    const upgradeStatus = (u: string) =>
+      new Promise<number>((resolve, reject) => {
+        const socket = new WebSocket(u)
+        socket.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0)
+          socket.terminate()
+        })
+        socket.once('open', () => reject(new Error('opened')))
+        socket.once('error', () => {})
+      })
+    const base = `ws://${url.host}/runtimes/${encodeURIComponent(arn)}/ws`
+    assert.equal(await upgradeStatus(`${base}?${qs}`), 404, 'authenticated: the runtime is what is missing')
+    assert.equal(await upgradeStatus(`${base}?${qs.replace(/X-Amz-Signature=./, 'X-Amz-Signature=0')}`), 403)
+    assert.equal(await upgradeStatus(base), 403, 'unsigned')
   })
 })

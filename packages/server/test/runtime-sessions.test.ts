@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import { test } from 'node:test'
-import { CodeboxError } from '@codebox/core'
+import { CodeboxError, type RuntimeProtocol } from '@codebox/core'
 import { readBody } from '../src/services/runtime-http.ts'
 import {
   RuntimeSessions,
@@ -28,6 +28,8 @@ interface FakeAgentOptions {
   warmUpMs?: number
   /** The agent exits (prints, then its server closes) this long after the launch. */
   crashAfterMs?: number
+  /** The protocol it serves (default HTTP); an MCP or A2A agent here has no /ping (it answers 404). */
+  protocol?: RuntimeProtocol
 }
 
 const settings: RuntimeSessionSettings = { idleTimeoutMs: 60_000, maxLifetimeMs: 600_000, startTimeoutMs: 3_000, invokeTimeoutMs: 3_000 }
@@ -46,6 +48,7 @@ function fakeLauncher(options: FakeAgentOptions = {}, overrides: Partial<Runtime
       let endAgent: (why: string) => void = () => {}
       const ended = new Promise<string>((resolve) => (endAgent = resolve))
       const server = http.createServer((req, res) => {
+        if (req.url === '/ping' && (options.protocol ?? 'HTTP') !== 'HTTP') return void res.writeHead(404).end()
         if (req.url === '/ping') {
           if (Date.now() - born < (options.warmUpMs ?? 0)) return void res.writeHead(503).end()
           return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: options.status?.() ?? 'Healthy' }))
@@ -56,8 +59,22 @@ function fakeLauncher(options: FakeAgentOptions = {}, overrides: Partial<Runtime
           count++
           res
             .writeHead(200, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ agent: n, count, got: body, session: req.headers['x-amzn-bedrock-agentcore-runtime-session-id'] }))
+            .end(
+              JSON.stringify({
+                agent: n,
+                count,
+                got: body,
+                session: req.headers['x-amzn-bedrock-agentcore-runtime-session-id'],
+                ...(options.protocol ? { method: req.method, url: req.url } : {}),
+              }),
+            )
         })
+      })
+      // An upgrade to /ws is switched and echoed back byte for byte; another path is refused.
+      server.on('upgrade', (req, socket: net.Socket) => {
+        if (req.url !== '/ws') return void socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno')
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-agent: ${n}\r\n\r\n`)
+        socket.pipe(socket)
       })
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
       const port = (server.address() as AddressInfo).port
@@ -81,6 +98,7 @@ function fakeLauncher(options: FakeAgentOptions = {}, overrides: Partial<Runtime
         },
         sessionId: `sess-${n}`,
         version: '1',
+        ...(options.protocol ? { protocol: options.protocol } : {}),
       }
       return { agent, settings: { ...settings, ...overrides } }
     },
@@ -224,4 +242,47 @@ test('close() ends every session, and later invocations are refused', async (t) 
   await sessions.close()
   assert.deepEqual(ends, ['server-shutdown', 'server-shutdown'])
   await assert.rejects(call(sessions, 'j'.repeat(33)), { code: 'Unavailable' })
+})
+
+test('an MCP agent has no /ping: it is ready once its server answers; GET and DELETE reach it too', async (t) => {
+  const { launcher, launched } = fakeLauncher({ protocol: 'MCP' })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10 })
+  t.after(() => sessions.close())
+  const id = 'm'.repeat(33)
+  const r = await sessions.invoke(key(id), { method: 'GET', path: '/mcp', headers: {} })
+  const body = JSON.parse((await readBody(r.response, 1 << 20)).toString()) as { method: string; url: string }
+  assert.deepEqual([body.method, body.url, r.info.protocol], ['GET', '/mcp', 'MCP'])
+  assert.equal((await call(sessions, id)).count, 2, 'the same agent')
+  assert.equal(launched.length, 1)
+  // An HTTP agent's server answering is not enough: its /ping must say Healthy (here it answers 503).
+  const http404 = fakeLauncher({ protocol: 'HTTP', warmUpMs: 60_000 }, { startTimeoutMs: 300 })
+  const strict = new RuntimeSessions({ launcher: http404.launcher, pollMs: 10 })
+  t.after(() => strict.close())
+  await assert.rejects(call(strict, id), /did not answer GET \/ping as healthy/)
+})
+
+test('an upgrade is piped to the agent; while it is open the session is busy, and its idle timeout runs once it closes', async (t) => {
+  const ends: RuntimeSessionEndReason[] = []
+  const { launcher } = fakeLauncher({}, { idleTimeoutMs: 200 })
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (_info, reason) => ends.push(reason) })
+  t.after(() => sessions.close())
+  const id = 'w'.repeat(33)
+  const opened = await sessions.upgrade(key(id), { path: '/ws', headers: { connection: 'Upgrade', upgrade: 'websocket' } })
+  assert.ok(opened.socket, 'switched')
+  assert.equal(opened.response.headers['x-agent'], '1')
+  const echoed = new Promise<string>((resolve) => opened.socket!.once('data', (c: Buffer) => resolve(c.toString())))
+  opened.socket.write('ping over the pipe')
+  assert.equal(await echoed, 'ping over the pipe')
+  assert.equal(sessions.find(key(id))?.active, 1)
+  await new Promise((r) => setTimeout(r, 700))
+  assert.equal(sessions.list().length, 1, 'an open upgrade kept it past three idle timeouts')
+  opened.socket.destroy()
+  await until(() => sessions.list().length === 0, 'the idle timeout after the close')
+  assert.deepEqual(ends, ['idle-timeout'])
+  // A path the agent does not upgrade comes back as its answer, and the session is released.
+  const refused = await sessions.upgrade(key(id), { path: '/nope', headers: { connection: 'Upgrade', upgrade: 'websocket' } })
+  assert.equal(refused.socket, undefined)
+  assert.equal(refused.response.statusCode, 404)
+  refused.response.resume()
+  await until(() => sessions.find(key(id))?.active === 0, 'the refused upgrade released')
 })
