@@ -320,5 +320,15 @@ test(
     assert.equal(getOnHttp.status, 400)
     assert.match(await getOnHttp.text(), /serves HTTP: GET \/runtimes\/\{arn\}\/invocations is for MCP runtimes/)
     assert.equal((await sdk.runtimes.sessions(a2a.agentRuntimeId)).items.length, 1, 'a refused request starts no session')
+
+    // A WebSocket still open when the server shuts down is closed with its session; the shutdown does not wait for it.
+    const last = new WebSocket(wsUrl(ws.agentRuntimeArn), { headers: { 'x-amzn-bedrock-agentcore-runtime-session-id': sid('g') } })
+    await open(last)
+    assert.equal((await exchange(last, 'still here')).n, 1)
+    const closed = new Promise<void>((resolve) => last.once('close', () => resolve()))
+    const shutdownStarted = Date.now()
+    await server.close()
+    await closed
+    assert.ok(Date.now() - shutdownStarted < 30_000, `the shutdown took ${Date.now() - shutdownStarted} ms`)
   },
 )

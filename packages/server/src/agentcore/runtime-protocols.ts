@@ -129,6 +129,11 @@ export function hostedProtocolRoutes(app: FastifyInstance, hosted: HostedRuntime
     return undefined
   }
   const config = { auth: false }
+  // Open WebSockets are ended when the server closes: an upgraded socket would otherwise hold its shutdown.
+  const sockets = new Set<Duplex>()
+  app.addHook('preClose', async () => {
+    for (const socket of sockets) socket.destroy()
+  })
   app.route({ method: 'GET', url: '/:agentRuntimeArn/invocations', config, handler: forward('GET', 'invocations') })
   app.route({ method: 'DELETE', url: '/:agentRuntimeArn/invocations', config, handler: forward('DELETE', 'invocations') })
   app.route({ method: 'POST', url: '/:agentRuntimeArn/invocations/', config, handler: forward('POST', 'invocations') })
@@ -141,7 +146,7 @@ export function hostedProtocolRoutes(app: FastifyInstance, hosted: HostedRuntime
     // the agent's own 101 is what the client gets.
     preHandler: async (request, reply) => {
       if (String(request.headers.upgrade ?? '').toLowerCase() !== 'websocket') return
-      await openWebSocket(hosted, request)
+      await openWebSocket(hosted, request, sockets)
       reply.hijack()
     },
     handler: async () => {
@@ -166,7 +171,7 @@ const HANDSHAKE_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-we
  * side closes, the session ends, or nothing passed for the runtime's idle timeout. An agent that
  * does not switch protocols is a RuntimeClientError with what it answered.
  */
-async function openWebSocket(hosted: HostedRuntimes | undefined, request: FastifyRequest): Promise<void> {
+async function openWebSocket(hosted: HostedRuntimes | undefined, request: FastifyRequest, sockets: Set<Duplex>): Promise<void> {
   const name = runtimeOf(request)
   if (name === codeboxAgentRuntime) {
     throw awsValidation(`${codeboxAgentRuntime}'s WebSocket is codebox's own /ws (docs/api.md), not /runtimes/{arn}/ws`, 'agentRuntimeArn')
@@ -252,7 +257,11 @@ async function openWebSocket(hosted: HostedRuntimes | undefined, request: Fastif
   if (head && head.length > 0) client.write(head)
   const clientHead = upgradeHead(request)
   if (clientHead.length > 0) agent.write(clientHead)
-  pipeBounded(client, agent, version.settings.idleTimeoutSeconds * 1000, done)
+  sockets.add(client)
+  pipeBounded(client, agent, version.settings.idleTimeoutSeconds * 1000, () => {
+    sockets.delete(client)
+    done()
+  })
 }
 
 /** Bytes the client sent after its handshake (kept by the WebSocket plugin on the raw request). */
