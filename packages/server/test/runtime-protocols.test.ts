@@ -268,6 +268,23 @@ test(
     assert.match(hello, /^#1 hello /)
     assert.equal((JSON.parse(hello.replace(/^#1 hello /, '')) as { session: string }).session, sid('c'))
     assert.match(await say('again'), /^#2 again /, 'the same A2A server, its count kept')
+    // InvokeAgentRuntime carries A2A's JSON-RPC as its payload, to the same session.
+    const viaInvoke = await aws.send(
+      new InvokeAgentRuntimeCommand({
+        agentRuntimeArn: a2a.agentRuntimeArn,
+        runtimeSessionId: sid('c'),
+        contentType: 'application/json',
+        payload: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 'req-1',
+          method: 'message/send',
+          params: { message: { kind: 'message', role: 'user', messageId: randomUUID(), parts: [{ kind: 'text', text: 'third' }] } },
+        }),
+      }),
+    )
+    const viaInvokeBody = JSON.parse(await viaInvoke.response!.transformToString()) as { id: string; result: { parts: { text: string }[] } }
+    assert.equal(viaInvokeBody.id, 'req-1')
+    assert.match(viaInvokeBody.result.parts[0]!.text, /^#3 third /)
 
     // WebSocket: the agent's /ws on 8080, its handshake passed through; the session id as a header or a query parameter.
     const wsUrl = (arn: string, query = ''): string => `${server.url.replace(/^http/, 'ws')}/runtimes/${encodeURIComponent(arn)}/ws${query}`
