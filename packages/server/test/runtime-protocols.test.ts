@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
@@ -22,6 +23,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CodeboxClient } from '@codebox/sdk'
 import WebSocket from 'ws'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { pipeBounded } from '../src/agentcore/runtime-protocols.ts'
 import { realServer } from './fixtures.ts'
 import { rawTarGz } from './runtime-fixtures.ts'
 
@@ -349,3 +351,37 @@ test(
     assert.ok(Date.now() - shutdownStarted < 30_000, `the shutdown took ${Date.now() - shutdownStarted} ms`)
   },
 )
+
+test('a WebSocket pipe carries bytes both ways, stays open while they flow, and ends both sides after its idle time', async (t) => {
+  // Two loopback connections stand in for the client's socket and the agent's port stream.
+  const pair = async (): Promise<[net.Socket, net.Socket]> => {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.after(() => server.close())
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const outer = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    return [outer, await accepted]
+  }
+  const [client, clientSide] = await pair()
+  const [agentSide, agent] = await pair()
+  t.after(() => [client, clientSide, agentSide, agent].forEach((s) => s.destroy()))
+  let done = 0
+  pipeBounded(clientSide, agentSide, 600, () => done++)
+  const next = (s: net.Socket): Promise<string> => new Promise((resolve) => s.once('data', (c: Buffer) => resolve(c.toString())))
+  client.write('to the agent')
+  assert.equal(await next(agent), 'to the agent')
+  agent.write('to the client')
+  assert.equal(await next(client), 'to the client')
+  // Traffic every 200 ms keeps it open past its idle time.
+  for (let i = 0; i < 6; i++) {
+    await new Promise((r) => setTimeout(r, 200))
+    client.write(`tick ${i}`)
+    await next(agent)
+  }
+  assert.equal(done, 0)
+  const started = Date.now()
+  await Promise.all([new Promise((r) => client.once('close', r)), new Promise((r) => agent.once('close', r))])
+  assert.ok(Date.now() - started >= 500, 'not before its idle time')
+  await new Promise((r) => setTimeout(r, 100))
+  assert.equal(done, 1, 'done once, however many ways it ended')
+})

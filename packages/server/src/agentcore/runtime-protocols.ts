@@ -272,13 +272,16 @@ function upgradeHead(request: FastifyRequest): Buffer {
   return Buffer.isBuffer(head) ? head : Buffer.alloc(0)
 }
 
-/** Pipes both ways; either side closing, an error, or `idleMs` without a byte either way ends both. */
-function pipeBounded(a: Duplex, b: Duplex, idleMs: number, done: () => void): void {
+/** Pipes both ways; either side closing, an error, or `idleMs` without a byte either way ends both, then `done` is called. */
+export function pipeBounded(a: Duplex, b: Duplex, idleMs: number, done: () => void): void {
   let last = Date.now()
   const touch = (): void => {
     last = Date.now()
   }
+  let ended = false
   const end = (): void => {
+    if (ended) return
+    ended = true
     clearInterval(timer)
     a.destroy()
     b.destroy()
