@@ -17,6 +17,7 @@ import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
 import { clientErrorHandler, sendError } from './http/errors.ts'
+import { agentApiHandler, agentCaller } from './http/agent-api.ts'
 import { HostCheck } from './http/host-check.ts'
 import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
@@ -137,6 +138,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     log: app.log,
   })
   const sessionService = sessions
+  // A hosted agent reaches codebox's code interpreter through the same gateway, as its runtime's tenant.
+  gateway.useLocalApis(agentApiHandler(app, { hostedOwner: (sessionId) => sessionService.hostedOwner(sessionId) }))
   runtimes = new RuntimeService({
     store,
     stateDir: config.engine.stateDir,
@@ -193,6 +196,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const hostCheck = new HostCheck({ boundHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins })
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id)
+    // A hosted agent's call through its gateway (http/agent-api.ts): its caller is known, it came from no browser.
+    const fromAgent = agentCaller(request.raw)
+    if (fromAgent) {
+      request.caller = fromAgent
+      return
+    }
     // Before any route and before authentication: a browser page must not reach an open server.
     try {
       hostCheck.check(request.headers)

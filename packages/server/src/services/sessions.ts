@@ -28,6 +28,11 @@ import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputS
 export interface Caller {
   tenant: string
   keyId?: string
+  /**
+   * A hosted agent calling codebox's API through its gateway (keyId `agent:<its session id>`): it
+   * sees only the sessions it started itself, never its tenant's others.
+   */
+  ownSessionsOnly?: boolean
 }
 
 export interface CallContext {
@@ -167,11 +172,14 @@ export class SessionService {
     ctx: CallContext = {},
   ): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
-      const key = `${caller.tenant}\0${req.clientToken}`
+      const key = `${caller.tenant}\0${caller.ownSessionsOnly ? (caller.keyId ?? '') : ''}\0${req.clientToken}`
       // In flight is checked before and after the store read: a start may begin or finish during it.
       const before = this.pending.get(key)
       if (before) return { info: await before, created: false }
       const existing = await this.store.sessions.findByClientToken(caller.tenant, req.clientToken)
+      if (existing && caller.ownSessionsOnly && existing.keyId !== caller.keyId) {
+        throw new CodeboxError('Conflict', 'this clientToken was used by another session of the tenant: use another one')
+      }
       if (existing) return { info: toInfo(existing), created: false }
       const inFlight = this.pending.get(key)
       if (inFlight) return { info: await inFlight, created: false }
@@ -310,7 +318,7 @@ export class SessionService {
     caller: Caller,
     query: { status?: 'READY' | 'TERMINATED'; interpreterId?: string; limit: number; nextToken?: string },
   ): Promise<{ items: SessionInfo[]; nextToken?: string }> {
-    const page = await this.store.sessions.list({ tenant: caller.tenant, ...query })
+    const page = await this.store.sessions.list({ tenant: caller.tenant, ...query, ...(caller.ownSessionsOnly ? { keyId: caller.keyId ?? '' } : {}) })
     return { items: page.items.map(toInfo), ...(page.nextToken ? { nextToken: page.nextToken } : {}) }
   }
 
@@ -331,6 +339,13 @@ export class SessionService {
     const record = await this.record(caller, sessionId)
     if (record.status === 'TERMINATED') {
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
+    }
+    // A hosted agent's sandbox belongs to its runtime session alone: no call reaches into it from outside.
+    if (record.runtimeId !== undefined) {
+      throw new CodeboxError(
+        'Conflict',
+        `session ${sessionId} runs the hosted agent of runtime ${record.runtimeId}: it is reached through its runtime (InvokeAgentRuntime), not the session API`,
+      )
     }
     const session = this.engine.find(sessionId)
     // Not held here: it is ending (its end is being recorded) or its sandbox went with an earlier
@@ -452,8 +467,15 @@ export class SessionService {
     await this.store.sessions.markTerminated(session.id, reason)
   }
 
+  /** The tenant and runtime of a READY hosted agent's session (who a gateway call comes from); undefined for any other session. */
+  async hostedOwner(sessionId: string): Promise<{ tenant: string; runtimeId: string } | undefined> {
+    const r = await this.store.sessions.owner(sessionId)
+    return r?.status === 'READY' && r.runtimeId !== undefined ? { tenant: r.tenant, runtimeId: r.runtimeId } : undefined
+  }
+
   private async record(caller: Caller, sessionId: string): Promise<SessionRecord> {
-    const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? await this.store.sessions.get(sessionId, caller.tenant) : undefined
+    let r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? await this.store.sessions.get(sessionId, caller.tenant) : undefined
+    if (r && caller.ownSessionsOnly && r.keyId !== caller.keyId) r = undefined
     if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
     return r
   }

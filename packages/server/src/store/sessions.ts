@@ -41,6 +41,8 @@ export interface ListSessionsOptions {
   status?: SessionStatus
   /** Only sessions started from this interpreter. */
   interpreterId?: string
+  /** Only sessions started with this key (a hosted agent sees only its own). */
+  keyId?: string
   /** Page size, a whole number ≥ 1. */
   limit: number
   nextToken?: string
@@ -108,7 +110,7 @@ export class SessionRepository implements SessionStore {
       list: db.prepare(
         `SELECT * FROM sessions
          WHERE tenant = :tenant AND (:status IS NULL OR status = :status) AND (:interpreter IS NULL OR interpreter_id = :interpreter)
-           AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
+           AND (:key IS NULL OR key_id = :key) AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
          ORDER BY created_at DESC, session_id DESC LIMIT :limit`,
       ),
       countActive: db.prepare(`SELECT count(*) AS n FROM sessions WHERE tenant = ? AND status = 'READY'`),
@@ -159,6 +161,11 @@ export class SessionRepository implements SessionStore {
     return this.#one(this.#q.byToken, tenant, clientToken)
   }
 
+  /** The session with this id, whatever its tenant: for the host's own use, never a caller's read. */
+  async owner(sessionId: string): Promise<SessionRecord | undefined> {
+    return this.#one(this.#q.byId, sessionId)
+  }
+
   /** A page of the tenant's sessions, newest first. */
   async list(options: ListSessionsOptions): Promise<Page<SessionRecord>> {
     checkPageLimit(options.limit)
@@ -167,6 +174,7 @@ export class SessionRepository implements SessionStore {
       tenant: options.tenant,
       status: options.status ?? null,
       interpreter: options.interpreterId ?? null,
+      key: options.keyId ?? null,
       afterCreated: after?.c ?? null,
       afterId: after?.s ?? null,
       limit: options.limit + 1,
