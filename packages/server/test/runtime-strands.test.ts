@@ -26,7 +26,7 @@ import { realServer } from './fixtures.ts'
 
 const fixture = path.join(import.meta.dirname, 'fixtures/agents/strands-ts')
 const bin = path.join(import.meta.dirname, '../../cli/bin/codebox')
-/** npm from the Node that runs the tests, ahead of anything else on PATH. */
+/** The Node that runs the tests first on PATH, so npm (`#!/usr/bin/env node`) and the CLI run on it. */
 const childPath = `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`
 
 interface Run {
@@ -56,9 +56,13 @@ function run(command: string, args: string[], options: { env?: Record<string, st
 async function npmUnavailable(): Promise<string | undefined> {
   const lock = JSON.parse(fs.readFileSync(path.join(fixture, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> }
   const version = lock.packages['node_modules/bedrock-agentcore']?.version
-  const r = await run('npm', ['view', `bedrock-agentcore@${version}`, 'version'], { timeoutMs: 30_000, cwd: os.tmpdir() })
+  const r = await run('npm', ['view', `bedrock-agentcore@${version}`, 'version', '--fetch-retries=1', '--fetch-timeout=10000'], {
+    timeoutMs: 30_000,
+    cwd: os.tmpdir(),
+  })
   if (r.code === 0 && r.stdout.trim() === version) return undefined
-  const why = r.stderr.trim().split('\n').filter(Boolean).at(-1) ?? `exit ${r.code}`
+  const lines = r.stderr.split('\n')
+  const why = lines.find((l) => /FetchError|npm error code/.test(l)) ?? lines.filter(Boolean).at(-1) ?? `exit ${r.code}`
   return `the npm registry cannot be reached to install the agent's dependencies (npm view bedrock-agentcore@${version}: ${why.slice(0, 200)})`
 }
 
