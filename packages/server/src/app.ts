@@ -74,6 +74,8 @@ export interface App {
   runtimes: RuntimeService
   /** Hosted agents' runtime sessions (one sandbox each) and their logs. */
   hosted: HostedRuntimes
+  /** Serves again the runtime sessions whose sandboxes `SessionService.adoptPrevious` re-adopted (serve.ts, at start-up). */
+  restoreHosted(adopted: Awaited<ReturnType<SessionService['adoptPrevious']>>['hosted']): ReturnType<RuntimeSessions['restore']>
 }
 
 const requestIdPattern = /^[\w.:-]{1,64}$/
@@ -152,8 +154,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
   })
   const runtimeLogs = new RuntimeLogs()
+  const launcher = new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs })
   runtimeSessions = new RuntimeSessions({
-    launcher: new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs }),
+    launcher,
     onEnd: (info, reason) => {
       metrics.runtimeSessionEnds.inc({ runtime: info.runtimeId, reason })
       app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended')
@@ -251,7 +254,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
     hosted,
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
-  return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted }
+  const restoreHosted: App['restoreHosted'] = (adopted) =>
+    runtimeSessions.restore(
+      adopted.map(({ record, session }) => ({
+        key: { tenant: record.tenant, runtimeId: record.runtimeId, runtimeSessionId: record.hosted.runtimeSessionId },
+        startedAt: new Date(record.createdAt),
+        lastActivity: new Date(record.lastUpdatedAt),
+        reattach: () =>
+          launcher.reattach({ tenant: record.tenant, runtimeId: record.runtimeId, runtimeSessionId: record.hosted.runtimeSessionId }, session, record.hosted),
+        abandon: async () => sessionService.stopHosted(session, 'unhealthy'),
+      })),
+    )
+  return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted, restoreHosted }
 }
 
 /** The gateway credential a runtime's secrets hold for `provider`, if any. */

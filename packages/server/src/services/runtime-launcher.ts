@@ -7,9 +7,10 @@
  */
 import { CODE_DIR, CodeboxError, type SessionLimits } from '@codebox/core'
 import type { Session } from '@codebox/sandbox'
-import type { RuntimeLogs } from './runtime-logs.ts'
+import type { RuntimeLogHandle, RuntimeLogs } from './runtime-logs.ts'
 import type { Launcher, LaunchedAgent, RuntimeSessionKey, RuntimeSessionSettings } from './runtime-sessions.ts'
 import type { RuntimeService } from './runtimes.ts'
+import type { RuntimeVersionRecord } from '../store/index.ts'
 import type { SessionService } from './sessions.ts'
 
 /** The agent's HTTP port (the runtime contract: /invocations and /ping on 8080). */
@@ -45,6 +46,8 @@ export class RuntimeLauncher implements Launcher {
     const limits: Partial<SessionLimits> = { ...s.limits, idleTimeoutMs: lifetimeMs, maxLifetimeMs: lifetimeMs }
     const session = await this.#o.sessions.startHosted(caller, {
       runtimeId: runtime.runtimeId,
+      runtimeSessionId: key.runtimeSessionId,
+      version: version.version,
       name: key.runtimeSessionId.slice(0, 100),
       limits,
       network: s.network,
@@ -75,8 +78,34 @@ export class RuntimeLauncher implements Launcher {
       log.end('the entrypoint could not be started')
       throw e
     }
-    const ended = this.#watch(session, taskId, log)
-    const agent: LaunchedAgent = {
+    // Recorded so that a restarted server serves this runtime session again (adoptPrevious).
+    await this.#o.sessions.recordHostedTask(session, taskId).catch(() => {})
+    return { agent: this.#agent(session, taskId, log, String(version.version), { stdout: 0, stderr: 0 }), settings: this.#settings(s) }
+  }
+
+  /**
+   * A runtime session a previous server started, whose sandbox this one re-adopted: its agent is
+   * reached and watched again, from the output it prints from now on (what it printed before is
+   * in the previous server's log). NotFound when its runtime or version is gone.
+   */
+  async reattach(
+    key: RuntimeSessionKey,
+    session: Session,
+    hosted: { version: number; taskId: string },
+  ): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
+    const { runtime, version } = await this.#o.runtimes.resolve({ tenant: key.tenant }, key.runtimeId, String(hosted.version))
+    const now = await session.tasks.read(hosted.taskId, { maxBytes: 0 })
+    const log = this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
+    log.write('stderr', '[codebox: the server restarted and serves this runtime session again; output from here on]\n')
+    return {
+      agent: this.#agent(session, hosted.taskId, log, String(version.version), { stdout: now.stdoutEnd, stderr: now.stderrEnd }),
+      settings: this.#settings(version.settings),
+    }
+  }
+
+  #agent(session: Session, taskId: string, log: RuntimeLogHandle, version: string, from: { stdout: number; stderr: number }): LaunchedAgent {
+    const ended = this.#watch(session, taskId, log, from)
+    return {
       connect: (signal) => session.openPort(AGENT_PORT, signal ? { signal } : {}),
       ended,
       logTail: async () => log.tail(),
@@ -85,21 +114,23 @@ export class RuntimeLauncher implements Launcher {
         await this.#o.sessions.stopHosted(session, reason)
       },
       sessionId: session.id,
-      version: String(version.version),
+      version,
     }
-    const settings: RuntimeSessionSettings = {
+  }
+
+  #settings(s: RuntimeVersionRecord['settings']): RuntimeSessionSettings {
+    return {
       idleTimeoutMs: s.idleTimeoutSeconds * 1000,
-      maxLifetimeMs: lifetimeMs,
+      maxLifetimeMs: s.maxLifetimeSeconds * 1000,
       startTimeoutMs: this.#o.startTimeoutMs ?? 60_000,
       invokeTimeoutMs: this.#o.invokeTimeoutMs ?? 15 * 60_000,
     }
-    return { agent, settings }
   }
 
   /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
-  async #watch(session: Session, taskId: string, log: ReturnType<RuntimeLogs['open']>): Promise<string> {
-    let stdoutOffset = 0
-    let stderrOffset = 0
+  async #watch(session: Session, taskId: string, log: RuntimeLogHandle, from: { stdout: number; stderr: number }): Promise<string> {
+    let stdoutOffset = from.stdout
+    let stderrOffset = from.stderr
     const pollMs = this.#o.pollMs ?? 500
     for (;;) {
       if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`

@@ -241,6 +241,12 @@ export const migrations: readonly Migration[] = [
     description: "the hosted agent runtime a session's sandbox runs (NULL for a code interpreter's session)",
     sql: `ALTER TABLE sessions ADD COLUMN runtime_id TEXT;`,
   },
+  {
+    version: 11,
+    description:
+      "a hosted agent's runtime session as its sandbox serves it (JSON {runtimeSessionId, version, network, taskId?}), so a restarted server serves it again",
+    sql: `ALTER TABLE sessions ADD COLUMN hosted TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

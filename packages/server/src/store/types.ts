@@ -76,6 +76,8 @@ export interface SessionStore {
   get(sessionId: string, tenant: string): Promise<SessionRecord | undefined>
   /** The session `tenant` started with this idempotency token, or undefined. */
   findByClientToken(tenant: string, clientToken: string): Promise<SessionRecord | undefined>
+  /** Records the process of a hosted agent's session (HostedSessionRecord.taskId). */
+  setHostedTask(sessionId: string, taskId: string): Promise<void>
   /** The session with this id, whatever its tenant: for the host's own use (who a sandbox's gateway call comes from), never a caller's read. */
   owner(sessionId: string): Promise<SessionRecord | undefined>
   /** A page of the tenant's sessions, newest first. */
