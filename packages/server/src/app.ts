@@ -145,10 +145,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
     audit: (caller, entry) => sessionService.audit(caller, entry),
     beforeDelete: async (tenant, runtimeId) => {
       await runtimeSessions?.stopRuntime(tenant, runtimeId)
-      runtimeLogs.forget(tenant, runtimeId)
+      await runtimeLogs.forget(tenant, runtimeId)
     },
   })
-  const runtimeLogs = new RuntimeLogs()
+  const runtimeLogs = new RuntimeLogs({
+    store: store.runtimeLogs,
+    maxBytesPerSession: config.runtimeLogs.maxBytesPerSession,
+    maxSessionsPerRuntime: config.runtimeLogs.maxSessionsPerRuntime,
+    retentionMs: config.runtimeLogs.retentionSeconds * 1000,
+    onError: (err) => app.log.error({ err }, 'could not store what a hosted agent printed'),
+  })
   runtimeSessions = new RuntimeSessions({
     launcher: new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs }),
     onEnd: (info, reason) => {

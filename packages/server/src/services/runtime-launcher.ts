@@ -7,7 +7,7 @@
  */
 import { CODE_DIR, CodeboxError, type SessionLimits } from '@codebox/core'
 import type { Session } from '@codebox/sandbox'
-import type { RuntimeLogs } from './runtime-logs.ts'
+import type { RuntimeLogHandle, RuntimeLogs } from './runtime-logs.ts'
 import type { Launcher, LaunchedAgent, RuntimeSessionKey, RuntimeSessionSettings } from './runtime-sessions.ts'
 import type { RuntimeService } from './runtimes.ts'
 import type { SessionService } from './sessions.ts'
@@ -51,7 +51,13 @@ export class RuntimeLauncher implements Launcher {
       code: { hostPath },
       gateway: { tag: runtime.runtimeId },
     })
-    const log = this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    let log: RuntimeLogHandle
+    try {
+      log = await this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    } catch (e) {
+      await session.stop('stopped').catch(() => {})
+      throw e
+    }
     const entry = `${CODE_DIR}/${s.entrypoint}`
     const command = s.language === 'python' ? `exec python3 -u ${shellQuote(entry)}` : `exec node ${shellQuote(entry)}`
     let taskId: string
@@ -72,7 +78,7 @@ export class RuntimeLauncher implements Launcher {
       taskId = id
     } catch (e) {
       await session.stop('stopped').catch(() => {})
-      log.end('the entrypoint could not be started')
+      await log.end('the entrypoint could not be started')
       throw e
     }
     const ended = this.#watch(session, taskId, log)
@@ -81,7 +87,7 @@ export class RuntimeLauncher implements Launcher {
       ended,
       logTail: async () => log.tail(),
       stop: async (reason) => {
-        log.end(`the runtime session ended (${reason})`)
+        await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
       },
       sessionId: session.id,
@@ -97,7 +103,7 @@ export class RuntimeLauncher implements Launcher {
   }
 
   /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
-  async #watch(session: Session, taskId: string, log: ReturnType<RuntimeLogs['open']>): Promise<string> {
+  async #watch(session: Session, taskId: string, log: RuntimeLogHandle): Promise<string> {
     let stdoutOffset = 0
     let stderrOffset = 0
     const pollMs = this.#o.pollMs ?? 500
@@ -112,7 +118,7 @@ export class RuntimeLauncher implements Launcher {
         stderrOffset = out.stderrOffset
         if (out.status !== 'working' && out.stdoutOffset >= out.stdoutEnd && out.stderrOffset >= out.stderrEnd) {
           const why = out.exitCode === null ? `its process ended (${out.status})` : `its process exited with code ${out.exitCode}`
-          log.end(why)
+          await log.end(why)
           return why
         }
         if (out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd) continue
