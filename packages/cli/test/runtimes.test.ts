@@ -1,7 +1,8 @@
 /**
  * `codebox runtimes` as a user runs it, against an in-process server (fake driver): deploy a
  * directory (node_modules and its links kept, .git left out, `npm ci` when only a lock file is
- * there), versions, rollback, secrets from standard input, removal, and the exit codes of mistakes.
+ * there), versions, rollback, secrets from standard input, removal, and the exit codes of mistakes
+ * (invoking a hosted agent for real is in packages/server/test/runtime-invoke.test.ts, on bwrap).
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -124,6 +125,19 @@ describe('codebox runtimes', () => {
     const badTimeout = await codebox(['runtimes', 'deploy', dir, '--name', 'x', '--idle-timeout', '5'])
     assert.equal(badTimeout.code, 64)
     assert.match(badTimeout.stderr, /--idle-timeout/)
+    // invoke: the runtime is named, a session id is checked by the server, an unknown runtime is 66.
+    const noId = await codebox(['runtimes', 'invoke'])
+    assert.equal(noId.code, 64)
+    assert.match(noId.stderr, /ID/)
+    const badSession = await codebox(['runtimes', 'invoke', 'locked', '{}', '--session', 'too-short'])
+    assert.equal(badSession.code, 64)
+    assert.match(badSession.stderr, /Session-Id|session/)
+    const unknown = await codebox(['runtimes', 'invoke', 'nosuchagent', '{}'])
+    assert.equal(unknown.code, 66)
+    assert.match(unknown.stderr, /nosuchagent/)
+    const agentDoor = await codebox(['runtimes', 'invoke', 'codebox-agent', '{}'])
+    assert.equal(agentDoor.code, 64)
+    assert.match(agentDoor.stderr, /POST \/invocations/)
     const builtIn = await codebox(['runtimes', 'rm', 'codebox-agent'])
     assert.equal(builtIn.code, 64)
     assert.match(builtIn.stderr, /built-in codebox agent/)

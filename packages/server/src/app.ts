@@ -229,7 +229,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
-  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
+  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs, maxPayloadBytes: config.maxBodyBytes })
   const agentDoor = options.agentDoor ?? agent
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)

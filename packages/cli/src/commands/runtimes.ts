@@ -1,5 +1,5 @@
 /**
- * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|secrets`: hosted agent runtimes. `deploy`
+ * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|invoke|secrets`: hosted agent runtimes. `deploy`
  * packs a directory (with its node_modules or Python dependencies; `npm ci --omit=dev` first when
  * there is a package-lock.json and no node_modules) into a gzipped tar, uploads it and deploys it.
  */
@@ -25,14 +25,15 @@ const spec: FlagSpec = {
   allow: { type: 'string', description: 'deploy: VPC allow-list, comma-separated' },
   'idle-timeout': { type: 'string', description: 'deploy: seconds without a request before a session ends (60-28800, default 900)' },
   'max-lifetime': { type: 'string', description: 'deploy: seconds a session may live (60-28800, default 28800)' },
-  session: { type: 'string', description: 'logs: only this runtime session' },
+  session: { type: 'string', description: 'logs: only this runtime session; invoke: the runtime session to reach (default a new one, printed on stderr)' },
+  qualifier: { type: 'string', description: 'invoke: the endpoint (DEFAULT) or a version number' },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const usage = helpText(
-  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | sessions ID | stop ID SESSION | logs ID [--session SESSION] | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
+  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | sessions ID | stop ID SESSION | logs ID [--session SESSION] | invoke ID [PAYLOAD|-] [--session SESSION] [--qualifier Q] | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
   spec,
   [
     'codebox runtimes deploy ./my-agent --name weather',
@@ -41,6 +42,7 @@ export const usage = helpText(
     'codebox runtimes versions weather',
     'codebox runtimes rollback weather 1',
     'codebox runtimes sessions weather',
+    'codebox runtimes invoke weather \'{"prompt": "Will it rain in Seoul?"}\' --session <runtime session id>',
     'codebox runtimes logs weather --session <runtime session id>',
     'echo "$ANTHROPIC_API_KEY" | codebox runtimes secrets set weather ANTHROPIC_API_KEY',
     'codebox runtimes rm weather',
@@ -148,6 +150,8 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
       )
       return 0
     }
+    case 'invoke':
+      return invoke(client, need(args[0], 'ID'), args[1], flags)
     case 'secrets':
       return secrets(client, args, flags.json === true)
     default:
@@ -204,6 +208,43 @@ async function secrets(client: CodeboxClient, args: string[], json: boolean): Pr
     default:
       process.stderr.write(`codebox runtimes secrets: expected set, ls or rm, got ${JSON.stringify(action ?? '')}\n`)
       return 64
+  }
+}
+
+/**
+ * Invokes a hosted agent with PAYLOAD (or standard input for `-`; `{}` when absent) and prints its
+ * answer: a JSON answer as it came, an SSE answer's event data line by line as they arrive. The
+ * runtime session id goes to stderr, so the next call can reach the same agent.
+ */
+async function invoke(client: CodeboxClient, id: string, payloadArg: string | undefined, flags: Record<string, unknown>): Promise<number> {
+  const payload = payloadArg === '-' ? await readStdin() : (payloadArg ?? '{}')
+  const json = flags.json === true
+  const answer = await client.runtimes.invoke(id, payload, {
+    ...(typeof flags.session === 'string' ? { session: flags.session } : {}),
+    ...(typeof flags.qualifier === 'string' ? { qualifier: flags.qualifier } : {}),
+  })
+  process.stderr.write(`runtime session ${answer.runtimeSessionId}\n`)
+  if (answer.streaming) {
+    for await (const e of answer.events()) {
+      process.stdout.write(
+        json ? `${JSON.stringify({ event: e.event, data: jsonOrText(e.data), ...(e.id !== undefined ? { id: e.id } : {}) })}\n` : `${e.data}\n`,
+      )
+    }
+    return 0
+  }
+  const text = await answer.text()
+  if (json)
+    process.stdout.write(`${JSON.stringify({ runtimeSessionId: answer.runtimeSessionId, contentType: answer.contentType, response: jsonOrText(text) })}\n`)
+  else process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`)
+  return 0
+}
+
+/** `text` parsed when it is JSON, else the text itself. */
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return text
   }
 }
 

@@ -81,11 +81,16 @@ export class RuntimeLauncher implements Launcher {
       await log.end('the entrypoint could not be started')
       throw e
     }
-    const ended = this.#watch(session, taskId, log)
+    const rounds = new Rounds()
+    const ended = this.#watch(session, taskId, log, rounds).finally(() => rounds.finish())
     const agent: LaunchedAgent = {
       connect: (signal) => session.openPort(AGENT_PORT, signal ? { signal } : {}),
       ended,
-      logTail: async () => log.tail(),
+      // What it printed up to now: a collection of its output first (within a second), then the tail.
+      logTail: async () => {
+        await Promise.race([rounds.fresh(), new Promise((r) => setTimeout(r, 1000).unref())])
+        return log.tail()
+      },
       stop: async (reason) => {
         await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
@@ -103,11 +108,12 @@ export class RuntimeLauncher implements Launcher {
   }
 
   /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
-  async #watch(session: Session, taskId: string, log: RuntimeLogHandle): Promise<string> {
+  async #watch(session: Session, taskId: string, log: RuntimeLogHandle, rounds: Rounds): Promise<string> {
     let stdoutOffset = 0
     let stderrOffset = 0
     const pollMs = this.#o.pollMs ?? 500
-    for (;;) {
+    for (; ; await rounds.sleep(pollMs)) {
+      rounds.begin()
       if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
       try {
         const out = await session.tasks.read(taskId, { stdoutOffset, stderrOffset, maxBytes: 256 * 1024 })
@@ -121,13 +127,58 @@ export class RuntimeLauncher implements Launcher {
           await log.end(why)
           return why
         }
-        if (out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd) continue
+        rounds.end(out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd)
       } catch (e) {
         if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
         if (!(e instanceof CodeboxError) || e.code === 'NotFound') return `its process could not be watched: ${(e as Error).message}`
+        rounds.end(false)
       }
-      await new Promise((r) => setTimeout(r, pollMs))
     }
+  }
+}
+
+/**
+ * The rounds in which a watcher collects an agent's output: `fresh()` resolves after a round that
+ * began after it was called (waking the watcher from its pause), so an error message carries what
+ * the agent printed just before.
+ */
+class Rounds {
+  #waiting: (() => void)[] = []
+  #serving: (() => void)[] = []
+  #wake: (() => void) | undefined
+  #more = false
+  #finished = false
+
+  fresh(): Promise<void> {
+    if (this.#finished) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve)
+      this.#wake?.()
+    })
+  }
+
+  begin(): void {
+    this.#serving = this.#waiting.splice(0)
+  }
+
+  /** A round is over; `more`: output is left to read, so the next one starts at once. */
+  end(more: boolean): void {
+    this.#more = more
+    for (const r of this.#serving.splice(0)) r()
+  }
+
+  async sleep(ms: number): Promise<void> {
+    if (this.#more || this.#waiting.length > 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.#wake = () => (clearTimeout(timer), resolve())
+    })
+    this.#wake = undefined
+  }
+
+  finish(): void {
+    this.#finished = true
+    for (const r of [...this.#serving.splice(0), ...this.#waiting.splice(0)]) r()
   }
 }
 

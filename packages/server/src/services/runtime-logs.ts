@@ -85,11 +85,6 @@ export class RuntimeLogs {
     return logs.map(({ tenant: _t, ...entry }) => entry)
   }
 
-  /** The tail of a log of an agent running on this server, if it is one. */
-  tail(sessionId: string): string | undefined {
-    return this.#open.get(sessionId)?.tail()
-  }
-
   /** Forgets a deleted runtime's logs. */
   async forget(tenant: string, runtimeId: string): Promise<void> {
     await this.#store.forgetLogs(tenant, runtimeId)
