@@ -50,7 +50,7 @@ export class RuntimeLogs {
   readonly #flushMs: number
   readonly #onError: (err: unknown) => void
   /** Logs of agents running on this server, by codebox session id. */
-  readonly #open = new Map<string, LogWriter>()
+  readonly #open = new Map<string, { writer: LogWriter; tenant: string; runtimeId: string }>()
 
   constructor(options: RuntimeLogsOptions) {
     this.#store = options.store
@@ -66,15 +66,15 @@ export class RuntimeLogs {
     await this.#prune(meta.tenant, meta.runtimeId, this.#maxSessions - 1)
     await this.#store.openLog(meta)
     const writer = new LogWriter(this.#store, meta.sessionId, { maxBytes: this.#maxBytes, flushMs: this.#flushMs, onError: this.#onError })
-    this.#open.set(meta.sessionId, writer)
+    this.#open.set(meta.sessionId, { writer, tenant: meta.tenant, runtimeId: meta.runtimeId })
     void writer.ended.then(() => this.#open.delete(meta.sessionId))
     return writer
   }
 
   /** A runtime's logs, newest first: at most `limit` (default 20), only `runtimeSessionId`'s when given. */
   async read(tenant: string, runtimeId: string, options: Partial<Pick<ListRuntimeLogsOptions, 'runtimeSessionId' | 'limit'>> = {}): Promise<RuntimeLogEntry[]> {
-    // What this server's agents printed in the last second is part of the answer.
-    await Promise.all([...this.#open.values()].map((w) => w.flush()))
+    // What this server's agents of the runtime printed in the last second is part of the answer.
+    await Promise.all([...this.#open.values()].filter((o) => o.tenant === tenant && o.runtimeId === runtimeId).map((o) => o.writer.flush()))
     await this.#prune(tenant, runtimeId, this.#maxSessions)
     const logs = await this.#store.listLogs({
       tenant,
@@ -92,7 +92,7 @@ export class RuntimeLogs {
 
   /** Writes what every open log has buffered (server shutdown; their agents end them). */
   async flush(): Promise<void> {
-    await Promise.all([...this.#open.values()].map((w) => w.flush()))
+    await Promise.all([...this.#open.values()].map((o) => o.writer.flush()))
   }
 
   #prune(tenant: string, runtimeId: string, keep: number): Promise<number> {
