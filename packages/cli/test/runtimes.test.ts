@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -19,9 +20,9 @@ const bin = path.join(repo, 'packages/cli/bin/codebox')
 let server: TestServer
 let work: string
 
-function codebox(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+function codebox(args: string[], input = '', url = server.url): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(bin, args, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: server.url, CODEBOX_API_KEY: '' } })
+    const child = spawn(bin, args, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: url, CODEBOX_API_KEY: '' } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
@@ -97,6 +98,20 @@ describe('codebox runtimes', () => {
     const gone = await codebox(['runtimes', 'get', 'cliagent'])
     assert.equal(gone.code, 66)
     assert.match(gone.stderr, /no runtime "cliagent"/)
+  })
+
+  test('deploy packs while it uploads: a bundle over the server’s limit is refused with LimitExceeded and nothing is deployed', async (t) => {
+    const small = await testServer(t, { env: { CODEBOX_RUNTIME_MAX_BUNDLE_BYTES: '100000' } })
+    const dir = path.join(work, 'big')
+    await mkdir(dir)
+    await writeFile(path.join(dir, 'index.js'), 'console.log("hi")\n')
+    // Incompressible, so the gzipped tar stays over the limit.
+    await writeFile(path.join(dir, 'weights.bin'), randomBytes(400_000))
+    const r = await codebox(['runtimes', 'deploy', dir, '--name', 'big'], '', small.url)
+    assert.equal(r.code, 64, r.stderr)
+    assert.match(r.stderr, /LimitExceeded: bundle is \d+ bytes, over the 100000-byte limit/)
+    assert.doesNotMatch(r.stderr, /deploying/)
+    assert.equal((await small.runtimes.list({ tenant: 'default' })).length, 0)
   })
 
   test('npm ci runs first when there is a lock file and no node_modules; mistakes exit 64', async () => {

@@ -1,14 +1,12 @@
 /**
- * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|invoke|secrets`: hosted agent runtimes. `deploy`
- * packs a directory (with its node_modules or Python dependencies; `npm ci --omit=dev` first when
- * there is a package-lock.json and no node_modules) into a gzipped tar, uploads it and deploys it.
+ * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|invoke|secrets`: hosted
+ * agent runtimes. `deploy` packs a directory (with its node_modules or Python dependencies; `npm ci
+ * --omit=dev` first when there is a package-lock.json and no node_modules) into a gzipped tar as it
+ * uploads it, and deploys it. `invoke` reaches a hosted agent (POST /v1/runtimes/{id}/invocations).
  */
 import { spawn } from 'node:child_process'
-import { createReadStream } from 'node:fs'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { Readable } from 'node:stream'
 import { create } from 'tar'
 import { validationError, type DeployRuntimeRequest, type RuntimeInfo } from '@codebox/core'
 import { CodeboxClient } from '@codebox/sdk'
@@ -268,20 +266,22 @@ async function deploy(client: CodeboxClient, dir: string, flags: Record<string, 
     ...seconds(flags, 'idle-timeout', 'idleTimeoutSeconds'),
     ...seconds(flags, 'max-lifetime', 'maxLifetimeSeconds'),
   }
-  const temp = await mkdtemp(path.join(tmpdir(), 'codebox-bundle-'))
-  try {
-    const file = path.join(temp, 'bundle.tar.gz')
-    process.stderr.write(`packing ${root}\n`)
-    // Everything but .git; symbolic links are kept as links (the server refuses any that leave the bundle).
-    await create({ gzip: true, portable: true, cwd: root, file, filter: (p) => !/(^|\/)\.git(\/|$)/.test(p) }, ['.'])
-    const size = (await stat(file)).size
-    process.stderr.write(`uploading ${(size / 1024 / 1024).toFixed(1)} MiB\n`)
-    const bundle = await client.runtimes.uploadBundle(Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>)
-    process.stderr.write(`deploying ${name} (entrypoint ${entrypoint})\n`)
-    return await client.runtimes.deploy({ ...request, bundleId: bundle.bundleId })
-  } finally {
-    await rm(temp, { recursive: true, force: true })
-  }
+  // Packed as it is uploaded: nothing of it is held in memory or written to disk, and the server's
+  // bundle limit (CODEBOX_RUNTIME_MAX_BUNDLE_BYTES) stops the upload and with it the packing.
+  process.stderr.write(`packing and uploading ${root}\n`)
+  let sent = 0
+  // Everything but .git; symbolic links are kept as links (the server refuses any that leave the bundle).
+  const packed = create({ gzip: true, portable: true, cwd: root, filter: (p) => !/(^|\/)\.git(\/|$)/.test(p) }, ['.']).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform: (chunk, controller) => {
+        sent += chunk.byteLength
+        controller.enqueue(chunk)
+      },
+    }),
+  )
+  const bundle = await client.runtimes.uploadBundle(packed)
+  process.stderr.write(`uploaded ${(sent / 1024 / 1024).toFixed(1)} MiB; deploying ${name} (entrypoint ${entrypoint})\n`)
+  return client.runtimes.deploy({ ...request, bundleId: bundle.bundleId })
 }
 
 /** `npm ci --omit=dev` in `dir`, its output on stderr. */
