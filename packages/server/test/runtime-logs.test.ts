@@ -105,6 +105,16 @@ describe('hosted agents’ logs in the store', () => {
     await log.end('again')
     assert.equal((await logs.read('acme', runtimeId))[0]!.ended, 'its process exited with code 3')
     assert.deepEqual(await logs.read('globex', runtimeId), [], 'another tenant sees nothing')
+
+    // Hostile text is kept as it came: NUL, escapes, a lone surrogate (as UTF-8's replacement), quotes.
+    const odd = await logs.open({ tenant: 'acme', runtimeId, runtimeSessionId: rsid('o'), sessionId: await sandbox('s2'), version: '1' })
+    odd.write('stdout', 'a\u0000b\x1b[31mred\x1b[0m \' "; DROP TABLE runtime_logs; --\n')
+    odd.write('stderr', 'half \ud800 pair\n')
+    await odd.end('stopped')
+    assert.equal(
+      (await logs.read('acme', runtimeId, { runtimeSessionId: rsid('o') }))[0]!.text,
+      'a\u0000b\x1b[31mred\x1b[0m \' "; DROP TABLE runtime_logs; --\nhalf \ufffd pair\n',
+    )
   })
 
   it('bounds logs per runtime (the oldest ended go, running ones stay) and expires ended ones', async (t) => {
