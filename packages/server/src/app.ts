@@ -150,10 +150,16 @@ export async function buildApp(options: AppOptions): Promise<App> {
     audit: (caller, entry) => sessionService.audit(caller, entry),
     beforeDelete: async (tenant, runtimeId) => {
       await runtimeSessions?.stopRuntime(tenant, runtimeId)
-      runtimeLogs.forget(tenant, runtimeId)
+      await runtimeLogs.forget(tenant, runtimeId)
     },
   })
-  const runtimeLogs = new RuntimeLogs()
+  const runtimeLogs = new RuntimeLogs({
+    store: store.runtimeLogs,
+    maxBytesPerSession: config.runtimeLogs.maxBytesPerSession,
+    maxSessionsPerRuntime: config.runtimeLogs.maxSessionsPerRuntime,
+    retentionMs: config.runtimeLogs.retentionSeconds * 1000,
+    onError: (err) => app.log.error({ err }, 'could not store what a hosted agent printed'),
+  })
   const launcher = new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs })
   runtimeSessions = new RuntimeSessions({
     launcher,
@@ -235,7 +241,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
-  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
+  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs, maxPayloadBytes: config.maxBodyBytes })
   const agentDoor = options.agentDoor ?? agent
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)

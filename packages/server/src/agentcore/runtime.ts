@@ -11,15 +11,14 @@
  * exceptions (ValidationException, AccessDeniedException, ResourceNotFoundException, ...).
  */
 import { CodeboxError, invocationRequestSchema } from '@codebox/core'
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { clientGone, collectTurn, invocationResponse, openTurn, SESSION_HEADER, streamTurn, USER_HEADER, wantsEventStream } from '../apis/runtime/turn-reply.ts'
 import { parseJsonBody } from '../http/body.ts'
 import { toCodeboxError } from '../http/errors.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
-import { passThroughHeaders, readBody } from '../services/runtime-http.ts'
+import { passThroughHeaders } from '../services/runtime-http.ts'
+import { invokeHostedRuntime } from '../services/runtime-invoke.ts'
 import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import type { Caller } from '../services/sessions.ts'
 import { awsValidation } from './errors.ts'
@@ -119,27 +118,11 @@ function awsNotFound(e: unknown): never {
   throw e
 }
 
-/** Request headers a hosted agent gets: the runtime contract's, and the caller's custom ones. */
-function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Record<string, string> {
-  const out: Record<string, string> = {
-    'content-type': String(request.headers['content-type'] ?? 'application/json'),
-    accept: String(request.headers.accept ?? '*/*'),
-    [runtimeSessionHeader]: runtimeSessionId,
-    'x-amzn-bedrock-agentcore-runtime-request-id': request.id,
-  }
-  const user = userIdOf(request)
-  if (user) out[runtimeUserHeader] = user
-  for (const [k, v] of Object.entries(request.headers)) {
-    if (k.startsWith('x-amzn-bedrock-agentcore-runtime-custom-') && typeof v === 'string') out[k] = v.slice(0, 4096)
-  }
-  return out
-}
-
 /**
- * InvokeAgentRuntime of a deployed runtime: the payload goes to the runtime session's agent as it
- * came (its sandbox is started on the session's first invocation), and the agent's answer comes
- * back as it is written, JSON or SSE. The agent's own failures (it never became healthy, crashed,
- * answered 5xx) are RuntimeClientError (424) with what it printed.
+ * InvokeAgentRuntime of a deployed runtime (services/runtime-invoke.ts): the payload goes to the
+ * runtime session's agent as it came (its sandbox is started on the session's first invocation),
+ * and the agent's answer comes back as it is written, JSON or SSE. The agent's own failures (it
+ * never became healthy, crashed, answered 5xx) are RuntimeClientError (424) with what it printed.
  */
 async function invokeHosted(
   hosted: HostedRuntimes | undefined,
@@ -148,44 +131,19 @@ async function invokeHosted(
   const { caller, request, reply } = c
   if (!hosted)
     throw notFound(`No agent runtime named ${JSON.stringify(c.name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
-  const { runtime } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
-  const runtimeSessionId = sessionIdOf(request, false) ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
-  const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
-  const signal = clientGone(reply)
-  const started = performance.now()
-  const count = (outcome: 'ok' | 'agent-error' | 'rejected', detail?: string): void => {
-    hosted.metrics.runtimeInvocations.inc({ runtime: runtime.runtimeId, outcome })
-    void hosted
-      .audit(caller, {
-        action: 'invokeAgentRuntime',
-        outcome: outcome === 'ok' ? 'ok' : outcome === 'rejected' ? 'rejected' : 'error',
-        durationMs: performance.now() - started,
-        detail: `${runtime.runtimeId} ${runtimeSessionId}${detail ? ` ${detail}` : ''}`.slice(0, 1000),
-        requestId: request.id,
-      })
-      .catch(() => {})
-  }
-  let response: IncomingMessage
-  try {
-    ;({ response } = await hosted.sessions.invoke(
-      { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
-      { path: '/invocations', headers: forwardedHeaders(request, runtimeSessionId), body: payload, signal, ...(c.qualifier ? { qualifier: c.qualifier } : {}) },
-    ))
-  } catch (e) {
-    count(e instanceof CodeboxError && e.details.aws === 'RuntimeClientError' ? 'agent-error' : 'rejected', e instanceof CodeboxError ? e.code : 'Internal')
-    throw e
-  }
-  hosted.metrics.runtimeInvokeDuration.observe({ runtime: runtime.runtimeId }, (performance.now() - started) / 1000)
-  const status = response.statusCode ?? 502
-  count(status >= 500 ? 'agent-error' : 'ok', String(status))
-  if (status >= 500) {
-    const text = await readBody(response, 64 * 1024).then(
-      (b) => b.toString('utf8'),
-      () => '',
-    )
-    throw new CodeboxError('SandboxFailure', `the agent answered ${status}: ${text.slice(0, 2000)}`, { details: { aws: 'RuntimeClientError' } })
-  }
-  void reply.code(status).headers({ ...passThroughHeaders(response.headers), [runtimeSessionHeader]: runtimeSessionId })
+  const runtimeSessionId = sessionIdOf(request, false)
+  const userId = userIdOf(request)
+  const { response, runtimeSessionId: used } = await invokeHostedRuntime(hosted, {
+    caller,
+    runtime: c.name,
+    ...(c.qualifier ? { qualifier: c.qualifier } : {}),
+    ...(runtimeSessionId ? { runtimeSessionId } : {}),
+    ...(userId ? { userId } : {}),
+    callerHeaders: request.headers,
+    request: { body: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0), signal: clientGone(reply) },
+    requestId: request.id,
+  }).catch(awsNotFound)
+  void reply.code(response.statusCode ?? 200).headers({ ...passThroughHeaders(response.headers), [runtimeSessionHeader]: used })
   await reply.send(response)
   return undefined
 }

@@ -54,7 +54,13 @@ export class RuntimeLauncher implements Launcher {
       code: { hostPath },
       gateway: { tag: runtime.runtimeId },
     })
-    const log = this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    let log: RuntimeLogHandle
+    try {
+      log = await this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    } catch (e) {
+      await session.stop('stopped').catch(() => {})
+      throw e
+    }
     const entry = `${CODE_DIR}/${s.entrypoint}`
     const command = s.language === 'python' ? `exec python3 -u ${shellQuote(entry)}` : `exec node ${shellQuote(entry)}`
     let taskId: string
@@ -75,7 +81,7 @@ export class RuntimeLauncher implements Launcher {
       taskId = id
     } catch (e) {
       await session.stop('stopped').catch(() => {})
-      log.end('the entrypoint could not be started')
+      await log.end('the entrypoint could not be started')
       throw e
     }
     // Recorded so that a restarted server serves this runtime session again (adoptPrevious).
@@ -85,8 +91,8 @@ export class RuntimeLauncher implements Launcher {
 
   /**
    * A runtime session a previous server started, whose sandbox this one re-adopted: its agent is
-   * reached and watched again, from the output it prints from now on (what it printed before is
-   * in the previous server's log). NotFound when its runtime or version is gone.
+   * reached and watched again, from the output it prints from now on (what it printed before was
+   * stored by the previous server). NotFound when its runtime or version is gone.
    */
   async reattach(
     key: RuntimeSessionKey,
@@ -95,7 +101,7 @@ export class RuntimeLauncher implements Launcher {
   ): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
     const { runtime, version } = await this.#o.runtimes.resolve({ tenant: key.tenant }, key.runtimeId, String(hosted.version))
     const now = await session.tasks.read(hosted.taskId, { maxBytes: 0 })
-    const log = this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
+    const log = await this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
     log.write('stderr', '[codebox: the server restarted and serves this runtime session again; output from here on]\n')
     return {
       agent: this.#agent(session, hosted.taskId, log, String(version.version), { stdout: now.stdoutEnd, stderr: now.stderrEnd }),
@@ -104,13 +110,18 @@ export class RuntimeLauncher implements Launcher {
   }
 
   #agent(session: Session, taskId: string, log: RuntimeLogHandle, version: string, from: { stdout: number; stderr: number }): LaunchedAgent {
-    const ended = this.#watch(session, taskId, log, from)
+    const rounds = new Rounds()
+    const ended = this.#watch(session, taskId, log, rounds, from).finally(() => rounds.finish())
     return {
       connect: (signal) => session.openPort(AGENT_PORT, signal ? { signal } : {}),
       ended,
-      logTail: async () => log.tail(),
+      // What it printed up to now: a collection of its output first (within a second), then the tail.
+      logTail: async () => {
+        await Promise.race([rounds.fresh(), new Promise((r) => setTimeout(r, 1000).unref())])
+        return log.tail()
+      },
       stop: async (reason) => {
-        log.end(`the runtime session ended (${reason})`)
+        await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
       },
       sessionId: session.id,
@@ -128,11 +139,12 @@ export class RuntimeLauncher implements Launcher {
   }
 
   /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
-  async #watch(session: Session, taskId: string, log: RuntimeLogHandle, from: { stdout: number; stderr: number }): Promise<string> {
+  async #watch(session: Session, taskId: string, log: RuntimeLogHandle, rounds: Rounds, from: { stdout: number; stderr: number }): Promise<string> {
     let stdoutOffset = from.stdout
     let stderrOffset = from.stderr
     const pollMs = this.#o.pollMs ?? 500
-    for (;;) {
+    for (; ; await rounds.sleep(pollMs)) {
+      rounds.begin()
       if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
       try {
         const out = await session.tasks.read(taskId, { stdoutOffset, stderrOffset, maxBytes: 256 * 1024 })
@@ -143,16 +155,61 @@ export class RuntimeLauncher implements Launcher {
         stderrOffset = out.stderrOffset
         if (out.status !== 'working' && out.stdoutOffset >= out.stdoutEnd && out.stderrOffset >= out.stderrEnd) {
           const why = out.exitCode === null ? `its process ended (${out.status})` : `its process exited with code ${out.exitCode}`
-          log.end(why)
+          await log.end(why)
           return why
         }
-        if (out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd) continue
+        rounds.end(out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd)
       } catch (e) {
         if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
         if (!(e instanceof CodeboxError) || e.code === 'NotFound') return `its process could not be watched: ${(e as Error).message}`
+        rounds.end(false)
       }
-      await new Promise((r) => setTimeout(r, pollMs))
     }
+  }
+}
+
+/**
+ * The rounds in which a watcher collects an agent's output: `fresh()` resolves after a round that
+ * began after it was called (waking the watcher from its pause), so an error message carries what
+ * the agent printed just before.
+ */
+class Rounds {
+  #waiting: (() => void)[] = []
+  #serving: (() => void)[] = []
+  #wake: (() => void) | undefined
+  #more = false
+  #finished = false
+
+  fresh(): Promise<void> {
+    if (this.#finished) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve)
+      this.#wake?.()
+    })
+  }
+
+  begin(): void {
+    this.#serving = this.#waiting.splice(0)
+  }
+
+  /** A round is over; `more`: output is left to read, so the next one starts at once. */
+  end(more: boolean): void {
+    this.#more = more
+    for (const r of this.#serving.splice(0)) r()
+  }
+
+  async sleep(ms: number): Promise<void> {
+    if (this.#more || this.#waiting.length > 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.#wake = () => (clearTimeout(timer), resolve())
+    })
+    this.#wake = undefined
+  }
+
+  finish(): void {
+    this.#finished = true
+    for (const r of [...this.#serving.splice(0), ...this.#waiting.splice(0)]) r()
   }
 }
 

@@ -170,6 +170,12 @@ export class RuntimeSessions {
     }
   }
 
+  /** The end of what the live runtime session's agent printed up to now (undefined when it is not running). */
+  async logTail(key: RuntimeSessionKey): Promise<string | undefined> {
+    const e = this.#live.get(keyOf(key))
+    return e ? e.agent.logTail().catch(() => undefined) : undefined
+  }
+
   /** StopRuntimeSession: ends the session now. NotFound when there is none with this key. */
   async stop(key: RuntimeSessionKey, reason: RuntimeSessionEndReason = 'stopped'): Promise<void> {
     const starting = this.#starting.get(keyOf(key))
