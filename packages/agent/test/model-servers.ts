@@ -4,10 +4,11 @@
  * - Anthropic Messages: `POST /v1/messages`, Server-Sent Events (message_start, content_block_*,
  *   message_delta, message_stop; tool_use blocks streamed as input_json_delta).
  * - Bedrock ConverseStream: `POST /model/{id}/converse-stream`, AWS event-stream framing, over
- *   HTTP/2 cleartext, which is what the Bedrock runtime client's default handler speaks.
+ *   HTTP/2 cleartext, which is what the Bedrock runtime client's default handler speaks (or over
+ *   HTTP/1.1 with `{http1: true}`, which is what a proxy such as codebox's gateway speaks upstream).
  * - OpenAI chat completions: `POST /v1/chat/completions`, SSE chunks with tool_calls deltas, `[DONE]`.
  * Each request is recorded as a `ModelRequestView` (system prompt, user texts, tool results, image
- * count) and answered with the next scripted reply: text, a tool call, an HTTP error, or a hang.
+ * count, headers) and answered with the next scripted reply: text, a tool call, an HTTP error, or a hang.
  */
 import http from 'node:http'
 import http2 from 'node:http2'
@@ -43,6 +44,12 @@ export interface ModelRequestView {
   imageCount: number
   /** The request body as the client sent it. */
   raw: unknown
+  /** The request's path and query, as sent. */
+  path: string
+  /** The request's headers, names in lower case (HTTP/2 pseudo-headers left out). */
+  headers: Record<string, string>
+  /** The request body's bytes. */
+  body: Buffer
 }
 
 export interface ModelServer {
@@ -53,6 +60,11 @@ export interface ModelServer {
 }
 
 type Script = ScriptedReply[] | ((req: ModelRequestView, index: number) => ScriptedReply)
+
+export interface ModelServerOptions {
+  /** Bedrock only: serve HTTP/1.1 instead of HTTP/2 cleartext (default false). */
+  http1?: boolean
+}
 
 /** The fake credentials `modelEnv` hands out; tests check they never leak into events, errors or status. */
 export const fakeKeys = {
@@ -80,7 +92,7 @@ export function modelEnv(provider: ModelServerProvider, server: ModelServer): Re
 }
 
 /** Starts a scripted server for `provider` on 127.0.0.1 (an ephemeral port). */
-export async function startModelServer(provider: ModelServerProvider, script: Script): Promise<ModelServer> {
+export async function startModelServer(provider: ModelServerProvider, script: Script, options: ModelServerOptions = {}): Promise<ModelServer> {
   const requests: ModelRequestView[] = []
   const replyFor = (view: ModelRequestView): ScriptedReply => {
     const index = requests.length
@@ -88,7 +100,7 @@ export async function startModelServer(provider: ModelServerProvider, script: Sc
     if (typeof script === 'function') return script(view, index)
     return script[index] ?? { status: 500, message: `scripted model server: no reply scripted for request ${index + 1} (script has ${script.length})` }
   }
-  const handle = (method: string | undefined, path: string, body: Buffer, res: Responder): void => {
+  const handle = (method: string | undefined, path: string, headers: Record<string, string>, body: Buffer, res: Responder): void => {
     const route = routeOf(provider, method, path)
     if (!route) {
       res.json(404, { message: `scripted ${provider} server: no route ${method} ${path}` })
@@ -101,7 +113,7 @@ export async function startModelServer(provider: ModelServerProvider, script: Sc
       res.json(400, { message: 'body is not JSON' })
       return
     }
-    const view = viewOf(provider, route.model, raw)
+    const view = viewOf(provider, route.model, raw, { path, headers, body })
     const reply = replyFor(view)
     if ('hang' in reply) return
     if ('status' in reply) {
@@ -113,7 +125,7 @@ export async function startModelServer(provider: ModelServerProvider, script: Sc
     else if (provider === 'openai') sendOpenAI(res, view.model, reply, usage, requests.length)
     else sendBedrock(res, reply, usage, requests.length)
   }
-  return provider === 'bedrock' ? startHttp2(requests, handle) : startHttp1(requests, handle)
+  return provider === 'bedrock' && !options.http1 ? startHttp2(requests, handle) : startHttp1(requests, handle)
 }
 
 /** A response being written, over HTTP/1.1 or HTTP/2. */
@@ -124,7 +136,16 @@ interface Responder {
   end(): void
 }
 
-type Handler = (method: string | undefined, path: string, body: Buffer, res: Responder) => void
+type Handler = (method: string | undefined, path: string, headers: Record<string, string>, body: Buffer, res: Responder) => void
+
+/** Headers as one string each, lower-case names, HTTP/2 pseudo-headers dropped. */
+function headersOf(headers: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (!name.startsWith(':') && value !== undefined) out[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value
+  }
+  return out
+}
 
 function routeOf(provider: ModelServerProvider, method: string | undefined, path: string): { model: string } | undefined {
   if (method !== 'POST') return undefined
@@ -142,7 +163,7 @@ function startHttp1(requests: ModelRequestView[], handle: Handler): Promise<Mode
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
-      handle(req.method, req.url ?? '/', Buffer.concat(chunks), {
+      handle(req.method, req.url ?? '/', headersOf(req.headers), Buffer.concat(chunks), {
         json(status, body, headers = {}) {
           res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body))
         },
@@ -177,7 +198,7 @@ function startHttp2(requests: ModelRequestView[], handle: Handler): Promise<Mode
     stream.on('error', () => {})
     stream.on('end', () => {
       const ok = () => !stream.destroyed && !stream.closed
-      handle(headers[':method'], headers[':path'] ?? '/', Buffer.concat(chunks), {
+      handle(headers[':method'], headers[':path'] ?? '/', headersOf(headers), Buffer.concat(chunks), {
         json(status, body, extra = {}) {
           if (!ok()) return
           stream.respond({ ':status': status, 'content-type': 'application/json', ...extra })
@@ -366,9 +387,14 @@ function eventStreamMessage(eventType: string, payload: unknown): Buffer {
 }
 
 /** Reads the provider's request body into the common view. */
-function viewOf(provider: ModelServerProvider, bedrockModel: string, raw: unknown): ModelRequestView {
+function viewOf(
+  provider: ModelServerProvider,
+  bedrockModel: string,
+  raw: unknown,
+  request: Pick<ModelRequestView, 'path' | 'headers' | 'body'>,
+): ModelRequestView {
   const body = (raw ?? {}) as Record<string, unknown>
-  const view: ModelRequestView = { provider, model: bedrockModel, system: '', userTexts: [], toolResults: [], imageCount: 0, raw }
+  const view: ModelRequestView = { provider, model: bedrockModel, system: '', userTexts: [], toolResults: [], imageCount: 0, raw, ...request }
   const messages = Array.isArray(body.messages) ? (body.messages as Record<string, unknown>[]) : []
   if (provider === 'anthropic') {
     view.model = String(body.model ?? '')

@@ -1,10 +1,12 @@
 /**
  * `codebox runtimes` as a user runs it, against an in-process server (fake driver): deploy a
  * directory (node_modules and its links kept, .git left out, `npm ci` when only a lock file is
- * there), versions, rollback, secrets from standard input, removal, and the exit codes of mistakes.
+ * there), versions, rollback, secrets from standard input, removal, and the exit codes of mistakes
+ * (invoking a hosted agent for real is in packages/server/test/runtime-invoke.test.ts, on bwrap).
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -18,9 +20,9 @@ const bin = path.join(repo, 'packages/cli/bin/codebox')
 let server: TestServer
 let work: string
 
-function codebox(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+function codebox(args: string[], input = '', url = server.url): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(bin, args, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: server.url, CODEBOX_API_KEY: '' } })
+    const child = spawn(bin, args, { cwd: work, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: url, CODEBOX_API_KEY: '' } })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
@@ -98,6 +100,20 @@ describe('codebox runtimes', () => {
     assert.match(gone.stderr, /no runtime "cliagent"/)
   })
 
+  test('deploy packs while it uploads: a bundle over the server’s limit is refused with LimitExceeded and nothing is deployed', async (t) => {
+    const small = await testServer(t, { env: { CODEBOX_RUNTIME_MAX_BUNDLE_BYTES: '100000' } })
+    const dir = path.join(work, 'big')
+    await mkdir(dir)
+    await writeFile(path.join(dir, 'index.js'), 'console.log("hi")\n')
+    // Incompressible, so the gzipped tar stays over the limit.
+    await writeFile(path.join(dir, 'weights.bin'), randomBytes(400_000))
+    const r = await codebox(['runtimes', 'deploy', dir, '--name', 'big'], '', small.url)
+    assert.equal(r.code, 64, r.stderr)
+    assert.match(r.stderr, /LimitExceeded: bundle is \d+ bytes, over the 100000-byte limit/)
+    assert.doesNotMatch(r.stderr, /deploying/)
+    assert.equal((await small.runtimes.list({ tenant: 'default' })).length, 0)
+  })
+
   test('npm ci runs first when there is a lock file and no node_modules; mistakes exit 64', async () => {
     const dir = path.join(work, 'locked')
     await mkdir(dir)
@@ -124,6 +140,19 @@ describe('codebox runtimes', () => {
     const badTimeout = await codebox(['runtimes', 'deploy', dir, '--name', 'x', '--idle-timeout', '5'])
     assert.equal(badTimeout.code, 64)
     assert.match(badTimeout.stderr, /--idle-timeout/)
+    // invoke: the runtime is named, a session id is checked by the server, an unknown runtime is 66.
+    const noId = await codebox(['runtimes', 'invoke'])
+    assert.equal(noId.code, 64)
+    assert.match(noId.stderr, /ID/)
+    const badSession = await codebox(['runtimes', 'invoke', 'locked', '{}', '--session', 'too-short'])
+    assert.equal(badSession.code, 64)
+    assert.match(badSession.stderr, /Session-Id|session/)
+    const unknown = await codebox(['runtimes', 'invoke', 'nosuchagent', '{}'])
+    assert.equal(unknown.code, 66)
+    assert.match(unknown.stderr, /nosuchagent/)
+    const agentDoor = await codebox(['runtimes', 'invoke', 'codebox-agent', '{}'])
+    assert.equal(agentDoor.code, 64)
+    assert.match(agentDoor.stderr, /POST \/invocations/)
     const builtIn = await codebox(['runtimes', 'rm', 'codebox-agent'])
     assert.equal(builtIn.code, 64)
     assert.match(builtIn.stderr, /built-in codebox agent/)

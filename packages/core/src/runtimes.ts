@@ -128,7 +128,7 @@ export const runtimeLogEntrySchema = z.object({
   startedAt: z.string(),
   endedAt: z.string().optional(),
   ended: z.string().optional().describe('Why the agent’s session ended.'),
-  droppedBytes: z.number().int().describe('Output dropped from the start to keep the last 1 MiB.'),
+  droppedBytes: z.number().int().describe('Output dropped from the start to keep the last CODEBOX_RUNTIME_LOG_MAX_BYTES (1 MiB).'),
   text: z.string().describe('What the agent printed (stdout and stderr, in arrival order).'),
 })
 export type RuntimeLogEntryView = z.infer<typeof runtimeLogEntrySchema>

@@ -2,6 +2,12 @@
 connection to the host's egress proxy through the unix socket the driver binds in
 (CODEBOX_EGRESS_SOCKET). The proxy on the host decides what may be reached; this relay only
 carries bytes. One thread, one selector, a bounded number of connections and buffers.
+
+A sandbox that uses the model gateway (CODEBOX_GATEWAY_PORT) gets a second listener,
+127.0.0.1:3129, for clients that ignore proxy variables (the AWS SDK for JavaScript): each of its
+connections starts with `CONNECT codebox-gateway:80` to the same proxy, whose answer head is
+consumed here; then the connection is the gateway's (HTTP/1.1 or HTTP/2 cleartext). A refusal
+(anything but 200) is passed to the client as it came, and the connection ends.
 """
 
 import resource
@@ -13,8 +19,11 @@ import time
 
 HOST = "127.0.0.1"
 PORT = 3128
+GATEWAY_PORT = 3129
+GATEWAY_PREAMBLE = b"CONNECT codebox-gateway:80 HTTP/1.1\r\nHost: codebox-gateway:80\r\n\r\n"
 MAX_PAIRS = 64
 CHUNK = 64 * 1024
+MAX_ANSWER_HEAD = 8 * 1024
 
 
 class _Pair:
@@ -39,11 +48,42 @@ class _Pair:
     def finished(self):
         return not any(self.reading.values()) and not any(self.pending.values())
 
+    def received(self, s, data):
+        """Bytes read from `s`, as they go to its peer."""
+        return data
+
+
+class _PreamblePair(_Pair):
+    """A gateway connection: the CONNECT preamble goes up first, and the proxy's answer head is
+    kept from the client when it is a 200 (the client speaks to the gateway, not to a proxy)."""
+
+    def __init__(self, client, upstream, preamble):
+        super().__init__(client, upstream)
+        self.pending[upstream] = preamble
+        self.head = b""
+        self.answered = False
+
+    def received(self, s, data):
+        if self.answered or s is not self.socks[1]:
+            return data
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > MAX_ANSWER_HEAD:
+                raise OSError("the proxy's answer head is too long")
+            return b""
+        self.answered = True
+        head, rest = self.head[: end + 4], self.head[end + 4 :]
+        self.head = b""
+        status = head.split(b"\r\n", 1)[0].split(b" ")
+        return rest if len(status) > 1 and status[1] == b"200" else head + rest
+
 
 class Relay:
-    def __init__(self, socket_path, host=HOST, port=PORT, max_pairs=MAX_PAIRS):
+    def __init__(self, socket_path, host=HOST, port=PORT, max_pairs=MAX_PAIRS, preamble=None):
         self.socket_path = socket_path
         self.max_pairs = max_pairs
+        self.preamble = preamble
         self.pairs = set()
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -86,7 +126,7 @@ class Relay:
             upstream.close()
             return
         client.setblocking(False)
-        pair = _Pair(client, upstream)
+        pair = _Pair(client, upstream) if self.preamble is None else _PreamblePair(client, upstream, self.preamble)
         self.pairs.add(pair)
         for s in pair.socks:
             self._watch(s, pair)
@@ -101,7 +141,7 @@ class Relay:
             if mask & selectors.EVENT_READ and pair.reading[s]:
                 data = s.recv(CHUNK)
                 if data:
-                    pair.pending[pair.peer(s)] = data
+                    pair.pending[pair.peer(s)] = pair.received(s, data)
                 else:
                     pair.reading[s] = False
                     if not pair.pending[pair.peer(s)]:
@@ -151,12 +191,20 @@ def _pair_budget():
     return max(1, min(MAX_PAIRS, (soft - 48) // 2))
 
 
-def start_relay(socket_path):
-    """Binds 127.0.0.1:3128 now and serves it from a daemon thread; reports failure on stderr."""
-    try:
-        relay = Relay(socket_path, max_pairs=_pair_budget())
-    except OSError as e:
-        print("codebox: egress relay cannot listen on %s:%d: %s" % (HOST, PORT, e), file=sys.stderr)
-        return None
-    threading.Thread(target=relay.serve_forever, name="egress-relay", daemon=True).start()
-    return relay
+def start_relay(socket_path, gateway=False):
+    """Binds 127.0.0.1:3128 (and with `gateway` 127.0.0.1:3129) now and serves each from a daemon
+    thread; reports failure on stderr. The two share the connection budget."""
+    budget = _pair_budget()
+    listeners = [(PORT, None, budget if not gateway else max(1, budget // 2))]
+    if gateway:
+        listeners.append((GATEWAY_PORT, GATEWAY_PREAMBLE, max(1, budget - listeners[0][2])))
+    relays = []
+    for port, preamble, pairs in listeners:
+        try:
+            relay = Relay(socket_path, port=port, max_pairs=pairs, preamble=preamble)
+        except OSError as e:
+            print("codebox: egress relay cannot listen on %s:%d: %s" % (HOST, port, e), file=sys.stderr)
+            continue
+        threading.Thread(target=relay.serve_forever, name="egress-relay-%d" % port, daemon=True).start()
+        relays.append(relay)
+    return relays

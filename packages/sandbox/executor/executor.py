@@ -810,6 +810,6 @@ if __name__ == "__main__":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if os.environ.get("CODEBOX_EGRESS_SOCKET"):
         # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
-        start_relay(os.environ["CODEBOX_EGRESS_SOCKET"])
+        start_relay(os.environ["CODEBOX_EGRESS_SOCKET"], gateway=bool(os.environ.get("CODEBOX_GATEWAY_PORT")))
     seed_matplotlib_cache()
     Executor().serve()

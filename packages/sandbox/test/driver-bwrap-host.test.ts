@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -14,6 +14,7 @@ import { describe, test } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { CodeboxError, type Sandbox, type SandboxDriver, type SandboxExit } from '@codebox/core'
 import { BwrapDriver, EgressService, SessionManager, loadEngineConfig } from '@codebox/sandbox'
+import { processState, SandboxRecords } from '../src/drivers/bwrap/records.ts'
 import { bwrapDriver, bwrapManager, bwrapUnavailable, py, withSession } from './fixtures.ts'
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))
@@ -180,6 +181,41 @@ describe('egress sockets', () => {
 })
 
 describe('session start', () => {
+  test('start-up removes runtime trees unused for a week, never the current one, a recent one, or one a live sandbox stands on', async (t) => {
+    const dir = privateDir(t, 'codebox-runtimes-')
+    const runtimeDir = path.join(dir, 'runtime')
+    const week = Date.now() / 1000 - 8 * 24 * 3600
+    const tree = (name: string, old: boolean): void => {
+      mkdirSync(path.join(runtimeDir, name, 'opt'), { recursive: true })
+      if (old) utimesSync(path.join(runtimeDir, name), week, week)
+    }
+    tree('aaaaaaaaaaaaaaaa', true) // an earlier version, unused: removed
+    tree('bbbbbbbbbbbbbbbb', true) // as old, but a live sandbox stands on it: kept
+    tree('cccccccccccccccc', false) // another checkout's, used lately: kept
+    tree('.tmp-dddddddddddddddd-00000000', true) // an interrupted install: removed
+    tree('not-a-runtime', true) // not ours to judge: kept
+    // A live "sandbox": this test's own process, as a record names it.
+    const records = new SandboxRecords(path.join(dir, 'sandboxes'))
+    await records.ensureDir()
+    await records.write({
+      id: 'live',
+      pid: process.pid,
+      startTime: processState(process.pid)!.startTime,
+      uid: 2_999_999,
+      createdAt: new Date().toISOString(),
+      egress: false,
+      runtime: 'bbbbbbbbbbbbbbbb',
+    })
+    const real = await bwrapDriver()
+    const driver = new BwrapDriver({ imagePath: real.imagePath, runtimeDir, recordsDir: records.dir })
+    await driver.check()
+    const left = readdirSync(runtimeDir).sort()
+    const current = left.filter((n) => !['bbbbbbbbbbbbbbbb', 'cccccccccccccccc', 'not-a-runtime'].includes(n))
+    assert.equal(current.length, 1, `only the current tree besides the kept ones: ${left.join(' ')}`)
+    assert.match(current[0]!, /^[0-9a-f]{16}$/)
+    assert.deepEqual(left, [...current, 'bbbbbbbbbbbbbbbb', 'cccccccccccccccc', 'not-a-runtime'].sort())
+  })
+
   test('a sandbox that never says ready fails its start after startTimeoutMs and is destroyed', async () => {
     let destroyed = 0
     const driver: SandboxDriver = {

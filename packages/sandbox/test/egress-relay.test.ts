@@ -148,3 +148,65 @@ describe('egress relay', () => {
     assert.equal(relay.exitCode, null, 'the relay died')
   })
 })
+
+describe('egress relay: the gateway port', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'codebox-relay-gw-'))
+  const socketPath = path.join(dir, 'proxy.sock')
+  const GATEWAY_RELAY = RELAY.replace('max_pairs=int(sys.argv[3]))', 'max_pairs=int(sys.argv[3]), preamble=egress_relay.GATEWAY_PREAMBLE)')
+  let proxy: net.Server
+  let relay: ChildProcess
+  let port = 0
+  /** What the stand-in proxy answers to the preamble (it checks the preamble first). */
+  let answer = 'HTTP/1.1 200 Connection Established\r\n\r\n'
+
+  before(async () => {
+    proxy = net.createServer({ allowHalfOpen: true }, (c) => {
+      let got = ''
+      const onData = (d: Buffer): void => {
+        got += d.toString('latin1')
+        const end = got.indexOf('\r\n\r\n')
+        if (end < 0) return
+        c.off('data', onData)
+        c.pause() // what follows waits for the pipe below
+        const head = got.slice(0, end + 4)
+        const rest = got.slice(end + 4)
+        if (head !== 'CONNECT codebox-gateway:80 HTTP/1.1\r\nHost: codebox-gateway:80\r\n\r\n') return void c.end(`HTTP/1.1 400 Bad\r\n\r\nunexpected ${head}`)
+        if (!answer.startsWith('HTTP/1.1 200')) return void c.end(answer)
+        // The answer head split across writes, and the first bytes of the tunnel right behind it.
+        c.write(answer.slice(0, 9))
+        setTimeout(() => {
+          c.write(`${answer.slice(9)}tunnel says hi;`)
+          c.write(rest)
+          c.pipe(c)
+        }, 20)
+      }
+      c.on('data', onData)
+    })
+    proxy.listen(socketPath)
+    await once(proxy, 'listening')
+    relay = spawn('/usr/bin/python3', ['-c', GATEWAY_RELAY, executorDir, socketPath, '4'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = once(relay, 'exit').then(([code]) => assert.fail(`the relay exited (${String(code)}) before listening`))
+    const [line] = (await Promise.race([once(relay.stdout!, 'data'), exited])) as [Buffer]
+    port = Number(line.toString().trim())
+  })
+
+  after(() => {
+    relay.kill('SIGKILL')
+    proxy.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("each connection is tunnelled: the preamble goes first, the proxy's 200 head never reaches the client", async () => {
+    answer = 'HTTP/1.1 200 Connection Established\r\n\r\n'
+    const { socket, received } = client(port)
+    socket.end('GET /anthropic/v1/models HTTP/1.1\r\n\r\n')
+    assert.equal(await received, 'tunnel says hi;GET /anthropic/v1/models HTTP/1.1\r\n\r\n')
+  })
+
+  test('a refusal reaches the client as the proxy sent it', async () => {
+    answer = 'HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\nrefused'
+    const { socket, received } = client(port)
+    socket.end('GET / HTTP/1.1\r\n\r\n')
+    assert.equal(await received, answer)
+  })
+})

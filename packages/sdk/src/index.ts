@@ -4,7 +4,7 @@
  */
 export { CodeInterpreter, codeSession, type CodeInterpreterOptions, type ExecuteCodeOptions, type WriteFileInput } from './code-interpreter.ts'
 export { CodeboxClient, type AuditApi, type InterpretersApi, type SessionsApi } from './client.ts'
-export type { RuntimesApi, RuntimeList, RuntimeVersionList, RuntimeSecretList } from './runtimes.ts'
+export type { RuntimesApi, RuntimeList, RuntimeVersionList, RuntimeSecretList, RuntimeInvokeOptions, RuntimeInvocation } from './runtimes.ts'
 export {
   AgentClient,
   sessionIdHeader,

@@ -13,6 +13,7 @@ import type {
 } from '@codebox/core'
 import type { UploadData } from './files.ts'
 import type { CallOptions, HttpClient } from './http.ts'
+import { parseSse, type SseEvent } from './sse.ts'
 
 /** All runtimes of the tenant, the built-in codebox agent first (not paged). */
 export interface RuntimeList {
@@ -27,6 +28,35 @@ export interface RuntimeVersionList {
 /** A runtime's secrets: names and times, never values. */
 export interface RuntimeSecretList {
   items: RuntimeSecretInfo[]
+}
+
+/** Options of `client.runtimes.invoke`. */
+export interface RuntimeInvokeOptions extends CallOptions {
+  /** The runtime session (33-256 letters, digits, _ . : -): the same id reaches the same agent process. Default a new one (see `runtimeSessionId`). */
+  session?: string
+  /** The endpoint (DEFAULT) or a version number. Default DEFAULT. */
+  qualifier?: string
+  /** The payload's Content-Type. Default application/json. */
+  contentType?: string
+  /** What the caller accepts. Default `application/json, text/event-stream`. */
+  accept?: string
+}
+
+/** A hosted agent's answer, its body unread: read it once, with `body`, `text()`, `json()` or `events()`. */
+export interface RuntimeInvocation {
+  /** The runtime session that answered (the one given, or the new one): pass it as `session` to reach the same agent again. */
+  runtimeSessionId: string
+  /** The agent's status (below 500: a 5xx is thrown as SandboxFailureError). */
+  status: number
+  contentType: string
+  /** Whether the answer is an event stream (SSE): read it with `events()`. */
+  streaming: boolean
+  /** The answer's bytes as they come. */
+  body: ReadableStream<Uint8Array>
+  text(): Promise<string>
+  json(): Promise<unknown>
+  /** The events of an SSE answer, as they come. */
+  events(): AsyncGenerator<SseEvent, void, undefined>
 }
 
 /** `client.runtimes`: hosted agent runtimes. `id` is a runtime id, name or ARN. */
@@ -51,6 +81,13 @@ export interface RuntimesApi {
   stopSession(id: string, runtimeSessionId: string, options?: CallOptions): Promise<void>
   /** What its agents printed, per runtime session, newest first; one runtime session's when given. */
   logs(id: string, runtimeSessionId?: string, options?: CallOptions): Promise<{ items: RuntimeLogEntryView[] }>
+  /**
+   * Invokes a hosted agent (POST /v1/runtimes/{id}/invocations): `payload` (bytes and strings as
+   * they are, anything else as JSON) reaches its `/invocations`; the answer comes back as the agent
+   * writes it. Not retried. The agent's failures are SandboxFailureError or TimeoutError whose
+   * message ends with what it printed.
+   */
+  invoke(id: string, payload: unknown, options?: RuntimeInvokeOptions): Promise<RuntimeInvocation>
   /** Its secrets (for the model gateway): set, list names, remove. */
   readonly secrets: {
     set(id: string, name: string, value: string, options?: CallOptions): Promise<RuntimeSecretInfo>
@@ -92,6 +129,34 @@ export function runtimesApi(http: HttpClient): RuntimesApi {
         },
         opts(o),
       ),
+    invoke: async (id, payload, o = {}) => {
+      const body = payload instanceof Uint8Array ? (payload as Uint8Array<ArrayBuffer>) : typeof payload === 'string' ? payload : JSON.stringify(payload)
+      const { response, body: stream } = await http.open(
+        {
+          method: 'POST',
+          path: `${runtimePath(id)}/invocations`,
+          query: { qualifier: o.qualifier },
+          body,
+          headers: {
+            'content-type': o.contentType ?? 'application/json',
+            accept: o.accept ?? 'application/json, text/event-stream',
+            ...(o.session ? { 'x-amzn-bedrock-agentcore-runtime-session-id': o.session } : {}),
+          },
+        },
+        opts(o),
+      )
+      const contentType = response.headers.get('content-type') ?? ''
+      return {
+        runtimeSessionId: response.headers.get('x-amzn-bedrock-agentcore-runtime-session-id') ?? o.session ?? '',
+        status: response.status,
+        contentType,
+        streaming: contentType.toLowerCase().startsWith('text/event-stream'),
+        body: stream,
+        text: () => new Response(stream).text(),
+        json: async () => JSON.parse(await new Response(stream).text()) as unknown,
+        events: () => parseSse(stream),
+      }
+    },
     secrets: {
       set: (id, name, value, o) =>
         http.json<RuntimeSecretInfo>({ method: 'PUT', path: `${runtimePath(id)}/secrets/${encodeURIComponent(name)}`, json: { value }, retry: true }, opts(o)),

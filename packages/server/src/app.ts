@@ -17,6 +17,7 @@ import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
 import { clientErrorHandler, sendError } from './http/errors.ts'
+import { agentApiHandler, agentCaller } from './http/agent-api.ts'
 import { HostCheck } from './http/host-check.ts'
 import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
@@ -73,6 +74,8 @@ export interface App {
   runtimes: RuntimeService
   /** Hosted agents' runtime sessions (one sandbox each) and their logs. */
   hosted: HostedRuntimes
+  /** Serves again the runtime sessions whose sandboxes `SessionService.adoptPrevious` re-adopted (serve.ts, at start-up). */
+  restoreHosted(adopted: Awaited<ReturnType<SessionService['adoptPrevious']>>['hosted']): ReturnType<RuntimeSessions['restore']>
 }
 
 const requestIdPattern = /^[\w.:-]{1,64}$/
@@ -137,6 +140,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     log: app.log,
   })
   const sessionService = sessions
+  // A hosted agent reaches codebox's code interpreter through the same gateway, as its runtime's tenant.
+  gateway.useLocalApis(agentApiHandler(app, { hostedOwner: (sessionId) => sessionService.hostedOwner(sessionId) }))
   runtimes = new RuntimeService({
     store,
     stateDir: config.engine.stateDir,
@@ -145,12 +150,19 @@ export async function buildApp(options: AppOptions): Promise<App> {
     audit: (caller, entry) => sessionService.audit(caller, entry),
     beforeDelete: async (tenant, runtimeId) => {
       await runtimeSessions?.stopRuntime(tenant, runtimeId)
-      runtimeLogs.forget(tenant, runtimeId)
+      await runtimeLogs.forget(tenant, runtimeId)
     },
   })
-  const runtimeLogs = new RuntimeLogs()
+  const runtimeLogs = new RuntimeLogs({
+    store: store.runtimeLogs,
+    maxBytesPerSession: config.runtimeLogs.maxBytesPerSession,
+    maxSessionsPerRuntime: config.runtimeLogs.maxSessionsPerRuntime,
+    retentionMs: config.runtimeLogs.retentionSeconds * 1000,
+    onError: (err) => app.log.error({ err }, 'could not store what a hosted agent printed'),
+  })
+  const launcher = new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs })
   runtimeSessions = new RuntimeSessions({
-    launcher: new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs }),
+    launcher,
     onEnd: (info, reason) => {
       metrics.runtimeSessionEnds.inc({ runtime: info.runtimeId, reason })
       app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended')
@@ -193,6 +205,12 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const hostCheck = new HostCheck({ boundHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins })
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id)
+    // A hosted agent's call through its gateway (http/agent-api.ts): its caller is known, it came from no browser.
+    const fromAgent = agentCaller(request.raw)
+    if (fromAgent) {
+      request.caller = fromAgent
+      return
+    }
     // Before any route and before authentication: a browser page must not reach an open server.
     try {
       hostCheck.check(request.headers)
@@ -223,7 +241,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   await fileRoutes(app, registry, sessions, config)
   interpreterRoutes(app, registry, store, sessions)
   auditRoutes(app, registry, store)
-  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
+  await runtimeRegistryRoutes(app, registry, { runtimes, hosted, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs, maxPayloadBytes: config.maxBodyBytes })
   const agentDoor = options.agentDoor ?? agent
   opsRoutes(app, registry, sessions, metrics, version, { agentBusy: () => agentDoor.busy })
   agentRoutes(app, registry, agentDoor)
@@ -242,7 +260,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
     hosted,
   })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
-  return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted }
+  const restoreHosted: App['restoreHosted'] = (adopted) =>
+    runtimeSessions.restore(
+      adopted.map(({ record, session }) => ({
+        key: { tenant: record.tenant, runtimeId: record.runtimeId, runtimeSessionId: record.hosted.runtimeSessionId },
+        startedAt: new Date(record.createdAt),
+        lastActivity: new Date(record.lastUpdatedAt),
+        reattach: () =>
+          launcher.reattach({ tenant: record.tenant, runtimeId: record.runtimeId, runtimeSessionId: record.hosted.runtimeSessionId }, session, record.hosted),
+        abandon: async () => sessionService.stopHosted(session, 'unhealthy'),
+      })),
+    )
+  return { app, sessions, agent, metrics, registry, gateway, runtimes, hosted, restoreHosted }
 }
 
 /** The gateway credential a runtime's secrets hold for `provider`, if any. */

@@ -33,6 +33,16 @@ export interface AgentConfig {
   memoryDays: number
 }
 
+/** Hosted agents' logs in the store (services/runtime-logs.ts). */
+export interface RuntimeLogConfig {
+  /** `CODEBOX_RUNTIME_LOG_RETENTION_SECONDS`: an ended runtime session's log is kept this long. Default 86400 (24 h). */
+  retentionSeconds: number
+  /** `CODEBOX_RUNTIME_LOG_MAX_BYTES`: the last bytes kept of each runtime session's output (earlier ones are counted as dropped). Default 1 MiB. */
+  maxBytesPerSession: number
+  /** `CODEBOX_RUNTIME_LOG_MAX_SESSIONS`: runtime session logs kept per runtime; the oldest ended ones go first. Default 200. */
+  maxSessionsPerRuntime: number
+}
+
 export interface ServerConfig {
   /** `CODEBOX_HOST`: address to listen on. Default 127.0.0.1. A non-loopback address needs API keys. */
   host: string
@@ -44,6 +54,7 @@ export interface ServerConfig {
   maxUploadBytes: number
   /** `CODEBOX_RUNTIME_MAX_BUNDLE_BYTES`: largest runtime code bundle (gzipped tar) upload. Default 250 MiB; it may unpack to 4 times that. */
   maxBundleBytes: number
+  runtimeLogs: RuntimeLogConfig
   /** `CODEBOX_MAX_BODY_BYTES`: largest JSON body. Default 140 MB (a 100 MB file as base64 in writeFiles). */
   maxBodyBytes: number
   /** `CODEBOX_BODY_IDLE_TIMEOUT_MS`: a request body that sends nothing for this long gets 408. Default 30 s. */
@@ -96,6 +107,11 @@ export function loadServerConfig(
     dbPath: path.resolve(env.CODEBOX_DB || path.join(engine.stateDir, 'codebox.db')),
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
     maxBundleBytes: intVar(env, 'CODEBOX_RUNTIME_MAX_BUNDLE_BYTES', 250 * 1024 * 1024, 1024, 2 ** 40),
+    runtimeLogs: Object.freeze({
+      retentionSeconds: intVar(env, 'CODEBOX_RUNTIME_LOG_RETENTION_SECONDS', 86_400, 60, 365 * 86_400),
+      maxBytesPerSession: intVar(env, 'CODEBOX_RUNTIME_LOG_MAX_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+      maxSessionsPerRuntime: intVar(env, 'CODEBOX_RUNTIME_LOG_MAX_SESSIONS', 200, 1, 100_000),
+    }),
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),
     agentCoreHoldMs: intVar(env, 'CODEBOX_AGENTCORE_HOLD_MS', 20_000, 0, 3_600_000),

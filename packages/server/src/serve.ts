@@ -66,7 +66,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       sandboxesDir: path.join(path.dirname(config.dbPath), 'sandboxes'),
     })
     app = await buildApp({ config, engine, store, gateway, loopbackOnly, logger: options.logger, version: options.version })
-    const { adopted, reconciled } = await readopt(app.sessions, app.app.log)
+    const { adopted, reconciled } = await readopt(app, app.app.log)
     await app.app.listen({ host: config.host, port: config.port })
     const address = app.app.server.address()
     const port = typeof address === 'object' && address ? address.port : config.port
@@ -108,12 +108,24 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
 }
 
-/** Serves again the sessions of the previous run (SessionService.adoptPrevious), and logs what could not be. */
-async function readopt(sessions: SessionService, log: FastifyBaseLogger): Promise<{ adopted: string[]; reconciled: string[] }> {
-  const outcome = await sessions.adoptPrevious()
+/**
+ * Serves again the sessions of the previous run (SessionService.adoptPrevious) and hosted agents'
+ * runtime sessions among them (App.restoreHosted), and logs what could not be.
+ */
+async function readopt(app: App, log: FastifyBaseLogger): Promise<{ adopted: string[]; reconciled: string[] }> {
+  const outcome = await app.sessions.adoptPrevious()
   for (const { sessionId, reason } of outcome.failed)
     log.info({ sessionId, reason }, 'a session of the previous run could not be re-adopted; marked TERMINATED (server-restart)')
   if (outcome.adopted.length) log.info({ sessions: outcome.adopted.length }, 'sessions of the previous run re-adopted')
+  if (outcome.hosted.length) {
+    const hosted = await app.restoreHosted(outcome.hosted)
+    for (const { key, reason } of hosted.failed)
+      log.info(
+        { runtimeId: key.runtimeId, runtimeSessionId: key.runtimeSessionId, reason },
+        'a runtime session of the previous run could not be served again; ended',
+      )
+    if (hosted.restored.length) log.info({ runtimeSessions: hosted.restored.length }, 'runtime sessions of the previous run served again')
+  }
   if (outcome.removed) log.info({ sandboxes: outcome.removed }, 'sandboxes of the previous run that no session claimed were removed')
   return { adopted: outcome.adopted, reconciled: outcome.failed.map((f) => f.sessionId) }
 }

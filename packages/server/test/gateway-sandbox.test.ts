@@ -1,7 +1,9 @@
 /**
  * The model gateway from inside real bwrap sandboxes: a session started with `gateway` (no other
  * egress) reaches a scripted Anthropic upstream on 127.0.0.1 with Python's urllib and Node's
- * fetch at `$ANTHROPIC_BASE_URL`, through the executor's relay and its egress listener; the
+ * fetch at `$ANTHROPIC_BASE_URL` (the gateway's loopback port), with Node's HTTP/2 client (prior
+ * knowledge, as the AWS SDK for JavaScript speaks), and through the proxy by the name
+ * `codebox-gateway`, through the executor's relay and its egress listener; the
  * upstream gets the operator's key, never the one the agent sent; no process in the sandbox has
  * the key in its environment; usage is counted for the session and its tag. CONNECT to the
  * gateway is refused, and a session without the gateway cannot use it. Loopback only.
@@ -84,10 +86,41 @@ fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', { method: 'POST', headers
     assert.deepEqual([usage?.total.requests, usage?.total.errors, usage?.total.inputTokens, usage?.total.outputTokens], [2, 0, 42, 16])
   })
 
+  test('HTTP/2 with prior knowledge on the loopback port, and HTTP/1.1 by the name codebox-gateway through the proxy, reach it too', async () => {
+    const before = seen.length
+    const r = await sh(
+      withGateway,
+      `/usr/local/bin/node -e "
+const http2 = require('node:http2')
+const c = http2.connect('http://127.0.0.1:3129')
+c.on('error', (e) => { console.error(e); process.exit(3) })
+const q = c.request({ ':method': 'POST', ':path': '/anthropic/v1/messages', 'x-api-key': 'h2-own-key', 'content-type': 'application/json' })
+let body = ''
+q.on('response', (h) => console.log(h[':status'], h['content-type']))
+q.on('data', (d) => (body += d))
+q.on('end', () => { console.log(body.includes('message_stop')); c.close() })
+q.end('{}')"
+python3 - <<'EOF'
+import urllib.request
+req = urllib.request.Request('http://codebox-gateway/anthropic/v1/messages', data=b'{}', headers={'x-api-key': 'proxied-own-key'})
+print(urllib.request.urlopen(req, timeout=20).status)
+EOF`,
+    )
+    assert.equal(r.exitCode, 0, r.stderr)
+    assert.deepEqual(r.stdout.trim().split('\n'), ['200 text/event-stream', 'true', '200'])
+    assert.deepEqual(
+      seen.slice(before).map((s) => [s.url, s.key]),
+      [
+        ['/v1/messages', operatorKey],
+        ['/v1/messages', operatorKey],
+      ],
+    )
+  })
+
   test('the sandbox has the gateway variables and placeholders, and no process holds the key', async () => {
     const r = await sh(
       withGateway,
-      `for v in ANTHROPIC_BASE_URL OPENAI_BASE_URL AWS_ENDPOINT_URL_BEDROCK_RUNTIME AWS_ACCESS_KEY_ID ANTHROPIC_API_KEY NO_PROXY; do echo "$v=$(printenv $v)"; done
+      `for v in ANTHROPIC_BASE_URL OPENAI_BASE_URL AWS_ENDPOINT_URL_BEDROCK_RUNTIME AWS_ENDPOINT_URL_BEDROCK_AGENTCORE CODEBOX_URL AWS_ACCESS_KEY_ID ANTHROPIC_API_KEY NO_PROXY; do echo "$v=$(printenv $v)"; done
 S=OPERATOR-SANDBOX; S="$S-SECRET"
 cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c -F "$S" || true
 grep -r -l -F "$S" /workspace /tmp /run 2>/dev/null | head -1
@@ -95,9 +128,11 @@ echo end`,
     )
     assert.equal(r.exitCode, 0, r.stderr)
     assert.deepEqual(r.stdout.trim().split('\n'), [
-      'ANTHROPIC_BASE_URL=http://codebox-gateway/anthropic',
-      'OPENAI_BASE_URL=http://codebox-gateway/openai/v1',
-      'AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://codebox-gateway/bedrock',
+      'ANTHROPIC_BASE_URL=http://127.0.0.1:3129/anthropic',
+      'OPENAI_BASE_URL=http://127.0.0.1:3129/openai/v1',
+      'AWS_ENDPOINT_URL_BEDROCK_RUNTIME=http://127.0.0.1:3129/bedrock',
+      'AWS_ENDPOINT_URL_BEDROCK_AGENTCORE=http://127.0.0.1:3129/agentcore',
+      'CODEBOX_URL=http://127.0.0.1:3129/codebox',
       'AWS_ACCESS_KEY_ID=codebox-gateway',
       'ANTHROPIC_API_KEY=codebox-gateway',
       'NO_PROXY=localhost,127.0.0.1',
@@ -128,10 +163,11 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code, e.read().decode().strip())
 EOF
-printenv ANTHROPIC_BASE_URL || echo unset`,
+printenv ANTHROPIC_BASE_URL || echo unset
+curl -sS -m 5 http://127.0.0.1:3129/anthropic/v1/messages 2>&1 | grep -c -i 'connect' || true`,
     )
     assert.equal(r.exitCode, 0, r.stderr)
-    assert.deepEqual(r.stdout.trim().split('\n'), ['403 codebox egress: the model gateway (codebox-gateway) is not enabled for this session', 'unset'])
+    assert.deepEqual(r.stdout.trim().split('\n'), ['403 codebox egress: the model gateway (codebox-gateway) is not enabled for this session', 'unset', '1'])
     assert.equal(seen.length, before)
   })
 })

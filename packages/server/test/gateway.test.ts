@@ -303,7 +303,7 @@ describe('model gateway (host side, scripted upstreams)', () => {
 
       const lost = await send(sock, 'http://codebox-gateway/gemini/v1/x', { body: '{}' })
       assert.equal(lost.statusCode, 404)
-      assert.match(await text(lost), /use \/anthropic\/\.\.\., \/openai\/\.\.\. or \/bedrock\/\.\.\./)
+      assert.match(await text(lost), /use \/anthropic\/\.\.\., \/openai\/\.\.\., \/bedrock\/\.\.\., \/agentcore\/\.\.\. or \/codebox\/\.\.\./)
 
       const big = await send(sock, 'http://codebox-gateway/anthropic/v1/messages', { body: Buffer.alloc(65 * 1024, 'a') })
       assert.equal(big.statusCode, 413)

@@ -228,12 +228,13 @@ test('while no server runs, a session ends itself at its idle timeout; the next 
   const dir = stateDir(t, 'bwrap')
   const first = await serve(dir, 'bwrap')
   t.after(() => first.proc.kill('SIGKILL'))
-  const a = await start(first.url, { timeoutSeconds: 2 })
+  // Idle for 5 s: long enough that a loaded machine still gets the first call in.
+  const a = await start(first.url, { timeoutSeconds: 5 })
   const keep = await start(first.url)
   await invoke(first.url, a, 'executeCode', { code: 'print(1)' })
   const procs = descendants(first.proc.pid!)
   first.proc.kill('SIGKILL')
-  await new Promise((r) => setTimeout(r, 4000))
+  await new Promise((r) => setTimeout(r, 7000))
   const next = await serve(dir, 'bwrap')
   t.after(() => next.proc.kill('SIGKILL'))
   const gone = await info(next.url, a)
@@ -302,4 +303,78 @@ test('an uncaught exception from a timer and an unhandled rejection are logged, 
   const exit = new Promise<number | null>((resolve) => server.proc.on('exit', resolve))
   server.proc.kill('SIGTERM')
   assert.equal(await exit, 0)
+})
+
+/** A runtime-contract agent that counts its invocations in memory and says its pid. */
+const counterAgent = String.raw`import json, os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count = 0
+class Agent(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def reply(self, body):
+        body = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        self.reply({"status": "Healthy", "time_of_last_update": int(time.time())})
+    def do_POST(self):
+        global count
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        count += 1
+        print("invocation", count, flush=True)
+        self.reply({"count": count, "pid": os.getpid()})
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Agent).serve_forever()
+`
+
+test('kill -9 of the server: a hosted agent’s runtime session is served again, its process and memory intact', { skip: bwrapSkip }, async (t) => {
+  const { BedrockAgentCoreClient, InvokeAgentRuntimeCommand } = await import('@aws-sdk/client-bedrock-agentcore')
+  const { rawTarGz } = await import('./runtime-fixtures.ts')
+  const dir = stateDir(t, 'bwrap')
+  const first = await serve(dir, 'bwrap', [], { CODEBOX_POOL_SIZE: '0' })
+  t.after(() => first.proc.kill('SIGKILL'))
+  const up = await fetch(`${first.url}/v1/runtime-bundles`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/gzip' },
+    body: rawTarGz([{ path: 'agent.py', body: counterAgent }]),
+  })
+  assert.equal(up.status, 201, await up.clone().text())
+  const dep = await post(first.url, '/v1/runtimes', { name: 'counter', bundleId: ((await up.json()) as { bundleId: string }).bundleId, entrypoint: 'agent.py' })
+  assert.equal(dep.status, 201, await dep.clone().text())
+  const { agentRuntimeArn, agentRuntimeId } = (await dep.json()) as { agentRuntimeArn: string; agentRuntimeId: string }
+  const call = async (url: string, runtimeSessionId: string): Promise<{ count: number; pid: number }> => {
+    const aws = new BedrockAgentCoreClient({ endpoint: url, region: 'us-east-1', credentials: { accessKeyId: 'A', secretAccessKey: 'x' }, maxAttempts: 1 })
+    const r = await aws.send(
+      new InvokeAgentRuntimeCommand({ agentRuntimeArn, runtimeSessionId, payload: '{"prompt": "count"}', contentType: 'application/json' }),
+    )
+    return JSON.parse(await r.response!.transformToString()) as { count: number; pid: number }
+  }
+  const rs = 'r'.repeat(40)
+  await call(first.url, rs)
+  const before = await call(first.url, rs)
+  assert.equal(before.count, 2)
+  first.proc.kill('SIGKILL')
+  await new Promise((r) => setTimeout(r, 500))
+
+  const next = await serve(dir, 'bwrap', [], { CODEBOX_POOL_SIZE: '0' })
+  t.after(() => next.proc.kill('SIGKILL'))
+  const after = await call(next.url, rs)
+  assert.deepEqual([after.count, after.pid], [3, before.pid], 'the same process, its memory kept')
+  const listed = (await (await fetch(`${next.url}/v1/runtimes/${agentRuntimeId}/sessions`)).json()) as { items: { runtimeSessionId: string }[] }
+  assert.deepEqual(
+    listed.items.map((s) => s.runtimeSessionId),
+    [rs],
+  )
+  // Its output is collected again (every half second), from the restart on.
+  let text = ''
+  for (let i = 0; i < 50 && !text.includes('invocation 3'); i++) {
+    const logs = (await (await fetch(`${next.url}/v1/runtimes/${agentRuntimeId}/logs?runtimeSessionId=${rs}`)).json()) as { items: { text: string }[] }
+    text = logs.items.map((l) => l.text).join('\n')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.match(text, /the server restarted and serves this runtime session again; output from here on\]\ninvocation 3\n/)
+  next.proc.kill('SIGTERM')
 })

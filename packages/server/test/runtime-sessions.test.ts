@@ -57,17 +57,15 @@ function fakeLauncher(options: FakeAgentOptions = {}, overrides: Partial<Runtime
         req.on('data', (c: Buffer) => (body += c.toString()))
         req.on('end', () => {
           count++
-          res
-            .writeHead(200, { 'content-type': 'application/json' })
-            .end(
-              JSON.stringify({
-                agent: n,
-                count,
-                got: body,
-                session: req.headers['x-amzn-bedrock-agentcore-runtime-session-id'],
-                ...(options.protocol ? { method: req.method, url: req.url } : {}),
-              }),
-            )
+          res.writeHead(200, { 'content-type': 'application/json' }).end(
+            JSON.stringify({
+              agent: n,
+              count,
+              got: body,
+              session: req.headers['x-amzn-bedrock-agentcore-runtime-session-id'],
+              ...(options.protocol ? { method: req.method, url: req.url } : {}),
+            }),
+          )
         })
       })
       // An upgrade to /ws is switched and echoed back byte for byte; another path is refused.
@@ -285,4 +283,47 @@ test('an upgrade is piped to the agent; while it is open the session is busy, an
   assert.equal(refused.response.statusCode, 404)
   refused.response.resume()
   await until(() => sessions.find(key(id))?.active === 0, 'the refused upgrade released')
+})
+
+test('restore: a re-adopted agent is served again with its memory and timers; one that cannot be is abandoned with why', async (t) => {
+  const { launcher } = fakeLauncher({}, { idleTimeoutMs: 400, maxLifetimeMs: 60_000 })
+  // A previous server's agent, with two invocations in its memory.
+  const live = await launcher.launch(key('p'.repeat(33)), new AbortController().signal)
+  const ends: RuntimeSessionEndReason[] = []
+  const sessions = new RuntimeSessions({ launcher, pollMs: 10, onEnd: (_info, reason) => ends.push(reason) })
+  t.after(async () => {
+    await sessions.close()
+    await live.agent.stop('stopped')
+  })
+  const abandoned: string[] = []
+  const gone = (why: string) => async () => {
+    throw new CodeboxError('NotFound', why)
+  }
+  const out = await sessions.restore([
+    {
+      key: key('p'.repeat(33)),
+      startedAt: new Date(Date.now() - 1_000),
+      lastActivity: new Date(),
+      reattach: async () => live,
+      abandon: async (why) => void abandoned.push(`p ${why}`),
+    },
+    {
+      key: key('q'.repeat(33)),
+      startedAt: new Date(),
+      lastActivity: new Date(),
+      reattach: gone('runtime rt-1 was deleted'),
+      abandon: async (why) => void abandoned.push(`q ${why}`),
+    },
+  ])
+  assert.deepEqual(
+    out.restored.map((r) => [r.runtimeSessionId[0], r.sessionId]),
+    [['p', live.agent.sessionId]],
+  )
+  assert.deepEqual(out.failed, [{ key: key('q'.repeat(33)), reason: 'runtime rt-1 was deleted' }])
+  assert.deepEqual(abandoned, ['q runtime rt-1 was deleted'])
+  // The same agent answers (its count goes on), and its idle timeout still ends it.
+  const r = await call(sessions, 'p'.repeat(33))
+  assert.deepEqual([r.agent, r.count], [1, 1])
+  await until(() => sessions.list().length === 0, 'the idle timeout of the restored session')
+  assert.deepEqual(ends, ['idle-timeout'])
 })

@@ -85,6 +85,8 @@ describe('migrations and the database file', () => {
       'interpreters',
       'runtime_bundle_chunks',
       'runtime_bundles',
+      'runtime_log_chunks',
+      'runtime_logs',
       'runtime_secrets',
       'runtime_versions',
       'runtimes',

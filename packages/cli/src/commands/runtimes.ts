@@ -1,14 +1,12 @@
 /**
- * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|secrets`: hosted agent runtimes. `deploy`
- * packs a directory (with its node_modules or Python dependencies; `npm ci --omit=dev` first when
- * there is a package-lock.json and no node_modules) into a gzipped tar, uploads it and deploys it.
+ * `codebox runtimes deploy|ls|get|versions|rollback|rm|sessions|stop|logs|invoke|secrets`: hosted
+ * agent runtimes. `deploy` packs a directory (with its node_modules or Python dependencies; `npm ci
+ * --omit=dev` first when there is a package-lock.json and no node_modules) into a gzipped tar as it
+ * uploads it, and deploys it. `invoke` reaches a hosted agent (POST /v1/runtimes/{id}/invocations).
  */
 import { spawn } from 'node:child_process'
-import { createReadStream } from 'node:fs'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { Readable } from 'node:stream'
 import { create } from 'tar'
 import { validationError, type DeployRuntimeRequest, type RuntimeInfo } from '@codebox/core'
 import { CodeboxClient } from '@codebox/sdk'
@@ -25,14 +23,15 @@ const spec: FlagSpec = {
   allow: { type: 'string', description: 'deploy: VPC allow-list, comma-separated' },
   'idle-timeout': { type: 'string', description: 'deploy: seconds without a request before a session ends (60-28800, default 900)' },
   'max-lifetime': { type: 'string', description: 'deploy: seconds a session may live (60-28800, default 28800)' },
-  session: { type: 'string', description: 'logs: only this runtime session' },
+  session: { type: 'string', description: 'logs: only this runtime session; invoke: the runtime session to reach (default a new one, printed on stderr)' },
+  qualifier: { type: 'string', description: 'invoke: the endpoint (DEFAULT) or a version number' },
   ...clientFlags,
   json: { type: 'boolean', description: 'print JSON' },
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
 export const usage = helpText(
-  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | sessions ID | stop ID SESSION | logs ID [--session SESSION] | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
+  'codebox runtimes deploy DIR --name NAME [--entrypoint FILE] [--protocol HTTP|MCP|A2A] [--network MODE [--allow LIST]] [--idle-timeout S] [--max-lifetime S] | ls | get ID | versions ID | rollback ID VERSION | rm ID | sessions ID | stop ID SESSION | logs ID [--session SESSION] | invoke ID [PAYLOAD|-] [--session SESSION] [--qualifier Q] | secrets set ID NAME [VALUE] | secrets ls ID | secrets rm ID NAME',
   spec,
   [
     'codebox runtimes deploy ./my-agent --name weather',
@@ -41,6 +40,7 @@ export const usage = helpText(
     'codebox runtimes versions weather',
     'codebox runtimes rollback weather 1',
     'codebox runtimes sessions weather',
+    'codebox runtimes invoke weather \'{"prompt": "Will it rain in Seoul?"}\' --session <runtime session id>',
     'codebox runtimes logs weather --session <runtime session id>',
     'echo "$ANTHROPIC_API_KEY" | codebox runtimes secrets set weather ANTHROPIC_API_KEY',
     'codebox runtimes rm weather',
@@ -148,6 +148,8 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
       )
       return 0
     }
+    case 'invoke':
+      return invoke(client, need(args[0], 'ID'), args[1], flags)
     case 'secrets':
       return secrets(client, args, flags.json === true)
     default:
@@ -207,6 +209,43 @@ async function secrets(client: CodeboxClient, args: string[], json: boolean): Pr
   }
 }
 
+/**
+ * Invokes a hosted agent with PAYLOAD (or standard input for `-`; `{}` when absent) and prints its
+ * answer: a JSON answer as it came, an SSE answer's event data line by line as they arrive. The
+ * runtime session id goes to stderr, so the next call can reach the same agent.
+ */
+async function invoke(client: CodeboxClient, id: string, payloadArg: string | undefined, flags: Record<string, unknown>): Promise<number> {
+  const payload = payloadArg === '-' ? await readStdin() : (payloadArg ?? '{}')
+  const json = flags.json === true
+  const answer = await client.runtimes.invoke(id, payload, {
+    ...(typeof flags.session === 'string' ? { session: flags.session } : {}),
+    ...(typeof flags.qualifier === 'string' ? { qualifier: flags.qualifier } : {}),
+  })
+  process.stderr.write(`runtime session ${answer.runtimeSessionId}\n`)
+  if (answer.streaming) {
+    for await (const e of answer.events()) {
+      process.stdout.write(
+        json ? `${JSON.stringify({ event: e.event, data: jsonOrText(e.data), ...(e.id !== undefined ? { id: e.id } : {}) })}\n` : `${e.data}\n`,
+      )
+    }
+    return 0
+  }
+  const text = await answer.text()
+  if (json)
+    process.stdout.write(`${JSON.stringify({ runtimeSessionId: answer.runtimeSessionId, contentType: answer.contentType, response: jsonOrText(text) })}\n`)
+  else process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`)
+  return 0
+}
+
+/** `text` parsed when it is JSON, else the text itself. */
+function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    return text
+  }
+}
+
 /** Packs, uploads and deploys `dir`; progress goes to stderr. */
 async function deploy(client: CodeboxClient, dir: string, flags: Record<string, unknown>): Promise<RuntimeInfo> {
   const root = path.resolve(dir)
@@ -227,20 +266,22 @@ async function deploy(client: CodeboxClient, dir: string, flags: Record<string, 
     ...seconds(flags, 'idle-timeout', 'idleTimeoutSeconds'),
     ...seconds(flags, 'max-lifetime', 'maxLifetimeSeconds'),
   }
-  const temp = await mkdtemp(path.join(tmpdir(), 'codebox-bundle-'))
-  try {
-    const file = path.join(temp, 'bundle.tar.gz')
-    process.stderr.write(`packing ${root}\n`)
-    // Everything but .git; symbolic links are kept as links (the server refuses any that leave the bundle).
-    await create({ gzip: true, portable: true, cwd: root, file, filter: (p) => !/(^|\/)\.git(\/|$)/.test(p) }, ['.'])
-    const size = (await stat(file)).size
-    process.stderr.write(`uploading ${(size / 1024 / 1024).toFixed(1)} MiB\n`)
-    const bundle = await client.runtimes.uploadBundle(Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>)
-    process.stderr.write(`deploying ${name} (entrypoint ${entrypoint})\n`)
-    return await client.runtimes.deploy({ ...request, bundleId: bundle.bundleId })
-  } finally {
-    await rm(temp, { recursive: true, force: true })
-  }
+  // Packed as it is uploaded: nothing of it is held in memory or written to disk, and the server's
+  // bundle limit (CODEBOX_RUNTIME_MAX_BUNDLE_BYTES) stops the upload and with it the packing.
+  process.stderr.write(`packing and uploading ${root}\n`)
+  let sent = 0
+  // Everything but .git; symbolic links are kept as links (the server refuses any that leave the bundle).
+  const packed = create({ gzip: true, portable: true, cwd: root, filter: (p) => !/(^|\/)\.git(\/|$)/.test(p) }, ['.']).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform: (chunk, controller) => {
+        sent += chunk.byteLength
+        controller.enqueue(chunk)
+      },
+    }),
+  )
+  const bundle = await client.runtimes.uploadBundle(packed)
+  process.stderr.write(`uploaded ${(sent / 1024 / 1024).toFixed(1)} MiB; deploying ${name} (entrypoint ${entrypoint})\n`)
+  return client.runtimes.deploy({ ...request, bundleId: bundle.bundleId })
 }
 
 /** `npm ci --omit=dev` in `dir`, its output on stderr. */

@@ -10,8 +10,18 @@ import { validationError } from '@codebox/core'
 /** The reserved host name of the model gateway inside sandboxes (`http://codebox-gateway/...`). */
 export const GATEWAY_HOST = 'codebox-gateway'
 
-/** The gateway's base URL inside a sandbox. */
+/** The gateway's base URL inside a sandbox, through the egress proxy (clients that honour HTTP_PROXY). */
 export const GATEWAY_URL = `http://${GATEWAY_HOST}`
+
+/**
+ * The gateway's own port inside a sandbox that uses it (executor/egress_relay.py): plain TCP on
+ * loopback, each connection tunnelled to the gateway, so clients that ignore proxy variables (the
+ * AWS SDK for JavaScript) reach it too, over HTTP/1.1 or HTTP/2 cleartext.
+ */
+export const GATEWAY_PORT = 3129
+
+/** The base URL the sandbox's clients are given: the loopback port, reached by every client. */
+export const GATEWAY_BASE_URL = `http://127.0.0.1:${GATEWAY_PORT}`
 
 /** Who a gateway request came from: known by the listener it arrived on, never by what the sandbox says. */
 export interface GatewayIdentity {
@@ -35,13 +45,22 @@ export function isGatewayHost(host: string): boolean {
   return host.toLowerCase().replace(/\.$/, '') === GATEWAY_HOST
 }
 
-/** The environment that points a sandbox's model clients at the gateway: base URLs, and placeholder credentials the gateway drops. */
+/**
+ * The environment that points a sandbox's clients at the gateway: base URLs of the model
+ * providers and of codebox's own APIs (`/agentcore`: the AgentCore code interpreter API, `/codebox`:
+ * the native API; served as the session's tenant, for hosted agents), and placeholder credentials
+ * the gateway drops. No secret.
+ */
 export function gatewayEnv(): Record<string, string> {
+  const base = GATEWAY_BASE_URL
   return {
-    CODEBOX_GATEWAY_URL: GATEWAY_URL,
-    ANTHROPIC_BASE_URL: `${GATEWAY_URL}/anthropic`,
-    OPENAI_BASE_URL: `${GATEWAY_URL}/openai/v1`,
-    AWS_ENDPOINT_URL_BEDROCK_RUNTIME: `${GATEWAY_URL}/bedrock`,
+    CODEBOX_GATEWAY_URL: base,
+    CODEBOX_GATEWAY_PORT: String(GATEWAY_PORT),
+    ANTHROPIC_BASE_URL: `${base}/anthropic`,
+    OPENAI_BASE_URL: `${base}/openai/v1`,
+    AWS_ENDPOINT_URL_BEDROCK_RUNTIME: `${base}/bedrock`,
+    AWS_ENDPOINT_URL_BEDROCK_AGENTCORE: `${base}/agentcore`,
+    CODEBOX_URL: `${base}/codebox`,
     // SDKs refuse to start without a key; these are no secrets: the gateway removes them and adds the operator's.
     ANTHROPIC_API_KEY: 'codebox-gateway',
     OPENAI_API_KEY: 'codebox-gateway',

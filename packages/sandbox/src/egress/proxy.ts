@@ -5,10 +5,11 @@
  * body says why. One request or tunnel per client connection (answers carry `Connection: close`),
  * a bounded number of connections, a header size and time cap, and idle timeouts. The reserved
  * name `codebox-gateway` is never resolved: its requests go to the model gateway's handler when
- * the listener has it (absolute-URI requests, and those inside a CONNECT to port 80), and are
- * refused otherwise (gateway.ts).
+ * the listener has it (absolute-URI requests, and those inside a CONNECT to port 80, over
+ * HTTP/1.1 or HTTP/2 cleartext), and are refused otherwise (gateway.ts).
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { authorize, connectFirst, type AuthorizeOptions } from './authorize.ts'
 import { GATEWAY_HOST, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './gateway.ts'
@@ -75,7 +76,9 @@ function answerRaw(socket: net.Socket, status: number, message: string): void {
 function answer(res: ServerResponse, status: number, message: string): void {
   if (res.headersSent) return void res.destroy()
   const body = `codebox egress: ${message}\n`
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  // HTTP/2 (a gateway tunnel) has no Connection header.
+  const close = res.req?.httpVersionMajor === 2 ? {} : { connection: 'close' }
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...close })
   res.end(body)
 }
 
@@ -105,6 +108,9 @@ function endToEnd(raw: readonly string[], drop: readonly string[] = []): string[
   }
   return out
 }
+
+/** What an HTTP/2 client sends first (RFC 9113, 3.4). */
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
 
 const gatewayOff = `the model gateway (${GATEWAY_HOST}) is not enabled for this session`
 
@@ -184,9 +190,11 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return answer(res, gateway ? 502 : 403, reason)
     }
     options.onDecision({ host: GATEWAY_HOST, port, allowed: true })
-    // One request per connection, as for every answer here; the gateway keeps its own upstream timeouts.
-    res.shouldKeepAlive = false
-    req.socket.setTimeout(0)
+    // One request per connection, as for every answer here (HTTP/2: one connection, many streams); the gateway keeps its own upstream timeouts.
+    if (req.httpVersionMajor === 1) {
+      res.shouldKeepAlive = false
+      req.socket.setTimeout(0)
+    }
     try {
       await gateway.handler(req, res, gateway.identity)
     } catch {
@@ -214,8 +222,34 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return answerRaw(client, refusal[0], refusal[1])
     }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-    if (head.length) client.unshift(head)
-    tunneled.emit('connection', client)
+    byPreface(client, head)
+  }
+
+  /**
+   * A gateway tunnel goes to the HTTP/2 server when it starts with HTTP/2's connection preface
+   * (prior knowledge, as the AWS SDK for JavaScript speaks to Bedrock), to the HTTP/1.1 one
+   * otherwise; its first bytes are put back for the server that takes it.
+   */
+  const byPreface = (client: net.Socket, head: Buffer): void => {
+    let got = head
+    const decide = (): void => {
+      const n = Math.min(got.length, H2_PREFACE.length)
+      const h2 = got.subarray(0, n).equals(H2_PREFACE.subarray(0, n))
+      if (n === 0 || (h2 && n < H2_PREFACE.length)) return
+      client.off('data', more)
+      client.pause()
+      client.unshift(got)
+      if (h2) return void tunneled2.emit('connection', client)
+      // The HTTP/1.1 server reads what is buffered once the socket flows again.
+      tunneled.emit('connection', client)
+      client.resume()
+    }
+    const more = (d: Buffer): void => {
+      got = Buffer.concat([got, d])
+      decide()
+    }
+    client.on('data', more)
+    decide()
   }
 
   const http = createServer({ maxHeaderSize: options.maxHeaderBytes, requestTimeout: 0, requireHostHeader: false })
@@ -236,6 +270,18 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     void serveGateway(req, res, 80).catch(() => res.destroy())
   })
   tunneled.on('clientError', clientError)
+  // The same inside an HTTP/2 tunnel: every stream a request for the gateway.
+  const tunneled2 = http2.createServer({ settings: { maxConcurrentStreams: 32, maxHeaderListSize: options.maxHeaderBytes } })
+  tunneled2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const path = req.url?.startsWith('/') ? req.url : '/'
+    // The compat objects stand in for HTTP/1's: the gateway reads url, method, headers and the body, and writes the answer.
+    Object.defineProperty(req, 'url', { value: `http://${GATEWAY_HOST}${path}`, writable: true })
+    void serveGateway(req as unknown as IncomingMessage, res as unknown as ServerResponse, 80).catch(() =>
+      res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+    )
+  })
+  tunneled2.on('sessionError', () => {})
+  tunneled2.on('session', (session) => session.on('error', () => session.destroy()))
 
   const server = net.createServer((client) => {
     client.on('error', () => client.destroy())

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto'
 import { CodeboxError } from '@codebox/core'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { agentCaller } from '../http/agent-api.ts'
 import { OPEN_TENANT } from '../http/auth.ts'
 import { parseJsonBody, readBody, type BodyLimits } from '../http/body.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
@@ -84,8 +85,8 @@ function awsScope(scope: FastifyInstance, options: AgentCoreOptions, parse: (bod
   scope.decorateRequest('awsRegion', '')
   scope.addHook('onRequest', async (request, reply) => {
     void reply.header('x-amzn-requestid', request.id)
-    // An unsigned request is refused before its body is read.
-    if ((await store.keys.anyCreated()) && !request.headers.authorization && !isPresigned(request)) {
+    // An unsigned request is refused before its body is read; a hosted agent's call through its gateway is not signed by anyone.
+    if (!agentCaller(request.raw) && (await store.keys.anyCreated()) && !request.headers.authorization && !isPresigned(request)) {
       throw new CodeboxError(
         'Unauthorized',
         'Missing Authentication Token: the request is not signed; sign it with SigV4 using an access key from `codebox keys create --aws`',
@@ -104,6 +105,14 @@ function awsScope(scope: FastifyInstance, options: AgentCoreOptions, parse: (bod
 }
 
 async function authenticate(request: FastifyRequest, store: StoreApi, loopbackOnly: boolean): Promise<void> {
+  const fromAgent = agentCaller(request.raw)
+  if (fromAgent) {
+    // The agent's SDK signed with placeholder credentials: its region is taken as it said, the signature ignored.
+    request.caller = fromAgent
+    request.awsRegion = /Credential=[^/]+\/\d{8}\/([a-z0-9-]{1,32})\//.exec(String(request.headers.authorization ?? ''))?.[1] ?? 'us-east-1'
+    request.bodySha256 ||= emptySha256
+    return
+  }
   if (!request.bodySha256) {
     const declared = Number(request.headers['content-length'] ?? 0)
     if (declared > 0 || request.headers['transfer-encoding'] !== undefined) {

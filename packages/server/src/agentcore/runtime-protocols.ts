@@ -15,112 +15,25 @@
  *   piped byte for byte to the agent's `/ws` on 8080 after the agent's own 101 (its handshake is
  *   passed through); bounded by the runtime's idle timeout, and keeping its runtime session busy.
  *
- * Which port and path a request reaches is hostedTarget's; the forwarding itself is
- * RuntimeSessions' (services/runtime-sessions.ts).
+ * Which port and path a request reaches is services/runtime-protocols.ts'; the invocation itself
+ * services/runtime-invoke.ts', the forwarding RuntimeSessions' (services/runtime-sessions.ts).
  */
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { CodeboxError, type RuntimeProtocol } from '@codebox/core'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { CodeboxError } from '@codebox/core'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { readBody } from '../services/runtime-http.ts'
-import { AGENT_PORTS } from '../services/runtime-launcher.ts'
+import { forwardedHeaders, newRuntimeSessionId } from '../services/runtime-invoke.ts'
+import { agentTarget, type HostedRoute } from '../services/runtime-protocols.ts'
 import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import { awsValidation } from './errors.ts'
-import { awsNotFound, codeboxAgentRuntime, forwardedHeaders, invokeHosted, notFound, runtimeOf, sessionIdOf } from './runtime.ts'
+import { awsNotFound, codeboxAgentRuntime, invokeHosted, notFound, runtimeOf, sessionIdOf, userIdOf } from './runtime.ts'
 
 const SESSION_HEADER = 'x-amzn-bedrock-agentcore-runtime-session-id'
-const MCP_SESSION_HEADER = 'mcp-session-id'
 const CUSTOM_PREFIX = 'x-amzn-bedrock-agentcore-runtime-custom-'
-
-/** Which of a hosted agent's doors a request came through. */
-export type HostedRoute = 'invocations' | 'agent-card' | 'ws'
-
-/** Where in the agent a request goes, and what its answer gets. */
-export interface HostedTarget {
-  method: string
-  path: string
-  port: number
-  runtimeSessionId: string
-  /** The request headers for the agent. */
-  headers: Record<string, string>
-  /** Headers added to the agent's answer (MCP's session). */
-  replyHeaders(response: IncomingMessage): Record<string, string>
-  /** The audit action. */
-  action: string
-}
-
-/**
- * Maps a request on AWS's paths to the agent's port and path by the runtime's protocol, or says
- * clearly that the runtime does not serve it. `protocol` is the running session's when there is
- * one (a session keeps its version), else the version the qualifier names.
- */
-export function hostedTarget(
-  hosted: HostedRuntimes,
-  c: { tenant: string; runtimeId: string; protocol: RuntimeProtocol; route: HostedRoute; method: string; request: FastifyRequest },
-): HostedTarget {
-  const given = sessionIdOf(c.request, false)
-  const mcpGiven = c.protocol === 'MCP' ? mcpSessionIdOf(c.request) : undefined
-  const runtimeSessionId = given ?? mcpGiven ?? `${randomUUID()}-${randomUUID().slice(0, 8)}`
-  const protocol = hosted.sessions.find({ tenant: c.tenant, runtimeId: c.runtimeId, runtimeSessionId })?.protocol ?? c.protocol
-  const path = agentPath(protocol, c.route, c.method, c.runtimeId)
-  const headers = forwardedHeaders(c.request, runtimeSessionId)
-  if (protocol === 'MCP') {
-    headers[MCP_SESSION_HEADER] = mcpGiven ?? runtimeSessionId
-    for (const h of ['mcp-protocol-version', 'last-event-id']) {
-      const v = c.request.headers[h]
-      if (typeof v === 'string') headers[h] = v.slice(0, 256)
-    }
-  }
-  if (c.method !== 'POST') delete headers['content-type']
-  return {
-    method: c.method,
-    path,
-    port: AGENT_PORTS[protocol],
-    runtimeSessionId,
-    headers,
-    replyHeaders: (response): Record<string, string> =>
-      protocol === 'MCP' && response.headers[MCP_SESSION_HEADER] === undefined ? { [MCP_SESSION_HEADER]: runtimeSessionId } : {},
-    action: c.route === 'agent-card' ? 'getAgentCard' : c.route === 'ws' ? 'invokeAgentRuntimeWebSocket' : 'invokeAgentRuntime',
-  }
-}
-
-/** The agent's path for a route of a protocol; a route the protocol does not serve is a ValidationException saying which does. */
-function agentPath(protocol: RuntimeProtocol, route: HostedRoute, method: string, runtimeId: string): string {
-  const serves = `runtime ${runtimeId} serves ${protocol}`
-  if (route === 'ws') {
-    if (protocol !== 'HTTP') throw awsValidation(`${serves}: the WebSocket (/ws) is served by HTTP runtimes (deploy with --protocol HTTP)`, 'agentRuntimeArn')
-    return '/ws'
-  }
-  if (route === 'agent-card') {
-    if (protocol !== 'A2A') throw awsValidation(`${serves}: only A2A runtimes have an agent card (deploy with --protocol A2A)`, 'agentRuntimeArn')
-    return '/.well-known/agent-card.json'
-  }
-  if (protocol === 'MCP') return '/mcp'
-  if (method !== 'POST') {
-    throw awsValidation(`${serves}: ${method} /runtimes/{arn}/invocations is for MCP runtimes; invoke this one with POST`, 'agentRuntimeArn')
-  }
-  return protocol === 'A2A' ? '/' : '/invocations'
-}
-
-/** `Mcp-Session-Id`: it names the runtime session when no runtime session header does (the same 33-256 characters). */
-function mcpSessionIdOf(request: FastifyRequest): string | undefined {
-  const raw = request.headers[MCP_SESSION_HEADER]
-  const value = Array.isArray(raw) ? raw[0] : raw
-  if (value === undefined || value === '') return undefined
-  if (!/^[0-9a-zA-Z_.:-]{33,256}$/.test(value)) {
-    throw awsValidation(
-      `Mcp-Session-Id names the runtime session: 33-256 letters, digits, _ . : or - (got ${value.length} characters)`,
-      'runtimeSessionId',
-      'FieldValidationFailed',
-    )
-  }
-  return value
-}
 
 /** The routes of MCP's GET and DELETE, A2A's trailing-slash POST and agent card, and the WebSocket. */
 export function hostedProtocolRoutes(app: FastifyInstance, hosted: HostedRuntimes | undefined): void {
-  const forward = (method: 'GET' | 'POST' | 'DELETE', route: HostedRoute) => async (request: FastifyRequest, reply: import('fastify').FastifyReply) => {
+  const forward = (method: 'GET' | 'POST' | 'DELETE', route: Exclude<HostedRoute, 'ws'>) => async (request: FastifyRequest, reply: FastifyReply) => {
     const name = runtimeOf(request)
     if (name === codeboxAgentRuntime)
       throw awsValidation(`${codeboxAgentRuntime} serves HTTP: ${route === 'agent-card' ? 'it has no agent card' : `invoke it with POST`}`, 'agentRuntimeArn')
@@ -188,15 +101,16 @@ async function openWebSocket(hosted: HostedRuntimes | undefined, request: Fastif
       request.headers[lower] = v
   }
   const { runtime, version } = await hosted.runtimes.resolve(caller, name, qualifier).catch(awsNotFound)
-  const target = hostedTarget(hosted, {
-    tenant: caller.tenant,
-    runtimeId: runtime.runtimeId,
-    protocol: version.settings.protocol,
-    route: 'ws',
-    method: 'GET',
-    request,
-  })
-  const headers: Record<string, string> = { ...target.headers, connection: 'Upgrade', upgrade: 'websocket' }
+  const runtimeSessionId = sessionIdOf(request, false) ?? newRuntimeSessionId()
+  const key = { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId }
+  // A running session keeps its version, and so its protocol.
+  const target = agentTarget(hosted.sessions.find(key)?.protocol ?? version.settings.protocol, 'ws', 'GET', runtime.runtimeId)
+  const userId = userIdOf(request)
+  const headers: Record<string, string> = {
+    ...forwardedHeaders(request.headers, { runtimeSessionId, requestId: request.id, ...(userId ? { userId } : {}) }),
+    connection: 'Upgrade',
+    upgrade: 'websocket',
+  }
   delete headers['content-type']
   for (const h of HANDSHAKE_HEADERS) {
     const v = request.headers[h]
@@ -206,15 +120,14 @@ async function openWebSocket(hosted: HostedRuntimes | undefined, request: Fastif
   const gone = new AbortController()
   const onGone = (): void => gone.abort()
   client.once('close', onGone)
-  const key = { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId: target.runtimeSessionId }
   const started = performance.now()
   const audit = (outcome: 'ok' | 'error' | 'rejected', detail: string): void =>
     void hosted
       .audit(caller, {
-        action: target.action,
+        action: 'invokeAgentRuntimeWebSocket',
         outcome,
         durationMs: performance.now() - started,
-        detail: `${runtime.runtimeId} ${target.runtimeSessionId} ${detail}`.slice(0, 1000),
+        detail: `${runtime.runtimeId} ${runtimeSessionId} ${detail}`.slice(0, 1000),
         requestId: request.id,
       })
       .catch(() => {})
@@ -252,7 +165,7 @@ async function openWebSocket(hosted: HostedRuntimes | undefined, request: Fastif
   const raw = response.rawHeaders
   let lines = `HTTP/1.1 101 ${response.statusMessage || 'Switching Protocols'}\r\n`
   for (let i = 0; i + 1 < raw.length; i += 2) lines += `${raw[i]}: ${raw[i + 1]}\r\n`
-  lines += `x-amzn-requestid: ${request.id}\r\n${SESSION_HEADER}: ${target.runtimeSessionId}\r\n\r\n`
+  lines += `x-amzn-requestid: ${request.id}\r\n${SESSION_HEADER}: ${runtimeSessionId}\r\n\r\n`
   client.write(lines)
   if (head && head.length > 0) client.write(head)
   const clientHead = upgradeHead(request)

@@ -11,19 +11,19 @@
  * exceptions (ValidationException, AccessDeniedException, ResourceNotFoundException, ...).
  */
 import { CodeboxError, invocationRequestSchema } from '@codebox/core'
-import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { clientGone, collectTurn, invocationResponse, openTurn, SESSION_HEADER, streamTurn, USER_HEADER, wantsEventStream } from '../apis/runtime/turn-reply.ts'
 import { parseJsonBody } from '../http/body.ts'
 import { toCodeboxError } from '../http/errors.ts'
 import type { AgentDoor } from '../services/agent-door.ts'
-import { passThroughHeaders, readBody } from '../services/runtime-http.ts'
+import { passThroughHeaders } from '../services/runtime-http.ts'
+import { invokeHostedRuntime } from '../services/runtime-invoke.ts'
 import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import type { Caller } from '../services/sessions.ts'
 import { awsValidation } from './errors.ts'
 import { awsRoute } from './route.ts'
-import { hostedProtocolRoutes, hostedTarget, type HostedRoute } from './runtime-protocols.ts'
+import { hostedProtocolRoutes } from './runtime-protocols.ts'
 
 /** The one runtime codebox hosts today (the self-hosted Runtime for other agents is a later step). */
 export const codeboxAgentRuntime = 'codebox-agent'
@@ -122,27 +122,11 @@ export function awsNotFound(e: unknown): never {
   throw e
 }
 
-/** Request headers a hosted agent gets: the runtime contract's, and the caller's custom ones. */
-export function forwardedHeaders(request: FastifyRequest, runtimeSessionId: string): Record<string, string> {
-  const out: Record<string, string> = {
-    'content-type': String(request.headers['content-type'] ?? 'application/json'),
-    accept: String(request.headers.accept ?? '*/*'),
-    [runtimeSessionHeader]: runtimeSessionId,
-    'x-amzn-bedrock-agentcore-runtime-request-id': request.id,
-  }
-  const user = userIdOf(request)
-  if (user) out[runtimeUserHeader] = user
-  for (const [k, v] of Object.entries(request.headers)) {
-    if (k.startsWith('x-amzn-bedrock-agentcore-runtime-custom-') && typeof v === 'string') out[k] = v.slice(0, 4096)
-  }
-  return out
-}
-
 /**
- * InvokeAgentRuntime of a deployed runtime: the payload goes to the runtime session's agent as it
- * came (its sandbox is started on the session's first invocation), and the agent's answer comes
- * back as it is written, JSON or SSE. The agent's own failures (it never became healthy, crashed,
- * answered 5xx) are RuntimeClientError (424) with what it printed.
+ * InvokeAgentRuntime of a deployed runtime (services/runtime-invoke.ts): the payload goes to the
+ * runtime session's agent as it came (its sandbox is started on the session's first invocation),
+ * and the agent's answer comes back as it is written, JSON or SSE. The agent's own failures (it
+ * never became healthy, crashed, answered 5xx) are RuntimeClientError (424) with what it printed.
  */
 export async function invokeHosted(
   hosted: HostedRuntimes | undefined,
@@ -154,67 +138,33 @@ export async function invokeHosted(
     reply: FastifyReply
     /** Default POST /invocations; MCP's GET and DELETE and A2A's agent card come through runtime-protocols.ts. */
     method?: 'GET' | 'POST' | 'DELETE'
-    route?: HostedRoute
+    route?: 'invocations' | 'agent-card'
   },
 ): Promise<undefined> {
   const { caller, request, reply } = c
   if (!hosted)
     throw notFound(`No agent runtime named ${JSON.stringify(c.name)}: this codebox server hosts one runtime, ${codeboxAgentRuntime} (the codebox agent)`)
-  const { runtime, version } = await hosted.runtimes.resolve(caller, c.name, c.qualifier).catch(awsNotFound)
-  // The runtime's protocol decides the agent's port and path (HTTP /invocations on 8080, MCP /mcp on 8000, A2A / on 9000).
-  const target = hostedTarget(hosted, {
-    tenant: caller.tenant,
-    runtimeId: runtime.runtimeId,
-    protocol: version.settings.protocol,
-    route: c.route ?? 'invocations',
-    method: c.method ?? 'POST',
-    request,
-  })
-  const runtimeSessionId = target.runtimeSessionId
-  const payload = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
-  const signal = clientGone(reply)
-  const started = performance.now()
-  const count = (outcome: 'ok' | 'agent-error' | 'rejected', detail?: string): void => {
-    hosted.metrics.runtimeInvocations.inc({ runtime: runtime.runtimeId, outcome })
-    void hosted
-      .audit(caller, {
-        action: target.action,
-        outcome: outcome === 'ok' ? 'ok' : outcome === 'rejected' ? 'rejected' : 'error',
-        durationMs: performance.now() - started,
-        detail: `${runtime.runtimeId} ${runtimeSessionId}${detail ? ` ${detail}` : ''}`.slice(0, 1000),
-        requestId: request.id,
-      })
-      .catch(() => {})
-  }
-  let response: IncomingMessage
-  try {
-    ;({ response } = await hosted.sessions.invoke(
-      { tenant: caller.tenant, runtimeId: runtime.runtimeId, runtimeSessionId },
-      {
-        method: target.method,
-        path: target.path,
-        port: target.port,
-        headers: target.headers,
-        ...(target.method === 'POST' || payload.length > 0 ? { body: payload } : {}),
-        signal,
-        ...(c.qualifier ? { qualifier: c.qualifier } : {}),
-      },
-    ))
-  } catch (e) {
-    count(e instanceof CodeboxError && e.details.aws === 'RuntimeClientError' ? 'agent-error' : 'rejected', e instanceof CodeboxError ? e.code : 'Internal')
-    throw e
-  }
-  hosted.metrics.runtimeInvokeDuration.observe({ runtime: runtime.runtimeId }, (performance.now() - started) / 1000)
-  const status = response.statusCode ?? 502
-  count(status >= 500 ? 'agent-error' : 'ok', String(status))
-  if (status >= 500) {
-    const text = await readBody(response, 64 * 1024).then(
-      (b) => b.toString('utf8'),
-      () => '',
-    )
-    throw new CodeboxError('SandboxFailure', `the agent answered ${status}: ${text.slice(0, 2000)}`, { details: { aws: 'RuntimeClientError' } })
-  }
-  void reply.code(status).headers({ ...passThroughHeaders(response.headers), ...target.replyHeaders(response), [runtimeSessionHeader]: runtimeSessionId })
+  const runtimeSessionId = sessionIdOf(request, false)
+  const userId = userIdOf(request)
+  const method = c.method ?? 'POST'
+  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+  const {
+    response,
+    runtimeSessionId: used,
+    headers,
+  } = await invokeHostedRuntime(hosted, {
+    caller,
+    runtime: c.name,
+    ...(c.qualifier ? { qualifier: c.qualifier } : {}),
+    ...(runtimeSessionId ? { runtimeSessionId } : {}),
+    ...(userId ? { userId } : {}),
+    callerHeaders: request.headers,
+    // The runtime's protocol decides the agent's port and path (services/runtime-protocols.ts).
+    ...(c.route ? { route: c.route } : {}),
+    request: { method, ...(method === 'POST' || body.length > 0 ? { body } : {}), signal: clientGone(reply) },
+    requestId: request.id,
+  }).catch(awsNotFound)
+  void reply.code(response.statusCode ?? 200).headers({ ...passThroughHeaders(response.headers), ...headers, [runtimeSessionHeader]: used })
   await reply.send(response)
   return undefined
 }
@@ -249,7 +199,7 @@ export function sessionIdOf(request: FastifyRequest, required: boolean): string 
 }
 
 /** `X-Amzn-Bedrock-AgentCore-Runtime-User-Id`: the actor of the conversation's memory. */
-function userIdOf(request: FastifyRequest): string | undefined {
+export function userIdOf(request: FastifyRequest): string | undefined {
   const raw = request.headers[runtimeUserHeader]
   const value = Array.isArray(raw) ? raw[0] : raw
   if (value === undefined || value === '') return undefined

@@ -24,6 +24,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { checkDeclaredLength, limitedBody } from '../http/body.ts'
 import { route, type RouteRegistry } from '../http/route.ts'
+import { runtimeInvokeRoute } from './runtime-invocations.ts'
 import type { HostedRuntimes } from '../services/runtime-sessions.ts'
 import { builtInRuntimeId, type RuntimeService } from '../services/runtimes.ts'
 import type { Caller } from '../services/sessions.ts'
@@ -38,10 +39,15 @@ export interface RuntimeRouteOptions {
   /** Hosted agents' runtime sessions and logs. */
   hosted: HostedRuntimes
   bodyIdleTimeoutMs: number
+  /** The largest invocation payload (CODEBOX_MAX_BODY_BYTES). */
+  maxPayloadBytes: number
 }
 
 const sessionParams = z.strictObject({ runtimeId: z.string().min(1).max(2048), runtimeSessionId: runtimeSessionIdSchema })
-const logsQuery = z.strictObject({ runtimeSessionId: runtimeSessionIdSchema.optional() })
+const logsQuery = z.strictObject({
+  runtimeSessionId: runtimeSessionIdSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(100).optional().describe('At most this many logs, newest first (default 20).'),
+})
 
 export async function runtimeRegistryRoutes(app: FastifyInstance, registry: RouteRegistry, options: RuntimeRouteOptions): Promise<void> {
   const { runtimes, hosted } = options
@@ -109,6 +115,7 @@ export async function runtimeRegistryRoutes(app: FastifyInstance, registry: Rout
         return reply.code(201).send({ bundleId: stored.bundleId, sha256: stored.sha256, bytes: stored.bytes })
       },
     )
+    runtimeInvokeRoute(scope, registry, options)
   })
 
   route(
@@ -242,7 +249,9 @@ export async function runtimeRegistryRoutes(app: FastifyInstance, registry: Rout
       path: '/v1/runtimes/{runtimeId}/logs',
       operationId: 'getRuntimeLogs',
       tag: 'Runtimes',
-      summary: 'What the agent printed, per runtime session, newest first (kept in this server’s memory: the last 1 MiB of each, ended ones for 24 h)',
+      summary: 'What the agent printed, per runtime session, newest first',
+      description:
+        'Kept in the store, so logs outlive a restart and every replica reads them: the last CODEBOX_RUNTIME_LOG_MAX_BYTES (1 MiB) of each runtime session, ended ones for CODEBOX_RUNTIME_LOG_RETENTION_SECONDS (24 h), at most CODEBOX_RUNTIME_LOG_MAX_SESSIONS (200) per runtime. A running agent’s output is written every second. One entry per start of a runtime session’s agent.',
       params: idParams,
       query: logsQuery,
       responses: { 200: { description: 'Log entries', schema: runtimeLogListSchema }, ...notFound },
@@ -250,11 +259,11 @@ export async function runtimeRegistryRoutes(app: FastifyInstance, registry: Rout
     async ({ params, query, caller }) => {
       if (runtimes.isBuiltIn(params.runtimeId)) return { items: [] }
       const runtime = await runtimes.get(caller, params.runtimeId)
-      return {
-        items: hosted.logs
-          .read(caller.tenant, runtime.runtimeId, query.runtimeSessionId)
-          .map(({ version, runtimeId: _r, ...e }) => ({ ...e, agentRuntimeVersion: version })),
-      }
+      const logs = await hosted.logs.read(caller.tenant, runtime.runtimeId, {
+        ...(query.runtimeSessionId !== undefined ? { runtimeSessionId: query.runtimeSessionId } : {}),
+        ...(query.limit !== undefined ? { limit: query.limit } : {}),
+      })
+      return { items: logs.map(({ version, runtimeId: _r, ...e }) => ({ ...e, agentRuntimeVersion: version })) }
     },
   )
 

@@ -38,7 +38,8 @@ export function forwardHeaders(raw: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {}
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase()
-    if (HOP_BY_HOP.has(name) || named.has(name) || DROPPED.has(name) || name.startsWith('proxy-')) continue
+    // HTTP/2's pseudo-headers (`:path`, `:authority`, ...) are the request's own, not headers to forward.
+    if (HOP_BY_HOP.has(name) || named.has(name) || DROPPED.has(name) || name.startsWith('proxy-') || name.startsWith(':')) continue
     out[name] = out[name] === undefined ? raw[i + 1]! : `${out[name]}, ${raw[i + 1]!}`
   }
   return out

@@ -53,6 +53,15 @@ export type GatewayCredential = { apiKey: string } | { aws: AwsCredentials }
  */
 export type CredentialsFor = (identity: GatewayIdentity, provider: GatewayProvider) => GatewayCredential | undefined | Promise<GatewayCredential | undefined>
 
+/** codebox's own APIs a hosted agent reaches through the gateway: `/agentcore` (the AgentCore API) and `/codebox` (the native API). */
+export type LocalApi = 'agentcore' | 'codebox'
+
+/**
+ * Serves a request for one of codebox's own APIs; `req.url` is already the path on that API
+ * (`/code-interpreters/...`, `/v1/...`) with its query. Set by the server (app.ts).
+ */
+export type LocalApiHandler = (api: LocalApi, req: IncomingMessage, res: ServerResponse, identity: GatewayIdentity) => void | Promise<void>
+
 export interface ModelGatewayOptions {
   config: GatewayConfig
   credentialsFor?: CredentialsFor
@@ -97,6 +106,7 @@ export class ModelGateway {
   readonly handler: GatewayHandler
   private readonly config: GatewayConfig
   private credentialsFor: CredentialsFor | undefined
+  private local: LocalApiHandler | undefined
   private readonly maxSessions: number
   private readonly sessions = new Map<string, GatewaySessionUsage>()
   private readonly rows = new Map<string, GatewayUsageRow & { usage: GatewayUsage }>()
@@ -111,6 +121,11 @@ export class ModelGateway {
   /** Replaces the per-runtime credential hook (the server sets it once its runtime registry exists). */
   useCredentials(credentialsFor: CredentialsFor | undefined): void {
     this.credentialsFor = credentialsFor
+  }
+
+  /** Serves `/agentcore/...` and `/codebox/...` (the server sets it: codebox's own APIs as the agent's tenant). */
+  useLocalApis(handler: LocalApiHandler | undefined): void {
+    this.local = handler
   }
 
   /** A session's usage so far (kept after it ends until `forget` or eviction); undefined when it never used the gateway. */
@@ -148,6 +163,13 @@ export class ModelGateway {
     } catch {
       return reply(res, undefined, 400, 'the request URL is not an absolute http:// URL')
     }
+    const own = /^\/(agentcore|codebox)(\/.*)?$/.exec(target.pathname)
+    if (own) {
+      // Not model traffic: neither metered nor given a provider's credentials.
+      if (!this.local) return reply(res, undefined, 404, `this server does not serve /${own[1]!} through the gateway`)
+      req.url = `${own[2] ?? '/'}${target.search}`
+      return this.local(own[1] as LocalApi, req, res, identity)
+    }
     const route = /^\/(anthropic|openai|bedrock)(\/.*)?$/.exec(target.pathname)
     const provider = route?.[1] as GatewayProvider | undefined
     const meter = this.account(identity, provider ?? 'none')
@@ -156,7 +178,8 @@ export class ModelGateway {
       meter.failed()
       reply(res, provider, status, message, headers)
     }
-    if (!provider) return fail(404, `no gateway route ${target.pathname.slice(0, 200)}: use /anthropic/..., /openai/... or /bedrock/...`)
+    if (!provider)
+      return fail(404, `no gateway route ${target.pathname.slice(0, 200)}: use /anthropic/..., /openai/..., /bedrock/..., /agentcore/... or /codebox/...`)
     const rest = `${route![2] ?? '/'}${target.search}`
     let body: Buffer
     try {
@@ -264,7 +287,9 @@ export class ModelGateway {
         const status = up.statusCode ?? 502
         if (status >= 400) meter.failed()
         const tokens = tokenMeter(up.headers['content-type'], up.headers)
-        res.writeHead(status, up.statusMessage, endToEnd(up.rawHeaders))
+        // HTTP/2 (the AWS SDK for JavaScript's Bedrock client) has no status message.
+        if (req.httpVersionMajor === 2) res.writeHead(status, endToEnd(up.rawHeaders))
+        else res.writeHead(status, up.statusMessage, endToEnd(up.rawHeaders))
         res.flushHeaders()
         up.on('data', (chunk: Buffer) => {
           meter.add({ responseBytes: chunk.length })

@@ -8,9 +8,10 @@
  */
 import { CODE_DIR, CodeboxError, type RuntimeProtocol, type SessionLimits } from '@codebox/core'
 import type { Session } from '@codebox/sandbox'
-import type { RuntimeLogs } from './runtime-logs.ts'
+import type { RuntimeLogHandle, RuntimeLogs } from './runtime-logs.ts'
 import type { Launcher, LaunchedAgent, RuntimeSessionKey, RuntimeSessionSettings } from './runtime-sessions.ts'
 import type { RuntimeService } from './runtimes.ts'
+import type { RuntimeVersionRecord } from '../store/index.ts'
 import type { SessionService } from './sessions.ts'
 
 /** The agent's HTTP port (the runtime contract: /invocations, /ping and /ws on 8080). */
@@ -42,7 +43,6 @@ export class RuntimeLauncher implements Launcher {
     const caller = { tenant: key.tenant }
     const { runtime, version } = await this.#o.runtimes.resolve(caller, key.runtimeId, qualifier)
     const s = version.settings
-    const port = AGENT_PORTS[s.protocol]
     const hostPath = await this.#o.runtimes.bundleDir(runtime, version)
     const lifetimeMs = s.maxLifetimeSeconds * 1000
     // The runtime session's idle timeout is kept by RuntimeSessions (HealthyBusy extends it): the
@@ -50,13 +50,21 @@ export class RuntimeLauncher implements Launcher {
     const limits: Partial<SessionLimits> = { ...s.limits, idleTimeoutMs: lifetimeMs, maxLifetimeMs: lifetimeMs }
     const session = await this.#o.sessions.startHosted(caller, {
       runtimeId: runtime.runtimeId,
+      runtimeSessionId: key.runtimeSessionId,
+      version: version.version,
       name: key.runtimeSessionId.slice(0, 100),
       limits,
       network: s.network,
       code: { hostPath },
       gateway: { tag: runtime.runtimeId },
     })
-    const log = this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    let log: RuntimeLogHandle
+    try {
+      log = await this.#o.logs.open({ ...key, sessionId: session.id, version: String(version.version) })
+    } catch (e) {
+      await session.stop('stopped').catch(() => {})
+      throw e
+    }
     const entry = `${CODE_DIR}/${s.entrypoint}`
     const command = s.language === 'python' ? `exec python3 -u ${shellQuote(entry)}` : `exec node ${shellQuote(entry)}`
     let taskId: string
@@ -64,7 +72,7 @@ export class RuntimeLauncher implements Launcher {
       const started = await session.tasks.start(command, {
         cwd: CODE_DIR,
         env: {
-          PORT: String(port),
+          PORT: String(AGENT_PORTS[s.protocol]),
           AGENTCORE_RUNTIME_ID: runtime.runtimeId,
           AGENTCORE_RUNTIME_VERSION: String(version.version),
           AGENTCORE_RUNTIME_SESSION_ID: key.runtimeSessionId,
@@ -77,37 +85,78 @@ export class RuntimeLauncher implements Launcher {
       taskId = id
     } catch (e) {
       await session.stop('stopped').catch(() => {})
-      log.end('the entrypoint could not be started')
+      await log.end('the entrypoint could not be started')
       throw e
     }
-    const ended = this.#watch(session, taskId, log)
-    const agent: LaunchedAgent = {
-      connect: (signal, other) => session.openPort(other ?? port, signal ? { signal } : {}),
-      protocol: s.protocol,
+    // Recorded so that a restarted server serves this runtime session again (adoptPrevious).
+    await this.#o.sessions.recordHostedTask(session, taskId).catch(() => {})
+    return { agent: this.#agent(session, taskId, log, String(version.version), s.protocol, { stdout: 0, stderr: 0 }), settings: this.#settings(s) }
+  }
+
+  /**
+   * A runtime session a previous server started, whose sandbox this one re-adopted: its agent is
+   * reached and watched again, from the output it prints from now on (what it printed before was
+   * stored by the previous server). NotFound when its runtime or version is gone.
+   */
+  async reattach(
+    key: RuntimeSessionKey,
+    session: Session,
+    hosted: { version: number; taskId: string },
+  ): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
+    const { runtime, version } = await this.#o.runtimes.resolve({ tenant: key.tenant }, key.runtimeId, String(hosted.version))
+    const now = await session.tasks.read(hosted.taskId, { maxBytes: 0 })
+    const log = await this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
+    log.write('stderr', '[codebox: the server restarted and serves this runtime session again; output from here on]\n')
+    return {
+      agent: this.#agent(session, hosted.taskId, log, String(version.version), version.settings.protocol, { stdout: now.stdoutEnd, stderr: now.stderrEnd }),
+      settings: this.#settings(version.settings),
+    }
+  }
+
+  #agent(
+    session: Session,
+    taskId: string,
+    log: RuntimeLogHandle,
+    version: string,
+    protocol: RuntimeProtocol,
+    from: { stdout: number; stderr: number },
+  ): LaunchedAgent {
+    const rounds = new Rounds()
+    const ended = this.#watch(session, taskId, log, rounds, from).finally(() => rounds.finish())
+    return {
+      connect: (signal, port) => session.openPort(port ?? AGENT_PORTS[protocol], signal ? { signal } : {}),
+      protocol,
       ended,
-      logTail: async () => log.tail(),
+      // What it printed up to now: a collection of its output first (within a second), then the tail.
+      logTail: async () => {
+        await Promise.race([rounds.fresh(), new Promise((r) => setTimeout(r, 1000).unref())])
+        return log.tail()
+      },
       stop: async (reason) => {
-        log.end(`the runtime session ended (${reason})`)
+        await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
       },
       sessionId: session.id,
-      version: String(version.version),
+      version,
     }
-    const settings: RuntimeSessionSettings = {
+  }
+
+  #settings(s: RuntimeVersionRecord['settings']): RuntimeSessionSettings {
+    return {
       idleTimeoutMs: s.idleTimeoutSeconds * 1000,
-      maxLifetimeMs: lifetimeMs,
+      maxLifetimeMs: s.maxLifetimeSeconds * 1000,
       startTimeoutMs: this.#o.startTimeoutMs ?? 60_000,
       invokeTimeoutMs: this.#o.invokeTimeoutMs ?? 15 * 60_000,
     }
-    return { agent, settings }
   }
 
   /** Collects the agent's output into its log until its task or its session ends; resolves with why it ended. */
-  async #watch(session: Session, taskId: string, log: ReturnType<RuntimeLogs['open']>): Promise<string> {
-    let stdoutOffset = 0
-    let stderrOffset = 0
+  async #watch(session: Session, taskId: string, log: RuntimeLogHandle, rounds: Rounds, from: { stdout: number; stderr: number }): Promise<string> {
+    let stdoutOffset = from.stdout
+    let stderrOffset = from.stderr
     const pollMs = this.#o.pollMs ?? 500
-    for (;;) {
+    for (; ; await rounds.sleep(pollMs)) {
+      rounds.begin()
       if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
       try {
         const out = await session.tasks.read(taskId, { stdoutOffset, stderrOffset, maxBytes: 256 * 1024 })
@@ -118,16 +167,61 @@ export class RuntimeLauncher implements Launcher {
         stderrOffset = out.stderrOffset
         if (out.status !== 'working' && out.stdoutOffset >= out.stdoutEnd && out.stderrOffset >= out.stderrEnd) {
           const why = out.exitCode === null ? `its process ended (${out.status})` : `its process exited with code ${out.exitCode}`
-          log.end(why)
+          await log.end(why)
           return why
         }
-        if (out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd) continue
+        rounds.end(out.stdoutOffset < out.stdoutEnd || out.stderrOffset < out.stderrEnd)
       } catch (e) {
         if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
         if (!(e instanceof CodeboxError) || e.code === 'NotFound') return `its process could not be watched: ${(e as Error).message}`
+        rounds.end(false)
       }
-      await new Promise((r) => setTimeout(r, pollMs))
     }
+  }
+}
+
+/**
+ * The rounds in which a watcher collects an agent's output: `fresh()` resolves after a round that
+ * began after it was called (waking the watcher from its pause), so an error message carries what
+ * the agent printed just before.
+ */
+class Rounds {
+  #waiting: (() => void)[] = []
+  #serving: (() => void)[] = []
+  #wake: (() => void) | undefined
+  #more = false
+  #finished = false
+
+  fresh(): Promise<void> {
+    if (this.#finished) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve)
+      this.#wake?.()
+    })
+  }
+
+  begin(): void {
+    this.#serving = this.#waiting.splice(0)
+  }
+
+  /** A round is over; `more`: output is left to read, so the next one starts at once. */
+  end(more: boolean): void {
+    this.#more = more
+    for (const r of this.#serving.splice(0)) r()
+  }
+
+  async sleep(ms: number): Promise<void> {
+    if (this.#more || this.#waiting.length > 0) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.#wake = () => (clearTimeout(timer), resolve())
+    })
+    this.#wake = undefined
+  }
+
+  finish(): void {
+    this.#finished = true
+    for (const r of [...this.#serving.splice(0), ...this.#waiting.splice(0)]) r()
   }
 }
 

@@ -225,6 +225,12 @@ export class RuntimeSessions {
     return port === undefined ? entry.agent.connect : (signal) => entry.agent.connect(signal, port)
   }
 
+  /** The end of what the live runtime session's agent printed up to now (undefined when it is not running). */
+  async logTail(key: RuntimeSessionKey): Promise<string | undefined> {
+    const e = this.#live.get(keyOf(key))
+    return e ? e.agent.logTail().catch(() => undefined) : undefined
+  }
+
   /** StopRuntimeSession: ends the session now. NotFound when there is none with this key. */
   async stop(key: RuntimeSessionKey, reason: RuntimeSessionEndReason = 'stopped'): Promise<void> {
     const starting = this.#starting.get(keyOf(key))
@@ -232,6 +238,60 @@ export class RuntimeSessions {
     const e = this.#live.get(keyOf(key))
     if (!e || e.ending) throw new CodeboxError('NotFound', `no runtime session ${JSON.stringify(key.runtimeSessionId)} of runtime ${key.runtimeId} is running`)
     await this.#end(e, reason)
+  }
+
+  /**
+   * Serves again runtime sessions a previous server started, whose sandboxes this one re-adopted:
+   * `reattach` reaches each agent again; its lifetime counts from its start and its idle timeout
+   * from its last invocation, as before the restart. One that cannot be served (its runtime was
+   * deleted meanwhile, its agent is gone or unhealthy) is ended with `abandon`, and its reason returned.
+   */
+  async restore(
+    items: {
+      key: RuntimeSessionKey
+      startedAt: Date
+      lastActivity: Date
+      reattach: () => Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }>
+      abandon: (reason: string) => Promise<void>
+    }[],
+  ): Promise<{ restored: RuntimeSessionInfo[]; failed: { key: RuntimeSessionKey; reason: string }[] }> {
+    const restored: RuntimeSessionInfo[] = []
+    const failed: { key: RuntimeSessionKey; reason: string }[] = []
+    await Promise.all(
+      items.map(async (item) => {
+        let agent: LaunchedAgent | undefined
+        try {
+          if (this.#closed) throw new CodeboxError('Unavailable', 'the server is shutting down')
+          if (this.#live.has(keyOf(item.key))) throw new CodeboxError('Conflict', 'this runtime session is already served here')
+          const got = await item.reattach()
+          agent = got.agent
+          const r = await ping(agent.connect, 5_000, undefined, (agent.protocol ?? 'HTTP') === 'HTTP')
+          if (r.status === 'unhealthy') throw new CodeboxError('SandboxFailure', `its agent does not answer GET /ping: ${r.reason}`)
+          const entry: Entry = {
+            key: item.key,
+            agent,
+            settings: got.settings,
+            startedAt: item.startedAt,
+            lastActivity: item.lastActivity.getTime(),
+            active: 0,
+          }
+          this.#live.set(keyOf(item.key), entry)
+          this.#armIdle(entry)
+          entry.lifeTimer = setTimeout(
+            () => void this.#end(entry, 'max-lifetime'),
+            Math.max(0, item.startedAt.getTime() + got.settings.maxLifetimeMs - Date.now()),
+          )
+          entry.lifeTimer.unref()
+          void agent.ended.then(() => this.#end(entry, 'agent-exited'))
+          restored.push(this.#info(entry))
+        } catch (e) {
+          const reason = (e as Error).message
+          failed.push({ key: item.key, reason })
+          await (agent ? agent.stop('unhealthy') : item.abandon(reason)).catch(() => {})
+        }
+      }),
+    )
+    return { restored, failed }
   }
 
   /** Ends every session of a runtime (it is being deleted). */

@@ -20,7 +20,7 @@ import {
 import { drivers, type EgressCounters, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import { builtInInterpreterId, isStoreFailure, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
+import { builtInInterpreterId, isStoreFailure, type HostedSessionRecord, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -28,6 +28,11 @@ import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputS
 export interface Caller {
   tenant: string
   keyId?: string
+  /**
+   * A hosted agent calling codebox's API through its gateway (keyId `agent:<its session id>`): it
+   * sees only the sessions it started itself, never its tenant's others.
+   */
+  ownSessionsOnly?: boolean
 }
 
 export interface CallContext {
@@ -109,24 +114,30 @@ export class SessionService {
    * re-adopted (with its interpreter's egress policy, so its listener opens again); what cannot be
    * is marked TERMINATED (`server-restart`), and the reasons are returned for the log.
    */
-  async adoptPrevious(): Promise<{ adopted: string[]; failed: { sessionId: string; reason: string }[]; removed: number }> {
+  async adoptPrevious(): Promise<{
+    adopted: string[]
+    failed: { sessionId: string; reason: string }[]
+    removed: number
+    /** Hosted agents' sessions re-adopted: the server's RuntimeSessions serves their runtime sessions again. */
+    hosted: { record: SessionRecord & { runtimeId: string; hosted: HostedSessionRecord & { taskId: string } }; session: Session }[]
+  }> {
     const active = await this.store.sessions.listAllActive()
-    // A hosted agent's runtime session lives in this server's memory (RuntimeSessions): it is not
-    // re-adopted; its sandbox, claimed by no record, is removed, and the next invocation of its
-    // runtime session id starts the agent afresh.
+    // A hosted agent's session is re-adopted once its agent's process was recorded (a start the
+    // previous run did not finish is not); its network is the runtime's, not its interpreter's.
     const hosted = (r: SessionRecord): boolean => r.runtimeId !== undefined
+    const resumable = (r: SessionRecord): boolean => !hosted(r) || r.hosted?.taskId !== undefined
     const records = await Promise.all(
       active
-        .filter((r) => r.sandboxId !== undefined && !hosted(r))
+        .filter((r) => r.sandboxId !== undefined && resumable(r))
         .map(async (r) => {
-          const interpreter = await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
+          const interpreter = r.hosted ? { network: r.hosted.network } : await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
           return {
             sessionId: r.sessionId,
             sandboxId: r.sandboxId!,
             limits: r.limits,
             createdAt: new Date(r.createdAt),
             ...(interpreter ? egressOf(interpreter) : {}),
-            ...(interpreter?.driver ? { driver: interpreter.driver } : {}),
+            ...(interpreter && 'driver' in interpreter && interpreter.driver ? { driver: interpreter.driver } : {}),
             ...(r.gateway ? { gateway: r.gateway } : {}),
           }
         }),
@@ -135,13 +146,26 @@ export class SessionService {
     const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
     for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
     for (const r of active)
-      if (hosted(r)) failed.set(r.sessionId, 'a hosted agent’s session is not re-adopted; the next invocation of its runtime session starts the agent again')
+      if (!resumable(r))
+        failed.set(r.sessionId, 'a hosted agent’s session whose agent had not started yet; the next invocation of its runtime session starts it again')
     for (const sessionId of failed.keys()) await this.store.sessions.markTerminated(sessionId, 'server-restart')
+    const byId = new Map(active.map((r) => [r.sessionId, r]))
     return {
       adopted: outcome.adopted.map((s) => s.id),
       failed: [...failed].map(([sessionId, reason]) => ({ sessionId, reason })),
       removed: outcome.removed,
+      hosted: outcome.adopted.flatMap((session) => {
+        const record = byId.get(session.id)
+        return record?.runtimeId !== undefined && record.hosted?.taskId !== undefined
+          ? [{ record: record as SessionRecord & { runtimeId: string; hosted: HostedSessionRecord & { taskId: string } }, session }]
+          : []
+      }),
     }
+  }
+
+  /** Records the process of a hosted agent's session, so a restarted server finds it. */
+  async recordHostedTask(session: Session, taskId: string): Promise<void> {
+    await this.store.sessions.setHostedTask(session.id, taskId)
   }
 
   /** What the engine holds now, for metrics. */
@@ -167,11 +191,14 @@ export class SessionService {
     ctx: CallContext = {},
   ): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
-      const key = `${caller.tenant}\0${req.clientToken}`
+      const key = `${caller.tenant}\0${caller.ownSessionsOnly ? (caller.keyId ?? '') : ''}\0${req.clientToken}`
       // In flight is checked before and after the store read: a start may begin or finish during it.
       const before = this.pending.get(key)
       if (before) return { info: await before, created: false }
       const existing = await this.store.sessions.findByClientToken(caller.tenant, req.clientToken)
+      if (existing && caller.ownSessionsOnly && existing.keyId !== caller.keyId) {
+        throw new CodeboxError('Conflict', 'this clientToken was used by another session of the tenant: use another one')
+      }
       if (existing) return { info: toInfo(existing), created: false }
       const inFlight = this.pending.get(key)
       if (inFlight) return { info: await inFlight, created: false }
@@ -273,7 +300,12 @@ export class SessionService {
         ...(caller.keyId ? { keyId: caller.keyId } : {}),
         sandboxId: session.sandboxId,
         ...(req.gateway ? { gateway: req.gateway.tag === undefined ? {} : { tag: req.gateway.tag } } : {}),
-        ...(req.hosted ? { runtimeId: req.hosted.runtimeId } : {}),
+        ...(req.hosted
+          ? {
+              runtimeId: req.hosted.runtimeId,
+              hosted: { runtimeSessionId: req.hosted.runtimeSessionId, version: req.hosted.version, network: req.hosted.network },
+            }
+          : {}),
       }
       try {
         await this.store.sessions.insert(record)
@@ -310,7 +342,7 @@ export class SessionService {
     caller: Caller,
     query: { status?: 'READY' | 'TERMINATED'; interpreterId?: string; limit: number; nextToken?: string },
   ): Promise<{ items: SessionInfo[]; nextToken?: string }> {
-    const page = await this.store.sessions.list({ tenant: caller.tenant, ...query })
+    const page = await this.store.sessions.list({ tenant: caller.tenant, ...query, ...(caller.ownSessionsOnly ? { keyId: caller.keyId ?? '' } : {}) })
     return { items: page.items.map(toInfo), ...(page.nextToken ? { nextToken: page.nextToken } : {}) }
   }
 
@@ -331,6 +363,13 @@ export class SessionService {
     const record = await this.record(caller, sessionId)
     if (record.status === 'TERMINATED') {
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
+    }
+    // A hosted agent's sandbox belongs to its runtime session alone: no call reaches into it from outside.
+    if (record.runtimeId !== undefined) {
+      throw new CodeboxError(
+        'Conflict',
+        `session ${sessionId} runs the hosted agent of runtime ${record.runtimeId}: it is reached through its runtime (InvokeAgentRuntime), not the session API`,
+      )
     }
     const session = this.engine.find(sessionId)
     // Not held here: it is ending (its end is being recorded) or its sandbox went with an earlier
@@ -452,8 +491,15 @@ export class SessionService {
     await this.store.sessions.markTerminated(session.id, reason)
   }
 
+  /** The tenant and runtime of a READY hosted agent's session (who a gateway call comes from); undefined for any other session. */
+  async hostedOwner(sessionId: string): Promise<{ tenant: string; runtimeId: string } | undefined> {
+    const r = await this.store.sessions.owner(sessionId)
+    return r?.status === 'READY' && r.runtimeId !== undefined ? { tenant: r.tenant, runtimeId: r.runtimeId } : undefined
+  }
+
   private async record(caller: Caller, sessionId: string): Promise<SessionRecord> {
-    const r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? await this.store.sessions.get(sessionId, caller.tenant) : undefined
+    let r = /^[0-9a-zA-Z]{1,40}$/.test(sessionId) ? await this.store.sessions.get(sessionId, caller.tenant) : undefined
+    if (r && caller.ownSessionsOnly && r.keyId !== caller.keyId) r = undefined
     if (!r) throw new CodeboxError('NotFound', `no session ${JSON.stringify(sessionId.slice(0, 64))}`)
     return r
   }
@@ -470,6 +516,9 @@ function preloadNote(session: Session): string | undefined {
 export interface HostedStart {
   /** The runtime it runs (recorded as the session's runtimeId; its interpreterId is the built-in one's). */
   runtimeId: string
+  /** The runtime session it serves and the version it runs (recorded, for a restarted server to serve it again). */
+  runtimeSessionId: string
+  version: number
   limits: Partial<SessionLimits>
   network: InterpreterRecord['network']
   /** The runtime version's code, unpacked on the host; read-only at /app in the sandbox. */

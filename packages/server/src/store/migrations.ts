@@ -241,6 +241,41 @@ export const migrations: readonly Migration[] = [
     description: "the hosted agent runtime a session's sandbox runs (NULL for a code interpreter's session)",
     sql: `ALTER TABLE sessions ADD COLUMN runtime_id TEXT;`,
   },
+  {
+    version: 11,
+    description:
+      'what hosted agents printed, per runtime session (runtime_logs, keyed by the codebox session that ran it), kept as text in chunks bounded by the server (runtime_log_chunks), so logs outlive a restart and replicas share them',
+    sql: `
+      CREATE TABLE runtime_logs (
+        session_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        runtime_id TEXT NOT NULL REFERENCES runtimes (runtime_id) ON DELETE CASCADE,
+        runtime_session_id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        end_reason TEXT,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        dropped_bytes INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX runtime_logs_runtime ON runtime_logs (tenant, runtime_id, started_at DESC);
+      CREATE INDEX runtime_logs_ended ON runtime_logs (ended_at) WHERE ended_at IS NOT NULL;
+
+      CREATE TABLE runtime_log_chunks (
+        session_id TEXT NOT NULL REFERENCES runtime_logs (session_id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (session_id, seq)
+      ) STRICT;
+    `,
+  },
+  {
+    version: 12,
+    description:
+      "a hosted agent's runtime session as its sandbox serves it (JSON {runtimeSessionId, version, network, taskId?}), so a restarted server serves it again",
+    sql: `ALTER TABLE sessions ADD COLUMN hosted TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

@@ -8,6 +8,7 @@ import type { SessionEndReason, SessionLimits, sessionStatuses } from '@codebox/
 import { CodeboxError } from '@codebox/core'
 import type { Page } from './sql.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, isoNow, isUniqueViolation, opt, transaction } from './sql.ts'
+import type { InterpreterRecord } from './interpreters.ts'
 import type { TenantRepository } from './tenants.ts'
 import type { SessionStore } from './types.ts'
 
@@ -34,6 +35,19 @@ export interface SessionRecord {
   gateway?: { tag?: string }
   /** The hosted agent runtime it runs, for a runtime session's sandbox (its interpreterId is then the built-in one's). */
   runtimeId?: string
+  /** With runtimeId: the runtime session it serves, for a restarted server to serve it again. */
+  hosted?: HostedSessionRecord
+}
+
+/** What a restarted server needs to serve a hosted agent's runtime session again. */
+export interface HostedSessionRecord {
+  runtimeSessionId: string
+  /** The runtime version its agent runs. */
+  version: number
+  /** The runtime's network (its egress policy is opened again). */
+  network: InterpreterRecord['network']
+  /** The agent's process (a task of the sandbox), once started. */
+  taskId?: string
 }
 
 export interface ListSessionsOptions {
@@ -41,6 +55,8 @@ export interface ListSessionsOptions {
   status?: SessionStatus
   /** Only sessions started from this interpreter. */
   interpreterId?: string
+  /** Only sessions started with this key (a hosted agent sees only its own). */
+  keyId?: string
   /** Page size, a whole number ≥ 1. */
   limit: number
   nextToken?: string
@@ -63,6 +79,7 @@ interface SessionRow {
   sandbox_id: string | null
   gateway: string | null
   runtime_id: string | null
+  hosted: string | null
 }
 
 const toRecord = (r: SessionRow): SessionRecord => ({
@@ -82,6 +99,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...opt('sandboxId', r.sandbox_id),
   ...(r.gateway ? { gateway: JSON.parse(r.gateway) as { tag?: string } } : {}),
   ...(r.runtime_id ? { runtimeId: r.runtime_id } : {}),
+  ...(r.hosted ? { hosted: JSON.parse(r.hosted) as HostedSessionRecord } : {}),
 })
 
 const pageKind = 'sessions'
@@ -90,7 +108,10 @@ const pageKind = 'sessions'
 export class SessionRepository implements SessionStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
-  readonly #q: Record<'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch', StatementSync>
+  readonly #q: Record<
+    'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch' | 'hostedTask',
+    StatementSync
+  >
 
   constructor(db: DatabaseSync, tenants: TenantRepository) {
     this.#db = db
@@ -99,8 +120,8 @@ export class SessionRepository implements SessionStore {
     this.#q = {
       insert: db.prepare(
         `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
@@ -108,7 +129,7 @@ export class SessionRepository implements SessionStore {
       list: db.prepare(
         `SELECT * FROM sessions
          WHERE tenant = :tenant AND (:status IS NULL OR status = :status) AND (:interpreter IS NULL OR interpreter_id = :interpreter)
-           AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
+           AND (:key IS NULL OR key_id = :key) AND (:afterCreated IS NULL OR (created_at, session_id) < (:afterCreated, :afterId))
          ORDER BY created_at DESC, session_id DESC LIMIT :limit`,
       ),
       countActive: db.prepare(`SELECT count(*) AS n FROM sessions WHERE tenant = ? AND status = 'READY'`),
@@ -116,6 +137,7 @@ export class SessionRepository implements SessionStore {
       terminateAll: db.prepare(`UPDATE sessions SET ${end} WHERE status = 'READY' RETURNING session_id`),
       allActive: db.prepare(`SELECT * FROM sessions WHERE status = 'READY' ORDER BY created_at, session_id`),
       touch: db.prepare(`UPDATE sessions SET last_updated_at = ? WHERE session_id = ? AND status = 'READY'`),
+      hostedTask: db.prepare(`UPDATE sessions SET hosted = json_set(hosted, '$.taskId', ?) WHERE session_id = ? AND hosted IS NOT NULL`),
     }
   }
 
@@ -141,6 +163,7 @@ export class SessionRepository implements SessionStore {
           rec.sandboxId ?? null,
           rec.gateway ? JSON.stringify(rec.gateway) : null,
           rec.runtimeId ?? null,
+          rec.hosted ? JSON.stringify(rec.hosted) : null,
         )
       })
     } catch (e) {
@@ -159,6 +182,16 @@ export class SessionRepository implements SessionStore {
     return this.#one(this.#q.byToken, tenant, clientToken)
   }
 
+  /** Records the process of a hosted agent's session (HostedSessionRecord.taskId). */
+  async setHostedTask(sessionId: string, taskId: string): Promise<void> {
+    this.#q.hostedTask.run(taskId, sessionId)
+  }
+
+  /** The session with this id, whatever its tenant: for the host's own use, never a caller's read. */
+  async owner(sessionId: string): Promise<SessionRecord | undefined> {
+    return this.#one(this.#q.byId, sessionId)
+  }
+
   /** A page of the tenant's sessions, newest first. */
   async list(options: ListSessionsOptions): Promise<Page<SessionRecord>> {
     checkPageLimit(options.limit)
@@ -167,6 +200,7 @@ export class SessionRepository implements SessionStore {
       tenant: options.tenant,
       status: options.status ?? null,
       interpreter: options.interpreterId ?? null,
+      key: options.keyId ?? null,
       afterCreated: after?.c ?? null,
       afterId: after?.s ?? null,
       limit: options.limit + 1,

@@ -13,6 +13,7 @@ import { ConversationRepository } from './conversations.ts'
 import { InterpreterRepository } from './interpreters.ts'
 import { KeyRepository } from './keys.ts'
 import { migrate } from './migrations.ts'
+import { RuntimeLogRepository } from './runtime-logs.ts'
 import { RuntimeRepository } from './runtimes.ts'
 import { SessionRepository } from './sessions.ts'
 import { TenantRepository } from './tenants.ts'
@@ -44,6 +45,8 @@ export class Store implements StoreApi {
   readonly conversations: ConversationRepository
   /** Hosted agent runtimes, their versions, bundles and secrets. */
   readonly runtimes: RuntimeRepository
+  /** Hosted agents' logs, per runtime session. */
+  readonly runtimeLogs: RuntimeLogRepository
   readonly #db: DatabaseSync
 
   private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer, guard: { file: string; waitMs: number }) {
@@ -59,6 +62,7 @@ export class Store implements StoreApi {
     this.audit = guardRepository(new AuditRepository(db), guard)
     this.conversations = guardRepository(new ConversationRepository(db), guard)
     this.runtimes = guardRepository(new RuntimeRepository(db, tenants, sealingKey), guard)
+    this.runtimeLogs = guardRepository(new RuntimeLogRepository(db), guard)
   }
 
   /**

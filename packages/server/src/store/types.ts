@@ -11,6 +11,7 @@ import type { CreateInterpreterOptions, InterpreterRecord } from './interpreters
 import type { CreateKeyOptions, CreateKeyResult, KeyRecord } from './keys.ts'
 import type { ListSessionsOptions, SessionRecord } from './sessions.ts'
 import type { DeployRuntimeOptions, RuntimeBundleRecord, RuntimeRecord, RuntimeSecretRecord, RuntimeVersionRecord } from './runtimes.ts'
+import type { ListRuntimeLogsOptions, PruneRuntimeLogsOptions, RuntimeLogMeta, RuntimeLogRecord } from './runtime-logs.ts'
 import type { Page } from './sql.ts'
 import type { TenantQuotaUpdate, TenantRecord } from './tenants.ts'
 
@@ -76,6 +77,10 @@ export interface SessionStore {
   get(sessionId: string, tenant: string): Promise<SessionRecord | undefined>
   /** The session `tenant` started with this idempotency token, or undefined. */
   findByClientToken(tenant: string, clientToken: string): Promise<SessionRecord | undefined>
+  /** Records the process of a hosted agent's session (HostedSessionRecord.taskId). */
+  setHostedTask(sessionId: string, taskId: string): Promise<void>
+  /** The session with this id, whatever its tenant: for the host's own use (who a sandbox's gateway call comes from), never a caller's read. */
+  owner(sessionId: string): Promise<SessionRecord | undefined>
   /** A page of the tenant's sessions, newest first. */
   list(options: ListSessionsOptions): Promise<Page<SessionRecord>>
   /** How many of the tenant's sessions are READY. */
@@ -138,6 +143,22 @@ export interface RuntimeStore {
   secretValues(runtimeId: string): Promise<Record<string, string>>
 }
 
+/** What hosted agents printed, per runtime session, bounded by the caller's limits (store/runtime-logs.ts). */
+export interface RuntimeLogStore {
+  /** Starts a runtime session's log; an existing one is kept. */
+  openLog(meta: RuntimeLogMeta, startedAt?: Date): Promise<void>
+  /** Appends text, keeping the log's last `maxBytes` (what goes is counted); a log that is gone ignores it. */
+  appendLog(sessionId: string, text: string, options: { maxBytes: number; droppedBefore?: number }): Promise<void>
+  /** Marks a log ended, with why. */
+  endLog(sessionId: string, reason: string, at?: Date): Promise<void>
+  /** A runtime's logs with their text, newest first. */
+  listLogs(options: ListRuntimeLogsOptions): Promise<RuntimeLogRecord[]>
+  /** Removes expired logs, and a runtime's oldest ended ones beyond its bound; returns how many went. */
+  pruneLogs(options: PruneRuntimeLogsOptions): Promise<number>
+  /** Removes every log of a runtime. */
+  forgetLogs(tenant: string, runtimeId: string): Promise<void>
+}
+
 /** The whole store: its repositories. */
 export interface StoreApi {
   readonly tenants: TenantStore
@@ -150,4 +171,6 @@ export interface StoreApi {
   readonly conversations: ConversationStore
   /** Hosted agent runtimes (versions, bundles, secrets). */
   readonly runtimes: RuntimeStore
+  /** Hosted agents' logs, per runtime session. */
+  readonly runtimeLogs: RuntimeLogStore
 }

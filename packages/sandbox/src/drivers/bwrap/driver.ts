@@ -55,7 +55,7 @@ import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
 import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
-import { installRuntime } from './runtime.ts'
+import { installRuntime, pruneRuntimes, RUNTIME_KEEP_MS } from './runtime.ts'
 import { buildSeccompFilter } from './seccomp.ts'
 import { UidAllocator } from './uids.ts'
 
@@ -144,12 +144,20 @@ export class BwrapDriver implements SandboxDriver {
     } catch {
       throw new CodeboxError('Unavailable', `no sandbox image at ${this.imagePath}; run \`codebox image build\``)
     }
-    await this.runtimePath()
+    const runtime = await this.runtimePath()
     // The uids of sandboxes an earlier server left running are taken until they are re-adopted or removed.
+    const inUse = new Set([path.basename(runtime)])
+    let unknownRuntime = false
     for (const id of await this.records.list()) {
       const r = await this.records.read(id)
-      if (r && stillRunning(r.pid, r.startTime)) this.uids.reserve(r.uid)
+      if (!r || !stillRunning(r.pid, r.startTime)) continue
+      this.uids.reserve(r.uid)
+      if (r.runtime) inUse.add(r.runtime)
+      else unknownRuntime = true
     }
+    // Runtime trees of earlier versions pile up with upgrades: those no live sandbox stands on
+    // (a record of an older server names none: then none is removed) and unused for a week go.
+    if (!unknownRuntime) await pruneRuntimes(this.runtimeDir, inUse, RUNTIME_KEEP_MS)
     // Start-up is when a previous server's leftovers (it was killed) can be found and removed;
     // a live sandbox's cgroups are never touched (rmdir refuses a cgroup with a process).
     await sweepStaleCgroups(this.cgroupMode)
@@ -414,7 +422,15 @@ export class BwrapDriver implements SandboxDriver {
     const state = pid === undefined ? undefined : processState(pid)
     if (pid === undefined || !state) return fail(new CodeboxError('SandboxFailure', 'the sandbox launcher did not start'))
     try {
-      await this.records.write({ id: spec.id, pid, startTime: state.startTime, uid, createdAt: new Date().toISOString(), egress: egress !== undefined })
+      await this.records.write({
+        id: spec.id,
+        pid,
+        startTime: state.startTime,
+        uid,
+        createdAt: new Date().toISOString(),
+        egress: egress !== undefined,
+        runtime: path.basename(runtime),
+      })
       const channel = await this.connect(pid, exited, options.signal, this.connectTimeoutMs, spec.id)
       if (egress) {
         try {

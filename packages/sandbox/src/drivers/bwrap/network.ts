@@ -33,7 +33,8 @@ export async function prepareNetwork(socketPath: string | undefined, uid: number
 /**
  * The environment of a sandbox with egress: HTTP clients go through the relay, which reaches
  * `socket` (its path inside). With `gateway`, model clients are pointed at the model gateway too
- * (gatewayEnv: base URLs and placeholder credentials, no secret); NO_PROXY never covers it.
+ * (gatewayEnv: base URLs on the gateway's loopback port, which NO_PROXY covers so clients go there
+ * directly, and placeholder credentials, no secret).
  */
 export function egressEnv(socket: string, gateway = false): Record<string, string> {
   return {

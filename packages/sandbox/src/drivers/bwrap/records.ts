@@ -16,6 +16,8 @@ export interface SandboxRecord {
   uid: number
   createdAt: string
   egress: boolean
+  /** The runtime tree it stands on (runtime.ts: its content hash), kept while it lives. */
+  runtime?: string
 }
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/
@@ -50,7 +52,8 @@ export class SandboxRecords {
         typeof r.startTime === 'string' &&
         Number.isInteger(r.uid) &&
         typeof r.createdAt === 'string' &&
-        typeof r.egress === 'boolean'
+        typeof r.egress === 'boolean' &&
+        (r.runtime === undefined || (typeof r.runtime === 'string' && /^[0-9a-f]{16}$/.test(r.runtime)))
       return ok ? (r as SandboxRecord) : undefined
     } catch {
       return undefined

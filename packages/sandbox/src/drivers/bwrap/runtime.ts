@@ -8,7 +8,7 @@
  * holds the empty directories the sandbox mounts things on that the image may lack (MOUNT_POINTS).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { CODE_DIR, CodeboxError } from '@codebox/core'
 import { executorDir, hostNodeModules } from '../shared.ts'
@@ -96,7 +96,41 @@ export async function installRuntime(runtimeRoot: string): Promise<string> {
     }
   }
   await checkReadable(target)
+  // Its time says when a server last used it (pruneRuntimes).
+  const now = new Date()
+  await utimes(target, now, now).catch(() => {})
   return target
+}
+
+/** How long a runtime tree no server installed or used is kept. */
+export const RUNTIME_KEEP_MS = 7 * 24 * 3600_000
+
+/**
+ * Removes runtime trees under `runtimeRoot` (and temp dirs of interrupted installs) that are not in
+ * `keep` and were not used for `olderThanMs`: another server on the same state dir (a different
+ * checkout) marks its tree each time it starts. Best effort: what cannot be removed stays.
+ */
+export async function pruneRuntimes(runtimeRoot: string, keep: ReadonlySet<string>, olderThanMs: number): Promise<string[]> {
+  const removed: string[] = []
+  let names: string[]
+  try {
+    names = await readdir(runtimeRoot)
+  } catch {
+    return removed
+  }
+  for (const name of names) {
+    if (keep.has(name) || !/^([0-9a-f]{16}|\.tmp-[0-9a-f]{16}-[0-9a-f]{8})$/.test(name)) continue
+    const dir = path.join(runtimeRoot, name)
+    try {
+      const st = await lstat(dir)
+      if (!st.isDirectory() || Date.now() - st.mtimeMs < olderThanMs) continue
+      await rm(dir, { recursive: true, force: true })
+      removed.push(name)
+    } catch {
+      // in use by a racing install, or already gone
+    }
+  }
+  return removed
 }
 
 /** Makes each directory of `rel` under `root`, 0755 whatever the umask. */
