@@ -36,7 +36,10 @@ export function hostedProtocolRoutes(app: FastifyInstance, hosted: HostedRuntime
   const forward = (method: 'GET' | 'POST' | 'DELETE', route: Exclude<HostedRoute, 'ws'>) => async (request: FastifyRequest, reply: FastifyReply) => {
     const name = runtimeOf(request)
     if (name === codeboxAgentRuntime)
-      throw awsValidation(`${codeboxAgentRuntime} serves HTTP: ${route === 'agent-card' ? 'it has no agent card' : `invoke it with POST`}`, 'agentRuntimeArn')
+      throw awsValidation(
+        `${codeboxAgentRuntime} serves HTTP: ${route === 'agent-card' ? 'it has no agent card' : method === 'POST' ? 'invoke it at /runtimes/{arn}/invocations' : 'invoke it with POST'}`,
+        'agentRuntimeArn',
+      )
     const qualifier = qualifierOf(request)
     await invokeHosted(hosted, { caller: request.caller, name, qualifier, request, reply, method, route })
     return undefined
