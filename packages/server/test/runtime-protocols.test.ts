@@ -339,6 +339,11 @@ test(
     assert.equal(getOnHttp.status, 400)
     assert.match(await getOnHttp.text(), /serves HTTP: GET \/runtimes\/\{arn\}\/invocations is for MCP runtimes/)
     assert.equal((await sdk.runtimes.sessions(a2a.agentRuntimeId)).items.length, 1, 'a refused request starts no session')
+    const builtIn = await fetch(
+      `${server.url}/runtimes/${encodeURIComponent('arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/codebox-agent')}/invocations/.well-known/agent-card.json`,
+    )
+    assert.equal(builtIn.status, 400)
+    assert.match(await builtIn.text(), /codebox-agent serves HTTP: it has no agent card/)
 
     // A WebSocket still open when the server shuts down is closed with its session; the shutdown does not wait for it.
     const last = new WebSocket(wsUrl(ws.agentRuntimeArn), { headers: { 'x-amzn-bedrock-agentcore-runtime-session-id': sid('g') } })
