@@ -89,5 +89,10 @@ curl -s -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-dat
     stream.write('ping through the relay')
     await closed
     assert.equal(Buffer.concat(chunks).toString(), 'PING THROUGH THE RELAY')
+    // --host-uds=all lets the sandbox create host sockets, but not in its egress directory (root's, 0711), nor replace its egress socket.
+    const r = await session.commands.run(
+      `python3 -c 'import os, socket\nfor f in [lambda: socket.socket(socket.AF_UNIX).bind("/mnt/x.sock"), lambda: socket.socket(socket.AF_UNIX).bind("/mnt/egress.sock"), lambda: os.unlink("/mnt/egress.sock"), lambda: open("/mnt/x", "w")]:\n    try:\n        f()\n        print("done")\n    except OSError as e:\n        print(e.strerror)'`,
+    )
+    assert.equal(r.structuredContent.stdout, 'Permission denied\nAddress already in use\nPermission denied\nPermission denied\n', r.structuredContent.stderr)
   })
 })
