@@ -17,7 +17,7 @@ import { CODE_DIR, CodeboxError, defaultLimits } from '@codebox/core'
 import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
 import { GVISOR_PORTS_DIR, ociSpec } from '../src/drivers/gvisor/bundle.ts'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
-import { gvisorDriver, gvisorUnavailable } from './gvisor-fixtures.ts'
+import { gvisorCodeUnavailable, gvisorDriver, gvisorUnavailable } from './gvisor-fixtures.ts'
 
 /** A tiny stdlib server: GET answers with NAME, POST echoes its body; logs each request to stderr. */
 const SERVER = `
@@ -239,6 +239,7 @@ describe('inbound: bwrap', async () => {
 
 describe('inbound: gVisor', async () => {
   const skip = (await gvisorUnavailable()) ?? false
+  const codeSkip = (await gvisorCodeUnavailable()) ?? false
   let manager: SessionManager
   let a: Session
   let b: Session
@@ -353,6 +354,18 @@ describe('inbound: gVisor', async () => {
     const r = await a.commands.run(`python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("${GVISOR_PORTS_DIR}/port-7002.sock"); print("bound")'`)
     assert.equal(r.structuredContent.stdout, 'bound\n', r.structuredContent.stderr)
     await assert.rejects(a.openPort(7002), { code: 'Unavailable', message: /^port 7002: the inbound relay cannot listen at port-7002\.sock/ })
+  })
+
+  test('a server started from code at /app answers (a hosted agent’s layout)', { skip: codeSkip }, async () => {
+    const bundle = makeBundle()
+    const s = await manager.start({ code: { hostPath: bundle }, preload: [] })
+    try {
+      await startServer(s, { PORT: '8080', NAME: 'app' }, '/app')
+      assert.deepEqual(await request(s, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from app'])
+    } finally {
+      await s.stop()
+      rmSync(bundle, { recursive: true, force: true })
+    }
   })
 
   test('a session that ended refuses openPort with SessionTerminated, and its ports tmpfs is gone', { skip }, async () => {
