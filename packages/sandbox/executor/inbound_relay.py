@@ -1,8 +1,9 @@
 """codebox inbound relay: the egress relay's mirror image. On the host's request (op `port.open`)
-it listens on a unix socket `port-<port>.sock` in the executor's ports directory (bwrap: the channel
-directory, which only the host reaches from outside, through the launcher's mount namespace;
-gVisor: a host-backed mount at /run/codebox/ports, a directory of the sandbox's own) and pipes every connection to
-127.0.0.1:<port> inside the sandbox, where the session's own server (a hosted agent) listens.
+it listens on a unix socket `port-<port>.sock` in the executor's ports directory (bwrap: the
+channel directory, which only the host reaches from outside, through the launcher's mount
+namespace; gVisor: a host-backed mount at /run/codebox/ports, a directory of the sandbox's own)
+and pipes every connection to 127.0.0.1:<port> inside the sandbox, where the session's own
+server (a hosted agent) listens.
 
 Each connection starts with one status byte from the relay, before any byte of the port:
 STATUS_OK once the inner connect succeeded, STATUS_REFUSED when nothing listens on the port and
