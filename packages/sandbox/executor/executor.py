@@ -63,6 +63,10 @@ PIDS_LIMIT = "the session reached its process limit; end some of its processes a
 # The version of this protocol; a host that speaks another one ends the session with that reason.
 PROTOCOL = 1
 CHANNEL_DIR = os.environ.pop("CODEBOX_CHANNEL_DIR", "")
+# Where the inbound relay binds its port sockets: the channel directory (bwrap), or a directory
+# of its own the host reaches (gVisor: a host-backed mount, runsc's --host-uds=create); neither
+# for the fake driver, whose host reaches the ports itself.
+PORTS_DIR = os.environ.pop("CODEBOX_PORTS_DIR", "") or CHANNEL_DIR
 
 # The protocol owns fd 0 and fd 1 (on stdio); nothing else may write to fd 1.
 _stdin = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -691,21 +695,26 @@ class Executor:
 
     def op_port_open(self, req):
         """Makes the inbound relay listen for `port` (inbound_relay.py); idempotent. Without a
-        channel directory (the fake driver) there is no relay: the host reaches the port itself."""
+        ports directory (the fake driver) there is no relay: the host reaches the port itself."""
         port = req.msg.get("port")
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             req.error("ValidationError", "port: must be a whole number from 1 to 65535, got %r" % (port,))
             return
-        if not CHANNEL_DIR:
+        if not PORTS_DIR:
             req.done(port=port, socket=None)
             return
         with self.inbound_lock:
             if self.inbound is None:
-                self.inbound = make_relay(CHANNEL_DIR, on_activity=self._touch)
+                self.inbound = make_relay(PORTS_DIR, on_activity=self._touch)
         try:
             name = self.inbound.open(port)
         except PortLimit as e:
             req.error("LimitExceeded", "port %d: %s" % (port, e))
+            return
+        except OSError as e:
+            # Its name is taken by something the relay cannot remove (under gVisor, a socket the
+            # session's own code bound there first), or the directory is full.
+            req.error("Unavailable", "port %d: the inbound relay cannot listen at %s: %s" % (port, self.inbound.socket_name(port), e.strerror or e))
             return
         req.done(port=port, socket=name)
 

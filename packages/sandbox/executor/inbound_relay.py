@@ -1,7 +1,9 @@
 """codebox inbound relay: the egress relay's mirror image. On the host's request (op `port.open`)
-it listens on a unix socket `port-<port>.sock` in the executor's channel directory (which only the
-host reaches from outside, through the launcher's mount namespace) and pipes every connection to
-127.0.0.1:<port> inside the sandbox, where the session's own server (a hosted agent) listens.
+it listens on a unix socket `port-<port>.sock` in the executor's ports directory (bwrap: the
+channel directory, which only the host reaches from outside, through the launcher's mount
+namespace; gVisor: a host-backed mount at /run/codebox/ports, a directory of the sandbox's own)
+and pipes every connection to 127.0.0.1:<port> inside the sandbox, where the session's own
+server (a hosted agent) listens.
 
 Each connection starts with one status byte from the relay, before any byte of the port:
 STATUS_OK once the inner connect succeeded, STATUS_REFUSED when nothing listens on the port and
@@ -82,7 +84,7 @@ class InboundRelay(Relay):
 
     def open(self, port):
         """Listens for `port` unless it already does (and its socket is still in place); returns
-        the socket's name in the channel directory. PortLimit past MAX_PORTS."""
+        the socket's name in the directory. PortLimit past MAX_PORTS."""
         path = os.path.join(self.directory, self.socket_name(port))
         with self.lock:
             known = self.ports.get(port)
@@ -92,6 +94,10 @@ class InboundRelay(Relay):
                         return self.socket_name(port)
                 except FileNotFoundError:
                     pass
+                except PermissionError:
+                    # A host-backed socket under gVisor (see _bound_inode): nothing in the sandbox
+                    # can remove or replace it, so it is still the one this relay listens on.
+                    return self.socket_name(port)
                 # Code in the sandbox removed or replaced it (it runs as this uid): listen again.
                 self.retired.append(known)
                 del self.ports[port]
@@ -104,10 +110,10 @@ class InboundRelay(Relay):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.bind(path)
-                os.chmod(path, 0o600)
+                _private(path)
                 sock.listen(64)
                 sock.setblocking(False)
-                inode = os.lstat(path).st_ino
+                inode = _bound_inode(path)
             except OSError:
                 sock.close()
                 raise
@@ -205,6 +211,26 @@ class InboundRelay(Relay):
             self._watch(t, pair)
 
 
+def _private(path):
+    """Makes the socket the uid's alone. Under gVisor the ports directory is a host-backed mount
+    (runsc --host-uds=create) whose sockets refuse chmod (EPERM); that directory is mode 0700 of
+    this uid already, so nothing else reaches them."""
+    try:
+        os.chmod(path, 0o600)
+    except PermissionError:
+        pass
+
+
+def _bound_inode(path):
+    """The inode of the socket just bound, or None under gVisor, where a host-backed socket
+    refuses lstat (EPERM) as it refuses unlink, rename and being overwritten: it cannot be
+    swapped, so there is nothing to compare."""
+    try:
+        return os.lstat(path).st_ino
+    except PermissionError:
+        return None
+
+
 def _refuse(client, status):
     """Tells the host why in one byte (a fresh socket has room for it) and closes."""
     try:
@@ -215,5 +241,5 @@ def _refuse(client, status):
 
 
 def make_relay(directory, on_activity=None):
-    """The relay for the executor's channel directory; it listens on nothing until a port is opened."""
+    """The relay for the executor's ports directory; it listens on nothing until a port is opened."""
     return InboundRelay(directory, max_pairs=_pair_budget(), on_activity=on_activity)

@@ -4,7 +4,9 @@
  * installed yet unable to run: no ptrace, a kernel it does not support).
  */
 import { randomBytes } from 'node:crypto'
-import { defaultLimits, type SessionLimits } from '@codebox/core'
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { CODE_DIR, defaultLimits, type SessionLimits } from '@codebox/core'
 import { GvisorDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig } from '@codebox/sandbox'
 import { ExecutorClient } from '../src/executor-client.ts'
 
@@ -41,6 +43,20 @@ async function probe(): Promise<string | undefined> {
   } finally {
     await sandbox.destroy()
   }
+}
+
+/**
+ * Why a gVisor session cannot take code (SandboxSpec.code) here, or undefined when it can: the
+ * driver's own reason, or an image built before it had an empty CODE_DIR to mount it on.
+ */
+export async function gvisorCodeUnavailable(): Promise<string | undefined> {
+  const why = await gvisorUnavailable()
+  if (why !== undefined) return why
+  const config = loadEngineConfig(process.env)
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image || !existsSync(path.join(image.path, CODE_DIR)))
+    return `the sandbox image predates ${CODE_DIR} (gVisor mounts code only on an existing one); build a new image`
+  return undefined
 }
 
 /** The gVisor driver on the built image; check gvisorUnavailable() first. */

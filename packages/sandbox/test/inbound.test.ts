@@ -1,11 +1,11 @@
 /**
  * Hosted servers in sessions: code mounted read-only (`code`), a server started as a background
  * task with its env and logs, and real HTTP requests to it through session.openPort (the
- * executor's inbound relay on bwrap; plain loopback on the fake driver).
+ * executor's inbound relay on bwrap and gVisor; plain loopback on the fake driver).
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
@@ -15,8 +15,9 @@ import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CODE_DIR, CodeboxError, defaultLimits } from '@codebox/core'
 import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
-import { ociSpec } from '../src/drivers/gvisor/bundle.ts'
+import { GVISOR_PORTS_DIR, ociSpec } from '../src/drivers/gvisor/bundle.ts'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
+import { gvisorCodeUnavailable, gvisorDriver, gvisorUnavailable } from './gvisor-fixtures.ts'
 
 /** A tiny stdlib server: GET answers with NAME, POST echoes its body; logs each request to stderr. */
 const SERVER = `
@@ -236,6 +237,153 @@ describe('inbound: bwrap', async () => {
   })
 })
 
+describe('inbound: gVisor', async () => {
+  const skip = (await gvisorUnavailable()) ?? false
+  const codeSkip = (await gvisorCodeUnavailable()) ?? false
+  let manager: SessionManager
+  let a: Session
+  let b: Session
+  let host: { dir: string; socket: string; server: net.Server; reached: () => number } | undefined
+
+  before(async () => {
+    if (skip) return
+    manager = new SessionManager({ driver: await gvisorDriver(), poolSize: 0 })
+    ;[a, b] = await Promise.all([manager.start({ preload: [] }), manager.start({ preload: [] })])
+    // The images built before /app existed cannot take code under gVisor: the server is a workspace file.
+    await Promise.all([a.files.write('server.py', SERVER), b.files.write('server.py', SERVER)])
+    await Promise.all([startServer(a, { PORT: '8080', NAME: 'a' }, '/workspace'), startServer(b, { PORT: '8080', NAME: 'b' }, '/workspace')])
+  })
+  after(async () => {
+    await manager?.close()
+    if (host) {
+      await new Promise((r) => host!.server.close(r))
+      rmSync(host.dir, { recursive: true, force: true })
+    }
+  })
+
+  /** A unix socket on the host, outside every sandbox, counting who reaches it. */
+  async function hostSocket(): Promise<{ dir: string; socket: string; server: net.Server; reached: () => number }> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-inbound-host-'))
+    const socket = path.join(dir, 'host.sock')
+    let n = 0
+    const server = net.createServer((c) => (n++, c.end('\0from the host'))).listen(socket)
+    await new Promise((r) => server.once('listening', r))
+    return { dir, socket, server, reached: () => n }
+  }
+
+  test('a request reaches the server in the sandbox, and each session answers its own', { skip }, async () => {
+    assert.deepEqual(await request(a, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from a'])
+    assert.deepEqual(await request(b, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from b'])
+  })
+
+  test('a port nothing listens on fails fast and clearly', { skip }, async () => {
+    await refusedFast(a, 9000)
+    await assert.rejects(a.openPort(70000), { code: 'ValidationError' })
+  })
+
+  test('concurrent requests and a 5 MiB body pass intact', { skip }, async () => {
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => request(i % 2 ? a : b, 8080)))
+    assert.deepEqual(new Set(replies.map((r) => r.body.toString())), new Set(['hello from a', 'hello from b']))
+    const body = randomBytes(5 * 1024 * 1024)
+    const echoed = await request(a, 8080, { method: 'POST', body })
+    assert.equal(echoed.status, 200)
+    assert.equal(sha(echoed.body), sha(body))
+  })
+
+  /** Runs a Python probe in `session` that prints one JSON line: what `ops` (name -> expression) gave, or the errno name they failed with. */
+  async function tryOps(session: Session, setup: string, ops: Record<string, string>): Promise<Record<string, unknown>> {
+    const lines = Object.entries(ops).map(
+      ([k, v]) => `try:\n    out[${JSON.stringify(k)}] = ${v}\nexcept OSError as e:\n    out[${JSON.stringify(k)}] = errno.errorcode[e.errno]`,
+    )
+    const code = `import errno, json, os, socket\n${setup}\nout = {}\n${lines.join('\n')}\nprint(json.dumps(out))`
+    const r = await session.runCode({ code, language: 'python' })
+    assert.equal(r.structuredContent.exitCode, 0, r.structuredContent.stderr)
+    return JSON.parse(r.structuredContent.stdout) as Record<string, unknown>
+  }
+
+  test('the ports directory is the only writable host-backed place, small, and shows no host path', { skip }, async () => {
+    const d = GVISOR_PORTS_DIR
+    const bindable = `def bindable(p):\n    try:\n        socket.socket(socket.AF_UNIX).bind(p)\n        return "bound"\n    except OSError as e:\n        return errno.errorcode[e.errno]`
+    const out = await tryOps(a, `d = ${JSON.stringify(d)}\n${bindable}`, {
+      relay: '"port-8080.sock" in os.listdir(d)',
+      mode: '[oct(os.stat(d).st_mode & 0o777), os.stat(d).st_uid]',
+      run: 'open("/run/x", "w").close()',
+      runCodebox: 'open("/run/codebox/x", "w").close()',
+      mnt: 'open("/mnt/x", "w").close()',
+      // --host-uds=create: a socket bound in a host-backed mount becomes a host socket; nowhere but here.
+      sockets: '[bindable(p) for p in ["/x.sock", "/run/x.sock", "/run/codebox/x.sock", "/mnt/x.sock", "/opt/codebox/x.sock", "/usr/x.sock"]]',
+      big: 'open(d + "/big", "wb").write(b"x" * 2**20)',
+      many: '[open(d + "/f%d" % i, "w").close() for i in range(100)]',
+      env: 'os.environ.get("CODEBOX_PORTS_DIR")',
+      cleanup: '[os.unlink(d + "/" + n) for n in os.listdir(d) if not n.startswith("port-")] and None',
+    })
+    assert.deepEqual(out, {
+      relay: true,
+      mode: ['0o700', 1000],
+      run: 'EACCES',
+      runCodebox: 'EACCES',
+      mnt: 'EACCES',
+      sockets: ['EROFS', 'EROFS', 'EROFS', 'EROFS', 'EROFS', 'EROFS'],
+      big: 'ENOSPC',
+      many: 'ENOSPC',
+      env: null,
+      cleanup: null,
+    })
+    const mountinfo = (await a.commands.run('cat /proc/self/mountinfo')).structuredContent.stdout
+    assert.match(mountinfo, / \/run\/codebox\/ports rw,/)
+    assert.ok(!mountinfo.includes('/gvisor/bundles') && !mountinfo.includes(a.sandboxId), mountinfo)
+  })
+
+  test("the relay's socket cannot be swapped, and a symlink planted under a port's name never leads the host out", { skip }, async () => {
+    host = await hostSocket()
+    const hostDir = path.join('/run/codebox/gvisor/bundles', a.sandboxId, 'ports')
+    // Before the port is opened: a symlink under its name, which the relay replaces with its socket.
+    await a.commands.run(`ln -s ${host.socket} ${GVISOR_PORTS_DIR}/port-7001.sock`)
+    await refusedFast(a, 7001)
+    assert.ok(lstatSync(path.join(hostDir, 'port-7001.sock')).isSocket())
+    // Once bound, gVisor lets nothing in the sandbox remove, rename, overwrite or rebind it.
+    const out = await tryOps(a, `p = ${JSON.stringify(`${GVISOR_PORTS_DIR}/port-7001.sock`)}\nos.symlink(${JSON.stringify(host.socket)}, p + ".l")`, {
+      unlink: 'os.unlink(p)',
+      rename: 'os.rename(p, p + ".moved")',
+      over: 'os.rename(p + ".l", p)',
+      rebind: 'socket.socket(socket.AF_UNIX).bind(p)',
+    })
+    assert.deepEqual(out, { unlink: 'EPERM', rename: 'EPERM', over: 'EPERM', rebind: 'EPERM' })
+    assert.ok(lstatSync(path.join(hostDir, 'port-7001.sock')).isSocket())
+    await refusedFast(a, 7001)
+    assert.equal(host.reached(), 0)
+  })
+
+  test("a port's name taken by the session's own socket is refused clearly", { skip }, async () => {
+    const r = await a.commands.run(`python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("${GVISOR_PORTS_DIR}/port-7002.sock"); print("bound")'`)
+    assert.equal(r.structuredContent.stdout, 'bound\n', r.structuredContent.stderr)
+    await assert.rejects(a.openPort(7002), { code: 'Unavailable', message: /^port 7002: the inbound relay cannot listen at port-7002\.sock/ })
+  })
+
+  test('a server started from code at /app answers (a hosted agent’s layout)', { skip: codeSkip }, async () => {
+    const bundle = makeBundle()
+    const s = await manager.start({ code: { hostPath: bundle }, preload: [] })
+    try {
+      await startServer(s, { PORT: '8080', NAME: 'app' }, '/app')
+      assert.deepEqual(await request(s, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from app'])
+    } finally {
+      await s.stop()
+      rmSync(bundle, { recursive: true, force: true })
+    }
+  })
+
+  test('a session that ended refuses openPort with SessionTerminated, and its ports tmpfs is gone', { skip }, async () => {
+    const s = await manager.start({ preload: [] })
+    await s.commands.run('true')
+    const bundle = path.join('/run/codebox/gvisor/bundles', s.sandboxId)
+    assert.ok(readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(bundle, 'ports')))
+    await s.stop()
+    await assert.rejects(s.openPort(8080), { code: 'SessionTerminated' })
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(bundle))
+    assert.equal(existsSync(bundle), false)
+  })
+})
+
 describe('inbound: fake driver', () => {
   let manager: SessionManager
   let bundle: string
@@ -327,5 +475,26 @@ describe('inbound: gVisor bundle', () => {
     assert.ok((spec.process as { env: string[] }).env.includes('CODEBOX_CODE_DIR=/app'))
     const without = ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined })
     assert.ok(!(without.mounts as { destination: string }[]).some((m) => m.destination === CODE_DIR))
+  })
+
+  test('the ports directory is a writable bind at /run/codebox/ports, under a read-only /run, named in the environment', () => {
+    const spec = ociSpec({
+      imagePath: '/img',
+      runtimePath: '/rt',
+      limits: { ...defaultLimits },
+      egressDir: undefined,
+      cgroupsPath: undefined,
+      ports: { runDir: '/b/run', portsDir: '/b/ports' },
+    })
+    const mounts = spec.mounts as { destination: string; type: string; source: string; options: string[] }[]
+    const run = mounts.findIndex((m) => m.destination === '/run')
+    const ports = mounts.findIndex((m) => m.destination === GVISOR_PORTS_DIR)
+    assert.ok(run >= 0 && ports > run, 'the ports mount comes after /run')
+    assert.deepEqual(mounts[run], { destination: '/run', type: 'bind', source: '/b/run', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] })
+    assert.deepEqual(mounts[ports], { destination: '/run/codebox/ports', type: 'bind', source: '/b/ports', options: ['rbind', 'nosuid', 'nodev', 'noexec'] })
+    assert.ok((spec.process as { env: string[] }).env.includes('CODEBOX_PORTS_DIR=/run/codebox/ports'))
+    const without = ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined })
+    assert.ok(!(without.mounts as { destination: string }[]).some((m) => m.destination === '/run' || m.destination === GVISOR_PORTS_DIR))
+    assert.ok(!(without.process as { env: string[] }).env.some((e) => e.startsWith('CODEBOX_PORTS_DIR=')))
   })
 })

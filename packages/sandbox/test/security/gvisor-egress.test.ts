@@ -3,6 +3,7 @@
  * socket bound into it, its egress proxy. A session allowed `127.0.0.1:<port>` (trusted for the
  * test) reaches a loopback HTTP server on the host through the executor's relay and the proxy;
  * another port and the metadata address are refused by the proxy; the sandbox still has only `lo`.
+ * With egress runsc runs with `--host-uds=all`: the inbound relay still binds its port sockets.
  */
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
@@ -70,5 +71,28 @@ curl -s -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-dat
     )
     assert.deepEqual(r.stdout.trim().split('\n'), ['403', '403'], r.stderr)
     assert.equal(other.connections(), before)
+  })
+
+  test('a server in the session is reached through openPort while egress is on (--host-uds=all)', async () => {
+    const started = await session.tasks.start(
+      `exec python3 -c 'import socket\ns = socket.socket()\ns.bind(("127.0.0.1", 8080))\ns.listen(1)\nprint("up", flush=True)\nc, _ = s.accept()\nc.sendall(c.recv(100).upper())'`,
+    )
+    const taskId = started.structuredContent.taskId!
+    for (let i = 0; (await session.tasks.read(taskId)).stdout !== 'up\n'; i++) {
+      assert.ok(i < 300, 'the server did not start')
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const stream = await session.openPort(8080)
+    const chunks: Buffer[] = []
+    stream.on('data', (c: Buffer) => chunks.push(c))
+    const closed = new Promise((r) => stream.once('close', r))
+    stream.write('ping through the relay')
+    await closed
+    assert.equal(Buffer.concat(chunks).toString(), 'PING THROUGH THE RELAY')
+    // --host-uds=all lets the sandbox create host sockets, but not in its egress directory (root's, 0711), nor replace its egress socket.
+    const r = await session.commands.run(
+      `python3 -c 'import os, socket\nfor f in [lambda: socket.socket(socket.AF_UNIX).bind("/mnt/x.sock"), lambda: socket.socket(socket.AF_UNIX).bind("/mnt/egress.sock"), lambda: os.unlink("/mnt/egress.sock"), lambda: open("/mnt/x", "w")]:\n    try:\n        f()\n        print("done")\n    except OSError as e:\n        print(e.strerror)'`,
+    )
+    assert.equal(r.structuredContent.stdout, 'Permission denied\nAddress already in use\nPermission denied\nPermission denied\n', r.structuredContent.stderr)
   })
 })

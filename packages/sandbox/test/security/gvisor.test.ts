@@ -7,7 +7,8 @@
  * neighbours. Every probe first checks it runs in a sandbox (GUARD).
  */
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -257,11 +258,15 @@ print(json.dumps({'errno': err, 'written': n}))`,
     )
   })
 
-  test('destroy leaves nothing behind: no runsc state, bundle or cgroup', async () => {
+  test('destroy leaves nothing behind: no runsc state, bundle, ports tmpfs or cgroup', async () => {
     const s = await m.start()
     const id = s.sandboxId
+    assert.match(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(`/bundles/${id}/ports `))
     await s.stop()
     const leftovers = [
+      ...readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(id)),
       ...readdirSync('/run/codebox/gvisor/state').filter((n) => n.includes(id)),
       ...readdirSync('/run/codebox/gvisor/bundles').filter((n) => n.includes(id)),
       ...['memory', 'pids', 'cpu', ''].map((c) => `/sys/fs/cgroup/${c}/codebox/${id}`).filter((p) => existsSync(p)),
@@ -273,13 +278,16 @@ print(json.dumps({'errno': err, 'written': n}))`,
     const driver = await gvisorDriver()
     const bundles = '/run/codebox/gvisor/bundles'
     const stale = `stale-${process.pid}`
-    mkdirSync(`${bundles}/${stale}`, { recursive: true })
+    // As a killed server leaves one: its ports tmpfs still mounted.
+    mkdirSync(`${bundles}/${stale}/ports`, { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'codebox-ports', `${bundles}/${stale}/ports`])
     const old = new Date(Date.now() - 3600_000)
     utimesSync(`${bundles}/${stale}`, old, old)
     await withSession(m, async (s) => {
       utimesSync(`${bundles}/${s.sandboxId}`, old, old)
       assert.ok((await driver.sweepStaleBundles()) >= 1)
       assert.equal(existsSync(`${bundles}/${stale}`), false, 'the stale bundle is still there')
+      assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(`${bundles}/${stale}/`), 'the stale ports tmpfs is still mounted')
       assert.equal(existsSync(`${bundles}/${s.sandboxId}`), true, 'the live sandbox lost its bundle')
       assert.equal((await s.runCode({ code: 'print(6 * 7)' })).structuredContent.stdout, '42\n')
     })

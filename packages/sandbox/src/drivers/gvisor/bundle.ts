@@ -5,15 +5,20 @@
  * no capabilities, and the host cgroups the driver made (runsc joins groups that exist and leaves
  * their limits alone). Pure: the driver writes the result to `<bundle>/config.json`. A session's
  * code (a host directory) is bound read-only, nosuid, nodev at CODE_DIR, which must exist in the
- * image (runsc would otherwise make the mount point in the shared image itself).
+ * image (runsc would otherwise make the mount point in the shared image itself). The inbound
+ * relay's ports directory (`ports`) is a host-backed mount at GVISOR_PORTS_DIR, where the
+ * executor binds sockets the host connects to (runsc --host-uds=create; driver.ts).
  */
 import path from 'node:path'
 import { CODE_DIR, type SessionLimits } from '@codebox/core'
 import { egressEnv } from '../bwrap/network.ts'
 
+import { sandboxEnv } from '../shared.ts'
+
 /** Where a gVisor sandbox finds its egress socket. */
 export const GVISOR_EGRESS_SOCKET = '/mnt/egress.sock'
-import { sandboxEnv } from '../shared.ts'
+/** Where a gVisor sandbox's inbound relay binds its port sockets (a host-backed mount, executor/inbound_relay.py). */
+export const GVISOR_PORTS_DIR = '/run/codebox/ports'
 
 export interface BundleOptions {
   /** The image's root on the host. */
@@ -29,6 +34,13 @@ export interface BundleOptions {
   cgroupsPath: string | undefined
   /** The host directory seen read-only at CODE_DIR, or undefined for none. */
   codePath?: string
+  /**
+   * The inbound relay's directories, or undefined for none: `runDir`, a host directory holding
+   * only the empty `codebox/ports/`, is bound read-only over the image's /run (so the nested
+   * mount point exists without runsc making it in the shared image), and `portsDir`, the
+   * sandbox's writable, size-capped host tmpfs, at GVISOR_PORTS_DIR.
+   */
+  ports?: { runDir: string; portsDir: string }
 }
 
 /** The uid and gid the executor runs as inside the sandbox (the image's `sandbox` user). */
@@ -50,6 +62,7 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',
     ...(options.codePath !== undefined ? { CODEBOX_CODE_DIR: CODE_DIR } : {}),
+    ...(options.ports !== undefined ? { CODEBOX_PORTS_DIR: GVISOR_PORTS_DIR } : {}),
   }
   const mounts: Record<string, unknown>[] = [
     { destination: '/proc', type: 'proc', source: 'proc' },
@@ -65,6 +78,11 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     // The socket's directory over the image's empty /mnt: runsc creates a bind's missing mount point
     // in the image itself (shared by every sandbox), so the destination must exist there already.
     mounts.push({ destination: '/mnt', type: 'bind', source: egressDir, options: ['rbind', 'nosuid', 'nodev', 'noexec'] })
+  }
+  if (options.ports !== undefined) {
+    // In this order: the read-only /run first, the ports directory on its (existing) codebox/ports.
+    mounts.push({ destination: '/run', type: 'bind', source: options.ports.runDir, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] })
+    mounts.push({ destination: GVISOR_PORTS_DIR, type: 'bind', source: options.ports.portsDir, options: ['rbind', 'nosuid', 'nodev', 'noexec'] })
   }
   const noCaps: string[] = []
   return {

@@ -14,24 +14,33 @@
  * pids limit the code sees is RLIMIT_NPROC, which gVisor enforces itself, while the host pids
  * cgroup leaves room for the sentry's, the gofer's and the ptrace stubs' own threads.
  *
- * Network `proxy` binds the session's egress socket at the same path as bwrap and runs runsc with
- * `--host-uds=open`, so the sandbox may connect to (never create) host unix sockets that are
- * mounted into it: only that one is.
+ * Network `proxy` binds the session's egress socket at the same path as bwrap; the sandbox
+ * connects to it through runsc's `--host-uds=open` (host unix sockets mounted into it: only that
+ * one is).
  *
- * A session's code is bound read-only at CODE_DIR (bundle.ts). There is no `connectPort`: the
- * executor's channel is runsc's stdio, with no channel directory for its inbound relay to listen
- * in that the host could reach, so Session.openPort is Unavailable on this driver.
+ * `connectPort` reaches a port inside through the executor's inbound relay, which binds
+ * `port-<port>.sock` in GVISOR_PORTS_DIR (bundle.ts): a mount of the sandbox's own host tmpfs
+ * (`<bundle>/ports`, 64 KiB, 64 inodes, owned by the sandbox's uid, mode 0700), where runsc's
+ * `--host-uds=create` (`all` with egress) makes the bound socket a host socket the driver
+ * connects to (inbound.ts, never following a symlink). Every sandbox gets it: the only
+ * host-backed mount the sandbox can write is that tmpfs (docs/security.md, "gVisor"). In this
+ * runsc such a socket refuses stat, chmod, unlink, rename and connect from inside the sandbox,
+ * so the relay's socket, once bound, cannot be swapped (the relay allows for that).
+ *
+ * A session's code is bound read-only at CODE_DIR (bundle.ts).
  */
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { access, chmod, chown, constants, lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import type net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { CODE_DIR, CodeboxError } from '@codebox/core'
-import type { CreateOptions, EgressListenerHandle, LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
+import type { ConnectPortOptions, CreateOptions, EgressListenerHandle, LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { createCgroups, detectCgroups, sweepStaleCgroups, type CgroupMode } from '../bwrap/cgroups.ts'
 import { installRuntime } from '../bwrap/runtime.ts'
+import { connectRelay, portSocketName } from '../inbound.ts'
 import { boundedBuffer } from '../shared.ts'
 import { ociSpec, SANDBOX_UID } from './bundle.ts'
 import { startRunsc } from './channel.ts'
@@ -69,6 +78,12 @@ export const GVISOR_MEMORY_OVERHEAD = 64 * 1024 * 1024
  */
 export const hostPidsFor = (pids: number): number => 16 * pids + 256
 
+/**
+ * The host tmpfs behind a sandbox's ports directory: its sockets hold no data, so this only bounds
+ * what the code may leave there (it can write files too) on the host.
+ */
+const PORTS_TMPFS_OPTIONS = `size=64k,nr_inodes=64,mode=0700,uid=${SANDBOX_UID},gid=${SANDBOX_UID},nosuid,nodev,noexec`
+
 export class GvisorDriver implements SandboxDriver {
   readonly name = 'gvisor'
   readonly imagePath: string
@@ -92,9 +107,13 @@ export class GvisorDriver implements SandboxDriver {
     return path.join(this.workDir, 'state')
   }
 
-  /** Flags every runsc invocation of this driver takes. */
+  /**
+   * Flags every runsc invocation of this driver takes. `--host-uds`: `create` lets the inbound
+   * relay bind its sockets in the ports directory; `open` (with egress) lets the sandbox connect
+   * to its egress socket.
+   */
   private globalArgs(egress: boolean): string[] {
-    return [`--root=${this.stateDir}`, `--platform=${this.platform}`, '--network=none', ...(egress ? ['--host-uds=open'] : [])]
+    return [`--root=${this.stateDir}`, `--platform=${this.platform}`, '--network=none', `--host-uds=${egress ? 'all' : 'create'}`]
   }
 
   private runtimePath(): Promise<string> {
@@ -113,6 +132,10 @@ export class GvisorDriver implements SandboxDriver {
       await run(this.runsc, ['--version'], { timeout: 10_000 })
     } catch (e) {
       throw new CodeboxError('Unavailable', `${this.runsc} --version failed: ${(e as Error).message}`, { cause: e })
+    }
+    for (const tool of ['mount', 'umount']) {
+      if (!SYSTEM_PATH.split(':').some((d) => existsSync(path.join(d, tool))))
+        throw new CodeboxError('Unavailable', `the gvisor driver needs ${tool}(8) (util-linux) for each sandbox's ports tmpfs`)
     }
     if (this.platform === 'kvm' && !existsSync('/dev/kvm'))
       throw new CodeboxError('Unavailable', 'the gvisor driver is set to platform kvm but /dev/kvm is missing')
@@ -149,7 +172,7 @@ export class GvisorDriver implements SandboxDriver {
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const age = Date.now() - ((await stat(path.join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now())
       if (listed.includes(name) || age < olderThanMs) continue
-      await rm(path.join(dir, name), { recursive: true, force: true })
+      await removeBundle(path.join(dir, name))
       removed++
     }
     return removed
@@ -188,6 +211,7 @@ export class GvisorDriver implements SandboxDriver {
         throw e
       }
     }
+    const portsDir = path.join(bundle, 'ports')
     let cgroups
     try {
       cgroups = await createCgroups(this.cgroupMode, spec.id, {
@@ -204,6 +228,10 @@ export class GvisorDriver implements SandboxDriver {
     try {
       await prepareSocket(listener?.socketPath)
       await mkdir(bundle, { recursive: true, mode: 0o700 })
+      const runDir = path.join(bundle, 'run')
+      await mkdir(path.join(runDir, 'codebox', 'ports'), { recursive: true, mode: 0o755 })
+      await mkdir(portsDir, { mode: 0o700 })
+      await run('mount', ['-t', 'tmpfs', '-o', PORTS_TMPFS_OPTIONS, 'codebox-ports', portsDir], { timeout: 10_000, env: { PATH: SYSTEM_PATH } })
       const config = ociSpec({
         imagePath: this.imagePath,
         runtimePath: runtime,
@@ -212,10 +240,11 @@ export class GvisorDriver implements SandboxDriver {
         gateway: spec.network.mode === 'egress' && spec.network.gateway !== undefined,
         cgroupsPath,
         ...(spec.code ? { codePath: spec.code.hostPath } : {}),
+        ports: { runDir, portsDir },
       })
       await writeFile(path.join(bundle, 'config.json'), JSON.stringify(config))
     } catch (e) {
-      await rm(bundle, { recursive: true, force: true })
+      await removeBundle(bundle)
       await cgroups?.remove()
       listener?.close()
       throw new CodeboxError('SandboxFailure', `cannot prepare the gVisor bundle: ${(e as Error).message}`, { cause: e })
@@ -262,11 +291,16 @@ export class GvisorDriver implements SandboxDriver {
         await exited
         await this.runscQuiet(globalArgs, ['delete', '--force', spec.id])
         await this.removeState(spec.id)
-        await rm(bundle, { recursive: true, force: true })
+        await removeBundle(bundle)
         await cgroups?.killAll()
         await cgroups?.remove()
         listener?.close()
       })())
+    const connectPort = async (port: number, options: ConnectPortOptions = {}): Promise<net.Socket> => {
+      if (ended || destroyed) throw new CodeboxError('SessionTerminated', `sandbox ${spec.id} has ended`)
+      // The ports directory is the sandbox's to write: connectRelay follows no symlink there.
+      return connectRelay(path.join(portsDir, portSocketName(port)), port, options)
+    }
     return {
       id: spec.id,
       input: channel.input,
@@ -276,6 +310,7 @@ export class GvisorDriver implements SandboxDriver {
       counters,
       memoryUsage: async () => (cgroups ? cgroups.memoryBytes() : 0),
       ...(listener ? { egressCounters: () => listener.counters } : {}),
+      connectPort,
       destroy,
     }
   }
@@ -290,6 +325,18 @@ export class GvisorDriver implements SandboxDriver {
     const entries = await readdir(this.stateDir).catch(() => [] as string[])
     for (const name of entries) if (name.includes(id)) await rm(path.join(this.stateDir, name), { recursive: true, force: true })
   }
+}
+
+const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
+
+/**
+ * Removes a sandbox's bundle, unmounting its ports tmpfs first (lazily: runsc's gofer may still
+ * hold it a moment; a bundle without one, or one never mounted, only fails the unmount).
+ */
+async function removeBundle(bundle: string): Promise<void> {
+  const ports = path.join(bundle, 'ports')
+  if (existsSync(ports)) await run('umount', ['--lazy', ports], { timeout: 10_000, env: { PATH: SYSTEM_PATH } }).catch(() => {})
+  await rm(bundle, { recursive: true, force: true })
 }
 
 /**
