@@ -376,5 +376,7 @@ test('kill -9 of the server: a hosted agent’s runtime session is served again,
     await new Promise((r) => setTimeout(r, 100))
   }
   assert.match(text, /the server restarted and serves this runtime session again; output from here on\]\ninvocation 3\n/)
+  // The agent's sandbox would outlive a server that lets its sessions go: it is stopped first.
+  assert.equal((await fetch(`${next.url}/v1/runtimes/${agentRuntimeId}/sessions/${rs}`, { method: 'DELETE' })).status, 204)
   next.proc.kill('SIGTERM')
 })
