@@ -162,6 +162,8 @@ export class SessionFiles {
    * Lists a directory (default the workspace): its own entries, or `depth` levels down
    * (`recursive`: 64). With `details`, the entries are FileInfo. Symlinks are listed, not followed.
    */
+  async list(path: string, options: ListOptions & { details: true }): Promise<FileInfo[]>
+  async list(path?: string, options?: ListOptions): Promise<FileEntry[]>
   async list(path = '', options: ListOptions = {}): Promise<FileEntry[]> {
     const fields: Record<string, unknown> = { path, recursive: options.recursive === true, maxEntries: 10_000, details: options.details === true }
     if (options.depth !== undefined) {

@@ -89,6 +89,16 @@ function suite(name: string, skip: string | undefined, makeManager: () => Promis
         const end = endOf(rest)
         assert.deepEqual([end.status, end.exitCode, end.signal], ['completed', 0, null])
         await assert.rejects(session.tasks.sendInput({ taskId: p.taskId }, 'late'), isError('Conflict'))
+        // A process that closed its stdin and runs on: its reader is gone (EPIPE), the executor lives on.
+        const closer = await session.tasks.spawn({ command: 'exec 0<&-; echo closed; exec sleep 600', stdin: true })
+        await collect(closer, (ev) => text(ev).includes('closed'))
+        await assert.rejects(
+          session.tasks.sendInput({ taskId: closer.taskId }, 'anyone?'),
+          (e: unknown) => isError('Conflict')(e) && /no longer reads/.test(String(e)),
+        )
+        await session.tasks.signal({ taskId: closer.taskId }, 'SIGKILL')
+        assert.equal(endOf(await collect(closer, ended)).signal, 'SIGKILL')
+        assert.equal((await session.runCommand('echo alive')).structuredContent.stdout, 'alive\n')
       })
 
       it('ends a process with the signal sent, and reports it', async () => {
@@ -269,7 +279,7 @@ function suite(name: string, skip: string | undefined, makeManager: () => Promis
         assert.ok(two.some((e) => e.path === 'fs/d1/d2'))
         assert.ok(!two.some((e) => e.path.split('/').length > 3))
         const details = await session.files.list('fs', { details: true })
-        const link = details.find((e) => e.path === 'fs/etc-link') as import('@codebox/core').FileInfo
+        const link = details.find((e) => e.path === 'fs/etc-link')!
         assert.deepEqual([link.type, link.symlinkTarget], ['symlink', '/etc'])
         assert.ok(!details.some((e) => e.path.startsWith('fs/etc-link/')), 'a symlink is not walked into')
         await assert.rejects(session.files.list('fs', { depth: 0 }), isError('ValidationError', 'depth'))
