@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, type ErrorCode, type WatchEvent } from '@codebox/core'
-import type { FileWatch, ProcessEvent, ProcessStream, Session, SessionManager } from '@codebox/sandbox'
-import { bwrapManager, bwrapUnavailable, fakeManager } from './fixtures.ts'
+import { SessionManager, type FileWatch, type ProcessEvent, type ProcessStream, type Session } from '@codebox/sandbox'
+import { bwrapDriver, bwrapManager, bwrapUnavailable, fakeManager } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -344,3 +344,33 @@ function suite(name: string, skip: string | undefined, makeManager: () => Promis
 
 suite('fake', undefined, async () => fakeManager())
 suite('bwrap', unavailable, bwrapManager)
+
+describe('processes across a server restart (bwrap)', { skip: unavailable }, () => {
+  it('a process started by one server is followed, fed and ended by the next', async () => {
+    const first = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    const s = await first.start()
+    const record = { sessionId: s.id, sandboxId: s.sandboxId, limits: { ...s.limits }, createdAt: s.createdAt }
+    const p = await s.tasks.spawn({ command: 'echo before; cat', stdin: true, tag: 'kept' })
+    await collect(p, (ev) => text(ev).includes('before'))
+    await first.close({ detach: true })
+    const second = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
+    try {
+      const outcome = await second.adopt([record])
+      assert.deepEqual(outcome.failed, [])
+      const again = outcome.adopted[0]!
+      const listed = await again.tasks.list({ running: true })
+      assert.deepEqual(
+        listed.map((t) => [t.taskId, t.pid, t.tag]),
+        [[p.taskId, p.pid, 'kept']],
+      )
+      const followed = await again.tasks.connect({ tag: 'kept' }, { stdoutOffset: 0 })
+      await again.tasks.sendInput({ pid: p.pid }, 'after\n')
+      await again.tasks.closeStdin({ pid: p.pid })
+      const events = await collect(followed, ended)
+      assert.equal(text(events), 'before\nafter\n')
+      assert.equal(endOf(events).exitCode, 0)
+    } finally {
+      await second.close()
+    }
+  })
+})
