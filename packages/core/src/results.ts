@@ -51,3 +51,26 @@ export interface FileEntry {
   mimeType: string
   modifiedAt: string
 }
+
+/** A FileEntry with its details: Session.files.stat, makeDir, move, and list with `details`. */
+export interface FileInfo extends FileEntry {
+  /** Permission bits (`st_mode & 0o7777`). */
+  mode: number
+  /** As `ls -l` shows them: `-rw-r--r--`, `drwxr-xr-x`, `lrwxrwxrwx`. */
+  permissions: string
+  /** Owner and group names in the sandbox (the number when the sandbox has no name for it). */
+  owner: string
+  group: string
+  /** A symlink's target as written in the link: never followed, it may name anything. */
+  symlinkTarget?: string
+}
+
+/** What a change under a watched directory was: as fsnotify names them (E2B's watch events). */
+export type WatchEventType = 'create' | 'write' | 'remove' | 'rename' | 'chmod'
+
+/** One change under a watched directory (Session.files.watch). */
+export interface WatchEvent {
+  type: WatchEventType
+  /** Path relative to the watched directory. */
+  name: string
+}

@@ -28,9 +28,11 @@ def _make_undumpable():
 
 _make_undumpable()
 
-import json  # noqa: E402  (after the prctl above, on purpose)
+import base64  # noqa: E402  (after the prctl above, on purpose)
+import json  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
+import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
@@ -43,9 +45,10 @@ import urllib.parse  # noqa: E402
 from egress_relay import start_relay  # noqa: E402
 from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
-from files import FileError, list_files, open_for_read, remove_path, write_file  # noqa: E402
+from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
+from watch import Watcher  # noqa: E402
 
 WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,6 +61,18 @@ MPL_CACHE = "/usr/share/codebox/matplotlib"
 CHUNK = 256 * 1024
 # How long a cancelled cell has to end after its interrupt (SIGINT) before its kernel is killed.
 INTERRUPT_GRACE_S = 2.0
+# Background tasks (processes): at most this many running, and this many ended ones kept for reading.
+MAX_RUNNING_TASKS = 64
+MAX_ENDED_TASKS = 64
+# Streams of one task's output open at once (task.stream, task.start with stream).
+MAX_STREAMS_PER_TASK = 8
+# Directory watches open at once (files.watch).
+MAX_WATCHES = 16
+# Largest input of one task.input; how long a process has to read it.
+MAX_INPUT_BYTES = 1 << 20
+INPUT_TIMEOUT_S = 10.0
+# Signals task.signal sends.
+SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT")
 PIDS_LIMIT = "the session reached its process limit; end some of its processes and try again"
 
 # The version of this protocol; a host that speaks another one ends the session with that reason.
@@ -392,35 +407,79 @@ def _utf8_cut(chunk):
 
 
 class Task:
-    """A background command: runs until it ends or is stopped, however long. Its output is kept as
-    the last `output_bytes` of stdout and stderr together (older bytes are dropped, counted, and
-    `truncated` says so), readable whole (task.get) or from offsets on (task.get with offsets)."""
+    """A background process: `sh -c command`, or a program with arguments (`argv`), run until it
+    ends or is stopped, however long. Its output is kept as the last `output_bytes` of stdout and
+    stderr together (older bytes are dropped, counted, and `truncated` says so), readable whole
+    (task.get), from offsets on (task.get with offsets), or streamed as it comes (task.stream, and
+    task.start with `stream`). With `stdin` its stdin is a pipe the host writes to (task.input)
+    and closes (task.closeStdin); without, /dev/null. Signals go to its process group."""
 
-    def __init__(self, task_id, command, output_bytes, env=None, cwd=None):
+    def __init__(self, task_id, argv, output_bytes, env=None, cwd=None, stdin=False, tag=None, command=None):
         self.id = task_id
         self.status = "submitted"
         self.out = {"stdout": TaskOutput(), "stderr": TaskOutput()}
         self.lock = threading.Lock()
         self.truncated = False
         self.exit_code = None
+        self.signal = None
+        # Set, under the lock, once every byte of output is kept and the exit status known.
+        self.finished = False
         self.limit = output_bytes
-        self.proc = popen_captured(
-            ["/bin/sh", "-c", command], cwd=cwd or WORKSPACE, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=dict(os.environ, **env) if env else None,
-        )
+        self.argv = argv
+        self.command = command
+        self.env = env or {}
+        self.cwd = cwd or WORKSPACE
+        self.tag = tag
+        self.subscribers = set()
+        self.stdin_fd = None
+        self.stdin_lock = threading.Lock()
+        self.has_stdin = bool(stdin)
+        child_stdin = subprocess.DEVNULL
+        if stdin:
+            # A pipe (a one-way socket pair under passcred, like the output: gVisor lets a process of
+            # the uid reopen a pipe through /proc); the executor's end is close-on-exec and non-blocking.
+            child_stdin, self.stdin_fd = output_pair()
+            os.set_blocking(self.stdin_fd, False)
+        try:
+            self.proc = popen_captured(
+                argv, cwd=self.cwd, stdin=child_stdin, start_new_session=True,
+                env=dict(os.environ, **env) if env else None,
+            )
+        except BaseException:
+            if self.stdin_fd is not None:
+                os.close(self.stdin_fd)
+            raise
+        finally:
+            if stdin:
+                os.close(child_stdin)
+        self.pid = self.proc.pid
         self.status = "working"
         threading.Thread(target=self._collect, daemon=True).start()
+
+    @property
+    def running(self):
+        return not self.finished
 
     def _keep(self, name, chunk):
         with self.lock:
             stream, other = self.out[name], self.out["stderr" if name == "stdout" else "stdout"]
-            chunk = chunk[-self.limit:] if self.limit > 0 else b""
-            over = len(stream.buf) + len(other.buf) + len(chunk) - self.limit
+            offset = stream.end
+            stream.buf.extend(chunk)
+            over = len(stream.buf) + len(other.buf) - self.limit
             if over > 0:
                 self.truncated = True
                 over -= stream.drop(over)
                 other.drop(over)
-            stream.buf.extend(chunk)
+            for sub in self.subscribers:
+                sub.push(name, offset, chunk)
+
+    def _exited(self):
+        """Whether the process has ended, without reaping it: its pid (and process group) stays
+        its own until _collect reaps it under the lock, so a signal never reaches a later process."""
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
 
     def _collect(self):
         import selectors
@@ -436,17 +495,91 @@ class Task:
                     open_pipes -= 1
                     continue
                 self._keep(key.data, chunk)
-            if self.proc.poll() is not None and not sel.select(timeout=0.05):
+            if self._exited() and not sel.select(timeout=0.05):
                 break
-        code = self.proc.wait()
-        self.exit_code = code if code >= 0 else 128 - code
-        if self.status != "canceled":
-            self.status = "completed" if code == 0 else "failed"
+        sel.close()
+        try:
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        with self.lock:
+            code = self.proc.wait()
+            self.exit_code = code if code >= 0 else 128 - code
+            if code < 0:
+                try:
+                    self.signal = signal.Signals(-code).name
+                except ValueError:
+                    self.signal = "SIG%d" % -code
+            if self.status != "canceled":
+                self.status = "completed" if code == 0 else "failed"
+            self.finished = True
+            for sub in self.subscribers:
+                sub.wake.set()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.close_stdin()
 
     def stop(self):
-        if self.status in ("submitted", "working"):
-            self.status = "canceled"
-            kill_tree(self.proc.pid)
+        with self.lock:
+            if not self.finished and self.proc.returncode is None:
+                self.status = "canceled"
+                kill_tree(self.pid)
+
+    def send_signal(self, name):
+        """Sends signal `name` to the process's group (SIGKILL: to its whole tree, as stop does)."""
+        with self.lock:
+            if self.finished or self.proc.returncode is not None:
+                raise FileError("Conflict", "task %s has ended (%s); there is nothing to signal" % (self.id, self.status))
+            if name == "SIGKILL":
+                kill_tree(self.pid)
+                return
+            try:
+                os.killpg(self.pid, getattr(signal, name))
+            except ProcessLookupError:
+                pass
+
+    def write_input(self, data, timeout_s=INPUT_TIMEOUT_S):
+        """Writes `data` to the process's stdin, waiting at most `timeout_s` for it to read."""
+        # A reader that is gone is EPIPE for this thread, never a SIGPIPE that ends the executor.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+        with self.stdin_lock:
+            if self.stdin_fd is None:
+                why = "has its stdin closed" if self.has_stdin else "was started without stdin"
+                raise FileError("Conflict", "task %s %s" % (self.id, why))
+            view = memoryview(data)
+            deadline = time.monotonic() + timeout_s
+            while view:
+                try:
+                    view = view[os.write(self.stdin_fd, view[:CHUNK]):]
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise FileError("Timeout", "task %s did not read its stdin within %g s; %d of %d bytes were written" % (
+                            self.id, timeout_s, len(data) - len(view), len(data)))
+                    select.select([], [self.stdin_fd], [], min(left, 0.5))
+                except (BrokenPipeError, ConnectionResetError):
+                    raise FileError("Conflict", "task %s no longer reads its stdin (it closed it or ended)" % self.id)
+
+    def close_stdin(self):
+        with self.stdin_lock:
+            if self.stdin_fd is not None:
+                os.close(self.stdin_fd)
+                self.stdin_fd = None
+
+    def info(self):
+        """What task.list shows of the task."""
+        cut = lambda s: s if len(s) <= 4096 else s[:4096] + "…"  # noqa: E731
+        return {
+            "taskId": self.id, "pid": self.pid, "status": self.status, "exitCode": self.exit_code,
+            "signal": self.signal, "tag": self.tag, "cwd": self.cwd,
+            "command": cut(self.command) if self.command is not None else None,
+            "argv": [cut(a) for a in self.argv[:1024]],
+            "env": {k: cut(v) for k, v in self.env.items()}, "stdin": self.stdin_fd is not None,
+        }
+
+    def end_view(self):
+        return {"taskId": self.id, "pid": self.pid, "status": self.status, "exitCode": self.exit_code,
+                "signal": self.signal, "truncated": self.truncated}
 
     def view(self):
         with self.lock:
@@ -460,9 +593,9 @@ class Task:
     def read(self, offsets, max_bytes):
         """The output from the given offsets on, at most `max_bytes` per stream, with the next
         offsets and how many bytes after the given offsets were dropped before being read."""
-        view = {"taskId": self.id, "status": self.status, "exitCode": self.exit_code, "truncated": self.truncated}
-        final = self.status not in ("submitted", "working")
         with self.lock:
+            view = {"taskId": self.id, "status": self.status, "exitCode": self.exit_code, "truncated": self.truncated}
+            final = self.finished
             for name, out in self.out.items():
                 text, after, dropped = out.read(offsets[name], max_bytes, final)
                 view[name] = text
@@ -470,6 +603,105 @@ class Task:
                 view[name + "Dropped"] = dropped
                 view[name + "End"] = out.end
         return view
+
+    def _catch_up(self, cursor, items):
+        """Under the lock: what is kept from `cursor` on, and what was dropped before it; advances `cursor`."""
+        for name, out in self.out.items():
+            if cursor[name] < out.start:
+                items.append(("dropped", name, out.start - cursor[name]))
+                cursor[name] = out.start
+            if cursor[name] < out.end:
+                items.append(("data", name, cursor[name], bytes(out.buf[cursor[name] - out.start:])))
+                cursor[name] = out.end
+
+    def stream(self, req, offsets):
+        """Sends `task.started`, then streams the output from `offsets` on (None: from now), as it
+        comes, in the order it came, until the task has ended and all of it is sent (done with the
+        end), or the request is cancelled (done with `detached`: the task runs on)."""
+        sub = Subscriber(max(self.limit, 1 << 20))
+        items = []
+        with self.lock:
+            if len(self.subscribers) >= MAX_STREAMS_PER_TASK:
+                raise FileError("LimitExceeded", "task %s already has %d streams open; close one first" % (self.id, MAX_STREAMS_PER_TASK))
+            cursor = {name: out.end if offsets.get(name) is None else offsets[name] for name, out in self.out.items()}
+            self._catch_up(cursor, items)
+            self.subscribers.add(sub)
+            ended = self.finished
+        try:
+            req.event({"ev": "task.started", "taskId": self.id, "pid": self.pid})
+            while True:
+                self._send_items(req, items)
+                if ended:
+                    break
+                if req.cancelled.is_set():
+                    req.done(detached=True, **self.end_view())
+                    return
+                sub.wake.wait(0.5)
+                items = []
+                with self.lock:
+                    sub.wake.clear()
+                    if sub.overflow:
+                        # The host read slower than the process wrote: take up from what is kept.
+                        sub.overflow = False
+                        sub.queue.clear()
+                        self._catch_up(cursor, items)
+                    else:
+                        sub.take(cursor, items)
+                    ended = self.finished
+        finally:
+            with self.lock:
+                self.subscribers.discard(sub)
+        req.done(**self.end_view())
+
+    @staticmethod
+    def _send_items(req, items):
+        for item in items:
+            if item[0] == "dropped":
+                req.event({"ev": "task.dropped", "stream": item[1], "bytes": item[2]})
+                continue
+            _, name, offset, data = item
+            for i in range(0, len(data), CHUNK):
+                req.event({"ev": "task.data", "stream": name, "offset": offset + i,
+                           "data": base64.b64encode(data[i:i + CHUNK]).decode("ascii")})
+
+
+class Subscriber:
+    """A stream's queue of a task's output: chunks as the task printed them, at most `limit` bytes
+    waiting; past that it overflows and the stream takes up again from what the task kept."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.queue = []
+        self.bytes = 0
+        self.overflow = False
+        self.wake = threading.Event()
+
+    def push(self, name, offset, chunk):
+        if not self.overflow:
+            if self.bytes + len(chunk) > self.limit:
+                self.overflow = True
+                self.queue = []
+                self.bytes = 0
+            else:
+                self.queue.append((name, offset, chunk))
+                self.bytes += len(chunk)
+        self.wake.set()
+
+    def take(self, cursor, items):
+        """Moves the queued chunks to `items`, less what `cursor` says was sent already."""
+        for name, offset, chunk in self.queue:
+            end = offset + len(chunk)
+            if end <= cursor[name]:
+                continue
+            if offset < cursor[name]:
+                chunk = chunk[cursor[name] - offset:]
+                offset = cursor[name]
+            elif offset > cursor[name]:
+                items.append(("dropped", name, offset - cursor[name]))
+            items.append(("data", name, offset, chunk))
+            cursor[name] = end
+        self.queue = []
+        self.bytes = 0
 
 
 class Executor:
@@ -483,7 +715,10 @@ class Executor:
             self.kernels["deno"] = deno_kernel()
         self.runtimes = ["python", "nodejs"] + (["deno"] if "deno" in self.kernels else [])
         self.tasks = {}
+        self.tasks_lock = threading.Lock()
         self.task_seq = 0
+        self.watches = 0
+        self.watches_lock = threading.Lock()
         # The inbound relay, made on the first `port.open`.
         self.inbound = None
         self.inbound_lock = threading.Lock()
@@ -659,25 +894,126 @@ class Executor:
         )
 
     def op_task_start(self, req):
+        """Starts `command` (sh -c) or `argv` (a program and its arguments) in the background.
+        With `stream`, the request then streams its output (as task.stream) until it ends."""
         msg = req.msg
         env = msg.get("env") or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             req.error("ValidationError", "env must map names to strings")
             return
         cwd = msg.get("cwd")
-        if cwd is not None and (not isinstance(cwd, str) or not os.path.isdir(cwd)):
-            req.error("ValidationError", "cwd: %r is not a directory in the sandbox" % (cwd,))
+        if cwd is not None:
+            if not isinstance(cwd, str) or "\0" in cwd:
+                req.error("ValidationError", "cwd: must be a path, got %r" % (cwd,))
+                return
+            cwd = os.path.join(WORKSPACE, cwd)  # a relative cwd is in the workspace; an absolute one stays
+            if not os.path.isdir(cwd):
+                req.error("ValidationError", "cwd: %r is not a directory in the sandbox" % (cwd,))
+                return
+        command, argv = msg.get("command"), msg.get("argv")
+        if argv is not None:
+            if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and "\0" not in a for a in argv) or not argv[0]:
+                req.error("ValidationError", "argv: must be a program and its arguments, strings without NUL")
+                return
+            command = None
+        elif isinstance(command, str):
+            argv = ["/bin/sh", "-c", command]
+        else:
+            req.error("ValidationError", "command: must be a string (or give argv)")
             return
-        self.task_seq += 1
-        task_id = "task-%d" % self.task_seq
-        self.tasks[task_id] = Task(task_id, msg["command"], msg.get("outputBytes", 1 << 20), env, cwd)
-        req.done(taskId=task_id, status=self.tasks[task_id].status)
+        tag = msg.get("tag")
+        if tag is not None and (not isinstance(tag, str) or len(tag) > 256):
+            req.error("ValidationError", "tag: must be a string of at most 256 characters")
+            return
+        with self.tasks_lock:
+            running = sum(1 for t in self.tasks.values() if t.running)
+            if running >= MAX_RUNNING_TASKS:
+                req.error("LimitExceeded", "the session runs %d background tasks, the most it may; stop one first" % running)
+                return
+            self.task_seq += 1
+            task_id = "task-%d" % self.task_seq
+            try:
+                task = Task(task_id, argv, msg.get("outputBytes", 1 << 20), env, cwd, stdin=msg.get("stdin") is True, tag=tag, command=command)
+            except FileNotFoundError:
+                req.error("ValidationError", "argv: %r was not found in the sandbox (PATH is searched)" % (argv[0],))
+                return
+            except PermissionError:
+                req.error("ValidationError", "argv: %r cannot be run (permission denied)" % (argv[0],))
+                return
+            self.tasks[task_id] = task
+            ended = [t for t in self.tasks.values() if not t.running]
+            for old in ended[:max(0, len(ended) - MAX_ENDED_TASKS)]:
+                del self.tasks[old.id]
+        if msg.get("stream"):
+            task.stream(req, {"stdout": 0, "stderr": 0})
+            return
+        req.done(taskId=task_id, pid=task.pid, status=task.status)
 
     def _task(self, req):
-        task = self.tasks.get(req.msg.get("taskId"))
-        if task is None:
-            raise FileError("NotFound", "no task %r in this session" % req.msg.get("taskId"))
-        return task
+        """The task a request names: by `taskId`, `pid` (the running one, else the latest) or `tag` (likewise)."""
+        msg = req.msg
+        with self.tasks_lock:
+            tasks = list(self.tasks.values())
+        if msg.get("pid") is not None:
+            key, want = "pid", msg["pid"]
+            found = [t for t in tasks if t.pid == want]
+        elif msg.get("tag") is not None:
+            key, want = "tag", msg["tag"]
+            found = [t for t in tasks if t.tag == want]
+        else:
+            key, want = "taskId", msg.get("taskId")
+            found = [t for t in tasks if t.id == want]
+        if not found:
+            which = "%r" % (want,) if key == "taskId" else "with %s %r" % (key, want)
+            raise FileError("NotFound", "no task %s in this session" % which)
+        live = [t for t in found if t.running]
+        return (live or found)[-1]
+
+    def op_task_list(self, req):
+        with self.tasks_lock:
+            tasks = list(self.tasks.values())
+        req.done(tasks=[t.info() for t in tasks if t.running or not req.msg.get("running")])
+
+    def op_task_stream(self, req):
+        """Streams a task's output from `stdoutOffset`/`stderrOffset` on (absent: from now)."""
+        task = self._task(req)
+        offsets = {}
+        for name in ("stdout", "stderr"):
+            v = req.msg.get(name + "Offset")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                req.error("ValidationError", "%sOffset: must be a whole number from 0" % name)
+                return
+            offsets[name] = v
+        task.stream(req, offsets)
+
+    def op_task_input(self, req):
+        task = self._task(req)
+        try:
+            data = base64.b64decode(req.msg.get("data") or "", validate=True)
+        except (ValueError, TypeError):
+            req.error("ValidationError", "data: must be base64")
+            return
+        if len(data) > MAX_INPUT_BYTES:
+            req.error("LimitExceeded", "data: %d bytes, more than the %d one input may send" % (len(data), MAX_INPUT_BYTES))
+            return
+        task.write_input(data)
+        req.done(taskId=task.id, size=len(data))
+
+    def op_task_closeStdin(self, req):
+        task = self._task(req)
+        if not task.has_stdin:
+            raise FileError("Conflict", "task %s was started without stdin" % task.id)
+        task.close_stdin()
+        req.done(taskId=task.id)
+
+    def op_task_signal(self, req):
+        name = req.msg.get("signal")
+        if name not in SIGNALS:
+            req.error("ValidationError", "signal: must be one of %s, got %r" % (", ".join(SIGNALS), name))
+            return
+        task = self._task(req)
+        task.send_signal(name)
+        req.done(taskId=task.id, signal=name)
 
     def op_task_get(self, req):
         task = self._task(req)
@@ -749,6 +1085,34 @@ class Executor:
     def op_files_remove(self, req):
         remove_path(WORKSPACE, req.msg)
         req.done()
+
+    def op_files_stat(self, req):
+        req.done(entry=stat_path(WORKSPACE, req.msg))
+
+    def op_files_mkdir(self, req):
+        created, entry = make_dir(WORKSPACE, req.msg)
+        req.done(created=created, entry=entry)
+
+    def op_files_move(self, req):
+        req.done(entry=move_path(WORKSPACE, req.msg))
+
+    def op_files_watch(self, req):
+        """Streams the changes under a directory until the request is cancelled (see watch.py)."""
+        with self.watches_lock:
+            if self.watches >= MAX_WATCHES:
+                raise FileError("LimitExceeded", "the session has %d directory watches open, the most it may; stop one first" % MAX_WATCHES)
+            self.watches += 1
+        try:
+            watcher = Watcher(WORKSPACE, req.msg)
+            try:
+                req.event({"ev": "watch.started", "mode": watcher.mode})
+                ended = watcher.run(req.event, req.cancelled)
+            finally:
+                watcher.close()
+            req.done(ended=ended)
+        finally:
+            with self.watches_lock:
+                self.watches -= 1
 
 
 def seed_matplotlib_cache():

@@ -14,6 +14,8 @@ import stat
 MAX_PATH = 4096
 MAX_NAME = 255
 CHUNK = 256 * 1024
+# How deep a listing (or a recursive watch) goes.
+MAX_DEPTH = 64
 
 
 class FileError(Exception):
@@ -238,7 +240,7 @@ def mime_of(name):
     return guess or "application/octet-stream"
 
 
-def _entry(rel, name, st):
+def _entry(rel, name, st, dfd=None, details=False):
     from datetime import datetime, timezone
     mode = st.st_mode
     kind = ("symlink" if stat.S_ISLNK(mode) else "directory" if stat.S_ISDIR(mode)
@@ -253,17 +255,49 @@ def _entry(rel, name, st):
         rel.decode("utf-8")
     except UnicodeDecodeError:
         entry["pathBase64"] = base64.b64encode(rel).decode()
+    if details:
+        entry.update(mode=stat.S_IMODE(mode), permissions=stat.filemode(mode), owner=_user(st.st_uid), group=_group(st.st_gid))
+        if kind == "symlink" and dfd is not None:
+            # The link's text, as it is: never followed, so it may name anything, in the sandbox or not.
+            try:
+                entry["symlinkTarget"] = os.readlink(name, dir_fd=dfd).decode("utf-8", "replace")
+            except OSError:
+                pass
     return entry
 
 
+def _user(uid):
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid):
+    import grp
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def list_files(workspace, msg):
+    """A directory's entries: `depth` levels down (1: its own entries; `recursive`: 64), at most
+    `maxEntries`; `details` adds mode, permissions, owner, group and symlink targets. Symlinks are
+    listed, never followed."""
     parts, shown = components(workspace, dict(msg, path=msg.get("path") or ""), allow_root=True)
-    recursive = bool(msg.get("recursive"))
+    depth = msg.get("depth")
+    if depth is None:
+        depth = MAX_DEPTH if msg.get("recursive") else 1
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
+        raise FileError("ValidationError", "depth: must be a whole number from 1 to %d, got %r" % (MAX_DEPTH, depth))
+    details = bool(msg.get("details"))
     max_entries = int(msg.get("maxEntries", 10000))
     fd = _open_dir(workspace, parts)
     out = []
 
-    def walk(dfd, prefix, depth):
+    def walk(dfd, prefix, level):
         for name in sorted(os.listdir(dfd)):
             if len(out) >= max_entries:
                 return
@@ -275,19 +309,97 @@ def list_files(workspace, msg):
             except FileNotFoundError:
                 continue
             rel = prefix + name_b
-            out.append(_entry(rel, name_b, st))
-            if recursive and stat.S_ISDIR(st.st_mode) and depth < 64:
-                sub = open_subdir(name_b, dfd)
+            out.append(_entry(rel, name_b, st, dfd, details))
+            if stat.S_ISDIR(st.st_mode) and level < depth:
                 try:
-                    walk(sub, rel + b"/", depth + 1)
+                    sub = open_subdir(name_b, dfd)
+                except OSError:
+                    continue  # swapped for something else meanwhile
+                try:
+                    walk(sub, rel + b"/", level + 1)
                 finally:
                     os.close(sub)
 
     try:
-        walk(fd, b"/".join(parts) + b"/" if parts else b"", 0)
+        walk(fd, b"/".join(parts) + b"/" if parts else b"", 1)
     finally:
         os.close(fd)
     return out
+
+
+def stat_path(workspace, msg):
+    """One entry, with details, of a path (the workspace itself for an empty one); a symlink is
+    described, not followed."""
+    parts, shown = components(workspace, msg, allow_root=True)
+    if not parts:
+        st = os.stat(workspace)
+        return _entry(b"", os.fsencode(os.path.basename(workspace.rstrip("/"))), st, None, True)
+    dfd = _open_dir(workspace, parts[:-1])
+    try:
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise FileError("NotFound", "%r does not exist" % shown)
+        return _entry(b"/".join(parts), parts[-1], st, dfd, True)
+    finally:
+        os.close(dfd)
+
+
+def make_dir(workspace, msg):
+    """Makes a directory, and its parents unless `parents` is false. (created, entry): created is
+    false when the directory was there already; Conflict when something else is."""
+    parts, shown = components(workspace, msg)
+    dfd = _open_dir(workspace, parts[:-1], create=msg.get("parents", True) is not False)
+    try:
+        created = True
+        try:
+            os.mkdir(parts[-1], 0o755, dir_fd=dfd)
+        except FileExistsError:
+            created = False
+        except OSError as e:
+            why = {errno.ENOSPC: "the workspace is full", errno.EDQUOT: "the workspace is full"}.get(e.errno)
+            raise FileError("LimitExceeded" if why else "SandboxFailure", "making %r failed: %s" % (shown, why or e.strerror))
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            raise FileError("Conflict", "%r exists and is not a directory (symlinks are not followed)" % shown)
+        return created, _entry(b"/".join(parts), parts[-1], st, dfd, True)
+    finally:
+        os.close(dfd)
+
+
+def move_path(workspace, msg):
+    """Renames `path` to `to` (`toBase64`), both in the workspace; the destination's parents are
+    made; a file there is replaced, as rename(2) does; a symlink is moved, not followed."""
+    parts, shown = components(workspace, msg)
+    dest_msg = {"pathBase64": msg["toBase64"]} if msg.get("toBase64") is not None else {"path": msg.get("to")}
+    try:
+        dest, dest_shown = components(workspace, dest_msg)
+    except FileError as e:
+        raise FileError(e.code, "to: %s" % e)
+    src_fd = _open_dir(workspace, parts[:-1])
+    try:
+        try:
+            os.stat(parts[-1], dir_fd=src_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise FileError("NotFound", "%r does not exist" % shown)
+        if dest[:len(parts)] == parts and len(dest) > len(parts):
+            raise FileError("ValidationError", "to: %r is inside %r; a directory cannot move into itself" % (dest_shown, shown))
+        dst_fd = _open_dir(workspace, dest[:-1], create=True)
+        try:
+            try:
+                os.rename(parts[-1], dest[-1], src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise FileError("Conflict", "%r is a directory that is not empty" % dest_shown)
+                if e.errno in (errno.EISDIR, errno.ENOTDIR):
+                    raise FileError("Conflict", "cannot move %r onto %r: one is a directory, the other not" % (shown, dest_shown))
+                raise FileError("SandboxFailure", "moving %r to %r failed: %s" % (shown, dest_shown, e.strerror))
+            st = os.stat(dest[-1], dir_fd=dst_fd, follow_symlinks=False)
+            return _entry(b"/".join(dest), dest[-1], st, dst_fd, True)
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
 
 
 def remove_path(workspace, msg):

@@ -12,8 +12,23 @@ export {
 } from './session.ts'
 export { type PreloadReport } from './preload.ts'
 export { type PoolConfig } from './pool.ts'
-export { SessionFiles } from './session-files.ts'
-export { SessionTasks, type TaskView } from './session-tasks.ts'
+export { SessionFiles, type FilePath, type FileWatch, type FileWatchEnd, type FileWatchOptions, type ListOptions } from './session-files.ts'
+export {
+  SessionTasks,
+  MAX_INPUT_BYTES,
+  processSignals,
+  type TaskView,
+  type TaskStartOptions,
+  type TaskReadOptions,
+  type TaskOutput,
+  type TaskSelector,
+  type ProcessStartOptions,
+  type ProcessSignal,
+  type ProcessEnd,
+  type ProcessEvent,
+  type ProcessStream,
+  type ProcessInfo,
+} from './session-tasks.ts'
 export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'
 export { HostBudget, defaultHostBudgetConfig, loadHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'
 export { createEngine, createDriver } from './engine.ts'

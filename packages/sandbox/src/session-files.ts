@@ -2,8 +2,52 @@
  * session.files: file operations done by the executor inside the sandbox, streamed both ways.
  * The host never resolves a sandbox path; it only passes the path along.
  */
-import { CodeboxError, validationError, type FileEntry } from '@codebox/core'
+import { CodeboxError, validationError, type FileEntry, type FileInfo, type WatchEvent, type WatchEventType } from '@codebox/core'
 import type { Session } from './session.ts'
+import { openStream } from './session-stream.ts'
+
+/** A path in the workspace: relative to it (or absolute under `/workspace`), or its exact bytes in base64. */
+export type FilePath = string | { pathBase64: string }
+
+export interface ListOptions {
+  /** Walk every subdirectory (64 levels); same as `depth: 64`. */
+  recursive?: boolean
+  /** Levels to list: 1 (default) is the directory's own entries, 2 also theirs, up to 64. */
+  depth?: number
+  /** Add mode, permissions, owner, group and symlink targets (FileInfo). */
+  details?: boolean
+  signal?: AbortSignal
+}
+
+export interface FileWatchOptions {
+  /** Watch every directory below too (at most 4096 directories), including ones made later. */
+  recursive?: boolean
+  /** Aborting it stops the watch, as stop() does. */
+  signal?: AbortSignal
+}
+
+/** Why a watch ended: stop() (or its signal), or the watched directory was removed or moved away. */
+export type FileWatchEnd = 'stopped' | 'removed' | 'moved'
+
+/** A directory watch (Session.files.watch): its changes as they happen, until stopped. */
+export interface FileWatch {
+  /** How the sandbox watches: `inotify`, or `poll` (a listing compared every 0.5 s) where inotify is unavailable. */
+  readonly mode: 'inotify' | 'poll'
+  /**
+   * The changes, in the order they happened; ends once the watch has ended. Read them, or stop
+   * the watch: events nobody reads wait on the host, and past 16 MiB the session's output pauses.
+   */
+  readonly events: AsyncIterable<WatchEvent>
+  /** Whether the sandbox's event queue overflowed at some point: events were lost then. */
+  readonly overflowed: boolean
+  /** Why the watch ended, once it has (after `events` ended). */
+  readonly ended: FileWatchEnd | undefined
+  /** Stops the watch; idempotent. */
+  stop(): Promise<void>
+}
+
+const watchTypes: readonly WatchEventType[] = ['create', 'write', 'remove', 'rename', 'chmod']
+const fileTypes: readonly FileEntry['type'][] = ['file', 'directory', 'symlink', 'other']
 
 export class SessionFiles {
   private readonly session: Session
@@ -114,10 +158,115 @@ export class SessionFiles {
     }
   }
 
-  /** Lists a directory (default the workspace); `recursive` walks into subdirectories. */
-  async list(path = '', options: { recursive?: boolean; signal?: AbortSignal } = {}): Promise<FileEntry[]> {
-    const done = await this.op('files.list', { path, recursive: options.recursive === true, maxEntries: 10_000 }, options)
-    return done.entries as FileEntry[]
+  /**
+   * Lists a directory (default the workspace): its own entries, or `depth` levels down
+   * (`recursive`: 64). With `details`, the entries are FileInfo. Symlinks are listed, not followed.
+   */
+  async list(path: string, options: ListOptions & { details: true }): Promise<FileInfo[]>
+  async list(path?: string, options?: ListOptions): Promise<FileEntry[]>
+  async list(path = '', options: ListOptions = {}): Promise<FileEntry[]> {
+    const fields: Record<string, unknown> = { path, recursive: options.recursive === true, maxEntries: 10_000, details: options.details === true }
+    if (options.depth !== undefined) {
+      if (!Number.isInteger(options.depth) || options.depth < 1 || options.depth > 64)
+        throw validationError('depth', `must be a whole number from 1 to 64, got ${String(options.depth)}`)
+      fields.depth = options.depth
+    }
+    const done = await this.op('files.list', fields, options)
+    if (!options.details) return done.entries as FileEntry[]
+    if (!Array.isArray(done.entries)) throw new CodeboxError('SandboxFailure', 'the executor answered files.list without entries')
+    return done.entries.slice(0, 10_000).map(fileInfo)
+  }
+
+  /**
+   * What is at `path` (the workspace itself for `''`): type, size, mode, permissions, owner,
+   * group, modified time, and a symlink's target (the link is described, never followed).
+   * NotFound when nothing is there; ValidationError for a path outside the workspace or through
+   * a symlink.
+   */
+  async stat(path: FilePath, options: { signal?: AbortSignal } = {}): Promise<FileInfo> {
+    const done = await this.op('files.stat', pathFields(path), options)
+    return fileInfo(done.entry)
+  }
+
+  /**
+   * Makes a directory, and its missing parents unless `parents` is false (then NotFound for a
+   * missing parent). `created` is false when the directory was there already; Conflict when
+   * something else (a file, a symlink) is.
+   */
+  async makeDir(path: FilePath, options: { parents?: boolean; signal?: AbortSignal } = {}): Promise<{ created: boolean; entry: FileInfo }> {
+    const done = await this.op('files.mkdir', { ...pathFields(path), parents: options.parents !== false }, options)
+    return { created: done.created === true, entry: fileInfo(done.entry) }
+  }
+
+  /**
+   * Moves (renames) `from` to `to`, both in the workspace; `to`'s missing parents are made, a file
+   * there is replaced (rename(2)), a non-empty directory there is a Conflict, and a directory
+   * cannot move into itself (ValidationError). A symlink is moved as the link. Returns `to`'s entry.
+   */
+  async move(from: FilePath, to: FilePath, options: { signal?: AbortSignal } = {}): Promise<FileInfo> {
+    const dest = typeof to === 'string' ? { to } : to && typeof to.pathBase64 === 'string' ? { toBase64: to.pathBase64 } : undefined
+    if (!dest) throw validationError('to', 'must be a string or {pathBase64}')
+    const done = await this.op('files.move', { ...pathFields(from), ...dest }, options)
+    return fileInfo(done.entry)
+  }
+
+  /**
+   * Watches a directory of the workspace (default the workspace) for changes: resolves once the
+   * watch is in place, so every change after it is seen. Events name paths relative to the
+   * directory; a file written through `write` is one `write`. At most 16 watches per session
+   * (LimitExceeded); NotFound for a missing directory, ValidationError for a path outside the
+   * workspace or through a symlink.
+   */
+  async watch(path: FilePath = '', options: FileWatchOptions = {}): Promise<FileWatch> {
+    const opened = await openStream(
+      this.session,
+      'files.watch',
+      { ...pathFields(path), recursive: options.recursive === true },
+      'watch.started',
+      options.signal,
+    )
+    const mode = opened.first.mode === 'poll' ? 'poll' : 'inotify'
+    const state: { overflowed: boolean; ended: FileWatchEnd | undefined } = { overflowed: false, ended: undefined }
+    async function* events(): AsyncGenerator<WatchEvent> {
+      try {
+        for (;;) {
+          const n = await opened.rest.next()
+          if (n.done) {
+            const why = n.value.ended
+            state.ended ??= why === 'removed' || why === 'moved' ? why : 'stopped'
+            return
+          }
+          const e = n.value.kind === 'event' ? n.value.event : undefined
+          if (e?.ev !== 'watch') continue
+          if (e.overflow === true) state.overflowed = true
+          if (!Array.isArray(e.events)) continue
+          for (const raw of e.events.slice(0, 256) as unknown[]) {
+            const v = raw as Record<string, unknown> | null
+            if (typeof v?.name !== 'string' || !watchTypes.includes(v.type as WatchEventType)) continue
+            yield { type: v.type as WatchEventType, name: v.name.slice(0, 4096) }
+          }
+        }
+      } finally {
+        // A reader that stopped reading (break) ends the watch.
+        state.ended ??= 'stopped'
+        await opened.close()
+      }
+    }
+    const stream = events()
+    return {
+      mode,
+      events: stream,
+      get overflowed() {
+        return state.overflowed
+      },
+      get ended() {
+        return state.ended
+      },
+      stop: async () => {
+        state.ended ??= 'stopped'
+        await opened.close()
+      },
+    }
   }
 
   /** Removes a file, or a directory (`recursive` for one that is not empty). */
@@ -142,6 +291,34 @@ export class SessionFiles {
       this.session.leave()
     }
   }
+}
+
+/** An entry with details from the executor, checked: it comes from the sandbox. */
+function fileInfo(raw: unknown): FileInfo {
+  const v = raw as Record<string, unknown> | null
+  const bad = (field: string): never => {
+    throw new CodeboxError('SandboxFailure', `the executor sent a file entry with a bad ${field}`)
+  }
+  const str = (field: string, max: number): string => (typeof v?.[field] === 'string' ? (v[field] as string).slice(0, max) : bad(field))
+  const num = (field: string): number =>
+    typeof v?.[field] === 'number' && Number.isSafeInteger(v[field]) && (v[field] as number) >= 0 ? (v[field] as number) : bad(field)
+  if (v === null || typeof v !== 'object') return bad('value')
+  const type = fileTypes.includes(v.type as FileEntry['type']) ? (v.type as FileEntry['type']) : bad('type')
+  const info: FileInfo = {
+    path: str('path', 8192),
+    name: str('name', 1024),
+    type,
+    size: num('size'),
+    mimeType: str('mimeType', 255),
+    modifiedAt: str('modifiedAt', 64),
+    mode: num('mode') & 0o7777,
+    permissions: str('permissions', 16),
+    owner: str('owner', 256),
+    group: str('group', 256),
+  }
+  if (typeof v.pathBase64 === 'string') info.pathBase64 = v.pathBase64.slice(0, 16384)
+  if (typeof v.symlinkTarget === 'string') info.symlinkTarget = v.symlinkTarget.slice(0, 8192)
+  return info
 }
 
 function pathFields(path: string | { pathBase64: string }): Record<string, string> {

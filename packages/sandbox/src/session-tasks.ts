@@ -5,9 +5,10 @@
  * and can be read whole (`get`) or from offsets on (`read`).
  */
 import { CodeboxError, validationError, type LimitKind, type TaskStatus, type ToolResult } from '@codebox/core'
-import { checkCode } from './input.ts'
+import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { toToolResult } from './result.ts'
 import type { Session } from './session.ts'
+import { openStream, type OpenedStream } from './session-stream.ts'
 
 export interface TaskView {
   taskId: string
@@ -21,8 +22,85 @@ export interface TaskView {
 export interface TaskStartOptions {
   /** Variables added to (or replacing) the sandbox's environment for this task. Visible to the sandbox's code: never a secret. */
   env?: Record<string, string>
-  /** Absolute directory in the sandbox to run in. Default `/workspace`. */
+  /** Directory in the sandbox to run in: absolute, or relative to `/workspace`. Default `/workspace`. */
   cwd?: string
+  /** Give the process a stdin pipe (sendInput, closeStdin); default stdin is /dev/null. */
+  stdin?: boolean
+  /** A name to find the task by (TaskSelector `tag`); at most 256 characters. */
+  tag?: string
+}
+
+/**
+ * What to run in the background and stream (SessionTasks.spawn): a program with arguments
+ * (`cmd`, `args`; looked up in PATH, no shell) or a shell line (`command`, run with `sh -c`).
+ */
+export interface ProcessStartOptions extends TaskStartOptions {
+  cmd?: string
+  args?: string[]
+  command?: string
+  /** Aborting it stops the streaming, as close() does; the process runs on. */
+  signal?: AbortSignal
+}
+
+/** Which task a call means: its id, its pid in the sandbox, or its tag (the running one first, else the latest). */
+export type TaskSelector = { taskId: string } | { pid: number } | { tag: string }
+
+/** Signals SessionTasks.signal sends (to the task's process group; SIGKILL to its whole tree). */
+export type ProcessSignal = 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | 'SIGQUIT' | 'SIGUSR1' | 'SIGUSR2' | 'SIGSTOP' | 'SIGCONT'
+export const processSignals: readonly ProcessSignal[] = ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGSTOP', 'SIGCONT']
+
+/** How a task ended. */
+export interface ProcessEnd {
+  taskId: string
+  pid: number
+  status: TaskStatus
+  /** The exit status; 128 + n for a process ended by signal n. */
+  exitCode: number | null
+  /** The signal that ended it (`SIGTERM`, `SIGKILL`, ...), or null when it exited. */
+  signal: string | null
+  /** Whether output was dropped from what the task keeps (its last `outputBytes`). */
+  truncated: boolean
+}
+
+/**
+ * One event of a process stream: output bytes as the process wrote them (in order, across both
+ * streams; `offset` counts every byte the stream carried), bytes a slow reader missed (the task
+ * keeps only its last `outputBytes`), and, last, how it ended.
+ */
+export type ProcessEvent =
+  { type: 'stdout' | 'stderr'; data: Buffer; offset: number } | { type: 'dropped'; stream: 'stdout' | 'stderr'; bytes: number } | ({ type: 'end' } & ProcessEnd)
+
+/** A process's output stream (SessionTasks.spawn, connect). */
+export interface ProcessStream {
+  readonly taskId: string
+  /** The process's pid in the sandbox. */
+  readonly pid: number
+  /**
+   * Events until the process has ended (the last is `end`), or until close(). Read them, or close
+   * the stream: output nobody reads waits on the host, and past 16 MiB the session's output pauses.
+   */
+  readonly events: AsyncIterable<ProcessEvent>
+  /** Stops streaming; the process runs on (connect again to follow it). Idempotent. */
+  close(): Promise<void>
+}
+
+/** A task as SessionTasks.list shows it. */
+export interface ProcessInfo {
+  taskId: string
+  pid: number
+  status: TaskStatus
+  exitCode: number | null
+  signal: string | null
+  /** The program and its arguments (`['/bin/sh', '-c', command]` for a shell line); each cut at 4096 characters. */
+  argv: string[]
+  /** The shell line, for a task started with `command`; else null. */
+  command: string | null
+  /** The variables given at start (not the whole environment). */
+  env: Record<string, string>
+  cwd: string
+  tag: string | null
+  /** Whether its stdin is open for sendInput. */
+  stdin: boolean
 }
 
 export interface TaskReadOptions {
@@ -56,6 +134,9 @@ const taskStatuses: readonly TaskStatus[] = ['submitted', 'working', 'completed'
 const MAX_ENV_VARS = 256
 const MAX_ENV_BYTES = 128 * 1024
 const MAX_READ_BYTES = 1024 * 1024
+/** Most bytes one sendInput carries. */
+export const MAX_INPUT_BYTES = 1024 * 1024
+const MAX_ARGS = 4096
 
 export class SessionTasks {
   private readonly session: Session
@@ -70,8 +151,81 @@ export class SessionTasks {
     const fields: Record<string, unknown> = { command, outputBytes: this.session.limits.outputBytes }
     if (options.env !== undefined) fields.env = checkEnv(options.env)
     if (options.cwd !== undefined) fields.cwd = checkCwd(options.cwd)
+    if (options.stdin !== undefined) fields.stdin = options.stdin === true
+    if (options.tag !== undefined) fields.tag = checkTag(options.tag)
     const v = await this.op('task.start', fields)
     return taskResult(v)
+  }
+
+  /**
+   * Starts a process in the background, as start does, and streams its output from its first
+   * byte: resolves once it runs, with its task id and pid. LimitExceeded past 64 running tasks;
+   * ValidationError naming the field for a bad option or a program that is not found.
+   */
+  async spawn(options: ProcessStartOptions): Promise<ProcessStream> {
+    const fields: Record<string, unknown> = { outputBytes: this.session.limits.outputBytes, stream: true }
+    if (options === null || typeof options !== 'object') throw validationError('options', 'must be an object')
+    if (options.command !== undefined && (options.cmd !== undefined || options.args !== undefined))
+      throw validationError('command', 'give either command (a shell line) or cmd and args, not both')
+    if (options.command !== undefined) {
+      checkCode('command', options.command)
+      fields.command = options.command
+    } else fields.argv = checkArgv(options.cmd, options.args)
+    if (options.env !== undefined) fields.env = checkEnv(options.env)
+    if (options.cwd !== undefined) fields.cwd = checkCwd(options.cwd)
+    if (options.tag !== undefined) fields.tag = checkTag(options.tag)
+    fields.stdin = options.stdin === true
+    return processStream(await openStream(this.session, 'task.start', fields, 'task.started', options.signal))
+  }
+
+  /**
+   * Streams a task's output again (after a stream was closed, or from another server after a
+   * restart): from the given offsets (bytes since the task began) or, without, from now on. A
+   * task that has ended sends what is kept from the offsets and its end. At most 8 streams per task.
+   */
+  async connect(selector: TaskSelector, options: { stdoutOffset?: number; stderrOffset?: number; signal?: AbortSignal } = {}): Promise<ProcessStream> {
+    const fields: Record<string, unknown> = checkSelector(selector)
+    for (const name of ['stdoutOffset', 'stderrOffset'] as const) {
+      const v = options[name]
+      if (v === undefined) continue
+      if (!Number.isSafeInteger(v) || v < 0) throw validationError(name, `must be a whole number from 0, got ${String(v)}`)
+      fields[name] = v
+    }
+    return processStream(await openStream(this.session, 'task.stream', fields, 'task.started', options.signal))
+  }
+
+  /**
+   * Writes to a task's stdin (started with `stdin: true`): at most MAX_INPUT_BYTES (1 MiB) per
+   * call, else LimitExceeded. Conflict when it has no stdin, closed it, or ended; Timeout when
+   * the process does not read it within 10 s.
+   */
+  async sendInput(selector: TaskSelector, data: string | Uint8Array): Promise<void> {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw validationError('data', 'must be a string or a Uint8Array')
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.length)
+    if (bytes.length > MAX_INPUT_BYTES) {
+      throw new CodeboxError('LimitExceeded', `data is ${bytes.length} bytes, over the ${MAX_INPUT_BYTES}-byte limit of one input; send it in parts`, {
+        details: { field: 'data', limit: MAX_INPUT_BYTES },
+      })
+    }
+    await this.op('task.input', { ...checkSelector(selector), data: bytes.toString('base64') })
+  }
+
+  /** Closes a task's stdin (the process reads end of file). Idempotent; Conflict for a task started without stdin. */
+  async closeStdin(selector: TaskSelector): Promise<void> {
+    await this.op('task.closeStdin', checkSelector(selector))
+  }
+
+  /** Sends a signal to a running task (its process group; SIGKILL to its whole tree). Conflict when it has ended. */
+  async signal(selector: TaskSelector, signal: ProcessSignal): Promise<void> {
+    if (!processSignals.includes(signal)) throw validationError('signal', `must be one of ${processSignals.join(', ')}, got ${JSON.stringify(signal)}`)
+    await this.op('task.signal', { ...checkSelector(selector), signal })
+  }
+
+  /** The session's tasks (the running ones with `running`), oldest first: up to 64 running and the last 64 ended. */
+  async list(options: { running?: boolean } = {}): Promise<ProcessInfo[]> {
+    const done = (await this.op('task.list', { running: options.running === true })) as unknown as Record<string, unknown>
+    if (!Array.isArray(done.tasks)) throw new CodeboxError('SandboxFailure', 'the executor answered task.list without tasks')
+    return done.tasks.slice(0, 256).map(processInfo)
   }
 
   /**
@@ -180,9 +334,118 @@ function checkEnv(env: unknown): Record<string, string> {
 }
 
 function checkCwd(cwd: unknown): string {
-  if (typeof cwd !== 'string' || !cwd.startsWith('/') || cwd.includes('\0') || cwd.length > 4096)
-    throw validationError('cwd', `must be an absolute path in the sandbox, got ${JSON.stringify(cwd)}`)
+  if (typeof cwd !== 'string' || cwd === '' || cwd.includes('\0') || cwd.length > 4096)
+    throw validationError('cwd', `must be a path in the sandbox (absolute, or relative to /workspace), got ${JSON.stringify(cwd)}`)
   return cwd
+}
+
+function checkTag(tag: unknown): string {
+  if (typeof tag !== 'string' || tag === '' || tag.length > 256 || tag.includes('\0'))
+    throw validationError('tag', 'must be a string of 1 to 256 characters without NUL')
+  return tag
+}
+
+function checkArgv(cmd: unknown, args: unknown): string[] {
+  if (typeof cmd !== 'string' || cmd === '' || cmd.includes('\0')) throw validationError('cmd', 'must be a program name or path, without NUL')
+  if (args !== undefined && (!Array.isArray(args) || args.length > MAX_ARGS)) throw validationError('args', `must be an array of at most ${MAX_ARGS} strings`)
+  const argv = [cmd, ...((args as unknown[] | undefined) ?? [])]
+  let bytes = 0
+  argv.forEach((a, i) => {
+    if (typeof a !== 'string' || a.includes('\0')) throw validationError(`args[${i - 1}]`, 'must be a string without NUL')
+    bytes += Buffer.byteLength(a) + 1
+  })
+  if (bytes > MAX_CODE_BYTES) {
+    throw new CodeboxError('LimitExceeded', `cmd and args are ${bytes} bytes, over the ${MAX_CODE_BYTES}-byte limit`, {
+      details: { field: 'args', limit: MAX_CODE_BYTES },
+    })
+  }
+  return argv as string[]
+}
+
+function checkSelector(selector: unknown): Record<string, unknown> {
+  const s = selector as Record<string, unknown> | null
+  if (s === null || typeof s !== 'object') throw validationError('selector', 'must be {taskId}, {pid} or {tag}')
+  const given = ['taskId', 'pid', 'tag'].filter((k) => s[k] !== undefined)
+  if (given.length !== 1) throw validationError('selector', `must have exactly one of taskId, pid and tag, got ${given.join(', ') || 'none'}`)
+  if (s.taskId !== undefined) return { taskId: checkTaskId(s.taskId) }
+  if (s.tag !== undefined) return { tag: checkTag(s.tag) }
+  const pid = s.pid
+  if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 1 || pid > 2 ** 31)
+    throw validationError('pid', `must be a process id (a whole number from 1), got ${String(pid)}`)
+  return { pid }
+}
+
+const streams = ['stdout', 'stderr'] as const
+const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+const isTaskId = (v: unknown): v is string => typeof v === 'string' && /^task-\d{1,12}$/.test(v)
+
+function processEnd(v: Record<string, unknown>, taskId: string, pid: number): ProcessEnd {
+  return {
+    taskId,
+    pid,
+    status: taskStatuses.includes(v.status as TaskStatus) ? (v.status as TaskStatus) : 'failed',
+    exitCode: typeof v.exitCode === 'number' && Number.isInteger(v.exitCode) && Math.abs(v.exitCode) <= 255 ? v.exitCode : null,
+    signal: typeof v.signal === 'string' ? v.signal.slice(0, 16) : null,
+    truncated: v.truncated === true,
+  }
+}
+
+/** A stream opened by task.start or task.stream, its events checked: they come from the sandbox. */
+function processStream(opened: OpenedStream): ProcessStream {
+  const { taskId, pid } = opened.first
+  if (!isTaskId(taskId) || !count(pid)) {
+    void opened.close()
+    throw new CodeboxError('SandboxFailure', 'the executor started a process without a task id and pid')
+  }
+  async function* events(): AsyncGenerator<ProcessEvent> {
+    try {
+      for (;;) {
+        const n = await opened.rest.next()
+        if (n.done) {
+          // Closed by the caller (detached): the process runs on, and there is no end to tell.
+          if (n.value.detached !== true) yield { type: 'end', ...processEnd(n.value, taskId as string, pid as number) }
+          return
+        }
+        if (n.value.kind !== 'event') continue
+        const e = n.value.event
+        const stream = streams.find((s) => s === e.stream)
+        if (!stream) continue
+        if (e.ev === 'task.data' && typeof e.data === 'string' && e.data.length <= 512 * 1024 && count(e.offset)) {
+          yield { type: stream, data: Buffer.from(e.data, 'base64'), offset: e.offset }
+        } else if (e.ev === 'task.dropped' && count(e.bytes)) {
+          yield { type: 'dropped', stream, bytes: e.bytes }
+        }
+      }
+    } finally {
+      await opened.close()
+    }
+  }
+  return { taskId, pid, events: events(), close: () => opened.close() }
+}
+
+function processInfo(raw: unknown): ProcessInfo {
+  const v = raw as Record<string, unknown> | null
+  if (v === null || typeof v !== 'object' || !isTaskId(v.taskId) || !count(v.pid))
+    throw new CodeboxError('SandboxFailure', 'the executor listed a task without a task id and pid')
+  const str = (x: unknown): string => (typeof x === 'string' ? x.slice(0, 8192) : '')
+  const env: Record<string, string> = {}
+  if (v.env !== null && typeof v.env === 'object') {
+    for (const [k, val] of Object.entries(v.env).slice(0, 256)) if (typeof val === 'string') env[k.slice(0, 128)] = val.slice(0, 8192)
+  }
+  const end = processEnd(v, v.taskId, v.pid)
+  return {
+    taskId: v.taskId,
+    pid: v.pid,
+    status: end.status,
+    exitCode: end.exitCode,
+    signal: end.signal,
+    argv: Array.isArray(v.argv) ? v.argv.slice(0, 4096).map(str) : [],
+    command: typeof v.command === 'string' ? v.command.slice(0, 8192) : null,
+    env,
+    cwd: str(v.cwd),
+    tag: typeof v.tag === 'string' ? v.tag.slice(0, 256) : null,
+    stdin: v.stdin === true,
+  }
 }
 
 function checkTaskId(taskId: unknown): string {

@@ -420,3 +420,101 @@ describe('a consumer that stops reading a cell early', () => {
     assert.equal((await next).structuredContent.stdout, '1\n')
   })
 })
+
+describe('hostile frames: process streams, listings, entries and watches', () => {
+  it('a process stream without a task id and pid is refused; malformed output events are skipped; a bad end is made safe', async () => {
+    const { ex, session } = fakeSession()
+    const bad = session.tasks.spawn({ command: 'x' })
+    const first = await ex.request('task.start')
+    ex.json(first.id, { ev: 'task.started', taskId: '../../etc', pid: -1 })
+    await rejectsWith(bad, 'SandboxFailure', /without a task id and pid/)
+    const good = session.tasks.spawn({ command: 'x' })
+    const { id } = await ex.request('task.start')
+    ex.json(id, { ev: 'task.started', taskId: 'task-2', pid: 42 })
+    const stream = await good
+    ex.json(id, { ev: 'task.data', stream: 'stdout', offset: 0, data: Buffer.from('ok').toString('base64') })
+    ex.json(id, { ev: 'task.data', stream: 'stdin', offset: 0, data: 'AAAA' })
+    ex.json(id, { ev: 'task.data', stream: 'stdout', offset: -5, data: 'AAAA' })
+    ex.json(id, { ev: 'task.data', stream: 'stdout', offset: 2, data: 7 })
+    ex.json(id, { ev: 'task.data', stream: 'stderr', offset: 0, data: 'A'.repeat(600 * 1024) })
+    ex.json(id, { ev: 'task.dropped', stream: 'stdout', bytes: 'many' })
+    ex.json(id, { ev: 'done', status: 'pwned', exitCode: 1e9, signal: { x: 1 }, truncated: 'yes' })
+    const events: unknown[] = []
+    for await (const e of stream.events) events.push(e.type === 'stdout' || e.type === 'stderr' ? { ...e, data: e.data.toString() } : e)
+    assert.deepEqual(events, [
+      { type: 'stdout', data: 'ok', offset: 0 },
+      { type: 'end', taskId: 'task-2', pid: 42, status: 'failed', exitCode: null, signal: null, truncated: false },
+    ])
+    await session.stop()
+  })
+
+  it('a listing or a file entry with fields of the wrong type fails the call; strings are cut', async () => {
+    const { ex, session } = fakeSession()
+    const list = session.tasks.list()
+    ex.json((await ex.request('task.list')).id, { ev: 'done', tasks: [{ taskId: 'task-1', pid: 'one' }] })
+    await rejectsWith(list, 'SandboxFailure', /without a task id and pid/)
+    const list2 = session.tasks.list()
+    const long = 'c'.repeat(100_000)
+    ex.json((await ex.request('task.list')).id, {
+      ev: 'done',
+      tasks: [{ taskId: 'task-1', pid: 5, status: 'working', argv: [long, 3], command: long, env: { A: long, B: 2 }, cwd: long, tag: 9, stdin: 'yes' }],
+    })
+    const [info] = await list2
+    assert.deepEqual(
+      { argv: info!.argv.map((a) => a.length), command: info!.command?.length, env: Object.keys(info!.env), tag: info!.tag, stdin: info!.stdin },
+      { argv: [8192, 0], command: 8192, env: ['A'], tag: null, stdin: false },
+    )
+    const stat = session.files.stat('a')
+    ex.json((await ex.request('files.stat')).id, { ev: 'done', entry: { path: 'a', name: 'a', type: 'device', size: 1 } })
+    await rejectsWith(stat, 'SandboxFailure', /bad type/)
+    const stat2 = session.files.stat('a')
+    const entry = {
+      path: 'a',
+      name: 'a',
+      type: 'symlink',
+      size: 0,
+      mimeType: 'x',
+      modifiedAt: 'now',
+      mode: 0o170777,
+      permissions: 'l'.repeat(99),
+      owner: 'u',
+      group: 'g',
+      symlinkTarget: long,
+    }
+    ex.json((await ex.request('files.stat')).id, { ev: 'done', entry })
+    const info2 = await stat2
+    assert.deepEqual([info2.mode, info2.permissions.length, info2.symlinkTarget?.length], [0o777, 16, 8192])
+    await session.stop()
+  })
+
+  it('watch events of unknown types or without a name are skipped; stop ends the watch', async () => {
+    const { ex, session } = fakeSession()
+    const opening = session.files.watch('w')
+    const { id } = await ex.request('files.watch')
+    ex.json(id, { ev: 'watch.started', mode: 'something' })
+    const watch = await opening
+    assert.equal(watch.mode, 'inotify')
+    ex.json(id, {
+      ev: 'watch',
+      events: [{ name: 'a', type: 'create' }, { name: 'b', type: 'explode' }, { type: 'write' }, 'junk', null, { name: 'c', type: 'remove' }],
+    })
+    ex.json(id, { ev: 'watch', events: 'nope', overflow: true })
+    ex.json(id, { ev: 'watch', events: [{ name: 'd', type: 'chmod' }] })
+    const seen: unknown[] = []
+    const it = watch.events[Symbol.asyncIterator]()
+    seen.push((await it.next()).value, (await it.next()).value, (await it.next()).value)
+    assert.deepEqual(seen, [
+      { type: 'create', name: 'a' },
+      { type: 'remove', name: 'c' },
+      { type: 'chmod', name: 'd' },
+    ])
+    const stopping = watch.stop()
+    await ex.request('cancel')
+    ex.json(id, { ev: 'done', ended: 'stopped' })
+    await stopping
+    assert.equal(watch.overflowed, true)
+    assert.equal(watch.ended, 'stopped')
+    assert.equal((await it.next()).done, true)
+    await session.stop()
+  })
+})

@@ -435,7 +435,9 @@ describe('inbound: fake driver', () => {
       code: 'ValidationError',
       message: /^env: "BAD-NAME" is not a variable name/,
     })
-    await assert.rejects(session.tasks.start('true', { cwd: 'tmp' }), { code: 'ValidationError', message: /^cwd: must be an absolute path/ })
+    await assert.rejects(session.tasks.start('true', { cwd: '' }), { code: 'ValidationError', message: /^cwd: must be a path in the sandbox/ })
+    // A relative cwd is in the workspace.
+    await assert.rejects(session.tasks.start('true', { cwd: 'no-such-dir' }), { code: 'ValidationError', message: /^cwd: .*\/no-such-dir' is not a directory/ })
     const t = await session.tasks.start('echo "$GREETING"; pwd; python3 -c "import sys; sys.stdout.write(\'x\' * 3000000 + \'END\')"', {
       env: { GREETING: 'hi there' },
       cwd: bundle,

@@ -168,6 +168,97 @@ while True:
       })
     })
 
+    test('stat, makeDir, move and watch never follow a planted symlink out of the workspace', async () => {
+      await withSession(m, async (s) => {
+        await run(
+          s,
+          'printf original > /tmp/target; mkdir /tmp/dir; ln -s /etc/passwd passwd; ln -s ../../etc rel; ln -s / root; ln -s /tmp tmp; ln -s /tmp/dir dlink; echo x > f',
+        )
+        // stat describes the link itself: a symlink with its target as text, never what it points to.
+        const passwd = await s.files.stat('passwd')
+        assert.deepEqual([passwd.type, passwd.symlinkTarget, passwd.size], ['symlink', '/etc/passwd', 0])
+        for (const p of ['rel/passwd', 'root/etc/passwd', 'tmp/target', 'dlink/x']) {
+          await assert.rejects(s.files.stat(p), rejectsWith('ValidationError'), `stat ${p}`)
+          await assert.rejects(s.files.makeDir(p), rejectsWith('ValidationError'), `makeDir ${p}`)
+          await assert.rejects(s.files.move('f', p), rejectsWith('ValidationError'), `move to ${p}`)
+          await assert.rejects(s.files.move(p, 'moved'), rejectsWith('ValidationError'), `move from ${p}`)
+        }
+        for (const p of ['/etc', '/tmp', '..', 'rel', 'root', 'tmp', 'dlink']) {
+          await assert.rejects(s.files.watch(p), rejectsWith('ValidationError'), `watch ${p}`)
+          await assert.rejects(s.files.stat(`${p}/passwd`), rejectsWith('ValidationError'), `stat ${p}/passwd`)
+        }
+        // Moving a link moves the link; making a directory where a link is refuses.
+        await s.files.move('dlink', 'dlink2')
+        assert.equal((await s.files.stat('dlink2')).type, 'symlink')
+        await assert.rejects(s.files.makeDir('dlink2'), rejectsWith('Conflict'))
+        // A recursive watch does not walk into a link to a directory, and reports nothing from outside.
+        const watch = await s.files.watch('', { recursive: true })
+        await run(s, 'echo changed > /tmp/dir/outside; echo changed > /tmp/target')
+        await s.files.write('marker', 'x')
+        const seen: string[] = []
+        for await (const e of watch.events) {
+          seen.push(e.name)
+          if (e.name === 'marker') break
+        }
+        assert.ok(!seen.some((n) => n.includes('outside') || n.includes('target')), JSON.stringify(seen))
+        assert.equal(await run(s, 'cd /tmp/dir && ls; cd /tmp && ls'), 'outside\ndir\ntarget\n')
+      })
+    })
+
+    test('a directory swapped for a symlink during makeDir, move and stat never leads outside', async () => {
+      await withSession(m, async (s) => {
+        await run(s, 'mkdir /tmp/dir; printf outside > /tmp/dir/f; mkdir dir; printf inside > dir/f; ln -s /tmp/dir dir.alt')
+        await s.tasks.start(
+          pyCommand(`
+a, b = buf(b'dir'), buf(b'dir.alt')
+exchange = sc(316, -100, a, -100, b, 2)[0] == 0
+open('ready', 'w').close()
+while True:
+    if exchange:
+        sc(316, -100, a, -100, b, 2)
+        continue
+    try:
+        os.rename('dir', 'swap.tmp'); os.rename('dir.alt', 'dir'); os.rename('swap.tmp', 'dir.alt')
+    except OSError:
+        pass`),
+        )
+        const ready = await sh(s, 'for i in $(seq 100); do [ -e ready ] && exit 0; sleep 0.05; done; exit 1')
+        assert.equal(ready.exitCode, 0, 'the flipper did not start')
+        const seen = new Map<string, number>()
+        const note = (k: string): void => void seen.set(k, (seen.get(k) ?? 0) + 1)
+        const allowed = ['ValidationError', 'NotFound', 'Conflict']
+        for (let i = 0; i < 150; i++) {
+          try {
+            const st = await s.files.stat('dir/f')
+            assert.equal(st.size, 'inside'.length, 'stat described the file outside')
+            note('stat: ok')
+          } catch (e) {
+            assert.ok(e instanceof CodeboxError && allowed.includes(e.code), String(e))
+            note(`stat: ${e.code}`)
+          }
+          try {
+            await s.files.makeDir(`dir/made${i}`)
+            note('makeDir: ok')
+          } catch (e) {
+            assert.ok(e instanceof CodeboxError && allowed.includes(e.code), String(e))
+            note(`makeDir: ${e.code}`)
+          }
+          try {
+            await s.files.write(`m${i}`, 'moved')
+            await s.files.move(`m${i}`, `dir/m${i}`)
+            note('move: ok')
+          } catch (e) {
+            assert.ok(e instanceof CodeboxError && allowed.includes(e.code), String(e))
+            note(`move: ${e.code}`)
+          }
+        }
+        await s.tasks.stop('task-1')
+        assert.equal(await run(s, 'cd /tmp/dir && ls'), 'f\n', JSON.stringify([...seen]))
+        const summary = JSON.stringify([...seen])
+        assert.ok((seen.get('stat: ok') ?? 0) > 0 && (seen.get('stat: ValidationError') ?? 0) > 0, `the race did not happen: ${summary}`)
+      })
+    })
+
     test('NUL bytes and overlong paths or names are ValidationErrors', async () => {
       await withSession(m, async (s) => {
         for (const p of ['a\0b', 'ok.txt\0/../../etc/passwd', '\0']) {
