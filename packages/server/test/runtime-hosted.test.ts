@@ -58,6 +58,27 @@ class Agent(BaseHTTPRequestHandler):
                                          headers={"content-type": "application/json", "x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"})
             self.reply(200, "application/json", urllib.request.urlopen(req, timeout=20).read())
             return
+        if prompt == "scan":
+            # Where could a key be? Every process's environment, and the files the sandbox holds.
+            needles = [n.encode() for n in payload["needles"]]
+            hits = []
+            for p in os.listdir("/proc"):
+                if p.isdigit():
+                    try:
+                        data = open("/proc/%s/environ" % p, "rb").read()
+                    except OSError:
+                        continue
+                    hits += ["/proc/%s/environ" % p for n in needles if n in data]
+            for root in ("/app", "/tmp", "/workspace", "/run", "/home"):
+                for dirpath, _, files in os.walk(root):
+                    for f in files:
+                        try:
+                            data = open(os.path.join(dirpath, f), "rb").read(1 << 20)
+                        except OSError:
+                            continue
+                        hits += [os.path.join(dirpath, f) for n in needles if n in data]
+            self.reply(200, "application/json", json.dumps({"hits": hits, "environs": len([p for p in os.listdir("/proc") if p.isdigit()])}).encode())
+            return
         count += 1
         if prompt == "stream":
             self.send_response(200)
@@ -191,16 +212,27 @@ test(
     const secret = await call('PUT', `/v1/runtimes/${agentRuntimeId}/secrets/ANTHROPIC_API_KEY`, { value: 'the-runtimes-own-key' })
     assert.equal(secret.status, 200)
     assert.deepEqual(await invoke(sid('b'), 'model'), { key: 'the-runtimes-own-key' })
+    // Neither key is in any process's environment or any file of the sandbox (they live on the host).
+    const scan = await aws.send(
+      new InvokeAgentRuntimeCommand({
+        agentRuntimeArn,
+        runtimeSessionId: sid('b'),
+        payload: JSON.stringify({ prompt: 'scan', needles: ['the-operators-key', 'the-runtimes-own-key'] }),
+      }),
+    )
+    const scanned = JSON.parse(await scan.response!.transformToString()) as { hits: string[]; environs: number }
+    assert.deepEqual(scanned.hits, [])
+    assert.ok(scanned.environs >= 3, 'the scan saw the sandbox’s processes')
 
     // Per runtime in /metrics: invocations by outcome, sessions alive, sessions ended by reason.
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, (ch) => `\\${ch}`)} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN)
-    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="ok"}`), 7)
+    assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="ok"}`), 8)
     assert.equal(value(`codebox_runtime_invocations_total{runtime="${agentRuntimeId}",outcome="agent-error"}`), 1)
     assert.equal(value(`codebox_runtime_sessions{runtime="${agentRuntimeId}"}`), 2)
     assert.equal(value(`codebox_runtime_sessions_ended_total{runtime="${agentRuntimeId}",reason="stopped"}`), 1)
     const audit = (await (await fetch(`${server.url}/v1/audit?limit=100`)).json()) as { items: { action: string; outcome: string }[] }
-    assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 8)
+    assert.equal(audit.items.filter((e) => e.action === 'invokeAgentRuntime').length, 9)
     assert.ok(audit.items.some((e) => e.action === 'runtimeSessionEnded'))
 
     // A new version serves new runtime sessions; running ones keep theirs; a rollback pins DEFAULT back.
