@@ -215,5 +215,33 @@ test(
       audit.items.some((e) => e.action === 'executeCode' && e.tenant === 'acme'),
       `the audit log shows the code run in that session: ${JSON.stringify(audit.items)}`,
     )
+
+    // The README's example agent, beside the fixture's dependencies (installed above, so no npm ci
+    // again), deployed and invoked the same way: its streamed text carries the sandbox's number.
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '../../../README.md'), 'utf8')
+    const example = /```typescript\n(\/\/ my-agent\/agent\.ts[\s\S]*?)```/.exec(readme)?.[1]
+    assert.ok(example, 'the README has the example agent')
+    fs.writeFileSync(path.join(dir, 'readme-agent.ts'), example)
+    const again = await run(bin, ['runtimes', 'deploy', dir, '--name', 'readme_agent', '--entrypoint', 'readme-agent.ts', '--json'], {
+      env: { CODEBOX_URL: server.url, CODEBOX_API_KEY: acme.apiKey },
+      timeoutMs: 300_000,
+    })
+    assert.equal(again.code, 0, again.stderr)
+    assert.doesNotMatch(again.stderr, /npm ci/)
+    const readmeArn = (JSON.parse(again.stdout) as { agentRuntimeArn: string }).agentRuntimeArn
+    const streamed = await aws(acme.aws).send(
+      new InvokeAgentRuntimeCommand({
+        agentRuntimeArn: readmeArn,
+        runtimeSessionId: 'readme-agent-session-000000000000000001',
+        payload: JSON.stringify({ prompt }),
+        contentType: 'application/json',
+        accept: 'text/event-stream',
+      }),
+    )
+    const readmeText = parseSse(await streamed.response!.transformToString())
+      .filter((e) => e.event === 'message')
+      .map((e) => (e.data as { text: string }).text)
+      .join('')
+    assert.equal(readmeText, 'The sandbox computed 338350.')
   },
 )
