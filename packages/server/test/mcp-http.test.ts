@@ -48,7 +48,8 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     skip = await bwrapUnavailable()
     work = await mkdtemp(path.join(tmpdir(), 'codebox-mcp-http-'))
     if (skip) return
-    server = await realServer(work, { CODEBOX_MCP_IDLE_MS: '3000' })
+    // Long enough that a loaded machine's slow steps (an abandoned cell interrupted) never look idle.
+    server = await realServer(work, { CODEBOX_MCP_IDLE_MS: '6000' })
     keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
   })
   after(async () => {
@@ -268,7 +269,7 @@ describe('MCP over Streamable HTTP on the real sandbox', () => {
     const { client } = await connect(keys.acme)
     const sessionId = (await call(client, 'execute_code', { code: 'print(1)' })).structuredContent!.sessionId!
     let s = await status(sessionId)
-    for (let i = 0; i < 80 && s === 'READY'; i++) {
+    for (let i = 0; i < 150 && s === 'READY'; i++) {
       await new Promise((r) => setTimeout(r, 100))
       s = await status(sessionId)
     }
