@@ -12,6 +12,7 @@ import { loadAgent, type Agent } from '@codebox/agent'
 import { agentCoreRoutes, isAwsPath } from './agentcore/index.ts'
 import { sendAwsError } from './agentcore/errors.ts'
 import { a2aRoutes } from './apis/a2a/index.ts'
+import { e2bRewriteUrl, e2bRoutes, isE2bSandboxTraffic } from './apis/e2b/index.ts'
 import { runtimeRoutes } from './apis/runtime/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
@@ -91,6 +92,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
     bodyLimit: config.maxBodyBytes,
     routerOptions: { maxParamLength: 5000 },
+    // E2B sandbox traffic (headers E2b-Sandbox-Id and -Port) goes to its internal prefix (apis/e2b).
+    rewriteUrl: e2bRewriteUrl,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     forceCloseConnections: true,
@@ -222,7 +225,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       }
       throw e
     }
-    if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined) {
+    // E2B sandbox traffic carries the sandbox's access token instead (apis/e2b/auth.ts).
+    if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined && !isE2bSandboxTraffic(request.raw)) {
       request.caller = await auth.authenticate(request.headers.authorization)
     }
   })
@@ -259,6 +263,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     runtimes,
     hosted,
   })
+  await e2bRoutes(app, { store, sessions, auth, maxUploadBytes: config.maxUploadBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
   const restoreHosted: App['restoreHosted'] = (adopted) =>
     runtimeSessions.restore(
