@@ -12,7 +12,8 @@ import { loadAgent, type Agent } from '@codebox/agent'
 import { agentCoreRoutes, isAwsPath } from './agentcore/index.ts'
 import { sendAwsError } from './agentcore/errors.ts'
 import { a2aRoutes } from './apis/a2a/index.ts'
-import { e2bRewriteUrl, e2bRoutes, isE2bSandboxTraffic } from './apis/e2b/index.ts'
+import { sendE2bError } from './apis/e2b/errors.ts'
+import { e2bRewriteUrl, e2bRoutes, isE2bControlRequest, isE2bSandboxTraffic } from './apis/e2b/index.ts'
 import { runtimeRoutes } from './apis/runtime/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
@@ -236,9 +237,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     metrics.httpDuration.observe({ method: request.method, route: routeUrl }, reply.elapsedTime / 1000)
   })
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error))
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new CodeboxError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}; the API reference is at /docs`)),
-  )
+  app.setNotFoundHandler((request, reply) => {
+    const e = new CodeboxError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}; the API reference is at /docs`)
+    // An E2B SDK reads `message` at the top level (docs/e2b.md lists what codebox serves of E2B's API).
+    return isE2bControlRequest(request.raw) ? sendE2bError(request, reply, e) : sendError(request, reply, e)
+  })
 
   await app.register(websocket, { options: { maxPayload: 140_000_000 } })
   sessionRoutes(app, registry, sessions)

@@ -224,6 +224,9 @@ describe('the e2b SDK against codebox', () => {
     await assert.rejects(Sandbox.create({ apiKey: keys.acme, lifecycle: { onTimeout: 'pause' } }), (e: Error) => /does not pause/.test(e.message))
     const sbx = await create(keys.acme)
     await assert.rejects(sbx.pause(), (e: Error) => /does not pause/.test(e.message))
+    const templates = await fetch(`${server!.url}/templates`, { headers: { 'X-API-KEY': keys.acme } })
+    assert.equal(templates.status, 404)
+    assert.match(((await templates.json()) as { message: string }).message, /no route GET \/templates/, 'a route codebox lacks, in E2B’s error shape')
     const direct = await fetch(`${server!.url}/e2b/envd/health`)
     assert.equal(direct.status, 404, 'the internal prefix answers nothing without the E2B headers')
     const otherPort = await fetch(`${server!.url}/`, {

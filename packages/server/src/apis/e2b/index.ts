@@ -49,6 +49,11 @@ export function isE2bSandboxTraffic(req: IncomingMessage): boolean {
   return (req as Marked)[sandboxTraffic] === true
 }
 
+/** Whether a request is for E2B's control plane as its SDKs send it (`X-API-Key`): a route codebox lacks is then answered in E2B's error shape. */
+export function isE2bControlRequest(req: IncomingMessage): boolean {
+  return req.headers['x-api-key'] !== undefined && !isE2bSandboxTraffic(req)
+}
+
 export interface E2bOptions {
   store: StoreApi
   sessions: SessionService
