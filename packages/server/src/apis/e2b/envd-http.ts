@@ -71,10 +71,7 @@ export async function envdHttpRoutes(scope: FastifyInstance, deps: E2bDeps, opti
     try {
       const { size, mimeType, stream } = await sandbox.session.files.readStream(workspacePath(query.path))
       await audit('ok', { codeBytes: size })
-      return reply
-        .type(mimeType || 'application/octet-stream')
-        .header('content-length', String(size))
-        .send(Readable.from(stream))
+      return reply.type(plainMimeType(mimeType)).header('content-length', String(size)).send(Readable.from(stream))
     } catch (e) {
       await audit(outcomeOf(e), { detail: (e as { code?: string }).code })
       throw e
@@ -169,6 +166,11 @@ async function* gunzip(source: AsyncIterable<Buffer>, maxBytes: number): AsyncGe
     input.destroy()
     unzip.destroy()
   }
+}
+
+/** The sandbox named the type: only a plain `type/subtype` goes into the header. */
+function plainMimeType(mimeType: string): string {
+  return /^[\w.+-]{1,100}\/[\w.+-]{1,100}$/.test(mimeType) ? mimeType : 'application/octet-stream'
 }
 
 /** Records a file transfer in the audit log when it ends. */
