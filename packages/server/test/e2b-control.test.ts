@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { gzipSync } from 'node:zlib'
 import { AuthenticationError, Sandbox } from 'e2b'
 import { testServer } from './fixtures.ts'
 
@@ -73,5 +74,47 @@ test('connect only ever extends the timeout; list filters by template and start 
   assert.deepEqual(
     oldestFirst.map((x) => x.sandboxId),
     [sbx.sandboxId, other.sandboxId],
+  )
+})
+
+test('uploads: a template is an interpreter (its file limit holds, also for gzip that unpacks past it); bad bodies are 400, oversized ones 413', async (t) => {
+  const s = await testServer(t, { env: { CODEBOX_MAX_UPLOAD_BYTES: '100000' } })
+  const small = await s.store.interpreters.create({ tenant: 'default', name: 'small-files', image: 'default', limits: { fileBytes: 1000 } })
+  const sbx = await Sandbox.create(small.interpreterId, opts(s.url))
+  assert.equal((await sbx.getInfo()).templateId, small.interpreterId)
+  const token = (sbx as unknown as { envdAccessToken: string }).envdAccessToken
+  const upload = (body: RequestInit['body'], headers: Record<string, string>, query = '?path=f.bin'): Promise<Response> =>
+    fetch(`${s.url}/files${query}`, {
+      method: 'POST',
+      headers: { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983', 'X-Access-Token': token, ...headers },
+      body,
+    })
+  const message = async (r: Response, status: number): Promise<string> => {
+    assert.equal(r.status, status)
+    const body = (await r.json()) as { code: number; message: string }
+    assert.equal(body.code, status)
+    return body.message
+  }
+  const octet = { 'content-type': 'application/octet-stream' }
+  assert.equal((await upload(new Uint8Array(900), octet)).status, 200, 'within the interpreter’s 1000-byte file limit')
+  assert.match(await message(await upload(new Uint8Array(2000), octet), 413), /1000-byte file limit/)
+  const bomb = gzipSync(Buffer.alloc(50_000))
+  assert.ok(bomb.length < 1000)
+  assert.match(await message(await upload(bomb, { ...octet, 'content-encoding': 'gzip' }), 413), /over the 1000-byte file limit/)
+  assert.match(await message(await upload(Buffer.from('not gzip at all'), { ...octet, 'content-encoding': 'gzip' }), 400), /not valid gzip/)
+  assert.match(await message(await upload(new Uint8Array(10), { ...octet, 'content-encoding': 'br' }), 400), /content-encoding: must be gzip or none/)
+  assert.match(await message(await upload(new Uint8Array(200_000), octet), 413), /over/)
+  assert.match(
+    await message(await upload('x', { 'content-type': 'text/plain' }), 400),
+    /content-type: must be multipart\/form-data or application\/octet-stream/,
+  )
+  const noFile = new FormData()
+  noFile.append('note', 'just text')
+  assert.match(await message(await upload(noFile, {}), 400), /no file part/)
+  assert.match(await message(await upload(new Uint8Array(1), octet, ''), 400), /path: is required/)
+  assert.deepEqual(
+    [...(await s.engine.find(sbx.sandboxId)!.files.list(''))].map((e) => e.path),
+    ['f.bin'],
+    'only the upload within the limit was written',
   )
 })
