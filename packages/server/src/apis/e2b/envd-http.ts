@@ -9,7 +9,8 @@ import { createGunzip } from 'node:zlib'
 import { CodeboxError, parseWire, validationError } from '@codebox/core'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import { checkDeclaredLength, limitedBody, readBody } from '../../http/body.ts'
+import { checkDeclaredLength, limitedBody } from '../../http/body.ts'
+import { multipartBoundary, multipartParts } from '../../http/multipart.ts'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
 import { sendE2bError } from './errors.ts'
 
@@ -107,7 +108,7 @@ export async function envdHttpRoutes(scope: FastifyInstance, deps: E2bDeps, opti
         const body = limitedBody(request.raw, limits, 'upload')
         await write(query.path, encoding === 'gzip' ? gunzip(body, sandbox.session.limits.fileBytes) : body)
       } else if (type.startsWith('multipart/form-data')) {
-        await writeParts(request, await readBody(request.raw, limits), query.path, write)
+        await writeParts(request, limitedBody(request.raw, limits, 'upload'), query.path, write)
       } else {
         throw validationError('content-type', 'must be multipart/form-data or application/octet-stream for an upload')
       }
@@ -121,28 +122,24 @@ export async function envdHttpRoutes(scope: FastifyInstance, deps: E2bDeps, opti
 }
 
 /**
- * Writes the files of a multipart body (the SDK sends each as a part named `file` whose filename
- * is its path; `path` in the query names a lone file). The body was read whole, within the upload cap.
+ * Writes the files of a multipart body as they stream in (the SDK sends each as a part named
+ * `file` whose filename is its path; `path` in the query names a lone file). Plain fields are skipped.
  */
 async function writeParts(
   request: FastifyRequest,
-  body: Buffer,
+  body: AsyncIterable<Buffer>,
   queryPath: string | undefined,
-  write: (path: string, data: Uint8Array) => Promise<void>,
+  write: (path: string, data: AsyncIterable<Uint8Array>) => Promise<void>,
 ): Promise<void> {
-  let form: FormData
-  try {
-    form = await new Response(new Uint8Array(body), { headers: { 'content-type': String(request.headers['content-type']) } }).formData()
-  } catch (e) {
-    throw validationError('body', `is not a valid multipart/form-data body (${e instanceof Error ? e.message : String(e)})`)
-  }
-  const files = [...form.values()].filter((v): v is File => typeof v !== 'string')
-  if (files.length === 0) throw validationError('body', 'has no file part: send each file as a part with a filename')
-  for (const file of files) {
-    const path = files.length === 1 && queryPath ? queryPath : file.name
+  let files = 0
+  for await (const part of multipartParts(body, multipartBoundary(request.headers['content-type']))) {
+    if (part.filename === undefined) continue
+    if (++files > 1 && queryPath) throw validationError('path', 'names one file, but the body has several: send several files without a path in the query')
+    const path = queryPath || part.filename
     if (!path) throw validationError('body', 'a file part has no filename and the query no path: name where to write it')
-    await write(path, new Uint8Array(await file.arrayBuffer()))
+    await write(path, part.data)
   }
+  if (files === 0) throw validationError('body', 'has no file part: send each file as a part with a filename')
 }
 
 /** A gzip body unpacked as it streams, cut at `maxBytes` of output (a small body may unpack to a great deal). */
