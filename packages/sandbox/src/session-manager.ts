@@ -383,12 +383,12 @@ export class SessionManager {
     if (!Number.isFinite(endsAt)) throw validationError('endsAt', `must be a time, got ${String(endsAt)}`)
     const cap = Math.min(options.maxLifetimeMs ?? this.maxLimits.maxLifetimeMs, this.maxLimits.maxLifetimeMs)
     const lifetime = Math.max(0, Math.min(Math.round(endsAt - session.createdAt.getTime()), cap))
+    // The sandbox first: if it cannot be told, nothing has changed.
+    if (this.selfEnding.has(id)) await session.client.configureSession(session.limits.idleTimeoutMs, session.createdAt.getTime() + lifetime)
+    if (session.status !== 'ready') throw new CodeboxError('NotFound', `no session ${JSON.stringify(id)}; it has ended`)
     session.setLifetime(lifetime)
     clearTimeout(this.timers.get(`${id}:life`))
     this.armLifetime(session)
-    if (this.selfEnding.has(id) && session.status === 'ready') {
-      await session.client.configureSession(session.limits.idleTimeoutMs, session.createdAt.getTime() + lifetime)
-    }
     return lifetime
   }
 
