@@ -152,8 +152,26 @@ export const sessionInfoSchema = z.object({
     .string()
     .optional()
     .describe('READY sessions: when the session ends unless used again (the earlier of its idle deadline and its lifetime end), ISO-8601.'),
+  endsAt: z.string().optional().describe('READY sessions: when its lifetime ends, used or not (createdAt + limits.maxLifetimeMs; PATCH moves it), ISO-8601.'),
 })
 export type SessionInfo = z.infer<typeof sessionInfoSchema>
+
+/** `PATCH /v1/sessions/{id}` body: moves the end of the session's lifetime; exactly one of the two. */
+export const updateSessionRequestSchema = z
+  .strictObject({
+    endsInSeconds: z
+      .int()
+      .min(0)
+      .max(8 * 3600)
+      .optional()
+      .describe('The lifetime ends this many seconds from now (0 ends the session now); clamped to the interpreter maximum.'),
+    endsAt: z.iso.datetime({ offset: true }).optional().describe('The lifetime ends at this time (ISO-8601); clamped to the interpreter maximum.'),
+  })
+  .refine((b) => (b.endsInSeconds === undefined) !== (b.endsAt === undefined), {
+    message: 'give exactly one of endsInSeconds and endsAt',
+    path: ['endsInSeconds'],
+  })
+export type UpdateSessionRequest = z.input<typeof updateSessionRequestSchema>
 
 const pageLimit = z.coerce.number().int().min(1).max(100).default(50)
 const nextToken = z.string().max(200).optional().describe('From the previous page; absent on the first.')

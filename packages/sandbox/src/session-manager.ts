@@ -168,6 +168,8 @@ export class SessionManager {
   private readonly sessions = new Map<string, Session>()
   private readonly pool: WarmPool<Warm>
   private readonly timers = new Map<string, NodeJS.Timeout>()
+  /** Sessions whose sandbox ends itself at its deadline while no server is connected (told by op `session`). */
+  private readonly selfEnding = new Set<string>()
   private egressService: EgressService | undefined
   /** The host budget; undefined when admission is off. */
   readonly budget: HostBudget | undefined
@@ -274,6 +276,7 @@ export class SessionManager {
     // A sandbox that outlives its server ends itself, from here, at the session's deadline and idle
     // timeout while no server is connected (a driver whose sandboxes end with their server needs not).
     if (driver.attach) {
+      this.selfEnding.add(id)
       try {
         await warm.client.configureSession(limits.idleTimeoutMs, session.createdAt.getTime() + limits.maxLifetimeMs)
       } catch (e) {
@@ -361,9 +364,32 @@ export class SessionManager {
       lastActivityAt: Date.now() - (client.hello?.idleMs ?? 0),
     })
     this.sessions.set(r.sessionId, session)
+    this.selfEnding.add(r.sessionId)
     this.armIdle(session)
     this.armLifetime(session)
     return session
+  }
+
+  /**
+   * Moves the end of a live session's lifetime to `endsAt` (epoch ms), at most `maxLifetimeMs` after
+   * its start (default the most any session may live, `maxLimits.maxLifetimeMs`): the session's
+   * `limits.maxLifetimeMs` becomes the new lifetime, its timer is re-armed, and a sandbox that
+   * outlives its server is told the new deadline, so it ends there also while no server runs. An
+   * `endsAt` already past ends the session now (`max-lifetime`). Returns the lifetime set, ms.
+   * NotFound for a session this manager does not hold.
+   */
+  async setDeadline(id: string, endsAt: number, options: { maxLifetimeMs?: number } = {}): Promise<number> {
+    const session = this.get(id)
+    if (!Number.isFinite(endsAt)) throw validationError('endsAt', `must be a time, got ${String(endsAt)}`)
+    const cap = Math.min(options.maxLifetimeMs ?? this.maxLimits.maxLifetimeMs, this.maxLimits.maxLifetimeMs)
+    const lifetime = Math.max(0, Math.min(Math.round(endsAt - session.createdAt.getTime()), cap))
+    // The sandbox first: if it cannot be told, nothing has changed.
+    if (this.selfEnding.has(id)) await session.client.configureSession(session.limits.idleTimeoutMs, session.createdAt.getTime() + lifetime)
+    if (session.status !== 'ready') throw new CodeboxError('NotFound', `no session ${JSON.stringify(id)}; it has ended`)
+    session.setLifetime(lifetime)
+    clearTimeout(this.timers.get(`${id}:life`))
+    this.armLifetime(session)
+    return lifetime
   }
 
   private armLifetime(session: Session): void {
@@ -516,6 +542,7 @@ export class SessionManager {
 
   private forget(session: Session): void {
     this.sessions.delete(session.id)
+    this.selfEnding.delete(session.id)
     const reservation = this.reservations.get(session.id)
     if (reservation) this.budget?.release(reservation)
     this.reservations.delete(session.id)

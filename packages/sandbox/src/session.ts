@@ -70,7 +70,6 @@ export interface SessionInit {
 export class Session {
   readonly id: string
   readonly createdAt: Date
-  readonly limits: Readonly<SessionLimits>
   /** Runtimes this session's sandbox can run, as its executor reported them: `deno` only when the image has Deno. */
   readonly runtimes: readonly Runtime[]
   /** What the Python kernel imported before the session was handed over (and what failed); absent when it preloads nothing. */
@@ -87,6 +86,7 @@ export class Session {
 
   private readonly init: SessionInit
   private readonly ports: SessionPorts
+  #limits: Readonly<SessionLimits>
   private ended: Promise<void> | undefined
 
   constructor(init: SessionInit) {
@@ -94,7 +94,7 @@ export class Session {
     this.id = init.id
     this.createdAt = init.createdAt ?? new Date()
     if (init.lastActivityAt !== undefined) this.lastActivityAt = init.lastActivityAt
-    this.limits = Object.freeze({ ...init.limits })
+    this.#limits = Object.freeze({ ...init.limits })
     this.preload = init.preload
     this.runtimes = Object.freeze(init.client.runtimes.filter((r): r is Runtime => r === 'python' || r === 'nodejs' || r === 'deno'))
     this.files = new SessionFiles(this)
@@ -102,6 +102,21 @@ export class Session {
     this.tasks = new SessionTasks(this)
     this.ports = new SessionPorts(this, init.sandbox)
     void init.sandbox.exited.then(() => this.stop('sandbox-exited'))
+  }
+
+  /** The session's limits; only `maxLifetimeMs` changes while it lives (`SessionManager.setDeadline`). */
+  get limits(): Readonly<SessionLimits> {
+    return this.#limits
+  }
+
+  /** When the session's lifetime ends: its start plus `limits.maxLifetimeMs`. */
+  get endsAt(): Date {
+    return new Date(this.createdAt.getTime() + this.#limits.maxLifetimeMs)
+  }
+
+  /** @internal for the SessionManager, which re-arms its lifetime timer and tells the executor. */
+  setLifetime(maxLifetimeMs: number): void {
+    this.#limits = Object.freeze({ ...this.#limits, maxLifetimeMs })
   }
 
   /** The sandbox's egress decisions so far; undefined when it has no egress. */

@@ -2,7 +2,7 @@
  * CodeboxClient: the calls not tied to one session — sessions in bulk, interpreters, the audit
  * log and ping — and `session(id)` to work in an existing session.
  */
-import type { AuditEntry, CreateInterpreterRequest, Interpreter, SessionInfo, SessionList } from '@codebox/core'
+import type { AuditEntry, CreateInterpreterRequest, Interpreter, SessionInfo, SessionList, UpdateSessionRequest } from '@codebox/core'
 import { CodeInterpreter } from './code-interpreter.ts'
 import { HttpClient, type CallOptions, type ClientOptions } from './http.ts'
 import * as routes from './routes.ts'
@@ -20,6 +20,11 @@ export interface SessionsApi {
   listAll(options?: Omit<routes.ListSessionsOptions, 'nextToken'>): AsyncGenerator<SessionInfo, void, undefined>
   /** Stops a session; idempotent (a stopped session answers with its record). */
   stop(sessionId: string, options?: CallOptions): Promise<SessionInfo>
+  /**
+   * Moves the end of a session's lifetime: `{endsInSeconds}` from now or `{endsAt}` (ISO-8601),
+   * clamped to its interpreter's maximum; the answer's `endsAt` is the new end.
+   */
+  setDeadline(sessionId: string, update: UpdateSessionRequest, options?: CallOptions): Promise<SessionInfo>
 }
 
 /** `client.interpreters`: the configurations sessions start from. */
@@ -69,6 +74,7 @@ export class CodeboxClient {
       list: (o) => routes.listSessions(http, o),
       listAll: (o = {}) => routes.allPages((page: routes.ListSessionsOptions) => routes.listSessions(http, page), o),
       stop: (sessionId, o) => routes.stopSession(http, sessionId, o),
+      setDeadline: (sessionId, update, o) => routes.updateSession(http, sessionId, update, o),
     }
     this.interpreters = {
       list: (o) => routes.listInterpreters(http, o),

@@ -50,7 +50,7 @@ export type HttpBody = NonNullable<RequestInit['body']>
 
 /** One request as the SDK's route functions describe it. */
 export interface RequestSpec {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   /** Path with its segments already encoded, e.g. `/v1/sessions/abc`. */
   path: string
   query?: Record<string, string | number | boolean | undefined>

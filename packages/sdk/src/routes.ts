@@ -2,7 +2,7 @@
  * The native API v1 routes that are not tied to running code: sessions, interpreters, audit and
  * ping. Each function is one HTTP call; which ones may be retried is decided here.
  */
-import type { AuditEntry, CreateInterpreterRequest, Interpreter, SessionInfo, SessionList, StartSessionRequest } from '@codebox/core'
+import type { AuditEntry, CreateInterpreterRequest, Interpreter, SessionInfo, SessionList, StartSessionRequest, UpdateSessionRequest } from '@codebox/core'
 import type { CallOptions, HttpClient } from './http.ts'
 
 /** A page of the audit log. */
@@ -64,6 +64,11 @@ export function startSession(http: HttpClient, options: StartSessionOptions = {}
 /** `GET /v1/sessions/{id}`. */
 export function getSession(http: HttpClient, sessionId: string, options: CallOptions = {}): Promise<SessionInfo> {
   return http.json<SessionInfo>({ method: 'GET', path: sessionPath(sessionId), retry: true }, callOptions(options))
+}
+
+/** `PATCH /v1/sessions/{id}`: moves the end of the session's lifetime (`{endsInSeconds}` from now, or `{endsAt}`); answers with its new `endsAt`. */
+export function updateSession(http: HttpClient, sessionId: string, update: UpdateSessionRequest, options: CallOptions = {}): Promise<SessionInfo> {
+  return http.json<SessionInfo>({ method: 'PATCH', path: sessionPath(sessionId), json: update, retry: true }, callOptions(options))
 }
 
 /** `DELETE /v1/sessions/{id}`: idempotent; a stopped session answers with its record. */

@@ -12,6 +12,8 @@ import { loadAgent, type Agent } from '@codebox/agent'
 import { agentCoreRoutes, isAwsPath } from './agentcore/index.ts'
 import { sendAwsError } from './agentcore/errors.ts'
 import { a2aRoutes } from './apis/a2a/index.ts'
+import { sendE2bError } from './apis/e2b/errors.ts'
+import { e2bRewriteUrl, e2bRoutes, isE2bControlRequest, isE2bSandboxTraffic } from './apis/e2b/index.ts'
 import { runtimeRoutes } from './apis/runtime/index.ts'
 import type { ServerConfig } from './config.ts'
 import { Authenticator } from './http/auth.ts'
@@ -91,6 +93,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
     bodyLimit: config.maxBodyBytes,
     routerOptions: { maxParamLength: 5000 },
+    // E2B sandbox traffic (headers E2b-Sandbox-Id and -Port) goes to its internal prefix (apis/e2b).
+    rewriteUrl: e2bRewriteUrl,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     forceCloseConnections: true,
@@ -222,7 +226,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       }
       throw e
     }
-    if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined) {
+    // E2B sandbox traffic carries the sandbox's access token instead (apis/e2b/auth.ts).
+    if (request.routeOptions.config?.auth !== false && request.routeOptions.url !== undefined && !isE2bSandboxTraffic(request.raw)) {
       request.caller = await auth.authenticate(request.headers.authorization)
     }
   })
@@ -232,9 +237,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     metrics.httpDuration.observe({ method: request.method, route: routeUrl }, reply.elapsedTime / 1000)
   })
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error))
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new CodeboxError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}; the API reference is at /docs`)),
-  )
+  app.setNotFoundHandler((request, reply) => {
+    const e = new CodeboxError('NotFound', `no route ${request.method} ${request.url.split('?')[0]}; the API reference is at /docs`)
+    // An E2B SDK reads `message` at the top level (docs/e2b.md lists what codebox serves of E2B's API).
+    return isE2bControlRequest(request.raw) ? sendE2bError(request, reply, e) : sendError(request, reply, e)
+  })
 
   await app.register(websocket, { options: { maxPayload: 140_000_000 } })
   sessionRoutes(app, registry, sessions)
@@ -259,6 +266,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     runtimes,
     hosted,
   })
+  await e2bRoutes(app, { store, sessions, auth, maxUploadBytes: config.maxUploadBytes, bodyIdleTimeoutMs: config.bodyIdleTimeoutMs })
   await a2aRoutes(app, { agent: agentDoor, auth, body: { maxBytes: config.maxBodyBytes, idleTimeoutMs: config.bodyIdleTimeoutMs }, version })
   const restoreHosted: App['restoreHosted'] = (adopted) =>
     runtimeSessions.restore(

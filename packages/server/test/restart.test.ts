@@ -224,6 +224,40 @@ test(
   },
 )
 
+test(
+  'a moved lifetime end holds across a restart: an extended session is re-adopted past its first end, a shortened one ended itself',
+  { skip: bwrapSkip },
+  async (t) => {
+    const dir = stateDir(t, 'bwrap')
+    const first = await serve(dir, 'bwrap')
+    t.after(() => first.proc.kill('SIGKILL'))
+    const patch = async (id: string, endsInSeconds: number): Promise<{ endsAt: string }> => {
+      const r = await fetch(`${first.url}/v1/sessions/${id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ endsInSeconds }),
+      })
+      assert.equal(r.status, 200)
+      return (await r.json()) as { endsAt: string }
+    }
+    // Started to live 5 s, extended to an hour: the sandbox is told, and so is the record.
+    const extended = await start(first.url, { limits: { maxLifetimeMs: 5000 } })
+    const { endsAt } = await patch(extended, 3600)
+    const shortened = await start(first.url)
+    await patch(shortened, 3)
+    first.proc.kill('SIGKILL')
+    await new Promise((r) => setTimeout(r, 7000))
+    const next = await serve(dir, 'bwrap')
+    t.after(() => next.proc.kill('SIGKILL'))
+    const kept = (await (await fetch(`${next.url}/v1/sessions/${extended}`)).json()) as { status: string; endsAt?: string }
+    assert.deepEqual([kept.status, kept.endsAt], ['READY', endsAt], 'served again, with the moved end')
+    assert.equal((await invoke(next.url, extended, 'executeCommand', { command: 'echo alive' })).structuredContent.stdout, 'alive\n')
+    const gone = await info(next.url, shortened)
+    assert.deepEqual([gone.status, gone.endReason], ['TERMINATED', 'server-restart'], 'it ended itself at its new end while no server ran')
+    next.proc.kill('SIGTERM')
+  },
+)
+
 test('while no server runs, a session ends itself at its idle timeout; the next server records it ended', { skip: bwrapSkip }, async (t) => {
   const dir = stateDir(t, 'bwrap')
   const first = await serve(dir, 'bwrap')

@@ -7,6 +7,7 @@ import { table } from '../render.ts'
 
 const spec: FlagSpec = {
   timeout: { type: 'string', description: 'start: end the session after this many idle seconds (default 900)' },
+  in: { type: 'string', description: 'deadline: the session ends this many seconds from now, used or not' },
   name: { type: 'string', description: 'start: a name for the session' },
   interpreter: { type: 'string', description: 'start: interpreter id (default codebox.v1)' },
   status: { type: 'string', description: 'ls: READY or TERMINATED' },
@@ -16,10 +17,11 @@ const spec: FlagSpec = {
   help: { short: 'h', type: 'boolean', description: 'show this help' },
 }
 
-export const usage = helpText('codebox sessions start [--timeout S] [--name N] | ls [--status S] [--all] | get ID | stop ID', spec, [
+export const usage = helpText('codebox sessions start [--timeout S] [--name N] | ls [--status S] [--all] | get ID | stop ID | deadline ID --in S', spec, [
   'codebox sessions start --timeout 900        # prints the session id',
   'codebox sessions ls --status READY',
   'codebox sessions stop 0f3k...',
+  'codebox sessions deadline 0f3k... --in 3600   # ends in an hour (at most the interpreter lifetime)',
   'id=$(codebox sessions start) && codebox exec --session "$id" "x = 1"',
 ])
 
@@ -58,6 +60,15 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
             items.map((s) => [s.sessionId, s.status, s.name, s.createdAt, `${s.timeoutSeconds}s`, s.endReason ? `${s.endedAt} (${s.endReason})` : '']),
           ),
         )
+      return 0
+    }
+    case 'deadline': {
+      if (!id) throw validationError('ID', 'name the session whose lifetime to move')
+      const seconds = Number(flags.in)
+      if (flags.in === undefined || !Number.isInteger(seconds) || seconds < 0)
+        throw validationError('--in', `must be whole seconds from now, got ${String(flags.in)}`)
+      const info = await client.sessions.setDeadline(id, { endsInSeconds: seconds })
+      print(info, `${info.sessionId} ends at ${info.endsAt ?? info.endedAt ?? ''}`)
       return 0
     }
     case 'get':

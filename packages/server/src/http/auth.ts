@@ -29,15 +29,21 @@ export class Authenticator {
 
   /** The caller of a request with this Authorization header value; Unauthorized otherwise. */
   async authenticate(authorization: string | undefined): Promise<Caller> {
-    const secret = bearer(authorization)
+    return this.authenticateKey(bearer(authorization))
+  }
+
+  /**
+   * The caller of an API key given some other way than `Authorization: Bearer` (the E2B API's
+   * `X-API-Key`, `header` in messages); an open loopback server takes any key or none.
+   */
+  async authenticateKey(secret: string | undefined, header = 'Authorization: Bearer <key>'): Promise<Caller> {
     if (await this.open()) {
       if (!this.loopbackOnly) {
         throw new CodeboxError('Unauthorized', 'this server listens beyond loopback and has no API keys; create one with `codebox keys create --tenant <name>`')
       }
       return { tenant: OPEN_TENANT }
     }
-    if (secret === undefined)
-      throw new CodeboxError('Unauthorized', 'missing API key: send `Authorization: Bearer <key>` (keys come from `codebox keys create`)')
+    if (secret === undefined) throw new CodeboxError('Unauthorized', `missing API key: send \`${header}\` (keys come from \`codebox keys create\`)`)
     const key = await this.store.keys.authenticate(secret)
     if (!key) throw new CodeboxError('Unauthorized', 'the API key is not valid (unknown or revoked)')
     return { tenant: key.tenant, keyId: key.keyId }

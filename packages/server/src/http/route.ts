@@ -11,7 +11,7 @@ import type { Caller } from '../services/sessions.ts'
 export type ResponseKind = 'json' | 'binary' | 'sse' | 'text' | 'html' | 'empty'
 
 export interface RouteSpec<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
   /** OpenAPI form: `/v1/sessions/{sessionId}`; a `{path}` parameter may contain slashes. */
   path: string
   operationId: string

@@ -8,6 +8,7 @@ import {
   sessionListSchema,
   startSessionRequestSchema,
   toolResultSchema,
+  updateSessionRequestSchema,
   validationError,
   type ExecutionEvent,
   type ToolResult,
@@ -76,6 +77,32 @@ export function sessionRoutes(app: FastifyInstance, registry: RouteRegistry, ses
       responses: { 200: { description: 'The session', schema: sessionInfoSchema }, ...errors },
     },
     async ({ params, caller }) => sessions.get(caller, params.sessionId),
+  )
+  route(
+    app,
+    registry,
+    {
+      method: 'PATCH',
+      path: '/v1/sessions/{sessionId}',
+      operationId: 'updateSession',
+      tag: 'Sessions',
+      summary: 'Move the end of a session’s lifetime',
+      description:
+        'Sets when the session ends whatever its use (`endsAt` in the answer): `endsInSeconds` from now or an `endsAt` time, earlier or later than before, ' +
+        'at most the interpreter’s maximum lifetime after the session started (a later time is clamped there). A time already past ends the session. ' +
+        'The idle timeout still applies. A restarted server keeps the new end.',
+      params: sessionParams,
+      body: updateSessionRequestSchema,
+      responses: {
+        200: { description: 'The session, with its new endsAt', schema: sessionInfoSchema },
+        ...errors,
+        410: { description: 'SessionTerminated: the session has ended' },
+      },
+    },
+    async ({ params, body, caller, request }) => {
+      const endsAt = body.endsAt !== undefined ? new Date(body.endsAt) : new Date(Date.now() + (body.endsInSeconds ?? 0) * 1000)
+      return sessions.setDeadline(caller, params.sessionId, endsAt, { requestId: request.id })
+    },
   )
   route(
     app,

@@ -20,7 +20,15 @@ import {
 import { drivers, type EgressCounters, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
-import { builtInInterpreterId, isStoreFailure, type HostedSessionRecord, type InterpreterRecord, type SessionRecord, type StoreApi } from '../store/index.ts'
+import {
+  builtInInterpreterId,
+  isStoreFailure,
+  type E2bSessionRecord,
+  type HostedSessionRecord,
+  type InterpreterRecord,
+  type SessionRecord,
+  type StoreApi,
+} from '../store/index.ts'
 import { RateLimiter } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
@@ -187,7 +195,7 @@ export class SessionService {
    */
   async start(
     caller: Caller,
-    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string } },
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string }; e2b?: E2bSessionRecord },
     ctx: CallContext = {},
   ): Promise<{ info: SessionInfo; created: boolean }> {
     if (req.clientToken) {
@@ -244,7 +252,7 @@ export class SessionService {
 
   private async doStart(
     caller: Caller,
-    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string }; hosted?: HostedStart },
+    req: StartSessionRequest & { interpreterId: string; gateway?: { tag?: string }; hosted?: HostedStart; e2b?: E2bSessionRecord },
     ctx: CallContext,
   ): Promise<SessionInfo> {
     const started = performance.now()
@@ -306,6 +314,7 @@ export class SessionService {
               hosted: { runtimeSessionId: req.hosted.runtimeSessionId, version: req.hosted.version, network: req.hosted.network },
             }
           : {}),
+        ...(req.e2b ? { e2b: req.e2b } : {}),
       }
       try {
         await this.store.sessions.insert(record)
@@ -355,6 +364,32 @@ export class SessionService {
       await this.store.sessions.markTerminated(sessionId, 'stopped')
       await this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
     }
+    return toInfo(await this.record(caller, sessionId))
+  }
+
+  /**
+   * Moves the end of a live session's lifetime to `endsAt`: clamped to the session's interpreter's
+   * maximum (its `limits.maxLifetimeMs`, else the server's), counted from the session's start; a
+   * time already past ends the session now. The idle timeout still applies. Recorded, so a
+   * restarted server keeps the new end; audited. NotFound, SessionTerminated or Conflict as `live`.
+   */
+  async setDeadline(caller: Caller, sessionId: string, endsAt: Date, ctx: CallContext = {}): Promise<SessionInfo> {
+    const started = performance.now()
+    const session = await this.live(caller, sessionId)
+    const record = await this.record(caller, sessionId)
+    const interpreter = await this.store.interpreters.get(record.interpreterId, caller.tenant)
+    const lifetime = await this.engine.setDeadline(sessionId, endsAt.getTime(), {
+      ...(interpreter?.limits.maxLifetimeMs !== undefined ? { maxLifetimeMs: interpreter.limits.maxLifetimeMs } : {}),
+    })
+    await this.store.sessions.setLifetime(sessionId, lifetime)
+    await this.audit(caller, {
+      action: 'setDeadline',
+      sessionId,
+      outcome: 'ok',
+      detail: new Date(session.createdAt.getTime() + lifetime).toISOString(),
+      durationMs: performance.now() - started,
+      requestId: ctx.requestId,
+    })
     return toInfo(await this.record(caller, sessionId))
   }
 
@@ -491,6 +526,39 @@ export class SessionService {
     await this.store.sessions.markTerminated(session.id, reason)
   }
 
+  /** A session's whole record (the E2B API's view needs its `e2b` part); NotFound for unknown and foreign ids alike. */
+  async recordOf(caller: Caller, sessionId: string): Promise<SessionRecord> {
+    return this.record(caller, sessionId)
+  }
+
+  /**
+   * The caller's READY sessions that a client may reach (not hosted agents'), newest first: at most
+   * `max` (the E2B API lists and filters them itself; a tenant has at most its session quota).
+   */
+  async activeRecords(caller: Caller, max = 1000): Promise<SessionRecord[]> {
+    const out: SessionRecord[] = []
+    let nextToken: string | undefined
+    do {
+      const page = await this.store.sessions.list({
+        tenant: caller.tenant,
+        status: 'READY',
+        limit: 100,
+        ...(nextToken ? { nextToken } : {}),
+        ...(caller.ownSessionsOnly ? { keyId: caller.keyId ?? '' } : {}),
+      })
+      out.push(...page.items.filter((r) => r.runtimeId === undefined))
+      nextToken = page.nextToken
+    } while (nextToken && out.length < max)
+    return out.slice(0, max)
+  }
+
+  /** The tenant and key of a READY session a client may reach, whoever asks: for checking a credential bound to it (E2B access tokens). */
+  async reachableOwner(sessionId: string): Promise<{ tenant: string; keyId?: string } | undefined> {
+    if (!/^[0-9a-zA-Z]{1,40}$/.test(sessionId)) return undefined
+    const r = await this.store.sessions.owner(sessionId)
+    return r?.status === 'READY' && r.runtimeId === undefined ? { tenant: r.tenant, ...(r.keyId ? { keyId: r.keyId } : {}) } : undefined
+  }
+
   /** The tenant and runtime of a READY hosted agent's session (who a gateway call comes from); undefined for any other session. */
   async hostedOwner(sessionId: string): Promise<{ tenant: string; runtimeId: string } | undefined> {
     const r = await this.store.sessions.owner(sessionId)
@@ -554,7 +622,7 @@ export function toInfo(r: SessionRecord): SessionInfo {
     limits: r.limits,
     ...(r.endedAt ? { endedAt: r.endedAt } : {}),
     ...(r.endReason ? { endReason: r.endReason } : {}),
-    ...(r.status === 'READY' ? { expiresAt: expiresAt(r) } : {}),
+    ...(r.status === 'READY' ? { expiresAt: expiresAt(r), endsAt: new Date(Date.parse(r.createdAt) + r.limits.maxLifetimeMs).toISOString() } : {}),
   }
 }
 

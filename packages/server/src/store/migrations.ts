@@ -276,6 +276,11 @@ export const migrations: readonly Migration[] = [
       "a hosted agent's runtime session as its sandbox serves it (JSON {runtimeSessionId, version, network, taskId?}), so a restarted server serves it again",
     sql: `ALTER TABLE sessions ADD COLUMN hosted TEXT;`,
   },
+  {
+    version: 13,
+    description: 'a session started through the E2B API: the template it was asked for and its metadata (JSON {template, metadata})',
+    sql: `ALTER TABLE sessions ADD COLUMN e2b TEXT;`,
+  },
 ]
 
 /** The schema version this code writes and understands. */

@@ -37,6 +37,14 @@ export interface SessionRecord {
   runtimeId?: string
   /** With runtimeId: the runtime session it serves, for a restarted server to serve it again. */
   hosted?: HostedSessionRecord
+  /** A session started through the E2B API (apis/e2b): the template it named and its metadata. */
+  e2b?: E2bSessionRecord
+}
+
+/** What the E2B API keeps of a sandbox beyond the session: returned by its getInfo and list, filtered on by list. */
+export interface E2bSessionRecord {
+  template: string
+  metadata: Record<string, string>
 }
 
 /** What a restarted server needs to serve a hosted agent's runtime session again. */
@@ -80,6 +88,7 @@ interface SessionRow {
   gateway: string | null
   runtime_id: string | null
   hosted: string | null
+  e2b: string | null
 }
 
 const toRecord = (r: SessionRow): SessionRecord => ({
@@ -100,6 +109,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...(r.gateway ? { gateway: JSON.parse(r.gateway) as { tag?: string } } : {}),
   ...(r.runtime_id ? { runtimeId: r.runtime_id } : {}),
   ...(r.hosted ? { hosted: JSON.parse(r.hosted) as HostedSessionRecord } : {}),
+  ...(r.e2b ? { e2b: JSON.parse(r.e2b) as E2bSessionRecord } : {}),
 })
 
 const pageKind = 'sessions'
@@ -109,7 +119,7 @@ export class SessionRepository implements SessionStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #q: Record<
-    'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch' | 'hostedTask',
+    'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch' | 'hostedTask' | 'lifetime',
     StatementSync
   >
 
@@ -120,8 +130,8 @@ export class SessionRepository implements SessionStore {
     this.#q = {
       insert: db.prepare(
         `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted, e2b)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
@@ -137,6 +147,7 @@ export class SessionRepository implements SessionStore {
       terminateAll: db.prepare(`UPDATE sessions SET ${end} WHERE status = 'READY' RETURNING session_id`),
       allActive: db.prepare(`SELECT * FROM sessions WHERE status = 'READY' ORDER BY created_at, session_id`),
       touch: db.prepare(`UPDATE sessions SET last_updated_at = ? WHERE session_id = ? AND status = 'READY'`),
+      lifetime: db.prepare(`UPDATE sessions SET limits = json_set(limits, '$.maxLifetimeMs', ?) WHERE session_id = ? AND status = 'READY'`),
       hostedTask: db.prepare(`UPDATE sessions SET hosted = json_set(hosted, '$.taskId', ?) WHERE session_id = ? AND hosted IS NOT NULL`),
     }
   }
@@ -164,6 +175,7 @@ export class SessionRepository implements SessionStore {
           rec.gateway ? JSON.stringify(rec.gateway) : null,
           rec.runtimeId ?? null,
           rec.hosted ? JSON.stringify(rec.hosted) : null,
+          rec.e2b ? JSON.stringify(rec.e2b) : null,
         )
       })
     } catch (e) {
@@ -237,6 +249,11 @@ export class SessionRepository implements SessionStore {
   /** Records activity on a READY session (its `lastUpdatedAt`). */
   async touch(sessionId: string, at: Date = new Date()): Promise<void> {
     this.#q.touch.run(isoNow(at), sessionId)
+  }
+
+  /** Records a READY session's new lifetime (its `limits.maxLifetimeMs`, from its start), so a restarted server keeps its deadline. */
+  async setLifetime(sessionId: string, maxLifetimeMs: number): Promise<void> {
+    this.#q.lifetime.run(maxLifetimeMs, sessionId)
   }
 
   #one(statement: StatementSync, ...params: string[]): SessionRecord | undefined {

@@ -2,7 +2,7 @@
  * The embedded SQLite store of the server: one file (WAL mode) holding tenants, API keys,
  * interpreters, session records and the audit log, brought to the current schema on open.
  */
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
@@ -48,9 +48,11 @@ export class Store implements StoreApi {
   /** Hosted agents' logs, per runtime session. */
   readonly runtimeLogs: RuntimeLogRepository
   readonly #db: DatabaseSync
+  readonly #sealingKey: Buffer
 
   private constructor(db: DatabaseSync, schemaVersion: number, sealingKey: Buffer, guard: { file: string; waitMs: number }) {
     this.#db = db
+    this.#sealingKey = sealingKey
     this.schemaVersion = schemaVersion
     const tenants = new TenantRepository(db)
     // Each repository is guarded: a locked or full database is a 503 naming the cause, after a wait that never blocks.
@@ -88,6 +90,10 @@ export class Store implements StoreApi {
       db.close()
       throw e
     }
+  }
+
+  deriveKey(purpose: string): Buffer {
+    return createHmac('sha256', this.#sealingKey).update(`codebox derived key\0${purpose}`).digest()
   }
 
   /** Closes the database; further calls on the repositories throw. Closing twice is harmless. */

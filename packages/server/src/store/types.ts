@@ -93,6 +93,8 @@ export interface SessionStore {
   listAllActive(): Promise<SessionRecord[]>
   /** Records activity on a READY session (its `lastUpdatedAt`). */
   touch(sessionId: string, at?: Date): Promise<void>
+  /** Records a READY session's new lifetime (`limits.maxLifetimeMs`, from its start). */
+  setLifetime(sessionId: string, maxLifetimeMs: number): Promise<void>
 }
 
 /** The append-only audit log. */
@@ -173,4 +175,9 @@ export interface StoreApi {
   readonly runtimes: RuntimeStore
   /** Hosted agents' logs, per runtime session. */
   readonly runtimeLogs: RuntimeLogStore
+  /**
+   * A 32-byte key for `purpose`, derived from the store's sealing key: the same on every server
+   * sharing this store, different for every purpose, never the sealing key itself.
+   */
+  deriveKey(purpose: string): Buffer
 }

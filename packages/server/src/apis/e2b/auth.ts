@@ -1,0 +1,88 @@
+/**
+ * Who an E2B request comes from. The control plane carries a codebox API key in `X-API-Key` (or
+ * `Authorization: Bearer`), under the Authenticator's rules: an open loopback server takes any key,
+ * since the E2B SDKs refuse to run without one. Sandbox traffic (envd, the code interpreter) names
+ * its sandbox in `E2b-Sandbox-Id` and carries the access token returned at create and connect
+ * (`X-Access-Token`, or `E2B-Traffic-Access-Token`, which the code interpreter SDK sends on every
+ * call), or else the API key of the sandbox's tenant. The token is an HMAC of the tenant and the
+ * sandbox id under a key derived from the store's sealing key: every replica sharing the store
+ * recomputes it, and no token is stored. A token that does not match, like an unknown, ended or
+ * foreign sandbox, is the same NotFound.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { CodeboxError } from '@codebox/core'
+import type { FastifyRequest } from 'fastify'
+import type { Authenticator } from '../../http/auth.ts'
+import type { Caller, SessionService } from '../../services/sessions.ts'
+import type { StoreApi } from '../../store/index.ts'
+import type { E2bSandbox } from './deps.ts'
+
+type Headers = FastifyRequest['headers']
+
+/** A header's value when sent once; a repeated or missing header is undefined. */
+export function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name]
+  return typeof v === 'string' ? v : undefined
+}
+
+export class E2bAuth {
+  readonly #key: Buffer
+  readonly #auth: Authenticator
+  readonly #sessions: SessionService
+
+  constructor(options: { store: StoreApi; auth: Authenticator; sessions: SessionService }) {
+    this.#key = options.store.deriveKey('e2b envd access token v1')
+    this.#auth = options.auth
+    this.#sessions = options.sessions
+  }
+
+  /** The caller of a control-plane request: its `X-API-Key` (or `Authorization: Bearer`); Unauthorized otherwise. */
+  async caller(headers: Headers): Promise<Caller> {
+    const key = header(headers, 'x-api-key')
+    if (key !== undefined) return this.#auth.authenticateKey(key.trim() || undefined, 'X-API-Key: <codebox API key>')
+    if (headers.authorization !== undefined) return this.#auth.authenticate(headers.authorization)
+    return this.#auth.authenticateKey(undefined, 'X-API-Key: <codebox API key>')
+  }
+
+  /** The access token of `tenant`'s sandbox `sandboxId` (what create and connect return as envdAccessToken). */
+  accessToken(tenant: string, sandboxId: string): string {
+    return createHmac('sha256', this.#key).update(`${tenant}\0${sandboxId}`).digest('base64url')
+  }
+
+  /**
+   * The live session a sandbox request names, and who it is for. NotFound for an unknown, ended or
+   * foreign sandbox and for a token that is not its own; Unauthorized without any credential.
+   */
+  async sandbox(request: FastifyRequest): Promise<E2bSandbox> {
+    const sandboxId = header(request.headers, 'e2b-sandbox-id') ?? ''
+    const notFound = (): CodeboxError => new CodeboxError('NotFound', `no sandbox ${JSON.stringify(sandboxId.slice(0, 64))}: it never existed or has ended`)
+    if (!/^[0-9a-zA-Z]{1,40}$/.test(sandboxId)) throw notFound()
+    const token = header(request.headers, 'x-access-token') ?? header(request.headers, 'e2b-traffic-access-token')
+    let caller: Caller
+    if (token !== undefined) {
+      const owner = await this.#sessions.reachableOwner(sandboxId)
+      if (!owner || !this.#matches(token, owner.tenant, sandboxId)) throw notFound()
+      caller = { tenant: owner.tenant, ...(owner.keyId ? { keyId: owner.keyId } : {}) }
+    } else if (header(request.headers, 'x-api-key') !== undefined) {
+      caller = await this.caller(request.headers)
+    } else {
+      throw new CodeboxError(
+        'Unauthorized',
+        'missing X-Access-Token: send the envdAccessToken that creating or connecting to the sandbox returned, or the X-API-Key of its tenant',
+      )
+    }
+    try {
+      return { caller, sessionId: sandboxId, session: await this.#sessions.live(caller, sandboxId) }
+    } catch (e) {
+      // Ended, or a hosted agent's sandbox: to an E2B client it is simply not there.
+      if (e instanceof CodeboxError && (e.code === 'SessionTerminated' || e.code === 'Conflict')) throw notFound()
+      throw e
+    }
+  }
+
+  #matches(token: string, tenant: string, sandboxId: string): boolean {
+    const want = Buffer.from(this.accessToken(tenant, sandboxId))
+    const got = Buffer.from(token)
+    return got.length === want.length && timingSafeEqual(got, want)
+  }
+}

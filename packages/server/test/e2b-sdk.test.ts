@@ -1,0 +1,242 @@
+/**
+ * The unmodified `e2b` SDK against a real codebox (bwrap driver), pointed at it with E2B_API_URL
+ * and E2B_SANDBOX_URL and a codebox API key: create, files write/read, setTimeout, getInfo, list,
+ * connect, kill; tenancy (another tenant's sandbox is not found) and errors, as the SDK reports them.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { FileNotFoundError, InvalidArgumentError, NotFoundError, Sandbox, SandboxError, SandboxNotFoundError, type SandboxOpts } from 'e2b'
+import type { RunningServer } from '@codebox/server'
+import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { realServer, waitUntil } from './fixtures.ts'
+
+describe('the e2b SDK against codebox', () => {
+  let skip: string | undefined
+  let work: string
+  let server: RunningServer | undefined
+  let keys: { acme: string; other: string }
+  const saved = { api: process.env.E2B_API_URL, sandbox: process.env.E2B_SANDBOX_URL }
+  const made: { id: string; key: string }[] = []
+
+  const create = async (key: string, opts: SandboxOpts = {}): Promise<Sandbox> => {
+    const sbx = await Sandbox.create({ apiKey: key, ...opts })
+    made.push({ id: sbx.sandboxId, key })
+    return sbx
+  }
+  const envd = (id: string, urlPath: string, headers: Record<string, string> = {}): Promise<Response> =>
+    fetch(`${server!.url}${urlPath}`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983', ...headers } })
+
+  before(async () => {
+    skip = await bwrapUnavailable()
+    work = await mkdtemp(path.join(tmpdir(), 'codebox-e2b-'))
+    if (skip) return
+    server = await realServer(work)
+    keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
+    // The two variables an E2B user sets; nothing else is changed in the SDK.
+    process.env.E2B_API_URL = server.url
+    process.env.E2B_SANDBOX_URL = server.url
+  })
+  after(async () => {
+    for (const m of made) await Sandbox.kill(m.id, { apiKey: m.key }).catch(() => false)
+    await server?.close()
+    await rm(work, { recursive: true, force: true })
+    if (saved.api === undefined) delete process.env.E2B_API_URL
+    else process.env.E2B_API_URL = saved.api
+    if (saved.sandbox === undefined) delete process.env.E2B_SANDBOX_URL
+    else process.env.E2B_SANDBOX_URL = saved.sandbox
+  })
+
+  test('create, write and read files (multipart, octet-stream, gzip, bytes, many at once), in /home/user = /workspace', async (t) => {
+    if (skip) return t.skip(skip)
+    const sbx = await create(keys.acme, { metadata: { purpose: 'files' } })
+    assert.match(sbx.sandboxId, /^[0-9a-z]{26}$/)
+    const written = await sbx.files.write('hello.txt', 'hello from e2b')
+    assert.deepEqual({ name: written.name, type: written.type, path: written.path }, { name: 'hello.txt', type: 'file', path: '/home/user/hello.txt' })
+    assert.equal(await sbx.files.read('hello.txt'), 'hello from e2b')
+    assert.equal(await sbx.files.read('/home/user/hello.txt'), 'hello from e2b', 'the home directory is the workspace')
+    const session = server!.engine.find(sbx.sandboxId)!
+    assert.equal((await session.files.read('hello.txt')).toString(), 'hello from e2b', 'the session’s own workspace holds it')
+
+    const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256)
+    await sbx.files.write('/home/user/deep/dir/data.bin', bytes.buffer, { useOctetStream: true })
+    assert.deepEqual(await sbx.files.read('deep/dir/data.bin', { format: 'bytes' }), bytes)
+    await sbx.files.write('zipped.txt', 'x'.repeat(100_000), { gzip: true })
+    assert.equal((await session.files.read('zipped.txt')).length, 100_000, 'a gzip upload is unpacked')
+
+    const many = await sbx.files.write([
+      { path: 'a.txt', data: 'A' },
+      { path: '/home/user/sub/b.txt', data: 'B' },
+    ])
+    assert.deepEqual(
+      many.map((f) => f.path),
+      ['/home/user/a.txt', '/home/user/sub/b.txt'],
+    )
+    assert.equal(await sbx.files.read('sub/b.txt'), 'B')
+    assert.equal((await envd(sbx.sandboxId, '/health', { 'X-Access-Token': '' })).status, 502, 'an empty token is no token of this sandbox')
+  })
+
+  test('file errors as the SDK reports them: missing file, root, outside the workspace', async (t) => {
+    if (skip) return t.skip(skip)
+    const sbx = await create(keys.acme)
+    await assert.rejects(sbx.files.read('nope.txt'), FileNotFoundError)
+    await assert.rejects(
+      sbx.files.read('hello.txt', { user: 'root' }),
+      (e: Error) => e instanceof InvalidArgumentError && /root is not available/.test(e.message),
+    )
+    await assert.rejects(sbx.files.write('x.txt', 'x', { user: 'root' }), InvalidArgumentError)
+    await assert.rejects(sbx.files.read('/etc/passwd'), (e: Error) => e instanceof InvalidArgumentError || e instanceof FileNotFoundError)
+  })
+
+  test('getInfo, setTimeout, list (metadata, template, pages), connect, kill', async (t) => {
+    if (skip) return t.skip(skip)
+    const a = await create(keys.acme, { metadata: { team: 'red', n: '1' }, timeoutMs: 120_000 })
+    const b = await create(keys.acme, { metadata: { team: 'blue' } })
+    const info = await a.getInfo()
+    assert.equal(info.sandboxId, a.sandboxId)
+    assert.equal(info.templateId, 'base')
+    assert.equal(info.state, 'running')
+    assert.equal(info.envdVersion, '0.5.7')
+    assert.deepEqual(info.metadata, { team: 'red', n: '1' })
+    assert.ok(Math.abs(info.endAt.getTime() - (info.startedAt.getTime() + 120_000)) < 5000, `endAt ${info.endAt.toISOString()} is the 2-minute timeout`)
+    assert.ok(info.cpuCount >= 1 && info.memoryMB > 0)
+
+    await a.setTimeout(600_000)
+    const moved = await Sandbox.getInfo(a.sandboxId, { apiKey: keys.acme })
+    assert.ok(Math.abs(moved.endAt.getTime() - (Date.now() + 600_000)) < 5000, 'setTimeout moved the end to 10 minutes from now')
+    assert.equal(server!.engine.find(a.sandboxId)!.endsAt.getTime(), moved.endAt.getTime(), 'the session’s lifetime timer agrees')
+
+    const all = await Sandbox.list({ apiKey: keys.acme }).nextItems()
+    const ids = all.map((s) => s.sandboxId)
+    assert.ok(ids.includes(a.sandboxId) && ids.includes(b.sandboxId))
+    const red = await Sandbox.list({ apiKey: keys.acme, query: { metadata: { team: 'red' } } }).nextItems()
+    assert.deepEqual(
+      red.map((s) => s.sandboxId),
+      [a.sandboxId],
+    )
+    const paused = await Sandbox.list({ apiKey: keys.acme, query: { state: ['paused'] } }).nextItems()
+    assert.deepEqual(paused, [])
+    const pager = Sandbox.list({ apiKey: keys.acme, limit: 1 })
+    const seen: string[] = []
+    while (pager.hasNext) seen.push(...(await pager.nextItems()).map((s) => s.sandboxId))
+    assert.deepEqual([...seen].sort(), [...ids].sort(), 'pages of one walk the whole list once')
+
+    // connect: another client of the same sandbox, with its files; connecting never shortens the timeout.
+    await a.files.write('shared.txt', 'seen by both')
+    const again = await Sandbox.connect(a.sandboxId, { apiKey: keys.acme, timeoutMs: 5_000 })
+    assert.equal(await again.files.read('shared.txt'), 'seen by both')
+    assert.equal((await again.getInfo()).endAt.getTime(), moved.endAt.getTime())
+
+    assert.equal(await again.kill(), true)
+    await assert.rejects(Sandbox.getInfo(a.sandboxId, { apiKey: keys.acme }), SandboxNotFoundError)
+    assert.equal(await Sandbox.kill(a.sandboxId, { apiKey: keys.acme }), false, 'a killed sandbox is not found')
+    assert.equal(await a.isRunning(), false, 'its envd is gone: the proxy answers 502')
+    await assert.rejects(a.files.read('shared.txt'))
+    await waitUntil(async () => (await server!.store.sessions.get(a.sandboxId, 'acme'))?.status === 'TERMINATED', 'the session to be recorded ended')
+  })
+
+  test('a sandbox ends at its timeout', async (t) => {
+    if (skip) return t.skip(skip)
+    const sbx = await create(keys.acme, { timeoutMs: 2_000 })
+    assert.equal(await sbx.isRunning(), true)
+    await waitUntil(async () => (await server!.store.sessions.get(sbx.sandboxId, 'acme'))?.status === 'TERMINATED', 'the sandbox to time out', 15_000)
+    assert.equal((await server!.store.sessions.get(sbx.sandboxId, 'acme'))!.endReason, 'max-lifetime')
+    assert.equal(await sbx.isRunning(), false)
+  })
+
+  test('tenancy: another tenant’s sandbox is not found, by API key or by its own access token', async (t) => {
+    if (skip) return t.skip(skip)
+    const sbx = await create(keys.acme)
+    await sbx.files.write('secret.txt', 'acme only')
+    await assert.rejects(Sandbox.getInfo(sbx.sandboxId, { apiKey: keys.other }), SandboxNotFoundError)
+    await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: keys.other }), NotFoundError)
+    await assert.rejects(Sandbox.setTimeout(sbx.sandboxId, 1000, { apiKey: keys.other }), SandboxNotFoundError)
+    assert.equal(await Sandbox.kill(sbx.sandboxId, { apiKey: keys.other }), false)
+    assert.ok(!(await Sandbox.list({ apiKey: keys.other }).nextItems()).some((s) => s.sandboxId === sbx.sandboxId))
+
+    // Sandbox traffic: the other tenant's token (of its own sandbox) or key reaches nothing; no credential is a 401.
+    const theirs = await create(keys.other)
+    const theirToken = (theirs as unknown as { envdAccessToken: string }).envdAccessToken
+    const read = `/files?path=secret.txt`
+    assert.equal((await envd(sbx.sandboxId, read, { 'X-Access-Token': theirToken })).status, 502)
+    assert.equal((await envd(sbx.sandboxId, read, { 'X-API-Key': keys.other })).status, 502)
+    assert.equal((await envd(sbx.sandboxId, read)).status, 401)
+    const own = await envd(sbx.sandboxId, read, { 'X-API-Key': keys.acme })
+    assert.equal(own.status, 200, 'the tenant’s own API key reaches its sandbox')
+    assert.equal(await own.text(), 'acme only')
+    assert.equal(await sbx.isRunning(), true, 'nothing of this touched the sandbox')
+  })
+
+  test('the requests of e2b 2.7, the oldest SDK that honours E2B_SANDBOX_URL: POST /sandboxes, /sandboxes/{id}/connect, a lone multipart part named blob', async (t) => {
+    if (skip) return t.skip(skip)
+    // As e2b 2.7.0 sends them (read from its dist/index.mjs): these fields always, and the v1 paths.
+    const control = (method: string, p: string, body?: unknown): Promise<Response> =>
+      fetch(`${server!.url}${p}`, {
+        method,
+        headers: { 'X-API-KEY': keys.acme, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      })
+    const created = await control('POST', '/sandboxes', {
+      autoPause: false,
+      templateID: 'base',
+      timeout: 300,
+      secure: true,
+      allow_internet_access: true,
+      metadata: { v: '2.7' },
+    })
+    assert.equal(created.status, 201)
+    const sbx = (await created.json()) as { sandboxID: string; envdVersion: string; envdAccessToken: string; domain: string }
+    made.push({ id: sbx.sandboxID, key: keys.acme })
+    assert.equal(sbx.envdVersion, '0.5.7')
+    assert.equal(sbx.domain, new URL(server!.url).host, 'codebox’s own host, never an E2B domain')
+    const form = new FormData()
+    form.append('file', new Blob(['from 2.7']))
+    const headers = { 'E2b-Sandbox-Id': sbx.sandboxID, 'E2b-Sandbox-Port': '49983', 'X-Access-Token': sbx.envdAccessToken }
+    const up = await fetch(`${server!.url}/files?path=old.txt&username=user`, { method: 'POST', headers, body: form })
+    assert.equal(up.status, 200)
+    assert.deepEqual(await up.json(), [{ name: 'old.txt', type: 'file', path: '/home/user/old.txt' }])
+    assert.equal(await (await fetch(`${server!.url}/files?path=%2Fhome%2Fuser%2Fold.txt&username=user`, { headers })).text(), 'from 2.7')
+    const connected = await control('POST', `/sandboxes/${sbx.sandboxID}/connect`, { timeout: 300 })
+    assert.equal(connected.status, 200)
+    assert.equal(((await connected.json()) as { envdAccessToken: string }).envdAccessToken, sbx.envdAccessToken, 'the same token on every connect')
+    const listed = (await (await control('GET', '/v2/sandboxes?metadata=v%3D2.7&state=running%2Cpaused&limit=10')).json()) as { sandboxID: string }[]
+    assert.deepEqual(
+      listed.map((l) => l.sandboxID),
+      [sbx.sandboxID],
+    )
+    assert.equal((await control('DELETE', `/sandboxes/${sbx.sandboxID}`)).status, 204)
+    assert.equal((await control('DELETE', `/sandboxes/${sbx.sandboxID}`)).status, 404)
+  })
+
+  test('errors: bad key, unknown template, what codebox does not do, internal paths without the headers', async (t) => {
+    if (skip) return t.skip(skip)
+    await assert.rejects(Sandbox.create({ apiKey: 'cbx_not_a_key' }), (e: Error) => /Unauthorized/.test(e.message) && /not valid/.test(e.message))
+    await assert.rejects(
+      Sandbox.create('no-such-template', { apiKey: keys.acme }),
+      (e: Error) => e instanceof SandboxError && /no template "no-such-template"/.test(e.message),
+    )
+    await assert.rejects(
+      Sandbox.create({ apiKey: keys.acme, envs: { A: '1' } }),
+      (e: Error) => /envVars/.test(e.message) && /clean environment/.test(e.message),
+    )
+    await assert.rejects(Sandbox.create({ apiKey: keys.acme, lifecycle: { onTimeout: 'pause' } }), (e: Error) => /does not pause/.test(e.message))
+    const sbx = await create(keys.acme)
+    await assert.rejects(sbx.pause(), (e: Error) => /does not pause/.test(e.message))
+    const templates = await fetch(`${server!.url}/templates`, { headers: { 'X-API-KEY': keys.acme } })
+    assert.equal(templates.status, 404)
+    assert.match(((await templates.json()) as { message: string }).message, /no route GET \/templates/, 'a route codebox lacks, in E2B’s error shape')
+    const direct = await fetch(`${server!.url}/e2b/envd/health`)
+    assert.equal(direct.status, 404, 'the internal prefix answers nothing without the E2B headers')
+    const otherPort = await fetch(`${server!.url}/`, {
+      headers: {
+        'E2b-Sandbox-Id': sbx.sandboxId,
+        'E2b-Sandbox-Port': '8080',
+        'X-Access-Token': (sbx as unknown as { envdAccessToken: string }).envdAccessToken,
+      },
+    })
+    assert.equal(otherPort.status, 502)
+    assert.match(((await otherPort.json()) as { message: string }).message, /not port 8080/)
+  })
+})
