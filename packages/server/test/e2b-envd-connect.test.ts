@@ -17,7 +17,7 @@ import { test } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { fromBinary } from '@bufbuild/protobuf'
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt'
-import { Code, ConnectError, createClient } from '@connectrpc/connect'
+import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-node'
 import { CommandExitError, FileNotFoundError, RateLimitError, Sandbox, SandboxError, TimeoutError, type FilesystemEvent } from 'e2b'
 import { CodeboxError } from '@codebox/core'
@@ -25,7 +25,7 @@ import { SessionManager, type Session } from '@codebox/sandbox'
 import { bwrapDriver, bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 import type { E2bDeps } from '../src/apis/e2b/deps.ts'
 import { checkUser, endEvent, envdConnectRoutes, goPermissions, keepaliveMs, toSandboxPath } from '../src/apis/e2b/envd-connect.ts'
-import { file_filesystem_filesystem } from '../src/apis/e2b/proto/filesystem/filesystem_pb.ts'
+import { EventType, file_filesystem_filesystem, Filesystem } from '../src/apis/e2b/proto/filesystem/filesystem_pb.ts'
 import { file_process_process, Process } from '../src/apis/e2b/proto/process/process_pb.ts'
 import { waitUntil } from './fixtures.ts'
 
@@ -143,6 +143,22 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
   const sbx = await Sandbox.create({ apiKey: 'e2b_test', apiUrl: url, sandboxUrl: url })
   assert.equal(sbx.sandboxId, session.id)
 
+  /** A Connect client of our own (binary codec) with the headers the SDK sends, for what the JS SDK does not call. */
+  const transport = (id: string): Transport =>
+    createConnectTransport({
+      baseUrl: url,
+      httpVersion: '1.1',
+      interceptors: [
+        (next) => (req) => {
+          req.header.set('E2b-Sandbox-Id', id)
+          req.header.set('E2b-Sandbox-Port', '49983')
+          req.header.set('X-Access-Token', accessToken)
+          req.header.set('Keepalive-Ping-Interval', '1')
+          return next(req)
+        },
+      ],
+    })
+
   await t.test('commands.run: exit codes, stdout and stderr as callbacks and in the result, cwd, envs', async () => {
     const out: string[] = []
     const err: string[] = []
@@ -212,20 +228,6 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
   })
 
   await t.test('keepalives at the asked interval; another sandbox id is not found', async () => {
-    const transport = (id: string) =>
-      createConnectTransport({
-        baseUrl: url,
-        httpVersion: '1.1',
-        interceptors: [
-          (next) => (req) => {
-            req.header.set('E2b-Sandbox-Id', id)
-            req.header.set('E2b-Sandbox-Port', '49983')
-            req.header.set('X-Access-Token', accessToken)
-            req.header.set('Keepalive-Ping-Interval', '1')
-            return next(req)
-          },
-        ],
-      })
     const client = createClient(Process, transport(session.id))
     const abort = new AbortController()
     const kinds: string[] = []
@@ -280,6 +282,7 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
     assert.equal(await sbx.files.exists('/home/user/d'), false)
     await sbx.files.remove('/home/user/d')
     await assert.rejects(sbx.files.getInfo('/home/user/d'), (e: unknown) => e instanceof FileNotFoundError)
+    await assert.rejects(sbx.files.list('/home/user', { user: 'root' }), (e: unknown) => e instanceof SandboxError && /root.*refused/.test(e.message))
     await assert.rejects(sbx.files.list('/etc'), (e: unknown) => e instanceof Error && /workspace/.test(e.message))
   })
 
@@ -317,5 +320,24 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
       sbx.files.watchDir('/home/user/w/a.txt', () => {}),
       (e: unknown) => e instanceof Error && /not a directory/.test(e.message),
     )
+  })
+
+  await t.test('a polled watcher (CreateWatcher, GetWatcherEvents, RemoveWatcher), as the Python SDK’s synchronous watch_dir uses', async () => {
+    const fsClient = createClient(Filesystem, transport(session.id))
+    await sbx.files.makeDir('/home/user/polled')
+    const { watcherId } = await fsClient.createWatcher({ path: '/home/user/polled', recursive: false, includeEntry: true })
+    assert.match(watcherId, /^[0-9a-f-]{36}$/)
+    await sbx.commands.run('printf z > /workspace/polled/c.txt')
+    const got: { name: string; type: EventType; path?: string }[] = []
+    await waitUntil(async () => {
+      for (const e of (await fsClient.getWatcherEvents({ watcherId })).events) got.push({ name: e.name, type: e.type, path: e.entry?.path })
+      return got.some((e) => e.name === 'c.txt' && e.type === EventType.WRITE)
+    }, 'the write of c.txt')
+    assert.equal(got.find((e) => e.type === EventType.WRITE)?.path, '/home/user/polled/c.txt')
+    const foreign = createClient(Filesystem, transport('not-this-one'))
+    await assert.rejects(foreign.getWatcherEvents({ watcherId }), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound)
+    await fsClient.removeWatcher({ watcherId })
+    await assert.rejects(fsClient.getWatcherEvents({ watcherId }), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound)
+    await assert.rejects(fsClient.removeWatcher({ watcherId }), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound)
   })
 })

@@ -186,17 +186,21 @@ async function* processEvents<R>(
   ctx: HandlerContext,
   wrap: (event: MessageInitShape<typeof ProcessEventSchema>) => R,
 ): AsyncGenerator<R> {
-  yield wrap({ event: { case: 'start', value: { pid: stream.pid } } })
-  const mapped = mapStream<EngineProcessEvent, R>(stream.events[Symbol.asyncIterator](), ctx, () => stream.close(), {
-    keepalive: () => wrap({ event: { case: 'keepalive', value: {} } }),
-    map: (e) => {
-      if (e.type === 'stdout' || e.type === 'stderr') return wrap({ event: { case: 'data', value: { output: { case: e.type, value: e.data } } } })
-      if (e.type === 'end') return wrap({ event: { case: 'end', value: endEvent(e) } })
-      // Bytes a slow reader missed have no E2B event: the stream goes on with what is kept.
-      return undefined
-    },
-  })
-  yield* mapped
+  try {
+    yield wrap({ event: { case: 'start', value: { pid: stream.pid } } })
+    yield* mapStream<EngineProcessEvent, R>(stream.events[Symbol.asyncIterator](), ctx, () => stream.close(), {
+      keepalive: () => wrap({ event: { case: 'keepalive', value: {} } }),
+      map: (e) => {
+        if (e.type === 'stdout' || e.type === 'stderr') return wrap({ event: { case: 'data', value: { output: { case: e.type, value: e.data } } } })
+        if (e.type === 'end') return wrap({ event: { case: 'end', value: endEvent(e) } })
+        // Bytes a slow reader missed have no E2B event: the stream goes on with what is kept.
+        return undefined
+      },
+    })
+  } finally {
+    // Also when the client leaves right after the start event (close is idempotent).
+    await stream.close().catch(() => undefined)
+  }
 }
 
 /** How E2B (Go's os.ProcessState) tells an end: `exit status N`, or the signal with exit code -1. */
@@ -301,12 +305,16 @@ function filesystemService(deps: E2bDeps, watchers: WeakMap<Session, Map<string,
       const p = toSandboxPath(req.path, 'path')
       const watch = await startWatch(session, p.path, req.recursive, ctx.signal)
       type Out = MessageInitShape<typeof WatchDirResponseSchema>
-      yield { event: { case: 'start', value: {} } } satisfies Out
-      const batches = watchBatches(session, watch, p, req.includeEntry)
-      yield* mapStream<MessageInitShape<typeof FilesystemEventSchema>, Out>(batches, ctx, () => watch.stop(), {
-        keepalive: () => ({ event: { case: 'keepalive', value: {} } }),
-        map: (e) => ({ event: { case: 'filesystem', value: e } }),
-      })
+      try {
+        yield { event: { case: 'start', value: {} } } satisfies Out
+        const batches = watchBatches(session, watch, p, req.includeEntry)
+        yield* mapStream<MessageInitShape<typeof FilesystemEventSchema>, Out>(batches, ctx, () => watch.stop(), {
+          keepalive: () => ({ event: { case: 'keepalive', value: {} } }),
+          map: (e) => ({ event: { case: 'filesystem', value: e } }),
+        })
+      } finally {
+        await watch.stop().catch(() => undefined)
+      }
     },
 
     async createWatcher(req, ctx) {
