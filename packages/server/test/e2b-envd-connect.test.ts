@@ -27,7 +27,7 @@ import type { E2bDeps } from '../src/apis/e2b/deps.ts'
 import { checkUser, endEvent, envdConnectRoutes, goPermissions, keepaliveMs, toSandboxPath } from '../src/apis/e2b/envd-connect.ts'
 import { EventType, file_filesystem_filesystem, Filesystem } from '../src/apis/e2b/proto/filesystem/filesystem_pb.ts'
 import { file_process_process, Process } from '../src/apis/e2b/proto/process/process_pb.ts'
-import { waitUntil } from './fixtures.ts'
+import { captureLogger, waitUntil, type LogRecord } from './fixtures.ts'
 
 /** The envd version the stub control plane advertises: closeStdin (0.5.2), watch entries (0.6.3), network mounts (0.6.4). */
 const ENVD_VERSION = '0.6.4'
@@ -108,6 +108,38 @@ test('paths, users, permissions, ends and keepalives map as envd has them', () =
   assert.equal(keepaliveMs('0.001'), 1_000, 'at least a second')
   assert.equal(keepaliveMs('1e9'), 600_000, 'at most ten minutes')
   assert.equal(keepaliveMs('soon'), 50_000)
+})
+
+test('errors: codebox errors keep their meaning as Connect codes; anything else is internal to the client and logged on the server', async (t) => {
+  const logs: LogRecord[] = []
+  let failure: Error = new CodeboxError('Unauthorized', 'bad access token')
+  const app = Fastify({ loggerInstance: captureLogger(logs) })
+  const deps: E2bDeps = {
+    sessions: undefined as unknown as E2bDeps['sessions'],
+    sandboxOf: () => Promise.reject(failure),
+  }
+  await app.register(async (scope) => envdConnectRoutes(scope, deps), { prefix: '/e2b/envd' })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.after(() => app.close())
+  const baseUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/e2b/envd`
+  const client = createClient(Process, createConnectTransport({ baseUrl, httpVersion: '1.1' }))
+  await assert.rejects(client.list({}), (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated && e.rawMessage === 'bad access token')
+  failure = new CodeboxError('SessionTerminated', 'the session has ended')
+  const stream = client.connect({ process: { selector: { case: 'pid', value: 1 } } })
+  await assert.rejects(
+    (async () => {
+      for await (const _ of stream) assert.fail('no event')
+    })(),
+    (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
+  )
+  failure = new Error('a bug with a secret detail')
+  await assert.rejects(
+    client.list({}),
+    (e: unknown) => e instanceof ConnectError && e.code === Code.Internal && !e.rawMessage.includes('secret') && /server log/.test(e.rawMessage),
+  )
+  const logged = logs.find((l) => l.msg === 'envd rpc failed')
+  assert.ok(logged, 'the failure is logged')
+  assert.equal((logged.err as { message: string }).message, 'a bug with a secret detail')
 })
 
 const skip = await bwrapUnavailable()

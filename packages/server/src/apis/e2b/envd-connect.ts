@@ -17,7 +17,16 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { MessageInitShape } from '@bufbuild/protobuf'
 import { timestampFromDate } from '@bufbuild/protobuf/wkt'
-import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type HandlerContext, type ServiceImpl } from '@connectrpc/connect'
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextKey,
+  createContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+} from '@connectrpc/connect'
 import { compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node'
 import { isCodeboxError, type ErrorCode, type FileInfo, type WatchEvent } from '@codebox/core'
 import type { FileWatch, ProcessEnd, ProcessEvent as EngineProcessEvent, ProcessSignal, ProcessStream, Session, TaskSelector } from '@codebox/sandbox'
@@ -68,6 +77,7 @@ export async function envdConnectRoutes(scope: FastifyInstance, deps: E2bDeps): 
     readMaxBytes: READ_MAX_BYTES,
     acceptCompression: [compressionGzip],
     jsonOptions: { ignoreUnknownFields: true },
+    interceptors: [logInternalErrors],
   })
   const watchers = new WeakMap<Session, Map<string, PolledWatcher>>()
   router.service(Process, processService(deps))
@@ -91,6 +101,31 @@ export async function envdConnectRoutes(scope: FastifyInstance, deps: E2bDeps): 
       })
     }
   })
+}
+
+/** Logs what failed for an unknown reason (Internal: the client only hears "see the server log"), unary or mid-stream. */
+const logInternalErrors: Interceptor = (next) => async (req) => {
+  const log = (e: unknown): void => {
+    const err = ConnectError.from(e)
+    if (err.code === Code.Internal) req.contextValues.get(requestKey)?.log.error({ err: err.cause ?? err, rpc: req.url }, 'envd rpc failed')
+  }
+  try {
+    const res = await next(req)
+    if (!res.stream) return res
+    return { ...res, message: logged(res.message, log) }
+  } catch (e) {
+    log(e)
+    throw e
+  }
+}
+
+async function* logged<M>(messages: AsyncIterable<M>, log: (e: unknown) => void): AsyncGenerator<M> {
+  try {
+    yield* messages
+  } catch (e) {
+    log(e)
+    throw e
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
