@@ -586,25 +586,28 @@ async function* mapStream<T, R>(
   how: { keepalive: () => R; map: (item: T) => R | undefined },
 ): AsyncGenerator<R> {
   const interval = keepaliveMs(ctx.requestHeader.get('keepalive-ping-interval'))
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<'aborted'>((resolve) => {
-    onAbort = () => resolve('aborted')
-    if (ctx.signal.aborted) resolve('aborted')
-    else ctx.signal.addEventListener('abort', onAbort, { once: true })
-  })
+  // One promise per wait (not one raced for the stream's whole life, whose reactions would pile up).
+  let wake: ((v: 'aborted') => void) | undefined
+  const onAbort = (): void => wake?.('aborted')
+  ctx.signal.addEventListener('abort', onAbort, { once: true })
   let pending: Promise<IteratorResult<T>> | undefined
   let timer: NodeJS.Timeout | undefined
   try {
     for (;;) {
+      if (ctx.signal.aborted) throw ConnectError.from(ctx.signal.reason, Code.Canceled)
       pending ??= source.next()
+      const stop = new Promise<'aborted'>((resolve) => {
+        wake = resolve
+      })
       const tick = new Promise<'tick'>((resolve) => {
         timer = setTimeout(() => resolve('tick'), interval)
       })
-      const next = await Promise.race([pending, tick, aborted]).catch((e: unknown) => {
+      const next = await Promise.race([pending, tick, stop]).catch((e: unknown) => {
         throw toConnectError(e)
       })
       clearTimeout(timer)
-      if (next === 'aborted') throw ConnectError.from(ctx.signal.reason, Code.Canceled)
+      wake = undefined
+      if (next === 'aborted') continue
       if (next === 'tick') {
         yield how.keepalive()
         continue
@@ -616,7 +619,7 @@ async function* mapStream<T, R>(
     }
   } finally {
     clearTimeout(timer)
-    if (onAbort) ctx.signal.removeEventListener('abort', onAbort)
+    ctx.signal.removeEventListener('abort', onAbort)
     // Stops the streaming only: a process runs on, a watch ends.
     await close().catch(() => undefined)
     if (pending) void pending.catch(() => undefined)
