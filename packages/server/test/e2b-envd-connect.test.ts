@@ -259,7 +259,7 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
     assert.equal(await sbx.commands.kill(sleeping.pid), true)
   })
 
-  await t.test('keepalives at the asked interval; another sandbox id is not found', async () => {
+  await t.test('keepalives at the asked interval; a foreign sandbox, a missing program, PTYs and a bad signal are refused', async () => {
     const client = createClient(Process, transport(session.id))
     const abort = new AbortController()
     const kinds: string[] = []
@@ -277,6 +277,26 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
 
     const foreign = createClient(Process, transport('not-this-one'))
     await assert.rejects(foreign.list({}), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound)
+
+    const first = async (events: AsyncIterable<unknown>): Promise<void> => {
+      for await (const _ of events) return
+    }
+    await assert.rejects(
+      first(client.start({ process: { cmd: 'no-such-program-here' } })),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /no-such-program-here/.test(e.rawMessage),
+    )
+    await assert.rejects(
+      first(client.start({ process: { cmd: 'sh' }, pty: { size: { cols: 80, rows: 24 } } })),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.Unimplemented && /PTY/.test(e.rawMessage),
+    )
+    await assert.rejects(
+      client.update({ process: { selector: { case: 'pid', value: sleeping.pid } }, pty: { size: { cols: 80, rows: 24 } } }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.Unimplemented,
+    )
+    await assert.rejects(
+      client.sendSignal({ process: { selector: { case: 'pid', value: sleeping.pid } }, signal: 0 }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument,
+    )
   })
 
   await t.test('files: makeDir, exists, getInfo, list with depth, symlinks, rename, remove', async () => {
