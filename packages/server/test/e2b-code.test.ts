@@ -94,6 +94,10 @@ describe('E2B code interpreter with @e2b/code-interpreter', { skip: unavailable 
     assert.equal(second.results[0]?.isMainResult, true)
     assert.equal(second.error, undefined)
     assert.ok(second.executionCount !== undefined && first.executionCount !== undefined && second.executionCount > first.executionCount)
+    // Audited as the native API's executeCode is.
+    const audit = await server.store.audit.list({ tenant: 'default', sessionId: sbx.sandboxId, limit: 100 })
+    const cells = audit.items.filter((e) => e.action === 'executeCode' && e.language === 'python' && e.outcome === 'ok')
+    assert.ok(cells.length >= 2, JSON.stringify(audit.items))
   })
 
   it('a created context has its own state and working directory', async () => {

@@ -6,7 +6,7 @@
  * (session.contexts); each language's default kernel is the context named after it. A client that
  * goes away interrupts its cell; the kernel keeps its state.
  */
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { CodeboxError, validationError, type ExecutionEvent, type ToolResult } from '@codebox/core'
@@ -124,7 +124,6 @@ function executeBody(raw: unknown): ExecuteBody {
 
 /** Runs the cell and streams its NDJSON lines; an error before the first event is an HTTP error. */
 async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDeps, sandbox: E2bSandbox, body: ExecuteBody, target: Target): Promise<void> {
-  const started = performance.now()
   const gone = new AbortController()
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) gone.abort()
@@ -134,9 +133,7 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
     if (end.error) pending.push({ type: 'error', name: end.error.name, value: end.error.message, traceback: end.error.traceback })
     if (end.executionCount !== undefined) pending.push({ type: 'number_of_executions', execution_count: end.executionCount })
   }
-  const events = cellEvents(sandbox.session, body, target, gone.signal, onCellEnd)
-  let result: ToolResult | undefined
-  let outcome: 'ok' | 'error' | 'limit' | 'failed' | 'rejected' = 'failed'
+  const events = cellEvents(deps, request, sandbox, { body, target, signal: gone.signal, onCellEnd })
   // Validation and a missing context fail at once: answer them as HTTP errors, with the status.
   const first = events.next()
   const early = await Promise.race([
@@ -147,7 +144,6 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
     new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
   ])
   if (early && 'e' in early) {
-    await audit(deps, sandbox, request, body, target, { outcome: 'rejected', durationMs: performance.now() - started })
     await sendError(request, reply, early.e)
     return
   }
@@ -161,10 +157,7 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
       if (line) await write(line)
       next = await events.next()
     }
-    if (next.done) result = next.value
     for (const p of pending.splice(0)) await write(p)
-    const limits = result?.structuredContent.limitsExceeded ?? []
-    outcome = gone.signal.aborted ? 'failed' : limits.length ? 'limit' : result?.isError ? 'error' : 'ok'
   } catch (e) {
     const err = toCodeboxError(e)
     if (err.status >= 500) request.log.error({ err: e }, 'e2b execute failed mid-stream')
@@ -173,12 +166,6 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
     await events.return(undefined as never).catch(() => {})
     if (!res.destroyed) await write({ type: 'end_of_execution' })
     res.end()
-    await audit(deps, sandbox, request, body, target, {
-      outcome,
-      durationMs: performance.now() - started,
-      ...(result ? { exitCode: result.structuredContent.exitCode } : {}),
-      ...(gone.signal.aborted ? { detail: 'cancelled' } : {}),
-    }).catch((lost: unknown) => request.log.error({ err: lost }, 'e2b execute: the audit entry was lost'))
   }
 }
 
@@ -203,30 +190,35 @@ function openNdjson(request: FastifyRequest, reply: FastifyReply): { res: Server
   return { res, write }
 }
 
-/** A cell's events: a kernel's, or a shell's for bash. Whitespace-only code runs nothing, as in a notebook. */
+/**
+ * A cell's events, through the session service (the tenant's rate, the audit log, metrics): a
+ * kernel's, or a shell's for bash. Whitespace-only code runs nothing, as in a notebook.
+ */
 function cellEvents(
-  session: Session,
-  body: ExecuteBody,
-  target: Target,
-  signal: AbortSignal,
-  onCellEnd: (end: CellEnd) => void,
+  deps: E2bDeps,
+  request: FastifyRequest,
+  sandbox: E2bSandbox,
+  cell: { body: ExecuteBody; target: Target; signal: AbortSignal; onCellEnd: (end: CellEnd) => void },
 ): AsyncGenerator<ExecutionEvent, ToolResult> {
+  const { body, target } = cell
   if (body.code.trim() === '') return nothing()
+  const ctx = { signal: cell.signal, requestId: request.id }
   if (target.language !== 'bash') {
-    return session.executeCode({
+    const options = {
       code: body.code,
       language: target.language,
       ...(target.context !== undefined ? { context: target.context } : {}),
       ...(body.env ? { env: body.env } : {}),
-      signal,
-      onCellEnd,
+      onCellEnd: cell.onCellEnd,
       charts: target.language === 'python',
-    })
+    }
+    return deps.sessions.executeCell(sandbox.caller, sandbox.sessionId, options, ctx)
   }
   for (const name of Object.keys(body.env ?? {})) {
     if (!isShellName(name)) throw validationError(`env_vars.${name.slice(0, 64)}`, 'is not a shell variable name (letters, digits and _, not first a digit)')
   }
-  return session.streamCommand(bashCommand(body.code, body.env, '/workspace'), { signal })
+  const command = bashCommand(body.code, body.env, '/workspace')
+  return deps.sessions.invoke(sandbox.caller, sandbox.sessionId, { name: 'executeCommand', arguments: { command } }, ctx)
 }
 
 async function* nothing(): AsyncGenerator<ExecutionEvent, ToolResult> {
@@ -247,23 +239,4 @@ function lineOf(e: ExecutionEvent): Record<string, unknown> | undefined {
     case 'result':
       return undefined
   }
-}
-
-async function audit(
-  deps: E2bDeps,
-  sandbox: E2bSandbox,
-  request: FastifyRequest,
-  body: ExecuteBody,
-  target: Target,
-  entry: { outcome: 'ok' | 'error' | 'limit' | 'failed' | 'rejected'; durationMs: number } & Record<string, unknown>,
-): Promise<void> {
-  await deps.sessions.audit(sandbox.caller, {
-    action: target.language === 'bash' ? 'executeCommand' : 'executeCode',
-    sessionId: sandbox.sessionId,
-    language: target.language === 'bash' ? 'shell' : target.language,
-    codeBytes: Buffer.byteLength(body.code),
-    codeSha256: createHash('sha256').update(body.code).digest('hex'),
-    requestId: request.id,
-    ...entry,
-  })
 }
