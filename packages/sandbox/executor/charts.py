@@ -1,8 +1,8 @@
 """Chart data of a matplotlib figure, in the shape E2B's code interpreter returns as `chart`.
 
 Line, scatter and bar axes are described with their data (title, axis labels and units, ticks,
-scales, and the points or bars of each series); a figure of several axes is a `superchart` of
-them; anything else (pie, box plots, images, 3-D) is `unknown` with no elements. Bounded: at most
+scales, and the points or bars of each series), pies with their wedges; a figure of several axes
+is a `superchart` of them; anything else (box plots, images, 3-D) is `unknown` with no elements. Bounded: at most
 MAX_POINTS points per series, MAX_ELEMENTS series or bars per axes, MAX_AXES axes, and the JSON
 at most MAX_CHART_BYTES, or no chart at all. Imported by the Python kernel only when a cell asks
 for charts; it never raises (a figure it cannot read has no chart).
@@ -108,6 +108,7 @@ def _label(artist, i):
 def _axes_chart(ax):
     from matplotlib.collections import PathCollection
     from matplotlib.container import BarContainer
+    from matplotlib.patches import Wedge
 
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     lines = [ln for ln in ax.get_lines() if ln.get_visible()]
@@ -120,6 +121,11 @@ def _axes_chart(ax):
     if dots and not bars and not lines:
         series = [(_label(c, i), [tuple(p) for p in c.get_offsets()]) for i, c in enumerate(dots)]
         return _point_chart(ax, "scatter", series)
+    wedges = [p for p in ax.patches if isinstance(p, Wedge)]
+    if wedges and not bars and not lines and not dots:
+        elements = [{"label": w.get_label() or "", "angle": _value(w.theta2 - w.theta1, "linear"), "radius": _value(w.r, "linear")}
+                    for w in wedges[:MAX_ELEMENTS]]
+        return {"type": "pie", "title": ax.get_title(), "elements": elements}
     chart = {"type": "unknown", "title": ax.get_title(), "elements": []}
     return chart
 

@@ -146,11 +146,14 @@ describe('E2B code interpreter with @e2b/code-interpreter', { skip: unavailable 
       'plt.figure()',
       'plt.bar(["a", "b"], [3, 5])',
       'plt.show()',
+      'plt.figure()',
+      'plt.pie([1, 3], labels=["small", "big"])',
+      'plt.show()',
     ].join('\n')
     const r = await sbx.runCode(code)
     assert.equal(r.error, undefined, r.error?.traceback)
-    assert.equal(r.results.length, 2)
-    const [line, bar] = r.results
+    assert.equal(r.results.length, 3)
+    const [line, bar, pie] = r.results
     assert.ok(line?.png && Buffer.from(line.png, 'base64').subarray(1, 4).toString() === 'PNG')
     assert.equal(line.isMainResult, false)
     const chart = line.chart as unknown as Record<string, unknown>
@@ -174,6 +177,15 @@ describe('E2B code interpreter with @e2b/code-interpreter', { skip: unavailable 
       [
         ['a', 3],
         ['b', 5],
+      ],
+    )
+    const pieChart = pie?.chart as unknown as { type: string; elements: { label: string; angle: number; radius: number }[] }
+    assert.equal(pieChart.type, 'pie')
+    assert.deepEqual(
+      pieChart.elements.map((e) => [e.label, Math.round(e.angle), e.radius]),
+      [
+        ['small', 90, 1],
+        ['big', 270, 1],
       ],
     )
   })
