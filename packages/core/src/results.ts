@@ -36,7 +36,11 @@ export interface ToolResult {
 export type MimeBundle = Record<string, string>
 
 export type ExecutionEvent =
-  { type: 'stdout'; text: string } | { type: 'stderr'; text: string } | { type: 'display'; data: MimeBundle } | { type: 'result'; result: ToolResult }
+  | { type: 'stdout'; text: string }
+  | { type: 'stderr'; text: string }
+  /** `executeResult`: the value of the cell's last expression (a notebook's Out[n]); absent for other displays. */
+  | { type: 'display'; data: MimeBundle; executeResult?: true }
+  | { type: 'result'; result: ToolResult }
 
 export const languages = ['python', 'javascript', 'typescript'] as const
 export type Language = (typeof languages)[number]

@@ -100,7 +100,11 @@ export const toolResultSchema = z.object({
 export const executionEventSchema = z.union([
   z.object({ type: z.literal('stdout'), text: z.string() }),
   z.object({ type: z.literal('stderr'), text: z.string() }),
-  z.object({ type: z.literal('display'), data: z.record(z.string(), z.string()) }),
+  z.object({
+    type: z.literal('display'),
+    data: z.record(z.string(), z.string()),
+    executeResult: z.literal(true).optional().describe("The value of the cell's last expression (a notebook's Out[n])."),
+  }),
   z.object({ type: z.literal('result'), result: toolResultSchema }),
 ])
 

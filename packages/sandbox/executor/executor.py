@@ -68,6 +68,12 @@ MAX_ENDED_TASKS = 64
 MAX_STREAMS_PER_TASK = 8
 # Directory watches open at once (files.watch).
 MAX_WATCHES = 16
+# Kernel contexts (context.create) a session may hold besides its default kernels: each is a
+# kernel process of its own, with its own state, so they are counted against the session's memory.
+MAX_CONTEXTS = 8
+# Environment variables of one cell (exec `env`): at most this many, this many bytes in all.
+MAX_CELL_ENV = 256
+MAX_CELL_ENV_BYTES = 64 * 1024
 # Largest input of one task.input; how long a process has to read it.
 MAX_INPUT_BYTES = 1 << 20
 INPUT_TIMEOUT_S = 10.0
@@ -181,9 +187,12 @@ class Kernel:
     """One kernel process: fd 1/2 are its output pipes; its control channel is one unix
     connection per cell (kernel_channel.py), which nothing the kernel starts can inherit or forge."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, cwd=None):
         self.argv = argv
         self.env = env
+        self.cwd = cwd or WORKSPACE
+        # Cells run since this kernel (re)started: a notebook's execution count.
+        self.executions = 0
         self.proc = None
         self.conn = None
         self.listener = None
@@ -197,11 +206,12 @@ class Kernel:
         err_r, err_w = output_pair()
         env = dict(self.env if self.env is not None else os.environ, CODEBOX_KERNEL_CHANNEL=self.listener.name)
         self.proc = subprocess.Popen(
-            self.argv, cwd=WORKSPACE, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            self.argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w,
             start_new_session=True,
         )
         for fd in (out_w, err_w):
             os.close(fd)
+        self.executions = 0
         self.out_r, self.err_r = out_r, err_r
         if not self._connect(time.monotonic() + 30, lambda: False):
             code = self.proc.poll()
@@ -239,6 +249,19 @@ class Kernel:
                 pass
         self.proc = None
 
+    def kill_running(self):
+        """Ends the kernel's process: at once when no cell runs; while one runs, its tree is killed
+        and the cell ends as a kernel that died (run() clears up after it)."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self.kill()
+            finally:
+                self.lock.release()
+            return
+        proc = self.proc
+        if proc is not None:
+            kill_tree(proc.pid)
+
     def run(self, req):
         msg = req.msg
         started = time.monotonic()
@@ -256,7 +279,17 @@ class Kernel:
             self.start()
         self.next_id += 1
         cell = self.next_id
-        ask = {"id": cell, "preload": msg["preload"]} if "preload" in msg else {"id": cell, "code": msg["code"], "language": msg["language"]}
+        if "preload" in msg:
+            ask = {"id": cell, "preload": msg["preload"]}
+        else:
+            self.executions += 1
+            ask = {"id": cell, "code": msg["code"], "language": msg["language"]}
+            if msg.get("env"):
+                ask["env"] = msg["env"]
+            if msg.get("errorToStderr") is False:
+                ask["errorToStderr"] = False
+            if msg.get("charts") is True:
+                ask["charts"] = True
         line = json.dumps(ask) + "\n"
         cap = Capture(req, msg.get("outputBytes", 1 << 20))
         interrupted = ignored = False
@@ -290,6 +323,8 @@ class Kernel:
                 # The cell is over: whoever still holds this connection (a child it forked) holds a dead one.
                 self._close_channel()
         result = {"durationMs": round((time.monotonic() - started) * 1000, 3), "truncated": cap.truncated}
+        if "preload" not in msg:
+            result["executionCount"] = self.executions
         if interrupted:
             result.update(cancelled=True, interrupted=True, timedOut=False, killed=False)
         if outcome == "done":
@@ -362,6 +397,18 @@ class Kernel:
             return False
 
         return on_chunk
+
+
+def _valid_cell_env(env):
+    """Whether `env` (exec's per-cell variables) maps few enough plain names to strings."""
+    if not isinstance(env, dict) or len(env) > MAX_CELL_ENV:
+        return False
+    size = 0
+    for k, v in env.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k or "=" in k or "\0" in k or "\0" in v:
+            return False
+        size += utf8_size(k) + utf8_size(v)
+    return size <= MAX_CELL_ENV_BYTES
 
 
 class TaskOutput:
@@ -714,6 +761,9 @@ class Executor:
         if DENO and os.access(DENO, os.X_OK):
             self.kernels["deno"] = deno_kernel()
         self.runtimes = ["python", "nodejs"] + (["deno"] if "deno" in self.kernels else [])
+        # Contexts by name (op context.create): {"kernel", "family", "language", "runtime"}.
+        self.contexts = {}
+        self.contexts_lock = threading.Lock()
         self.tasks = {}
         self.tasks_lock = threading.Lock()
         self.task_seq = 0
@@ -736,7 +786,7 @@ class Executor:
             self._serve_connection(_stdin.read, _fd_writer(_stdout_fd))
         else:
             self._serve_socket()
-        for kernel in self.kernels.values():
+        for kernel in list(self.kernels.values()) + [c["kernel"] for c in self.contexts.values()]:
             kernel.kill()
 
     def _serve_socket(self):
@@ -844,19 +894,112 @@ class Executor:
     def op_ping(self, req):
         req.done(pid=os.getpid())
 
-    def op_exec(self, req):
+    def _family(self, req):
+        """The kernel family ("python", "node" or "deno") of a request's language and runtime; None
+        after answering a ValidationError."""
         runtime = req.msg.get("runtime") or "nodejs"
         if req.msg.get("language") == "python":
-            family = "python"
-        elif runtime in self.runtimes and runtime != "python":
-            family = "deno" if runtime == "deno" else "node"
-        else:
-            why = "is not in this sandbox's image" if runtime == "deno" else "cannot run %s" % req.msg.get("language")
-            req.error("ValidationError", "runtime %s %s; use one of: %s" % (runtime, why, ", ".join(self.runtimes[1:])))
+            return "python"
+        if runtime in self.runtimes and runtime != "python":
+            return "deno" if runtime == "deno" else "node"
+        why = "is not in this sandbox's image" if runtime == "deno" else "cannot run %s" % req.msg.get("language")
+        req.error("ValidationError", "runtime %s %s; use one of: %s" % (runtime, why, ", ".join(self.runtimes[1:])))
+        return None
+
+    def op_exec(self, req):
+        env = req.msg.get("env")
+        if env is not None and not _valid_cell_env(env):
+            req.error("ValidationError", "env: must map at most %d names (without '=' or NUL) to strings without NUL, %d bytes in all" % (
+                MAX_CELL_ENV, MAX_CELL_ENV_BYTES))
             return
-        kernel = self.kernels[family]
+        family = self._family(req)
+        if family is None:
+            return
+        name = req.msg.get("context")
+        if name is None:
+            kernel = self.kernels[family]
+        else:
+            with self.contexts_lock:
+                ctx = self.contexts.get(name) if isinstance(name, str) else None
+            if ctx is None:
+                raise FileError("NotFound", "no context %r in this session" % (name,))
+            if ctx["family"] != family:
+                req.error("ValidationError", "context %s runs %s, not %s" % (name, ctx["language"], req.msg.get("language")))
+                return
+            kernel = ctx["kernel"]
         with kernel.lock:
             kernel.run(req)
+
+    def op_context_create(self, req):
+        """A kernel of its own (state, working directory) for `language`, started by its first cell."""
+        msg = req.msg
+        name = msg.get("context")
+        if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").isalnum():
+            req.error("ValidationError", "context: must be 1 to 64 letters, digits, '-' or '_'")
+            return
+        if msg.get("language") not in ("python", "javascript", "typescript"):
+            req.error("ValidationError", "language: must be python, javascript or typescript, got %r" % (msg.get("language"),))
+            return
+        family = self._family(req)
+        if family is None:
+            return
+        cwd = msg.get("cwd") or WORKSPACE
+        if not isinstance(cwd, str) or "\0" in cwd:
+            req.error("ValidationError", "cwd: must be a path, got %r" % (cwd,))
+            return
+        cwd = os.path.normpath(os.path.join(WORKSPACE, cwd))
+        if not os.path.isdir(cwd):
+            req.error("ValidationError", "cwd: %r is not a directory in the sandbox" % (cwd,))
+            return
+        template = self.kernels[family]
+        with self.contexts_lock:
+            if name in self.contexts:
+                raise FileError("Conflict", "context %s exists already" % name)
+            if len(self.contexts) >= MAX_CONTEXTS:
+                raise FileError("LimitExceeded", "the session has %d contexts, the most it may; remove one first" % MAX_CONTEXTS)
+            self.contexts[name] = {"kernel": Kernel(template.argv, template.env, cwd), "family": family,
+                                   "language": msg["language"], "runtime": msg.get("runtime") or ("python" if family == "python" else "nodejs")}
+        req.done(**self._context_view(name, self.contexts[name]))
+
+    @staticmethod
+    def _context_view(name, ctx):
+        return {"context": name, "language": ctx["language"], "runtime": ctx["runtime"], "cwd": ctx["kernel"].cwd,
+                "running": ctx["kernel"].alive(), "executionCount": ctx["kernel"].executions}
+
+    def op_context_list(self, req):
+        with self.contexts_lock:
+            views = [self._context_view(name, ctx) for name, ctx in self.contexts.items()]
+        req.done(contexts=views)
+
+    def _kernel_named(self, req):
+        """The kernel of a context (`context`) or a default kernel (`family`)."""
+        name = req.msg.get("context")
+        if name is not None:
+            with self.contexts_lock:
+                ctx = self.contexts.get(name) if isinstance(name, str) else None
+            if ctx is None:
+                raise FileError("NotFound", "no context %r in this session" % (name,))
+            return ctx["kernel"]
+        kernel = self.kernels.get(req.msg.get("family"))
+        if kernel is None:
+            raise FileError("NotFound", "no kernel %r in this session" % (req.msg.get("family"),))
+        return kernel
+
+    def op_context_restart(self, req):
+        """Ends the kernel's process, and its state with it; the next cell starts a fresh one. A cell
+        running in it now ends as killed."""
+        kernel = self._kernel_named(req)
+        kernel.kill_running()
+        req.done()
+
+    def op_context_remove(self, req):
+        name = req.msg.get("context")
+        with self.contexts_lock:
+            ctx = self.contexts.pop(name, None) if isinstance(name, str) else None
+        if ctx is None:
+            raise FileError("NotFound", "no context %r in this session" % (name,))
+        ctx["kernel"].kill_running()
+        req.done()
 
     def op_preload(self, req):
         """Imports the interpreter's modules in the Python kernel (started if need be) before the

@@ -38,7 +38,7 @@ export class CellRunner {
    */
   runCell(request) {
     let end
-    const cell = { id: request.id, finished: false, ended: new Promise((resolve) => (end = resolve)), end }
+    const cell = { id: request.id, finished: false, ended: new Promise((resolve) => (end = resolve)), end, restoreEnv: setCellEnv(request.env) }
     this.#current = cell
     const work = this.#run(cell, request)
     work.catch(() => {})
@@ -79,6 +79,7 @@ export class CellRunner {
     const cell = this.#current
     if (cell === undefined || cell.finished) return
     cell.finished = true
+    cell.restoreEnv()
     const message = 'the cell was interrupted; the kernel and its variables are kept'
     if (this.#runtime.flushOutput) await this.#runtime.flushOutput()
     this.#runtime.send({ id: cell.id, type: 'done', ok: false, error: { name: 'Interrupted', message, traceback: `Interrupted: ${message}` } })
@@ -89,6 +90,7 @@ export class CellRunner {
   #finish(cell, fields) {
     if (cell.finished) return
     cell.finished = true
+    cell.restoreEnv()
     this.#runtime.send({ id: cell.id, type: 'done', ...fields })
     cell.end()
   }
@@ -165,6 +167,29 @@ export class CellRunner {
       if (entry?.originalLine === undefined) return `${name}:${lineNumber}:${column}`
       return `${name}:${entry.originalLine + 1}:${entry.originalColumn + 1}`
     })
+  }
+}
+
+/**
+ * Sets a cell's own environment variables (the executor checked them: names to strings) in
+ * `process.env` for the time the cell runs; returns what puts back the values they replaced.
+ * @param {unknown} env
+ * @returns {() => void}
+ */
+function setCellEnv(env) {
+  const target = globalThis.process?.env
+  if (env === null || typeof env !== 'object' || target === undefined) return () => {}
+  const saved = new Map()
+  for (const [name, value] of Object.entries(env)) {
+    if (typeof value !== 'string') continue
+    saved.set(name, Object.prototype.hasOwnProperty.call(target, name) ? target[name] : undefined)
+    target[name] = value
+  }
+  return () => {
+    for (const [name, value] of saved) {
+      if (value === undefined) delete target[name]
+      else target[name] = value
+    }
   }
 }
 

@@ -25,6 +25,8 @@ sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), encoding="utf-8",
 sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), encoding="utf-8", errors="replace", line_buffering=True)
 
 _user_ns = {"__name__": "__main__", "__builtins__": builtins}
+# Where a figure's chart data goes in its display, when the cell asks for charts (charts.py).
+CHART_MIME = "application/vnd.codebox.chart+json"
 _current = {"id": None}
 _loop = None
 
@@ -141,6 +143,19 @@ def _figure_png(fig):
     return png
 
 
+def _charts():
+    """executor/charts.py, loaded by its path under a private name: a `charts` module of the
+    user's (PyPI has one) neither shadows it nor is shadowed by it."""
+    mod = sys.modules.get("_codebox_charts")
+    if mod is None:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("_codebox_charts", os.path.join(os.path.dirname(os.path.abspath(__file__)), "charts.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["_codebox_charts"] = mod
+    return mod
+
+
 def _flush_figures():
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
@@ -153,8 +168,12 @@ def _flush_figures():
         except Exception as e:
             print("codebox: could not render figure %s: %s" % (num, e), file=sys.stderr)
             continue
-        _send({"id": _current["id"], "type": "display", "executeResult": False,
-               "data": {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure %d>" % num}})
+        data = {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure %d>" % num}
+        if _current.get("charts"):
+            chart = _charts().describe(fig)
+            if chart is not None:
+                data[CHART_MIME] = chart
+        _send({"id": _current["id"], "type": "display", "executeResult": False, "data": data})
     plt.close("all")
 
 
@@ -385,20 +404,24 @@ def _preload(req):
 def _run_cell(req):
     """Runs one cell (or the preload request); returns its `done` message."""
     _current["id"] = req["id"]
+    _current["charts"] = req.get("charts") is True
     if "preload" in req:
         return _preload(req)
     ok, error = True, None
+    saved = _set_env(req.get("env"))
     try:
         try:
             _interruptible(True)
             _execute(req["id"], req["code"])
         finally:
             _interruptible(False)
+            _restore_env(saved)
     except SystemExit as e:
         ok, error = _system_exit(e)
     except BaseException as e:  # the cell's error is data, never the kernel's end
         ok, error = False, _format_error(e)
-        sys.stderr.write(error["traceback"])
+        if req.get("errorToStderr", True):
+            sys.stderr.write(error["traceback"])
     try:
         _flush_figures()
     except Exception as e:
@@ -406,6 +429,23 @@ def _run_cell(req):
     sys.stdout.flush()
     sys.stderr.flush()
     return {"id": req["id"], "type": "done", "ok": ok, **({"error": error, "exitCode": error.get("exitCode", 1)} if error else {})}
+
+
+def _set_env(env):
+    """Sets the cell's own environment variables; returns what they replaced, for _restore_env."""
+    if not isinstance(env, dict):
+        return {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    return saved
+
+
+def _restore_env(saved):
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _system_exit(e):

@@ -3,6 +3,11 @@ export { SessionManager, type SessionManagerOptions, type StartOptions, type Ado
 export {
   Session,
   MAX_CODE_BYTES,
+  MAX_CELL_ENV,
+  MAX_CELL_ENV_BYTES,
+  CHART_MIME,
+  type CellEnd,
+  type CellError,
   type ExecuteCodeOptions,
   type CallOptions,
   type EndReason,
@@ -10,6 +15,7 @@ export {
   type Runtime,
   type SessionStatus,
 } from './session.ts'
+export { SessionContexts, MAX_CONTEXTS, type ContextCreateOptions, type ContextInfo, type DefaultKernel } from './session-contexts.ts'
 export { type PreloadReport } from './preload.ts'
 export { type PoolConfig } from './pool.ts'
 export { SessionFiles, type FilePath, type FileWatch, type FileWatchEnd, type FileWatchOptions, type ListOptions } from './session-files.ts'

@@ -121,7 +121,7 @@ export class OutputBudget {
     }
     this.left -= size
     this.displays.push(bundle)
-    return { type: 'display', data: bundle }
+    return e.executeResult === true ? { type: 'display', data: bundle, executeResult: true } : { type: 'display', data: bundle }
   }
 
   /** Lines for stderr about display data that was dropped for its type. */

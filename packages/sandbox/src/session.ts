@@ -19,6 +19,7 @@ import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
 import type { PreloadReport } from './preload.ts'
 import { checkCode, MAX_CODE_BYTES } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
+import { checkContextId, SessionContexts } from './session-contexts.ts'
 import { SessionFiles } from './session-files.ts'
 import { SessionPorts, type OpenPortOptions } from './session-ports.ts'
 import { SessionTasks } from './session-tasks.ts'
@@ -47,7 +48,43 @@ export interface ExecuteCodeOptions extends CallOptions {
   runtime?: JsRuntime
   /** Start the language's kernel afresh before running, dropping all state. */
   clearContext?: boolean
+  /** Run in this context's kernel (session.contexts.create) instead of the language's default one; its language must be `language`. */
+  context?: string
+  /** Environment variables set for this cell only (`os.environ`, `process.env`), then put back. Visible to the sandbox's code: never a secret. */
+  env?: Record<string, string>
+  /**
+   * Called once as the cell ends, before the `result` event: how many cells its kernel has run,
+   * and the error the cell raised. With it, that error is reported here and not written to stderr.
+   */
+  onCellEnd?: (end: CellEnd) => void
+  /**
+   * Also describe each matplotlib figure of a Python cell as chart data (E2B's `chart` objects:
+   * line, scatter and bar charts with their data; see executor/charts.py), as JSON text under
+   * {@link CHART_MIME} in the figure's display. Default false.
+   */
+  charts?: boolean
 }
+
+/** The display key of a figure's chart data (ExecuteCodeOptions.charts). */
+export const CHART_MIME = 'application/vnd.codebox.chart+json'
+
+/** What a cell's end reports besides its output (ExecuteCodeOptions.onCellEnd). */
+export interface CellEnd {
+  /** Cells its kernel has run since it (re)started, this one included; absent when the executor did not say. */
+  executionCount?: number
+  /** The exception the cell ended with (name, message, traceback), bounded; absent when it did not raise. */
+  error?: CellError
+}
+
+export interface CellError {
+  name: string
+  message: string
+  traceback: string
+}
+
+/** Most environment variables of one cell, and bytes of their names and values together. */
+export const MAX_CELL_ENV = 256
+export const MAX_CELL_ENV_BYTES = 64 * 1024
 
 export type SessionStatus = 'ready' | 'terminated'
 export type EndReason = 'stopped' | 'idle-timeout' | 'max-lifetime' | 'sandbox-exited' | 'shutdown'
@@ -83,6 +120,7 @@ export class Session {
   readonly files: SessionFiles
   readonly commands: { run: (command: string, options?: CallOptions) => Promise<ToolResult> }
   readonly tasks: SessionTasks
+  readonly contexts: SessionContexts
 
   private readonly init: SessionInit
   private readonly ports: SessionPorts
@@ -100,6 +138,7 @@ export class Session {
     this.files = new SessionFiles(this)
     this.commands = { run: (command, options) => this.runCommand(command, options) }
     this.tasks = new SessionTasks(this)
+    this.contexts = new SessionContexts(this)
     this.ports = new SessionPorts(this, init.sandbox)
     void init.sandbox.exited.then(() => this.stop('sandbox-exited'))
   }
@@ -161,12 +200,19 @@ export class Session {
     const runtime = language === 'python' ? undefined : this.runtimeOf(options.runtime ?? 'nodejs')
     checkCode('code', options.code)
     const timeoutMs = this.timeoutOf(options)
-    return yield* this.call(
-      'exec',
-      { language, runtime, code: options.code, timeoutMs, outputBytes: this.limits.outputBytes, clearContext: options.clearContext === true },
-      options.signal,
+    const fields: Record<string, unknown> = {
+      language,
+      runtime,
+      code: options.code,
       timeoutMs,
-    )
+      outputBytes: this.limits.outputBytes,
+      clearContext: options.clearContext === true,
+    }
+    if (options.context !== undefined) fields.context = checkContextId(options.context)
+    if (options.env !== undefined) fields.env = checkCellEnv(options.env)
+    if (options.onCellEnd) fields.errorToStderr = false
+    if (options.charts === true) fields.charts = true
+    return yield* this.call('exec', fields, options.signal, timeoutMs, options.onCellEnd)
   }
 
   private runtimeOf(runtime: string): JsRuntime {
@@ -201,6 +247,7 @@ export class Session {
     fields: Record<string, unknown>,
     signal: AbortSignal | undefined,
     timeoutMs: number,
+    onCellEnd?: (end: CellEnd) => void,
   ): AsyncGenerator<ExecutionEvent, ToolResult> {
     const started = performance.now()
     this.enter()
@@ -220,7 +267,8 @@ export class Session {
       // A kernel may report its error only in `done` (the Node kernel does); show it in stderr.
       const error = done.error as { traceback?: unknown } | undefined
       const traceback = typeof error?.traceback === 'string' ? error.traceback.slice(0, this.limits.outputBytes) : ''
-      if (traceback && !output.stderr.includes(traceback)) {
+      if (onCellEnd) onCellEnd(cellEnd(done, traceback))
+      else if (traceback && !output.stderr.includes(traceback)) {
         const text = traceback.endsWith('\n') ? traceback : `${traceback}\n`
         output.stderr += text
         yield { type: 'stderr', text }
@@ -348,6 +396,37 @@ function restartNote(op: string, done: Record<string, unknown>, limits: LimitKin
   if (done.killed === true || done.timedOut === true || done.cancelled === true)
     return '[codebox] the kernel was restarted; variables and imports of earlier cells are lost.\n'
   return ''
+}
+
+/** A cell's end as the executor reported it, checked and bounded: it comes from the sandbox. */
+function cellEnd(done: Record<string, unknown>, traceback: string): CellEnd {
+  const end: CellEnd = {}
+  const count = done.executionCount
+  if (typeof count === 'number' && Number.isSafeInteger(count) && count >= 0) end.executionCount = count
+  const error = done.error as Record<string, unknown> | undefined
+  if (error !== null && typeof error === 'object' && done.exitCode !== 0) {
+    end.error = {
+      name: typeof error.name === 'string' ? error.name.slice(0, 256) : 'Error',
+      message: typeof error.message === 'string' ? error.message.slice(0, 64 * 1024) : '',
+      traceback,
+    }
+  }
+  return end
+}
+
+/** A cell's environment variables, checked: plain names (no `=` or NUL) to strings without NUL, bounded. */
+function checkCellEnv(env: unknown): Record<string, string> {
+  if (env === null || typeof env !== 'object' || Array.isArray(env)) throw validationError('env', 'must be an object of names to strings')
+  const entries = Object.entries(env)
+  if (entries.length > MAX_CELL_ENV) throw validationError('env', `at most ${MAX_CELL_ENV} variables, got ${entries.length}`)
+  let bytes = 0
+  for (const [name, value] of entries) {
+    if (!name || name.includes('=') || name.includes('\0')) throw validationError('env', `${JSON.stringify(name.slice(0, 64))} is not a variable name`)
+    if (typeof value !== 'string' || value.includes('\0')) throw validationError(`env.${name.slice(0, 64)}`, 'must be a string without NUL')
+    bytes += Buffer.byteLength(name) + Buffer.byteLength(value)
+  }
+  if (bytes > MAX_CELL_ENV_BYTES) throw validationError('env', `${bytes} bytes of names and values, more than ${MAX_CELL_ENV_BYTES}`)
+  return Object.fromEntries(entries) as Record<string, string>
 }
 
 /** The exit code the executor reported, or 1 when it is not a plausible one. */

@@ -17,7 +17,7 @@ import {
   type StartSessionRequest,
   type ToolResult,
 } from '@codebox/core'
-import { drivers, type EgressCounters, type Session, type SessionManager } from '@codebox/sandbox'
+import { drivers, type EgressCounters, type ExecuteCodeOptions, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import {
@@ -423,10 +423,48 @@ export class SessionService {
     req: { name: unknown; arguments?: unknown; timeoutMs?: number },
     ctx: CallContext = {},
   ): AsyncGenerator<ExecutionEvent, ToolResult> {
+    return yield* this.#audited(caller, sessionId, ctx, isToolName(req.name) ? req.name : 'invalid', async function* (self, note) {
+      const call = checkToolCall(req.name, req.arguments)
+      note(call.name, call.summary)
+      const session = await self.live(caller, sessionId)
+      checkCallOnSession(session, call)
+      return yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
+    })
+  }
+
+  /**
+   * Runs a cell with what only the engine's executeCode offers (a context, per-cell env, charts,
+   * onCellEnd): E2B's code interpreter. Rate-limited, audited and counted as `executeCode`, like
+   * `invoke`; `options.signal` is `ctx.signal`.
+   */
+  async *executeCell(
+    caller: Caller,
+    sessionId: string,
+    options: Omit<ExecuteCodeOptions, 'signal'>,
+    ctx: CallContext = {},
+  ): AsyncGenerator<ExecutionEvent, ToolResult> {
+    return yield* this.#audited(caller, sessionId, ctx, 'executeCode', async function* (self, note) {
+      note('executeCode', { language: options.language ?? 'python', code: options.code })
+      const session = await self.live(caller, sessionId)
+      return yield* session.executeCode({ ...options, ...(ctx.signal ? { signal: ctx.signal } : {}) })
+    })
+  }
+
+  /**
+   * What every invocation goes through: the tenant's rate, then `run`, then the audit entry and
+   * metrics (outcome, exit code, limits), also for a call that failed or whose consumer left.
+   */
+  async *#audited(
+    caller: Caller,
+    sessionId: string,
+    ctx: CallContext,
+    initialTool: string,
+    run: (self: this, note: (tool: string, summary: ToolInputSummary) => void) => AsyncGenerator<ExecutionEvent, ToolResult>,
+  ): AsyncGenerator<ExecutionEvent, ToolResult> {
     const started = performance.now()
     let summary: ToolInputSummary = {}
     // Only known tool names become metric labels and audit actions: a label per garbage name would grow without bound.
-    let tool = isToolName(req.name) ? req.name : 'invalid'
+    let tool = initialTool
     let finished = false
     const record = (outcome: 'ok' | 'error' | 'limit' | 'rejected' | 'failed', extra: { exitCode?: number; detail?: string } = {}): Promise<void> => {
       finished = true
@@ -450,12 +488,10 @@ export class SessionService {
       const tenant = await this.store.tenants.get(caller.tenant)
       const perSecond = tenant?.invokesPerSecond ?? this.quotas.invokesPerSecond
       this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
-      const call = checkToolCall(req.name, req.arguments)
-      tool = call.name
-      summary = call.summary
-      const session = await this.live(caller, sessionId)
-      checkCallOnSession(session, call)
-      const result = yield* runTool(session, call, { timeoutMs: req.timeoutMs, signal: ctx.signal })
+      const result = yield* run(this, (name, s) => {
+        tool = name
+        summary = s
+      })
       const limits = result.structuredContent.limitsExceeded ?? []
       for (const l of limits) this.metrics.limitKills.inc({ limit: l })
       // The code has run: a store that cannot take the bookkeeping now does not turn its result into an error (a retry would run it twice).
