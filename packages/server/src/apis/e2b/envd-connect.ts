@@ -5,7 +5,7 @@
  * connect-node's request/response adapters on Fastify routes) and protobuf-es types generated from
  * our own .proto files (proto/, `npm run proto:e2b -w packages/server`).
  *
- * Mapping (docs/e2b-envd.md): a process is a session task (session.tasks.spawn, connect, list,
+ * Mapping (docs/e2b.md, "E2B envd"): a process is a session task (session.tasks.spawn, connect, list,
  * sendInput, closeStdin, signal), run as the session's user without a PTY; E2B's user `user` and
  * its home `/home/user` (or `~`) are the session's user and `/workspace`, `root` is refused;
  * file operations are session.files (stat, makeDir, move, list, remove, watch). Streams end when

@@ -19,9 +19,8 @@ import { controlRoutes } from './control.ts'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
 import { envdHttpRoutes } from './envd-http.ts'
 import { sendE2bError } from './errors.ts'
-// Enabled when helper B's and C's files are merged (see the block at the end of e2bRoutes):
-// import { codeRoutes } from './code.ts'
-// import { envdConnectRoutes } from './envd-connect.ts'
+import { codeRoutes } from './code.ts'
+import { envdConnectRoutes } from './envd-connect.ts'
 
 /** The sandbox ports codebox serves, as E2B numbers them, and the internal prefix of each. */
 export const e2bPorts: Readonly<Record<string, string>> = Object.freeze({ '49983': '/e2b/envd', '49999': '/e2b/code' })
@@ -102,16 +101,16 @@ export async function e2bRoutes(app: FastifyInstance, options: E2bOptions): Prom
     async (scope) => {
       sandboxScope('envd')(scope)
       await scope.register(async (s) => envdHttpRoutes(s, deps, { maxUploadBytes: options.maxUploadBytes, bodyIdleTimeoutMs: options.bodyIdleTimeoutMs }))
-      // Helper B's Connect-RPC routes (process.Process, filesystem.Filesystem), enabled at merge:
-      // await scope.register(async (s) => envdConnectRoutes(s, deps))
+      // envd's Connect-RPC services (process.Process, filesystem.Filesystem).
+      await scope.register(async (s) => envdConnectRoutes(s, deps))
     },
     { prefix: '/e2b/envd' },
   )
   await app.register(
     async (scope) => {
       sandboxScope('code interpreter')(scope)
-      // Helper C's code interpreter routes (/execute, /contexts), enabled at merge:
-      // await scope.register(async (s) => codeRoutes(s, deps))
+      // The code interpreter (/execute, /contexts).
+      await scope.register(async (s) => codeRoutes(s, deps))
     },
     { prefix: '/e2b/code' },
   )
