@@ -1,0 +1,77 @@
+/**
+ * The whole E2B front door on a real server (bwrap), reached the way an E2B user reaches it: the
+ * unmodified `@e2b/code-interpreter` SDK (and `e2b` under it) with `E2B_API_URL` and
+ * `E2B_SANDBOX_URL` set to codebox's URL and a codebox API key. One sandbox runs code with state
+ * across calls and in a context of its own, streams stdout, runs a command, reads back a file that
+ * code wrote, watches a directory, and is killed; another tenant cannot reach it.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { Sandbox } from '@e2b/code-interpreter'
+import type { RunningServer } from '@codebox/server'
+import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
+import { realServer } from './fixtures.ts'
+
+describe('E2B through the whole server', () => {
+  let skip: string | undefined
+  let work: string
+  let server: RunningServer | undefined
+  let keys: { acme: string; other: string }
+  const saved = { api: process.env.E2B_API_URL, sandbox: process.env.E2B_SANDBOX_URL }
+
+  before(async () => {
+    skip = await bwrapUnavailable()
+    work = await mkdtemp(path.join(tmpdir(), 'codebox-e2b-whole-'))
+    if (skip) return
+    server = await realServer(work, { CODEBOX_POOL_SIZE: '0' })
+    keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
+    process.env.E2B_API_URL = server.url
+    process.env.E2B_SANDBOX_URL = server.url
+  })
+  after(async () => {
+    await server?.close()
+    await rm(work, { recursive: true, force: true })
+    if (saved.api === undefined) delete process.env.E2B_API_URL
+    else process.env.E2B_API_URL = saved.api
+    if (saved.sandbox === undefined) delete process.env.E2B_SANDBOX_URL
+    else process.env.E2B_SANDBOX_URL = saved.sandbox
+  })
+
+  test('code, contexts, commands, files and a watch in one sandbox; another tenant cannot reach it', async (t) => {
+    if (skip) return t.skip(skip)
+    const sbx = await Sandbox.create({ apiKey: keys.acme })
+    try {
+      const printed: string[] = []
+      await sbx.runCode('x = 41', { onStdout: (m) => void printed.push(m.line) })
+      const run = await sbx.runCode('print("computing")\nx + 1', { onStdout: (m) => void printed.push(m.line) })
+      assert.equal(run.text, '42')
+      assert.deepEqual(printed, ['computing\n'])
+      const ctx = await sbx.createCodeContext({ language: 'python' })
+      const apart = await sbx.runCode('x', { context: ctx })
+      assert.equal(apart.error?.name, 'NameError', 'a context of its own has its own variables')
+
+      const watch: string[] = []
+      const handle = await sbx.files.watchDir('/home/user', (e) => void watch.push(`${e.type} ${e.name}`))
+      const wrote = await sbx.runCode('open("made.txt", "w").write("from python")')
+      assert.equal(wrote.error, undefined, wrote.error?.traceback)
+      assert.equal(await sbx.files.read('/home/user/made.txt'), 'from python')
+      const cmd = await sbx.commands.run('wc -c < made.txt && exit 3').catch((e: { exitCode?: number; stdout?: string }) => e)
+      assert.equal((cmd as { exitCode?: number }).exitCode, 3)
+      assert.equal((cmd as { stdout?: string }).stdout?.trim(), '11')
+      for (let i = 0; i < 50 && !watch.some((w) => w.endsWith('made.txt')); i++) await new Promise((r) => setTimeout(r, 100))
+      await handle.stop()
+      assert.ok(
+        watch.some((w) => w.endsWith(' made.txt')),
+        `the watch saw the file code wrote: ${JSON.stringify(watch)}`,
+      )
+
+      await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: keys.other }), 'another tenant’s key does not reach it')
+    } finally {
+      await sbx.kill()
+    }
+    assert.equal(server!.engine.find(sbx.sandboxId)?.status ?? 'gone', 'gone')
+  })
+})
