@@ -666,9 +666,12 @@ class Task:
         comes, in the order it came, until the task has ended and all of it is sent (done with the
         end), or the request is cancelled (done with `detached`: the task runs on)."""
         sub = Subscriber(max(self.limit, 1 << 20))
+        sub.cancelled = req.cancelled
         items = []
         with self.lock:
-            if len(self.subscribers) >= MAX_STREAMS_PER_TASK:
+            # A stream its host cancelled is let go of within half a second; it no longer counts,
+            # so a client that reconnects at once is not refused (the cancel comes first on the channel).
+            if sum(1 for s in self.subscribers if not s.cancelled.is_set()) >= MAX_STREAMS_PER_TASK:
                 raise FileError("LimitExceeded", "task %s already has %d streams open; close one first" % (self.id, MAX_STREAMS_PER_TASK))
             cursor = {name: out.end if offsets.get(name) is None else offsets[name] for name, out in self.out.items()}
             self._catch_up(cursor, items)
@@ -722,6 +725,8 @@ class Subscriber:
         self.bytes = 0
         self.overflow = False
         self.wake = threading.Event()
+        # The stream's request's cancel flag (set by the host when it lets go).
+        self.cancelled = threading.Event()
 
     def push(self, name, offset, chunk):
         if not self.overflow:
