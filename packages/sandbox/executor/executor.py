@@ -772,7 +772,7 @@ class Executor:
         self.tasks = {}
         self.tasks_lock = threading.Lock()
         self.task_seq = 0
-        self.watches = 0
+        self.watches = []
         self.watches_lock = threading.Lock()
         # The inbound relay, made on the first `port.open`.
         self.inbound = None
@@ -1247,9 +1247,10 @@ class Executor:
     def op_files_watch(self, req):
         """Streams the changes under a directory until the request is cancelled (see watch.py)."""
         with self.watches_lock:
-            if self.watches >= MAX_WATCHES:
+            # A watch its host cancelled is let go of within moments; it no longer counts (as for task streams).
+            if sum(1 for c in self.watches if not c.is_set()) >= MAX_WATCHES:
                 raise FileError("LimitExceeded", "the session has %d directory watches open, the most it may; stop one first" % MAX_WATCHES)
-            self.watches += 1
+            self.watches.append(req.cancelled)
         try:
             watcher = Watcher(WORKSPACE, req.msg)
             try:
@@ -1260,7 +1261,7 @@ class Executor:
             req.done(ended=ended)
         finally:
             with self.watches_lock:
-                self.watches -= 1
+                self.watches.remove(req.cancelled)
 
 
 def seed_matplotlib_cache():
