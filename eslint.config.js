@@ -3,7 +3,16 @@
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/*.mjs', '**/*.js', 'packages/sandbox/executor/**', 'packages/*/test/fixtures/agents/**', 'packages/server/src/apis/e2b/proto/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '**/*.mjs',
+      '**/*.js',
+      'packages/sandbox/executor/**',
+      'packages/*/test/fixtures/agents/**',
+      'packages/server/src/apis/e2b/proto/**',
+    ],
+  },
   {
     files: ['**/*.ts', '**/*.tsx'],
     languageOptions: { parser: tseslint.parser, parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
