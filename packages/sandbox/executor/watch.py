@@ -97,8 +97,9 @@ class Watcher:
             raise OSError(ctypes.get_errno(), "inotify_init1")
         return fd
 
-    def _add(self, dfd, rel, depth):
-        """Watches the directory open as `dfd` (and, recursively, those below it)."""
+    def _add(self, dfd, rel, depth, found=None):
+        """Watches the directory open as `dfd` (and, recursively, those below it). With `found`,
+        every entry already there is appended to it (a new directory's contents may predate its watch)."""
         if len(self.dirs) >= MAX_WATCHED_DIRS:
             raise FileError("LimitExceeded", "%r has more than %d directories to watch; watch a smaller tree" % (self.shown or "/", MAX_WATCHED_DIRS))
         wd = _lib().inotify_add_watch(self.ifd, b"/proc/self/fd/%d" % dfd, MASK)
@@ -109,28 +110,34 @@ class Watcher:
             return
         for name in os.listdir(dfd):
             name = os.fsencode(name)
+            if found is not None and not name.startswith(TEMP_PREFIX):
+                found.append(rel + name)
             try:
                 sub = open_subdir(name, dfd)
             except OSError:
                 continue  # not a directory (or a symlink to one: not followed)
             try:
-                self._add(sub, rel + name + b"/", depth + 1)
+                self._add(sub, rel + name + b"/", depth + 1, found)
             finally:
                 os.close(sub)
 
     def _add_new(self, rel):
-        """A directory that appeared under a recursive watch: opened from the workspace again, confined."""
+        """A directory that appeared under a recursive watch: opened from the workspace again,
+        confined, and watched. Returns what was in it already (made before its watch was in place:
+        `mkdir -p a/b; touch a/b/f` can be done before the watcher sees `a`), to report as created."""
         parts = self.parts + [p for p in rel.split(b"/") if p]
+        found = []
         try:
             fd = _open_dir(self.workspace, parts)
         except FileError:
-            return  # gone again, or not a directory any more
+            return found  # gone again, or not a directory any more
         try:
-            self._add(fd, rel.rstrip(b"/") + b"/", rel.count(b"/") + 1)
+            self._add(fd, rel.rstrip(b"/") + b"/", rel.count(b"/") + 1, found)
         except (OSError, FileError):
             pass  # past the limits: the events of that directory are not seen
         finally:
             os.close(fd)
+        return found
 
     def close(self):
         if self.ifd is not None:
@@ -190,9 +197,12 @@ class Watcher:
                 self.moved_temp.discard(cookie)
                 kind = "write"
             elif mask & (IN_CREATE | IN_MOVED_TO):
-                kind = "create"
                 if mask & IN_ISDIR and self.recursive:
-                    self._add_new(path)
+                    events.append({"name": path.decode("utf-8", "replace"), "type": "create"})
+                    # Its contents may predate its watch: reported as created too (a later event may repeat one).
+                    events.extend({"name": p.decode("utf-8", "replace"), "type": "create"} for p in self._add_new(path))
+                    continue
+                kind = "create"
             elif mask & IN_MODIFY:
                 kind = "write"
             elif mask & IN_DELETE:
