@@ -14,6 +14,7 @@ defineDriverTests('fake', async () => new FakeDriver(), {
   skips: {
     oom: 'the fake driver sets no memory limit (no isolation at all)',
     pids: 'the fake driver sets no process limit (no isolation at all)',
+    image: 'the fake driver runs on the host, not in the sandbox image: there is no /home/user leading to its workspace',
   },
 })
 

@@ -49,7 +49,7 @@ async function e2bApp(server: RunningServer): Promise<{ app: FastifyInstance; ur
     async sandboxOf(request) {
       const id = request.headers['e2b-sandbox-id']
       if (typeof id !== 'string') throw new CodeboxError('NotFound', 'no E2b-Sandbox-Id header')
-      return { caller, sessionId: id, session: await server.sessions.live(caller, id) }
+      return { caller, sessionId: id, session: await server.sessions.live(caller, id), envs: async () => ({}) }
     },
   }
   await app.register(async (scope) => codeRoutes(scope, deps), { prefix: '/e2b/code' })

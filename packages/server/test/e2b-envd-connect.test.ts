@@ -155,7 +155,7 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
     async sandboxOf(request) {
       if (request.headers['e2b-sandbox-id'] !== session.id) throw new CodeboxError('NotFound', 'no such sandbox')
       if (request.headers['x-access-token'] !== accessToken) throw new CodeboxError('Unauthorized', 'bad access token')
-      return { caller: { tenant: 'default' }, sessionId: session.id, session }
+      return { caller: { tenant: 'default' }, sessionId: session.id, session, envs: async () => ({}) }
     },
   }
   const app: FastifyInstance = Fastify({

@@ -3,7 +3,7 @@
  * unmodified `@e2b/code-interpreter` SDK (and `e2b` under it) with `E2B_API_URL` and
  * `E2B_SANDBOX_URL` set to codebox's URL and a codebox API key. One sandbox runs code with state
  * across calls and in a context of its own, streams stdout, runs a command, reads back a file that
- * code wrote, watches a directory, and is killed; another tenant cannot reach it.
+ * code wrote, watches a directory, finds `/home/user` named literally by code and commands, and is killed; another tenant cannot reach it.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -42,8 +42,12 @@ describe('E2B through the whole server', () => {
 
   test('code, contexts, commands, files and a watch in one sandbox; another tenant cannot reach it', async (t) => {
     if (skip) return t.skip(skip)
-    const sbx = await Sandbox.create({ apiKey: keys.acme })
+    const sbx = await Sandbox.create({ apiKey: keys.acme, envs: { E2B_FLAVOUR: 'sandbox-wide' } })
     try {
+      const flavour = await sbx.runCode('import os\nos.environ["E2B_FLAVOUR"]')
+      assert.equal(flavour.text, "'sandbox-wide'", 'the sandbox’s own envs reach code')
+      const shadowed = await sbx.runCode('process.env.E2B_FLAVOUR', { language: 'javascript', envs: { E2B_FLAVOUR: 'this cell' } })
+      assert.equal(shadowed.text, "'this cell'")
       const printed: string[] = []
       await sbx.runCode('x = 41', { onStdout: (m) => void printed.push(m.line) })
       const run = await sbx.runCode('print("computing")\nx + 1', { onStdout: (m) => void printed.push(m.line) })
@@ -67,6 +71,14 @@ describe('E2B through the whole server', () => {
         watch.some((w) => w.endsWith(' made.txt')),
         `the watch saw the file code wrote: ${JSON.stringify(watch)}`,
       )
+
+      // Code written for E2B names its home literally: /home/user is the workspace inside the sandbox too.
+      const literal = await sbx.runCode('open("/home/user/literal.txt", "w").write("by name")\nimport os\nos.path.realpath("/home/user")')
+      assert.equal(literal.error, undefined, literal.error?.traceback)
+      assert.equal(literal.text, "'/workspace'")
+      assert.equal(await sbx.files.read('literal.txt'), 'by name')
+      const listed = await sbx.commands.run('cat /home/user/made.txt && cd /home/user && cat literal.txt')
+      assert.equal(listed.stdout, 'from pythonby name')
 
       await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: keys.other }), 'another tenant’s key does not reach it')
     } finally {

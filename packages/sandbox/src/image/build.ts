@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile, chmod } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile, chmod } from 'node:fs/promises'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
 import { addPackageManagers } from './package-managers.ts'
@@ -139,11 +139,16 @@ function runInImage(root: string, env: Record<string, string>, argv: string[], o
   )
 }
 
-/** The few files the sandbox expects: its user, the mount points, a hosts file. */
+/**
+ * The few files the sandbox expects: its user, the mount points, a hosts file, and
+ * `/home/user` leading to `/workspace` (E2B's home: code written for E2B names it literally).
+ */
 async function finishRoot(root: string): Promise<void> {
-  for (const dir of ['workspace', 'app', 'opt/codebox/executor', 'opt/codebox/node_modules/acorn', 'usr/share/codebox/matplotlib']) {
+  for (const dir of ['workspace', 'app', 'home', 'opt/codebox/executor', 'opt/codebox/node_modules/acorn', 'usr/share/codebox/matplotlib']) {
     await mkdir(path.join(root, dir), { recursive: true, mode: 0o755 })
   }
+  await rm(path.join(root, 'home/user'), { recursive: true, force: true })
+  await symlink('/workspace', path.join(root, 'home/user'))
   const passwd = await readFile(path.join(root, 'etc/passwd'), 'utf8')
   if (!passwd.includes('\nsandbox:')) await writeFile(path.join(root, 'etc/passwd'), `${passwd}sandbox:x:1000:1000:codebox sandbox:/workspace:/bin/bash\n`)
   const group = await readFile(path.join(root, 'etc/group'), 'utf8')

@@ -38,7 +38,7 @@ export interface RecipeOptions {
 }
 
 /** Bump when the build steps change in a way that changes the image. */
-const BUILD_STEPS_VERSION = 5
+const BUILD_STEPS_VERSION = 6
 
 export function defaultRecipe(options: RecipeOptions = {}): ImageRecipe {
   const nodeBinary = options.nodeBinary ?? process.execPath

@@ -67,7 +67,7 @@ const limitsOf = (r: ToolResult): string[] => r.structuredContent.limitsExceeded
 const MiB = 1024 ** 2
 
 /** The cases of the contract, by id: a driver names the ones it cannot meet in `skips`, with the reason. */
-export type ContractCase = 'timeout' | 'oom' | 'output' | 'pids'
+export type ContractCase = 'timeout' | 'oom' | 'output' | 'pids' | 'image'
 
 export interface DriverTestOptions {
   /** Cases this driver skips on this host, each with its reason (shown in the test report). */
@@ -245,6 +245,18 @@ export function defineDriverTests(name: string, makeDriver: () => Promise<Sandbo
         assert.equal(await py(s, 'import os\nprint(os.path.exists("data"))'), 'False\n')
       })
     })
+
+    test(
+      "the image's /home/user (E2B's home, named literally by code written for E2B) is the workspace",
+      async ({ manager }) => {
+        await withSession(manager, async (s) => {
+          const run = await s.commands.run('readlink -f /home/user && echo hi > /home/user/home.txt && cat /workspace/home.txt')
+          assert.equal(run.structuredContent.stdout, '/workspace\nhi\n', run.structuredContent.stderr)
+          assert.equal((await s.files.read('home.txt')).toString(), 'hi\n')
+        })
+      },
+      'image',
+    )
 
     test('destroy() ends the sandbox, resolves exited, and is idempotent', async ({ driver }) => {
       const sandbox = await driver.create(newSpec())

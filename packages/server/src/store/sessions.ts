@@ -45,6 +45,8 @@ export interface SessionRecord {
 export interface E2bSessionRecord {
   template: string
   metadata: Record<string, string>
+  /** The sandbox's own environment variables, sealed by the E2B API (apis/e2b/envs.ts); absent for none. */
+  envs?: string
 }
 
 /** What a restarted server needs to serve a hosted agent's runtime session again. */

@@ -16,6 +16,7 @@ import type { Authenticator } from '../../http/auth.ts'
 import type { Caller, SessionService } from '../../services/sessions.ts'
 import type { StoreApi } from '../../store/index.ts'
 import type { E2bSandbox } from './deps.ts'
+import { SandboxEnvs } from './envs.ts'
 
 type Headers = FastifyRequest['headers']
 
@@ -29,9 +30,12 @@ export class E2bAuth {
   readonly #key: Buffer
   readonly #auth: Authenticator
   readonly #sessions: SessionService
+  /** Sealing of sandboxes' own environment variables. */
+  readonly envs: SandboxEnvs
 
   constructor(options: { store: StoreApi; auth: Authenticator; sessions: SessionService }) {
     this.#key = options.store.deriveKey('e2b envd access token v1')
+    this.envs = new SandboxEnvs(options.store)
     this.#auth = options.auth
     this.#sessions = options.sessions
   }
@@ -44,9 +48,13 @@ export class E2bAuth {
     return this.#auth.authenticateKey(undefined, 'X-API-Key: <codebox API key>')
   }
 
-  /** The access token of `tenant`'s sandbox `sandboxId` (what create and connect return as envdAccessToken). */
+  /**
+   * The access token of `tenant`'s sandbox `sandboxId` (what create and connect return as
+   * envdAccessToken): `<sandboxId>.<mac>`. It names its sandbox because e2b SDKs before 2.14.1
+   * send envd's `/files` and `/health` without `E2b-Sandbox-Id`; the token alone then says which.
+   */
   accessToken(tenant: string, sandboxId: string): string {
-    return createHmac('sha256', this.#key).update(`${tenant}\0${sandboxId}`).digest('base64url')
+    return `${sandboxId}.${this.#mac(tenant, sandboxId)}`
   }
 
   /**
@@ -54,10 +62,10 @@ export class E2bAuth {
    * foreign sandbox and for a token that is not its own; Unauthorized without any credential.
    */
   async sandbox(request: FastifyRequest): Promise<E2bSandbox> {
-    const sandboxId = header(request.headers, 'e2b-sandbox-id') ?? ''
+    const token = header(request.headers, 'x-access-token') ?? header(request.headers, 'e2b-traffic-access-token')
+    const sandboxId = header(request.headers, 'e2b-sandbox-id') ?? (token === undefined ? '' : sandboxOfToken(token))
     const notFound = (): CodeboxError => new CodeboxError('NotFound', `no sandbox ${JSON.stringify(sandboxId.slice(0, 64))}: it never existed or has ended`)
     if (!/^[0-9a-zA-Z]{1,40}$/.test(sandboxId)) throw notFound()
-    const token = header(request.headers, 'x-access-token') ?? header(request.headers, 'e2b-traffic-access-token')
     let caller: Caller
     if (token !== undefined) {
       const owner = await this.#sessions.reachableOwner(sandboxId)
@@ -72,7 +80,12 @@ export class E2bAuth {
       )
     }
     try {
-      return { caller, sessionId: sandboxId, session: await this.#sessions.live(caller, sandboxId) }
+      const session = await this.#sessions.live(caller, sandboxId)
+      const envs = async (): Promise<Record<string, string>> => {
+        const record = await this.#sessions.recordOf(caller, sandboxId)
+        return this.envs.open(record.tenant, record.e2b?.envs, sandboxId)
+      }
+      return { caller, sessionId: sandboxId, session, envs }
     } catch (e) {
       // Ended, or a hosted agent's sandbox: to an E2B client it is simply not there.
       if (e instanceof CodeboxError && (e.code === 'SessionTerminated' || e.code === 'Conflict')) throw notFound()
@@ -80,9 +93,21 @@ export class E2bAuth {
     }
   }
 
+  #mac(tenant: string, sandboxId: string): string {
+    return createHmac('sha256', this.#key).update(`${tenant}\0${sandboxId}`).digest('base64url')
+  }
+
+  /** The token of this sandbox, or the bare MAC that servers before the `<id>.` prefix gave out (sandboxes they started live on). */
   #matches(token: string, tenant: string, sandboxId: string): boolean {
-    const want = Buffer.from(this.accessToken(tenant, sandboxId))
+    const mac = this.#mac(tenant, sandboxId)
+    const want = Buffer.from(token.includes('.') ? `${sandboxId}.${mac}` : mac)
     const got = Buffer.from(token)
     return got.length === want.length && timingSafeEqual(got, want)
   }
+}
+
+/** The sandbox an access token names (`<sandboxId>.<mac>`); '' for a token that names none. */
+export function sandboxOfToken(token: string): string {
+  const dot = token.indexOf('.')
+  return dot > 0 ? token.slice(0, dot) : ''
 }

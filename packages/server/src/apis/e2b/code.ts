@@ -133,7 +133,16 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
     if (end.error) pending.push({ type: 'error', name: end.error.name, value: end.error.message, traceback: end.error.traceback })
     if (end.executionCount !== undefined) pending.push({ type: 'number_of_executions', execution_count: end.executionCount })
   }
-  const events = cellEvents(deps, request, sandbox, { body, target, signal: gone.signal, onCellEnd })
+  let withEnvs: ExecuteBody
+  try {
+    // The sandbox's own variables, under the cell's env_vars.
+    const env = { ...(await sandbox.envs()), ...body.env }
+    withEnvs = { ...body, ...(Object.keys(env).length > 0 ? { env } : {}) }
+  } catch (e) {
+    await sendError(request, reply, e)
+    return
+  }
+  const events = cellEvents(deps, request, sandbox, { body: withEnvs, target, signal: gone.signal, onCellEnd })
   // Validation and a missing context fail at once: answer them as HTTP errors, with the status.
   const first = events.next()
   const early = await Promise.race([

@@ -12,6 +12,7 @@ import { z } from 'zod'
 import type { Caller, SessionService } from '../../services/sessions.ts'
 import { builtInInterpreterId, type SessionRecord } from '../../store/index.ts'
 import { header, type E2bAuth } from './auth.ts'
+import { checkSandboxEnvs } from './envs.ts'
 import { sendE2bError } from './errors.ts'
 
 /**
@@ -65,17 +66,14 @@ export function controlRoutes(scope: FastifyInstance, options: ControlOptions): 
     const body = parseWire(newSandboxSchema, request.body ?? {}, 'body')
     const caller = await auth.caller(request.headers)
     refuseUnsupported(body)
+    const envs = auth.envs.seal(caller.tenant, checkSandboxEnvs(body.envVars ?? {}))
     const interpreterId = defaultTemplates.includes(body.templateID) ? builtInInterpreterId : body.templateID
-    const { info } = await sessions
-      .start(caller, { interpreterId, e2b: { template: body.templateID, metadata: body.metadata ?? {} } }, { requestId: request.id })
-      .catch((e: unknown) => {
-        if (e instanceof CodeboxError && e.code === 'NotFound')
-          throw new CodeboxError(
-            'NotFound',
-            `no template ${JSON.stringify(body.templateID)}: use base, code-interpreter-v1, or the id of a codebox interpreter`,
-          )
-        throw e
-      })
+    const e2b = { template: body.templateID, metadata: body.metadata ?? {}, ...(envs ? { envs } : {}) }
+    const { info } = await sessions.start(caller, { interpreterId, e2b }, { requestId: request.id }).catch((e: unknown) => {
+      if (e instanceof CodeboxError && e.code === 'NotFound')
+        throw new CodeboxError('NotFound', `no template ${JSON.stringify(body.templateID)}: use base, code-interpreter-v1, or the id of a codebox interpreter`)
+      throw e
+    })
     try {
       await sessions.setDeadline(caller, info.sessionId, endIn(body.timeout ?? defaultTimeout), { requestId: request.id })
     } catch (e) {
@@ -172,8 +170,6 @@ async function running(sessions: SessionService, caller: Caller, sandboxId: stri
 
 /** What codebox cannot do of a create request: a ValidationError naming the field, never silently dropped. */
 function refuseUnsupported(body: z.infer<typeof newSandboxSchema>): void {
-  if (body.envVars && Object.keys(body.envVars).length > 0)
-    throw validationError('envVars', 'a codebox sandbox starts with a clean environment: pass envs to each command or runCode call instead')
   if (body.autoPause === true) throw validationError('autoPause', 'codebox does not pause sandboxes: on timeout a sandbox is killed')
   if (body.autoResume?.enabled === true) throw validationError('autoResume', 'codebox does not pause sandboxes, so it cannot resume them')
   if (body.mcp && Object.keys(body.mcp).length > 0) throw validationError('mcp', 'codebox sandboxes have no MCP gateway; codebox serves MCP itself at /mcp')

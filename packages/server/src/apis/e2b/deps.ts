@@ -7,6 +7,8 @@ export interface E2bSandbox {
   caller: Caller
   sessionId: string
   session: Session
+  /** The sandbox's own environment variables (`Sandbox.create({envs})`), read when a process or cell starts. */
+  envs(): Promise<Record<string, string>>
 }
 
 export interface E2bDeps {

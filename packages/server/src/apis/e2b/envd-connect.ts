@@ -134,16 +134,19 @@ async function* logged<M>(messages: AsyncIterable<M>, log: (e: unknown) => void)
 function processService(deps: E2bDeps): ServiceImpl<typeof Process> {
   return {
     async *start(req, ctx) {
-      const { session } = await sandboxFor(deps, ctx)
+      const sandbox = await sandboxFor(deps, ctx)
+      const { session } = sandbox
       checkUser(ctx)
       if (req.pty !== undefined) throw new ConnectError('codebox runs processes without a PTY: start it without `pty`', Code.Unimplemented)
       const config = req.process
       if (!config || config.cmd === '') throw new ConnectError('process.cmd: give the program to run', Code.InvalidArgument)
+      const sandboxEnvs = await engine(() => sandbox.envs())
       const stream = await engine(() =>
         session.tasks.spawn({
           cmd: config.cmd,
           args: config.args,
-          env: config.envs,
+          // The sandbox's own variables, under what this process is given.
+          env: { ...sandboxEnvs, ...config.envs },
           ...(config.cwd !== undefined && config.cwd !== '' ? { cwd: toSandboxCwd(config.cwd) } : {}),
           ...(req.tag !== undefined ? { tag: req.tag } : {}),
           // envd gives a process a stdin pipe unless asked not to.

@@ -4,7 +4,8 @@
  * E2B's own paths). Sandbox traffic is told apart by `E2b-Sandbox-Port`: envd's (49983) is served
  * under the internal prefix `/e2b/envd` (envd-http.ts; Connect-RPC in envd-connect.ts), the code
  * interpreter's (49999) under `/e2b/code` (code.ts). `e2bRewriteUrl` (Fastify's rewriteUrl in
- * app.ts) does the mapping, and marks the request: the internal prefixes answer nothing that did
+ * app.ts) does the mapping (older SDKs' envd `/files` without the headers goes by its access
+ * token, which names the sandbox), and marks the request: the internal prefixes answer nothing that did
  * not come through it. Every sandbox request is checked here first, once (auth.ts); a sandbox that
  * is not there is a 502 as E2B's proxy answers it, which the SDKs read as "sandbox not running".
  */
@@ -14,7 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Authenticator } from '../../http/auth.ts'
 import type { SessionService } from '../../services/sessions.ts'
 import type { StoreApi } from '../../store/index.ts'
-import { E2bAuth } from './auth.ts'
+import { E2bAuth, sandboxOfToken } from './auth.ts'
 import { controlRoutes } from './control.ts'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
 import { envdHttpRoutes } from './envd-http.ts'
@@ -36,11 +37,27 @@ type Marked = IncomingMessage & { [sandboxTraffic]?: true }
  */
 export function e2bRewriteUrl(req: IncomingMessage): string {
   const url = req.url ?? '/'
-  if (typeof req.headers['e2b-sandbox-id'] !== 'string') return url
+  if (typeof req.headers['e2b-sandbox-id'] !== 'string') {
+    if (!isHeaderlessEnvd(req, url)) return url
+    ;(req as Marked)[sandboxTraffic] = true
+    return `${e2bPorts['49983']}${url}`
+  }
   const port = req.headers['e2b-sandbox-port']
   const prefix = (typeof port === 'string' ? e2bPorts[port] : undefined) ?? otherPortPrefix
   ;(req as Marked)[sandboxTraffic] = true
   return `${prefix}${url.startsWith('/') ? url : `/${url}`}`
+}
+
+/**
+ * envd's HTTP API as e2b SDKs 2.7.0 to 2.14.0 send it: `/files` or `/health` without the sandbox
+ * headers, with the sandbox's access token (which names the sandbox, auth.ts). codebox's own
+ * routes never take `X-Access-Token`, so such a request is nothing else.
+ */
+function isHeaderlessEnvd(req: IncomingMessage, url: string): boolean {
+  const token = req.headers['x-access-token']
+  if (typeof token !== 'string' || sandboxOfToken(token) === '') return false
+  const pathname = url.split('?')[0]
+  return pathname === '/files' || pathname === '/health'
 }
 
 /** Whether a request is E2B sandbox traffic (rewritten by `e2bRewriteUrl`): it authenticates with the sandbox's access token, not codebox's Authorization. */
