@@ -8,46 +8,19 @@
  */
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { Sandbox } from 'e2b-2-7'
 import { Sandbox as CodeSandbox } from 'e2b-code-interpreter-2-7'
-import type { RunningServer } from '@codebox/server'
-import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
-import { realServer } from './fixtures.ts'
+import { e2bServer } from './e2b-fixtures.ts'
 
 describe('the oldest E2B SDKs (2.7.0) against codebox', () => {
-  let skip: string | undefined
-  let work: string
-  let server: RunningServer | undefined
-  let key: string
-  const saved = { api: process.env.E2B_API_URL, sandbox: process.env.E2B_SANDBOX_URL }
-
-  before(async () => {
-    skip = await bwrapUnavailable()
-    work = await mkdtemp(path.join(tmpdir(), 'codebox-e2b-old-'))
-    if (skip) return
-    server = await realServer(work, { CODEBOX_POOL_SIZE: '0' })
-    key = (await server.store.keys.create({ tenant: 'acme' })).secret
-    process.env.E2B_API_URL = server.url
-    process.env.E2B_SANDBOX_URL = server.url
-  })
-  after(async () => {
-    await server?.close()
-    await rm(work, { recursive: true, force: true })
-    if (saved.api === undefined) delete process.env.E2B_API_URL
-    else process.env.E2B_API_URL = saved.api
-    if (saved.sandbox === undefined) delete process.env.E2B_SANDBOX_URL
-    else process.env.E2B_SANDBOX_URL = saved.sandbox
-  })
+  const e2b = e2bServer({ name: 'e2b-old', tenants: ['acme'], env: { CODEBOX_POOL_SIZE: '0' } })
 
   test('e2b 2.7.0: create, files, commands with stdin, timeout, info, list, connect, kill', async (t) => {
-    if (skip) return t.skip(skip)
-    const sbx = await Sandbox.create({ apiKey: key, metadata: { sdk: '2.7' }, envs: { OLD_SDK: 'yes' } })
+    if (e2b.skip) return t.skip(e2b.skip)
+    const sbx = await Sandbox.create({ apiKey: e2b.keys.acme, metadata: { sdk: '2.7' }, envs: { OLD_SDK: 'yes' } })
     try {
-      assert.equal(server!.engine.find(sbx.sandboxId)?.status, 'ready', 'a codebox session')
+      assert.equal(e2b.server.engine.find(sbx.sandboxId)?.status, 'ready', 'a codebox session')
       await sbx.files.write('old.txt', 'from 2.7')
       assert.equal(await sbx.files.read('/home/user/old.txt'), 'from 2.7')
       assert.equal(await sbx.files.exists('old.txt'), true)
@@ -75,28 +48,28 @@ describe('the oldest E2B SDKs (2.7.0) against codebox', () => {
       assert.deepEqual(info.metadata, { sdk: '2.7' })
       const left = new Date(info.endAt).getTime() - Date.now()
       assert.ok(left > 100_000 && left <= 121_000, `setTimeout moved the end: ${left} ms left`)
-      const listed = await Sandbox.list({ apiKey: key, query: { metadata: { sdk: '2.7' } } }).nextItems()
+      const listed = await Sandbox.list({ apiKey: e2b.keys.acme, query: { metadata: { sdk: '2.7' } } }).nextItems()
       assert.deepEqual(
         listed.map((s) => s.sandboxId),
         [sbx.sandboxId],
       )
-      const again = await Sandbox.connect(sbx.sandboxId, { apiKey: key })
+      const again = await Sandbox.connect(sbx.sandboxId, { apiKey: e2b.keys.acme })
       assert.equal(await again.files.read('dir/moved.txt'), 'from 2.7')
     } finally {
       await sbx.kill()
     }
-    assert.equal(await Sandbox.kill(sbx.sandboxId, { apiKey: key }), false, 'a killed sandbox is gone')
+    assert.equal(await Sandbox.kill(sbx.sandboxId, { apiKey: e2b.keys.acme }), false, 'a killed sandbox is gone')
   })
 
   test('envd /files without the sandbox headers (e2b 2.7.0 to 2.14.0) goes by the access token, which names its sandbox; a bare MAC token of an older server still works', async (t) => {
-    if (skip) return t.skip(skip)
-    const sbx = await Sandbox.create({ apiKey: key })
-    const other = await Sandbox.create({ apiKey: (await server!.store.keys.create({ tenant: 'other' })).secret })
+    if (e2b.skip) return t.skip(e2b.skip)
+    const sbx = await Sandbox.create({ apiKey: e2b.keys.acme })
+    const other = await Sandbox.create({ apiKey: (await e2b.server.store.keys.create({ tenant: 'other' })).secret })
     try {
       await sbx.files.write('mine.txt', 'acme only')
       const token = (sbx as unknown as { envdAccessToken: string }).envdAccessToken
       assert.ok(token.startsWith(`${sbx.sandboxId}.`), 'the token names its sandbox')
-      const read = (headers: Record<string, string>): Promise<Response> => fetch(`${server!.url}/files?path=mine.txt`, { headers })
+      const read = (headers: Record<string, string>): Promise<Response> => fetch(`${e2b.server.url}/files?path=mine.txt`, { headers })
       const own = await read({ 'X-Access-Token': token })
       assert.equal(own.status, 200)
       assert.equal(await own.text(), 'acme only')
@@ -106,9 +79,9 @@ describe('the oldest E2B SDKs (2.7.0) against codebox', () => {
       const renamed = `${sbx.sandboxId}.${otherToken.split('.')[1]}`
       assert.equal((await read({ 'X-Access-Token': renamed })).status, 502, 'another sandbox’s MAC under this id reaches nothing')
       assert.equal((await read({ 'X-Access-Token': otherToken })).status, 404, 'the other sandbox’s own token reads its own workspace')
-      assert.equal((await fetch(`${server!.url}/health`, { headers: { 'X-Access-Token': token } })).status, 204)
+      assert.equal((await fetch(`${e2b.server.url}/health`, { headers: { 'X-Access-Token': token } })).status, 204)
 
-      const legacy = createHmac('sha256', server!.store.deriveKey('e2b envd access token v1')).update(`acme\0${sbx.sandboxId}`).digest('base64url')
+      const legacy = createHmac('sha256', e2b.server.store.deriveKey('e2b envd access token v1')).update(`acme\0${sbx.sandboxId}`).digest('base64url')
       const withHeaders = await read({ 'X-Access-Token': legacy, 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' })
       assert.equal(withHeaders.status, 200, 'a token from before the id prefix, with the headers')
       assert.equal((await read({ 'X-Access-Token': legacy })).status, 404, 'without the headers a bare MAC names no sandbox: not envd traffic')
@@ -119,8 +92,8 @@ describe('the oldest E2B SDKs (2.7.0) against codebox', () => {
   })
 
   test('@e2b/code-interpreter 2.7.0: runCode with state, contexts, errors, streamed output', async (t) => {
-    if (skip) return t.skip(skip)
-    const sbx = await CodeSandbox.create({ apiKey: key })
+    if (e2b.skip) return t.skip(e2b.skip)
+    const sbx = await CodeSandbox.create({ apiKey: e2b.keys.acme })
     try {
       await sbx.runCode('x = 20')
       const printed: string[] = []

@@ -4,60 +4,28 @@
  * connect, kill; tenancy (another tenant's sandbox is not found) and errors, as the SDK reports them.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { FileNotFoundError, InvalidArgumentError, NotFoundError, Sandbox, SandboxError, SandboxNotFoundError, type SandboxOpts } from 'e2b'
-import type { RunningServer } from '@codebox/server'
-import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
-import { realServer, waitUntil } from './fixtures.ts'
+import { e2bServer } from './e2b-fixtures.ts'
+import { waitUntil } from './fixtures.ts'
 
 describe('the e2b SDK against codebox', () => {
-  let skip: string | undefined
-  let work: string
-  let server: RunningServer | undefined
-  let keys: { acme: string; other: string }
-  const saved = { api: process.env.E2B_API_URL, sandbox: process.env.E2B_SANDBOX_URL }
-  const made: { id: string; key: string }[] = []
-
-  const create = async (key: string, opts: SandboxOpts = {}): Promise<Sandbox> => {
-    const sbx = await Sandbox.create({ apiKey: key, ...opts })
-    made.push({ id: sbx.sandboxId, key })
-    return sbx
-  }
+  // The two variables an E2B user sets (e2b-fixtures.ts); nothing else is changed in the SDK.
+  const e2b = e2bServer({ name: 'e2b', tenants: ['acme', 'other'] })
+  const keys = e2b.keys as { acme: string; other: string }
+  const create = (key: string, opts: SandboxOpts = {}): Promise<Sandbox> => Sandbox.create({ apiKey: key, ...opts })
   const envd = (id: string, urlPath: string, headers: Record<string, string> = {}): Promise<Response> =>
-    fetch(`${server!.url}${urlPath}`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983', ...headers } })
-
-  before(async () => {
-    skip = await bwrapUnavailable()
-    work = await mkdtemp(path.join(tmpdir(), 'codebox-e2b-'))
-    if (skip) return
-    server = await realServer(work)
-    keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
-    // The two variables an E2B user sets; nothing else is changed in the SDK.
-    process.env.E2B_API_URL = server.url
-    process.env.E2B_SANDBOX_URL = server.url
-  })
-  after(async () => {
-    for (const m of made) await Sandbox.kill(m.id, { apiKey: m.key }).catch(() => false)
-    await server?.close()
-    await rm(work, { recursive: true, force: true })
-    if (saved.api === undefined) delete process.env.E2B_API_URL
-    else process.env.E2B_API_URL = saved.api
-    if (saved.sandbox === undefined) delete process.env.E2B_SANDBOX_URL
-    else process.env.E2B_SANDBOX_URL = saved.sandbox
-  })
+    fetch(`${e2b.server.url}${urlPath}`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983', ...headers } })
 
   test('create, write and read files (multipart, octet-stream, gzip, bytes, many at once), in /home/user = /workspace', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const sbx = await create(keys.acme, { metadata: { purpose: 'files' } })
     assert.match(sbx.sandboxId, /^[0-9a-z]{26}$/)
     const written = await sbx.files.write('hello.txt', 'hello from e2b')
     assert.deepEqual({ name: written.name, type: written.type, path: written.path }, { name: 'hello.txt', type: 'file', path: '/home/user/hello.txt' })
     assert.equal(await sbx.files.read('hello.txt'), 'hello from e2b')
     assert.equal(await sbx.files.read('/home/user/hello.txt'), 'hello from e2b', 'the home directory is the workspace')
-    const session = server!.engine.find(sbx.sandboxId)!
+    const session = e2b.server.engine.find(sbx.sandboxId)!
     assert.equal((await session.files.read('hello.txt')).toString(), 'hello from e2b', 'the session’s own workspace holds it')
 
     const bytes = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 7) % 256)
@@ -79,13 +47,13 @@ describe('the e2b SDK against codebox', () => {
   })
 
   test('a sandbox’s own envs reach every command, under what a command sets; they are kept sealed', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const sbx = await create(keys.acme, { envs: { GREETING: 'hello', API_TOKEN: 's3cr3t-token' } })
     assert.equal((await sbx.commands.run('echo "$GREETING $API_TOKEN"')).stdout, 'hello s3cr3t-token\n')
     assert.equal((await sbx.commands.run('echo "$GREETING"', { envs: { GREETING: 'overridden' } })).stdout, 'overridden\n')
     const again = await Sandbox.connect(sbx.sandboxId, { apiKey: keys.acme })
     assert.equal((await again.commands.run('printenv GREETING')).stdout, 'hello\n', 'a reconnected SDK still finds them')
-    const record = await server!.sessions.recordOf({ tenant: 'acme' }, sbx.sandboxId)
+    const record = await e2b.server.sessions.recordOf({ tenant: 'acme' }, sbx.sandboxId)
     assert.match(record.e2b?.envs ?? '', /^v1\./, 'the record holds them sealed')
     assert.doesNotMatch(JSON.stringify(record), /s3cr3t-token/)
     const plain = await create(keys.acme)
@@ -93,7 +61,7 @@ describe('the e2b SDK against codebox', () => {
   })
 
   test('file errors as the SDK reports them: missing file, root, outside the workspace', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const sbx = await create(keys.acme)
     await assert.rejects(sbx.files.read('nope.txt'), FileNotFoundError)
     await assert.rejects(
@@ -105,7 +73,7 @@ describe('the e2b SDK against codebox', () => {
   })
 
   test('getInfo, setTimeout, list (metadata, template, pages), connect, kill', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const a = await create(keys.acme, { metadata: { team: 'red', n: '1' }, timeoutMs: 120_000 })
     const b = await create(keys.acme, { metadata: { team: 'blue' } })
     const info = await a.getInfo()
@@ -120,7 +88,7 @@ describe('the e2b SDK against codebox', () => {
     await a.setTimeout(600_000)
     const moved = await Sandbox.getInfo(a.sandboxId, { apiKey: keys.acme })
     assert.ok(Math.abs(moved.endAt.getTime() - (Date.now() + 600_000)) < 5000, 'setTimeout moved the end to 10 minutes from now')
-    assert.equal(server!.engine.find(a.sandboxId)!.endsAt.getTime(), moved.endAt.getTime(), 'the session’s lifetime timer agrees')
+    assert.equal(e2b.server.engine.find(a.sandboxId)!.endsAt.getTime(), moved.endAt.getTime(), 'the session’s lifetime timer agrees')
 
     const all = await Sandbox.list({ apiKey: keys.acme }).nextItems()
     const ids = all.map((s) => s.sandboxId)
@@ -148,20 +116,20 @@ describe('the e2b SDK against codebox', () => {
     assert.equal(await Sandbox.kill(a.sandboxId, { apiKey: keys.acme }), false, 'a killed sandbox is not found')
     assert.equal(await a.isRunning(), false, 'its envd is gone: the proxy answers 502')
     await assert.rejects(a.files.read('shared.txt'))
-    await waitUntil(async () => (await server!.store.sessions.get(a.sandboxId, 'acme'))?.status === 'TERMINATED', 'the session to be recorded ended')
+    await waitUntil(async () => (await e2b.server.store.sessions.get(a.sandboxId, 'acme'))?.status === 'TERMINATED', 'the session to be recorded ended')
   })
 
   test('a sandbox ends at its timeout', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const sbx = await create(keys.acme, { timeoutMs: 2_000 })
     assert.equal(await sbx.isRunning(), true)
-    await waitUntil(async () => (await server!.store.sessions.get(sbx.sandboxId, 'acme'))?.status === 'TERMINATED', 'the sandbox to time out', 15_000)
-    assert.equal((await server!.store.sessions.get(sbx.sandboxId, 'acme'))!.endReason, 'max-lifetime')
+    await waitUntil(async () => (await e2b.server.store.sessions.get(sbx.sandboxId, 'acme'))?.status === 'TERMINATED', 'the sandbox to time out', 15_000)
+    assert.equal((await e2b.server.store.sessions.get(sbx.sandboxId, 'acme'))!.endReason, 'max-lifetime')
     assert.equal(await sbx.isRunning(), false)
   })
 
   test('tenancy: another tenant’s sandbox is not found, by API key or by its own access token', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     const sbx = await create(keys.acme)
     await sbx.files.write('secret.txt', 'acme only')
     await assert.rejects(Sandbox.getInfo(sbx.sandboxId, { apiKey: keys.other }), SandboxNotFoundError)
@@ -184,7 +152,7 @@ describe('the e2b SDK against codebox', () => {
   })
 
   test('errors: bad key, unknown template, what codebox does not do, internal paths without the headers', async (t) => {
-    if (skip) return t.skip(skip)
+    if (e2b.skip) return t.skip(e2b.skip)
     await assert.rejects(Sandbox.create({ apiKey: 'cbx_not_a_key' }), (e: Error) => /Unauthorized/.test(e.message) && /not valid/.test(e.message))
     await assert.rejects(
       Sandbox.create('no-such-template', { apiKey: keys.acme }),
@@ -197,12 +165,12 @@ describe('the e2b SDK against codebox', () => {
     await assert.rejects(Sandbox.create({ apiKey: keys.acme, lifecycle: { onTimeout: 'pause' } }), (e: Error) => /does not pause/.test(e.message))
     const sbx = await create(keys.acme)
     await assert.rejects(sbx.pause(), (e: Error) => /does not pause/.test(e.message))
-    const templates = await fetch(`${server!.url}/templates`, { headers: { 'X-API-KEY': keys.acme } })
+    const templates = await fetch(`${e2b.server.url}/templates`, { headers: { 'X-API-KEY': keys.acme } })
     assert.equal(templates.status, 404)
     assert.match(((await templates.json()) as { message: string }).message, /no route GET \/templates/, 'a route codebox lacks, in E2B’s error shape')
-    const direct = await fetch(`${server!.url}/e2b/envd/health`)
+    const direct = await fetch(`${e2b.server.url}/e2b/envd/health`)
     assert.equal(direct.status, 404, 'the internal prefix answers nothing without the E2B headers')
-    const otherPort = await fetch(`${server!.url}/`, {
+    const otherPort = await fetch(`${e2b.server.url}/`, {
       headers: {
         'E2b-Sandbox-Id': sbx.sandboxId,
         'E2b-Sandbox-Port': '8080',

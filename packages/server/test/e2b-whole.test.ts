@@ -6,43 +6,16 @@
  * code wrote, watches a directory, finds `/home/user` named literally by code and commands, and is killed; another tenant cannot reach it.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { Sandbox } from '@e2b/code-interpreter'
-import type { RunningServer } from '@codebox/server'
-import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
-import { realServer } from './fixtures.ts'
+import { e2bServer } from './e2b-fixtures.ts'
 
 describe('E2B through the whole server', () => {
-  let skip: string | undefined
-  let work: string
-  let server: RunningServer | undefined
-  let keys: { acme: string; other: string }
-  const saved = { api: process.env.E2B_API_URL, sandbox: process.env.E2B_SANDBOX_URL }
-
-  before(async () => {
-    skip = await bwrapUnavailable()
-    work = await mkdtemp(path.join(tmpdir(), 'codebox-e2b-whole-'))
-    if (skip) return
-    server = await realServer(work, { CODEBOX_POOL_SIZE: '0' })
-    keys = { acme: (await server.store.keys.create({ tenant: 'acme' })).secret, other: (await server.store.keys.create({ tenant: 'other' })).secret }
-    process.env.E2B_API_URL = server.url
-    process.env.E2B_SANDBOX_URL = server.url
-  })
-  after(async () => {
-    await server?.close()
-    await rm(work, { recursive: true, force: true })
-    if (saved.api === undefined) delete process.env.E2B_API_URL
-    else process.env.E2B_API_URL = saved.api
-    if (saved.sandbox === undefined) delete process.env.E2B_SANDBOX_URL
-    else process.env.E2B_SANDBOX_URL = saved.sandbox
-  })
+  const e2b = e2bServer({ name: 'e2b-whole', tenants: ['acme', 'other'], env: { CODEBOX_POOL_SIZE: '0' } })
 
   test('code, contexts, commands, files and a watch in one sandbox; another tenant cannot reach it', async (t) => {
-    if (skip) return t.skip(skip)
-    const sbx = await Sandbox.create({ apiKey: keys.acme, envs: { E2B_FLAVOUR: 'sandbox-wide' } })
+    if (e2b.skip) return t.skip(e2b.skip)
+    const sbx = await Sandbox.create({ apiKey: e2b.keys.acme!, envs: { E2B_FLAVOUR: 'sandbox-wide' } })
     try {
       const flavour = await sbx.runCode('import os\nos.environ["E2B_FLAVOUR"]')
       assert.equal(flavour.text, "'sandbox-wide'", 'the sandbox’s own envs reach code')
@@ -80,10 +53,10 @@ describe('E2B through the whole server', () => {
       const listed = await sbx.commands.run('cat /home/user/made.txt && cd /home/user && cat literal.txt')
       assert.equal(listed.stdout, 'from pythonby name')
 
-      await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: keys.other }), 'another tenant’s key does not reach it')
+      await assert.rejects(Sandbox.connect(sbx.sandboxId, { apiKey: e2b.keys.other! }), 'another tenant’s key does not reach it')
     } finally {
       await sbx.kill()
     }
-    assert.equal(server!.engine.find(sbx.sandboxId)?.status ?? 'gone', 'gone')
+    assert.equal(e2b.server.engine.find(sbx.sandboxId)?.status ?? 'gone', 'gone')
   })
 })
