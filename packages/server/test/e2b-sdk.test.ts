@@ -58,6 +58,8 @@ describe('the e2b SDK against codebox', () => {
     assert.doesNotMatch(JSON.stringify(record), /s3cr3t-token/)
     const plain = await create(keys.acme)
     assert.equal((await plain.commands.run('printenv GREETING || echo unset')).stdout, 'unset\n', 'another sandbox does not get them')
+    const marked = await plain.commands.run('echo "$E2B_SANDBOX $E2B_SANDBOX_ID"')
+    assert.equal(marked.stdout, `true ${plain.sandboxId}\n`, 'E2B’s own variables, as its SDK tests expect')
   })
 
   test('file errors as the SDK reports them: missing file, root, outside the workspace', async (t) => {

@@ -6,6 +6,10 @@
  * code wrote, watches a directory, finds `/home/user` named literally by code and commands, and is killed; another tenant cannot reach it.
  */
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFile, unlink, writeFile } from 'node:fs/promises'
+import path from 'node:path'
 import { describe, test } from 'node:test'
 import { Sandbox } from '@e2b/code-interpreter'
 import { e2bServer } from './e2b-fixtures.ts'
@@ -58,5 +62,32 @@ describe('E2B through the whole server', () => {
       await sbx.kill()
     }
     assert.equal(e2b.server.engine.find(sbx.sandboxId)?.status ?? 'gone', 'gone')
+  })
+
+  test('every TypeScript example of docs/e2b.md runs unchanged with only the three variables set', async (t) => {
+    if (e2b.skip) return t.skip(e2b.skip)
+    const repo = path.resolve(import.meta.dirname, '../../..')
+    const doc = await readFile(path.join(repo, 'docs/e2b.md'), 'utf8')
+    const examples = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
+    const printed = [/^hi\nhello\n/m, /^adding\n\n42$/m]
+    assert.equal(examples.length, printed.length)
+    for (const [i, example] of examples.entries()) {
+      // Beside the tests, so that `e2b` and `@e2b/code-interpreter` resolve as they do for a user.
+      const file = path.join(repo, 'packages/server/test', `e2b-doc-example-${process.pid}-${i}.ts`)
+      await writeFile(file, example)
+      try {
+        const env = { ...process.env, E2B_API_URL: e2b.server.url, E2B_SANDBOX_URL: e2b.server.url, E2B_API_KEY: e2b.keys.acme! }
+        const child = spawn(process.execPath, [file], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env })
+        let out = ''
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+        child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+        const [code] = (await once(child, 'exit')) as [number | null]
+        assert.equal(code, 0, `example ${i + 1}:\n${out}`)
+        assert.match(out, printed[i]!, `example ${i + 1} printed ${out}`)
+      } finally {
+        await unlink(file)
+      }
+    }
+    assert.deepEqual(await e2b.server.sessions.activeRecords({ tenant: 'acme' }), [], 'each example killed its sandbox')
   })
 })

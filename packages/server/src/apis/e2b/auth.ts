@@ -83,7 +83,8 @@ export class E2bAuth {
       const session = await this.#sessions.live(caller, sandboxId)
       const envs = async (): Promise<Record<string, string>> => {
         const record = await this.#sessions.recordOf(caller, sandboxId)
-        return this.envs.open(record.tenant, record.e2b?.envs, sandboxId)
+        // What E2B gives every process (its SDK tests check them), then the sandbox's own.
+        return { E2B_SANDBOX: 'true', E2B_SANDBOX_ID: sandboxId, ...this.envs.open(record.tenant, record.e2b?.envs, sandboxId) }
       }
       return { caller, sessionId: sandboxId, session, envs }
     } catch (e) {

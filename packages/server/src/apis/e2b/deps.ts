@@ -7,7 +7,7 @@ export interface E2bSandbox {
   caller: Caller
   sessionId: string
   session: Session
-  /** The sandbox's own environment variables (`Sandbox.create({envs})`), read when a process or cell starts. */
+  /** What every process and cell of the sandbox gets: `E2B_SANDBOX=true`, `E2B_SANDBOX_ID`, and its own variables (`Sandbox.create({envs})`); read when one starts. */
   envs(): Promise<Record<string, string>>
 }
 
