@@ -124,7 +124,14 @@ def write_file(workspace, msg, inbound, cancelled):
     if isinstance(declared, int) and declared > limit:
         raise FileError("LimitExceeded", "%r is %d bytes, over the %d-byte file limit" % (shown, declared, limit))
     dfd = _open_dir(workspace, parts[:-1], create=True)
-    tmp = b".codebox-write-" + os.urandom(16).hex().encode()
+    # The temporary name says whether the file is new (n) or replaced (r): a watch (watch.py) then
+    # reports a new file as created and written, a replaced one as written, as a plain write would.
+    try:
+        os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        kind = b"r"
+    except FileNotFoundError:
+        kind = b"n"
+    tmp = b".codebox-write-" + kind + os.urandom(16).hex().encode()
     written = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dfd)

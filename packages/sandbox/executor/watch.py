@@ -69,7 +69,7 @@ class Watcher:
         self.recursive = bool(msg.get("recursive"))
         self.ifd = None
         self.dirs = {}  # inotify wd -> path relative to the watched directory (b"" for itself)
-        self.moved_temp = set()  # cookies of temporary files of the files API moved away
+        self.moved_temp = {}  # cookie -> whether it makes a new file, for temporary files of the files API moved away
         root = _open_dir(workspace, self.parts)  # NotFound, or ValidationError for a symlink
         try:
             self.mode = "inotify"
@@ -191,10 +191,11 @@ class Watcher:
             path = rel + name
             if name.startswith(TEMP_PREFIX):
                 if mask & IN_MOVED_FROM:
-                    self.moved_temp.add(cookie)
+                    self.moved_temp[cookie] = name[len(TEMP_PREFIX):len(TEMP_PREFIX) + 1] == b"n"
                 continue
             if mask & IN_MOVED_TO and cookie in self.moved_temp:
-                self.moved_temp.discard(cookie)
+                if self.moved_temp.pop(cookie):
+                    events.append({"name": path.decode("utf-8", "replace"), "type": "create"})
                 kind = "write"
             elif mask & (IN_CREATE | IN_MOVED_TO):
                 if mask & IN_ISDIR and self.recursive:

@@ -292,6 +292,18 @@ function suite(name: string, skip: string | undefined, makeManager: () => Promis
         const seen: WatchEvent[] = []
         await session.files.write('w/f.txt', 'one')
         await waitForEvent(watch, seen, (e) => e.name === 'f.txt' && e.type === 'write')
+        assert.deepEqual(
+          seen.filter((e) => e.name === 'f.txt').map((e) => e.type),
+          ['create', 'write'],
+          'a new file written through the files API is created, then written (as a plain write)',
+        )
+        await session.files.write('w/f.txt', 'two')
+        await waitForEvent(watch, seen, (e) => e.name === 'f.txt' && e.type === 'write' && seen.filter((x) => x.name === 'f.txt').length > 2)
+        assert.deepEqual(
+          seen.filter((e) => e.name === 'f.txt').map((e) => e.type),
+          ['create', 'write', 'write'],
+          'a replaced one is written',
+        )
         await session.files.move('w/f.txt', 'w/g.txt')
         await waitForEvent(watch, seen, (e) => e.name === 'g.txt' && e.type === 'create')
         await session.runCommand('chmod 600 w/g.txt')
@@ -306,7 +318,7 @@ function suite(name: string, skip: string | undefined, makeManager: () => Promis
         // Not recursive: a change in a subdirectory is not an event of this watch.
         await session.files.write('w/sub/deep.txt', 'x')
         await session.files.write('w/marker', 'x')
-        await waitForEvent(watch, seen, (e) => e.name === 'marker')
+        await waitForEvent(watch, seen, (e) => e.name === 'marker' && e.type === 'write')
         assert.ok(!seen.some((e) => e.name.includes('deep')), JSON.stringify(seen))
         await watch.stop()
         assert.equal(watch.ended, 'stopped')
