@@ -29,6 +29,7 @@ def _make_undumpable():
 _make_undumpable()
 
 import base64  # noqa: E402  (after the prctl above, on purpose)
+import errno  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
@@ -48,6 +49,7 @@ from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
+from terminal import TERM, SizeError, check_size, open_pty, read_master, resize, take_terminal  # noqa: E402
 from watch import Watcher  # noqa: E402
 
 WORKSPACE = os.environ.get("CODEBOX_WORKSPACE", "/workspace")
@@ -459,9 +461,11 @@ class Task:
     stderr together (older bytes are dropped, counted, and `truncated` says so), readable whole
     (task.get), from offsets on (task.get with offsets), or streamed as it comes (task.stream, and
     task.start with `stream`). With `stdin` its stdin is a pipe the host writes to (task.input)
-    and closes (task.closeStdin); without, /dev/null. Signals go to its process group."""
+    and closes (task.closeStdin); without, /dev/null. With `pty` ((cols, rows)) it runs in a
+    terminal (terminal.py): its output is what the terminal shows, kept and streamed as stdout,
+    task.input writes to the terminal and task.resize sizes it. Signals go to its process group."""
 
-    def __init__(self, task_id, argv, output_bytes, env=None, cwd=None, stdin=False, tag=None, command=None):
+    def __init__(self, task_id, argv, output_bytes, env=None, cwd=None, stdin=False, tag=None, command=None, pty=None):
         self.id = task_id
         self.status = "submitted"
         self.out = {"stdout": TaskOutput(), "stderr": TaskOutput()}
@@ -481,6 +485,18 @@ class Task:
         self.stdin_fd = None
         self.stdin_lock = threading.Lock()
         self.has_stdin = bool(stdin)
+        # The terminal's master end (None without one) and its size; under stdin_lock.
+        self.master = None
+        self.pty = list(pty) if pty else None
+        if pty:
+            self._start_in_terminal(argv, env)
+        else:
+            self._start_piped(argv, env, stdin)
+        self.pid = self.proc.pid
+        self.status = "working"
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _start_piped(self, argv, env, stdin):
         child_stdin = subprocess.DEVNULL
         if stdin:
             # A pipe (a one-way socket pair under passcred, like the output: gVisor lets a process of
@@ -499,9 +515,26 @@ class Task:
         finally:
             if stdin:
                 os.close(child_stdin)
-        self.pid = self.proc.pid
-        self.status = "working"
-        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _start_in_terminal(self, argv, env):
+        try:
+            master, slave = open_pty(*self.pty)
+        except OSError as e:
+            # Out of fds, or out of ptys (bwrap: the host's pool that every sandbox's devpts shares).
+            raise FileError("LimitExceeded", "cannot open a terminal: %s; end some of the session's terminals or close files" % (e.strerror or e))
+        try:
+            self.proc = subprocess.Popen(
+                argv, cwd=self.cwd, stdin=slave, stdout=slave, stderr=slave,
+                start_new_session=True, preexec_fn=take_terminal,
+                env=dict(os.environ, **dict({"TERM": TERM}, **env)),
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            # Only the process (and what it starts) holds the slave: when they are gone the master reads EIO.
+            os.close(slave)
+        self.master = master
 
     @property
     def running(self):
@@ -531,12 +564,21 @@ class Task:
     def _collect(self):
         import selectors
         sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ, "stdout")
-        sel.register(self.proc.stderr, selectors.EVENT_READ, "stderr")
-        open_pipes = 2
+        if self.master is not None:
+            # A terminal has one stream: what it shows, kept as stdout.
+            sel.register(self.master, selectors.EVENT_READ, "stdout")
+            read = read_master
+        else:
+            sel.register(self.proc.stdout, selectors.EVENT_READ, "stdout")
+            sel.register(self.proc.stderr, selectors.EVENT_READ, "stderr")
+            read = os.read
+        open_pipes = len(sel.get_map())
         while open_pipes:
             for key, _ in sel.select(timeout=0.5):
-                chunk = os.read(key.fileobj.fileno(), CHUNK)
+                try:
+                    chunk = read(key.fd, CHUNK)
+                except BlockingIOError:
+                    continue
                 if not chunk:
                     sel.unregister(key.fileobj)
                     open_pipes -= 1
@@ -562,9 +604,15 @@ class Task:
             self.finished = True
             for sub in self.subscribers:
                 sub.wake.set()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        if self.master is None:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
         self.close_stdin()
+        with self.stdin_lock:
+            if self.master is not None:
+                # A process left holding the slave reads EIO (and got SIGHUP when the task's process ended).
+                os.close(self.master)
+                self.master = None
 
     def stop(self):
         with self.lock:
@@ -585,27 +633,49 @@ class Task:
             except ProcessLookupError:
                 pass
 
-    def write_input(self, data, timeout_s=INPUT_TIMEOUT_S):
-        """Writes `data` to the process's stdin, waiting at most `timeout_s` for it to read."""
+    def write_input(self, data, target=None, timeout_s=INPUT_TIMEOUT_S):
+        """Writes `data` to the process's stdin or terminal, waiting at most `timeout_s` for it to
+        read. `target` ("stdin" or "pty"; None: whichever it has) says which the caller means."""
         # A reader that is gone is EPIPE for this thread, never a SIGPIPE that ends the executor.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
         with self.stdin_lock:
-            if self.stdin_fd is None:
-                why = "has its stdin closed" if self.has_stdin else "was started without stdin"
+            if target == "pty" and self.pty is None:
+                raise FileError("Conflict", "task %s was started without a terminal (pty); send its input as stdin" % self.id)
+            if target == "stdin" and self.pty is not None:
+                raise FileError("Conflict", "task %s runs in a terminal (pty): send its input to the terminal, not to stdin" % self.id)
+            fd = self.master if self.pty is not None else self.stdin_fd
+            if fd is None:
+                why = ("has ended; its terminal is closed" if self.pty is not None else
+                       "has its stdin closed" if self.has_stdin else "was started without stdin")
                 raise FileError("Conflict", "task %s %s" % (self.id, why))
+            what = "terminal's input" if self.pty is not None else "stdin"
             view = memoryview(data)
             deadline = time.monotonic() + timeout_s
             while view:
                 try:
-                    view = view[os.write(self.stdin_fd, view[:CHUNK]):]
+                    view = view[os.write(fd, view[:CHUNK]):]
                 except BlockingIOError:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise FileError("Timeout", "task %s did not read its stdin within %g s; %d of %d bytes were written" % (
-                            self.id, timeout_s, len(data) - len(view), len(data)))
-                    select.select([], [self.stdin_fd], [], min(left, 0.5))
+                        raise FileError("Timeout", "task %s did not read its %s within %g s; %d of %d bytes were written" % (
+                            self.id, what, timeout_s, len(data) - len(view), len(data)))
+                    select.select([], [fd], [], min(left, 0.5))
                 except (BrokenPipeError, ConnectionResetError):
                     raise FileError("Conflict", "task %s no longer reads its stdin (it closed it or ended)" % self.id)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+                    raise FileError("Conflict", "task %s no longer reads its terminal (it ended)" % self.id)
+
+    def resize(self, cols, rows):
+        """Sets the size of the task's terminal (its foreground processes get SIGWINCH)."""
+        with self.stdin_lock:
+            if self.pty is None:
+                raise FileError("Conflict", "task %s was started without a terminal (pty); there is nothing to resize" % self.id)
+            if self.master is None:
+                raise FileError("Conflict", "task %s has ended; its terminal is closed" % self.id)
+            resize(self.master, cols, rows, self.pid)
+            self.pty = [cols, rows]
 
     def close_stdin(self):
         with self.stdin_lock:
@@ -622,6 +692,7 @@ class Task:
             "command": cut(self.command) if self.command is not None else None,
             "argv": [cut(a) for a in self.argv[:1024]],
             "env": {k: cut(v) for k, v in self.env.items()}, "stdin": self.stdin_fd is not None,
+            "pty": {"cols": self.pty[0], "rows": self.pty[1]} if self.pty else None,
         }
 
     def end_view(self):
@@ -678,7 +749,7 @@ class Task:
             self.subscribers.add(sub)
             ended = self.finished
         try:
-            req.event({"ev": "task.started", "taskId": self.id, "pid": self.pid})
+            req.event({"ev": "task.started", "taskId": self.id, "pid": self.pid, "pty": self.pty is not None})
             while True:
                 self._send_items(req, items)
                 if ended:
@@ -1073,6 +1144,16 @@ class Executor:
         if tag is not None and (not isinstance(tag, str) or len(tag) > 256):
             req.error("ValidationError", "tag: must be a string of at most 256 characters")
             return
+        pty = msg.get("pty")
+        if pty is not None:
+            try:
+                pty = check_size(pty)
+            except SizeError as e:
+                req.error("ValidationError", str(e))
+                return
+            if msg.get("stdin") is True:
+                req.error("ValidationError", "stdin: a task with a terminal (pty) reads its input from the terminal; give pty or stdin, not both")
+                return
         with self.tasks_lock:
             running = sum(1 for t in self.tasks.values() if t.running)
             if running >= MAX_RUNNING_TASKS:
@@ -1081,7 +1162,8 @@ class Executor:
             self.task_seq += 1
             task_id = "task-%d" % self.task_seq
             try:
-                task = Task(task_id, argv, msg.get("outputBytes", 1 << 20), env, cwd, stdin=msg.get("stdin") is True, tag=tag, command=command)
+                task = Task(task_id, argv, msg.get("outputBytes", 1 << 20), env, cwd, stdin=msg.get("stdin") is True, tag=tag,
+                            command=command, pty=pty)
             except FileNotFoundError:
                 req.error("ValidationError", "argv: %r was not found in the sandbox (PATH is searched)" % (argv[0],))
                 return
@@ -1144,11 +1226,28 @@ class Executor:
         if len(data) > MAX_INPUT_BYTES:
             req.error("LimitExceeded", "data: %d bytes, more than the %d one input may send" % (len(data), MAX_INPUT_BYTES))
             return
-        task.write_input(data)
+        target = req.msg.get("target")
+        if target not in (None, "stdin", "pty"):
+            req.error("ValidationError", "target: must be \"stdin\" or \"pty\", got %r" % (target,))
+            return
+        task.write_input(data, target)
         req.done(taskId=task.id, size=len(data))
+
+    def op_task_resize(self, req):
+        """Sets the size of a task's terminal (`size`: {cols, rows})."""
+        try:
+            cols, rows = check_size(req.msg.get("size"), "size")
+        except SizeError as e:
+            req.error("ValidationError", str(e))
+            return
+        task = self._task(req)
+        task.resize(cols, rows)
+        req.done(taskId=task.id, cols=cols, rows=rows)
 
     def op_task_closeStdin(self, req):
         task = self._task(req)
+        if task.pty is not None:
+            raise FileError("Conflict", "task %s runs in a terminal (pty), which has no stdin to close; send Ctrl-D (\\x04) as input to end a line-reading program's input" % task.id)
         if not task.has_stdin:
             raise FileError("Conflict", "task %s was started without stdin" % task.id)
         task.close_stdin()

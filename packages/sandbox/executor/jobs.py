@@ -140,6 +140,11 @@ def _tree(root, procs):
     return members
 
 
+def session_groups(sid):
+    """The process groups of session `sid` now."""
+    return {pgid for _, _, pgid, s, _ in _processes() if s == sid}
+
+
 def tree_snapshot(root):
     """What `interrupt_tree` leaves alone: the processes of `root`'s tree now, as (pid, start time)."""
     procs = _processes()

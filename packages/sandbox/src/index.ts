@@ -34,6 +34,8 @@ export {
   type ProcessEvent,
   type ProcessStream,
   type ProcessInfo,
+  type TerminalSize,
+  MAX_TERMINAL_SIZE,
 } from './session-tasks.ts'
 export { loadEngineConfig, intVar, type EngineConfig } from './config.ts'
 export { HostBudget, defaultHostBudgetConfig, loadHostBudgetConfig, procHostProbe, type HostBudgetConfig, type HostProbe, type Reservation } from './budget.ts'

@@ -38,9 +38,25 @@ export interface ProcessStartOptions extends TaskStartOptions {
   cmd?: string
   args?: string[]
   command?: string
+  /**
+   * Run it in a terminal of this size (a pseudo-terminal: its stdin, stdout and stderr, and its
+   * controlling terminal; `TERM=xterm-256color` unless `env` sets TERM). Its output is what the
+   * terminal shows (both streams, with echoed input) as `stdout` events; sendInput types into the
+   * terminal, resize sizes it. Not with `stdin`.
+   */
+  pty?: TerminalSize
   /** Aborting it stops the streaming, as close() does; the process runs on. */
   signal?: AbortSignal
 }
+
+/** A terminal's size: columns and rows, each a whole number from 1 to MAX_TERMINAL_SIZE (1000). */
+export interface TerminalSize {
+  cols: number
+  rows: number
+}
+
+/** Most columns (and rows) of a task's terminal. */
+export const MAX_TERMINAL_SIZE = 1000
 
 /** Which task a call means: its id, its pid in the sandbox, or its tag (the running one first, else the latest). */
 export type TaskSelector = { taskId: string } | { pid: number } | { tag: string }
@@ -75,6 +91,8 @@ export interface ProcessStream {
   readonly taskId: string
   /** The process's pid in the sandbox. */
   readonly pid: number
+  /** Whether it runs in a terminal (spawn with `pty`): its output, all of it, comes as `stdout` events. */
+  readonly pty: boolean
   /**
    * Events until the process has ended (the last is `end`), or until close(). Read them, or close
    * the stream: output nobody reads waits on the host, and past 16 MiB the session's output pauses.
@@ -101,6 +119,8 @@ export interface ProcessInfo {
   tag: string | null
   /** Whether its stdin is open for sendInput. */
   stdin: boolean
+  /** Its terminal's size now, for a task started with `pty`; else null. */
+  pty: TerminalSize | null
 }
 
 export interface TaskReadOptions {
@@ -174,6 +194,10 @@ export class SessionTasks {
     if (options.env !== undefined) fields.env = checkEnv(options.env)
     if (options.cwd !== undefined) fields.cwd = checkCwd(options.cwd)
     if (options.tag !== undefined) fields.tag = checkTag(options.tag)
+    if (options.pty !== undefined) {
+      if (options.stdin === true) throw validationError('stdin', 'a process in a terminal (pty) reads its input from the terminal: give pty or stdin, not both')
+      fields.pty = checkTerminalSize(options.pty, 'pty')
+    }
     fields.stdin = options.stdin === true
     return processStream(await openStream(this.session, 'task.start', fields, 'task.started', options.signal))
   }
@@ -195,11 +219,13 @@ export class SessionTasks {
   }
 
   /**
-   * Writes to a task's stdin (started with `stdin: true`): at most MAX_INPUT_BYTES (1 MiB) per
-   * call, else LimitExceeded. Conflict when it has no stdin, closed it, or ended; Timeout when
-   * the process does not read it within 10 s.
+   * Writes to a task's stdin (started with `stdin: true`) or, for one started with `pty`, types
+   * into its terminal: at most MAX_INPUT_BYTES (1 MiB) per call, else LimitExceeded. Conflict
+   * when it has no stdin, closed it, or ended, and when `target` names what it does not have
+   * (`pty` for a task without a terminal, `stdin` for one with); Timeout when the process does
+   * not read it within 10 s.
    */
-  async sendInput(selector: TaskSelector, data: string | Uint8Array): Promise<void> {
+  async sendInput(selector: TaskSelector, data: string | Uint8Array, options: { target?: 'stdin' | 'pty' } = {}): Promise<void> {
     if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw validationError('data', 'must be a string or a Uint8Array')
     const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.length)
     if (bytes.length > MAX_INPUT_BYTES) {
@@ -207,7 +233,19 @@ export class SessionTasks {
         details: { field: 'data', limit: MAX_INPUT_BYTES },
       })
     }
-    await this.op('task.input', { ...checkSelector(selector), data: bytes.toString('base64') })
+    const target = options.target
+    if (target !== undefined && target !== 'stdin' && target !== 'pty')
+      throw validationError('target', `must be "stdin" or "pty", got ${JSON.stringify(target)}`)
+    await this.op('task.input', { ...checkSelector(selector), data: bytes.toString('base64'), ...(target ? { target } : {}) })
+  }
+
+  /**
+   * Sets the size of a task's terminal (started with `pty`); its foreground processes get
+   * SIGWINCH. ValidationError for a bad size; Conflict when it has no terminal or has ended.
+   */
+  async resize(selector: TaskSelector, size: TerminalSize): Promise<void> {
+    const fields = { ...checkSelector(selector), size: checkTerminalSize(size, 'size') }
+    await this.op('task.resize', fields)
   }
 
   /** Closes a task's stdin (the process reads end of file). Idempotent; Conflict for a task started without stdin. */
@@ -339,6 +377,17 @@ function checkCwd(cwd: unknown): string {
   return cwd
 }
 
+function checkTerminalSize(size: unknown, field: string): TerminalSize {
+  const s = size as Record<string, unknown> | null
+  if (s === null || typeof s !== 'object') throw validationError(field, 'must be {cols, rows}')
+  for (const name of ['cols', 'rows'] as const) {
+    const v = s[name]
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TERMINAL_SIZE)
+      throw validationError(`${field}.${name}`, `must be a whole number from 1 to ${MAX_TERMINAL_SIZE}, got ${String(v)}`)
+  }
+  return { cols: s.cols as number, rows: s.rows as number }
+}
+
 function checkTag(tag: unknown): string {
   if (typeof tag !== 'string' || tag === '' || tag.length > 256 || tag.includes('\0'))
     throw validationError('tag', 'must be a string of 1 to 256 characters without NUL')
@@ -420,7 +469,7 @@ function processStream(opened: OpenedStream): ProcessStream {
       await opened.close()
     }
   }
-  return { taskId, pid, events: events(), close: () => opened.close() }
+  return { taskId, pid, pty: opened.first.pty === true, events: events(), close: () => opened.close() }
 }
 
 function processInfo(raw: unknown): ProcessInfo {
@@ -445,7 +494,15 @@ function processInfo(raw: unknown): ProcessInfo {
     cwd: str(v.cwd),
     tag: typeof v.tag === 'string' ? v.tag.slice(0, 256) : null,
     stdin: v.stdin === true,
+    pty: terminalSize(v.pty),
   }
+}
+
+/** A terminal size the executor reported, or null when it is not one: it comes from the sandbox. */
+function terminalSize(v: unknown): TerminalSize | null {
+  const s = v as Record<string, unknown> | null
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_TERMINAL_SIZE
+  return s !== null && typeof s === 'object' && ok(s.cols) && ok(s.rows) ? { cols: s.cols, rows: s.rows } : null
 }
 
 function checkTaskId(taskId: unknown): string {

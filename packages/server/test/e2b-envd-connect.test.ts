@@ -15,7 +15,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import { test } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { fromBinary } from '@bufbuild/protobuf'
+import { fromBinary, type MessageInitShape } from '@bufbuild/protobuf'
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt'
 import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-node'
@@ -26,7 +26,7 @@ import { bwrapDriver, bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 import type { E2bDeps } from '../src/apis/e2b/deps.ts'
 import { checkUser, endEvent, envdConnectRoutes, goPermissions, keepaliveMs, toSandboxPath } from '../src/apis/e2b/envd-connect.ts'
 import { EventType, file_filesystem_filesystem, Filesystem } from '../src/apis/e2b/proto/filesystem/filesystem_pb.ts'
-import { file_process_process, Process } from '../src/apis/e2b/proto/process/process_pb.ts'
+import { file_process_process, Process, type StreamInputRequestSchema } from '../src/apis/e2b/proto/process/process_pb.ts'
 import { captureLogger, waitUntil, type LogRecord } from './fixtures.ts'
 
 /** The envd version the stub control plane advertises: closeStdin (0.5.2), watch entries (0.6.3), network mounts (0.6.4). */
@@ -259,7 +259,7 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
     assert.equal(await sbx.commands.kill(sleeping.pid), true)
   })
 
-  await t.test('keepalives at the asked interval; a foreign sandbox, a missing program, PTYs and a bad signal are refused', async () => {
+  await t.test('keepalives at the asked interval; a foreign sandbox, a missing program, bad PTY requests and a bad signal are refused', async () => {
     const client = createClient(Process, transport(session.id))
     const abort = new AbortController()
     const kinds: string[] = []
@@ -274,6 +274,8 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
     const sleeping = (await sbx.commands.list()).find((p) => p.cmd === 'sleep')
     assert.ok(sleeping, 'the process runs on after the client left')
     await sbx.commands.kill(sleeping.pid)
+    // The kill is sent; the process's end is seen a moment later.
+    await waitUntil(async () => !(await sbx.commands.list()).some((p) => p.pid === sleeping.pid), 'the killed process to end')
 
     const foreign = createClient(Process, transport('not-this-one'))
     await assert.rejects(foreign.list({}), (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound)
@@ -285,18 +287,92 @@ test('the e2b SDK runs commands and works with files through envd’s Connect se
       first(client.start({ process: { cmd: 'no-such-program-here' } })),
       (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /no-such-program-here/.test(e.rawMessage),
     )
+    const refused = (code: Code, pattern: RegExp) => (e: unknown) => e instanceof ConnectError && e.code === code && pattern.test(e.rawMessage)
     await assert.rejects(
-      first(client.start({ process: { cmd: 'sh' }, pty: { size: { cols: 80, rows: 24 } } })),
-      (e: unknown) => e instanceof ConnectError && e.code === Code.Unimplemented && /PTY/.test(e.rawMessage),
+      first(client.start({ process: { cmd: 'sh' }, pty: { size: { cols: 0, rows: 24 } } })),
+      refused(Code.InvalidArgument, /pty\.size\.cols/),
     )
+    await assert.rejects(first(client.start({ process: { cmd: 'sh' }, pty: {} })), refused(Code.InvalidArgument, /pty\.size/))
+    const ended = { process: { selector: { case: 'pid', value: sleeping.pid } } } as const
+    await assert.rejects(client.update({ ...ended, pty: { size: { cols: 80, rows: 24 } } }), refused(Code.NotFound, /no running process/))
+    await assert.rejects(client.update({ ...ended, pty: { size: { cols: 80, rows: 1001 } } }), refused(Code.InvalidArgument, /pty\.size\.rows/))
+    const piped = await sbx.commands.run('cat', { background: true, stdin: true })
+    const pipedPid = { process: { selector: { case: 'pid', value: piped.pid } } } as const
+    await assert.rejects(client.update({ ...pipedPid, pty: { size: { cols: 80, rows: 24 } } }), refused(Code.FailedPrecondition, /without a PTY/))
     await assert.rejects(
-      client.update({ process: { selector: { case: 'pid', value: sleeping.pid } }, pty: { size: { cols: 80, rows: 24 } } }),
-      (e: unknown) => e instanceof ConnectError && e.code === Code.Unimplemented,
+      client.sendInput({ ...pipedPid, input: { input: { case: 'pty', value: Buffer.from('x') } } }),
+      refused(Code.FailedPrecondition, /without a terminal/),
     )
+    await sbx.commands.kill(piped.pid)
     await assert.rejects(
       client.sendSignal({ process: { selector: { case: 'pid', value: sleeping.pid } }, signal: 0 }),
       (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument,
     )
+  })
+
+  await t.test('a PTY process over Connect: pty data, input by SendInput and StreamInput, resize, connect', async () => {
+    const client = createClient(Process, transport(session.id))
+    const abort = new AbortController()
+    t.after(() => abort.abort())
+    const events = client.start(
+      { process: { cmd: 'bash', args: ['--norc', '--noprofile', '-i'], envs: { PS1: '$ ' } }, pty: { size: { cols: 70, rows: 20 } } },
+      { signal: abort.signal },
+    )
+    let screen = ''
+    const kinds = new Set<string>()
+    let pid = 0
+    const reading = (async () => {
+      for await (const r of events) {
+        const e = r.event?.event
+        if (e?.case === 'start') pid = e.value.pid
+        if (e?.case === 'data') {
+          kinds.add(e.value.output.case ?? 'none')
+          if (e.value.output.case === 'pty') screen += Buffer.from(e.value.output.value).toString()
+        }
+      }
+    })()
+    await waitUntil(() => pid > 0, 'the start event')
+    const selector = { selector: { case: 'pid', value: pid } } as const
+    await client.sendInput({ process: selector, input: { input: { case: 'pty', value: Buffer.from('stty size\n') } } })
+    await waitUntil(() => /^20 70\r$/m.test(screen), 'the size the terminal was started with', 20_000)
+    await assert.rejects(
+      client.sendInput({ process: selector, input: { input: { case: 'stdin', value: Buffer.from('x') } } }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.FailedPrecondition && /terminal/.test(e.rawMessage),
+    )
+    await client.update({ process: selector, pty: { size: { cols: 90, rows: 30 } } })
+
+    // StreamInput (client streaming, over HTTP/1.1): the process first, then its input in parts.
+    async function* input(): AsyncGenerator<MessageInitShape<typeof StreamInputRequestSchema>> {
+      yield { event: { case: 'start', value: { process: selector } } }
+      yield { event: { case: 'keepalive', value: {} } }
+      for (const part of ['stty ', 'size; echo "from-$((', '2+3))"\n'])
+        yield { event: { case: 'data', value: { input: { input: { case: 'pty', value: Buffer.from(part) } } } } }
+    }
+    await client.streamInput(input())
+    await waitUntil(() => /^30 90\r$/m.test(screen) && /^from-5\r$/m.test(screen), 'the new size and the streamed input', 20_000)
+    async function* noStart(): AsyncGenerator<MessageInitShape<typeof StreamInputRequestSchema>> {
+      yield { event: { case: 'data', value: { input: { input: { case: 'pty', value: Buffer.from('x') } } } } }
+    }
+    await assert.rejects(
+      client.streamInput(noStart()),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /start/.test(e.rawMessage),
+    )
+
+    // Connect follows it again: its output is still `pty` data.
+    const again = client.connect({ process: selector }, { signal: abort.signal })
+    let followed = ''
+    const following = (async () => {
+      for await (const r of again) {
+        const e = r.event?.event
+        if (e?.case === 'data' && e.value.output.case === 'pty') followed += Buffer.from(e.value.output.value).toString()
+      }
+    })()
+    await new Promise((r) => setTimeout(r, 300))
+    await client.sendInput({ process: selector, input: { input: { case: 'pty', value: Buffer.from('echo again\n') } } })
+    await waitUntil(() => /^again\r$/m.test(followed), 'output through connect', 20_000)
+    await client.sendSignal({ process: selector, signal: 9 })
+    await Promise.all([reading, following])
+    assert.deepEqual([...kinds], ['pty'], 'a terminal’s output is pty data only')
   })
 
   await t.test('files: makeDir, exists, getInfo, list with depth, symlinks, rename, remove', async () => {

@@ -1,11 +1,12 @@
 /**
  * The unmodified `e2b` SDK against a real codebox (bwrap driver), pointed at it with E2B_API_URL
  * and E2B_SANDBOX_URL and a codebox API key: create, files write/read, setTimeout, getInfo, list,
- * connect, kill; tenancy (another tenant's sandbox is not found) and errors, as the SDK reports them.
+ * connect, kill; sandbox.pty (a shell in a terminal); tenancy (another tenant's sandbox is not
+ * found) and errors, as the SDK reports them.
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { FileNotFoundError, InvalidArgumentError, NotFoundError, Sandbox, SandboxError, SandboxNotFoundError, type SandboxOpts } from 'e2b'
+import { CommandExitError, FileNotFoundError, InvalidArgumentError, NotFoundError, Sandbox, SandboxError, SandboxNotFoundError, type SandboxOpts } from 'e2b'
 import { e2bServer } from './e2b-fixtures.ts'
 import { waitUntil } from './fixtures.ts'
 
@@ -151,6 +152,37 @@ describe('the e2b SDK against codebox', () => {
     assert.equal(own.status, 200, 'the tenant’s own API key reaches its sandbox')
     assert.equal(await own.text(), 'acme only')
     assert.equal(await sbx.isRunning(), true, 'nothing of this touched the sandbox')
+  })
+
+  test('sandbox.pty: a login shell in a terminal, typed into, resized, followed again, killed', async (t) => {
+    if (e2b.skip) return t.skip(e2b.skip)
+    const sbx = await create(keys.acme)
+    const decoder = new TextDecoder()
+    let screen = ''
+    const term = await sbx.pty.create({ cols: 80, rows: 24, envs: { GREETING: 'hi' }, cwd: '/home/user', onData: (d) => void (screen += decoder.decode(d)) })
+    assert.ok(term.pid > 0)
+    const typed = async (input: string, shows: RegExp, what: string): Promise<void> => {
+      const from = screen.length
+      await sbx.pty.sendInput(term.pid, new TextEncoder().encode(input))
+      await waitUntil(() => shows.test(screen.slice(from)), `${what}; the screen: ${JSON.stringify(screen.slice(-400))}`, 20_000)
+    }
+    await typed('echo $((6*7))\n', /^42\r$/m, 'the answer')
+    await typed('stty size\n', /^24 80\r$/m, 'the size it was created with')
+    await sbx.pty.resize(term.pid, { cols: 100, rows: 30 })
+    await typed('stty size\n', /^30 100\r$/m, 'the new size')
+    await typed('tty; echo "$TERM $GREETING $PWD"\n', /^\/dev\/pts\/\d+\r\n(.*\r\n)?xterm-256color hi \/workspace\r$/m, 'the terminal, TERM, envs and cwd')
+
+    // Followed again from another handle: the same terminal's output, as pty data.
+    await term.disconnect()
+    let followed = ''
+    const again = await sbx.pty.connect(term.pid, { onData: (d) => void (followed += decoder.decode(d)) })
+    await sbx.pty.sendInput(term.pid, new TextEncoder().encode('echo followed\n'))
+    await waitUntil(() => /^followed\r$/m.test(followed), 'output through pty.connect', 20_000)
+
+    assert.equal(await sbx.pty.kill(term.pid), true)
+    await assert.rejects(again.wait(), (e: unknown) => e instanceof CommandExitError && e.exitCode === -1 && e.error === 'signal: killed')
+    assert.equal(await sbx.pty.kill(term.pid), false, 'an ended terminal is not found')
+    await assert.rejects(sbx.pty.resize(term.pid, { cols: 80, rows: 24 }), (e: unknown) => e instanceof NotFoundError)
   })
 
   test('errors: bad key, unknown template, what codebox does not do, internal paths without the headers', async (t) => {

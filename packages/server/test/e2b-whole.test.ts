@@ -69,7 +69,7 @@ describe('E2B through the whole server', () => {
     const repo = path.resolve(import.meta.dirname, '../../..')
     const doc = await readFile(path.join(repo, 'docs/e2b.md'), 'utf8')
     const examples = [...doc.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
-    const printed = [/^hi\nhello\n/m, /^adding\n\n42$/m]
+    const printed = [/^hi\nhello\n/m, /^the terminal printed 42$/m, /^adding\n\n42$/m]
     assert.equal(examples.length, printed.length)
     for (const [i, example] of examples.entries()) {
       // Beside the tests, so that `e2b` and `@e2b/code-interpreter` resolve as they do for a user.
@@ -78,10 +78,12 @@ describe('E2B through the whole server', () => {
       try {
         const env = { ...process.env, E2B_API_URL: e2b.server.url, E2B_SANDBOX_URL: e2b.server.url, E2B_API_KEY: e2b.keys.acme! }
         const child = spawn(process.execPath, [file], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env })
+        const stuck = setTimeout(() => child.kill('SIGKILL'), 60_000)
         let out = ''
         child.stdout.on('data', (c: Buffer) => (out += c.toString()))
         child.stderr.on('data', (c: Buffer) => (out += c.toString()))
         const [code] = (await once(child, 'exit')) as [number | null]
+        clearTimeout(stuck)
         assert.equal(code, 0, `example ${i + 1}:\n${out}`)
         assert.match(out, printed[i]!, `example ${i + 1} printed ${out}`)
       } finally {

@@ -61,6 +61,8 @@ export function ociSpec(options: BundleOptions): Record<string, unknown> {
     // gVisor's SO_PEERCRED (runsc 2022) gives the caller's own pid: the executor and its kernels
     // tell each other apart by SCM_CREDENTIALS instead (executor/kernel_channel.py).
     CODEBOX_KERNEL_AUTH: 'passcred',
+    // gVisor's terminals (runsc 2022) send no SIGWINCH on a resize: the executor does (executor/terminal.py).
+    CODEBOX_TTY_SIGWINCH: 'executor',
     ...(options.codePath !== undefined ? { CODEBOX_CODE_DIR: CODE_DIR } : {}),
     ...(options.ports !== undefined ? { CODEBOX_PORTS_DIR: GVISOR_PORTS_DIR } : {}),
   }

@@ -6,7 +6,8 @@
  * our own .proto files (proto/, `npm run proto:e2b -w packages/server`).
  *
  * Mapping (docs/e2b.md, "E2B envd"): a process is a session task (session.tasks.spawn, connect, list,
- * sendInput, closeStdin, signal), run as the session's user without a PTY; E2B's user `user` and
+ * sendInput, closeStdin, signal, resize), run as the session's user, in a terminal when started
+ * with `pty` (its output is then E2B's `pty` data); E2B's user `user` and
  * its home `/home/user` (or `~`) are the session's user and `/workspace`, `root` is refused;
  * file operations are session.files (stat, makeDir, move, list, remove, watch). Streams end when
  * the client goes away (the process runs on, as with E2B) and carry keepalives at the interval
@@ -29,7 +30,17 @@ import {
 } from '@connectrpc/connect'
 import { compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node'
 import { isCodeboxError, type ErrorCode, type FileInfo, type WatchEvent } from '@codebox/core'
-import type { FileWatch, ProcessEnd, ProcessEvent as EngineProcessEvent, ProcessSignal, ProcessStream, Session, TaskSelector } from '@codebox/sandbox'
+import {
+  MAX_TERMINAL_SIZE,
+  type FileWatch,
+  type ProcessEnd,
+  type ProcessEvent as EngineProcessEvent,
+  type ProcessSignal,
+  type ProcessStream,
+  type Session,
+  type TaskSelector,
+  type TerminalSize,
+} from '@codebox/sandbox'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
 import {
   type EntryInfoSchema,
@@ -44,6 +55,7 @@ import {
   Signal,
   type ProcessEvent_EndEventSchema,
   type ProcessEventSchema,
+  type ProcessInput,
   type ProcessSelector,
   type StartResponseSchema,
 } from './proto/process/process_pb.ts'
@@ -137,9 +149,9 @@ function processService(deps: E2bDeps): ServiceImpl<typeof Process> {
       const sandbox = await sandboxFor(deps, ctx)
       const { session } = sandbox
       checkUser(ctx)
-      if (req.pty !== undefined) throw new ConnectError('codebox runs processes without a PTY: start it without `pty`', Code.Unimplemented)
       const config = req.process
       if (!config || config.cmd === '') throw new ConnectError('process.cmd: give the program to run', Code.InvalidArgument)
+      const pty = req.pty !== undefined ? ptySize(req.pty.size, 'pty.size') : undefined
       const sandboxEnvs = await engine(() => sandbox.envs())
       const stream = await engine(() =>
         session.tasks.spawn({
@@ -149,8 +161,8 @@ function processService(deps: E2bDeps): ServiceImpl<typeof Process> {
           env: { ...sandboxEnvs, ...config.envs },
           ...(config.cwd !== undefined && config.cwd !== '' ? { cwd: toSandboxCwd(config.cwd) } : {}),
           ...(req.tag !== undefined ? { tag: req.tag } : {}),
-          // envd gives a process a stdin pipe unless asked not to.
-          stdin: req.stdin !== false,
+          // A terminal is its input; else envd gives a process a stdin pipe unless asked not to.
+          ...(pty ? { pty } : { stdin: req.stdin !== false }),
           signal: ctx.signal,
         }),
       )
@@ -183,15 +195,27 @@ function processService(deps: E2bDeps): ServiceImpl<typeof Process> {
     async sendInput(req, ctx) {
       const { session } = await sandboxFor(deps, ctx)
       const selector = toSelector(req.process)
-      const input = req.input?.input
-      if (input?.case === 'pty') throw new ConnectError('codebox runs processes without a PTY: send `stdin` input', Code.Unimplemented)
-      if (input?.case !== 'stdin') throw new ConnectError('input: give the bytes to send as `stdin`', Code.InvalidArgument)
-      await engine(() => session.tasks.sendInput(selector, input.value))
+      await sendInput(session, selector, req.input)
       return {}
     },
 
-    async streamInput() {
-      throw new ConnectError('StreamInput is not served: send input with SendInput', Code.Unimplemented)
+    async streamInput(requests, ctx) {
+      const { session } = await sandboxFor(deps, ctx)
+      let selector: TaskSelector | undefined
+      for await (const req of requests) {
+        const event = req.event
+        if (event.case === 'start') {
+          if (selector) throw new ConnectError('StreamInput: the stream names its process once, in its first message (`start`)', Code.InvalidArgument)
+          selector = toSelector(event.value.process)
+        } else if (event.case === 'data') {
+          if (!selector) throw new ConnectError('StreamInput: the first message must be `start`, naming the process', Code.InvalidArgument)
+          await sendInput(session, selector, event.value.input)
+        } else if (event.case !== 'keepalive') {
+          throw new ConnectError('StreamInput: each message is `start`, `data` or `keepalive`', Code.InvalidArgument)
+        }
+      }
+      if (!selector) throw new ConnectError('StreamInput: the stream ended without naming its process (`start`)', Code.InvalidArgument)
+      return {}
     },
 
     async closeStdin(req, ctx) {
@@ -211,9 +235,19 @@ function processService(deps: E2bDeps): ServiceImpl<typeof Process> {
     },
 
     async update(req, ctx) {
-      await sandboxFor(deps, ctx)
-      toSelector(req.process)
-      throw new ConnectError('codebox runs processes without a PTY: there is no terminal to resize', Code.Unimplemented)
+      const { session } = await sandboxFor(deps, ctx)
+      const selector = toSelector(req.process)
+      // Update only resizes a terminal: without `pty` there is nothing to change (as envd).
+      if (req.pty === undefined) return {}
+      const size = ptySize(req.pty.size, 'pty.size')
+      const running = await engine(() => session.tasks.list({ running: true }))
+      const found = running.filter((p) => ('pid' in selector ? p.pid === selector.pid : 'tag' in selector && p.tag === selector.tag)).at(-1)
+      if (!found) throw new ConnectError(`no running process with ${describe(selector)}`, Code.NotFound)
+      if (found.pty === null)
+        throw new ConnectError(`the process with ${describe(selector)} was started without a PTY: there is no terminal to resize`, Code.FailedPrecondition)
+      // It ended since it was listed: gone, for E2B.
+      await engine(() => session.tasks.resize({ taskId: found.taskId }, size), { Conflict: Code.NotFound })
+      return {}
     },
   }
 }
@@ -229,6 +263,8 @@ async function* processEvents<R>(
     yield* mapStream<EngineProcessEvent, R>(stream.events[Symbol.asyncIterator](), ctx, () => stream.close(), {
       keepalive: () => wrap({ event: { case: 'keepalive', value: {} } }),
       map: (e) => {
+        // A terminal has one stream: E2B's `pty` data.
+        if (e.type === 'stdout' && stream.pty) return wrap({ event: { case: 'data', value: { output: { case: 'pty', value: e.data } } } })
         if (e.type === 'stdout' || e.type === 'stderr') return wrap({ event: { case: 'data', value: { output: { case: e.type, value: e.data } } } })
         if (e.type === 'end') return wrap({ event: { case: 'end', value: endEvent(e) } })
         // Bytes a slow reader missed have no E2B event: the stream goes on with what is kept.
@@ -263,6 +299,23 @@ const goSignalNames: Record<string, string> = {
   SIGPIPE: 'broken pipe',
   SIGABRT: 'aborted',
   SIGSEGV: 'segmentation fault',
+}
+
+/** Input for a process: `stdin` to its stdin pipe, `pty` to its terminal (FailedPrecondition for what it does not have). */
+async function sendInput(session: Session, selector: TaskSelector, input: ProcessInput | undefined): Promise<void> {
+  const given = input?.input
+  if (given?.case !== 'stdin' && given?.case !== 'pty') throw new ConnectError('input: give the bytes to send as `stdin` or `pty`', Code.InvalidArgument)
+  await engine(() => session.tasks.sendInput(selector, given.value, { target: given.case }))
+}
+
+/** A PTY size of a request: cols and rows, each from 1 to MAX_TERMINAL_SIZE, else InvalidArgument. */
+function ptySize(size: { cols: number; rows: number } | undefined, field: string): TerminalSize {
+  if (!size) throw new ConnectError(`${field}: give the terminal's cols and rows`, Code.InvalidArgument)
+  for (const name of ['cols', 'rows'] as const) {
+    const v = size[name]
+    if (v < 1 || v > MAX_TERMINAL_SIZE) throw new ConnectError(`${field}.${name}: must be from 1 to ${MAX_TERMINAL_SIZE}, got ${v}`, Code.InvalidArgument)
+  }
+  return { cols: size.cols, rows: size.rows }
 }
 
 function toSelector(selector: ProcessSelector | undefined): TaskSelector {
