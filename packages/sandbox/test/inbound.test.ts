@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CODE_DIR, CodeboxError, defaultLimits } from '@codebox/core'
 import { FakeDriver, SessionManager, type Session } from '@codebox/sandbox'
-import { GVISOR_PORTS_DIR, ociSpec } from '../src/drivers/gvisor/bundle.ts'
+import { GVISOR_PORTS_DIR, ociSpec, type BundleOptions } from '../src/drivers/gvisor/bundle.ts'
 import { bwrapDriver, bwrapUnavailable } from './fixtures.ts'
 import { gvisorCodeUnavailable, gvisorDriver, gvisorUnavailable } from './gvisor-fixtures.ts'
 
@@ -113,6 +113,36 @@ async function refusedFast(session: Session, port: number): Promise<void> {
   assert.ok(took < 3000, `the refusal took ${took.toFixed(0)} ms`)
 }
 
+/**
+ * The relay's tests every driver passes, for the `describe` of one: two sessions (`sessions()`,
+ * set by its `before`) each serving SERVER on 8080 as NAME a and b; `requests` at once to both.
+ */
+function relayTests(sessions: () => [Session, Session], skip: string | false | undefined, requests: number): void {
+  test('a request reaches the server in the sandbox, and each session answers its own', { skip }, async () => {
+    const [a, b] = sessions()
+    assert.deepEqual(await request(a, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from a'])
+    assert.deepEqual(await request(b, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from b'])
+  })
+
+  test('a port nothing listens on fails fast and clearly', { skip }, async () => {
+    const [a] = sessions()
+    await refusedFast(a, 9000)
+    await assert.rejects(a.openPort(0), { code: 'ValidationError' })
+    await assert.rejects(a.openPort(70000), { code: 'ValidationError' })
+  })
+
+  test(`${requests} concurrent requests and a 5 MiB body pass intact`, { skip }, async () => {
+    const [a, b] = sessions()
+    const replies = await Promise.all(Array.from({ length: requests }, (_, i) => request(i % 2 ? a : b, 8080)))
+    assert.deepEqual(new Set(replies.map((r) => r.body.toString())), new Set(['hello from a', 'hello from b']))
+    const body = randomBytes(5 * 1024 * 1024)
+    const echoed = await request(a, 8080, { method: 'POST', body })
+    assert.equal(echoed.status, 200)
+    assert.equal(echoed.body.length, body.length)
+    assert.equal(sha(echoed.body), sha(body))
+  })
+}
+
 describe('inbound: bwrap', async () => {
   const skip = await bwrapUnavailable()
   let manager: SessionManager
@@ -132,10 +162,7 @@ describe('inbound: bwrap', async () => {
     if (bundle) rmSync(bundle, { recursive: true, force: true })
   })
 
-  test('a request reaches the server in the sandbox, and each session answers its own', { skip }, async () => {
-    assert.deepEqual(await request(a, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from a'])
-    assert.deepEqual(await request(b, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from b'])
-  })
+  relayTests(() => [a, b], skip, 40)
 
   test('the code is read-only at /app, readable, and its host path is not in mountinfo', { skip }, async () => {
     const r = await a.commands.run('cat /app/server.py | head -c 40; touch /app/x 2>&1; echo "$CODEBOX_CODE_DIR"; id -u')
@@ -149,22 +176,6 @@ describe('inbound: bwrap', async () => {
     assert.match(app, /\bro\b/)
     assert.match(app, /nosuid/)
     assert.match(app, /nodev/)
-  })
-
-  test('a port nothing listens on fails fast and clearly', { skip }, async () => {
-    await refusedFast(a, 9000)
-    await assert.rejects(a.openPort(0), { code: 'ValidationError' })
-    await assert.rejects(a.openPort(70000), { code: 'ValidationError' })
-  })
-
-  test('many concurrent requests and a 5 MiB body pass intact', { skip }, async () => {
-    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => request(i % 2 ? a : b, 8080)))
-    assert.deepEqual(new Set(replies.map((r) => r.body.toString())), new Set(['hello from a', 'hello from b']))
-    const body = randomBytes(5 * 1024 * 1024)
-    const echoed = await request(a, 8080, { method: 'POST', body })
-    assert.equal(echoed.status, 200)
-    assert.equal(echoed.body.length, body.length)
-    assert.equal(sha(echoed.body), sha(body))
   })
 
   test('the relay survives a client that disconnects mid-body', { skip }, async () => {
@@ -271,24 +282,7 @@ describe('inbound: gVisor', async () => {
     return { dir, socket, server, reached: () => n }
   }
 
-  test('a request reaches the server in the sandbox, and each session answers its own', { skip }, async () => {
-    assert.deepEqual(await request(a, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from a'])
-    assert.deepEqual(await request(b, 8080).then((r) => [r.status, r.body.toString()]), [200, 'hello from b'])
-  })
-
-  test('a port nothing listens on fails fast and clearly', { skip }, async () => {
-    await refusedFast(a, 9000)
-    await assert.rejects(a.openPort(70000), { code: 'ValidationError' })
-  })
-
-  test('concurrent requests and a 5 MiB body pass intact', { skip }, async () => {
-    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => request(i % 2 ? a : b, 8080)))
-    assert.deepEqual(new Set(replies.map((r) => r.body.toString())), new Set(['hello from a', 'hello from b']))
-    const body = randomBytes(5 * 1024 * 1024)
-    const echoed = await request(a, 8080, { method: 'POST', body })
-    assert.equal(echoed.status, 200)
-    assert.equal(sha(echoed.body), sha(body))
-  })
+  relayTests(() => [a, b], skip, 20)
 
   /** Runs a Python probe in `session` that prints one JSON line: what `ops` (name -> expression) gave, or the errno name they failed with. */
   async function tryOps(session: Session, setup: string, ops: Record<string, string>): Promise<Record<string, unknown>> {
@@ -460,34 +454,24 @@ describe('inbound: fake driver', () => {
 })
 
 describe('inbound: gVisor bundle', () => {
+  /** The OCI spec of a sandbox without egress or cgroups, with `extra` options (code, ports). */
+  const specWith = (extra: Partial<BundleOptions>): Record<string, unknown> =>
+    ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined, ...extra })
+
   test('code is an OCI bind mount at /app, read-only, nosuid, nodev, named in the environment', () => {
-    const spec = ociSpec({
-      imagePath: '/img',
-      runtimePath: '/rt',
-      limits: { ...defaultLimits },
-      egressDir: undefined,
-      cgroupsPath: undefined,
-      codePath: '/bundles/b1',
-    })
+    const spec = specWith({ codePath: '/bundles/b1' })
     const mounts = spec.mounts as { destination: string; type: string; source: string; options: string[] }[]
     assert.deepEqual(
       mounts.find((m) => m.destination === CODE_DIR),
       { destination: '/app', type: 'bind', source: '/bundles/b1', options: ['rbind', 'ro', 'nosuid', 'nodev'] },
     )
     assert.ok((spec.process as { env: string[] }).env.includes('CODEBOX_CODE_DIR=/app'))
-    const without = ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined })
+    const without = specWith({})
     assert.ok(!(without.mounts as { destination: string }[]).some((m) => m.destination === CODE_DIR))
   })
 
   test('the ports directory is a writable bind at /run/codebox/ports, under a read-only /run, named in the environment', () => {
-    const spec = ociSpec({
-      imagePath: '/img',
-      runtimePath: '/rt',
-      limits: { ...defaultLimits },
-      egressDir: undefined,
-      cgroupsPath: undefined,
-      ports: { runDir: '/b/run', portsDir: '/b/ports' },
-    })
+    const spec = specWith({ ports: { runDir: '/b/run', portsDir: '/b/ports' } })
     const mounts = spec.mounts as { destination: string; type: string; source: string; options: string[] }[]
     const run = mounts.findIndex((m) => m.destination === '/run')
     const ports = mounts.findIndex((m) => m.destination === GVISOR_PORTS_DIR)
@@ -495,7 +479,7 @@ describe('inbound: gVisor bundle', () => {
     assert.deepEqual(mounts[run], { destination: '/run', type: 'bind', source: '/b/run', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] })
     assert.deepEqual(mounts[ports], { destination: '/run/codebox/ports', type: 'bind', source: '/b/ports', options: ['rbind', 'nosuid', 'nodev', 'noexec'] })
     assert.ok((spec.process as { env: string[] }).env.includes('CODEBOX_PORTS_DIR=/run/codebox/ports'))
-    const without = ociSpec({ imagePath: '/img', runtimePath: '/rt', limits: { ...defaultLimits }, egressDir: undefined, cgroupsPath: undefined })
+    const without = specWith({})
     assert.ok(!(without.mounts as { destination: string }[]).some((m) => m.destination === '/run' || m.destination === GVISOR_PORTS_DIR))
     assert.ok(!(without.process as { env: string[] }).env.some((e) => e.startsWith('CODEBOX_PORTS_DIR=')))
   })

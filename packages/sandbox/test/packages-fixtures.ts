@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type net from 'node:net'
+import { after, before } from 'node:test'
 import { EgressService, SessionManager, parseTrustedList, type Session } from '@codebox/sandbox'
 import { bwrapDriver } from './fixtures.ts'
 
@@ -67,15 +68,18 @@ export interface PackageServer {
   requests: string[]
 }
 
+/** What a package server serves: wheels by file name, npm tarballs by file name with their name and version. */
+export interface PackageFiles {
+  wheels?: Record<string, Buffer>
+  tarballs?: Record<string, { name: string; version: string; data: Buffer }>
+}
+
 /**
  * A loopback server for a PEP 503 simple index (`/simple/<name>/` links to `/files/<file>`) and an
  * npm registry (`/<name>` is the packument, `/tarballs/<file>` the tarball); `host` is the name
  * the sandbox uses, so the links point where the sandbox's proxy can reach.
  */
-export async function packageServer(
-  files: { wheels?: Record<string, Buffer>; tarballs?: Record<string, { name: string; version: string; data: Buffer }> },
-  host: string,
-): Promise<PackageServer> {
+export async function packageServer(files: PackageFiles, host: string): Promise<PackageServer> {
   const requests: string[] = []
   let base = ''
   const server = createServer((req, res) => {
@@ -114,7 +118,7 @@ export async function packageServer(
 }
 
 /** Runs `make` in a fresh sandbox without network and returns what it made (so the host needs no Python or npm). */
-export async function madeInSandbox<T>(make: (session: Session) => Promise<T>): Promise<T> {
+async function madeInSandbox<T>(make: (session: Session) => Promise<T>): Promise<T> {
   const m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0 })
   try {
     return await make(await m.start())
@@ -123,15 +127,46 @@ export async function madeInSandbox<T>(make: (session: Session) => Promise<T>): 
   }
 }
 
+/** A package server and a session whose egress allow-list names it, shared by the tests of a `describe`. */
+export interface SharedPackageServer {
+  /** The host name the session reaches the server by (it resolves to 127.0.0.1). */
+  host: string
+  server: PackageServer
+  session: Session
+}
+
 /**
- * A session whose egress allow-list names `host:port`, where `host` resolves to 127.0.0.1 (a
- * package server of the test); close the manager when done.
+ * For a `describe` block on the bwrap driver: before its first test, `make` makes the packages in
+ * a sandbox of its own, a loopback package server serves them as `host`, and a session starts with
+ * that server on its egress allow-list; after its last test, both are closed. `server` and
+ * `session` are set once the suite's `before` hook has run.
  */
-export async function egressSessionTo(host: string, port: number): Promise<{ m: SessionManager; session: Session }> {
-  const egress = new EgressService({
-    trusted: parseTrustedList(`127.0.0.1:${port}`),
-    resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+export function sharedPackageServer(host: string, make: (maker: Session) => Promise<PackageFiles>): SharedPackageServer {
+  const shared = { host } as SharedPackageServer
+  let manager: SessionManager | undefined
+  before(async () => {
+    shared.server = await packageServer(await madeInSandbox(make), host)
+    const egress = new EgressService({
+      trusted: parseTrustedList(`127.0.0.1:${shared.server.port}`),
+      resolve: async (name) => (name === host ? ['127.0.0.1'] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' }))),
+    })
+    manager = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
+    shared.session = await manager.start({ egress: { mode: 'allowlist', allow: [`${host}:${shared.server.port}`] } })
   })
-  const m = new SessionManager({ driver: await bwrapDriver(), poolSize: 0, egress })
-  return { m, session: await m.start({ egress: { mode: 'allowlist', allow: [`${host}:${port}`] } }) }
+  after(async () => {
+    await manager?.close()
+    shared.server?.server.close()
+  })
+  return shared
+}
+
+/** Runs `command` (an install) in a session without network: it must fail within 20 s, saying so; returns its stderr. */
+export async function failsWithoutNetwork(session: Session, command: string): Promise<string> {
+  const started = Date.now()
+  const r = await session.commands.run(command, { timeoutMs: 120_000 })
+  const seconds = (Date.now() - started) / 1000
+  assert.notEqual(r.structuredContent.exitCode, 0)
+  assert.ok(seconds < 20, `\`${command}\` took ${seconds} s to fail`)
+  assert.match(r.structuredContent.stderr, /this session has no network/)
+  return r.structuredContent.stderr
 }

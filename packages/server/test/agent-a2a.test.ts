@@ -10,7 +10,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test, type TestContext } from 'node:test'
-import { Role, TaskState, type Message, type SendMessageRequest, type StreamResponse, type Task } from '@a2a-js/sdk'
+import { TaskState, type Message, type StreamResponse, type Task } from '@a2a-js/sdk'
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client'
 import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client'
 import { ServerCallContext } from '@a2a-js/sdk/server'
@@ -22,6 +22,7 @@ import { a2aRoutes } from '../src/apis/a2a/index.ts'
 import { BoundedTaskStore } from '../src/apis/a2a/task-store.ts'
 import { Authenticator } from '../src/http/auth.ts'
 import { Store } from '../src/store/index.ts'
+import { userMessage } from './a2a-fixtures.ts'
 import { FakeAgentDoor, fakePng, sandboxModelScript } from './agent-fixtures.ts'
 import { realServer } from './fixtures.ts'
 
@@ -66,25 +67,6 @@ async function v1Client(url: string, key?: string): Promise<Client> {
     }),
   )
   return factory.createFromUrl(url)
-}
-
-function userMessage(text: string, extra: Partial<Message> = {}): SendMessageRequest {
-  return {
-    tenant: '',
-    message: {
-      messageId: randomUUID(),
-      contextId: '',
-      taskId: '',
-      role: Role.ROLE_USER,
-      parts: [{ content: { $case: 'text', value: text }, metadata: undefined, filename: '', mediaType: 'text/plain' }],
-      metadata: undefined,
-      extensions: [],
-      referenceTaskIds: [],
-      ...extra,
-    },
-    configuration: undefined,
-    metadata: undefined,
-  }
 }
 
 const textOf = (parts: { content?: { $case: string; value?: unknown } }[] | undefined): string =>

@@ -8,7 +8,7 @@ import path from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyBaseLogger } from 'fastify'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
-import { buildApp, loadServerConfig, startServer, Store, type App, type RunningServer } from '@codebox/server'
+import { buildApp, loadServerConfig, startServer, Store, type App, type RunningServer, type ServerConfig } from '@codebox/server'
 
 export interface TestServer extends App {
   url: string
@@ -142,12 +142,16 @@ export async function imageStateDir(parent: string, name = 'state'): Promise<str
 }
 
 /**
- * A real codebox server (bwrap driver, as `codebox serve` starts it) on a free loopback port, with
- * a state dir of its own under `parent`, quiet logs and a warm pool of one; `env` adds settings.
+ * The configuration of a real codebox server (bwrap driver, as `codebox serve` loads it) on a free
+ * loopback port, with a state dir of its own under `parent`, quiet logs and a warm pool of one;
+ * `env` adds settings. Starting it again later opens the same store.
  */
-export async function realServer(parent: string, env: Record<string, string> = {}): Promise<RunningServer> {
+export async function realServerConfig(parent: string, env: Record<string, string> = {}): Promise<ServerConfig> {
   const stateDir = await imageStateDir(parent)
-  return startServer(
-    loadServerConfig({ ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1', CODEBOX_PORT: '0', ...env }),
-  )
+  return loadServerConfig({ ...process.env, CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_POOL_SIZE: '1', CODEBOX_PORT: '0', ...env })
+}
+
+/** A real codebox server started from `realServerConfig(parent, env)`. */
+export async function realServer(parent: string, env: Record<string, string> = {}): Promise<RunningServer> {
+  return startServer(await realServerConfig(parent, env))
 }

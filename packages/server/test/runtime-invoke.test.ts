@@ -7,40 +7,15 @@
  * the logs of the sessions that ended before are read through the API and the CLI.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import { CodeboxClient, SandboxFailureError, ValidationError } from '@codebox/sdk'
-import { loadServerConfig, startServer } from '@codebox/server'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
-import { imageStateDir } from './fixtures.ts'
-import { rawTarGz } from './runtime-fixtures.ts'
-
-const skip = await bwrapUnavailable()
+import { codebox, deployAgent, hostedServer, pythonAgent } from './hosted-fixtures.ts'
 
 /** Echoes the payload's bytes and headers, counts per process, streams SSE, crashes, answers 500. */
-const agentPy = String.raw`import base64, json, os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-count = 0
-
-class Agent(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def reply(self, code, ctype, body):
-        self.send_response(code)
-        self.send_header("content-type", ctype)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        self.reply(200, "application/json", json.dumps({"status": "Healthy"}).encode())
-
-    def do_POST(self):
+const agentPy = pythonAgent(String.raw`    def do_POST(self):
         global count
         raw = self.rfile.read(int(self.headers.get("content-length") or 0))
         text = raw.decode("utf-8", "replace")
@@ -52,37 +27,14 @@ class Agent(BaseHTTPRequestHandler):
             self.reply(500, "text/plain", b"internal trouble")
             return
         if text == "stream":
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.end_headers()
-            for i in range(3):
-                self.wfile.write(("data: " + json.dumps({"part": i}) + "\n\n").encode())
-                self.wfile.flush()
-                time.sleep(0.05)
-            return
+            return self.stream_parts()
         count += 1
         answer = {"count": count, "pid": os.getpid(), "b64": base64.b64encode(raw).decode(), "type": self.headers.get("content-type"),
                   "session": self.headers.get("x-amzn-bedrock-agentcore-runtime-session-id"), "version": os.environ["AGENTCORE_RUNTIME_VERSION"]}
         print("answered", count, flush=True)
-        self.reply(200, "application/json", json.dumps(answer).encode())
+        self.reply(200, "application/json", json.dumps(answer).encode())`)
 
-print("agent listening on", os.environ["PORT"], flush=True)
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Agent).serve_forever()
-`
-
-const bin = path.join(import.meta.dirname, '../../cli/bin/codebox')
-
-function codebox(args: string[], url: string, input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CODEBOX_URL: url }, timeout: 60_000 })
-    child.stdin.end(input)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
+const hosted = hostedServer({ name: 'invoke', unavailable: bwrapUnavailable })
 
 /** The shell-quoted arguments of a README line like `npx codebox runtimes invoke NAME '...'   # comment`. */
 function shellWords(line: string): string[] {
@@ -96,26 +48,12 @@ function shellWords(line: string): string[] {
 
 const sid = (c: string): string => `${c.repeat(8)}-session-for-the-native-invoke-test`
 
-test('a hosted agent through POST /v1/runtimes/{id}/invocations (SDK and CLI), and its logs read from the store after a restart', { skip }, async (t) => {
-  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-invoke-'))
-  const stateDir = await imageStateDir(parent)
-  const config = loadServerConfig({
-    ...process.env,
-    CODEBOX_STATE_DIR: stateDir,
-    CODEBOX_LOG_LEVEL: process.env.HOSTED_TEST_LOG ?? 'silent',
-    CODEBOX_POOL_SIZE: '0',
-    CODEBOX_PORT: '0',
-  })
-  let server = await startServer(config)
-  t.after(async () => {
-    await server.close()
-    fs.rmSync(parent, { recursive: true, force: true })
-  })
+test('a hosted agent through POST /v1/runtimes/{id}/invocations (SDK and CLI), and its logs read from the store after a restart', async (t) => {
+  if (hosted.skip) return t.skip(hosted.skip)
+  let server = hosted.server
   const sdk = new CodeboxClient({ baseUrl: server.url })
-  const bundle = await sdk.runtimes.uploadBundle(rawTarGz([{ path: 'agent.py', body: agentPy }]))
   // Named as in the README, whose invoke example runs below.
-  const deployed = await sdk.runtimes.deploy({ name: 'my_agent', bundleId: bundle.bundleId, entrypoint: 'agent.py' })
-  const id = deployed.agentRuntimeId
+  const id = (await deployAgent(server, 'my_agent', agentPy)).agentRuntimeId
 
   // The payload reaches the agent byte for byte (not valid UTF-8 here), with its content type.
   const bytes = Uint8Array.from([0xff, 0x00, 0x7b, 0xc3, 0x28, 0x0a])
@@ -193,8 +131,7 @@ test('a hosted agent through POST /v1/runtimes/{id}/invocations (SDK and CLI), a
   assert.match(cliCrash.stderr, /about to crash on purpose/)
 
   // The server stops (its running sessions end); a new one on the same store reads every log.
-  await server.close()
-  server = await startServer(config)
+  server = await hosted.restart()
   const again = new CodeboxClient({ baseUrl: server.url })
   const crashed = await again.runtimes.logs('my_agent', sid('c'))
   assert.equal(crashed.items.length, 1)

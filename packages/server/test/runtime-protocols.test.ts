@@ -15,7 +15,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
-import { Role, type Message } from '@a2a-js/sdk'
+import type { Message } from '@a2a-js/sdk'
 import { LegacyJsonRpcTransport } from '@a2a-js/sdk/compat/v0_3/client'
 import { BedrockAgentCoreClient, GetAgentCardCommand, InvokeAgentRuntimeCommand } from '@aws-sdk/client-bedrock-agentcore'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
@@ -24,6 +24,7 @@ import { CodeboxClient } from '@codebox/sdk'
 import WebSocket from 'ws'
 import { bwrapUnavailable } from '../../sandbox/test/fixtures.ts'
 import { pipeBounded } from '../src/agentcore/runtime-protocols.ts'
+import { userMessage } from './a2a-fixtures.ts'
 import { realServer } from './fixtures.ts'
 import { rawTarGz } from './runtime-fixtures.ts'
 
@@ -247,21 +248,7 @@ test(
       fetchImpl: withSession,
     })
     const say = async (text: string): Promise<string> => {
-      const r = (await a2aTransport.sendMessage({
-        tenant: '',
-        message: {
-          messageId: randomUUID(),
-          contextId: '',
-          taskId: '',
-          role: Role.ROLE_USER,
-          parts: [{ content: { $case: 'text', value: text }, metadata: undefined, filename: '', mediaType: 'text/plain' }],
-          metadata: undefined,
-          extensions: [],
-          referenceTaskIds: [],
-        },
-        configuration: undefined,
-        metadata: undefined,
-      })) as Message
+      const r = (await a2aTransport.sendMessage(userMessage(text))) as Message
       const part = r.parts[0]?.content
       assert.equal(part?.$case, 'text', JSON.stringify(r).slice(0, 300))
       return part.value

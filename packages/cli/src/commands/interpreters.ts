@@ -3,6 +3,7 @@ import { checkPreload, validationError, type Interpreter } from '@codebox/core'
 import { CodeboxClient } from '@codebox/sdk'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
+import { networkFlags } from '../network-flags.ts'
 import { table } from '../render.ts'
 
 const spec: FlagSpec = {
@@ -83,22 +84,12 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
           idleTimeoutMs: num('idle-timeout', 1000),
         }).filter(([, v]) => v !== undefined),
       )
-      const mode = String(flags.network ?? 'SANDBOX').toUpperCase()
-      if (mode !== 'SANDBOX' && mode !== 'PUBLIC' && mode !== 'VPC')
-        throw validationError('--network', `must be SANDBOX, PUBLIC or VPC, got ${String(flags.network)}`)
-      const allow =
-        typeof flags.allow === 'string'
-          ? flags.allow
-              .split(',')
-              .map((e) => e.trim())
-              .filter(Boolean)
-          : undefined
       const preload = preloadFlag(flags.preload)
       const created = await client.interpreters.create({
         name: arg,
         description: flags.description as string | undefined,
         limits,
-        network: { mode, ...(allow ? { allow } : {}) },
+        network: networkFlags(flags, 'SANDBOX'),
         ...(preload ? { preload } : {}),
         ...(typeof flags.driver === 'string' ? { driver: flags.driver } : {}),
       })

@@ -12,6 +12,7 @@ import { validationError, type DeployRuntimeRequest, type RuntimeInfo } from '@c
 import { CodeboxClient } from '@codebox/sdk'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import { clientFlags, clientOptions, type CommandContext } from '../context.ts'
+import { networkFlags } from '../network-flags.ts'
 import { table } from '../render.ts'
 
 const spec: FlagSpec = {
@@ -306,16 +307,9 @@ async function defaultEntrypoint(dir: string): Promise<string> {
 }
 
 function network(flags: Record<string, unknown>): Pick<DeployRuntimeRequest, 'network'> {
+  // Absent, the server's default (SANDBOX); --allow alone means VPC.
   if (flags.network === undefined && flags.allow === undefined) return {}
-  const mode = oneOf(String(flags.network ?? 'VPC'), ['SANDBOX', 'PUBLIC', 'VPC'] as const, '--network')
-  const allow =
-    typeof flags.allow === 'string'
-      ? flags.allow
-          .split(',')
-          .map((e) => e.trim())
-          .filter(Boolean)
-      : undefined
-  return { network: { mode, ...(allow ? { allow } : {}) } }
+  return { network: networkFlags(flags, 'VPC') }
 }
 
 function seconds<K extends string>(flags: Record<string, unknown>, flag: string, key: K): Partial<Record<K, number>> {

@@ -3,40 +3,26 @@
  * keep-alive comment every 15 s, an `error` event for a failure after the stream began, and
  * backpressure (a slow reader slows the writer instead of growing a buffer).
  */
-import { once } from 'node:events'
-import type { ServerResponse } from 'node:http'
 import type { ExecutionEvent, ToolResult } from '@codebox/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { sendError, toCodeboxError } from './errors.ts'
+import { toCodeboxError } from './errors.ts'
+import { firstOrHttpError, openStream, type StreamResponse } from './stream.ts'
 
 const KEEPALIVE_MS = 15_000
 
 /** An SSE response taken over from Fastify: `write` waits while the client is slow, a keep-alive comment goes out every 15 s. */
-export interface SseResponse {
-  readonly res: ServerResponse
-  /** Writes one chunk; resolves once the socket took it (or closed). */
-  write(chunk: string): Promise<void>
+export interface SseResponse extends StreamResponse {
   /** Stops the keep-alive and ends the response. */
   end(): void
 }
 
 /** Hijacks `reply` and sends the SSE status and headers (plus `headers`). */
 export function openSse(request: FastifyRequest, reply: FastifyReply, headers: Record<string, string> = {}): SseResponse {
-  reply.hijack()
-  const res = reply.raw
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
-    'x-accel-buffering': 'no',
-    'x-request-id': request.id,
-    ...headers,
-  })
+  const { res, write } = openStream(request, reply, { 'content-type': 'text/event-stream; charset=utf-8', ...headers })
   const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS)
   return {
     res,
-    async write(chunk) {
-      if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')])
-    },
+    write,
     end() {
       clearInterval(keepalive)
       res.end()
@@ -49,21 +35,11 @@ export function openSse(request: FastifyRequest, reply: FastifyReply, headers: R
  * is answered as a normal HTTP error instead, so clients see the status code.
  */
 export async function sendEventStream(request: FastifyRequest, reply: FastifyReply, events: AsyncGenerator<ExecutionEvent, ToolResult>): Promise<void> {
-  const first = events.next()
-  const early = await Promise.race([
-    first.then(
-      (r) => ({ r }),
-      (e: unknown) => ({ e }),
-    ),
-    new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
-  ])
-  if (early && 'e' in early) {
-    await sendError(request, reply, early.e)
-    return
-  }
+  const started = await firstOrHttpError(request, reply, events)
+  if (!started) return
   const { res, write, end } = openSse(request, reply)
   try {
-    let next = early ? early.r : await first
+    let next = await started.first
     while (!next.done) {
       if (res.destroyed) break
       await write(`event: ${next.value.type}\ndata: ${JSON.stringify(next.value)}\n\n`)

@@ -22,6 +22,23 @@ export interface Exchange {
   headTimeoutMs: number
 }
 
+/** An HTTP/1.1 request to the agent (Host: localhost) over a fresh stream from `connect`; its body and events are the caller's. */
+function requestOver(connect: PortConnector, req: { method: string; path: string; headers: Record<string, string>; signal?: AbortSignal }): http.ClientRequest {
+  return http.request({
+    method: req.method,
+    path: req.path,
+    headers: { ...req.headers, host: 'localhost' },
+    createConnection: ((_options: unknown, done: (err: Error | null, stream?: Duplex) => void) => {
+      connect(req.signal).then(
+        (stream) => done(null, stream),
+        (e: unknown) => done(e as Error),
+      )
+      return undefined
+    }) as unknown as http.RequestOptions['createConnection'],
+    ...(req.signal ? { signal: req.signal } : {}),
+  })
+}
+
 /**
  * Sends one request over a fresh stream and resolves with the response once its head arrived;
  * the body is the caller's to read (or destroy). Each exchange has its own stream (no keep-alive:
@@ -36,19 +53,7 @@ export function exchange(connect: PortConnector, req: Exchange): Promise<Incomin
       clearTimeout(timer)
       reject(e instanceof CodeboxError ? e : new CodeboxError('SandboxFailure', `the agent's HTTP server failed: ${(e as Error).message}`, { cause: e }))
     }
-    const outgoing = http.request({
-      method: req.method,
-      path: req.path,
-      headers: { ...req.headers, host: 'localhost', connection: 'close' },
-      createConnection: ((_options: unknown, done: (err: Error | null, stream?: Duplex) => void) => {
-        connect(req.signal).then(
-          (stream) => done(null, stream),
-          (e: unknown) => done(e as Error),
-        )
-        return undefined
-      }) as unknown as http.RequestOptions['createConnection'],
-      ...(req.signal ? { signal: req.signal } : {}),
-    })
+    const outgoing = requestOver(connect, { ...req, headers: { ...req.headers, connection: 'close' } })
     const timer = setTimeout(() => {
       fail(new CodeboxError('Timeout', `the agent did not answer ${req.method} ${req.path} within ${req.headTimeoutMs} ms`))
       outgoing.destroy()
@@ -165,19 +170,7 @@ export function upgrade(
       clearTimeout(timer)
       fn()
     }
-    const outgoing = http.request({
-      method: 'GET',
-      path: req.path,
-      headers: { ...req.headers, host: 'localhost' },
-      createConnection: ((_options: unknown, done: (err: Error | null, stream?: Duplex) => void) => {
-        connect(req.signal).then(
-          (stream) => done(null, stream),
-          (e: unknown) => done(e as Error),
-        )
-        return undefined
-      }) as unknown as http.RequestOptions['createConnection'],
-      ...(req.signal ? { signal: req.signal } : {}),
-    })
+    const outgoing = requestOver(connect, { ...req, method: 'GET' })
     const timer = setTimeout(() => {
       settle(() => reject(new CodeboxError('Timeout', `the agent did not answer the upgrade of ${req.path} within ${req.headTimeoutMs} ms`)))
       outgoing.destroy()

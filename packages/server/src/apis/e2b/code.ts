@@ -7,12 +7,12 @@
  * goes away interrupts its cell; the kernel keeps its state.
  */
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { CodeboxError, validationError, type ExecutionEvent, type ToolResult } from '@codebox/core'
 import type { CellEnd, Session } from '@codebox/sandbox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { sendError, toCodeboxError } from '../../http/errors.ts'
+import { firstOrHttpError, openStream } from '../../http/stream.ts'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
 import { bashCommand, E2B_HOME, isShellName, languageOf, resultOf, toE2bPath, toSandboxPath, type CodeLanguage } from './code-results.ts'
 
@@ -144,21 +144,11 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
   }
   const events = cellEvents(deps, request, sandbox, { body: withEnvs, target, signal: gone.signal, onCellEnd })
   // Validation and a missing context fail at once: answer them as HTTP errors, with the status.
-  const first = events.next()
-  const early = await Promise.race([
-    first.then(
-      (r) => ({ r }),
-      (e: unknown) => ({ e }),
-    ),
-    new Promise<undefined>((r) => setTimeout(() => r(undefined), 20)),
-  ])
-  if (early && 'e' in early) {
-    await sendError(request, reply, early.e)
-    return
-  }
+  const started = await firstOrHttpError(request, reply, events)
+  if (!started) return
   const { res, write } = openNdjson(request, reply)
   try {
-    let next = early ? early.r : await first
+    let next = await started.first
     while (!next.done && !res.destroyed) {
       // The cell's error and count (onCellEnd) come just before its final result: after all its output.
       for (const p of pending.splice(0)) await write(p)
@@ -180,23 +170,10 @@ async function execute(request: FastifyRequest, reply: FastifyReply, deps: E2bDe
 
 /** Takes the response over from Fastify and sends the NDJSON headers at once; `write` waits while the client is slow. */
 function openNdjson(request: FastifyRequest, reply: FastifyReply): { res: ServerResponse; write: (line: Record<string, unknown>) => Promise<void> } {
-  reply.hijack()
-  const res = reply.raw
-  res.writeHead(200, {
-    'content-type': 'application/x-ndjson',
-    'cache-control': 'no-cache, no-transform',
-    'x-accel-buffering': 'no',
-    'x-request-id': request.id,
-  })
+  const { res, write } = openStream(request, reply, { 'content-type': 'application/x-ndjson' })
   // Now, not with the first line: the SDK's request timeout runs until the headers come, its `timeoutMs` after.
   res.flushHeaders()
-  // Made once: a 'close' that came before a write waits for drain must still end the wait.
-  const closed = new Promise<void>((resolve) => (res.destroyed ? resolve() : res.once('close', () => resolve())))
-  const write = async (line: Record<string, unknown>): Promise<void> => {
-    if (res.destroyed) return
-    if (!res.write(`${JSON.stringify(line)}\n`)) await Promise.race([once(res, 'drain'), closed])
-  }
-  return { res, write }
+  return { res, write: (line) => write(`${JSON.stringify(line)}\n`) }
 }
 
 /**
