@@ -27,6 +27,11 @@ sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), encoding="utf-8",
 _user_ns = {"__name__": "__main__", "__builtins__": builtins}
 # Where a figure's chart data goes in its display, when the cell asks for charts (charts.py).
 CHART_MIME = "application/vnd.codebox.chart+json"
+# Where a pandas DataFrame's columns go in its display, when the cell asks for charts: E2B's `data`.
+DATA_MIME = "application/vnd.codebox.data+json"
+# A DataFrame with more cells than this, or whose columns take more JSON than this, has no data.
+MAX_DATA_CELLS = 100_000
+MAX_DATA_CHARS = 1024 * 1024
 _current = {"id": None}
 _loop = None
 
@@ -77,7 +82,26 @@ def _bundle(value):
         if isinstance(out, str):  # a repr of another type (a number, a dict) has no place in a bundle
             data[mime] = out
     data["text/plain"] = repr(value)
+    if _current.get("charts"):
+        columns = _dataframe_columns(value)
+        if columns is not None:
+            data[DATA_MIME] = columns
     return data
+
+
+def _dataframe_columns(value):
+    """A pandas DataFrame as JSON text of {column: [values]} (missing values null, other values
+    that JSON lacks as their text), or None: not a DataFrame, too large, or not expressible."""
+    pd = sys.modules.get("pandas")
+    if pd is None or not isinstance(value, pd.DataFrame) or value.size > MAX_DATA_CELLS:
+        return None
+    try:
+        frame = value.astype(object).where(value.notna(), None)
+        columns = {str(k): v for k, v in frame.to_dict(orient="list").items()}
+        text = json.dumps(columns, default=str, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    return text if len(text) <= MAX_DATA_CHARS else None
 
 
 def display(*objs, **kwargs):

@@ -6,6 +6,7 @@ export {
   MAX_CELL_ENV,
   MAX_CELL_ENV_BYTES,
   CHART_MIME,
+  DATA_MIME,
   type CellEnd,
   type CellError,
   type ExecuteCodeOptions,

@@ -60,13 +60,16 @@ export interface ExecuteCodeOptions extends CallOptions {
   /**
    * Also describe each matplotlib figure of a Python cell as chart data (E2B's `chart` objects:
    * line, scatter and bar charts with their data; see executor/charts.py), as JSON text under
-   * {@link CHART_MIME} in the figure's display. Default false.
+   * {@link CHART_MIME} in the figure's display, and each pandas DataFrame it displays as its
+   * columns' values (E2B's `data`), as JSON text under {@link DATA_MIME}. Default false.
    */
   charts?: boolean
 }
 
 /** The display key of a figure's chart data (ExecuteCodeOptions.charts). */
 export const CHART_MIME = 'application/vnd.codebox.chart+json'
+/** The display key of a DataFrame's columns, `{column: [values]}` (ExecuteCodeOptions.charts). */
+export const DATA_MIME = 'application/vnd.codebox.data+json'
 
 /** What a cell's end reports besides its output (ExecuteCodeOptions.onCellEnd). */
 export interface CellEnd {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { CodeboxError } from '@codebox/core'
-import { CHART_MIME } from '@codebox/sandbox'
+import { CHART_MIME, DATA_MIME } from '@codebox/sandbox'
 import { bashCommand, languageOf, resultOf, toE2bPath, toSandboxPath } from '../src/apis/e2b/code-results.ts'
 
 describe('E2B code interpreter mappings', () => {
@@ -20,6 +20,7 @@ describe('E2B code interpreter mappings', () => {
         'application/json': '{"a":[1,2]}',
         'application/vnd.custom': 'kept',
         [CHART_MIME]: '{"type":"line","title":"t","elements":[]}',
+        [DATA_MIME]: '{"a":[1,null]}',
       },
       false,
     )
@@ -31,14 +32,16 @@ describe('E2B code interpreter mappings', () => {
       json: { a: [1, 2] },
       'application/vnd.custom': 'kept',
       chart: { type: 'line', title: 't', elements: [] },
+      data: { a: [1, null] },
       is_main_result: false,
     })
     assert.equal(resultOf({ 'text/plain': '42' }, true).is_main_result, true)
   })
 
-  it('drops chart data that is not a JSON object and keeps bad JSON displays as text', () => {
+  it('drops chart and DataFrame data that is not a JSON object and keeps bad JSON displays as text', () => {
     for (const bad of ['not json', '[1,2]', '"x"', 'null', `{"a":"${'x'.repeat(2 * 1024 * 1024)}"}`]) {
       assert.equal(resultOf({ [CHART_MIME]: bad, 'text/plain': 'f' }, false).chart, undefined)
+      assert.equal(resultOf({ [DATA_MIME]: bad, 'text/plain': 'f' }, false).data, undefined)
     }
     assert.equal(resultOf({ 'application/json': '{broken' }, true).json, '{broken')
     // A key that would shadow a field the SDK reads is never set from another mime type.

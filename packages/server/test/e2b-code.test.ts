@@ -190,6 +190,19 @@ describe('E2B code interpreter with @e2b/code-interpreter', { skip: unavailable 
     )
   })
 
+  it('returns a DataFrame as html and text with its columns as data, missing values null', async () => {
+    const run = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2, None], "b": ["x", "y", "z"], "when": pd.to_datetime(["2026-01-02"] * 3)})')
+    assert.equal(run.error, undefined, run.error?.traceback)
+    const df = run.results[0]!
+    assert.match(df.html ?? '', /<table/)
+    assert.match(df.text ?? '', /2026-01-02/)
+    assert.deepEqual(df.data, { a: [1, 2, null], b: ['x', 'y', 'z'], when: ['2026-01-02 00:00:00', '2026-01-02 00:00:00', '2026-01-02 00:00:00'] })
+    const big = await sbx.runCode('pd.DataFrame({"n": range(200_000)})')
+    assert.equal(big.results[0]?.data, undefined, 'a DataFrame over 100,000 cells has no data')
+    const shown = await sbx.runCode('display(pd.DataFrame({"k": [True]}))\nNone')
+    assert.deepEqual(shown.results[0]?.data, { k: [true] }, 'display() too')
+  })
+
   it('reports an error with its name, value and traceback, not as stderr', async () => {
     const seen: string[] = []
     const r = await sbx.runCode('def f():\n    return 1 / 0\nf()', { onError: (e) => void seen.push(e.name) })

@@ -6,7 +6,7 @@
  */
 import path from 'node:path/posix'
 import { validationError, type Language, type MimeBundle } from '@codebox/core'
-import { CHART_MIME } from '@codebox/sandbox'
+import { CHART_MIME, DATA_MIME } from '@codebox/sandbox'
 
 /** E2B's home directory, which is codebox's workspace. */
 export const E2B_HOME = '/home/user'
@@ -34,9 +34,9 @@ export function resultOf(data: MimeBundle, isMainResult: boolean): Record<string
   const out: Record<string, unknown> = { type: 'result' }
   for (const [mime, value] of Object.entries(data)) {
     const field = resultFields[mime]
-    if (mime === CHART_MIME) {
-      const chart = parseBounded(value)
-      if (chart !== null && typeof chart === 'object' && !Array.isArray(chart)) out.chart = chart
+    if (mime === CHART_MIME || mime === DATA_MIME) {
+      const parsed = parseBounded(value)
+      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) out[mime === CHART_MIME ? 'chart' : 'data'] = parsed
     } else if (field === 'json') {
       // E2B's server sends a JSON display as the value itself, as Jupyter does.
       const parsed = parseBounded(value)
