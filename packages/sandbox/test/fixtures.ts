@@ -64,10 +64,19 @@ export interface SharedSession {
  * are set once the suite's `before` hook has run.
  */
 export function sharedBwrapSession(): SharedSession {
+  return sharedSession(() => bwrapManager())
+}
+
+/**
+ * The same for any driver: `makeManager` makes the manager in the suite's `before` hook, and
+ * `onStart` (if given) is handed the session and manager once they exist.
+ */
+export function sharedSession(makeManager: () => Promise<SessionManager>, onStart?: (session: Session, manager: SessionManager) => void): SharedSession {
   const shared = {} as SharedSession
   before(async () => {
-    shared.manager = await bwrapManager()
+    shared.manager = await makeManager()
     shared.session = await shared.manager.start()
+    onStart?.(shared.session, shared.manager)
   })
   after(async () => {
     await shared.manager?.close()

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, type ErrorCode, type WatchEvent } from '@codebox/core'
 import { SessionManager, type FileWatch, type ProcessEvent, type ProcessStream, type Session } from '@codebox/sandbox'
-import { bwrapDriver, bwrapManager, bwrapUnavailable, fakeManager } from './fixtures.ts'
+import { bwrapDriver, bwrapManager, bwrapUnavailable, fakeManager, sharedSession } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -64,16 +64,8 @@ async function waitForEvent(watch: FileWatch, seen: WatchEvent[], match: (e: Wat
 
 function suite(name: string, skip: string | undefined, makeManager: () => Promise<SessionManager>): void {
   describe(`processes and file operations (${name})`, { skip }, () => {
-    let manager: SessionManager
     let session: Session
-
-    before(async () => {
-      manager = await makeManager()
-      session = await manager.start()
-    })
-    after(async () => {
-      await manager?.close()
-    })
+    sharedSession(makeManager, (s) => (session = s))
 
     describe('processes', () => {
       it('echoes what is sent to stdin, and ends when stdin is closed', async () => {

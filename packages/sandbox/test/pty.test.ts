@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, type ErrorCode } from '@codebox/core'
 import type { ProcessEnd, ProcessStream, Session, SessionManager } from '@codebox/sandbox'
-import { bwrapManager, bwrapUnavailable, fakeManager } from './fixtures.ts'
+import { bwrapManager, bwrapUnavailable, fakeManager, sharedSession } from './fixtures.ts'
 import { gvisorManager, gvisorUnavailable } from './gvisor-fixtures.ts'
 
 const isError =
@@ -76,16 +76,8 @@ interface DriverTraits {
 
 function suite(name: string, skip: string | undefined, makeManager: () => Promise<SessionManager>, traits: DriverTraits): void {
   describe(`processes in a terminal (${name})`, { skip }, () => {
-    let manager: SessionManager
     let session: Session
-
-    before(async () => {
-      manager = await makeManager()
-      session = await manager.start()
-    })
-    after(async () => {
-      await manager?.close()
-    })
+    sharedSession(makeManager, (s) => (session = s))
 
     it('runs an interactive shell in a terminal of the given size, resized on request', async () => {
       const p = await session.tasks.spawn({ ...shell, pty: { cols: 80, rows: 24 } })
