@@ -33,6 +33,7 @@ import errno  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
+import re  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -399,6 +400,11 @@ class Kernel:
             return False
 
         return on_chunk
+
+
+def _is_shell_name(name):
+    """Whether `name` can be a shell variable: a bash cell's `env` is exported in the shell."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
 
 
 def _valid_cell_env(env):
@@ -833,6 +839,7 @@ class Executor:
         self.kernels = {
             "python": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_python.py")]),
             "node": Kernel([NODE, "--disable-warning=ExperimentalWarning", os.path.join(HERE, "kernel_node.mjs")]),
+            "bash": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_bash.py")]),
         }
         if DENO and os.access(DENO, os.X_OK):
             self.kernels["deno"] = deno_kernel()
@@ -971,11 +978,11 @@ class Executor:
         req.done(pid=os.getpid())
 
     def _family(self, req):
-        """The kernel family ("python", "node" or "deno") of a request's language and runtime; None
-        after answering a ValidationError."""
+        """The kernel family ("python", "bash", "node" or "deno") of a request's language and
+        runtime; None after answering a ValidationError."""
         runtime = req.msg.get("runtime") or "nodejs"
-        if req.msg.get("language") == "python":
-            return "python"
+        if req.msg.get("language") in ("python", "bash"):
+            return req.msg["language"]
         if runtime in self.runtimes and runtime != "python":
             return "deno" if runtime == "deno" else "node"
         why = "is not in this sandbox's image" if runtime == "deno" else "cannot run %s" % req.msg.get("language")
@@ -990,6 +997,10 @@ class Executor:
             return
         family = self._family(req)
         if family is None:
+            return
+        if family == "bash" and env is not None and not all(_is_shell_name(k) for k in env):
+            req.error("ValidationError", "env: %s is not a shell variable name (letters, digits and _, not first a digit)" % (
+                json.dumps(next(k for k in env if not _is_shell_name(k))[:64]),))
             return
         name = req.msg.get("context")
         if name is None:
@@ -1013,8 +1024,8 @@ class Executor:
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").isalnum():
             req.error("ValidationError", "context: must be 1 to 64 letters, digits, '-' or '_'")
             return
-        if msg.get("language") not in ("python", "javascript", "typescript"):
-            req.error("ValidationError", "language: must be python, javascript or typescript, got %r" % (msg.get("language"),))
+        if msg.get("language") not in ("python", "javascript", "typescript", "bash"):
+            req.error("ValidationError", "language: must be python, javascript, typescript or bash, got %r" % (msg.get("language"),))
             return
         family = self._family(req)
         if family is None:
@@ -1034,7 +1045,7 @@ class Executor:
             if len(self.contexts) >= MAX_CONTEXTS:
                 raise FileError("LimitExceeded", "the session has %d contexts, the most it may; remove one first" % MAX_CONTEXTS)
             self.contexts[name] = {"kernel": Kernel(template.argv, template.env, cwd), "family": family,
-                                   "language": msg["language"], "runtime": msg.get("runtime") or ("python" if family == "python" else "nodejs")}
+                                   "language": msg["language"], "runtime": family if family in ("python", "bash") else msg.get("runtime") or "nodejs"}
         req.done(**self._context_view(name, self.contexts[name]))
 
     @staticmethod
