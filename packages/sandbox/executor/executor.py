@@ -33,6 +33,7 @@ import errno  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
+import re  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -78,6 +79,9 @@ MAX_CELL_ENV = 256
 MAX_CELL_ENV_BYTES = 64 * 1024
 # Largest input of one task.input; how long a process has to read it.
 MAX_INPUT_BYTES = 1 << 20
+# The longest line a kernel's control connection may send (a display with a large figure): past it
+# the line is dropped unread, so a cell writing to its own connection cannot grow the executor.
+MAX_CONTROL_LINE = 64 << 20
 INPUT_TIMEOUT_S = 10.0
 # Signals task.signal sends.
 SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT")
@@ -224,7 +228,8 @@ class Kernel:
         """Takes the kernel's connection for the next cell; False if it did not come."""
         proc = self.proc
         self.conn = self.listener.accept(proc.pid, deadline, lambda: cancelled() or proc.poll() is not None)
-        self.ctl_buf = b""
+        self.ctl_buf = bytearray()
+        self.ctl_skipping = False
         return self.conn is not None
 
     def _close_channel(self):
@@ -381,24 +386,48 @@ class Kernel:
         req.event({"ev": "display", "data": data, "executeResult": bool(m.get("executeResult"))})
 
     def _control_lines(self, cell, req, cap):
+        def on_line(line):
+            """True once the cell's `done` came."""
+            try:
+                m = json.loads(line)
+            except (ValueError, RecursionError):
+                return False
+            if not isinstance(m, dict) or m.get("id") != cell:
+                return False
+            if m.get("type") == "display":
+                self._display(req, cap, m)
+            elif m.get("type") == "done":
+                self._done = m
+                return True
+            return False
+
         def on_chunk(chunk):
-            self.ctl_buf += chunk
-            while b"\n" in self.ctl_buf:
-                line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
-                try:
-                    m = json.loads(line)
-                except (ValueError, RecursionError):
-                    continue
-                if not isinstance(m, dict) or m.get("id") != cell:
-                    continue
-                if m.get("type") == "display":
-                    self._display(req, cap, m)
-                elif m.get("type") == "done":
-                    self._done = m
+            # The buffer holds the start of one line (a bytearray: appending is not a copy of it);
+            # a line past MAX_CONTROL_LINE is dropped unread up to its end (ctl_skipping).
+            while chunk:
+                nl = chunk.find(b"\n")
+                head = chunk if nl < 0 else chunk[:nl]
+                chunk = b"" if nl < 0 else chunk[nl + 1:]
+                if not self.ctl_skipping and len(self.ctl_buf) + len(head) > MAX_CONTROL_LINE:
+                    self.ctl_buf = bytearray()
+                    self.ctl_skipping = True
+                    cap.truncated = True
+                if not self.ctl_skipping:
+                    self.ctl_buf += head
+                if nl < 0:
+                    return False
+                skipped, self.ctl_skipping = self.ctl_skipping, False
+                line, self.ctl_buf = bytes(self.ctl_buf), bytearray()
+                if not skipped and on_line(line):
                     return True
             return False
 
         return on_chunk
+
+
+def _is_shell_name(name):
+    """Whether `name` can be a shell variable: a bash cell's `env` is exported in the shell."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
 
 
 def _valid_cell_env(env):
@@ -833,6 +862,7 @@ class Executor:
         self.kernels = {
             "python": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_python.py")]),
             "node": Kernel([NODE, "--disable-warning=ExperimentalWarning", os.path.join(HERE, "kernel_node.mjs")]),
+            "bash": Kernel([PYTHON, "-s", os.path.join(HERE, "kernel_bash.py")]),
         }
         if DENO and os.access(DENO, os.X_OK):
             self.kernels["deno"] = deno_kernel()
@@ -971,11 +1001,11 @@ class Executor:
         req.done(pid=os.getpid())
 
     def _family(self, req):
-        """The kernel family ("python", "node" or "deno") of a request's language and runtime; None
-        after answering a ValidationError."""
+        """The kernel family ("python", "bash", "node" or "deno") of a request's language and
+        runtime; None after answering a ValidationError."""
         runtime = req.msg.get("runtime") or "nodejs"
-        if req.msg.get("language") == "python":
-            return "python"
+        if req.msg.get("language") in ("python", "bash"):
+            return req.msg["language"]
         if runtime in self.runtimes and runtime != "python":
             return "deno" if runtime == "deno" else "node"
         why = "is not in this sandbox's image" if runtime == "deno" else "cannot run %s" % req.msg.get("language")
@@ -990,6 +1020,10 @@ class Executor:
             return
         family = self._family(req)
         if family is None:
+            return
+        if family == "bash" and env is not None and not all(_is_shell_name(k) for k in env):
+            req.error("ValidationError", "env: %s is not a shell variable name (letters, digits and _, not first a digit)" % (
+                json.dumps(next(k for k in env if not _is_shell_name(k))[:64]),))
             return
         name = req.msg.get("context")
         if name is None:
@@ -1013,8 +1047,8 @@ class Executor:
         if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").isalnum():
             req.error("ValidationError", "context: must be 1 to 64 letters, digits, '-' or '_'")
             return
-        if msg.get("language") not in ("python", "javascript", "typescript"):
-            req.error("ValidationError", "language: must be python, javascript or typescript, got %r" % (msg.get("language"),))
+        if msg.get("language") not in ("python", "javascript", "typescript", "bash"):
+            req.error("ValidationError", "language: must be python, javascript, typescript or bash, got %r" % (msg.get("language"),))
             return
         family = self._family(req)
         if family is None:
@@ -1034,7 +1068,7 @@ class Executor:
             if len(self.contexts) >= MAX_CONTEXTS:
                 raise FileError("LimitExceeded", "the session has %d contexts, the most it may; remove one first" % MAX_CONTEXTS)
             self.contexts[name] = {"kernel": Kernel(template.argv, template.env, cwd), "family": family,
-                                   "language": msg["language"], "runtime": msg.get("runtime") or ("python" if family == "python" else "nodejs")}
+                                   "language": msg["language"], "runtime": family if family in ("python", "bash") else msg.get("runtime") or "nodejs"}
         req.done(**self._context_view(name, self.contexts[name]))
 
     @staticmethod

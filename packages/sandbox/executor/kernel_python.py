@@ -17,6 +17,8 @@ import signal
 import sys
 import traceback
 
+from kernel_peer import connect, read_request, send
+
 # The control channel: one unix connection to the executor per cell (kernel_channel.py); the fd
 # of the current one, close-on-exec like every socket Python makes.
 _ctl_out = -1
@@ -37,14 +39,7 @@ _loop = None
 
 
 def _send(obj):
-    data = (json.dumps(obj) + "\n").encode()
-    # An interrupt must not cut a message in half: the executor would lose the cell's `done`.
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        while data:
-            data = data[os.write(_ctl_out, data):]
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    send(_ctl_out, obj)
 
 
 def _between_cells(signum, frame):
@@ -305,79 +300,20 @@ def _undumpable():
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
 
 
-_PASSCRED = os.environ.get("CODEBOX_KERNEL_AUTH") == "passcred"
-
-
-def _connect():
-    """A new connection to the executor, made when the kernel is ready for the next cell; None
-    when the executor is gone."""
-    import socket
-    import struct
-
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        if _PASSCRED:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        conn.connect("\0" + os.environ["CODEBOX_KERNEL_CHANNEL"])
-        if _PASSCRED:
-            # the peer is checked when the executor takes this connection (_read_request)
-            return conn
-        peer = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-    except OSError:
-        conn.close()
-        return None
-    if peer != os.getppid():  # only the executor that started this kernel may send it cells
-        conn.close()
-        return None
-    return conn
-
-
-def _executor_asks(conn):
-    """kernel_channel.py's handshake: True when the one-byte question on `conn` came from a thread of
-    our parent, the executor (gVisor puts the sending thread's id in SCM_CREDENTIALS, and that
-    thread waits for our answer, so it is alive while we look it up); then we answer with one byte."""
-    import socket
-    import struct
-
-    ppid = os.getppid()
-    try:
-        _, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(12))
-        creds = [d for (level, kind, d) in ancillary if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS]
-        tid = struct.unpack("3i", creds[0][:12])[0] if creds else None
-        if tid is None or not (tid == ppid or os.path.exists("/proc/%d/task/%d" % (ppid, tid))):
-            return False
-        conn.sendall(b"\n")
-    except OSError:
-        return False
-    return True
-
-
-def _read_request(conn):
-    if _PASSCRED and not _executor_asks(conn):  # only the executor that started this kernel may send it cells
-        return None
-    buf = b""
-    while b"\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-    return json.loads(buf.split(b"\n", 1)[0])
-
-
 def main():
     global _ctl_out
     builtins.display = display
     signal.signal(signal.SIGINT, _between_cells)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _undumpable()
-    conn = _connect()
+    conn = connect()
     while conn is not None:
         _ctl_out = conn.fileno()
-        req = _read_request(conn)
+        req = read_request(conn)
         done = _run_cell(req) if req is not None else None
         # Connect for the next cell before `done`, so that the executor finds it waiting; the
         # cell's code has finished, and the children it started cannot inherit the new one.
-        next_conn = _connect()
+        next_conn = connect()
         if done is not None:
             _send(done)
         # The executor closes its end at the cell's end; a child the cell forked keeps a dead copy.

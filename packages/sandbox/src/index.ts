@@ -16,6 +16,7 @@ export {
   type Runtime,
   type SessionStatus,
 } from './session.ts'
+export { kernelLanguages, type KernelLanguage } from './input.ts'
 export { SessionContexts, MAX_CONTEXTS, type ContextCreateOptions, type ContextInfo, type DefaultKernel } from './session-contexts.ts'
 export { type PreloadReport } from './preload.ts'
 export { type PoolConfig } from './pool.ts'

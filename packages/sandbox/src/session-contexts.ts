@@ -4,7 +4,8 @@
  * `executeCode({context})`. The executor keeps the contexts (a server restart finds them again);
  * a session holds at most {@link MAX_CONTEXTS}, each counted against the session's memory.
  */
-import { CodeboxError, languages, validationError, type Language } from '@codebox/core'
+import { CodeboxError, validationError } from '@codebox/core'
+import { checkKernelLanguage, kernelLanguages, type KernelLanguage } from './input.ts'
 import type { JsRuntime, Session } from './session.ts'
 
 /** Most contexts one session may hold besides its default kernels (the executor's MAX_CONTEXTS). */
@@ -15,7 +16,8 @@ const contextId = /^[A-Za-z0-9_-]{1,64}$/
 export interface ContextCreateOptions {
   /** 1-64 letters, digits, `-` or `_`; unique in the session. */
   id: string
-  language: Language
+  /** `bash`: a shell of its own (kernel_bash.py), beside the session's default one. */
+  language: KernelLanguage
   /** Runtime of a JavaScript or TypeScript context, default `nodejs`. */
   runtime?: JsRuntime
   /** Working directory of the kernel: absolute, or relative to `/workspace`; default `/workspace`. It must exist. */
@@ -24,8 +26,9 @@ export interface ContextCreateOptions {
 
 export interface ContextInfo {
   id: string
-  language: Language
-  runtime: 'python' | JsRuntime
+  language: KernelLanguage
+  /** `python` and `bash` for those languages; a JavaScript or TypeScript context's runtime. */
+  runtime: 'python' | 'bash' | JsRuntime
   /** The kernel's working directory, absolute. */
   cwd: string
   /** Whether its kernel process runs now (it starts with the first cell, and again after a restart). */
@@ -34,8 +37,8 @@ export interface ContextInfo {
   executionCount: number
 }
 
-/** A default kernel of the session: Python's, or the JavaScript/TypeScript runtime's. */
-export type DefaultKernel = 'python' | JsRuntime
+/** A default kernel of the session: Python's, the shell (`bash`), or the JavaScript/TypeScript runtime's. */
+export type DefaultKernel = 'python' | 'bash' | JsRuntime
 
 export class SessionContexts {
   private readonly session: Session
@@ -47,17 +50,15 @@ export class SessionContexts {
   /** Makes a context; ValidationError for a bad id, language, runtime or cwd, Conflict for an id in use, LimitExceeded past {@link MAX_CONTEXTS}. */
   async create(options: ContextCreateOptions): Promise<ContextInfo> {
     const id = checkContextId(options.id)
-    if (!(languages as readonly string[]).includes(options.language)) {
-      throw validationError('language', `must be one of ${languages.join(', ')}, got ${JSON.stringify(options.language)}`)
-    }
-    const runtime = options.language === 'python' ? undefined : (options.runtime ?? 'nodejs')
+    const language = checkKernelLanguage('language', options.language)
+    const runtime = language === 'python' || language === 'bash' ? undefined : (options.runtime ?? 'nodejs')
     if (runtime !== undefined && !this.session.runtimes.includes(runtime)) {
       throw validationError('runtime', `${runtime} is not available in this session's sandbox; use nodejs`)
     }
     if (options.cwd !== undefined && (typeof options.cwd !== 'string' || options.cwd.length > 4096 || options.cwd.includes('\0'))) {
       throw validationError('cwd', 'must be a path of at most 4096 characters without NUL')
     }
-    const done = await this.op('context.create', { context: id, language: options.language, runtime, cwd: options.cwd })
+    const done = await this.op('context.create', { context: id, language, runtime, cwd: options.cwd })
     return contextInfo(done)
   }
 
@@ -75,8 +76,9 @@ export class SessionContexts {
   async restart(which: { context: string } | { kernel: DefaultKernel }): Promise<void> {
     if ('context' in which) await this.op('context.restart', { context: checkContextId(which.context) })
     else {
-      const family = which.kernel === 'python' ? 'python' : which.kernel === 'nodejs' ? 'node' : which.kernel === 'deno' ? 'deno' : undefined
-      if (family === undefined) throw validationError('kernel', `must be python, nodejs or deno, got ${JSON.stringify(which.kernel)}`)
+      const families: Record<DefaultKernel, string> = { python: 'python', bash: 'bash', nodejs: 'node', deno: 'deno' }
+      const family = Object.hasOwn(families, which.kernel) ? families[which.kernel] : undefined
+      if (family === undefined) throw validationError('kernel', `must be python, bash, nodejs or deno, got ${JSON.stringify(which.kernel)}`)
       await this.op('context.restart', { family })
     }
   }
@@ -111,8 +113,8 @@ function contextInfo(v: Record<string, unknown>): ContextInfo {
     throw new CodeboxError('SandboxFailure', `the executor described a context with a bad ${field}`)
   }
   const id = typeof v.context === 'string' && contextId.test(v.context) ? v.context : bad('id')
-  const language = (languages as readonly unknown[]).includes(v.language) ? (v.language as Language) : bad('language')
-  const runtime = v.runtime === 'python' || v.runtime === 'nodejs' || v.runtime === 'deno' ? v.runtime : bad('runtime')
+  const language = (kernelLanguages as readonly unknown[]).includes(v.language) ? (v.language as KernelLanguage) : bad('language')
+  const runtime = v.runtime === 'python' || v.runtime === 'bash' || v.runtime === 'nodejs' || v.runtime === 'deno' ? v.runtime : bad('runtime')
   const cwd = typeof v.cwd === 'string' && v.cwd.length <= 4096 ? v.cwd : bad('cwd')
   const count = v.executionCount
   const executionCount = typeof count === 'number' && Number.isSafeInteger(count) && count >= 0 ? count : bad('executionCount')

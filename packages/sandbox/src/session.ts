@@ -3,21 +3,11 @@
  * Every call validates its input, reports limits that cut it short in the result, and keeps the
  * session's idle clock; nothing here touches the sandbox's files from the host.
  */
-import {
-  CodeboxError,
-  languages,
-  validationError,
-  type ExecutionEvent,
-  type Language,
-  type LimitKind,
-  type Sandbox,
-  type SessionLimits,
-  type ToolResult,
-} from '@codebox/core'
+import { CodeboxError, validationError, type ExecutionEvent, type LimitKind, type Sandbox, type SessionLimits, type ToolResult } from '@codebox/core'
 import type { Duplex } from 'node:stream'
 import type { ExecutorClient, ExecutorMessage } from './executor-client.ts'
 import type { PreloadReport } from './preload.ts'
-import { checkCode, MAX_CODE_BYTES } from './input.ts'
+import { checkCode, checkKernelLanguage, MAX_CODE_BYTES, type KernelLanguage } from './input.ts'
 import { limitNote, OutputBudget, toToolResult } from './result.ts'
 import { checkContextId, SessionContexts } from './session-contexts.ts'
 import { SessionFiles } from './session-files.ts'
@@ -39,18 +29,24 @@ export type Runtime = 'python' | JsRuntime
 
 export interface ExecuteCodeOptions extends CallOptions {
   code: string
-  /** Default `python`. */
-  language?: Language
+  /**
+   * Default `python`. `bash` runs in the session's shell (or a bash context's): variables,
+   * functions, `cd` and exports carry to the next bash cell; a non-zero status is the cell's error.
+   */
+  language?: KernelLanguage
   /**
    * Runtime of a JavaScript or TypeScript cell, default `nodejs`; `deno` only when
-   * {@link Session.runtimes} has it. Each runtime keeps its own state. Python cells ignore it.
+   * {@link Session.runtimes} has it. Each runtime keeps its own state. Python and bash cells ignore it.
    */
   runtime?: JsRuntime
   /** Start the language's kernel afresh before running, dropping all state. */
   clearContext?: boolean
   /** Run in this context's kernel (session.contexts.create) instead of the language's default one; its language must be `language`. */
   context?: string
-  /** Environment variables set for this cell only (`os.environ`, `process.env`), then put back. Visible to the sandbox's code: never a secret. */
+  /**
+   * Environment variables set for this cell only (`os.environ`, `process.env`, the shell's exported
+   * variables: bash needs shell names), then put back. Visible to the sandbox's code: never a secret.
+   */
   env?: Record<string, string>
   /**
    * Called once as the cell ends, before the `result` event: how many cells its kernel has run,
@@ -196,11 +192,8 @@ export class Session {
 
   /** Runs code in the session's kernel; yields output as produced and ends with the result. */
   async *executeCode(options: ExecuteCodeOptions): AsyncGenerator<ExecutionEvent, ToolResult> {
-    const language = options.language ?? 'python'
-    if (!(languages as readonly string[]).includes(language)) {
-      throw validationError('language', `must be one of ${languages.join(', ')}, got ${JSON.stringify(language)}`)
-    }
-    const runtime = language === 'python' ? undefined : this.runtimeOf(options.runtime ?? 'nodejs')
+    const language = checkKernelLanguage('language', options.language ?? 'python')
+    const runtime = language === 'python' || language === 'bash' ? undefined : this.runtimeOf(options.runtime ?? 'nodejs')
     checkCode('code', options.code)
     const timeoutMs = this.timeoutOf(options)
     const fields: Record<string, unknown> = {

@@ -45,4 +45,19 @@ describe('fake driver', () => {
       assert.equal(await running(pid), false, `process ${pid} outlived its sandbox`)
     }
   })
+
+  it("holds at most MAX_CONTROL_LINE of a kernel's unended control line: a longer one is dropped unread", async () => {
+    await using manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0 })
+    const session = await manager.start()
+    // The fake's executor is a host process, the kernel's parent: its peak memory can be read here.
+    const executor = Number((await py(session, 'import os\nprint(os.getppid())')).trim())
+    const peak = async (): Promise<number> => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${executor}/status`, 'utf8'))?.[1]) * 1024
+    const before = await peak()
+    const code =
+      'import __main__, os\nchunk = b"x" * (1 << 20)\nfor _ in range(1024):\n    os.write(__main__._ctl_out, chunk)\nos.write(__main__._ctl_out, b"\\n")\nprint("wrote")'
+    const r = await session.runCode({ code, timeoutMs: 120_000 })
+    assert.equal(r.structuredContent.stdout, 'wrote\n', JSON.stringify(r.structuredContent))
+    const grown = (await peak()) - before
+    assert.ok(grown < 300 * 2 ** 20, `the executor's peak memory grew by ${Math.round(grown / 2 ** 20)} MiB for a 1 GiB line`)
+  })
 })

@@ -1,14 +1,13 @@
 /**
  * The E2B code interpreter's mappings (apis/e2b/code-results.ts): display bundles into E2B's
- * result objects (hostile chart and JSON text included), E2B's languages and paths, and the bash
- * cell's command line.
+ * result objects (hostile chart and JSON text included), E2B's languages and paths, and shell
+ * variable names (a bash cell's env_vars).
  */
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { describe, it } from 'node:test'
 import { CodeboxError } from '@codebox/core'
 import { CHART_MIME, DATA_MIME } from '@codebox/sandbox'
-import { bashCommand, languageOf, resultOf, toE2bPath, toSandboxPath } from '../src/apis/e2b/code-results.ts'
+import { isShellName, languageOf, resultOf, toE2bPath, toSandboxPath } from '../src/apis/e2b/code-results.ts'
 
 describe('E2B code interpreter mappings', () => {
   it('maps a display bundle onto the fields of a result', () => {
@@ -73,10 +72,8 @@ describe('E2B code interpreter mappings', () => {
     assert.equal(toE2bPath('/workspaces'), '/workspaces')
   })
 
-  it('quotes a bash cell so that its code and variables arrive as they are', () => {
-    const code = `printf '%s|%s\\n' "$A" "$(pwd)"; echo "it's"`
-    const cmd = bashCommand(code, { A: `a'b "c" $HOME` }, '/')
-    const out = execFileSync('/bin/sh', ['-c', cmd], { encoding: 'utf8' })
-    assert.equal(out, `a'b "c" $HOME|/\nit's\n`)
+  it('tells shell variable names from other names', () => {
+    for (const name of ['A', '_a1', 'E2B_SANDBOX']) assert.equal(isShellName(name), true, name)
+    for (const name of ['', '1A', 'A-B', 'A B', 'Ä']) assert.equal(isShellName(name), false, name)
   })
 })

@@ -3,7 +3,8 @@
  * SDK against real bwrap sessions: state across runCode calls, a created context with its own
  * state and working directory, JavaScript, a matplotlib chart, an error with its traceback,
  * stdout/stderr streamed in order before the result, env vars for one cell, a client timeout that
- * interrupts the cell and keeps the kernel, bash, and the contexts API.
+ * interrupts the cell and keeps the kernel, bash cells and contexts (a persistent shell), and the
+ * contexts API.
  *
  * The SDK is pointed at a Fastify app of this test's own, not the whole server: it registers
  * codeRoutes under `/e2b/code` with deps whose sandboxOf finds the session named by
@@ -250,9 +251,35 @@ describe('E2B code interpreter with @e2b/code-interpreter', { skip: unavailable 
     assert.equal(r.text, "'yes'")
   })
 
-  it('runs bash cells in /home/user with env vars', async () => {
-    const r = await sbx.runCode('echo "$GREETING"; pwd; exit 3', { language: 'bash', envs: { GREETING: 'hi there' } })
+  it('runs bash cells in /home/user with env vars; a non-zero status is the error', async () => {
+    const r = await sbx.runCode('echo "$GREETING"; pwd; (exit 3)', { language: 'bash', envs: { GREETING: 'hi there' } })
     assert.deepEqual(r.logs.stdout.join(''), 'hi there\n/workspace\n')
+    assert.equal(r.error?.name, 'ExitCode')
+    assert.equal(r.error?.value, '3')
+    assert.equal((await sbx.runCode('echo "${GREETING-unset}"', { language: 'bash' })).logs.stdout.join(''), 'unset\n')
+  })
+
+  it('keeps bash state across cells; a bash context has a shell of its own', async () => {
+    const first = await sbx.runCode('X=1; cd /tmp; greet() { echo "hi $1"; }', { language: 'bash' })
+    assert.equal(first.error, undefined)
+    const second = await sbx.runCode('echo "$X"; pwd; greet you', { language: 'bash' })
+    assert.deepEqual(second.logs.stdout.join(''), '1\n/tmp\nhi you\n')
+    assert.ok(second.executionCount !== undefined && first.executionCount !== undefined && second.executionCount === first.executionCount + 1)
+    const ctx = await sbx.createCodeContext({ language: 'bash' })
+    assert.equal(ctx.language, 'bash')
+    assert.equal(ctx.cwd, '/home/user')
+    assert.equal((await sbx.runCode('echo "${X-none}"; pwd; X=ctx', { context: ctx })).logs.stdout.join(''), 'none\n/workspace\n')
+    assert.equal((await sbx.runCode('echo "$X"', { context: ctx })).logs.stdout.join(''), 'ctx\n')
+    assert.equal((await sbx.runCode('echo "$X"', { language: 'bash' })).logs.stdout.join(''), '1\n')
+    assert.ok((await sbx.listCodeContexts()).some((c) => c.id === ctx.id && c.language === 'bash'))
+    await sbx.restartCodeContext('bash')
+    assert.equal((await sbx.runCode('echo "${X-none}"', { language: 'bash' })).logs.stdout.join(''), 'none\n')
+    assert.equal((await sbx.runCode('echo "$X"', { context: ctx })).logs.stdout.join(''), 'ctx\n')
+    await sbx.removeCodeContext(ctx)
+    // A client timeout interrupts the command; the shell keeps its variables.
+    await sbx.runCode('K=kept', { language: 'bash' })
+    await assert.rejects(sbx.runCode('sleep 60', { language: 'bash', timeoutMs: 1500 }), (e: Error) => e.name === 'TimeoutError')
+    assert.equal((await sbx.runCode('echo "$K"', { language: 'bash' })).logs.stdout.join(''), 'kept\n')
   })
 
   it('refuses what codebox does not run, with a clear error', async () => {

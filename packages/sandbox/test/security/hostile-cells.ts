@@ -46,6 +46,14 @@ export const cells: { name: string; code: string; timeoutMs?: number; sessionSur
     name: 'garbage and a forged done on the kernel channel',
     code: 'import __main__, os\nos.write(__main__._ctl_out, b\'garbage\\n{"id": 99999, "type": "done", "ok": true}\\n\')',
   },
+  {
+    // Past MAX_CONTROL_LINE the executor drops the line unread: without that bound it would hold
+    // all of it, past the sandbox's memory (2 GiB). Its end lets the cell's own `done` through.
+    name: 'a line of 3 GiB on the kernel channel',
+    code: 'import __main__, os\nchunk = b"x" * (1 << 20)\nfor _ in range(3072):\n    os.write(__main__._ctl_out, chunk)\nos.write(__main__._ctl_out, b"\\n")',
+    timeoutMs: 30_000,
+    sessionSurvives: true,
+  },
   { name: '100 MB of stdout', code: 'import sys\nsys.stdout.write("x" * (100 << 20))', sessionSurvives: true },
   { name: 'invalid UTF-8 on stdout', code: 'import os\nos.write(1, bytes(range(128, 256)) * 1000)', sessionSurvives: true },
   { name: '40 displays of 2 MB', code: 'class H:\n    def _repr_html_(self): return "h" * (2 << 20)\nfor _ in range(40): display(H())' },

@@ -5,8 +5,8 @@
  * mapped between E2B's names and codebox's.
  */
 import path from 'node:path/posix'
-import { validationError, type Language, type MimeBundle } from '@codebox/core'
-import { CHART_MIME, DATA_MIME } from '@codebox/sandbox'
+import { validationError, type MimeBundle } from '@codebox/core'
+import { CHART_MIME, DATA_MIME, type KernelLanguage } from '@codebox/sandbox'
 
 /** E2B's home directory, which is codebox's workspace. */
 export const E2B_HOME = '/home/user'
@@ -58,8 +58,8 @@ function parseBounded(text: string): unknown {
   }
 }
 
-/** What E2B's languages run on here: a codebox kernel language, or `bash` (a shell command per cell). */
-export type CodeLanguage = Language | 'bash'
+/** What E2B's languages run on here: a codebox kernel language, `bash` (a persistent shell) among them. */
+export type CodeLanguage = KernelLanguage
 
 const languageNames: Record<string, CodeLanguage> = {
   python: 'python',
@@ -98,16 +98,6 @@ export function toE2bPath(p: string): string {
   if (p === WORKSPACE || p.startsWith(`${WORKSPACE}/`)) return E2B_HOME + p.slice(WORKSPACE.length)
   return p
 }
-
-/** A shell cell: `bash -c` with the cell's variables exported and the working directory set. */
-export function bashCommand(code: string, env: Record<string, string> | undefined, cwd: string): string {
-  const exports = Object.entries(env ?? {})
-    .map(([k, v]) => `export ${k}=${quote(v)}; `)
-    .join('')
-  return `cd ${quote(cwd)} && ${exports}exec bash -c ${quote(code)}`
-}
-
-const quote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`
 
 /** Whether `name` can be a shell variable (an exported one must be). */
 export const isShellName = (name: string): boolean => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name)

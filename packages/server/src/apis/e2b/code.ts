@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { sendError, toCodeboxError } from '../../http/errors.ts'
 import { firstOrHttpError, openStream } from '../../http/stream.ts'
 import type { E2bDeps, E2bSandbox } from './deps.ts'
-import { bashCommand, E2B_HOME, isShellName, languageOf, resultOf, toE2bPath, toSandboxPath, type CodeLanguage } from './code-results.ts'
+import { E2B_HOME, isShellName, languageOf, resultOf, toE2bPath, toSandboxPath, type CodeLanguage } from './code-results.ts'
 
 /** The contexts every sandbox has: each language's default kernel, named after it (JavaScript and TypeScript share Node's). */
 const defaultContexts: Record<string, CodeLanguage> = { python: 'python', javascript: 'javascript', typescript: 'typescript', bash: 'bash' }
@@ -39,8 +39,6 @@ export async function codeRoutes(scope: FastifyInstance, deps: E2bDeps): Promise
     const { session } = await deps.sandboxOf(request)
     const b = objectBody(request.body ?? {})
     const language = languageOf(b.language)
-    if (language === 'bash')
-      throw validationError('language', 'bash runs in the default context `bash` only, one shell per cell: codebox has no bash kernel to hold a context')
     if (b.cwd !== undefined && b.cwd !== null && typeof b.cwd !== 'string') throw validationError('cwd', 'must be a path')
     const cwd = toSandboxPath(typeof b.cwd === 'string' && b.cwd !== '' ? b.cwd : E2B_HOME)
     const info = await session.contexts.create({ id: randomUUID(), language, cwd })
@@ -60,10 +58,9 @@ export async function codeRoutes(scope: FastifyInstance, deps: E2bDeps): Promise
     const { session } = await deps.sandboxOf(request)
     const id = request.params.id
     const language = defaultContexts[id]
-    if (language === 'python') await session.contexts.restart({ kernel: 'python' })
-    else if (language === 'javascript' || language === 'typescript') await session.contexts.restart({ kernel: 'nodejs' })
-    else if (language === undefined) await session.contexts.restart({ context: id })
-    // bash keeps nothing between cells: restarting it has nothing to drop.
+    if (language === 'javascript' || language === 'typescript') await session.contexts.restart({ kernel: 'nodejs' })
+    else if (language !== undefined) await session.contexts.restart({ kernel: language })
+    else await session.contexts.restart({ context: id })
     return reply.code(204).send()
   })
 
@@ -177,8 +174,8 @@ function openNdjson(request: FastifyRequest, reply: FastifyReply): { res: Server
 }
 
 /**
- * A cell's events, through the session service (the tenant's rate, the audit log, metrics): a
- * kernel's, or a shell's for bash. Whitespace-only code runs nothing, as in a notebook.
+ * A cell's events, through the session service (the tenant's rate, the audit log, metrics), from
+ * its context's kernel (bash's is a persistent shell). Whitespace-only code runs nothing, as in a notebook.
  */
 function cellEvents(
   deps: E2bDeps,
@@ -188,23 +185,20 @@ function cellEvents(
 ): AsyncGenerator<ExecutionEvent, ToolResult> {
   const { body, target } = cell
   if (body.code.trim() === '') return nothing()
-  const ctx = { signal: cell.signal, requestId: request.id }
-  if (target.language !== 'bash') {
-    const options = {
-      code: body.code,
-      language: target.language,
-      ...(target.context !== undefined ? { context: target.context } : {}),
-      ...(body.env ? { env: body.env } : {}),
-      onCellEnd: cell.onCellEnd,
-      charts: target.language === 'python',
+  if (target.language === 'bash') {
+    for (const name of Object.keys(body.env ?? {})) {
+      if (!isShellName(name)) throw validationError(`env_vars.${name.slice(0, 64)}`, 'is not a shell variable name (letters, digits and _, not first a digit)')
     }
-    return deps.sessions.executeCell(sandbox.caller, sandbox.sessionId, options, ctx)
   }
-  for (const name of Object.keys(body.env ?? {})) {
-    if (!isShellName(name)) throw validationError(`env_vars.${name.slice(0, 64)}`, 'is not a shell variable name (letters, digits and _, not first a digit)')
+  const options = {
+    code: body.code,
+    language: target.language,
+    ...(target.context !== undefined ? { context: target.context } : {}),
+    ...(body.env ? { env: body.env } : {}),
+    onCellEnd: cell.onCellEnd,
+    charts: target.language === 'python',
   }
-  const command = bashCommand(body.code, body.env, '/workspace')
-  return deps.sessions.invoke(sandbox.caller, sandbox.sessionId, { name: 'executeCommand', arguments: { command } }, ctx)
+  return deps.sessions.executeCell(sandbox.caller, sandbox.sessionId, options, { signal: cell.signal, requestId: request.id })
 }
 
 async function* nothing(): AsyncGenerator<ExecutionEvent, ToolResult> {
