@@ -46,6 +46,7 @@ export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
 export { GvisorDriver, type GvisorDriverOptions } from './drivers/gvisor/driver.ts'
 export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
+export { sandboxEnv } from './drivers/shared.ts'
 export {
   EgressService,
   type EgressServiceOptions,
