@@ -19,6 +19,7 @@ export { claimPatch, type ClaimOptions, type ClaimPatch } from './manifests/clai
 export { sandboxNetworkPolicies, type EgressProxySelector, type NetworkPolicyOptions } from './manifests/network-policies.ts'
 export { apiRbac } from './manifests/rbac.ts'
 export { apiDeployment, apiService, apiDisruptionBudget, serviceHostNames, API_PORT, type ApiOptions } from './manifests/api.ts'
-export { installManifests, codeboxNamespace, sandboxLimitRange, type InstallOptions, type SandboxMaxima } from './manifests/install.ts'
+export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, type InstallOptions, type SandboxMaxima } from './manifests/install.ts'
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
+export { installOptionsFromValues } from './chart-values.ts'

@@ -1,6 +1,6 @@
 /** The fixed inputs of the golden manifests. */
 import { defaultLimits, defaultMaxLimits } from '@codebox/core'
-import type { InstallOptions, SandboxPodOptions } from '../src/index.ts'
+import { sandboxMaxima, type InstallOptions, type SandboxPodOptions } from '../src/index.ts'
 import { executorToken, executorTokenKey } from '../src/token.ts'
 
 export const namespace = 'codebox'
@@ -36,5 +36,5 @@ export const installOptions: InstallOptions = {
     public: { podLabels: { 'app.kubernetes.io/name': 'codebox', 'app.kubernetes.io/component': 'egress-proxy' }, port: 3128 },
     vpc: { podLabels: { 'app.kubernetes.io/name': 'vpc-egress' }, namespaceLabels: { 'kubernetes.io/metadata.name': 'network' }, port: 8080 },
   },
-  sandboxMaxima: defaultMaxLimits,
+  sandboxMaxima: sandboxMaxima(defaultMaxLimits),
 }

@@ -5,7 +5,7 @@
  * them at run time (sandbox-pod.ts).
  */
 import type { LimitRange, Namespace } from 'kubernetes-types/core/v1.js'
-import type { SessionLimits } from '@codebox/core'
+import { validationError, type SessionLimits } from '@codebox/core'
 import { APP, APP_LABEL, checkDnsLabel, componentLabels } from '../names.ts'
 import { apiDeployment, apiDisruptionBudget, apiService, type ApiOptions } from './api.ts'
 import { sandboxNetworkPolicies, type EgressProxySelector } from './network-policies.ts'
@@ -13,8 +13,24 @@ import { bytesQuantity, cpuQuantity } from './quantity.ts'
 import { apiRbac } from './rbac.ts'
 import { LOG_ALLOWANCE_BYTES } from './sandbox-pod.ts'
 
-/** The sandbox limits the LimitRange holds every container of the namespace to. */
-export type SandboxMaxima = Pick<SessionLimits, 'memoryBytes' | 'cpuCores' | 'workspaceBytes' | 'tmpBytes'>
+/** The most a container of the namespace may have, as Kubernetes quantities (the chart's `sandbox.maxLimits`). */
+export interface SandboxMaxima {
+  memory: string
+  cpu: string
+  /** The workspace, /tmp and the logs together. */
+  ephemeralStorage: string
+}
+
+/** The maxima of sessions whose limits are at most `max` (the engine's defaultMaxLimits by default). */
+export function sandboxMaxima(max: Pick<SessionLimits, 'memoryBytes' | 'cpuCores' | 'workspaceBytes' | 'tmpBytes'>): SandboxMaxima {
+  return {
+    memory: bytesQuantity(max.memoryBytes),
+    cpu: cpuQuantity(max.cpuCores),
+    ephemeralStorage: bytesQuantity(max.workspaceBytes + max.tmpBytes + LOG_ALLOWANCE_BYTES),
+  }
+}
+
+const quantity = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/
 
 export interface InstallOptions {
   namespace: string
@@ -43,6 +59,10 @@ export function codeboxNamespace(name: string): Namespace {
 
 /** Caps every container of the namespace at the sandbox maxima (the API's containers are far below them). */
 export function sandboxLimitRange(namespace: string, maxima: SandboxMaxima): LimitRange {
+  for (const [field, value] of Object.entries(maxima)) {
+    if (typeof value !== 'string' || !quantity.test(value))
+      throw validationError(`sandboxMaxima.${field}`, `must be a Kubernetes quantity such as 16Gi or 2000m, got ${JSON.stringify(value)}`)
+  }
   return {
     apiVersion: 'v1',
     kind: 'LimitRange',
@@ -51,11 +71,7 @@ export function sandboxLimitRange(namespace: string, maxima: SandboxMaxima): Lim
       limits: [
         {
           type: 'Container',
-          max: {
-            memory: bytesQuantity(maxima.memoryBytes),
-            cpu: cpuQuantity(maxima.cpuCores),
-            'ephemeral-storage': bytesQuantity(maxima.workspaceBytes + maxima.tmpBytes + LOG_ALLOWANCE_BYTES),
-          },
+          max: { memory: maxima.memory, cpu: maxima.cpu, 'ephemeral-storage': maxima.ephemeralStorage },
         },
       ],
     },
