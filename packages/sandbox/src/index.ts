@@ -61,3 +61,13 @@ export { type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'
 export { GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'
+export {
+  exportOciLayout,
+  OCI_MEDIA_TYPES,
+  type OciExportOptions,
+  type OciExportResult,
+  type OciImageConfig,
+  type OciLayerSource,
+  type OciDescriptor,
+} from './image/oci.ts'
+export { installRuntime } from './drivers/bwrap/runtime.ts'
