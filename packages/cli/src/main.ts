@@ -32,7 +32,7 @@ const commands: Record<string, Command> = {
   runtimes: { run: runtimes.run, summary: 'deploy agents as versioned runtimes; list, roll back, remove; their secrets' },
   keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
   tenants: { run: keys.tenants, summary: 'list tenants and set their quotas (on the server machine)' },
-  image: { run: image.run, summary: 'build the sandbox image (image build)' },
+  image: { run: image.run, summary: 'build the sandbox image (image build), or export it as an OCI image layout (image export --oci)' },
   demo: { run: demo.run, summary: 'a short tour of a session on the server' },
 }
 

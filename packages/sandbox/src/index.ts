@@ -47,6 +47,7 @@ export { FakeDriver } from './drivers/fake/driver.ts'
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
 export { GvisorDriver, type GvisorDriverOptions } from './drivers/gvisor/driver.ts'
 export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
+export { sandboxEnv } from './drivers/shared.ts'
 export {
   EgressService,
   type EgressServiceOptions,
@@ -61,3 +62,13 @@ export { type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'
 export { GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'
+export {
+  exportOciLayout,
+  OCI_MEDIA_TYPES,
+  type OciExportOptions,
+  type OciExportResult,
+  type OciImageConfig,
+  type OciLayerSource,
+  type OciDescriptor,
+} from './image/oci.ts'
+export { installRuntime } from './drivers/bwrap/runtime.ts'

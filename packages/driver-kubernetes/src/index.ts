@@ -1,0 +1,25 @@
+/** codebox on Kubernetes: manifest builders, the executor token, and the names and labels they share. */
+export * from './names.ts'
+export { executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
+export {
+  sessionPod,
+  warmPod,
+  EXECUTOR_PORT,
+  EXECUTOR_COMMAND,
+  SANDBOX_UID,
+  DEADLINE_GRACE_SECONDS,
+  DEFAULT_WARM_MAX_AGE_MS,
+  defaultSandboxRequests,
+  type SandboxPodOptions,
+  type SessionPodOptions,
+  type WarmPodOptions,
+  type SandboxRequests,
+} from './manifests/sandbox-pod.ts'
+export { claimPatch, type ClaimOptions, type ClaimPatch } from './manifests/claim.ts'
+export { sandboxNetworkPolicies, type EgressProxySelector, type NetworkPolicyOptions } from './manifests/network-policies.ts'
+export { apiRbac } from './manifests/rbac.ts'
+export { apiDeployment, apiService, apiDisruptionBudget, serviceHostNames, API_PORT, type ApiOptions } from './manifests/api.ts'
+export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, type InstallOptions, type SandboxMaxima } from './manifests/install.ts'
+export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
+export { toYamlDocuments } from './yaml.ts'
+export { installOptionsFromValues } from './chart-values.ts'

@@ -1,0 +1,273 @@
+/**
+ * The sandbox pod: one per session (`cbx-<sessionId>`) or a warm one waiting in the pool. It runs
+ * the same codebox executor as the bwrap and gVisor drivers, listening on EXECUTOR_PORT, under the
+ * restrictions of SECURITY.md as Kubernetes expresses them: a RuntimeClass (gVisor by default), no
+ * service-account token, no service links, uid 1000 with no capabilities and no privilege
+ * escalation, a read-only root with size-capped emptyDirs for /workspace, /tmp and /dev/shm,
+ * seccomp RuntimeDefault, no host namespaces, no DNS, resources from the session's limits and
+ * `activeDeadlineSeconds` as the backstop for a session nobody ends.
+ *
+ * The executor's TCP mode (CODEBOX_LISTEN, CODEBOX_EXECUTOR_TOKEN) and its own rlimits
+ * (CODEBOX_RLIMITS) are what these pods need from executor.py; they are specified here and in
+ * docs/kubernetes.md and not yet implemented by the executor.
+ */
+import type { Container, EnvVar, Pod, PodSpec, Volume } from 'kubernetes-types/core/v1.js'
+import type { OwnerReference } from 'kubernetes-types/meta/v1.js'
+import { validationError, type SessionLimits } from '@codebox/core'
+import { sandboxEnv } from '@codebox/sandbox'
+import {
+  checkDnsLabel,
+  checkDnsSubdomain,
+  checkLabelValue,
+  componentLabels,
+  NETWORK_LABEL,
+  NETWORK_PROFILES,
+  NONCE_ANNOTATION,
+  POOL_LABEL,
+  POOL_STATE_LABEL,
+  SANDBOX_SERVICE_ACCOUNT,
+  sandboxPodName,
+  SESSION_LABEL,
+  warmPodName,
+  type NetworkProfile,
+} from '../names.ts'
+import { bytesQuantity, cpuQuantity } from './quantity.ts'
+
+/** The port the executor listens on in every sandbox pod. */
+export const EXECUTOR_PORT = 7070
+/** The uid and gid of the executor and everything it starts (the image's `sandbox` user). */
+export const SANDBOX_UID = 1000
+/** The executor's command: the same as under bwrap and gVisor (the image carries it at /opt/codebox). */
+export const EXECUTOR_COMMAND: readonly string[] = ['/usr/bin/python3', '-s', '-B', '/opt/codebox/executor/executor.py']
+/** How long past the session's max lifetime Kubernetes waits before it kills the pod (the executor ends itself at the deadline). */
+export const DEADLINE_GRACE_SECONDS = 60
+/** Room for the container's logs in the pod's ephemeral storage, beyond /workspace and /tmp. */
+export const LOG_ALLOWANCE_BYTES = 64 * 1024 ** 2
+/** /dev/shm's size: at most this, never more than /tmp's (as under gVisor). */
+export const SHM_MAX_BYTES = 64 * 1024 ** 2
+
+/** What the scheduler reserves for a sandbox pod; each is capped at the pod's limit. */
+export interface SandboxRequests {
+  /** Default 256 MiB: an idle session with the data stack imported uses about 100 MB. */
+  memoryBytes: number
+  /** Default 0.1 core. */
+  cpuCores: number
+  /** Default 64 MiB. */
+  ephemeralBytes: number
+}
+
+export const defaultSandboxRequests: Readonly<SandboxRequests> = Object.freeze({ memoryBytes: 256 * 1024 ** 2, cpuCores: 0.1, ephemeralBytes: 64 * 1024 ** 2 })
+
+export interface SandboxPodOptions {
+  namespace: string
+  /** The sandbox image (an OCI image of the sandbox image directory and the executor; `codebox image export --oci`). */
+  image: string
+  limits: SessionLimits
+  network: NetworkProfile
+  /** The egress proxy as the pod reaches it, `http://<IP>:<port>` (an IP: sandbox pods have no DNS); required for `public` and `vpc`. */
+  egressProxyUrl?: string
+  /** The pool this pod belongs to (POOL_LABEL), a label value. */
+  poolKey: string
+  /** The pod's NONCE_ANNOTATION (newTokenNonce). */
+  nonce: string
+  /** The executor token derived from the nonce (executorToken); the executor takes it from its environment and drops it. */
+  token: string
+  /** Default `gvisor`; null for the cluster's default runtime (only where the nodes isolate pods some other way). */
+  runtimeClassName?: string | null
+  /** Whether the executor needs the gVisor workarounds it has under the gvisor driver; default: the runtime class is `gvisor`. */
+  gvisor?: boolean
+  /** Default EXECUTOR_PORT. */
+  executorPort?: number
+  requests?: Partial<SandboxRequests>
+  /** Objects whose deletion deletes the pod (garbage collection); none by default. */
+  ownerReferences?: OwnerReference[]
+  /** Nodes the pod may run on (dedicated sandbox nodes); none by default. */
+  nodeSelector?: Record<string, string>
+  /** Default `IfNotPresent`. */
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
+}
+
+export interface SessionPodOptions extends SandboxPodOptions {
+  sessionId: string
+}
+
+export interface WarmPodOptions extends SandboxPodOptions {
+  /** The pod's id (its name is `cbx-warm-<podId>`). */
+  podId: string
+  /**
+   * How long a warm pod may wait for a session, ms; default 1 h. Its activeDeadlineSeconds is this
+   * plus the max lifetime, so a claim can always lower it to the session's deadline (Kubernetes lets
+   * a running pod's deadline only be set or decreased); the leader replaces older warm pods.
+   */
+  warmMaxAgeMs?: number
+}
+
+export const DEFAULT_WARM_MAX_AGE_MS = 3600_000
+
+/** The pod of session `sessionId`: claimed from its creation, its deadline the session's max lifetime. */
+export function sessionPod(options: SessionPodOptions): Pod {
+  const name = sandboxPodName(options.sessionId)
+  const labels = { [SESSION_LABEL]: checkLabelValue('sessionId', options.sessionId), [POOL_STATE_LABEL]: 'claimed' }
+  return podManifest(name, labels, lifetimeSeconds(options.limits.maxLifetimeMs), options)
+}
+
+/** A warm pod: no session yet (POOL_STATE_LABEL `free`); a claim patches it (claimPatch). */
+export function warmPod(options: WarmPodOptions): Pod {
+  const name = warmPodName(options.podId)
+  const warmMaxAgeMs = options.warmMaxAgeMs ?? DEFAULT_WARM_MAX_AGE_MS
+  if (!Number.isSafeInteger(warmMaxAgeMs) || warmMaxAgeMs < 1000)
+    throw validationError('warmMaxAgeMs', `must be a whole number of ms, at least 1000, got ${warmMaxAgeMs}`)
+  const deadline = lifetimeSeconds(options.limits.maxLifetimeMs) + Math.ceil(warmMaxAgeMs / 1000)
+  return podManifest(name, { [POOL_STATE_LABEL]: 'free' }, deadline, options)
+}
+
+function lifetimeSeconds(maxLifetimeMs: number): number {
+  return Math.ceil(maxLifetimeMs / 1000) + DEADLINE_GRACE_SECONDS
+}
+
+function podManifest(name: string, stateLabels: Record<string, string>, activeDeadlineSeconds: number, options: SandboxPodOptions): Pod {
+  const { limits } = options
+  if (!NETWORK_PROFILES.includes(options.network))
+    throw validationError('network', `must be one of ${NETWORK_PROFILES.join(', ')}, got ${JSON.stringify(options.network)}`)
+  const runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
+  if (runtimeClassName !== null) checkDnsSubdomain('runtimeClassName', runtimeClassName)
+  const port = options.executorPort ?? EXECUTOR_PORT
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw validationError('executorPort', `must be a port (1-65535), got ${port}`)
+  const spec: PodSpec = {
+    ...(runtimeClassName !== null ? { runtimeClassName } : {}),
+    serviceAccountName: SANDBOX_SERVICE_ACCOUNT,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    hostNetwork: false,
+    hostPID: false,
+    hostIPC: false,
+    shareProcessNamespace: false,
+    restartPolicy: 'Never',
+    activeDeadlineSeconds,
+    terminationGracePeriodSeconds: 5,
+    // No resolver: a sandbox without network has no use for one, and one with egress names hosts
+    // to the proxy (HTTP CONNECT), which resolves them itself. Kubernetes requires a nameserver
+    // with dnsPolicy None; loopback answers nothing.
+    dnsPolicy: 'None',
+    dnsConfig: { nameservers: ['127.0.0.1'] },
+    securityContext: {
+      runAsUser: SANDBOX_UID,
+      runAsGroup: SANDBOX_UID,
+      runAsNonRoot: true,
+      fsGroup: SANDBOX_UID,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    ...(options.nodeSelector !== undefined ? { nodeSelector: options.nodeSelector } : {}),
+    containers: [executorContainer(options, port)],
+    volumes: volumes(limits),
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: checkDnsLabel('namespace', options.namespace),
+      labels: {
+        ...componentLabels('sandbox'),
+        [POOL_LABEL]: checkLabelValue('poolKey', options.poolKey),
+        [NETWORK_LABEL]: options.network,
+        ...stateLabels,
+      },
+      annotations: { [NONCE_ANNOTATION]: options.nonce },
+      ...(options.ownerReferences !== undefined && options.ownerReferences.length > 0 ? { ownerReferences: options.ownerReferences } : {}),
+    },
+    spec,
+  }
+}
+
+function executorContainer(options: SandboxPodOptions, port: number): Container {
+  const { limits } = options
+  const requests = { ...defaultSandboxRequests, ...options.requests }
+  const ephemeralBytes = limits.workspaceBytes + limits.tmpBytes + LOG_ALLOWANCE_BYTES
+  return {
+    name: 'executor',
+    image: options.image,
+    imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
+    command: [...EXECUTOR_COMMAND],
+    workingDir: '/workspace',
+    env: executorEnv(options, port),
+    ports: [{ name: 'executor', containerPort: port, protocol: 'TCP' }],
+    // Ready once the executor accepts connections; the driver waits for this condition.
+    readinessProbe: { tcpSocket: { port: 'executor' }, periodSeconds: 1, failureThreshold: 3 },
+    resources: {
+      limits: { memory: bytesQuantity(limits.memoryBytes), cpu: cpuQuantity(limits.cpuCores), 'ephemeral-storage': bytesQuantity(ephemeralBytes) },
+      requests: {
+        memory: bytesQuantity(Math.min(requests.memoryBytes, limits.memoryBytes)),
+        cpu: cpuQuantity(Math.min(requests.cpuCores, limits.cpuCores)),
+        'ephemeral-storage': bytesQuantity(Math.min(requests.ephemeralBytes, ephemeralBytes)),
+      },
+    },
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: 'workspace', mountPath: '/workspace' },
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'shm', mountPath: '/dev/shm' },
+    ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    stdin: false,
+    tty: false,
+  }
+}
+
+function volumes(limits: SessionLimits): Volume[] {
+  return [
+    { name: 'workspace', emptyDir: { sizeLimit: bytesQuantity(limits.workspaceBytes) } },
+    { name: 'tmp', emptyDir: { sizeLimit: bytesQuantity(limits.tmpBytes) } },
+    // Memory-backed, counted in the pod's memory limit.
+    { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: bytesQuantity(Math.min(limits.tmpBytes, SHM_MAX_BYTES)) } },
+  ]
+}
+
+/**
+ * The executor's environment: the sandbox environment every driver gives it (sandboxEnv), then
+ * what the pod adds. A clean environment (SECURITY.md rule 2): enableServiceLinks is off, so
+ * Kubernetes adds no service variables, and nothing of the API's environment is passed.
+ */
+function executorEnv(options: SandboxPodOptions, port: number): EnvVar[] {
+  const { limits } = options
+  const gvisor = options.gvisor ?? (options.runtimeClassName === undefined || options.runtimeClassName === 'gvisor')
+  const env: Record<string, string> = {
+    ...sandboxEnv(limits),
+    // The executor's TCP mode: listen here, accept only connections that present the token.
+    CODEBOX_LISTEN: `0.0.0.0:${port}`,
+    CODEBOX_EXECUTOR_TOKEN: options.token,
+    // No cgroup or OCI rlimits of codebox's own in a pod: the executor sets these on itself before serving.
+    CODEBOX_RLIMITS: `nofile=${limits.openFiles},nproc=${limits.pids},core=0,fsize=${limits.workspaceBytes}`,
+    ...(gvisor ? { CODEBOX_KERNEL_AUTH: 'passcred', CODEBOX_TTY_SIGWINCH: 'executor' } : {}),
+    ...proxyEnv(options),
+  }
+  return Object.entries(env).map(([name, value]) => ({ name, value }))
+}
+
+function proxyEnv(options: SandboxPodOptions): Record<string, string> {
+  if (options.network === 'sandbox') {
+    if (options.egressProxyUrl !== undefined) throw validationError('egressProxyUrl', "must be absent for network 'sandbox'")
+    return {}
+  }
+  const url = options.egressProxyUrl
+  if (url === undefined) throw validationError('egressProxyUrl', `is required for network '${options.network}'`)
+  if (!/^http:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(url)) {
+    throw validationError('egressProxyUrl', `must be http://<IP>:<port> (sandbox pods have no DNS), got ${JSON.stringify(url)}`)
+  }
+  return {
+    HTTP_PROXY: url,
+    HTTPS_PROXY: url,
+    http_proxy: url,
+    https_proxy: url,
+    NO_PROXY: 'localhost,127.0.0.1',
+    no_proxy: 'localhost,127.0.0.1',
+    NODE_USE_ENV_PROXY: '1',
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The executor token of a sandbox pod. The executor in the pod listens on a port; a client must
+ * present this token, which is bound to one pod (namespace, name) and a random nonce kept in the
+ * pod's annotation. Any API replica recomputes it from the pod it sees in its watch cache and the
+ * key every replica shares, so no token is stored anywhere: the key is derived from the store's
+ * sealing key (CODEBOX_SEALING_KEY), for this one purpose.
+ */
+import { createHmac, randomBytes } from 'node:crypto'
+import { validationError } from '@codebox/core'
+
+const PURPOSE = 'codebox kubernetes executor token v1'
+
+/** The token key of every replica: HMAC-SHA256(sealingKey, purpose). The sealing key must be 32 bytes. */
+export function executorTokenKey(sealingKey: Buffer): Buffer {
+  if (sealingKey.length !== 32) throw validationError('sealingKey', `must be 32 bytes, got ${sealingKey.length}`)
+  return createHmac('sha256', sealingKey).update(PURPOSE).digest()
+}
+
+/** A fresh nonce for a new pod's NONCE_ANNOTATION: 32 random bytes, base64url (43 characters). */
+export function newTokenNonce(): string {
+  return randomBytes(32).toString('base64url')
+}
+
+export interface TokenSubject {
+  namespace: string
+  podName: string
+  /** The pod's NONCE_ANNOTATION. */
+  nonce: string
+}
+
+const nonceShape = /^[A-Za-z0-9_-]{22,128}$/
+
+/**
+ * The pod's executor token: base64url of HMAC-SHA256(key, namespace NUL podName NUL nonce). The
+ * fields are NUL-separated and none may hold a NUL, so two different pods never share an input.
+ */
+export function executorToken(key: Buffer, subject: TokenSubject): string {
+  if (key.length < 32) throw validationError('key', `must be at least 32 bytes, got ${key.length}`)
+  for (const field of ['namespace', 'podName'] as const) {
+    const value = subject[field]
+    if (value.length === 0 || value.length > 253 || value.includes('\0')) throw validationError(field, 'must be 1 to 253 characters without NUL')
+  }
+  if (!nonceShape.test(subject.nonce)) throw validationError('nonce', 'must be 22 to 128 base64url characters (newTokenNonce makes one)')
+  return createHmac('sha256', key).update(`${subject.namespace}\0${subject.podName}\0${subject.nonce}`).digest('base64url')
+}
