@@ -42,7 +42,7 @@ describe('bad input (fake driver)', () => {
     const e = await refused(
       () => session.runCode({ code: 'puts 1', language: wrong('ruby') }),
       'ValidationError',
-      /^language: must be one of python, javascript, typescript, got "ruby"$/,
+      /^language: must be one of python, javascript, typescript, bash, got "ruby"$/,
     )
     assert.equal(e.details.field, 'language')
     assert.equal(e.status, 400)
