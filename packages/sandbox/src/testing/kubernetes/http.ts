@@ -14,7 +14,7 @@ export interface FakeUser {
   namespaces: '*' | readonly string[]
 }
 
-/** One request as the fake saw it (kept for tests: how often an informer listed, who was refused). */
+/** One request as the fake saw it (kept for tests: how often an informer listed, who was refused); status is 0 until the answer ends (a watch's ends with the watch). */
 export interface RequestRecord {
   method: string
   path: string

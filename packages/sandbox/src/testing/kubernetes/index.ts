@@ -81,7 +81,8 @@ function serve(ctx: HandlerContext, users: ReadonlyMap<string, FakeUser>, record
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://fake')
     const rec: RequestRecord = { method: req.method ?? '', path: url.pathname, query: url.search, user: undefined, verb: '', status: 0 }
-    res.on('finish', () => record({ ...rec, status: res.statusCode }))
+    record(rec)
+    res.on('finish', () => (rec.status = res.statusCode))
     try {
       if (['healthz', 'livez', 'readyz'].includes(url.pathname.slice(1))) {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')

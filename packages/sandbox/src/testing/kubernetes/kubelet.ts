@@ -53,6 +53,7 @@ interface PodRuntime {
   socketDir: string
   process: ContainerProcess | undefined
   startedAt: string
+  startedMs: number
   terminating: boolean
   finished: boolean
   timers: Set<NodeJS.Timeout>
@@ -151,7 +152,19 @@ export class Kubelet {
     const ip = `10.244.${(this.#nextIp >> 8) & 255}.${this.#nextIp++ & 255}`
     const socketDir = path.join(this.#socketRoot, uid)
     mkdirSync(socketDir, { mode: 0o700 })
-    const rt: PodRuntime = { ns, name, uid, ip, socketDir, process: undefined, startedAt: timestamp(), terminating: false, finished: false, timers: new Set() }
+    const rt: PodRuntime = {
+      ns,
+      name,
+      uid,
+      ip,
+      socketDir,
+      process: undefined,
+      startedAt: timestamp(),
+      startedMs: Date.now(),
+      terminating: false,
+      finished: false,
+      timers: new Set(),
+    }
     this.#runtimes.set(uid, rt)
     this.#byIp.set(ip, rt)
     const containers = specOf(pod).containers
@@ -215,7 +228,7 @@ export class Kubelet {
       })),
     })
     const deadline = specOf(pod).activeDeadlineSeconds
-    if (deadline !== undefined) this.#later(Math.max(0, Date.parse(rt.startedAt) + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
+    if (deadline !== undefined) this.#later(Math.max(0, rt.startedMs + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
     this.#awaitReady(
       rt,
       specOf(pod)
