@@ -141,3 +141,24 @@ export function routeResource(method: string, segments: string[], query: URLSear
   if (subresource !== undefined && !(subresource === 'status' && t.hasStatus) && !(subresource === 'log' && t.kind === 'Pod')) return undefined
   return { t, namespace, name, subresource, verb: verbOf(method, name, query) }
 }
+
+/**
+ * GET /api/v1/namespaces/<ns>: every namespace exists (Active) for a user allowed in it, 403
+ * otherwise; kubectl asks after a NotFound to say which of the two was missing.
+ */
+export function namespaceObject(user: FakeUser, namespace: string): Record<string, unknown> {
+  if (user.namespaces !== '*' && !user.namespaces.includes(namespace)) {
+    throw new KubeError(
+      'Forbidden',
+      `namespaces "${namespace}" is forbidden: User "${user.name}" cannot get resource "namespaces" in API group "" in the namespace "${namespace}"`,
+      { name: namespace, kind: 'namespaces' },
+    )
+  }
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: namespace, labels: { 'kubernetes.io/metadata.name': namespace } },
+    spec: { finalizers: ['kubernetes'] },
+    status: { phase: 'Active' },
+  }
+}

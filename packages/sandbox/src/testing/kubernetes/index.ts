@@ -14,8 +14,9 @@ import type { AddressInfo } from 'node:net'
 import type net from 'node:net'
 import { GarbageCollector } from './gc.ts'
 import { handleResource, type HandlerContext } from './handlers.ts'
-import { authenticate, authorize, discovery, routeResource, sendJson, type FakeUser, type RequestRecord } from './http.ts'
+import { authenticate, authorize, discovery, namespaceObject, routeResource, sendJson, type FakeUser, type RequestRecord } from './http.ts'
 import { Kubelet, type KubeletOptions } from './kubelet.ts'
+import { checkNamespace } from './resources.ts'
 import { KubeError } from './status.ts'
 import { ObjectStore } from './store.ts'
 import { makeCertificate } from './tls.ts'
@@ -93,6 +94,10 @@ function serve(ctx: HandlerContext, users: ReadonlyMap<string, FakeUser>, record
       rec.user = user.name
       const doc = req.method === 'GET' ? discovery(segments) : undefined
       if (doc) return sendJson(res, 200, doc)
+      if (req.method === 'GET' && segments.length === 4 && segments.slice(0, 3).join('/') === 'api/v1/namespaces') {
+        checkNamespace(segments[3]!)
+        return sendJson(res, 200, namespaceObject(user, segments[3]!))
+      }
       const route = routeResource(req.method ?? '', segments, url.searchParams)
       if (!route) throw new KubeError('NotFound', 'the server could not find the requested resource')
       rec.verb = route.verb
