@@ -13,6 +13,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { ContainerProcess, type ContainerCommand } from './container.ts'
+import { conditions, running, terminated, waiting } from './pod-status.ts'
 import { findResource } from './resources.ts'
 import { timestamp, type KubeObject, type ObjectStore, type StoreEvent } from './store.ts'
 
@@ -172,15 +173,7 @@ export class Kubelet {
       phase: 'Pending',
       hostIP: '10.0.0.1',
       startTime: rt.startedAt,
-      containerStatuses: containers.map((c) => ({
-        name: c.name,
-        image: c.image,
-        imageID: '',
-        ready: false,
-        restartCount: 0,
-        started: false,
-        state: { waiting: { reason: 'ContainerCreating' } },
-      })),
+      containerStatuses: waiting(containers),
     })
     this.#later(this.#options.startDelayMs ?? 10, () => this.#start(rt), rt.timers)
   }
@@ -210,22 +203,12 @@ export class Kubelet {
       rt.process = new ContainerProcess(cmd, this.#env(pod, rt), this.#options.maxLogBytes ?? 64 * 1024)
       void rt.process.exited.then((exit) => this.#exited(rt, exit.exitCode, exit.signal))
     }
-    const started = timestamp()
     this.#setStatus(pod, {
       phase: 'Running',
       podIP: rt.ip,
       podIPs: [{ ip: rt.ip }],
-      conditions: this.#conditions(false),
-      containerStatuses: specOf(pod).containers.map((c) => ({
-        name: c.name,
-        image: c.image,
-        imageID: '',
-        containerID: `fake://${rt.uid}/${c.name}`,
-        ready: false,
-        restartCount: 0,
-        started: true,
-        state: { running: { startedAt: started } },
-      })),
+      conditions: conditions(false),
+      containerStatuses: running(specOf(pod).containers, rt.uid),
     })
     const deadline = specOf(pod).activeDeadlineSeconds
     if (deadline !== undefined) this.#later(Math.max(0, rt.startedMs + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
@@ -247,13 +230,7 @@ export class Kubelet {
     const pod = this.#current(rt.ns, rt.name, rt.uid)
     if (!pod) return
     const statuses = (pod.status as { containerStatuses?: Record<string, unknown>[] }).containerStatuses ?? []
-    this.#setStatus(pod, { conditions: this.#conditions(true), containerStatuses: statuses.map((c) => ({ ...c, ready: true })) })
-  }
-
-  #conditions(ready: boolean): Record<string, unknown>[] {
-    const t = timestamp()
-    const c = (type: string, ok: boolean): Record<string, unknown> => ({ type, status: ok ? 'True' : 'False', lastProbeTime: null, lastTransitionTime: t })
-    return [c('PodReadyToStartContainers', true), c('Initialized', true), c('Ready', ready), c('ContainersReady', ready), c('PodScheduled', true)]
+    this.#setStatus(pod, { conditions: conditions(true), containerStatuses: statuses.map((c) => ({ ...c, ready: true })) })
   }
 
   #finish(rt: PodRuntime, phase: 'Succeeded' | 'Failed', exitCode: number, extra: Record<string, unknown> = {}, signal: NodeJS.Signals | null = null): void {
@@ -263,28 +240,8 @@ export class Kubelet {
     rt.timers.clear()
     const pod = this.#current(rt.ns, rt.name, rt.uid)
     if (!pod) return
-    const finishedAt = timestamp()
     const statuses = (pod.status as { containerStatuses?: Record<string, unknown>[] }).containerStatuses ?? []
-    this.#setStatus(pod, {
-      phase,
-      ...extra,
-      conditions: this.#conditions(false),
-      containerStatuses: statuses.map((c, i) => ({
-        ...c,
-        ready: false,
-        started: false,
-        state: {
-          terminated: {
-            exitCode: i === 0 ? exitCode : 137,
-            ...(signal ? { signal: os.constants.signals[signal] } : {}),
-            reason: exitCode === 0 && i === 0 ? 'Completed' : 'Error',
-            startedAt: rt.startedAt,
-            finishedAt,
-            containerID: c.containerID,
-          },
-        },
-      })),
-    })
+    this.#setStatus(pod, { phase, ...extra, conditions: conditions(false), containerStatuses: terminated(statuses, exitCode, signal, rt.startedAt) })
   }
 
   #exited(rt: PodRuntime, exitCode: number, signal: NodeJS.Signals | null): void {
