@@ -70,6 +70,9 @@ const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certi
 // The fake driver's tests run cells on the host's /usr/bin/python3: what they import must be there.
 // The web IDE's browser tests drive Debian's Chromium (playwright-core never downloads a browser).
 if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib', 'chromium', 'runsc')
+// kubectl is the independent client of the fake Kubernetes API server's tests. A kubectl from
+// another package (Google's `kubectl`) also owns /usr/bin/kubectl, so Debian's is added only when none is there.
+if (mode === 'test' && !has('kubectl')) packages.push('kubernetes-client')
 if (mode === 'bench') packages.push('python3-ipykernel', 'python3-jupyter-client')
 step('checking system packages')
 ensurePackages(packages)

@@ -1,0 +1,332 @@
+/**
+ * The kubelet simulator: a new pod is scheduled onto the one fake node (spec.nodeName), then
+ * Running with a pod IP, Ready conditions and containerStatuses. With `run`, the pod's first
+ * container is a real local process (container.ts): its exit makes the pod Succeeded or Failed,
+ * `activeDeadlineSeconds` kills it (Failed, DeadlineExceeded), a graceful deletion sends SIGTERM
+ * and SIGKILL at the grace period's end, then removes the pod. Pod IPs route nowhere: the driver
+ * reaches a pod through `dial`, which connects to `<socketDir>/<port>.sock` in the pod's own
+ * directory (the process listens there); a pod declaring container ports is Ready only once
+ * every one of those sockets exists, as a readiness probe would say.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { ContainerProcess, type ContainerCommand } from './container.ts'
+import { conditions, running, terminated, waiting } from './pod-status.ts'
+import { findResource } from './resources.ts'
+import { timestamp, type KubeObject, type ObjectStore, type StoreEvent } from './store.ts'
+
+/** The pod a `run` callback is asked about. */
+export interface KubeletPod {
+  namespace: string
+  name: string
+  uid: string
+  podIP: string
+  /** The directory the process listens in: port P is `<socketDir>/<P>.sock`. */
+  socketDir: string
+  pod: KubeObject
+}
+
+/** How the kubelet simulator behaves (all delays in milliseconds). */
+export interface KubeletOptions {
+  /** The node pods are scheduled onto (default "fake-node-1"). */
+  nodeName?: string
+  /** From creation to spec.nodeName (default 5). */
+  scheduleDelayMs?: number
+  /** From scheduling to Running (default 10). */
+  startDelayMs?: number
+  /** How long a pod without a process takes to stop once deleted, at most its grace period (default 10). */
+  stopDelayMs?: number
+  /** The process to run for a pod; undefined (or no `run`) simulates a container that runs until stopped. */
+  run?: (pod: KubeletPod) => ContainerCommand | undefined
+  /** Where pod socket directories go (default: a new directory under the OS tmpdir, removed on stop). */
+  socketRoot?: string
+  /** The tail of a process's output kept for pods/log (default 64 KiB). */
+  maxLogBytes?: number
+}
+
+interface PodRuntime {
+  ns: string
+  name: string
+  uid: string
+  ip: string
+  socketDir: string
+  process: ContainerProcess | undefined
+  startedAt: string
+  startedMs: number
+  terminating: boolean
+  finished: boolean
+  timers: Set<NodeJS.Timeout>
+}
+
+type PodSpec = {
+  nodeName?: string
+  activeDeadlineSeconds?: number
+  containers: { name: string; image: string; ports?: { containerPort?: number }[]; env?: { name: string; value?: string; valueFrom?: unknown }[] }[]
+}
+const pods = findResource('', 'v1', 'pods')!
+const specOf = (p: KubeObject): PodSpec => p.spec as PodSpec
+
+/** Runs pods of an ObjectStore on one fake node. */
+export class Kubelet {
+  readonly nodeName: string
+  readonly #store: ObjectStore
+  readonly #options: KubeletOptions
+  readonly #runtimes = new Map<string, PodRuntime>()
+  readonly #byIp = new Map<string, PodRuntime>()
+  readonly #scheduling = new Set<string>()
+  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #socketRoot: string
+  readonly #ownsRoot: boolean
+  readonly #unsubscribe: () => void
+  #nextIp = 2
+  #stopped = false
+
+  constructor(store: ObjectStore, options: KubeletOptions = {}) {
+    this.#store = store
+    this.#options = options
+    this.nodeName = options.nodeName ?? 'fake-node-1'
+    this.#ownsRoot = options.socketRoot === undefined
+    this.#socketRoot = options.socketRoot ?? mkdtempSync(path.join(os.tmpdir(), 'kfake-'))
+    if (this.#socketRoot.length + 60 > 107) throw new Error(`socketRoot ${this.#socketRoot} is too long for unix socket paths (keep it under 47 characters)`)
+    // Handled after the write that caused it: a write from inside a listener would reach
+    // watches before the event they are still being sent.
+    this.#unsubscribe = store.subscribe((e) => queueMicrotask(() => this.#onEvent(e)))
+  }
+
+  #later(ms: number, fn: () => void, timers: Set<NodeJS.Timeout> = this.#timers): void {
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      if (!this.#stopped) fn()
+    }, ms)
+    timers.add(timer)
+  }
+
+  #onEvent(e: StoreEvent): void {
+    if (e.resource !== pods || this.#stopped) return
+    const pod = e.object
+    const rt = this.#runtimes.get(pod.metadata.uid)
+    if (e.type === 'DELETED') {
+      if (rt) this.#forget(rt)
+      return
+    }
+    const nodeName = specOf(pod).nodeName
+    if (!nodeName) {
+      if (!this.#scheduling.has(pod.metadata.uid) && !pod.metadata.deletionTimestamp) {
+        this.#scheduling.add(pod.metadata.uid)
+        this.#later(this.#options.scheduleDelayMs ?? 5, () => this.#bind(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid))
+      }
+      return
+    }
+    if (nodeName !== this.nodeName) return
+    if (pod.metadata.deletionTimestamp) {
+      if (rt) this.#terminate(rt, pod.metadata.deletionGracePeriodSeconds ?? 0)
+      else this.#later(0, () => this.#removeNow(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid))
+      return
+    }
+    if (!rt) this.#admit(pod)
+  }
+
+  /** The current pod if it is still the one with `uid`. */
+  #current(ns: string, name: string, uid: string): KubeObject | undefined {
+    const pod = this.#store.find(pods, ns, name)
+    return pod?.metadata.uid === uid ? pod : undefined
+  }
+
+  #bind(ns: string, name: string, uid: string): void {
+    this.#scheduling.delete(uid)
+    const pod = this.#current(ns, name, uid)
+    if (!pod || pod.metadata.deletionTimestamp || specOf(pod).nodeName) return
+    const bound = this.#store.replace(pods, ns, name, { ...pod, spec: { ...specOf(pod), nodeName: this.nodeName } })
+    this.#setStatus(bound, { conditions: [{ type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: timestamp() }] })
+  }
+
+  #setStatus(pod: KubeObject, status: Record<string, unknown>): void {
+    const cur = this.#current(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid)
+    if (!cur) return
+    this.#store.replace(pods, cur.metadata.namespace, cur.metadata.name, { ...cur, status: { ...(cur.status as object), ...status } }, 'status')
+  }
+
+  #admit(pod: KubeObject): void {
+    const { namespace: ns, name, uid } = pod.metadata
+    const ip = `10.244.${(this.#nextIp >> 8) & 255}.${this.#nextIp++ & 255}`
+    const socketDir = path.join(this.#socketRoot, uid)
+    mkdirSync(socketDir, { mode: 0o700 })
+    const rt: PodRuntime = {
+      ns,
+      name,
+      uid,
+      ip,
+      socketDir,
+      process: undefined,
+      startedAt: timestamp(),
+      startedMs: Date.now(),
+      terminating: false,
+      finished: false,
+      timers: new Set(),
+    }
+    this.#runtimes.set(uid, rt)
+    this.#byIp.set(ip, rt)
+    const containers = specOf(pod).containers
+    this.#setStatus(pod, {
+      phase: 'Pending',
+      hostIP: '10.0.0.1',
+      startTime: rt.startedAt,
+      containerStatuses: waiting(containers),
+    })
+    this.#later(this.#options.startDelayMs ?? 10, () => this.#start(rt), rt.timers)
+  }
+
+  #env(pod: KubeObject, rt: PodRuntime): Record<string, string> {
+    const env: Record<string, string> = { FAKE_POD_SOCKET_DIR: rt.socketDir }
+    const fields: Record<string, string> = {
+      'metadata.name': rt.name,
+      'metadata.namespace': rt.ns,
+      'metadata.uid': rt.uid,
+      'status.podIP': rt.ip,
+      'spec.nodeName': this.nodeName,
+    }
+    for (const e of specOf(pod).containers[0]?.env ?? []) {
+      if (typeof e.value === 'string') env[e.name] = e.value
+      const ref = (e.valueFrom as { fieldRef?: { fieldPath?: string } } | undefined)?.fieldRef?.fieldPath
+      if (ref !== undefined && fields[ref] !== undefined) env[e.name] = fields[ref]
+    }
+    return env
+  }
+
+  #start(rt: PodRuntime): void {
+    const pod = this.#current(rt.ns, rt.name, rt.uid)
+    if (!pod || rt.terminating) return
+    const cmd = this.#options.run?.({ namespace: rt.ns, name: rt.name, uid: rt.uid, podIP: rt.ip, socketDir: rt.socketDir, pod })
+    if (cmd) {
+      rt.process = new ContainerProcess(cmd, this.#env(pod, rt), this.#options.maxLogBytes ?? 64 * 1024)
+      void rt.process.exited.then((exit) => this.#exited(rt, exit.exitCode, exit.signal))
+    }
+    this.#setStatus(pod, {
+      phase: 'Running',
+      podIP: rt.ip,
+      podIPs: [{ ip: rt.ip }],
+      conditions: conditions(false),
+      containerStatuses: running(specOf(pod).containers, rt.uid),
+    })
+    const deadline = specOf(pod).activeDeadlineSeconds
+    if (deadline !== undefined) this.#later(Math.max(0, rt.startedMs + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
+    this.#awaitReady(
+      rt,
+      specOf(pod)
+        .containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort))
+        .filter((p): p is number => typeof p === 'number'),
+    )
+  }
+
+  /** Ready once each declared port's socket exists (checked every 20 ms while the pod runs). */
+  #awaitReady(rt: PodRuntime, ports: number[]): void {
+    if (rt.terminating || rt.finished) return
+    if (rt.process && !ports.every((p) => existsSync(path.join(rt.socketDir, `${p}.sock`)))) {
+      this.#later(20, () => this.#awaitReady(rt, ports), rt.timers)
+      return
+    }
+    const pod = this.#current(rt.ns, rt.name, rt.uid)
+    if (!pod) return
+    const statuses = (pod.status as { containerStatuses?: Record<string, unknown>[] }).containerStatuses ?? []
+    this.#setStatus(pod, { conditions: conditions(true), containerStatuses: statuses.map((c) => ({ ...c, ready: true })) })
+  }
+
+  #finish(rt: PodRuntime, phase: 'Succeeded' | 'Failed', exitCode: number, extra: Record<string, unknown> = {}, signal: NodeJS.Signals | null = null): void {
+    if (rt.finished) return
+    rt.finished = true
+    for (const timer of rt.timers) clearTimeout(timer)
+    rt.timers.clear()
+    const pod = this.#current(rt.ns, rt.name, rt.uid)
+    if (!pod) return
+    const statuses = (pod.status as { containerStatuses?: Record<string, unknown>[] }).containerStatuses ?? []
+    this.#setStatus(pod, { phase, ...extra, conditions: conditions(false), containerStatuses: terminated(statuses, exitCode, signal, rt.startedAt) })
+  }
+
+  #exited(rt: PodRuntime, exitCode: number, signal: NodeJS.Signals | null): void {
+    if (this.#stopped) return
+    if (rt.terminating) this.#removeNow(rt.ns, rt.name, rt.uid)
+    else this.#finish(rt, exitCode === 0 ? 'Succeeded' : 'Failed', exitCode, {}, signal)
+  }
+
+  #deadline(rt: PodRuntime): void {
+    rt.process?.signal('SIGKILL')
+    this.#finish(rt, 'Failed', 137, { reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' }, 'SIGKILL')
+  }
+
+  /** A graceful deletion: SIGTERM now, SIGKILL when the grace period is over, then the pod is removed. */
+  #terminate(rt: PodRuntime, graceSeconds: number): void {
+    if (rt.terminating) return
+    rt.terminating = true
+    for (const timer of rt.timers) clearTimeout(timer)
+    rt.timers.clear()
+    if (rt.process && !rt.finished) {
+      rt.process.signal('SIGTERM')
+      this.#later(graceSeconds * 1000, () => rt.process?.signal('SIGKILL'), rt.timers)
+    } else this.#later(Math.min(this.#options.stopDelayMs ?? 10, graceSeconds * 1000), () => this.#removeNow(rt.ns, rt.name, rt.uid), rt.timers)
+  }
+
+  #removeNow(ns: string, name: string, uid: string): void {
+    if (!this.#current(ns, name, uid)) return
+    try {
+      this.#store.delete(pods, ns, name, { gracePeriodSeconds: 0, preconditions: { uid } })
+    } catch {
+      // a client removed or replaced it meanwhile
+    }
+  }
+
+  #forget(rt: PodRuntime): void {
+    rt.process?.signal('SIGKILL')
+    for (const timer of rt.timers) clearTimeout(timer)
+    this.#runtimes.delete(rt.uid)
+    this.#byIp.delete(rt.ip)
+    const dir = rt.socketDir
+    void (rt.process?.exited ?? Promise.resolve()).then(() => rmSync(dir, { recursive: true, force: true }))
+  }
+
+  /** The socket directory of a pod by its IP (undefined for an unknown or gone pod). */
+  socketDirOf(podIP: string): string | undefined {
+    return this.#byIp.get(podIP)?.socketDir
+  }
+
+  /** The captured output of a pod's process. */
+  log(ns: string, name: string): string | undefined {
+    for (const rt of this.#runtimes.values()) if (rt.ns === ns && rt.name === name) return rt.process?.log()
+    return undefined
+  }
+
+  /**
+   * The dialer seam: connects to `port` of the pod whose IP is `host`, as `net.connect({host,
+   * port})` would on a cluster. An IP that belongs to no running pod fails with EHOSTUNREACH.
+   */
+  dial(options: { host: string; port: number }): net.Socket {
+    const rt = this.#byIp.get(options.host)
+    if (!rt || rt.finished || !Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      const socket = new net.Socket()
+      const err = Object.assign(new Error(`connect EHOSTUNREACH ${options.host}:${options.port} (no running fake pod has this IP and port)`), {
+        code: 'EHOSTUNREACH',
+      })
+      process.nextTick(() => socket.destroy(err))
+      return socket
+    }
+    return net.connect({ path: path.join(rt.socketDir, `${options.port}.sock`) })
+  }
+
+  /** Kills every process, waits for them (at most 5 s), removes the socket directories. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#unsubscribe()
+    for (const timer of this.#timers) clearTimeout(timer)
+    const exits: Promise<unknown>[] = []
+    for (const rt of this.#runtimes.values()) {
+      for (const timer of rt.timers) clearTimeout(timer)
+      rt.process?.signal('SIGKILL')
+      if (rt.process) exits.push(rt.process.exited)
+    }
+    await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())])
+    this.#runtimes.clear()
+    this.#byIp.clear()
+    if (this.#ownsRoot) rmSync(this.#socketRoot, { recursive: true, force: true })
+  }
+}
