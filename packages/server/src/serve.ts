@@ -49,6 +49,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const unlock = config.store.kind === 'sqlite' ? lockStateDir(path.dirname(config.store.path)) : () => {}
   let store: OpenStore | undefined
   let engine: SessionManager | undefined
+  // Ends of sessions being recorded: closing waits for them before it closes the store.
+  const ending = new Set<Promise<unknown>>()
   try {
     store = await openStore(config.store)
     if (!loopbackOnly && !(await store.keys.anyCreated())) {
@@ -62,8 +64,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const gateway = new ModelGateway({ config: config.gateway })
     engine = await createEngine(config.engine, {
       gateway: gateway.handler,
-      onSessionEnd: (s) =>
-        void app?.sessions.onSessionEnd(s).catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session')),
+      onSessionEnd: (s) => {
+        if (!app) return
+        const recorded = app.sessions
+          .onSessionEnd(s)
+          .catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session'))
+          .finally(() => ending.delete(recorded))
+        ending.add(recorded)
+      },
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
       sandboxesDir: path.join(config.store.kind === 'sqlite' ? path.dirname(config.store.path) : config.engine.stateDir, 'sandboxes'),
     })
@@ -93,6 +101,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
           try {
             await app.app.close()
             await e.close({ detach: closeOptions.detach === true })
+            await Promise.allSettled([...ending])
             gateway.close()
             await s.close()
             unlock()

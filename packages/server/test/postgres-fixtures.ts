@@ -42,14 +42,18 @@ export const postgresSkip: string | false = !binDir
 export interface PostgresServer {
   /** The directory holding the cluster and its socket. */
   dir: string
-  /** The server's pid (postmaster.pid). */
-  pid: number
+  /** The server's pid (postmaster.pid); a new one after `resume()`. */
+  readonly pid: number
   /** A URI of database `name` on this server (`postgresql:///name?host=<socket dir>&user=postgres`). */
   uri(name: string): string
   /** Creates a new empty database and returns its URI. */
   database(prefix?: string): Promise<string>
   /** Runs SQL as the superuser in database `name`. */
   sql<T extends pg.QueryResultRow = pg.QueryResultRow>(name: string, text: string, values?: unknown[]): Promise<T[]>
+  /** Stops the server for a while (fast shutdown), keeping its data: clients find it unreachable. */
+  halt(): Promise<void>
+  /** Starts a halted server again on the same data and socket. */
+  resume(): Promise<void>
   /** Stops the server (SIGINT: fast shutdown) and removes its directory. */
   stop(): Promise<void>
 }
@@ -84,17 +88,32 @@ export async function startPostgres(): Promise<PostgresServer> {
     throw new Error(`initdb failed (${init.status}): ${init.output}`)
   }
   const options = `-k ${dir} -c listen_addresses= -c fsync=off -c max_connections=200 -c shared_buffers=16MB`
-  const start = runPg('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-o', options, '-w', '-t', '60', 'start'])
-  if (start.status !== 0) {
-    const log = fs.existsSync(path.join(dir, 'server.log')) ? fs.readFileSync(path.join(dir, 'server.log'), 'utf8') : ''
-    fs.rmSync(dir, { recursive: true, force: true })
-    throw new Error(`PostgreSQL did not start (${start.status}): ${start.output}\n${log}`)
+  const launch = (): number => {
+    const start = runPg('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-o', options, '-w', '-t', '60', 'start'])
+    if (start.status !== 0) {
+      const log = fs.existsSync(path.join(dir, 'server.log')) ? fs.readFileSync(path.join(dir, 'server.log'), 'utf8') : ''
+      throw new Error(`PostgreSQL did not start (${start.status}): ${start.output}\n${log}`)
+    }
+    return Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
   }
-  const pid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0])
+  let pid: number
+  try {
+    pid = launch()
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true })
+    throw e
+  }
   const onExit = (): void => {
     if (alive(pid)) process.kill(pid, 'SIGQUIT')
   }
   process.once('exit', onExit)
+  /** Fast shutdown of the server by its pid, waiting until it is gone. */
+  const shutdown = async (): Promise<void> => {
+    if (alive(pid)) process.kill(pid, 'SIGINT')
+    const deadline = Date.now() + 30_000
+    while (alive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    if (alive(pid)) process.kill(pid, 'SIGKILL')
+  }
   const uri = (name: string): string => `postgresql:///${name}?host=${encodeURIComponent(dir)}&user=postgres`
   const sql = async <T extends pg.QueryResultRow>(name: string, text: string, values: unknown[] = []): Promise<T[]> => {
     const client = new pg.Client({ connectionString: uri(name) })
@@ -108,7 +127,9 @@ export async function startPostgres(): Promise<PostgresServer> {
   let stopped: Promise<void> | undefined
   return {
     dir,
-    pid,
+    get pid() {
+      return pid
+    },
     uri,
     sql,
     database: async (prefix = 'test') => {
@@ -116,13 +137,14 @@ export async function startPostgres(): Promise<PostgresServer> {
       await sql('postgres', `CREATE DATABASE ${name}`)
       return uri(name)
     },
+    halt: shutdown,
+    resume: async () => {
+      pid = launch()
+    },
     stop: () =>
       (stopped ??= (async () => {
         process.off('exit', onExit)
-        if (alive(pid)) process.kill(pid, 'SIGINT')
-        const deadline = Date.now() + 30_000
-        while (alive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
-        if (alive(pid)) process.kill(pid, 'SIGKILL')
+        await shutdown()
         fs.rmSync(dir, { recursive: true, force: true })
       })()),
   }

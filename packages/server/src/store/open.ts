@@ -72,17 +72,16 @@ export function readSealingKey(source: SealingKeySource): Buffer {
 export function storeConfigFromEnv(env: Record<string, string | undefined>, stateDir: string): StoreConfig {
   const value = env.CODEBOX_DB ?? ''
   if (isPostgresUri(value)) {
-    let parsed: URL
-    try {
-      parsed = new URL(value)
-    } catch {
+    // libpq's form: scheme://[user[:password]@][host][:port][/dbname][?param=value&...]
+    const rest = value.replace(/^[a-z]+:\/\//i, '').replace(/#.*$/, '')
+    const [beforeQuery = '', query = ''] = rest.split(/\?(.*)/s)
+    const slash = beforeQuery.indexOf('/', beforeQuery.lastIndexOf('@') + 1)
+    const database = slash === -1 ? '' : beforeQuery.slice(slash + 1)
+    if (!database && !new URLSearchParams(query).get('dbname')) {
       throw validationError(
         'CODEBOX_DB',
-        'is not a valid PostgreSQL URI (postgresql://user:password@host:5432/database, or postgresql:///database?host=/var/run/postgresql)',
+        `names no database: ${redactUri(value)} (postgresql://user:password@host:5432/database, or postgresql:///database?host=/var/run/postgresql)`,
       )
-    }
-    if (parsed.pathname.length <= 1 && !parsed.searchParams.has('dbname')) {
-      throw validationError('CODEBOX_DB', `names no database: ${redactUri(value)} (postgresql://host/database)`)
     }
     const sealingKey = sealingKeyFromEnv(env)
     if (!sealingKey) {

@@ -27,20 +27,11 @@ export interface DbOptions {
 }
 
 /**
- * `uri` with any password replaced by `***`: what error messages and logs may show. A string that
- * does not parse as a URI is not shown at all.
+ * `uri` with any password replaced by `***` (in the user info and a `password` parameter): what
+ * error messages and logs may show.
  */
 export function redactUri(uri: string): string {
-  try {
-    const u = new URL(uri)
-    if (u.password) u.password = '***'
-    u.searchParams.forEach((_, k) => {
-      if (k.toLowerCase() === 'password') u.searchParams.set(k, '***')
-    })
-    return u.toString()
-  } catch {
-    return '(a PostgreSQL URI)'
-  }
+  return uri.replace(/^([a-z]+:\/\/[^:@/?#]*:)[^@]*@/i, '$1***@').replace(/([?&]password=)[^&#]*/gi, '$1***')
 }
 
 /**

@@ -79,8 +79,9 @@ export class PgInterpreterRepository implements InterpreterStore {
         return (await getVisible(c, id, tenant))!
       })
     } catch (e) {
-      // Another replica stored the same token in between: its interpreter is the answer.
-      if (options.clientToken !== undefined && isUniqueViolation(e, 'interpreters_client_token')) {
+      // Another replica stored the same token in between (the name or token index refused ours, or
+      // its name was visible by the time ours was checked): its interpreter is the answer.
+      if (options.clientToken !== undefined && (isUniqueViolation(e) || (e instanceof CodeboxError && e.code === 'Conflict'))) {
         const earlier = await byToken(this.#db, tenant, options.clientToken)
         if (earlier) return earlier
       }
