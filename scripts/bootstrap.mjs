@@ -69,7 +69,8 @@ if (process.platform !== 'linux') fail('codebox sandboxes need Linux (namespaces
 const packages = ['bubblewrap', 'mmdebstrap', 'util-linux', 'python3', 'ca-certificates']
 // The fake driver's tests run cells on the host's /usr/bin/python3: what they import must be there.
 // The web IDE's browser tests drive Debian's Chromium (playwright-core never downloads a browser).
-if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib', 'chromium', 'runsc')
+// The PostgreSQL store's tests start a private server from Debian's postgresql binaries.
+if (mode === 'test') packages.push('gcc', 'libc6-dev', 'procps', 'curl', 'jq', 'python3-pandas', 'python3-matplotlib', 'chromium', 'runsc', 'postgresql')
 // kubectl is the independent client of the fake Kubernetes API server's tests. A kubectl from
 // another package (Google's `kubectl`) also owns /usr/bin/kubectl, so Debian's is added only when none is there.
 if (mode === 'test' && !has('kubectl')) packages.push('kubernetes-client')

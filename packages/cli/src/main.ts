@@ -14,6 +14,7 @@ import * as repl from './commands/repl.ts'
 import * as runtimes from './commands/runtimes.ts'
 import * as serve from './commands/serve.ts'
 import * as sessions from './commands/sessions.ts'
+import * as store from './commands/store.ts'
 import type { CommandContext } from './context.ts'
 
 type Command = { run: (argv: string[], ctx: CommandContext) => Promise<number>; summary: string }
@@ -32,6 +33,7 @@ const commands: Record<string, Command> = {
   runtimes: { run: runtimes.run, summary: 'deploy agents as versioned runtimes; list, roll back, remove; their secrets' },
   keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
   tenants: { run: keys.tenants, summary: 'list tenants and set their quotas (on the server machine)' },
+  store: { run: store.run, summary: 'copy a SQLite store into PostgreSQL (store migrate; on the server machine)' },
   image: { run: image.run, summary: 'build the sandbox image (image build), or export it as an OCI image layout (image export --oci)' },
   demo: { run: demo.run, summary: 'a short tour of a session on the server' },
 }

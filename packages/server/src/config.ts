@@ -9,6 +9,7 @@ import { validationError } from '@codebox/core'
 import { intVar, loadEngineConfig, type EngineConfig } from '@codebox/sandbox'
 import { normalizeOrigin } from './http/host-check.ts'
 import type { GatewayConfig } from './services/gateway.ts'
+import { storeConfigFromEnv, type StoreConfig } from './store/open.ts'
 
 export interface QuotaDefaults {
   /** `CODEBOX_TENANT_MAX_SESSIONS`: sessions a tenant may have running at once. Default 50. */
@@ -48,8 +49,12 @@ export interface ServerConfig {
   host: string
   /** `CODEBOX_PORT`: default 8080; 0 picks a free port. */
   port: number
-  /** `CODEBOX_DB`: the SQLite store. Default `<state dir>/codebox.db`. */
-  dbPath: string
+  /**
+   * `CODEBOX_DB`: the store. A file path is the embedded SQLite store (default
+   * `<state dir>/codebox.db`); a `postgres://` or `postgresql://` URI is PostgreSQL, shared by many
+   * replicas, with the sealing key from `CODEBOX_SEALING_KEY` or `CODEBOX_SEALING_KEY_FILE`.
+   */
+  store: StoreConfig
   /** `CODEBOX_MAX_UPLOAD_BYTES`: largest file upload. Default 100 MB. */
   maxUploadBytes: number
   /** `CODEBOX_RUNTIME_MAX_BUNDLE_BYTES`: largest runtime code bundle (gzipped tar) upload. Default 250 MiB; it may unpack to 4 times that. */
@@ -104,7 +109,7 @@ export function loadServerConfig(
   return Object.freeze({
     host,
     port: overrides.port ?? intVar(env, 'CODEBOX_PORT', 8080, 0, 65535),
-    dbPath: path.resolve(env.CODEBOX_DB || path.join(engine.stateDir, 'codebox.db')),
+    store: Object.freeze(storeConfigFromEnv(env, engine.stateDir)),
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
     maxBundleBytes: intVar(env, 'CODEBOX_RUNTIME_MAX_BUNDLE_BYTES', 250 * 1024 * 1024, 1024, 2 ** 40),
     runtimeLogs: Object.freeze({

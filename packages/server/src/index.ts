@@ -2,8 +2,18 @@
 export { buildApp, type App, type AppOptions } from './app.ts'
 export { startServer, type RunningServer, type StartServerOptions } from './serve.ts'
 export { loadServerConfig, isLoopback, type ServerConfig, type QuotaDefaults } from './config.ts'
-export { Store, accessKeyIdPattern } from './store/index.ts'
-export type { StoreApi } from './store/index.ts'
+export {
+  Store,
+  PgStore,
+  accessKeyIdPattern,
+  openStore,
+  describeStore,
+  copySqliteToPostgres,
+  isPostgresUri,
+  sealingKeyFromEnv,
+  readSealingKey,
+} from './store/index.ts'
+export type { StoreApi, OpenStore, StoreConfig, CopyCounts } from './store/index.ts'
 export type { Caller } from './services/sessions.ts'
 export { openApiDocument } from './openapi.ts'
 export {

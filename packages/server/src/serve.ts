@@ -2,7 +2,8 @@
  * Runs a codebox server: opens the store, starts the engine with the configured driver,
  * re-adopts the sessions a previous run left (their sandboxes outlive it: kernel state, files and
  * tasks intact; those that cannot be re-adopted are marked TERMINATED, `server-restart`, with the
- * reason logged), and listens. One server per store, enforced by a lock file.
+ * reason logged), and listens. One server per SQLite store, enforced by a lock file; any number
+ * of replicas share a PostgreSQL store.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -11,14 +12,14 @@ import { validationError, CodeboxError } from '@codebox/core'
 import { createEngine, type SessionManager } from '@codebox/sandbox'
 import { buildApp, type App } from './app.ts'
 import { isLoopback, type ServerConfig } from './config.ts'
-import { Store } from './store/index.ts'
+import { openStore, type OpenStore } from './store/index.ts'
 import { ModelGateway } from './services/gateway.ts'
 import type { SessionService } from './services/sessions.ts'
 
 export interface RunningServer extends App {
   /** Where it listens, e.g. http://127.0.0.1:8080. */
   url: string
-  store: Store
+  store: OpenStore
   engine: SessionManager
   /** Sessions a previous run left READY that could not be re-adopted, now TERMINATED. */
   reconciled: string[]
@@ -44,11 +45,14 @@ export interface StartServerOptions {
 
 export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
   const loopbackOnly = isLoopback(config.host)
-  const unlock = lockStateDir(path.dirname(config.dbPath))
-  let store: Store | undefined
+  // One server per SQLite file; replicas sharing PostgreSQL take no lock.
+  const unlock = config.store.kind === 'sqlite' ? lockStateDir(path.dirname(config.store.path)) : () => {}
+  let store: OpenStore | undefined
   let engine: SessionManager | undefined
+  // Ends of sessions being recorded: closing waits for them before it closes the store.
+  const ending = new Set<Promise<unknown>>()
   try {
-    store = Store.open(config.dbPath)
+    store = await openStore(config.store)
     if (!loopbackOnly && !(await store.keys.anyCreated())) {
       throw validationError(
         'host',
@@ -60,10 +64,16 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const gateway = new ModelGateway({ config: config.gateway })
     engine = await createEngine(config.engine, {
       gateway: gateway.handler,
-      onSessionEnd: (s) =>
-        void app?.sessions.onSessionEnd(s).catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session')),
+      onSessionEnd: (s) => {
+        if (!app) return
+        const recorded = app.sessions
+          .onSessionEnd(s)
+          .catch((err: unknown) => app?.app.log.error({ err, sessionId: s.id }, 'could not record the end of a session'))
+          .finally(() => ending.delete(recorded))
+        ending.add(recorded)
+      },
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
-      sandboxesDir: path.join(path.dirname(config.dbPath), 'sandboxes'),
+      sandboxesDir: path.join(config.store.kind === 'sqlite' ? path.dirname(config.store.path) : config.engine.stateDir, 'sandboxes'),
     })
     app = await buildApp({ config, engine, store, gateway, loopbackOnly, logger: options.logger, version: options.version })
     const { adopted, reconciled } = await readopt(app, app.app.log)
@@ -91,8 +101,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
           try {
             await app.app.close()
             await e.close({ detach: closeOptions.detach === true })
+            await Promise.allSettled([...ending])
             gateway.close()
-            s.close()
+            await s.close()
             unlock()
             removeLastResort()
           } finally {
@@ -102,7 +113,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     }
   } catch (err) {
     await engine?.close()
-    store?.close()
+    await store?.close()
     unlock()
     throw err
   }

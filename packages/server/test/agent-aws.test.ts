@@ -22,7 +22,7 @@ import { CodeboxError, type AgentEvent, type InvocationResponse } from '@codebox
 import type { RunningServer } from '@codebox/server'
 import { modelEnv, startModelServer, type ModelServer } from '../../agent/test/model-servers.ts'
 import { agentCoreRoutes } from '../src/agentcore/index.ts'
-import { Store } from '../src/store/index.ts'
+import { Store, type StoreApi } from '../src/store/index.ts'
 import { FakeAgentDoor, sandboxModelScript } from './agent-fixtures.ts'
 import { realServer, testServer } from './fixtures.ts'
 
@@ -63,7 +63,7 @@ const client = (url: string, credentials: Credentials): BedrockAgentCoreClient =
   new BedrockAgentCoreClient({ endpoint: url, region, credentials, maxAttempts: 1 })
 
 /** A new AWS key of `tenant`, as `codebox keys create --aws` makes it. */
-async function awsKey(store: Pick<Store, 'awsKeys'>, tenant: string): Promise<Credentials> {
+async function awsKey(store: Pick<StoreApi, 'awsKeys'>, tenant: string): Promise<Credentials> {
   const key = await store.awsKeys.create({ tenant })
   return { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey }
 }

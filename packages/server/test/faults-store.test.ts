@@ -5,16 +5,21 @@
  * loop stays responsive (/ping answers meanwhile), nothing crashes or is half-written, and all
  * works again once the lock is released or space is freed. A real server (`startServer`, the
  * serve path) on the fake driver, with the last-resort handlers off so a stray rejection fails.
+ * The same faults where they apply to PostgreSQL: a lock another connection holds, and the
+ * database server going away and coming back.
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { describe, test, type TestContext } from 'node:test'
+import { after, before, describe, test, type TestContext } from 'node:test'
 import { loadServerConfig, startServer, type RunningServer } from '@codebox/server'
+import pg from 'pg'
 import { captureLogger, expectError, expectJson, type LogRecord } from './fixtures.ts'
+import { postgresSkip, startPostgres, type PostgresServer } from './postgres-fixtures.ts'
 
 /** Longest a request needing a locked store may take to be refused. */
 const failFastMs = 6000
@@ -27,9 +32,17 @@ async function server(
   t: TestContext,
   stateDir: string,
   logs: LogRecord[],
+  env: Record<string, string> = {},
 ): Promise<RunningServer & { call: (m: string, p: string, json?: unknown) => Promise<Response> }> {
   const s = await startServer(
-    loadServerConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', CODEBOX_PORT: '0', CODEBOX_POOL_SIZE: '0' }),
+    loadServerConfig({
+      CODEBOX_DRIVER: 'fake',
+      CODEBOX_STATE_DIR: stateDir,
+      CODEBOX_LOG_LEVEL: 'silent',
+      CODEBOX_PORT: '0',
+      CODEBOX_POOL_SIZE: '0',
+      ...env,
+    }),
     { lastResort: false, logger: captureLogger(logs) },
   )
   t.after(() => s.close())
@@ -255,4 +268,77 @@ test('the state directory’s disk full: writes fail with a clear 503, nothing i
     },
   )
   if (check.status === 0) assert.equal(check.stdout.trim(), 'ok')
+})
+
+describe('store faults on PostgreSQL', { skip: postgresSkip }, () => {
+  let db: PostgresServer
+  before(async () => {
+    db = await startPostgres()
+  })
+  after(() => db?.stop())
+  const sealing = { CODEBOX_SEALING_KEY: randomBytes(32).toString('base64') }
+
+  test('a lock another connection holds: writes fail fast with 503 StoreBusy, reads and runs go on, the loop stays free', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-faults-pg-'))
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const uri = await db.database('locked')
+    const logs: LogRecord[] = []
+    const s = await server(t, dir, logs, { CODEBOX_DB: uri, ...sealing })
+    const { sessionId } = await expectJson<{ sessionId: string }>(s.call('POST', '/v1/sessions', {}), 201)
+    const sandboxes = s.engine.list().length
+
+    const holder = new pg.Client({ connectionString: uri })
+    await holder.connect()
+    t.after(() => holder.end())
+    await holder.query('BEGIN')
+    await holder.query('LOCK TABLE tenants IN EXCLUSIVE MODE')
+    const delay = monitorEventLoopDelay({ resolution: 10 })
+    delay.enable()
+    const writes = Promise.all([timed(s.call('POST', '/v1/sessions', {})), timed(s.call('POST', '/v1/interpreters', { name: 'locked' }))])
+    const slowestPing = await pingWhile(s, writes)
+    delay.disable()
+    for (const [r, what] of (await writes).map((r, i) => [r, ['POST /v1/sessions', 'POST /v1/interpreters'][i]!] as const)) {
+      const e = r.body.error as { code: string; message: string; details: { reason: string } }
+      assert.equal(r.status, 503, `${what}: ${JSON.stringify(r.body)}`)
+      assert.equal(e.details.reason, 'StoreBusy', what)
+      assert.match(e.message, /the store is busy: another connection holds a lock in the PostgreSQL database postgresql:\/\/\/locked_/, what)
+      assert.equal(r.headers.get('retry-after'), '1', what)
+      assert.ok(r.ms < failFastMs, `${what} took ${Math.round(r.ms)} ms`)
+    }
+    assert.ok(slowestPing < pingMs, `/ping took ${Math.round(slowestPing)} ms while the store was locked`)
+    assert.ok(delay.max / 1e6 < pingMs, `the event loop was blocked for ${Math.round(delay.max / 1e6)} ms`)
+    assert.equal(s.engine.list().length, sandboxes, 'the refused start left no sandbox behind')
+    await expectJson(s.call('GET', `/v1/sessions/${sessionId}`), 200)
+    const run = await expectJson<{ structuredContent: { stdout: string } }>(
+      s.call('POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'print(6*7)' } }),
+      200,
+    )
+    assert.equal(run.structuredContent.stdout, '42\n')
+
+    await holder.query('ROLLBACK')
+    await expectJson(s.call('POST', '/v1/sessions', {}), 201)
+    await expectJson(s.call('POST', '/v1/interpreters', { name: 'unlocked' }), 201)
+    for (const l of logs.filter((x) => x.level === 'error')) assert.equal((l.err as { code?: string } | undefined)?.code, 'Unavailable', JSON.stringify(l))
+  })
+
+  test('the database server goes away: requests needing it fail with 503 StoreUnreachable, /ping answers, all works once it is back', async (t) => {
+    const own = await startPostgres()
+    t.after(() => own.stop())
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-faults-pg-'))
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const s = await server(t, dir, [], { CODEBOX_DB: await own.database('away'), ...sealing })
+    const { sessionId } = await expectJson<{ sessionId: string }>(s.call('POST', '/v1/sessions', {}), 201)
+    await own.halt()
+    const r = await timed(s.call('POST', '/v1/sessions', {}))
+    assert.equal(r.status, 503, JSON.stringify(r.body))
+    const e = r.body.error as { message: string; details: { reason: string } }
+    assert.equal(e.details.reason, 'StoreUnreachable')
+    assert.match(e.message, /the PostgreSQL store postgresql:\/\/\/away_.* cannot be reached/)
+    assert.ok(r.ms < failFastMs, `took ${Math.round(r.ms)} ms`)
+    await expectJson(s.call('GET', '/ping'), 200)
+    await expectError(s.call('GET', `/v1/sessions/${sessionId}`), 503, 'Unavailable')
+    await own.resume()
+    await expectJson(s.call('GET', `/v1/sessions/${sessionId}`), 200)
+    await expectJson(s.call('POST', '/v1/sessions', {}), 201)
+  })
 })

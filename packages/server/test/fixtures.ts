@@ -8,11 +8,11 @@ import path from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyBaseLogger } from 'fastify'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
-import { buildApp, loadServerConfig, startServer, Store, type App, type RunningServer, type ServerConfig } from '@codebox/server'
+import { buildApp, loadServerConfig, startServer, Store, type App, type OpenStore, type RunningServer, type ServerConfig } from '@codebox/server'
 
 export interface TestServer extends App {
   url: string
-  store: Store
+  store: OpenStore
   engine: SessionManager
   /** fetch against the server; `json` bodies are sent as JSON. */
   call: (
@@ -25,13 +25,29 @@ export interface TestServer extends App {
 
 export async function testServer(
   t: TestContext | undefined,
-  options: { env?: Record<string, string>; loopbackOnly?: boolean; poolSize?: number; logs?: LogRecord[] } = {},
+  options: {
+    env?: Record<string, string>
+    loopbackOnly?: boolean
+    poolSize?: number
+    logs?: LogRecord[]
+    /** A store to serve from (a replica's; the caller closes it). Default a new in-memory SQLite store, closed with the server. */
+    store?: OpenStore
+  } = {},
 ): Promise<TestServer> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-server-test-'))
   const config = loadServerConfig({ CODEBOX_DRIVER: 'fake', CODEBOX_STATE_DIR: stateDir, CODEBOX_LOG_LEVEL: 'silent', ...options.env })
-  const store = Store.open(':memory:')
+  const store = options.store ?? Store.open(':memory:')
   let app: App | undefined
-  const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd: (s) => void app?.sessions.onSessionEnd(s) })
+  // Ends of sessions being recorded: closing waits for them (a PostgreSQL store records asynchronously).
+  const ending = new Set<Promise<unknown>>()
+  const onSessionEnd = (s: Parameters<App['sessions']['onSessionEnd']>[0]): void => {
+    const recorded = app?.sessions.onSessionEnd(s)
+    if (!recorded) return
+    ending.add(recorded)
+    // A failure still surfaces (an unhandled rejection fails the test).
+    void recorded.finally(() => ending.delete(recorded))
+  }
+  const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd })
   const logger = options.logs ? captureLogger(options.logs) : undefined
   app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true, ...(logger ? { logger } : {}) })
   await app.app.listen({ host: '127.0.0.1', port: 0 })
@@ -43,7 +59,8 @@ export async function testServer(
     closed = true
     await app.app.close()
     await engine.close()
-    store.close()
+    await Promise.allSettled([...ending])
+    if (!options.store) await store.close()
     fs.rmSync(stateDir, { recursive: true, force: true })
   }
   t?.after(close)

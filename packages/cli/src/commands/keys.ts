@@ -1,9 +1,10 @@
 /**
  * `codebox keys` and `codebox tenants`: API keys and tenant quotas, managed on the server's
- * machine directly in its store (the power to mint keys is the root of trust, so it is not an
- * API). Works while the server runs; the server sees changes at once.
+ * machine directly in its store, SQLite or PostgreSQL as CODEBOX_DB says (the power to mint keys
+ * is the root of trust, so it is not an API). Works while the server runs; the server (every
+ * replica) sees changes at once.
  */
-import { accessKeyIdPattern, loadServerConfig, Store } from '@codebox/server'
+import { accessKeyIdPattern, loadServerConfig, openStore, type OpenStore } from '@codebox/server'
 import { validationError } from '@codebox/core'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import type { CommandContext } from '../context.ts'
@@ -25,8 +26,9 @@ export const keysUsage = helpText('codebox keys create --tenant NAME [--name LAB
   'codebox keys revoke CBXAEXAMPLE2345EXAMPL',
 ])
 
-function openStore(ctx: CommandContext): Store {
-  return Store.open(loadServerConfig(ctx.env).dbPath)
+/** The server's store as CODEBOX_DB names it: the SQLite file, or the PostgreSQL database every replica shares. */
+function open(ctx: CommandContext): Promise<OpenStore> {
+  return openStore(loadServerConfig(ctx.env).store)
 }
 
 export async function keys(argv: string[], ctx: CommandContext): Promise<number> {
@@ -36,7 +38,7 @@ export async function keys(argv: string[], ctx: CommandContext): Promise<number>
     process.stdout.write(keysUsage)
     return flags.help ? 0 : 64
   }
-  using store = openStore(ctx)
+  await using store = await open(ctx)
   switch (sub) {
     case 'create': {
       if (typeof flags.tenant !== 'string') throw validationError('--tenant', 'is required: the tenant the key belongs to')
@@ -112,7 +114,7 @@ export async function tenants(argv: string[], ctx: CommandContext): Promise<numb
     return flags.help ? 0 : 64
   }
   const config = loadServerConfig(ctx.env)
-  using store = Store.open(config.dbPath)
+  await using store = await openStore(config.store)
   if (sub === 'set') {
     if (!name) throw validationError('TENANT', 'name the tenant')
     const quota = (flag: string): number | null | undefined => {

@@ -1,7 +1,7 @@
 /** `codebox serve`: runs the server (API, reference page, metrics) until SIGINT/SIGTERM. */
 import fs from 'node:fs'
 import path from 'node:path'
-import { loadServerConfig, startServer } from '@codebox/server'
+import { describeStore, loadServerConfig, startServer } from '@codebox/server'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import type { CommandContext } from '../context.ts'
 
@@ -38,7 +38,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
     `\ncodebox is serving on ${server.url}\n` +
       `  web IDE ${fs.existsSync(path.join(config.webDir, 'index.html')) ? `${server.url}/` : `not built (npm run build -w packages/web, or npm start)`}\n` +
       `  API reference ${server.url}/docs · OpenAPI ${server.url}/openapi.json · health ${server.url}/ping\n` +
-      `  state ${config.engine.stateDir} · driver ${config.engine.driver} · ${(await server.store.keys.anyCreated()) ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
+      `  state ${config.engine.stateDir} · store ${describeStore(config.store)} · driver ${config.engine.driver} · ${(await server.store.keys.anyCreated()) ? 'API keys required' : 'open to loopback (no API keys yet)'}\n` +
       (server.adopted.length ? `  ${server.adopted.length} session(s) of the previous run served again\n` : '') +
       (server.reconciled.length
         ? `  ${server.reconciled.length} session(s) of the previous run could not be re-adopted: marked TERMINATED (server-restart)\n`

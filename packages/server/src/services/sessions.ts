@@ -214,6 +214,13 @@ export class SessionService {
       this.pending.set(key, p)
       try {
         return { info: await p, created: true }
+      } catch (e) {
+        // Another server sharing the store (a replica) stored a session with this token first: the
+        // store's unique index refused ours (its sandbox is gone already), and theirs is the answer.
+        const winner =
+          e instanceof CodeboxError && e.code === 'Conflict' ? await this.store.sessions.findByClientToken(caller.tenant, req.clientToken) : undefined
+        if (!winner || (caller.ownSessionsOnly && winner.keyId !== caller.keyId)) throw e
+        return { info: toInfo(winner), created: false }
       } finally {
         this.pending.delete(key)
       }

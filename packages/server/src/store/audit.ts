@@ -17,7 +17,7 @@ export interface ListAuditOptions {
   nextToken?: string
 }
 
-interface AuditRow {
+export interface AuditRow {
   id: number
   at: string
   tenant: string
@@ -34,7 +34,7 @@ interface AuditRow {
   request_id: string | null
 }
 
-const toEntry = (r: AuditRow): AuditEntry => ({
+export const toEntry = (r: AuditRow): AuditEntry => ({
   id: r.id,
   at: r.at,
   tenant: r.tenant,
@@ -52,8 +52,8 @@ const toEntry = (r: AuditRow): AuditEntry => ({
 })
 
 /** Token kinds: the two orders page in opposite directions, so their tokens must not mix. */
-const tenantKind = 'audit'
-const sessionKind = 'audit-session'
+export const tenantKind = 'audit'
+export const sessionKind = 'audit-session'
 
 /** The append-only audit log, in SQLite. */
 export class AuditRepository implements AuditStore {

@@ -34,9 +34,9 @@ export interface CreateAwsKeyResult {
 export const accessKeyIdPattern = /^CBXA[A-Z2-7]{16}$/
 
 const base32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-const newAccessKeyId = (): string => `CBXA${Array.from(randomBytes(16), (b) => base32[b % 32]).join('')}`
+export const newAccessKeyId = (): string => `CBXA${Array.from(randomBytes(16), (b) => base32[b % 32]).join('')}`
 
-interface Row {
+export interface Row {
   access_key_id: string
   tenant: string
   name: string | null
@@ -46,7 +46,7 @@ interface Row {
   revoked_at: string | null
 }
 
-const toRecord = (r: Row): AwsKeyRecord => ({
+export const toRecord = (r: Row): AwsKeyRecord => ({
   accessKeyId: r.access_key_id,
   tenant: r.tenant,
   ...opt('name', r.name),
@@ -56,7 +56,7 @@ const toRecord = (r: Row): AwsKeyRecord => ({
 })
 
 /** `lastUsedAt` is written at most this often per key. */
-const lastUsedResolutionMs = 60_000
+export const lastUsedResolutionMs = 60_000
 
 /** SigV4 access keys of all tenants, in SQLite. */
 export class AwsKeyRepository implements AwsKeyStore {

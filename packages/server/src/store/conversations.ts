@@ -33,7 +33,7 @@ export interface ListConversationsOptions {
   now?: Date
 }
 
-interface ConversationRow {
+export interface ConversationRow {
   tenant: string
   conversation_id: string
   actor: string
@@ -45,7 +45,7 @@ interface ConversationRow {
   turns: number
 }
 
-interface TurnRow {
+export interface TurnRow {
   turn_id: number
   conversation_id: string
   role: AgentTurn['role']
@@ -59,7 +59,7 @@ interface TurnRow {
   created_at: string
 }
 
-const toConversation = (r: ConversationRow): Conversation => ({
+export const toConversation = (r: ConversationRow): Conversation => ({
   conversationId: r.conversation_id,
   actor: r.actor,
   title: r.title,
@@ -70,7 +70,7 @@ const toConversation = (r: ConversationRow): Conversation => ({
   expiresAt: r.expires_at,
 })
 
-const toTurn = (r: TurnRow): AgentTurn => ({
+export const toTurn = (r: TurnRow): AgentTurn => ({
   turnId: Number(r.turn_id),
   conversationId: r.conversation_id,
   role: r.role,
@@ -97,7 +97,7 @@ export interface ConversationStore {
 }
 
 const columns = `c.*, (SELECT count(*) FROM conversation_turns t WHERE t.tenant = c.tenant AND t.conversation_id = c.conversation_id) AS turns`
-const pageKind = 'conversations'
+export const pageKind = 'conversations'
 
 /** Conversations and turns of all tenants; every call takes the tenant, so one never sees another's. */
 export class ConversationRepository implements ConversationStore {

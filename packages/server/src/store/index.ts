@@ -1,5 +1,20 @@
-/** The store of the server: its interface (`StoreApi`, types.ts), the embedded SQLite `Store.open(file)`, its repositories and records. */
+/** The store of the server: its interface (`StoreApi`, types.ts), the embedded SQLite `Store.open(file)`, PostgreSQL's `PgStore.open(uri)`, `openStore(config)` choosing between them, the repositories and records. */
 export { Store, type StoreOptions } from './store.ts'
+export { PgStore, type PgStoreOptions } from './postgres/store.ts'
+export { pgMigrations, pgLatestSchemaVersion, migratePg } from './postgres/migrations.ts'
+export { copySqliteToPostgres, type CopyCounts } from './postgres/copy.ts'
+export {
+  openStore,
+  storeConfigFromEnv,
+  sealingKeyFromEnv,
+  readSealingKey,
+  parseSealingKey,
+  isPostgresUri,
+  describeStore,
+  type OpenStore,
+  type StoreConfig,
+  type SealingKeySource,
+} from './open.ts'
 export { isStoreFailure } from './busy.ts'
 export type { StoreApi, TenantStore, KeyStore, AwsKeyStore, InterpreterStore, SessionStore, AuditStore, RuntimeStore, RuntimeLogStore } from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'

@@ -67,7 +67,7 @@ export interface CreateInterpreterOptions {
 /** The id of the built-in interpreter that migration 1 creates. */
 export const builtInInterpreterId = 'codebox.v1'
 
-interface InterpreterRow {
+export interface InterpreterRow {
   interpreter_id: string
   tenant: string | null
   name: string
@@ -84,7 +84,7 @@ interface InterpreterRow {
   last_updated_at: string
 }
 
-const toRecord = (r: InterpreterRow): InterpreterRecord => ({
+export const toRecord = (r: InterpreterRow): InterpreterRecord => ({
   interpreterId: r.interpreter_id,
   ...opt('tenant', r.tenant),
   name: r.name,

@@ -36,7 +36,7 @@ export interface CreateKeyResult {
 /** `lastUsedAt` is written at most this often per key, so authentication rarely writes. */
 export const lastUsedResolutionMs = 60_000
 
-interface KeyRow {
+export interface KeyRow {
   key_id: string
   tenant: string
   name: string | null
@@ -48,7 +48,7 @@ interface KeyRow {
 
 const columns = 'key_id, tenant, name, prefix, created_at, last_used_at, revoked_at'
 
-const toRecord = (r: KeyRow): KeyRecord => ({
+export const toRecord = (r: KeyRow): KeyRecord => ({
   keyId: r.key_id,
   tenant: r.tenant,
   ...opt('name', r.name),

@@ -50,7 +50,7 @@ export interface PruneRuntimeLogsOptions {
   runtime?: { tenant: string; runtimeId: string; keep: number }
 }
 
-interface LogRow {
+export interface LogRow {
   session_id: string
   tenant: string
   runtime_id: string
@@ -62,6 +62,20 @@ interface LogRow {
   bytes: number
   dropped_bytes: number
 }
+
+/** A log's row and its text as the store returns it. */
+export const toLog = (r: LogRow, text: string): RuntimeLogRecord => ({
+  tenant: r.tenant,
+  runtimeId: r.runtime_id,
+  runtimeSessionId: r.runtime_session_id,
+  sessionId: r.session_id,
+  version: r.version,
+  startedAt: r.started_at,
+  ...opt('endedAt', r.ended_at),
+  ...opt('ended', r.end_reason),
+  droppedBytes: r.dropped_bytes,
+  text,
+})
 
 type Query =
   | 'insert'
@@ -186,18 +200,7 @@ export class RuntimeLogRepository implements RuntimeLogStore {
     const rows = (runtimeSessionId === undefined
       ? this.#q.list.all(tenant, runtimeId, limit)
       : this.#q.listSession.all(tenant, runtimeId, runtimeSessionId, limit)) as unknown as LogRow[]
-    return rows.map((r) => ({
-      tenant: r.tenant,
-      runtimeId: r.runtime_id,
-      runtimeSessionId: r.runtime_session_id,
-      sessionId: r.session_id,
-      version: r.version,
-      startedAt: r.started_at,
-      ...opt('endedAt', r.ended_at),
-      ...opt('ended', r.end_reason),
-      droppedBytes: r.dropped_bytes,
-      text: (this.#q.chunks.all(r.session_id) as { text: string }[]).map((c) => c.text).join(''),
-    }))
+    return rows.map((r) => toLog(r, (this.#q.chunks.all(r.session_id) as { text: string }[]).map((c) => c.text).join('')))
   }
 
   /**

@@ -81,10 +81,10 @@ export interface RuntimeSecretRecord {
 /** Size of one stored chunk of a bundle. */
 export const bundleChunkBytes = 8 * 1024 * 1024
 
-const newBundleId = (): string => `bnd_${randomBase62(20)}`
-const newRuntimeId = (name: string): string => `${name}-${randomBase62(10)}`
+export const newBundleId = (): string => `bnd_${randomBase62(20)}`
+export const newRuntimeId = (name: string): string => `${name}-${randomBase62(10)}`
 
-interface RuntimeRow {
+export interface RuntimeRow {
   runtime_id: string
   tenant: string
   name: string
@@ -96,7 +96,7 @@ interface RuntimeRow {
   updated_at: string
 }
 
-interface BundleRow {
+export interface BundleRow {
   bundle_id: string
   tenant: string
   status: 'UPLOADING' | 'READY'
@@ -105,7 +105,7 @@ interface BundleRow {
   created_at: string
 }
 
-interface VersionRow {
+export interface VersionRow {
   runtime_id: string
   version: number
   settings: string
@@ -113,7 +113,7 @@ interface VersionRow {
   created_at: string
 }
 
-const toRuntime = (r: RuntimeRow): RuntimeRecord => ({
+export const toRuntime = (r: RuntimeRow): RuntimeRecord => ({
   runtimeId: r.runtime_id,
   tenant: r.tenant,
   name: r.name,
@@ -126,7 +126,7 @@ const toRuntime = (r: RuntimeRow): RuntimeRecord => ({
   updatedAt: r.updated_at,
 })
 
-const toBundle = (r: BundleRow): RuntimeBundleRecord => ({
+export const toBundle = (r: BundleRow): RuntimeBundleRecord => ({
   bundleId: r.bundle_id,
   tenant: r.tenant,
   sha256: r.sha256 ?? '',
@@ -377,16 +377,16 @@ export class RuntimeRepository implements RuntimeStore {
 }
 
 /** A secret's sealed value is bound to its runtime and name. */
-const secretAad = (runtimeId: string, name: string): string => `runtime-secret\u0000${runtimeId}\u0000${name}`
+export const secretAad = (runtimeId: string, name: string): string => `runtime-secret\u0000${runtimeId}\u0000${name}`
 
-interface BundleFields {
+export interface BundleFields {
   tenant: string
   sha256: string | null
   bytes: number
   bundle_created_at: string
 }
 
-const toVersion = (r: VersionRow & BundleFields): RuntimeVersionRecord => ({
+export const toVersion = (r: VersionRow & BundleFields): RuntimeVersionRecord => ({
   runtimeId: r.runtime_id,
   version: r.version,
   settings: JSON.parse(r.settings) as RuntimeSettings,

@@ -1,6 +1,6 @@
 /**
  * Sealing of secrets that the server must read back (SigV4 secret keys, runtime secrets):
- * AES-256-GCM under the store's sealing key, a file beside the database, with the owner of the
+ * AES-256-GCM under the store's sealing key (SQLite: a file beside the database; PostgreSQL: the key every replica is given), with the owner of the
  * secret bound in as associated data so a sealed value cannot be moved to another row.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
@@ -25,6 +25,10 @@ export function unseal(key: Buffer, aad: string, sealed: string, what: string): 
     decipher.setAuthTag(Buffer.from(tag, 'base64url'))
     return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8')
   } catch (e) {
-    throw new CodeboxError('Internal', `${what} cannot be unsealed: the sealing key file does not match this database`, { cause: e })
+    throw new CodeboxError(
+      'Internal',
+      `${what} cannot be unsealed: the sealing key does not match this database (SQLite: its <file>.key; PostgreSQL: CODEBOX_SEALING_KEY or CODEBOX_SEALING_KEY_FILE)`,
+      { cause: e },
+    )
   }
 }

@@ -72,7 +72,7 @@ export interface ListSessionsOptions {
   nextToken?: string
 }
 
-interface SessionRow {
+export interface SessionRow {
   session_id: string
   tenant: string
   interpreter_id: string
@@ -93,7 +93,7 @@ interface SessionRow {
   e2b: string | null
 }
 
-const toRecord = (r: SessionRow): SessionRecord => ({
+export const toRecord = (r: SessionRow): SessionRecord => ({
   sessionId: r.session_id,
   tenant: r.tenant,
   interpreterId: r.interpreter_id,
@@ -114,7 +114,7 @@ const toRecord = (r: SessionRow): SessionRecord => ({
   ...(r.e2b ? { e2b: JSON.parse(r.e2b) as E2bSessionRecord } : {}),
 })
 
-const pageKind = 'sessions'
+export const pageKind = 'sessions'
 
 /** Session records of all tenants, in SQLite; every read that a caller answers with takes the tenant. */
 export class SessionRepository implements SessionStore {

@@ -33,6 +33,7 @@ export interface StoreOptions {
  * transaction never interleaves with another call on the one connection.
  */
 export class Store implements StoreApi {
+  readonly kind = 'sqlite' as const
   /** The schema version of the database once migrations have run. */
   readonly schemaVersion: number
   readonly tenants: TenantRepository
@@ -102,6 +103,10 @@ export class Store implements StoreApi {
   }
 
   [Symbol.dispose](): void {
+    this.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }
 }

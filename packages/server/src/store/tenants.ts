@@ -33,7 +33,7 @@ export function checkTenantId(id: string): void {
   if (!tenantIdPattern.test(id)) throw validationError('tenant', 'must be 1-63 lowercase letters, digits, _ or -, starting with a letter or digit')
 }
 
-interface TenantRow {
+export interface TenantRow {
   id: string
   created_at: string
   max_sessions: number | null
@@ -42,7 +42,7 @@ interface TenantRow {
   agent_turns_per_minute: number | null
 }
 
-const toRecord = (r: TenantRow): TenantRecord => ({
+export const toRecord = (r: TenantRow): TenantRecord => ({
   id: r.id,
   createdAt: r.created_at,
   ...opt('maxSessions', r.max_sessions),
@@ -119,7 +119,7 @@ export class TenantRepository implements TenantStore {
 }
 
 /** A quota is a finite number ≥ 0 (an integer for counts); null and undefined pass through. */
-function checkQuota(field: string, value: number | null | undefined, integer: boolean): number | null | undefined {
+export function checkQuota(field: string, value: number | null | undefined, integer: boolean): number | null | undefined {
   if (value === null || value === undefined) return value
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
     throw validationError(
