@@ -2,9 +2,20 @@
  * Test fixtures: an engine on the real bwrap driver and image (or the reason it cannot run
  * here), and sessions that are always stopped, naming the session when a test fails.
  */
+import assert from 'node:assert/strict'
 import { after, before, type TestContext } from 'node:test'
-import { defaultLimits, type Sandbox, type SandboxDriver, type SessionLimits } from '@codebox/core'
-import { BwrapDriver, FakeDriver, SessionManager, defaultRecipe, findImage, loadEngineConfig, type Session } from '@codebox/sandbox'
+import { defaultLimits, type Sandbox, type SandboxDriver, type SessionLimits, type ToolResult } from '@codebox/core'
+import {
+  BwrapDriver,
+  FakeDriver,
+  SessionManager,
+  defaultRecipe,
+  findImage,
+  loadEngineConfig,
+  type JsRuntime,
+  type KernelLanguage,
+  type Session,
+} from '@codebox/sandbox'
 import { detectCgroups } from '../src/drivers/bwrap/cgroups.ts'
 
 /** Why the bwrap driver cannot run here, or undefined when it can. */
@@ -121,3 +132,34 @@ export async function py(session: Session, code: string, timeoutMs?: number): Pr
   if (r.isError) throw new Error(`cell failed: ${r.structuredContent.stderr}`)
   return r.structuredContent.stdout
 }
+
+export interface Cancelled {
+  result: ToolResult
+  /** From the cancel to the result, ms. */
+  afterCancelMs: number
+}
+
+/**
+ * Runs a cell and cancels it (its AbortSignal) once its stdout shows `GO`, so that the cell is
+ * surely running; a cell that never shows it fails the test after 60 s.
+ */
+export async function cancelRunning(session: Session, code: string, options: { language?: KernelLanguage; runtime?: JsRuntime } = {}): Promise<Cancelled> {
+  const abort = new AbortController()
+  const it = session.executeCode({ code, language: options.language ?? 'python', runtime: options.runtime, signal: abort.signal, timeoutMs: 60_000 })
+  let stdout = ''
+  let cancelledAt = 0
+  for (;;) {
+    const next = await it.next()
+    if (next.done) {
+      assert.ok(cancelledAt > 0, `the cell ended before it was cancelled: ${JSON.stringify(next.value.structuredContent)}`)
+      return { result: next.value, afterCancelMs: performance.now() - cancelledAt }
+    }
+    if (next.value.type === 'stdout') stdout += next.value.text
+    if (cancelledAt === 0 && stdout.includes('GO')) {
+      cancelledAt = performance.now()
+      abort.abort()
+    }
+  }
+}
+
+/** Asserts the cancelled cell was interrupted and its kernel kept, and that it ended promptly. */

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { Language, ToolResult } from '@codebox/core'
 import { defaultRecipe, type JsRuntime, type Session } from '@codebox/sandbox'
-import { bwrapUnavailable, py, sharedBwrapSession, withSession } from './fixtures.ts'
+import { bwrapUnavailable, cancelRunning, py, sharedBwrapSession, withSession, type Cancelled } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 const denoUnavailable = unavailable ?? (defaultRecipe().denoBinary ? undefined : 'npm installed no Deno binary for this platform, so the image has none')
@@ -18,36 +18,6 @@ const denoUnavailable = unavailable ?? (defaultRecipe().denoBinary ? undefined :
 /** The executor's grace between the interrupt and the kill (executor.py INTERRUPT_GRACE_S), ms. */
 const GRACE_MS = 2000
 
-interface Cancelled {
-  result: ToolResult
-  /** From the cancel to the result, ms. */
-  afterCancelMs: number
-}
-
-/**
- * Runs a cell and cancels it (its AbortSignal) once its stdout shows `GO`, so that the cell is
- * surely running; a cell that never shows it fails the test after 60 s.
- */
-async function cancelRunning(session: Session, code: string, options: { language?: Language; runtime?: JsRuntime } = {}): Promise<Cancelled> {
-  const abort = new AbortController()
-  const it = session.executeCode({ code, language: options.language ?? 'python', runtime: options.runtime, signal: abort.signal, timeoutMs: 60_000 })
-  let stdout = ''
-  let cancelledAt = 0
-  for (;;) {
-    const next = await it.next()
-    if (next.done) {
-      assert.ok(cancelledAt > 0, `the cell ended before it was cancelled: ${JSON.stringify(next.value.structuredContent)}`)
-      return { result: next.value, afterCancelMs: performance.now() - cancelledAt }
-    }
-    if (next.value.type === 'stdout') stdout += next.value.text
-    if (cancelledAt === 0 && stdout.includes('GO')) {
-      cancelledAt = performance.now()
-      abort.abort()
-    }
-  }
-}
-
-/** Asserts the cancelled cell was interrupted and its kernel kept, and that it ended promptly. */
 function assertInterrupted({ result, afterCancelMs }: Cancelled, error: RegExp): void {
   const { stderr, exitCode } = result.structuredContent
   assert.equal(result.isError, true)

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { CodeboxError, type ToolResult } from '@codebox/core'
 import type { CellEnd, ExecuteCodeOptions, Session, SessionManager } from '@codebox/sandbox'
-import { bwrapManager, bwrapUnavailable, fakeManager } from './fixtures.ts'
+import { bwrapManager, bwrapUnavailable, cancelRunning, fakeManager, sharedSession } from './fixtures.ts'
 
 const unavailable = await bwrapUnavailable()
 
@@ -27,26 +27,6 @@ async function out(session: Session, code: string, options: Partial<ExecuteCodeO
   return result.structuredContent.stdout
 }
 
-/** Runs a cell and cancels it once its stdout shows `GO`; the result and how long it took to end after the cancel. */
-async function cancelRunning(session: Session, code: string): Promise<{ result: ToolResult; afterCancelMs: number }> {
-  const abort = new AbortController()
-  const it = session.executeCode({ code, language: 'bash', signal: abort.signal, timeoutMs: 60_000 })
-  let stdout = ''
-  let cancelledAt = 0
-  for (;;) {
-    const next = await it.next()
-    if (next.done) {
-      assert.ok(cancelledAt > 0, `the cell ended before it was cancelled: ${JSON.stringify(next.value.structuredContent)}`)
-      return { result: next.value, afterCancelMs: performance.now() - cancelledAt }
-    }
-    if (next.value.type === 'stdout') stdout += next.value.text
-    if (cancelledAt === 0 && stdout.includes('GO')) {
-      cancelledAt = performance.now()
-      abort.abort()
-    }
-  }
-}
-
 function assertInterrupted({ result, afterCancelMs }: { result: ToolResult; afterCancelMs: number }): void {
   const { stderr, exitCode } = result.structuredContent
   assert.equal(exitCode, 130, stderr)
@@ -57,15 +37,8 @@ function assertInterrupted({ result, afterCancelMs }: { result: ToolResult; afte
 
 function bashSuite(name: string, manager: () => Promise<SessionManager>, skip?: string): void {
   describe(name, { skip }, () => {
-    let engine: SessionManager
     let session: Session
-    before(async () => {
-      engine = await manager()
-      session = await engine.start()
-    })
-    after(async () => {
-      await engine?.close()
-    })
+    sharedSession(manager, (s) => (session = s))
 
     it('keeps variables, functions, the working directory and exports across cells', async () => {
       const workspace = (await out(session, 'pwd')).trim()
@@ -122,16 +95,18 @@ function bashSuite(name: string, manager: () => Promise<SessionManager>, skip?: 
 
     it('an interrupt stops the running command; the shell keeps its variables', async () => {
       await out(session, 'KEPT=still-here; sleep 4712 &')
-      const slept = await cancelRunning(session, 'echo GO; sleep 4711; echo not-reached')
+      const slept = await cancelRunning(session, 'echo GO; sleep 4711; echo not-reached', { language: 'bash' })
       assertInterrupted(slept)
       assert.equal(slept.result.structuredContent.stdout, 'GO\n')
       // The cell's sleep is gone; the earlier cell's background job is not.
       assert.equal(await out(session, "ps -eo args | grep '^sleep 471[12]' || true"), 'sleep 4712\n')
       assert.equal(await out(session, 'kill %1 && wait %1; echo "$?"'), '143\n')
       // A loop in the shell itself, after an interrupted child (bash's SIGINT handler must be back).
-      assertInterrupted(await cancelRunning(session, 'echo GO; while :; do :; done'))
+      assertInterrupted(await cancelRunning(session, 'echo GO; while :; do :; done', { language: 'bash' }))
       // The functions that run the interrupted command return, and so does the loop around them.
-      const nested = await cancelRunning(session, 'nap() { sleep 100; }\ntwice() { nap; echo after-nap; }\necho GO\nfor i in 1 2; do twice; done\nexit 9')
+      const nested = await cancelRunning(session, 'nap() { sleep 100; }\ntwice() { nap; echo after-nap; }\necho GO\nfor i in 1 2; do twice; done\nexit 9', {
+        language: 'bash',
+      })
       assertInterrupted(nested)
       assert.equal(nested.result.structuredContent.stdout, 'GO\n')
       assert.equal(await out(session, 'echo "$KEPT"; type -t nap'), 'still-here\nfunction\n')

@@ -56,6 +56,25 @@ export const tenantKind = 'audit'
 export const sessionKind = 'audit-session'
 
 /** The append-only audit log, in SQLite. */
+/** An entry's columns in the order both stores insert them (at ... request_id). */
+export function auditValues(entry: Omit<AuditEntry, 'id'>): (string | number | null)[] {
+  return [
+    entry.at,
+    entry.tenant,
+    entry.keyId ?? null,
+    entry.sessionId ?? null,
+    entry.action,
+    entry.language ?? null,
+    entry.codeBytes ?? null,
+    entry.codeSha256 ?? null,
+    entry.exitCode ?? null,
+    entry.durationMs,
+    entry.outcome,
+    entry.detail ?? null,
+    entry.requestId ?? null,
+  ]
+}
+
 export class AuditRepository implements AuditStore {
   readonly #q: Record<'insert' | 'tenantPage' | 'sessionPage', StatementSync>
 
@@ -72,21 +91,7 @@ export class AuditRepository implements AuditStore {
 
   /** Appends an entry and returns its id. */
   async record(entry: Omit<AuditEntry, 'id'>): Promise<number> {
-    const result = this.#q.insert.run(
-      entry.at,
-      entry.tenant,
-      entry.keyId ?? null,
-      entry.sessionId ?? null,
-      entry.action,
-      entry.language ?? null,
-      entry.codeBytes ?? null,
-      entry.codeSha256 ?? null,
-      entry.exitCode ?? null,
-      entry.durationMs,
-      entry.outcome,
-      entry.detail ?? null,
-      entry.requestId ?? null,
-    )
+    const result = this.#q.insert.run(...auditValues(entry))
     return Number(result.lastInsertRowid)
   }
 

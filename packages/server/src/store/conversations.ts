@@ -100,6 +100,23 @@ const columns = `c.*, (SELECT count(*) FROM conversation_turns t WHERE t.tenant 
 export const pageKind = 'conversations'
 
 /** Conversations and turns of all tenants; every call takes the tenant, so one never sees another's. */
+/** A new turn's columns in the order both stores insert them (tenant ... created_at). */
+export function turnValues(turn: NewTurn): (string | null)[] {
+  return [
+    turn.tenant,
+    turn.conversationId,
+    turn.role,
+    turn.prompt,
+    turn.text,
+    turn.outcome,
+    turn.model ?? null,
+    JSON.stringify(turn.skipped),
+    JSON.stringify(turn.usage),
+    JSON.stringify(turn.events),
+    turn.createdAt,
+  ]
+}
+
 export class ConversationRepository implements ConversationStore {
   readonly #db: DatabaseSync
   readonly #q: Record<
@@ -177,19 +194,7 @@ export class ConversationRepository implements ConversationStore {
     return transaction(this.#db, () => {
       const moved = this.#q.extend.run({ tenant: turn.tenant, id: turn.conversationId, at: turn.createdAt, expires: isoNow(expiresAt) })
       if (Number(moved.changes) === 0) return undefined
-      const row = this.#q.insertTurn.get(
-        turn.tenant,
-        turn.conversationId,
-        turn.role,
-        turn.prompt,
-        turn.text,
-        turn.outcome,
-        turn.model ?? null,
-        JSON.stringify(turn.skipped),
-        JSON.stringify(turn.usage),
-        JSON.stringify(turn.events),
-        turn.createdAt,
-      ) as { turn_id: number }
+      const row = this.#q.insertTurn.get(...turnValues(turn)) as { turn_id: number }
       const { tenant: _tenant, ...rest } = turn
       return { turnId: Number(row.turn_id), ...rest }
     })

@@ -104,6 +104,26 @@ export const toRecord = (r: InterpreterRow): InterpreterRecord => ({
 const visible = `status = 'READY' AND (tenant IS NULL OR tenant = :tenant)`
 
 /** Built-in and custom interpreters, in SQLite. */
+/** A new interpreter's columns in the order both stores insert them (interpreter_id ... last_updated_at). */
+export function interpreterValues(id: string, tenant: string, name: string, options: CreateInterpreterOptions, now: string): (string | null)[] {
+  return [
+    id,
+    tenant,
+    name,
+    options.description ?? null,
+    options.image,
+    JSON.stringify(options.limits),
+    JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
+    options.preload === undefined ? null : JSON.stringify(options.preload),
+    options.driver ?? null,
+    JSON.stringify(options.tags ?? {}),
+    options.executionRoleArn ?? null,
+    options.clientToken ?? null,
+    now,
+    now,
+  ]
+}
+
 export class InterpreterRepository implements InterpreterStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
@@ -157,22 +177,7 @@ export class InterpreterRepository implements InterpreterStore {
         if (this.#q.byName.get(tenant, name)) throw conflict()
         const id = newInterpreterId(name)
         const now = isoNow()
-        this.#q.insert.run(
-          id,
-          tenant,
-          name,
-          options.description ?? null,
-          options.image,
-          JSON.stringify(options.limits),
-          JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
-          options.preload === undefined ? null : JSON.stringify(options.preload),
-          options.driver ?? null,
-          JSON.stringify(options.tags ?? {}),
-          options.executionRoleArn ?? null,
-          options.clientToken ?? null,
-          now,
-          now,
-        )
+        this.#q.insert.run(...interpreterValues(id, tenant, name, options, now))
         return this.#get(id, tenant)!
       })
     } catch (e) {

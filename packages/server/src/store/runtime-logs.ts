@@ -98,6 +98,14 @@ type Query =
   | 'forget'
 
 /** Hosted agents' logs of all tenants, in SQLite. */
+/** What an append of `text` keeps in a log of at most `maxBytes`: its last bytes, and how many went. */
+export function keptTail(text: string, maxBytes: number): { text: string; bytes: number; dropped: number } {
+  const bytes = Buffer.byteLength(text)
+  if (bytes <= maxBytes) return { text, bytes, dropped: 0 }
+  const cut = dropLeadingBytes(text, bytes - maxBytes)
+  return { text: cut.text, bytes: cut.bytes, dropped: bytes - cut.bytes }
+}
+
 export class RuntimeLogRepository implements RuntimeLogStore {
   readonly #db: DatabaseSync
   readonly #q: Record<Query, StatementSync>
@@ -156,14 +164,10 @@ export class RuntimeLogRepository implements RuntimeLogStore {
     transaction(this.#db, () => {
       const row = this.#q.row.get(sessionId) as { bytes: number; dropped_bytes: number } | undefined
       if (!row) return
-      let dropped = row.dropped_bytes + (options.droppedBefore ?? 0)
-      let bytes = Buffer.byteLength(text)
-      if (bytes > maxBytes) {
-        const cut = dropLeadingBytes(text, bytes - maxBytes)
-        dropped += bytes - cut.bytes
-        text = cut.text
-        bytes = cut.bytes
-      }
+      const kept = keptTail(text, maxBytes)
+      let dropped = row.dropped_bytes + (options.droppedBefore ?? 0) + kept.dropped
+      const bytes = kept.bytes
+      text = kept.text
       if (bytes > 0) {
         const last = this.#q.lastChunk.get(sessionId) as { seq: number; bytes: number } | undefined
         if (last && last.bytes + bytes <= logChunkBytes) this.#q.chunkAppend.run(text, bytes, sessionId, last.seq)

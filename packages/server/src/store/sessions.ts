@@ -114,6 +114,30 @@ export const toRecord = (r: SessionRow): SessionRecord => ({
   ...(r.e2b ? { e2b: JSON.parse(r.e2b) as E2bSessionRecord } : {}),
 })
 
+/** A record's columns in the order both stores insert them (session_id ... e2b). */
+export function sessionValues(rec: SessionRecord): (string | number | null)[] {
+  return [
+    rec.sessionId,
+    rec.tenant,
+    rec.interpreterId,
+    rec.name,
+    rec.status,
+    rec.createdAt,
+    rec.lastUpdatedAt,
+    rec.timeoutSeconds,
+    JSON.stringify(rec.limits),
+    rec.clientToken ?? null,
+    rec.keyId ?? null,
+    rec.endedAt ?? null,
+    rec.endReason ?? null,
+    rec.sandboxId ?? null,
+    rec.gateway ? JSON.stringify(rec.gateway) : null,
+    rec.runtimeId ?? null,
+    rec.hosted ? JSON.stringify(rec.hosted) : null,
+    rec.e2b ? JSON.stringify(rec.e2b) : null,
+  ]
+}
+
 export const pageKind = 'sessions'
 
 /** Session records of all tenants, in SQLite; every read that a caller answers with takes the tenant. */
@@ -159,26 +183,7 @@ export class SessionRepository implements SessionStore {
     try {
       transaction(this.#db, () => {
         this.#tenants.ensureSync(rec.tenant)
-        this.#q.insert.run(
-          rec.sessionId,
-          rec.tenant,
-          rec.interpreterId,
-          rec.name,
-          rec.status,
-          rec.createdAt,
-          rec.lastUpdatedAt,
-          rec.timeoutSeconds,
-          JSON.stringify(rec.limits),
-          rec.clientToken ?? null,
-          rec.keyId ?? null,
-          rec.endedAt ?? null,
-          rec.endReason ?? null,
-          rec.sandboxId ?? null,
-          rec.gateway ? JSON.stringify(rec.gateway) : null,
-          rec.runtimeId ?? null,
-          rec.hosted ? JSON.stringify(rec.hosted) : null,
-          rec.e2b ? JSON.stringify(rec.e2b) : null,
-        )
+        this.#q.insert.run(...sessionValues(rec))
       })
     } catch (e) {
       if (!isUniqueViolation(e)) throw e

@@ -1,6 +1,6 @@
 /** The append-only audit log, in PostgreSQL (the SQLite store's audit.ts has the records and rules). */
 import type { AuditEntry } from '@codebox/core'
-import { sessionKind, tenantKind, toEntry, type AuditRow, type ListAuditOptions } from '../audit.ts'
+import { auditValues, sessionKind, tenantKind, toEntry, type AuditRow, type ListAuditOptions } from '../audit.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, type Page } from '../sql.ts'
 import type { AuditStore } from '../types.ts'
 import type { Db } from './db.ts'
@@ -16,21 +16,7 @@ export class PgAuditRepository implements AuditStore {
     const r = await this.#db.query<{ id: number }>(
       `INSERT INTO audit (at, tenant, key_id, session_id, action, language, code_bytes, code_sha256, exit_code, duration_ms, outcome, detail, request_id)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
-      [
-        entry.at,
-        entry.tenant,
-        entry.keyId ?? null,
-        entry.sessionId ?? null,
-        entry.action,
-        entry.language ?? null,
-        entry.codeBytes ?? null,
-        entry.codeSha256 ?? null,
-        entry.exitCode ?? null,
-        entry.durationMs,
-        entry.outcome,
-        entry.detail ?? null,
-        entry.requestId ?? null,
-      ],
+      auditValues(entry),
     )
     return r.rows[0]!.id
   }

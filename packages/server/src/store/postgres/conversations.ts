@@ -5,6 +5,7 @@ import {
   pageKind,
   toConversation,
   toTurn,
+  turnValues,
   type ConversationRow,
   type ConversationStore,
   type ListConversationsOptions,
@@ -69,19 +70,7 @@ export class PgConversationRepository implements ConversationStore {
         await c.query<{ turn_id: number }>(
           `INSERT INTO conversation_turns (tenant, conversation_id, role, prompt, text, outcome, model, skipped, usage, events, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING turn_id`,
-          [
-            turn.tenant,
-            turn.conversationId,
-            turn.role,
-            turn.prompt,
-            turn.text,
-            turn.outcome,
-            turn.model ?? null,
-            JSON.stringify(turn.skipped),
-            JSON.stringify(turn.usage),
-            JSON.stringify(turn.events),
-            turn.createdAt,
-          ],
+          turnValues(turn),
         )
       ).rows[0]!
       const { tenant: _tenant, ...rest } = turn

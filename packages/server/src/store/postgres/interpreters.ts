@@ -5,7 +5,7 @@
  */
 import { CodeboxError } from '@codebox/core'
 import { newInterpreterId } from '../ids.ts'
-import { toRecord, type CreateInterpreterOptions, type InterpreterRecord, type InterpreterRow } from '../interpreters.ts'
+import { interpreterValues, toRecord, type CreateInterpreterOptions, type InterpreterRecord, type InterpreterRow } from '../interpreters.ts'
 import { isoNow } from '../sql.ts'
 import type { InterpreterStore } from '../types.ts'
 import { isUniqueViolation, type Db, type Queryable } from './db.ts'
@@ -59,22 +59,7 @@ export class PgInterpreterRepository implements InterpreterStore {
         await c.query(
           `INSERT INTO interpreters (interpreter_id, tenant, name, description, image, limits, network, preload, driver, tags, execution_role_arn, client_token, status, created_at, last_updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'READY', $13, $14)`,
-          [
-            id,
-            tenant,
-            name,
-            options.description ?? null,
-            options.image,
-            JSON.stringify(options.limits),
-            JSON.stringify(options.network ?? { mode: 'SANDBOX' }),
-            options.preload === undefined ? null : JSON.stringify(options.preload),
-            options.driver ?? null,
-            JSON.stringify(options.tags ?? {}),
-            options.executionRoleArn ?? null,
-            options.clientToken ?? null,
-            now,
-            now,
-          ],
+          interpreterValues(id, tenant, name, options, now),
         )
         return (await getVisible(c, id, tenant))!
       })

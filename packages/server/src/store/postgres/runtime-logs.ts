@@ -5,6 +5,7 @@
  */
 import {
   dropLeadingBytes,
+  keptTail,
   logChunkBytes,
   toLog,
   type ListRuntimeLogsOptions,
@@ -41,14 +42,10 @@ export class PgRuntimeLogRepository implements RuntimeLogStore {
         await c.query<{ bytes: number; dropped_bytes: number }>('SELECT bytes, dropped_bytes FROM runtime_logs WHERE session_id = $1 FOR UPDATE', [sessionId])
       ).rows[0]
       if (!row) return
-      let dropped = row.dropped_bytes + (options.droppedBefore ?? 0)
-      let bytes = Buffer.byteLength(text)
-      if (bytes > maxBytes) {
-        const cut = dropLeadingBytes(text, bytes - maxBytes)
-        dropped += bytes - cut.bytes
-        text = cut.text
-        bytes = cut.bytes
-      }
+      const kept = keptTail(text, maxBytes)
+      let dropped = row.dropped_bytes + (options.droppedBefore ?? 0) + kept.dropped
+      const bytes = kept.bytes
+      text = kept.text
       if (bytes > 0) {
         const last = (
           await c.query<{ seq: number; bytes: number }>('SELECT seq, bytes FROM runtime_log_chunks WHERE session_id = $1 ORDER BY seq DESC LIMIT 1', [

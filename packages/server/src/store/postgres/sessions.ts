@@ -5,7 +5,7 @@
  */
 import type { SessionEndReason } from '@codebox/core'
 import { CodeboxError } from '@codebox/core'
-import { pageKind, toRecord, type ListSessionsOptions, type SessionRecord, type SessionRow } from '../sessions.ts'
+import { pageKind, sessionValues, toRecord, type ListSessionsOptions, type SessionRecord, type SessionRow } from '../sessions.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, isoNow, type Page } from '../sql.ts'
 import type { SessionStore } from '../types.ts'
 import { isUniqueViolation, type Db } from './db.ts'
@@ -28,26 +28,7 @@ export class PgSessionRepository implements SessionStore {
           `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
                                  client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted, e2b)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
-          [
-            rec.sessionId,
-            rec.tenant,
-            rec.interpreterId,
-            rec.name,
-            rec.status,
-            rec.createdAt,
-            rec.lastUpdatedAt,
-            rec.timeoutSeconds,
-            JSON.stringify(rec.limits),
-            rec.clientToken ?? null,
-            rec.keyId ?? null,
-            rec.endedAt ?? null,
-            rec.endReason ?? null,
-            rec.sandboxId ?? null,
-            rec.gateway ? JSON.stringify(rec.gateway) : null,
-            rec.runtimeId ?? null,
-            rec.hosted ? JSON.stringify(rec.hosted) : null,
-            rec.e2b ? JSON.stringify(rec.e2b) : null,
-          ],
+          sessionValues(rec),
         )
       })
     } catch (e) {
