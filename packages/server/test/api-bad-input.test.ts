@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { test } from 'node:test'
+import { LINGER_MS } from '../src/http/errors.ts'
 import { expectError, expectJson, invoke, startSession, testServer, type TestServer } from './fixtures.ts'
 
 /** Sends raw bytes and resolves with everything the server answers until it closes (or `waitMs`). */
@@ -83,7 +84,7 @@ test('10,000-deep nesting and __proto__ / constructor.prototype keys are refused
   assert.equal(({} as Record<string, unknown>).isAdmin, undefined)
 })
 
-test('a 2 GB upload is refused by its Content-Length before a byte is read, and the connection closed', async (t) => {
+test('a 2 GB upload is refused by its Content-Length before a byte is read, and the connection closed after the lingering bound', async (t) => {
   const s = await testServer(t)
   const id = await startSession(s)
   const r = await raw(
@@ -95,6 +96,10 @@ test('a 2 GB upload is refused by its Content-Length before a byte is read, and 
   assert.match(r.text, /"code":"LimitExceeded"/)
   assert.match(r.text, /over the 100000000-byte limit/)
   assert.ok(r.closed, 'the server closed the connection instead of reading 2 GB')
+  assert.ok(
+    r.ms >= LINGER_MS - 100 && r.ms < LINGER_MS + 2000,
+    `closed after ${Math.round(r.ms)} ms; the lingering close waits ${LINGER_MS} ms for the rest of the body`,
+  )
 })
 
 test('a chunked upload that grows past the cap is cut off with 413 and leaves no file', async (t) => {
@@ -112,6 +117,31 @@ test('a chunked upload that grows past the cap is cut off with 413 and leaves no
   if (res instanceof Response) await expectError(res, 413, 'LimitExceeded')
   await expectError(s.call('GET', `/v1/sessions/${id}/files/big.bin`), 404, 'NotFound')
   // The session is fine.
+  await expectJson(invoke(s, id, 'executeCommand', { command: 'true' }), 200)
+})
+
+test('a client still sending a refused body gets the 413, not a reset (lingering close), 40 times over', async (t) => {
+  const s = await testServer(t, { env: { CODEBOX_MAX_UPLOAD_BYTES: String(256 * 1024) } })
+  const id = await startSession(s)
+  // fetch (undici, as the CLI and SDK use it) sends 16 MiB, more than the sockets buffer: if the
+  // server closed with the body unread, the kernel would reset the connection and fetch fail with
+  // EPIPE or ECONNRESET instead of reading the answer. Declared and chunked lengths both.
+  for (let i = 0; i < 40; i++) {
+    const declared = i % 2 === 0
+    async function* body(): AsyncGenerator<Uint8Array> {
+      for (let k = 0; k < 256; k++) yield new Uint8Array(64 * 1024)
+    }
+    const res = await fetch(`${s.url}/v1/sessions/${id}/files/big.bin`, {
+      method: 'PUT',
+      body: ReadableStream.from(body()),
+      duplex: 'half',
+      headers: { 'content-type': 'application/octet-stream', ...(declared ? { 'content-length': String(16 << 20) } : {}) },
+    } as RequestInit).catch((e: unknown) => e as Error)
+    assert.ok(res instanceof Response, `attempt ${i} (${declared ? 'Content-Length' : 'chunked'}): ${String((res as Error).cause ?? res)}`)
+    const e = await expectError(res, 413, 'LimitExceeded')
+    assert.match(e.message, /over the 262144-byte limit/)
+  }
+  await expectError(s.call('GET', `/v1/sessions/${id}/files/big.bin`), 404, 'NotFound')
   await expectJson(invoke(s, id, 'executeCommand', { command: 'true' }), 200)
 })
 

@@ -5,7 +5,7 @@
  */
 import { CodeboxError, type ErrorCode } from '@codebox/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { toCodeboxError } from '../http/errors.ts'
+import { endUnreadBody, toCodeboxError } from '../http/errors.ts'
 
 export type AwsExceptionName =
   | 'ValidationException'
@@ -86,7 +86,7 @@ export function sendAwsError(request: FastifyRequest, reply: FastifyReply, e: un
   else request.log.info({ code: source.code, exception: error.name, reason: source.message }, 'AgentCore request rejected')
   const retry = source.details.retryAfterSeconds
   if (typeof retry === 'number') void reply.header('retry-after', String(retry))
-  if (source.code === 'LimitExceeded' || source.code === 'RequestTimeout') void reply.header('connection', 'close')
+  endUnreadBody(request, reply, source.code)
   return reply.code(error.status).header('x-amzn-errortype', error.name).header('x-amzn-requestid', request.id).type('application/json').send(error.body)
 }
 

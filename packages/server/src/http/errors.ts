@@ -38,8 +38,43 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, e: unkno
   else request.log.info({ code: err.code, reason: err.message }, 'request rejected')
   const retry = err.details.retryAfterSeconds
   if (typeof retry === 'number') void reply.header('retry-after', String(retry))
-  if (err.code === 'LimitExceeded' || err.code === 'RequestTimeout') void reply.header('connection', 'close')
+  endUnreadBody(request, reply, err.code)
   return reply.code(err.status).type('application/json').send(err.toJSON(request.id))
+}
+
+/** A lingering close's bounds: how much more of a refused body is read and dropped, and for how long. */
+export const LINGER_BYTES = 8 << 20
+export const LINGER_MS = 2000
+
+/**
+ * What becomes of a body a refusal leaves unread. One that stalled (RequestTimeout) has its
+ * connection closed. One refused as too large (LimitExceeded) that the client is still sending
+ * is read and dropped, at most LINGER_BYTES more for at most LINGER_MS, then the connection is
+ * closed (a lingering close): closing with bytes unread makes the kernel reset the connection,
+ * and a client that writes its whole body before it reads (fetch does) would see EPIPE instead of
+ * the answer. A body that ends within the bounds leaves the connection open for the next request.
+ */
+export function endUnreadBody(request: FastifyRequest, reply: FastifyReply, code: string): void {
+  const req = request.raw
+  if (code === 'RequestTimeout' || (code === 'LimitExceeded' && req.destroyed && !req.complete)) {
+    void reply.header('connection', 'close')
+    return
+  }
+  if (code !== 'LimitExceeded' || req.complete) return
+  const socket = req.socket
+  let dropped = 0
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS)
+  timer.unref()
+  const done = (): void => clearTimeout(timer)
+  req.once('end', done)
+  req.once('close', done)
+  // A reader that gave up (an abandoned async iterator) holds the stream in paused mode.
+  req.removeAllListeners('readable')
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length
+    if (dropped > LINGER_BYTES) socket.destroy()
+  })
+  req.resume()
 }
 
 /**

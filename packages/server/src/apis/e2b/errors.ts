@@ -4,7 +4,7 @@
  * what was wrong; the request id stays in the `x-request-id` header.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { toCodeboxError } from '../../http/errors.ts'
+import { endUnreadBody, toCodeboxError } from '../../http/errors.ts'
 
 /** Sends `e` as an E2B error; `status` overrides the registry's (the sandbox proxy answers 502 for a sandbox that is not there). */
 export function sendE2bError(request: FastifyRequest, reply: FastifyReply, e: unknown, status?: number): FastifyReply {
@@ -13,7 +13,7 @@ export function sendE2bError(request: FastifyRequest, reply: FastifyReply, e: un
   else request.log.info({ code: err.code, reason: err.message }, 'E2B request rejected')
   const retry = err.details.retryAfterSeconds
   if (typeof retry === 'number') void reply.header('retry-after', String(retry))
-  if (err.code === 'LimitExceeded' || err.code === 'RequestTimeout') void reply.header('connection', 'close')
+  endUnreadBody(request, reply, err.code)
   const code = status ?? err.status
   return reply.code(code).type('application/json').send({ code, message: err.message })
 }
