@@ -3,8 +3,10 @@
 // dialer seam, reports its exit as Succeeded/Failed, is killed at activeDeadlineSeconds, and is
 // stopped by a graceful deletion (SIGTERM, then SIGKILL at the grace period's end).
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { once } from 'node:events'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -199,5 +201,45 @@ describe('fake Kubernetes API: kubelet simulator', () => {
     } finally {
       w.abort()
     }
+  })
+})
+
+describe('fake Kubernetes API: kubelet simulator with a loopback pod network', () => {
+  const k = fakeKubernetes({ kubelet: { podNetwork: 'loopback', run: () => ({ command: process.execPath, args: ['-e', echoServer] }) } })
+  const namespace = 'loopnet'
+
+  it('gives pods loopback IPs that any process reaches with a plain TCP connect, until the pod ends', async () => {
+    const { core } = k.admin
+    const body = podManifest('net', {})
+    body.spec!.containers[0]!.ports = [{ containerPort: 8080 }]
+    body.spec!.containers[0]!.env = [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]
+    await core.createNamespacedPod({ namespace, body })
+    const pod = await until(
+      'the pod to be Ready',
+      () => core.readNamespacedPod({ namespace, name: 'net' }),
+      (p) => p.status?.containerStatuses?.[0]?.ready === true,
+    )
+    const ip = pod.status!.podIP!
+    assert.match(ip, /^127\.244\.\d+\.\d+$/)
+    // Another process, as an API replica would be: net.connect to the pod's IP and port.
+    const client = `const s = require('node:net').connect(8080, ${JSON.stringify(ip)}, () => s.write('hi')); s.on('data', (d) => { console.log(String(d)); s.end() })`
+    const child = spawn(process.execPath, ['-e', client], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    await once(child, 'exit')
+    assert.equal(out.trim(), 'net:hi')
+    // dial still works as before.
+    const socket = k.fake.dial({ host: ip, port: 8080 })
+    await once(socket, 'connect')
+    socket.destroy()
+    await core.deleteNamespacedPod({ namespace, name: 'net', gracePeriodSeconds: 0 })
+    await until(
+      'the pod to be gone',
+      () => core.listNamespacedPod({ namespace, fieldSelector: 'metadata.name=net' }),
+      (l) => l.items.length === 0,
+    )
+    const refused = net.connect(8080, ip)
+    const [err] = (await once(refused, 'error')) as [NodeJS.ErrnoException]
+    assert.equal(err.code, 'ECONNREFUSED', 'nothing listens on the IP of a pod that is gone')
   })
 })

@@ -6,7 +6,11 @@
  * and SIGKILL at the grace period's end, then removes the pod. Pod IPs route nowhere: the driver
  * reaches a pod through `dial`, which connects to `<socketDir>/<port>.sock` in the pod's own
  * directory (the process listens there); a pod declaring container ports is Ready only once
- * every one of those sockets exists, as a readiness probe would say.
+ * every one of those sockets exists, as a readiness probe would say. With `podNetwork: 'loopback'`
+ * pod IPs are loopback addresses (127.244.x.y, which Linux routes to this host without setup) and
+ * the kubelet listens on `<podIP>:<port>` for each declared port, forwarding to the pod's socket:
+ * then plain `net.connect({host: podIP, port})` reaches a pod from any process, as on a cluster
+ * (API replicas run as processes of their own).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -44,6 +48,8 @@ export interface KubeletOptions {
   socketRoot?: string
   /** The tail of a process's output kept for pods/log (default 64 KiB). */
   maxLogBytes?: number
+  /** `unroutable` (default): pod IPs in 10.244/16, reached only through `dial`. `loopback`: see above. */
+  podNetwork?: 'unroutable' | 'loopback'
 }
 
 interface PodRuntime {
@@ -58,6 +64,8 @@ interface PodRuntime {
   terminating: boolean
   finished: boolean
   timers: Set<NodeJS.Timeout>
+  /** podNetwork 'loopback': the listeners on the pod's IP. */
+  forwarders: net.Server[]
 }
 
 type PodSpec = {
@@ -150,7 +158,8 @@ export class Kubelet {
 
   #admit(pod: KubeObject): void {
     const { namespace: ns, name, uid } = pod.metadata
-    const ip = `10.244.${(this.#nextIp >> 8) & 255}.${this.#nextIp++ & 255}`
+    const n = this.#nextIp++
+    const ip = this.#options.podNetwork === 'loopback' ? `127.244.${(n >> 8) & 255}.${n & 255}` : `10.244.${(n >> 8) & 255}.${n & 255}`
     const socketDir = path.join(this.#socketRoot, uid)
     mkdirSync(socketDir, { mode: 0o700 })
     const rt: PodRuntime = {
@@ -165,6 +174,7 @@ export class Kubelet {
       terminating: false,
       finished: false,
       timers: new Set(),
+      forwarders: [],
     }
     this.#runtimes.set(uid, rt)
     this.#byIp.set(ip, rt)
@@ -212,12 +222,32 @@ export class Kubelet {
     })
     const deadline = specOf(pod).activeDeadlineSeconds
     if (deadline !== undefined) this.#later(Math.max(0, rt.startedMs + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
-    this.#awaitReady(
-      rt,
-      specOf(pod)
-        .containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort))
-        .filter((p): p is number => typeof p === 'number'),
-    )
+    const ports = specOf(pod)
+      .containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort))
+      .filter((p): p is number => typeof p === 'number')
+    if (this.#options.podNetwork === 'loopback') for (const port of ports) this.#forward(rt, port)
+    this.#awaitReady(rt, ports)
+  }
+
+  /** Listens on `<podIP>:<port>` and pipes each connection to the pod's socket for that port. */
+  #forward(rt: PodRuntime, port: number): void {
+    const server = net.createServer((client) => {
+      const upstream = net.connect({ path: path.join(rt.socketDir, `${port}.sock`) })
+      client.on('error', () => upstream.destroy())
+      upstream.on('error', () => client.destroy())
+      client.pipe(upstream).pipe(client)
+    })
+    server.on('error', (e) => this.#log(`pod ${rt.name}: cannot listen on ${rt.ip}:${port}: ${e.message}`))
+    server.listen(port, rt.ip)
+    rt.forwarders.push(server)
+  }
+
+  #log(line: string): void {
+    process.stderr.write(`fake kubelet: ${line}\n`)
+  }
+
+  #closeForwarders(rt: PodRuntime): void {
+    for (const server of rt.forwarders.splice(0)) server.close()
   }
 
   /** Ready once each declared port's socket exists (checked every 20 ms while the pod runs). */
@@ -236,6 +266,7 @@ export class Kubelet {
   #finish(rt: PodRuntime, phase: 'Succeeded' | 'Failed', exitCode: number, extra: Record<string, unknown> = {}, signal: NodeJS.Signals | null = null): void {
     if (rt.finished) return
     rt.finished = true
+    this.#closeForwarders(rt)
     for (const timer of rt.timers) clearTimeout(timer)
     rt.timers.clear()
     const pod = this.#current(rt.ns, rt.name, rt.uid)
@@ -278,6 +309,7 @@ export class Kubelet {
 
   #forget(rt: PodRuntime): void {
     rt.process?.signal('SIGKILL')
+    this.#closeForwarders(rt)
     for (const timer of rt.timers) clearTimeout(timer)
     this.#runtimes.delete(rt.uid)
     this.#byIp.delete(rt.ip)
@@ -322,6 +354,7 @@ export class Kubelet {
     for (const rt of this.#runtimes.values()) {
       for (const timer of rt.timers) clearTimeout(timer)
       rt.process?.signal('SIGKILL')
+      this.#closeForwarders(rt)
       if (rt.process) exits.push(rt.process.exited)
     }
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 5000).unref())])
