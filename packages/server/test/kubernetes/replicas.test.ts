@@ -1,0 +1,171 @@
+/**
+ * Issue 16's "done when", end to end: two codebox replicas, each `codebox serve` in a process of
+ * its own with the kubernetes driver, share one PostgreSQL store behind one port (a balancer that
+ * sends each connection to the next replica, no stickiness). Sessions' sandboxes are pods of the
+ * fake API server, whose kubelet runs the executor in a bwrap sandbox on a loopback pod network,
+ * so the replicas reach pods with a plain TCP connect, as on a cluster. Any replica answers for
+ * any session; one replica killed (SIGKILL) in the middle of a call loses no session; a replica
+ * that starts later serves the sessions others started and ends none of them.
+ */
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { defaultRecipe, findImage } from '@codebox/sandbox'
+import { findResource, sandboxPodRunner, sandboxPodSkip, startFakeKubernetes, type FakeKubernetes } from '@codebox/sandbox/testing/kubernetes'
+import { postgresSkip, startPostgres, type PostgresServer } from '../postgres-fixtures.ts'
+import { startBalancer, type Balancer } from './balancer.ts'
+
+const repo = fileURLToPath(new URL('../../../../', import.meta.url))
+const bin = path.join(repo, 'packages/cli/bin/codebox')
+const namespace = 'codebox'
+const podsOf = (fake: FakeKubernetes) => fake.store.list(findResource('', 'v1', 'pods')!, namespace)
+const image = await findImage(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', defaultRecipe())
+const skip = postgresSkip || (image ? sandboxPodSkip() : 'the sandbox image is not built (codebox image build)')
+
+interface Replica {
+  name: string
+  port: number
+  url: string
+  child: ChildProcess
+  output: () => string
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((resolve) => server.once('listening', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+describe('two replicas on PostgreSQL with the kubernetes driver, behind one port', { skip }, () => {
+  let work = ''
+  let pg: PostgresServer
+  let fake: FakeKubernetes
+  let env: Record<string, string> = {}
+  const replicas: Replica[] = []
+  let balancer: Balancer
+
+  async function startReplica(name: string): Promise<Replica> {
+    const port = await freePort()
+    const child = spawn(bin, ['serve'], {
+      env: { ...env, CODEBOX_PORT: String(port), CODEBOX_STATE_DIR: path.join(work, `state-${name}`), CODEBOX_REPLICA_ID: name, CODEBOX_K8S_POD_NAME: `api-${name}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    const keep = (b: Buffer): void => void (out = (out + b.toString()).slice(-20_000))
+    child.stdout!.on('data', keep)
+    child.stderr!.on('data', keep)
+    const replica = { name, port, url: `http://127.0.0.1:${port}`, child, output: () => out }
+    replicas.push(replica)
+    const deadline = Date.now() + 90_000
+    for (;;) {
+      if (child.exitCode !== null) assert.fail(`replica ${name} exited ${child.exitCode}: ${out}`)
+      const r = await fetch(`${replica.url}/ping`).catch(() => undefined)
+      if (r?.ok) return replica
+      if (Date.now() > deadline) assert.fail(`replica ${name} did not answer /ping in 90 s: ${out}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+
+  /** One request on a connection of its own, so the balancer picks the next replica for each. */
+  async function call(base: string, method: string, url: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${base}${url}`, {
+      method,
+      headers: { connection: 'close', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    const text = await res.text()
+    return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} }
+  }
+
+  async function python(base: string, sessionId: string, code: string): Promise<string> {
+    const r = await call(base, 'POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code } })
+    assert.equal(r.status, 200, JSON.stringify(r.json))
+    const out = r.json.structuredContent as { stdout: string; stderr: string }
+    assert.equal(r.json.isError, false, out.stderr)
+    return out.stdout
+  }
+
+  before(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'cbx-replicas-'))
+    pg = await startPostgres()
+    fake = await startFakeKubernetes({ kubelet: { podNetwork: 'loopback', run: sandboxPodRunner({ imagePath: image!.path }) } })
+    const kubeconfig = path.join(work, 'kubeconfig')
+    await writeFile(kubeconfig, JSON.stringify(fake.kubeconfig(fake.adminToken, namespace)), { mode: 0o600 })
+    env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      CODEBOX_NODE: process.execPath,
+      CODEBOX_LOG_LEVEL: 'warn',
+      CODEBOX_HOST: '127.0.0.1',
+      CODEBOX_DB: await pg.database('replicas'),
+      CODEBOX_SEALING_KEY: randomBytes(32).toString('base64'),
+      CODEBOX_DRIVER: 'kubernetes',
+      CODEBOX_K8S_KUBECONFIG: kubeconfig,
+      CODEBOX_K8S_NAMESPACE: namespace,
+      CODEBOX_K8S_SANDBOX_IMAGE: 'registry.example.com/codebox/sandbox:test',
+      CODEBOX_K8S_RUNTIME_CLASS: '',
+      CODEBOX_POOL_SIZE: '0',
+    }
+    await startReplica('a')
+    await startReplica('b')
+    balancer = await startBalancer(replicas.slice(0, 2))
+  })
+
+  after(async () => {
+    await balancer?.close()
+    for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL')
+    await fake?.close()
+    await pg?.stop()
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('any replica answers for any session, a killed replica loses none, a new one ends none', async () => {
+    const started = await call(balancer.url, 'POST', '/v1/sessions', {})
+    assert.equal(started.status, 201, JSON.stringify(started.json))
+    const sessionId = started.json.sessionId as string
+    const pods = podsOf(fake)
+    assert.deepEqual(
+      pods.map((p) => p.metadata.name),
+      [`cbx-${sessionId}`],
+      'the session is one pod',
+    )
+
+    assert.equal(await python(balancer.url, sessionId, 'x = 41\nprint("set")'), 'set\n')
+    const before = balancer.picks.length
+    for (let i = 0; i < 4; i++) assert.equal(await python(balancer.url, sessionId, 'x += 1\nprint(x)'), `${42 + i}\n`)
+    assert.deepEqual(new Set(balancer.picks.slice(before)), new Set([0, 1]), 'both replicas answered, in turn')
+
+    // Replica a dies in the middle of a call it serves; the session lives on through b.
+    const [a, b] = replicas as [Replica, Replica]
+    const slow = call(a.url, 'POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'import time\ntime.sleep(5)\nprint("slept")' } })
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    a.child.kill('SIGKILL')
+    await assert.rejects(slow, 'the call on the killed replica fails')
+    for (let i = 0; i < 2; i++) assert.equal(await python(balancer.url, sessionId, 'print(x)'), '45\n', 'the state is kept')
+    const info = await call(b.url, 'GET', `/v1/sessions/${sessionId}`)
+    assert.equal(info.json.status, 'READY')
+
+    // A replica that starts now serves the session and ends nothing.
+    const c = await startReplica('c')
+    assert.equal(await python(c.url, sessionId, 'print(x * 2)'), '90\n')
+    assert.equal((await call(b.url, 'GET', `/v1/sessions/${sessionId}`)).json.status, 'READY')
+
+    // Stopped on one replica, ended for all; its pod is deleted.
+    const stopped = await call(c.url, 'DELETE', `/v1/sessions/${sessionId}`)
+    assert.ok(stopped.status < 300, JSON.stringify(stopped.json))
+    const after = await call(b.url, 'POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'print(x)' } })
+    assert.equal((after.json as { code?: string }).code, 'SessionTerminated', JSON.stringify(after.json))
+    const deadline = Date.now() + 30_000
+    while (podsOf(fake).length > 0) {
+      if (Date.now() > deadline) assert.fail('the pod of the stopped session is still there after 30 s')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  })
+})
