@@ -16,8 +16,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { defaultRecipe, findImage } from '@codebox/sandbox'
-import { findResource, sandboxPodRunner, sandboxPodSkip, startFakeKubernetes, type FakeKubernetes } from '@codebox/sandbox/testing/kubernetes'
+import { findResource, sandboxPodRunner, sandboxPodSupport, startFakeKubernetes, type FakeKubernetes, type SandboxPodRunner } from '@codebox/sandbox/testing/kubernetes'
 import { postgresSkip, startPostgres, type PostgresServer } from '../postgres-fixtures.ts'
 import { startBalancer, type Balancer } from './balancer.ts'
 
@@ -25,8 +24,8 @@ const repo = fileURLToPath(new URL('../../../../', import.meta.url))
 const bin = path.join(repo, 'packages/cli/bin/codebox')
 const namespace = 'codebox'
 const podsOf = (fake: FakeKubernetes) => fake.store.list(findResource('', 'v1', 'pods')!, namespace)
-const image = await findImage(process.env.CODEBOX_STATE_DIR ?? '/var/lib/codebox', defaultRecipe())
-const skip = postgresSkip || (image ? sandboxPodSkip() : 'the sandbox image is not built (codebox image build)')
+const support = await sandboxPodSupport()
+const skip = postgresSkip || ('unavailable' in support ? support.unavailable : false)
 
 interface Replica {
   name: string
@@ -48,6 +47,7 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
   let work = ''
   let pg: PostgresServer
   let fake: FakeKubernetes
+  let pods: SandboxPodRunner
   let env: Record<string, string> = {}
   const replicas: Replica[] = []
   let balancer: Balancer
@@ -96,7 +96,8 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'cbx-replicas-'))
     pg = await startPostgres()
-    fake = await startFakeKubernetes({ kubelet: { podNetwork: 'loopback', run: sandboxPodRunner({ imagePath: image!.path }) } })
+    pods = await sandboxPodRunner({ imagePath: (support as { imagePath: string }).imagePath })
+    fake = await startFakeKubernetes({ kubelet: { podNetwork: 'loopback', run: (pod) => pods.run(pod) } })
     const kubeconfig = path.join(work, 'kubeconfig')
     await writeFile(kubeconfig, JSON.stringify(fake.kubeconfig(fake.adminToken, namespace)), { mode: 0o600 })
     env = {
@@ -122,6 +123,7 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
     await balancer?.close()
     for (const r of replicas) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL')
     await fake?.close()
+    await pods?.close()
     await pg?.stop()
     await rm(work, { recursive: true, force: true })
   })
@@ -130,9 +132,8 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
     const started = await call(balancer.url, 'POST', '/v1/sessions', {})
     assert.equal(started.status, 201, JSON.stringify(started.json))
     const sessionId = started.json.sessionId as string
-    const pods = podsOf(fake)
     assert.deepEqual(
-      pods.map((p) => p.metadata.name),
+      podsOf(fake).map((p) => p.metadata.name),
       [`cbx-${sessionId}`],
       'the session is one pod',
     )
