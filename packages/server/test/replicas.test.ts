@@ -11,8 +11,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it, type TestContext } from 'node:test'
+import { CodeboxError } from '@codebox/core'
 import { drivers, FakeDriver } from '@codebox/sandbox'
-import type { RunningServer } from '@codebox/server'
+import { loadServerConfig, type RunningServer } from '@codebox/server'
 import { expectError, expectJson, realServer } from './fixtures.ts'
 import { postgresSkip, startPostgres, type PostgresServer } from './postgres-fixtures.ts'
 
@@ -169,5 +170,21 @@ describe('replicas sharing one PostgreSQL store', { skip: postgresSkip }, () => 
     const gone = await expectError(python(b, lost, 'print(1)'), 410, 'SessionTerminated')
     assert.match(gone.message, /its sandbox is gone/)
     assert.deepEqual(await row(uri, lost), { status: 'TERMINATED', end_reason: 'sandbox-exited', replica_id: 'replica-a' })
+  })
+})
+
+describe('CODEBOX_REPLICA_ID', () => {
+  it('defaults to the host name and state dir, and takes 1-200 printable characters', () => {
+    const env = { CODEBOX_STATE_DIR: '/var/lib/codebox' }
+    assert.equal(loadServerConfig(env, {}, 'api-7').replicaId, 'api-7:/var/lib/codebox')
+    assert.equal(loadServerConfig({ ...env, CODEBOX_STATE_DIR: '/srv/two' }, {}, 'api-7').replicaId, 'api-7:/srv/two', 'a second server on the host differs')
+    assert.equal(loadServerConfig({ ...env, CODEBOX_REPLICA_ID: 'codebox-0' }, {}, 'api-7').replicaId, 'codebox-0')
+    assert.equal(loadServerConfig({ ...env, CODEBOX_REPLICA_ID: 'x'.repeat(200) }).replicaId.length, 200)
+    for (const bad of [' lead', 'trail ', 'new\nline', 'x'.repeat(201), 'caf\u00e9'])
+      assert.throws(
+        () => loadServerConfig({ ...env, CODEBOX_REPLICA_ID: bad }),
+        (e: unknown) => e instanceof CodeboxError && e.code === 'ValidationError' && /CODEBOX_REPLICA_ID/.test(e.message),
+        JSON.stringify(bad),
+      )
   })
 })

@@ -450,7 +450,7 @@ export class SessionService {
       // Another replica's session on a driver whose sandboxes only their own server reaches.
       throw new CodeboxError(
         'Unavailable',
-        `session ${sessionId} is served by another codebox replica (${record.replicaId ?? 'unknown'}), and this one cannot reach its sandbox: route its calls to that replica (docs/operations.md, "Replicas")`,
+        `session ${sessionId} is served by another codebox replica (${record.replicaId ?? 'unknown'}), and this one cannot reach its sandbox: route its calls to that replica (docs/operations.md, "Replicas: what a load balancer needs")`,
         { details: { replicaId: record.replicaId ?? null, retryAfterSeconds: 1 } },
       )
     }
