@@ -92,6 +92,7 @@ describe('replicas sharing one PostgreSQL store', { skip: postgresSkip }, () => 
     await expectJson(fetch(`${b.url}/v1/sessions/${sessionId}`, { method: 'DELETE' }), 200)
     assert.equal((await row(uri, sessionId)).status, 'TERMINATED')
     await expectError(python(a, sessionId, 'print(1)'), 410, 'SessionTerminated')
+    assert.equal(a.engine.find(sessionId), undefined, 'replica a, the one that could reach it, destroyed its sandbox')
   })
 
   it('on a shared driver any replica answers for any session, and one going away loses none', async (t) => {

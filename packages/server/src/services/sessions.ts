@@ -432,8 +432,10 @@ export class SessionService {
   async live(caller: Caller, sessionId: string): Promise<Session> {
     const record = await this.record(caller, sessionId)
     if (record.status === 'TERMINATED') {
-      // Ended by another replica while this one held it too: its handle here goes (the sandbox was the ender's to remove).
-      await this.engine.release(sessionId)
+      // Ended by another replica while this one holds it: on a shared driver the handle here goes
+      // (the sandbox was the ender's to remove); on any other, this replica alone reaches the sandbox.
+      const held = this.engine.find(sessionId)
+      if (held?.status === 'ready') await ((await this.sharedSandbox(record)) ? this.engine.release(sessionId) : held.stop('stopped'))
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
     }
     // A hosted agent's sandbox belongs to its runtime session alone: no call reaches into it from outside.
