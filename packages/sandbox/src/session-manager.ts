@@ -77,10 +77,11 @@ export interface SessionManagerOptions {
    * For a session on a shared driver (SandboxDriver.shared), which other servers may be serving
    * too: what the store says of it, asked before its idle timeout ends it here. Another server may
    * have served it since (`lastActivityAt`, epoch ms: the idle clock goes on from there) or ended it
-   * (`ended`: this manager lets go of its handle, the sandbox is not its to destroy). Without it,
-   * only this manager's own calls count.
+   * (`ended`: this manager lets go of its handle, the sandbox is not its to destroy), or moved its
+   * deadline (`maxLifetimeMs`, from its start), asked again before its lifetime ends it here.
+   * Without it, only this manager's own calls and deadline count.
    */
-  recordedActivity?: (sessionId: string) => Promise<{ ended: boolean; lastActivityAt?: number } | undefined>
+  recordedActivity?: (sessionId: string) => Promise<RecordedActivity | undefined>
 }
 
 export interface StartOptions {
@@ -106,6 +107,16 @@ export interface StartOptions {
    */
   code?: CodeMount
   signal?: AbortSignal
+}
+
+/** What the store says of a session other servers may serve too (SessionManagerOptions.recordedActivity). */
+export interface RecordedActivity {
+  /** Ended (by another server, or here). */
+  ended: boolean
+  /** Its last call on any server, epoch ms. */
+  lastActivityAt?: number
+  /** Its lifetime from its start, ms, as last set on any server. */
+  maxLifetimeMs?: number
 }
 
 /** A session as the store remembers it, for adopt(). */
@@ -450,7 +461,11 @@ export class SessionManager {
 
   private armLifetime(session: Session): void {
     const left = Math.max(0, session.createdAt.getTime() + session.limits.maxLifetimeMs - Date.now())
-    const lifetime = setTimeout(() => void session.stop('max-lifetime'), left)
+    const end = (): void => {
+      if (this.sharedSessions.has(session.id) && this.recordedActivity) void this.checkSharedLifetime(session)
+      else void session.stop('max-lifetime')
+    }
+    const lifetime = setTimeout(end, left)
     lifetime.unref()
     this.timers.set(`${session.id}:life`, lifetime)
   }
@@ -600,7 +615,7 @@ export class SessionManager {
    * store that cannot be asked does not keep it alive: its own idle timeout holds).
    */
   private async checkSharedIdle(session: Session, check: () => void): Promise<void> {
-    let recorded: { ended: boolean; lastActivityAt?: number } | undefined
+    let recorded: RecordedActivity | undefined
     try {
       recorded = await this.recordedActivity!(session.id)
     } catch {
@@ -612,6 +627,18 @@ export class SessionManager {
     const idleFor = Date.now() - session.lastActivityAt
     if (session.active === 0 && idleFor >= session.limits.idleTimeoutMs) await session.stop('idle-timeout')
     else this.setTimer(`${session.id}:idle`, check, Math.max(session.limits.idleTimeoutMs - idleFor, 50))
+  }
+
+  /** The end of the lifetime of a session other servers may serve: ended elsewhere, let go; moved later elsewhere, re-armed; else it ends. */
+  private async checkSharedLifetime(session: Session): Promise<void> {
+    const recorded = await this.recordedActivity!(session.id).catch(() => undefined)
+    if (session.status !== 'ready') return
+    if (recorded?.ended) return this.release(session.id)
+    const later = recorded?.maxLifetimeMs !== undefined && recorded.maxLifetimeMs > session.limits.maxLifetimeMs
+    if (later && session.createdAt.getTime() + recorded.maxLifetimeMs! > Date.now()) {
+      session.setLifetime(recorded.maxLifetimeMs!)
+      this.armLifetime(session)
+    } else await session.stop('max-lifetime')
   }
 
   private setTimer(key: string, fn: () => void, ms: number): void {

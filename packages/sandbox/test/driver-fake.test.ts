@@ -121,6 +121,29 @@ describe('fake driver', () => {
     }
   })
 
+  it('in shared mode, a deadline moved on another server holds here, and the session ends there', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-fake-lifetime-'))
+    try {
+      let maxLifetimeMs = 2500
+      await using manager = new SessionManager({
+        driver: new FakeDriver({ sharedDir: dir }),
+        poolSize: 0,
+        hostBudget: false,
+        recordedActivity: async () => ({ ended: false, lastActivityAt: Date.now(), maxLifetimeMs }),
+      })
+      const session = await manager.start({ limits: { maxLifetimeMs: 1000 } })
+      await delay(1800)
+      assert.equal(session.status, 'ready', 'its deadline was moved elsewhere')
+      assert.equal(session.limits.maxLifetimeMs, 2500)
+      maxLifetimeMs = 1000
+      const deadline = Date.now() + 3000
+      while (session.status === 'ready' && Date.now() < deadline) await delay(50)
+      assert.equal(session.endReason, 'max-lifetime')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("holds at most MAX_CONTROL_LINE of a kernel's unended control line: a longer one is dropped unread", async () => {
     await using manager = new SessionManager({ driver: new FakeDriver(), poolSize: 0 })
     const session = await manager.start()

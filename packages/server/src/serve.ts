@@ -75,10 +75,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         ending.add(recorded)
       },
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
-      // A session other replicas may serve too (a shared driver's): its last call anywhere, or its end.
+      // A session other replicas may serve too (a shared driver's): its last call anywhere, its deadline, or its end.
       recordedActivity: async (sessionId) => {
         const r = await opened.sessions.owner(sessionId)
-        return r && { ended: r.status !== 'READY', lastActivityAt: Date.parse(r.lastUpdatedAt) }
+        return r && { ended: r.status !== 'READY', lastActivityAt: Date.parse(r.lastUpdatedAt), maxLifetimeMs: r.limits.maxLifetimeMs }
       },
       sandboxesDir: path.join(config.store.kind === 'sqlite' ? path.dirname(config.store.path) : config.engine.stateDir, 'sandboxes'),
     })
