@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it, type TestContext } from 'node:test'
-import { CodeboxError } from '@codebox/core'
+import { CodeboxError, defaultLimits } from '@codebox/core'
 import { drivers, FakeDriver } from '@codebox/sandbox'
 import { loadServerConfig, type RunningServer } from '@codebox/server'
 import { expectError, expectJson, realServer } from './fixtures.ts'
@@ -93,6 +93,32 @@ describe('replicas sharing one PostgreSQL store', { skip: postgresSkip }, () => 
     assert.equal((await row(uri, sessionId)).status, 'TERMINATED')
     await expectError(python(a, sessionId, 'print(1)'), 410, 'SessionTerminated')
     assert.equal(a.engine.find(sessionId), undefined, 'replica a, the one that could reach it, destroyed its sandbox')
+  })
+
+  it('a restarting replica re-adopts or ends its own sessions only', async (t) => {
+    const uri = await pgServer.database('restart')
+    const db = new URL(uri).pathname.slice(1)
+    // Sessions two replicas left READY (their sandboxes gone: the fake driver's end with their server).
+    const first = await replica(t, uri, 'replica-a', 'fake') // migrates the database
+    await first.store.tenants.ensure('default')
+    await first.close()
+    const now = new Date().toISOString()
+    for (const [id, replicaId] of [
+      ['ownsession1', 'replica-a'],
+      ['othersession1', 'replica-b'],
+      ['oldsession1', null],
+    ] as const)
+      await pgServer.sql(
+        db,
+        `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits, sandbox_id, replica_id)
+         VALUES ($1, 'default', 'codebox.v1', '', 'READY', $2, $2, 900, $3, 'deadbeef', $4)`,
+        [id, now, JSON.stringify(defaultLimits), replicaId],
+      )
+    const restarted = await replica(t, uri, 'replica-a', 'fake')
+    assert.deepEqual(restarted.reconciled, ['ownsession1'], 'its own session, whose sandbox is gone, is ended; no other')
+    assert.equal((await row(uri, 'ownsession1')).end_reason, 'server-restart')
+    assert.equal((await row(uri, 'othersession1')).status, 'READY', "another replica's session is left alone")
+    assert.equal((await row(uri, 'oldsession1')).status, 'READY', 'a session recorded without a replica is left alone')
   })
 
   it('on a shared driver any replica answers for any session, and one going away loses none', async (t) => {
