@@ -142,6 +142,19 @@ export interface Sandbox {
 
 export interface SandboxDriver {
   readonly name: string
+  /**
+   * Whether every server with the same configuration reaches every sandbox of this driver by id
+   * through `attach()`, whichever server started it, also while another one is connected to it (a
+   * `kubernetes` pod, whose executor serves several connections). Replicas sharing a store then
+   * serve any session of any replica: a replica attaches a session another one started on its
+   * first call there, and a starting replica touches no other replica's sandboxes (nor removes
+   * any `list` names: it lists every replica's). Requires `attach`, which must throw
+   * SessionTerminated when the sandbox is gone; any other error means it cannot be reached now
+   * (the session's record stays). Default false: a sandbox is reached only by the server that
+   * started it (and, after a restart, by the next server on its host). docs/server.md, "Replicas
+   * and shared drivers".
+   */
+  readonly shared?: boolean
   /** Checks that the driver can work on this host; throws Unavailable with what is missing. */
   check(): Promise<void>
   create(spec: SandboxSpec, options?: CreateOptions): Promise<Sandbox>

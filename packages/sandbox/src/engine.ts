@@ -19,6 +19,8 @@ export async function createEngine(
   overrides: {
     poolSize?: number
     onSessionEnd?: SessionManagerOptions['onSessionEnd']
+    /** What the store says of a session other servers may serve too (SessionManagerOptions.recordedActivity). */
+    recordedActivity?: SessionManagerOptions['recordedActivity']
     onEgressDenial?: EgressServiceOptions['onDenial']
     /** Where the driver records sandboxes that outlive the server (default the state dir's `sandboxes/`). */
     sandboxesDir?: string
@@ -35,6 +37,7 @@ export async function createEngine(
     maxSessions: config.maxSessions,
     hostBudget: config.hostBudget,
     onSessionEnd: overrides.onSessionEnd,
+    ...(overrides.recordedActivity ? { recordedActivity: overrides.recordedActivity } : {}),
     egress: new EgressService({
       trusted: config.egressTrusted,
       onDenial: overrides.onEgressDenial,

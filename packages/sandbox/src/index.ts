@@ -1,5 +1,5 @@
 /** @codebox/sandbox: sessions, the pool, the drivers and the image they run. */
-export { SessionManager, type SessionManagerOptions, type StartOptions, type AdoptRecord, type AdoptOutcome } from './session-manager.ts'
+export { SessionManager, type SessionManagerOptions, type StartOptions, type AdoptRecord, type AdoptOutcome, type RecordedActivity } from './session-manager.ts'
 export {
   Session,
   MAX_CODE_BYTES,

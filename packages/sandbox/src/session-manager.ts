@@ -73,6 +73,15 @@ export interface SessionManagerOptions {
   hostProbe?: HostProbe
   /** Makes (and checks) another registered driver, for sessions that name one (an interpreter's). Without it, only `driver` runs. */
   driverFor?: (name: string) => Promise<SandboxDriver>
+  /**
+   * For a session on a shared driver (SandboxDriver.shared), which other servers may be serving
+   * too: what the store says of it, asked before its idle timeout ends it here. Another server may
+   * have served it since (`lastActivityAt`, epoch ms: the idle clock goes on from there) or ended it
+   * (`ended`: this manager lets go of its handle, the sandbox is not its to destroy), or moved its
+   * deadline (`maxLifetimeMs`, from its start), asked again before its lifetime ends it here.
+   * Without it, only this manager's own calls and deadline count.
+   */
+  recordedActivity?: (sessionId: string) => Promise<RecordedActivity | undefined>
 }
 
 export interface StartOptions {
@@ -98,6 +107,16 @@ export interface StartOptions {
    */
   code?: CodeMount
   signal?: AbortSignal
+}
+
+/** What the store says of a session other servers may serve too (SessionManagerOptions.recordedActivity). */
+export interface RecordedActivity {
+  /** Ended (by another server, or here). */
+  ended: boolean
+  /** Its last call on any server, epoch ms. */
+  lastActivityAt?: number
+  /** Its lifetime from its start, ms, as last set on any server. */
+  maxLifetimeMs?: number
 }
 
 /** A session as the store remembers it, for adopt(). */
@@ -178,6 +197,11 @@ export class SessionManager {
   /** Sandboxes this manager started (adopt() never removes them as unclaimed). */
   private readonly started = new Set<string>()
   private readonly driverFor: ((name: string) => Promise<SandboxDriver>) | undefined
+  private readonly recordedActivity: SessionManagerOptions['recordedActivity']
+  /** Sessions on a shared driver: other servers may serve them too. */
+  private readonly sharedSessions = new Set<string>()
+  /** Attaches in flight (attach()), by session id: concurrent calls for one session share one. */
+  private readonly attaching = new Map<string, Promise<Session>>()
   /** Drivers other than the manager's own, made on first use. */
   private readonly otherDrivers = new Map<string, Promise<SandboxDriver>>()
   private closed = false
@@ -185,6 +209,7 @@ export class SessionManager {
   constructor(options: SessionManagerOptions) {
     this.driver = options.driver
     this.driverFor = options.driverFor
+    this.recordedActivity = options.recordedActivity
     this.defaults = Object.freeze({ ...(options.defaults ?? defaultLimits) })
     this.maxLimits = Object.freeze({ ...(options.maxLimits ?? defaultMaxLimits) })
     this.preload = Object.freeze(checkPreload(options.preload ?? []))
@@ -270,6 +295,7 @@ export class SessionManager {
       onEnd: (s) => this.forget(s),
     })
     this.sessions.set(id, session)
+    if (driver.shared === true && driver.attach) this.sharedSessions.add(id)
     this.armIdle(session)
     this.armLifetime(session)
     this.refillPool()
@@ -305,7 +331,9 @@ export class SessionManager {
       }),
     )
     const { attach, list } = this.driver
-    if (!attach || !list) return outcome
+    // A shared driver lists every server's sandboxes: another server's pool and its starts in
+    // flight are claimed by no record here, and are not this server's to remove.
+    if (!attach || !list || this.driver.shared === true) return outcome
     const claimed = new Set(records.map((r) => r.sandboxId))
     for (const id of await list.call(this.driver)) {
       if (claimed.has(id) || this.started.has(id)) continue
@@ -317,6 +345,44 @@ export class SessionManager {
       outcome.removed++
     }
     return outcome
+  }
+
+  /**
+   * Serves here a session another server started on a shared driver (SandboxDriver.shared), or one
+   * whose sandbox outlived its server: attached as adopt() does, its timers going on from its
+   * record. Concurrent calls for one session share one attach; a session held here already is
+   * returned as it is. SessionTerminated when its sandbox has ended, Unavailable (or
+   * SandboxFailure) when it cannot be reached.
+   */
+  async attach(r: AdoptRecord): Promise<Session> {
+    if (this.closed) throw new CodeboxError('Unavailable', 'the session manager is shut down')
+    const held = this.sessions.get(r.sessionId)
+    if (held) return held
+    let pending = this.attaching.get(r.sessionId)
+    if (!pending) {
+      pending = this.adoptOne(r).finally(() => this.attaching.delete(r.sessionId))
+      this.attaching.set(r.sessionId, pending)
+    }
+    return pending
+  }
+
+  /** Whether sessions on the named driver (default the manager's own) may be served by other servers too (SandboxDriver.shared). */
+  async sharesSandboxes(driverName?: string): Promise<boolean> {
+    const driver = driverName === undefined ? this.driver : await this.driverNamed(driverName)
+    return driver.shared === true && driver.attach !== undefined
+  }
+
+  /**
+   * Lets go of a session held here without ending it: another server ended it, or serves it (a
+   * shared driver's sandbox). Calls in flight here end with Unavailable; the sandbox is left as it
+   * is and onSessionEnd is not called. Nothing happens for a session not held here, or ending.
+   */
+  async release(id: string): Promise<void> {
+    const session = this.sessions.get(id)
+    // One that is ending already is left to end (and be recorded) as it does.
+    if (session?.status !== 'ready') return
+    await session.detach('another server ended this session or serves it now; send the call again')
+    this.forget(session, { notify: false })
   }
 
   private async adoptOne(r: AdoptRecord): Promise<Session> {
@@ -365,6 +431,7 @@ export class SessionManager {
     })
     this.sessions.set(r.sessionId, session)
     this.selfEnding.add(r.sessionId)
+    if (driver.shared === true) this.sharedSessions.add(r.sessionId)
     this.armIdle(session)
     this.armLifetime(session)
     return session
@@ -394,7 +461,11 @@ export class SessionManager {
 
   private armLifetime(session: Session): void {
     const left = Math.max(0, session.createdAt.getTime() + session.limits.maxLifetimeMs - Date.now())
-    const lifetime = setTimeout(() => void session.stop('max-lifetime'), left)
+    const end = (): void => {
+      if (this.sharedSessions.has(session.id) && this.recordedActivity) void this.checkSharedLifetime(session)
+      else void session.stop('max-lifetime')
+    }
+    const lifetime = setTimeout(end, left)
     lifetime.unref()
     this.timers.set(`${session.id}:life`, lifetime)
   }
@@ -437,12 +508,14 @@ export class SessionManager {
 
   /**
    * Stops every session and empties the pool. With `detach`, sessions whose sandboxes outlive the
-   * server (the driver can attach) are let go instead, for the next server to re-adopt.
+   * server (the driver can attach) are let go instead, for the next server to re-adopt. Sessions on
+   * a shared driver are always let go: other servers serve them on.
    */
   async close(options: { detach?: boolean } = {}): Promise<void> {
     this.closed = true
-    const keep = options.detach === true && this.driver.attach !== undefined
-    await Promise.all([...[...this.sessions.values()].map((s) => (keep ? s.detach() : s.stop('shutdown'))), this.pool.close()])
+    const detachAll = options.detach === true && this.driver.attach !== undefined
+    const keep = (s: Session): boolean => detachAll || this.sharedSessions.has(s.id)
+    await Promise.all([...[...this.sessions.values()].map((s) => (keep(s) ? s.detach() : s.stop('shutdown'))), this.pool.close()])
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
   }
@@ -528,10 +601,44 @@ export class SessionManager {
     const check = (): void => {
       if (session.status !== 'ready') return
       const idleFor = Date.now() - session.lastActivityAt
-      if (session.active === 0 && idleFor >= session.limits.idleTimeoutMs) void session.stop('idle-timeout')
-      else this.setTimer(key, check, Math.max(session.limits.idleTimeoutMs - idleFor, 50))
+      if (session.active === 0 && idleFor >= session.limits.idleTimeoutMs) {
+        if (this.sharedSessions.has(session.id) && this.recordedActivity) void this.checkSharedIdle(session, check)
+        else void session.stop('idle-timeout')
+      } else this.setTimer(key, check, Math.max(session.limits.idleTimeoutMs - idleFor, 50))
     }
     this.setTimer(key, check, session.limits.idleTimeoutMs)
+  }
+
+  /**
+   * The idle timeout of a session other servers may serve: what the store says decides. Ended
+   * elsewhere: let go here. Used elsewhere since: the clock goes on from there. Else it ends (a
+   * store that cannot be asked does not keep it alive: its own idle timeout holds).
+   */
+  private async checkSharedIdle(session: Session, check: () => void): Promise<void> {
+    let recorded: RecordedActivity | undefined
+    try {
+      recorded = await this.recordedActivity!(session.id)
+    } catch {
+      recorded = undefined
+    }
+    if (session.status !== 'ready') return
+    if (recorded?.ended) return this.release(session.id)
+    if (recorded?.lastActivityAt !== undefined && recorded.lastActivityAt > session.lastActivityAt) session.lastActivityAt = recorded.lastActivityAt
+    const idleFor = Date.now() - session.lastActivityAt
+    if (session.active === 0 && idleFor >= session.limits.idleTimeoutMs) await session.stop('idle-timeout')
+    else this.setTimer(`${session.id}:idle`, check, Math.max(session.limits.idleTimeoutMs - idleFor, 50))
+  }
+
+  /** The end of the lifetime of a session other servers may serve: ended elsewhere, let go; moved later elsewhere, re-armed; else it ends. */
+  private async checkSharedLifetime(session: Session): Promise<void> {
+    const recorded = await this.recordedActivity!(session.id).catch(() => undefined)
+    if (session.status !== 'ready') return
+    if (recorded?.ended) return this.release(session.id)
+    const later = recorded?.maxLifetimeMs !== undefined && recorded.maxLifetimeMs > session.limits.maxLifetimeMs
+    if (later && session.createdAt.getTime() + recorded.maxLifetimeMs! > Date.now()) {
+      session.setLifetime(recorded.maxLifetimeMs!)
+      this.armLifetime(session)
+    } else await session.stop('max-lifetime')
   }
 
   private setTimer(key: string, fn: () => void, ms: number): void {
@@ -540,9 +647,12 @@ export class SessionManager {
     this.timers.set(key, t)
   }
 
-  private forget(session: Session): void {
+  private forget(session: Session, options: { notify?: boolean } = {}): void {
+    // A session released already (its id possibly attached again since) is not forgotten twice.
+    if (this.sessions.get(session.id) !== session) return
     this.sessions.delete(session.id)
     this.selfEnding.delete(session.id)
+    this.sharedSessions.delete(session.id)
     const reservation = this.reservations.get(session.id)
     if (reservation) this.budget?.release(reservation)
     this.reservations.delete(session.id)
@@ -550,7 +660,7 @@ export class SessionManager {
       clearTimeout(this.timers.get(k))
       this.timers.delete(k)
     }
-    this.onSessionEnd?.(session)
+    if (options.notify !== false) this.onSessionEnd?.(session)
   }
 }
 

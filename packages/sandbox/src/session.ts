@@ -342,15 +342,13 @@ export class Session {
   /** Ends the session: every process killed, workspace and tmpfs gone. Idempotent. */
   /**
    * Lets go of the session without ending it (a server that shuts down for a restart or an
-   * upgrade): calls in flight end with Unavailable, the channel closes, the sandbox runs on and
+   * upgrade, or another server serves or ended it): calls in flight end with Unavailable (`why`), the channel closes, the sandbox runs on and
    * ends itself at its idle timeout or lifetime unless a later server re-adopts it.
    */
-  detach(): Promise<void> {
+  detach(why = 'the server is shutting down for a restart; the session lives on: send the call again once the server is back'): Promise<void> {
     if (!this.ended) {
       this.status = 'terminated'
-      this.init.client.close(
-        new CodeboxError('Unavailable', 'the server is shutting down for a restart; the session lives on: send the call again once the server is back'),
-      )
+      this.init.client.close(new CodeboxError('Unavailable', why))
       this.init.sandbox.input.destroy()
       this.init.sandbox.release?.()
       this.ports.closeAll()

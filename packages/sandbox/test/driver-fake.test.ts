@@ -1,16 +1,33 @@
 /**
- * The driver contract on the fake driver (the executor as a plain host process), plus what only
- * the fake can show from the host: that destroy() leaves none of the sandbox's processes behind.
+ * The driver contract on the fake driver (the executor as a plain host process), in its own mode
+ * and its shared mode, plus what only the fake can show from the host: that destroy() leaves none
+ * of the sandbox's processes behind, and that managers on one shared directory serve each other's
+ * sessions.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { describe, it } from 'node:test'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { after, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
+import { CodeboxError } from '@codebox/core'
 import { FakeDriver, SessionManager } from '@codebox/sandbox'
 import { defineDriverTests } from '@codebox/sandbox/testing'
 import { py } from './fixtures.ts'
 
 defineDriverTests('fake', async () => new FakeDriver(), {
+  skips: {
+    oom: 'the fake driver sets no memory limit (no isolation at all)',
+    pids: 'the fake driver sets no process limit (no isolation at all)',
+    image: 'the fake driver runs on the host, not in the sandbox image: there is no /home/user leading to its workspace',
+  },
+})
+
+const sharedDir = mkdtempSync(path.join(tmpdir(), 'codebox-fake-shared-'))
+after(() => rmSync(sharedDir, { recursive: true, force: true }))
+
+defineDriverTests('fake (shared)', async () => new FakeDriver({ sharedDir }), {
   skips: {
     oom: 'the fake driver sets no memory limit (no isolation at all)',
     pids: 'the fake driver sets no process limit (no isolation at all)',
@@ -43,6 +60,87 @@ describe('fake driver', () => {
     for (const pid of pids) {
       while ((await running(pid)) && Date.now() < deadline) await delay(10)
       assert.equal(await running(pid), false, `process ${pid} outlived its sandbox`)
+    }
+  })
+
+  it('in shared mode, a manager attaches a session another one started; one that shuts down lets go of it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-fake-replicas-'))
+    try {
+      const a = new SessionManager({ driver: new FakeDriver({ sharedDir: dir }), poolSize: 0, hostBudget: false })
+      await using b = new SessionManager({ driver: new FakeDriver({ sharedDir: dir }), poolSize: 0, hostBudget: false })
+      assert.equal(await a.sharesSandboxes(), true)
+      assert.equal(await new SessionManager({ driver: new FakeDriver(), poolSize: 0, hostBudget: false }).sharesSandboxes(), false)
+      const session = await a.start()
+      assert.equal(await py(session, 'x = 7\nprint(x)'), '7\n')
+      await a.close()
+      assert.equal(session.status, 'terminated')
+      assert.deepEqual(await new FakeDriver({ sharedDir: dir }).list!(), [session.sandboxId], 'the sandbox lives on')
+      const record = { sessionId: session.id, sandboxId: session.sandboxId, limits: session.limits, createdAt: session.createdAt }
+      const [one, two] = await Promise.all([b.attach(record), b.attach(record)])
+      assert.equal(one, two, 'concurrent attaches of one session share one')
+      assert.equal(await py(one, 'print(x * 6)'), '42\n')
+      // Let go of, not ended: a third manager attaches it again.
+      await b.release(session.id)
+      assert.equal(b.find(session.id), undefined)
+      await using c = new SessionManager({ driver: new FakeDriver({ sharedDir: dir }), poolSize: 0, hostBudget: false })
+      const again = await c.attach(record)
+      assert.equal(await py(again, 'print(x)'), '7\n')
+      await again.stop()
+      assert.deepEqual(await new FakeDriver({ sharedDir: dir }).list!(), [], 'stopped: the sandbox is gone')
+      await assert.rejects(c.attach(record), (e: unknown) => e instanceof CodeboxError && e.code === 'SessionTerminated')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('in shared mode, the idle timeout counts calls on other servers, and an end recorded elsewhere lets the session go', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-fake-idle-'))
+    try {
+      // What the store would say: calls elsewhere until `ended`.
+      let ended = false
+      const asked: string[] = []
+      await using manager = new SessionManager({
+        driver: new FakeDriver({ sharedDir: dir }),
+        poolSize: 0,
+        hostBudget: false,
+        recordedActivity: async (id) => (asked.push(id), { ended, lastActivityAt: Date.now() }),
+      })
+      const session = await manager.start({ limits: { idleTimeoutMs: 1000 } })
+      await delay(2500)
+      assert.equal(session.status, 'ready', 'used elsewhere: not idle')
+      assert.ok(asked.length >= 1 && asked.every((id) => id === session.id))
+      ended = true
+      const deadline = Date.now() + 3000
+      while (manager.find(session.id) && Date.now() < deadline) await delay(50)
+      assert.equal(manager.find(session.id), undefined, 'let go once its end is recorded elsewhere')
+      assert.equal(session.endReason, undefined, 'not ended here')
+      assert.deepEqual(await new FakeDriver({ sharedDir: dir }).list!(), [session.sandboxId], 'its sandbox was not destroyed here')
+      await (await new FakeDriver({ sharedDir: dir }).attach!(session.sandboxId)).destroy()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('in shared mode, a deadline moved on another server holds here, and the session ends there', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'codebox-fake-lifetime-'))
+    try {
+      let maxLifetimeMs = 2500
+      await using manager = new SessionManager({
+        driver: new FakeDriver({ sharedDir: dir }),
+        poolSize: 0,
+        hostBudget: false,
+        recordedActivity: async () => ({ ended: false, lastActivityAt: Date.now(), maxLifetimeMs }),
+      })
+      const session = await manager.start({ limits: { maxLifetimeMs: 1000 } })
+      await delay(1800)
+      assert.equal(session.status, 'ready', 'its deadline was moved elsewhere')
+      assert.equal(session.limits.maxLifetimeMs, 2500)
+      maxLifetimeMs = 1000
+      const deadline = Date.now() + 3000
+      while (session.status === 'ready' && Date.now() < deadline) await delay(50)
+      assert.equal(session.endReason, 'max-lifetime')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 

@@ -128,12 +128,21 @@ export async function buildApp(options: AppOptions): Promise<App> {
     warmSandboxes: () => sessions?.engineStats().warm ?? 0,
     egressRequests: () => sessions?.engineStats().egress ?? { allowed: 0, denied: 0 },
   })
-  sessions = new SessionService({ engine, store, quotas: config.quotas, metrics, log: app.log })
+  sessions = new SessionService({
+    engine,
+    store,
+    quotas: config.quotas,
+    metrics,
+    log: app.log,
+    replicaId: config.replicaId,
+    sharedStore: config.store.kind === 'postgres',
+  })
   const agent = new AgentService({
     agent: options.agent ?? (await loadAgent(config.agent.options)),
     sessions,
     conversations: store.conversations,
     tenants: store.tenants,
+    ...(store.rates ? { rates: store.rates } : {}),
     metrics,
     settings: {
       idleTimeoutSeconds: config.agent.idleTimeoutSeconds,

@@ -3,6 +3,7 @@
  * frozen, passed down. No other server module reads process.env. docs/config.md lists every
  * variable.
  */
+import os from 'node:os'
 import path from 'node:path'
 import { agentOptionsFromEnv, type AgentOptions } from '@codebox/agent'
 import { validationError } from '@codebox/core'
@@ -55,6 +56,13 @@ export interface ServerConfig {
    * replicas, with the sealing key from `CODEBOX_SEALING_KEY` or `CODEBOX_SEALING_KEY_FILE`.
    */
   store: StoreConfig
+  /**
+   * `CODEBOX_REPLICA_ID`: this server's identity among the replicas sharing a PostgreSQL store,
+   * recorded on every session it starts; at start-up a replica re-adopts (or ends) only its own
+   * sessions. Default `<host name>:<state dir>`, the same across restarts of one server and
+   * different for two servers on one machine with their own state dirs. 1-200 printable characters.
+   */
+  replicaId: string
   /** `CODEBOX_MAX_UPLOAD_BYTES`: largest file upload. Default 100 MB. */
   maxUploadBytes: number
   /** `CODEBOX_RUNTIME_MAX_BUNDLE_BYTES`: largest runtime code bundle (gzipped tar) upload. Default 250 MiB; it may unpack to 4 times that. */
@@ -100,6 +108,7 @@ const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 export function loadServerConfig(
   env: Record<string, string | undefined> = {},
   overrides: Partial<Pick<ServerConfig, 'host' | 'port'>> = {},
+  hostname: string = os.hostname(),
 ): Readonly<ServerConfig> {
   const engine = loadEngineConfig(env)
   const logLevel = env.CODEBOX_LOG_LEVEL ?? 'info'
@@ -110,6 +119,7 @@ export function loadServerConfig(
     host,
     port: overrides.port ?? intVar(env, 'CODEBOX_PORT', 8080, 0, 65535),
     store: Object.freeze(storeConfigFromEnv(env, engine.stateDir)),
+    replicaId: replicaIdVar(env.CODEBOX_REPLICA_ID, `${hostname}:${engine.stateDir}`),
     maxUploadBytes: intVar(env, 'CODEBOX_MAX_UPLOAD_BYTES', 100_000_000, 1, 2 ** 40),
     maxBundleBytes: intVar(env, 'CODEBOX_RUNTIME_MAX_BUNDLE_BYTES', 250 * 1024 * 1024, 1024, 2 ** 40),
     runtimeLogs: Object.freeze({
@@ -185,6 +195,17 @@ function upstreamUrl(env: Record<string, string | undefined>, name: string, fall
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw validationError(name, 'must be an http:// or https:// URL')
   if (url.username || url.password || url.search || url.hash) throw validationError(name, 'must be a base URL without credentials, query or fragment')
   return `${url.origin}${url.pathname.replace(/\/$/, '')}`
+}
+
+/** CODEBOX_REPLICA_ID checked (1-200 printable characters, no leading or trailing space), or the default. */
+function replicaIdVar(value: string | undefined, fallback: string): string {
+  if (value === undefined || value === '') return fallback
+  if (value.length > 200 || !/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value))
+    throw validationError(
+      'CODEBOX_REPLICA_ID',
+      `must be 1-200 printable ASCII characters without leading or trailing spaces, got ${JSON.stringify(value.slice(0, 64))}`,
+    )
+  return value
 }
 
 /** True for addresses only this machine can reach. */

@@ -3,7 +3,8 @@
  * re-adopts the sessions a previous run left (their sandboxes outlive it: kernel state, files and
  * tasks intact; those that cannot be re-adopted are marked TERMINATED, `server-restart`, with the
  * reason logged), and listens. One server per SQLite store, enforced by a lock file; any number
- * of replicas share a PostgreSQL store.
+ * of replicas share a PostgreSQL store, each re-adopting only the sessions it started itself
+ * (CODEBOX_REPLICA_ID), never another replica's.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -53,6 +54,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const ending = new Set<Promise<unknown>>()
   try {
     store = await openStore(config.store)
+    const opened = store
     if (!loopbackOnly && !(await store.keys.anyCreated())) {
       throw validationError(
         'host',
@@ -73,6 +75,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         ending.add(recorded)
       },
       onEgressDenial: (d) => app?.app.log.info({ egress: d }, 'egress refused'),
+      // A session other replicas may serve too (a shared driver's): its last call anywhere, its deadline, or its end.
+      recordedActivity: async (sessionId) => {
+        const r = await opened.sessions.owner(sessionId)
+        return r && { ended: r.status !== 'READY', lastActivityAt: Date.parse(r.lastUpdatedAt), maxLifetimeMs: r.limits.maxLifetimeMs }
+      },
       sandboxesDir: path.join(config.store.kind === 'sqlite' ? path.dirname(config.store.path) : config.engine.stateDir, 'sandboxes'),
     })
     app = await buildApp({ config, engine, store, gateway, loopbackOnly, logger: options.logger, version: options.version })

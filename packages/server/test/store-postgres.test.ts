@@ -288,6 +288,30 @@ describe('the PostgreSQL store', { skip: postgresSkip }, () => {
     assert.equal(await store.sessions.countActive('acme'), 0)
   })
 
+  it("replicas take from one rate bucket, and their concurrent quota-checked inserts never pass a tenant's quota", async (t) => {
+    const {
+      stores: [a, b],
+    } = await replicas(t)
+    const spec = { perSecond: 3 / 60, burst: 3 }
+    const takes = await Promise.all([a!, b!, a!, b!, a!, b!, a!, b!].map((s) => s.rates.take('start:acme', spec)))
+    assert.equal(takes.filter((r) => r.taken).length, 3, 'a burst of 3 across both replicas, not 3 each')
+    assert.ok(takes.every((r) => r.tokens < 1 || r.taken))
+    assert.equal((await a!.rates.take('start:other', spec)).taken, true, 'buckets are per key')
+    // A bucket refills at its rate on the database's clock.
+    const fast = { perSecond: 2, burst: 1 }
+    assert.equal((await a!.rates.take('invoke:acme', fast)).taken, true)
+    assert.equal((await b!.rates.take('invoke:acme', fast)).taken, false)
+    await new Promise((r) => setTimeout(r, 600))
+    assert.equal((await b!.rates.take('invoke:acme', fast)).taken, true)
+
+    const inserts = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? a! : b!).sessions.insert(session(`q${i}`, 'quota'), { maxActive: 3 })),
+    )
+    assert.equal(inserts.filter((r) => r.status === 'fulfilled').length, 3)
+    for (const r of inserts) if (r.status === 'rejected') isError('QuotaExceeded', /has 3 sessions running/)(r.reason)
+    assert.equal(await b!.sessions.countActive('quota'), 3)
+  })
+
   it('a store that cannot be opened names it without its password', async () => {
     const missing = `postgresql://codebox:hunter2-secret@/codebox?host=${encodeURIComponent(path.join(server.dir, 'nothing-here'))}`
     await assert.rejects(PgStore.open(missing, { sealingKey, busyWaitMs: 200 }), (e: unknown) => {

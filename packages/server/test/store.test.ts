@@ -231,7 +231,7 @@ function storeSuite(b: Backend): void {
       assert.equal(await b.rawVersion(location), latestSchemaVersion)
       assert.deepEqual(
         await b.rawTables(location),
-        b.name === 'sqlite' ? [...storeTables, 'sqlite_sequence'].sort() : [...storeTables, 'codebox_schema'].sort(),
+        b.name === 'sqlite' ? [...storeTables, 'sqlite_sequence'].sort() : [...storeTables, 'codebox_schema', 'rate_buckets'].sort(),
       )
     })
 
@@ -539,6 +539,24 @@ function storeSuite(b: Backend): void {
       await store.sessions.touch('a1', new Date(t0 + 30_000))
       assert.deepEqual(await store.sessions.get('a1', 'acme'), ended)
       assert.equal(await store.sessions.markTerminated('ghost', 'stopped'), undefined)
+    })
+
+    it('keeps the replica that started a session, and refuses an insert past the tenant quota it is given', async (t) => {
+      const store = await b.fresh(t)
+      await store.sessions.insert(session('r1', 'acme', { replicaId: 'replica-a' }), { maxActive: 2 })
+      assert.equal((await store.sessions.get('r1', 'acme'))?.replicaId, 'replica-a')
+      await store.sessions.insert(session('r2', 'acme'), { maxActive: 2 })
+      assert.equal((await store.sessions.get('r2', 'acme'))?.replicaId, undefined)
+      await assert.rejects(store.sessions.insert(session('r3', 'acme'), { maxActive: 2 }), (e: unknown) => {
+        isError('QuotaExceeded', /tenant acme has 2 sessions running/)(e)
+        assert.deepEqual((e as CodeboxError).details, { quota: 'maxSessions', limit: 2, retryAfterSeconds: 10 })
+        return true
+      })
+      assert.equal(await store.sessions.get('r3', 'acme'), undefined, 'nothing was stored')
+      await store.sessions.insert(session('o1', 'other'), { maxActive: 2 })
+      await store.sessions.markTerminated('r1', 'stopped')
+      await store.sessions.insert(session('r3', 'acme'), { maxActive: 2 })
+      assert.equal(await store.sessions.countActive('acme'), 2)
     })
 
     it('terminateAllActive ends every READY session of every tenant, once', async (t) => {

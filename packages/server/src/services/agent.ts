@@ -23,11 +23,11 @@ import type { Agent, HistoryTurn, TurnResult } from '@codebox/agent'
 import type { ToolTarget } from '@codebox/tools'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Metrics } from '../metrics.ts'
-import type { ConversationStore, TenantStore } from '../store/index.ts'
+import type { ConversationStore, RateStore, TenantStore } from '../store/index.ts'
 import type { AgentDoor, ConversationPage, TurnRequest } from './agent-door.ts'
 import { errorEventOf, EventQueue, fallbackReason, statusOf } from './agent-events.ts'
 import { historyFrom, StoredEvents, titleOf } from './agent-memory.ts'
-import { perMinute, RateLimiter } from './quotas.ts'
+import { perMinute, ratesFor, type Rates } from './quotas.ts'
 import type { Caller, SessionService } from './sessions.ts'
 
 /** The service's settings (from ServerConfig.agent and the tenant quota defaults). */
@@ -55,6 +55,8 @@ export interface AgentServiceOptions {
   log?: FastifyBaseLogger
   /** How often expired conversations are deleted, ms. Default 10 minutes. */
   sweepIntervalMs?: number
+  /** The rate-limit buckets replicas share (the store's, on PostgreSQL); default: in this process. */
+  rates?: RateStore
 }
 
 /** A turn in progress: how to stop it, and when it has been stored. */
@@ -98,7 +100,7 @@ export class AgentService implements AgentDoor {
   readonly #settings: AgentServiceSettings
   readonly #interpreterId: string
   readonly #log: FastifyBaseLogger | undefined
-  readonly #rates = new RateLimiter()
+  readonly #rates: Rates
   readonly #running = new Map<string, Running>()
   /** Code sessions this process started for conversations, by conversation key. */
   readonly #owned = new Map<string, { caller: Caller; sessionId: string }>()
@@ -114,6 +116,7 @@ export class AgentService implements AgentDoor {
     this.#tenants = options.tenants
     this.#interpreterId = options.interpreterId ?? 'codebox.v1'
     this.#log = options.log
+    this.#rates = ratesFor({ ...(options.rates ? { rates: options.rates } : {}) })
     void this.sweepExpired()
     this.#sweep = setInterval(() => void this.sweepExpired(), options.sweepIntervalMs ?? 10 * 60_000)
     this.#sweep.unref()
@@ -225,7 +228,7 @@ export class AgentService implements AgentDoor {
     const quota = (await this.#tenants.get(caller.tenant))?.agentTurnsPerMinute ?? this.#settings.turnsPerMinute
     if (this.#running.has(key)) throw new CodeboxError('Conflict', `a turn of conversation ${conversationId} is running; wait for it to end, or stop it`)
     try {
-      this.#rates.take(`agentTurn:${caller.tenant}`, perMinute(quota), 'agent turns')
+      await this.#rates.take(`agentTurn:${caller.tenant}`, perMinute(quota), 'agent turns')
     } catch (e) {
       this.#metrics.agentTurns.inc({ role, outcome: 'rejected' })
       await this.#audit(request, { outcome: 'rejected', durationMs: 0, detail: `role=${role} error=RateLimited` })

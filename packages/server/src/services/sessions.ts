@@ -17,19 +17,20 @@ import {
   type StartSessionRequest,
   type ToolResult,
 } from '@codebox/core'
-import { drivers, type EgressCounters, type ExecuteCodeOptions, type Session, type SessionManager } from '@codebox/sandbox'
+import { drivers, type AdoptRecord, type EgressCounters, type ExecuteCodeOptions, type Session, type SessionManager } from '@codebox/sandbox'
 import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import {
   builtInInterpreterId,
   isStoreFailure,
+  sessionQuotaExceeded,
   type E2bSessionRecord,
   type HostedSessionRecord,
   type InterpreterRecord,
   type SessionRecord,
   type StoreApi,
 } from '../store/index.ts'
-import { RateLimiter } from './quotas.ts'
+import { ratesFor, type Rates } from './quotas.ts'
 import { checkCallOnSession, checkToolCall, isToolName, runTool, type ToolInputSummary } from './tools.ts'
 
 /** Who is calling: the tenant of the API key (or `default` on an open loopback server). */
@@ -54,7 +55,14 @@ export interface SessionServiceOptions {
   quotas: QuotaDefaults
   metrics: Metrics
   /** Where bookkeeping the store could not take is reported (the server's log). */
-  log?: { error: (obj: object, msg: string) => void }
+  log?: { error: (obj: object, msg: string) => void; info?: (obj: object, msg: string) => void }
+  /** This server's identity among replicas (CODEBOX_REPLICA_ID), recorded on every session it starts. Default none. */
+  replicaId?: string
+  /**
+   * Whether other servers share the store (PostgreSQL): start-up then re-adopts or ends only this
+   * replica's sessions. Default false: one server per store (SQLite), every session is its own.
+   */
+  sharedStore?: boolean
 }
 
 export class SessionService {
@@ -63,7 +71,9 @@ export class SessionService {
   private readonly quotas: QuotaDefaults
   private readonly metrics: Metrics
   private readonly log: SessionServiceOptions['log']
-  private readonly rates = new RateLimiter()
+  private readonly replicaId: string | undefined
+  private readonly sharedStore: boolean
+  private readonly rates: Rates
   /** Starts in flight, by tenant and client token, so a retry joins the first attempt. */
   private readonly pending = new Map<string, Promise<SessionInfo>>()
   private readonly startingByTenant = new Map<string, number>()
@@ -74,6 +84,18 @@ export class SessionService {
     this.quotas = options.quotas
     this.metrics = options.metrics
     this.log = options.log
+    this.replicaId = options.replicaId
+    this.rates = ratesFor(options.store)
+    this.sharedStore = options.sharedStore === true
+  }
+
+  /**
+   * Whether a READY record is this server's to re-adopt or end at start-up: every one with one
+   * server per store; with replicas, those this replica started (a record without a replica,
+   * written before replicas had one, is left to whoever serves it).
+   */
+  private own(r: SessionRecord): boolean {
+    return !this.sharedStore || (r.replicaId !== undefined && r.replicaId === this.replicaId)
   }
 
   /** The limits a session gets for what it leaves out (an interpreter's view shows them). */
@@ -129,27 +151,14 @@ export class SessionService {
     /** Hosted agents' sessions re-adopted: the server's RuntimeSessions serves their runtime sessions again. */
     hosted: { record: SessionRecord & { runtimeId: string; hosted: HostedSessionRecord & { taskId: string } }; session: Session }[]
   }> {
-    const active = await this.store.sessions.listAllActive()
+    // Another replica's sessions are its own business: it serves them (and, on a shared driver,
+    // so may any replica, on their first call here).
+    const active = (await this.store.sessions.listAllActive()).filter((r) => this.own(r))
     // A hosted agent's session is re-adopted once its agent's process was recorded (a start the
     // previous run did not finish is not); its network is the runtime's, not its interpreter's.
     const hosted = (r: SessionRecord): boolean => r.runtimeId !== undefined
     const resumable = (r: SessionRecord): boolean => !hosted(r) || r.hosted?.taskId !== undefined
-    const records = await Promise.all(
-      active
-        .filter((r) => r.sandboxId !== undefined && resumable(r))
-        .map(async (r) => {
-          const interpreter = r.hosted ? { network: r.hosted.network } : await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
-          return {
-            sessionId: r.sessionId,
-            sandboxId: r.sandboxId!,
-            limits: r.limits,
-            createdAt: new Date(r.createdAt),
-            ...(interpreter ? egressOf(interpreter) : {}),
-            ...(interpreter && 'driver' in interpreter && interpreter.driver ? { driver: interpreter.driver } : {}),
-            ...(r.gateway ? { gateway: r.gateway } : {}),
-          }
-        }),
-    )
+    const records = await Promise.all(active.filter((r) => r.sandboxId !== undefined && resumable(r)).map((r) => this.adoptRecord(r)))
     const outcome = await this.engine.adopt(records)
     const failed = new Map(outcome.failed.map((f) => [f.sessionId, f.reason]))
     for (const r of active) if (r.sandboxId === undefined) failed.set(r.sessionId, 'it was started by a codebox that did not record its sandbox')
@@ -168,6 +177,20 @@ export class SessionService {
           ? [{ record: record as SessionRecord & { runtimeId: string; hosted: HostedSessionRecord & { taskId: string } }, session }]
           : []
       }),
+    }
+  }
+
+  /** What the engine needs to attach a recorded session's sandbox: its limits, and its interpreter's (or runtime's) network and driver. */
+  private async adoptRecord(r: SessionRecord): Promise<AdoptRecord> {
+    const interpreter = r.hosted ? { network: r.hosted.network } : await this.store.interpreters.get(r.interpreterId, r.tenant).catch(() => undefined)
+    return {
+      sessionId: r.sessionId,
+      sandboxId: r.sandboxId!,
+      limits: r.limits,
+      createdAt: new Date(r.createdAt),
+      ...(interpreter ? egressOf(interpreter) : {}),
+      ...(interpreter && 'driver' in interpreter && interpreter.driver ? { driver: interpreter.driver } : {}),
+      ...(r.gateway ? { gateway: r.gateway } : {}),
     }
   }
 
@@ -280,13 +303,11 @@ export class SessionService {
     }
     try {
       const max = tenant.maxSessions ?? this.quotas.maxSessions
-      if ((await this.store.sessions.countActive(caller.tenant)) + starting >= max) {
-        throw new CodeboxError('QuotaExceeded', `tenant ${caller.tenant} has ${max} sessions running, its quota; stop one first`, {
-          details: { quota: 'maxSessions', limit: max, retryAfterSeconds: 10 },
-        })
-      }
+      // A first look, before a sandbox is made; the store has the last word as it records the session
+      // (other replicas' starts in flight are not counted here).
+      if ((await this.store.sessions.countActive(caller.tenant)) + starting >= max) throw sessionQuotaExceeded(caller.tenant, max)
       const perMinute = tenant.startsPerMinute ?? this.quotas.startsPerMinute
-      this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
+      await this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
       const interpreter = req.hosted ? hostedInterpreter(req.hosted) : await this.store.interpreters.get(req.interpreterId, caller.tenant)
       if (!interpreter) throw new CodeboxError('NotFound', `no interpreter ${JSON.stringify(req.interpreterId)}; list them with GET /v1/interpreters`)
       const limits: Partial<SessionLimits> = { ...interpreter.limits, ...req.limits }
@@ -322,9 +343,10 @@ export class SessionService {
             }
           : {}),
         ...(req.e2b ? { e2b: req.e2b } : {}),
+        ...(this.replicaId !== undefined ? { replicaId: this.replicaId } : {}),
       }
       try {
-        await this.store.sessions.insert(record)
+        await this.store.sessions.insert(record, { maxActive: max })
       } catch (e) {
         // Not recorded, so not usable: the sandbox goes too, and nothing is left half-made.
         await session.stop('stopped')
@@ -367,7 +389,9 @@ export class SessionService {
     const started = performance.now()
     const record = await this.record(caller, sessionId)
     if (record.status === 'READY') {
-      await this.engine.find(sessionId)?.stop('stopped')
+      const held = this.engine.find(sessionId)
+      if (held) await held.stop('stopped')
+      else if (record.sandboxId !== undefined && (await this.sharedSandbox(record))) await this.stopElsewhere(record)
       await this.store.sessions.markTerminated(sessionId, 'stopped')
       await this.audit(caller, { action: 'stopSession', sessionId, outcome: 'ok', durationMs: performance.now() - started, requestId: ctx.requestId })
     }
@@ -400,10 +424,18 @@ export class SessionService {
     return toInfo(await this.record(caller, sessionId))
   }
 
-  /** The running session behind an id the caller owns: NotFound, or SessionTerminated once it ended. */
+  /**
+   * The running session behind an id the caller owns: NotFound, or SessionTerminated once it ended.
+   * On a shared driver (SandboxDriver.shared) a session another replica started is attached here
+   * on its first call; one another replica ended is let go of here.
+   */
   async live(caller: Caller, sessionId: string): Promise<Session> {
     const record = await this.record(caller, sessionId)
     if (record.status === 'TERMINATED') {
+      // Ended by another replica while this one holds it: on a shared driver the handle here goes
+      // (the sandbox was the ender's to remove); on any other, this replica alone reaches the sandbox.
+      const held = this.engine.find(sessionId)
+      if (held?.status === 'ready') await ((await this.sharedSandbox(record)) ? this.engine.release(sessionId) : held.stop('stopped'))
       throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (${record.endReason ?? 'stopped'}); start a new session`)
     }
     // A hosted agent's sandbox belongs to its runtime session alone: no call reaches into it from outside.
@@ -414,13 +446,67 @@ export class SessionService {
       )
     }
     const session = this.engine.find(sessionId)
+    if (session?.status === 'ready') return session
+    if (!session && record.sandboxId !== undefined && (await this.sharedSandbox(record))) return this.attachHere(record)
+    if (!session && !this.own(record)) {
+      // Another replica's session on a driver whose sandboxes only their own server reaches.
+      throw new CodeboxError(
+        'Unavailable',
+        `session ${sessionId} is served by another codebox replica (${record.replicaId ?? 'unknown'}), and this one cannot reach its sandbox: route its calls to that replica (docs/operations.md, "Replicas: what a load balancer needs")`,
+        { details: { replicaId: record.replicaId ?? null, retryAfterSeconds: 1 } },
+      )
+    }
     // Not held here: it is ending (its end is being recorded) or its sandbox went with an earlier
     // server and start-up could not re-adopt it (recorded then). Either way the record is not
     // this call's to write.
-    if (!session || session.status !== 'ready') {
-      throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
+    throw new CodeboxError('SessionTerminated', `session ${sessionId} has ended (its sandbox is gone); start a new session`)
+  }
+
+  /** Whether the session's sandbox is on a shared driver, so any replica may attach it. */
+  private async sharedSandbox(record: SessionRecord): Promise<boolean> {
+    if (record.runtimeId !== undefined) return false
+    const interpreter = await this.store.interpreters.get(record.interpreterId, record.tenant).catch(() => undefined)
+    return this.engine.sharesSandboxes(interpreter?.driver).catch(() => false)
+  }
+
+  /**
+   * Attaches here a session on a shared driver that another replica started (or that outlived
+   * the one holding it). A sandbox that is gone ends the record (`sandbox-exited`); one that
+   * cannot be reached now is a 503 to retry, the record left as it is.
+   */
+  private async attachHere(record: SessionRecord): Promise<Session> {
+    try {
+      return await this.engine.attach(await this.adoptRecord(record))
+    } catch (e) {
+      const gone = e instanceof CodeboxError && (e.code === 'SessionTerminated' || e.code === 'SandboxFailure')
+      if (!gone) throw e
+      await this.store.sessions.markTerminated(record.sessionId, 'sandbox-exited')
+      this.log?.info?.(
+        { sessionId: record.sessionId, reason: e.message },
+        'a session on a shared driver could not be attached: its sandbox is gone; marked TERMINATED',
+      )
+      throw new CodeboxError('SessionTerminated', `session ${record.sessionId} has ended: its sandbox is gone (${e.message}); start a new session`, {
+        cause: e,
+      })
     }
-    return session
+  }
+
+  /**
+   * Stops a session on a shared driver that this replica does not hold: its record ends first (so
+   * a replica holding it lets go on its next call), then its sandbox is attached here and destroyed.
+   * A sandbox that cannot be reached now ends itself at its idle timeout (logged).
+   */
+  private async stopElsewhere(record: SessionRecord): Promise<void> {
+    await this.store.sessions.markTerminated(record.sessionId, 'stopped')
+    try {
+      await (await this.engine.attach(await this.adoptRecord(record))).stop('stopped')
+    } catch (e) {
+      if (e instanceof CodeboxError && e.code === 'SessionTerminated') return
+      this.log?.error(
+        { sessionId: record.sessionId, err: e },
+        'a stopped session’s sandbox could not be reached to remove it; it ends itself at its idle timeout',
+      )
+    }
   }
 
   /** Runs a tool in a session the caller owns, streaming its events; audited and counted. */
@@ -494,7 +580,7 @@ export class SessionService {
     try {
       const tenant = await this.store.tenants.get(caller.tenant)
       const perSecond = tenant?.invokesPerSecond ?? this.quotas.invokesPerSecond
-      this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
+      await this.rates.take(`invoke:${caller.tenant}`, { perSecond, burst: perSecond * 2 }, 'invocations')
       const result = yield* run(this, (name, s) => {
         tool = name
         summary = s

@@ -16,7 +16,18 @@ export {
   type SealingKeySource,
 } from './open.ts'
 export { isStoreFailure } from './busy.ts'
-export type { StoreApi, TenantStore, KeyStore, AwsKeyStore, InterpreterStore, SessionStore, AuditStore, RuntimeStore, RuntimeLogStore } from './types.ts'
+export type {
+  StoreApi,
+  TenantStore,
+  KeyStore,
+  AwsKeyStore,
+  InterpreterStore,
+  SessionStore,
+  AuditStore,
+  RuntimeStore,
+  RuntimeLogStore,
+  RateStore,
+} from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'
 export type { Migration } from './migrations.ts'
 export { TenantRepository, tenantIdPattern, checkTenantId } from './tenants.ts'
@@ -27,7 +38,7 @@ export { AwsKeyRepository, accessKeyIdPattern } from './aws-keys.ts'
 export type { AwsKeyRecord, CreateAwsKeyResult } from './aws-keys.ts'
 export { InterpreterRepository, builtInInterpreterId } from './interpreters.ts'
 export type { InterpreterRecord, InterpreterStatus, InterpreterNetwork, CreateInterpreterOptions } from './interpreters.ts'
-export { SessionRepository } from './sessions.ts'
+export { SessionRepository, sessionQuotaExceeded } from './sessions.ts'
 export type { SessionRecord, SessionStatus, ListSessionsOptions, HostedSessionRecord, E2bSessionRecord } from './sessions.ts'
 export { AuditRepository } from './audit.ts'
 export type { ListAuditOptions } from './audit.ts'

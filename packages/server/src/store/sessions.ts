@@ -39,6 +39,11 @@ export interface SessionRecord {
   hosted?: HostedSessionRecord
   /** A session started through the E2B API (apis/e2b): the template it named and its metadata. */
   e2b?: E2bSessionRecord
+  /**
+   * The replica that started it (CODEBOX_REPLICA_ID): a starting replica re-adopts or ends only its
+   * own sessions. Absent for a session recorded before replicas had an identity.
+   */
+  replicaId?: string
 }
 
 /** What the E2B API keeps of a sandbox beyond the session: returned by its getInfo and list, filtered on by list. */
@@ -91,6 +96,7 @@ export interface SessionRow {
   runtime_id: string | null
   hosted: string | null
   e2b: string | null
+  replica_id: string | null
 }
 
 export const toRecord = (r: SessionRow): SessionRecord => ({
@@ -112,9 +118,10 @@ export const toRecord = (r: SessionRow): SessionRecord => ({
   ...(r.runtime_id ? { runtimeId: r.runtime_id } : {}),
   ...(r.hosted ? { hosted: JSON.parse(r.hosted) as HostedSessionRecord } : {}),
   ...(r.e2b ? { e2b: JSON.parse(r.e2b) as E2bSessionRecord } : {}),
+  ...opt('replicaId', r.replica_id),
 })
 
-/** A record's columns in the order both stores insert them (session_id ... e2b). */
+/** A record's columns in the order both stores insert them (session_id ... e2b, replica_id): sessionColumns. */
 export function sessionValues(rec: SessionRecord): (string | number | null)[] {
   return [
     rec.sessionId,
@@ -135,10 +142,22 @@ export function sessionValues(rec: SessionRecord): (string | number | null)[] {
     rec.runtimeId ?? null,
     rec.hosted ? JSON.stringify(rec.hosted) : null,
     rec.e2b ? JSON.stringify(rec.e2b) : null,
+    rec.replicaId ?? null,
   ]
 }
 
+/** The columns sessionValues fills, in its order. */
+export const sessionColumns =
+  'session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits, client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted, e2b, replica_id'
+
 export const pageKind = 'sessions'
+
+/** The error of a start past the tenant's quota of running sessions (`max`). */
+export function sessionQuotaExceeded(tenant: string, max: number): CodeboxError {
+  return new CodeboxError('QuotaExceeded', `tenant ${tenant} has ${max} sessions running, its quota; stop one first`, {
+    details: { quota: 'maxSessions', limit: max, retryAfterSeconds: 10 },
+  })
+}
 
 /** Session records of all tenants, in SQLite; every read that a caller answers with takes the tenant. */
 export class SessionRepository implements SessionStore {
@@ -154,11 +173,7 @@ export class SessionRepository implements SessionStore {
     this.#tenants = tenants
     const end = `status = 'TERMINATED', ended_at = :at, end_reason = :reason, last_updated_at = :at`
     this.#q = {
-      insert: db.prepare(
-        `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                               client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted, e2b)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
+      insert: db.prepare(`INSERT INTO sessions (${sessionColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       get: db.prepare('SELECT * FROM sessions WHERE session_id = ? AND tenant = ?'),
       byId: db.prepare('SELECT * FROM sessions WHERE session_id = ?'),
       byToken: db.prepare('SELECT * FROM sessions WHERE tenant = ? AND client_token = ?'),
@@ -178,11 +193,13 @@ export class SessionRepository implements SessionStore {
     }
   }
 
-  /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken. */
-  async insert(rec: SessionRecord): Promise<void> {
+  /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken, QuotaExceeded past `maxActive`. */
+  async insert(rec: SessionRecord, options: { maxActive?: number } = {}): Promise<void> {
     try {
       transaction(this.#db, () => {
         this.#tenants.ensureSync(rec.tenant)
+        const max = options.maxActive
+        if (max !== undefined && Number((this.#q.countActive.get(rec.tenant) as { n: number }).n) >= max) throw sessionQuotaExceeded(rec.tenant, max)
         this.#q.insert.run(...sessionValues(rec))
       })
     } catch (e) {

@@ -71,8 +71,13 @@ export interface InterpreterStore {
 
 /** Session records of all tenants; every read a caller answers with takes the tenant. */
 export interface SessionStore {
-  /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken. */
-  insert(record: SessionRecord): Promise<void>
+  /**
+   * Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is
+   * taken. With `maxActive`, QuotaExceeded when the tenant has that many READY sessions already,
+   * counted and inserted at once (on PostgreSQL under the tenant's lock, so replicas starting
+   * sessions together never pass the quota).
+   */
+  insert(record: SessionRecord, options?: { maxActive?: number }): Promise<void>
   /** The session if it belongs to `tenant`; another tenant's session is undefined, like an unknown one. */
   get(sessionId: string, tenant: string): Promise<SessionRecord | undefined>
   /** The session `tenant` started with this idempotency token, or undefined. */
@@ -95,6 +100,18 @@ export interface SessionStore {
   touch(sessionId: string, at?: Date): Promise<void>
   /** Records a READY session's new lifetime (`limits.maxLifetimeMs`, from its start). */
   setLifetime(sessionId: string, maxLifetimeMs: number): Promise<void>
+}
+
+/**
+ * Token buckets every replica takes from (PostgreSQL): a tenant's rate is the same whichever
+ * replica it reaches, and however many there are. Counted on the database's clock.
+ */
+export interface RateStore {
+  /**
+   * Takes one token from bucket `key` (created full), which holds at most `burst` tokens and gains
+   * `perSecond` a second. Returns whether a token was taken, and the tokens left.
+   */
+  take(key: string, spec: { perSecond: number; burst: number }): Promise<{ taken: boolean; tokens: number }>
 }
 
 /** The append-only audit log. */
@@ -175,6 +192,8 @@ export interface StoreApi {
   readonly runtimes: RuntimeStore
   /** Hosted agents' logs, per runtime session. */
   readonly runtimeLogs: RuntimeLogStore
+  /** Rate limits shared by replicas; absent for a store one server has to itself (SQLite), which counts in memory. */
+  readonly rates?: RateStore
   /**
    * A 32-byte key for `purpose`, derived from the store's sealing key: the same on every server
    * sharing this store, different for every purpose, never the sealing key itself.

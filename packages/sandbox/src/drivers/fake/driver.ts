@@ -6,15 +6,21 @@
  * mounted anywhere: `CODEBOX_CODE_DIR` names the host directory itself (nothing stops code from
  * writing there). `connectPort` is a plain TCP connection to the host's 127.0.0.1, where the
  * "sandbox" listens: no inbound relay.
+ *
+ * With `sharedDir`, the driver is shared (SandboxDriver.shared): each executor listens on a unix
+ * socket in `<sharedDir>/<id>/` and outlives the server that started it, and every FakeDriver
+ * given that directory attaches any of them by id (shared.ts). For tests of replicas.
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
-import type { LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
+import type { AttachOptions, LimitCounters, Sandbox, SandboxDriver, SandboxExit, SandboxSpec } from '@codebox/core'
 import { connectLoopback } from '../inbound.ts'
 import { boundedBuffer, executorDir, hostNodeModules } from '../shared.ts'
+import { killTree } from './processes.ts'
+import { SharedFakeSandboxes } from './shared.ts'
 
 export interface FakeDriverOptions {
   /** Python used to run the executor. Default `/usr/bin/python3`. */
@@ -24,16 +30,36 @@ export interface FakeDriverOptions {
    * hostile-sandbox suite runs a stand-in that writes malformed frames. Default: the real executor.
    */
   executorScript?: string
+  /**
+   * A directory every FakeDriver of the replicas under test is given: sandboxes live there and
+   * outlive their server, and any of these drivers attaches them by id (`shared`). The executor
+   * serves one connection at a time this way, so a server reaches a sandbox another one holds
+   * once that one has let go. Default none: a sandbox ends with its server.
+   */
+  sharedDir?: string
 }
 
 export class FakeDriver implements SandboxDriver {
   readonly name = 'fake'
+  readonly shared: boolean
+  /** With `sharedDir` only. */
+  readonly attach?: (id: string, options?: AttachOptions) => Promise<Sandbox>
+  /** With `sharedDir` only. */
+  readonly list?: () => Promise<string[]>
   private readonly python: string
   private readonly executorScript: string
+  private readonly sharedSandboxes: SharedFakeSandboxes | undefined
 
   constructor(options: FakeDriverOptions = {}) {
     this.python = options.python ?? '/usr/bin/python3'
     this.executorScript = options.executorScript ?? path.join(executorDir, 'executor.py')
+    this.shared = options.sharedDir !== undefined
+    if (options.sharedDir !== undefined) {
+      const sandboxes = new SharedFakeSandboxes(options.sharedDir)
+      this.sharedSandboxes = sandboxes
+      this.attach = (id) => sandboxes.attach(id)
+      this.list = () => sandboxes.list()
+    }
   }
 
   async check(): Promise<void> {}
@@ -42,30 +68,15 @@ export class FakeDriver implements SandboxDriver {
     const workspace = await mkdtemp(path.join(tmpdir(), `codebox-fake-${spec.id}-`))
     // The session's /tmp: matplotlib's config and cache go here, as in a real sandbox, not into the workspace.
     const tmp = await mkdtemp(path.join(tmpdir(), `codebox-fake-tmp-${spec.id}-`))
+    const env = this.executorEnv(spec, workspace, tmp)
+    if (this.sharedSandboxes) {
+      return this.sharedSandboxes.create({ id: spec.id, python: this.python, script: this.executorScript, env, workspace, tmp })
+    }
     const child = spawn(this.python, ['-s', this.executorScript], {
       cwd: workspace,
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: {
-        PATH: `/usr/local/bin:/usr/bin:/bin:${workspace}/.local/bin`,
-        LANG: 'C.UTF-8',
-        HOME: workspace,
-        // the host's pip (if any) installs into the session's workspace (~/.local), never the host's Python
-        PIP_USER: '1',
-        PIP_BREAK_SYSTEM_PACKAGES: '1',
-        PIP_DISABLE_PIP_VERSION_CHECK: '1',
-        MPLBACKEND: 'Agg',
-        MPLCONFIGDIR: path.join(tmp, '.config/matplotlib'),
-        XDG_CACHE_HOME: path.join(tmp, '.cache'),
-        PYTHONDONTWRITEBYTECODE: '1',
-        CODEBOX_WORKSPACE: workspace,
-        CODEBOX_NODE: process.execPath,
-        CODEBOX_PYTHON: this.python,
-        // no Deno even when the host has one: fake sessions offer python and nodejs only
-        CODEBOX_DENO: '',
-        NODE_PATH: hostNodeModules,
-        ...(spec.code ? { CODEBOX_CODE_DIR: spec.code.hostPath } : {}),
-      },
+      env,
     })
     const diagnostics = boundedBuffer(16 * 1024)
     child.stderr.on('data', (c: Buffer) => diagnostics.push(c))
@@ -84,40 +95,36 @@ export class FakeDriver implements SandboxDriver {
       connectPort: (port, options) => connectLoopback(port, options),
       destroy: () =>
         (destroyed ??= (async () => {
-          // Kernels and commands run in sessions of their own, so the executor's process group
-          // is not enough: stop the whole tree (no more forks), then kill it. Only while the
-          // executor is unreaped: after that its pid may belong to someone else.
-          if (child.exitCode === null && child.signalCode === null) {
-            for (const p of await processTree(pid)) signal(p, 'SIGSTOP')
-            for (const p of await processTree(pid)) signal(p, 'SIGKILL')
-            signal(-pid, 'SIGKILL')
-          }
+          // Only while the executor is unreaped: after that its pid may belong to someone else.
+          if (child.exitCode === null && child.signalCode === null) await killTree(pid)
           await exited
           await rm(workspace, { recursive: true, force: true })
           await rm(tmp, { recursive: true, force: true })
         })()),
     }
   }
-}
 
-/** `root` and every process descending from it, from /proc. */
-async function processTree(root: number): Promise<number[]> {
-  const children = new Map<number, number[]>()
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-    if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(name)])
-  }
-  const tree = [root]
-  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []))
-  return tree
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name)
-  } catch {
-    // already gone
+  /** The executor's environment: the host's tools, the workspace as home, the session's own /tmp. */
+  private executorEnv(spec: SandboxSpec, workspace: string, tmp: string): Record<string, string> {
+    return {
+      PATH: `/usr/local/bin:/usr/bin:/bin:${workspace}/.local/bin`,
+      LANG: 'C.UTF-8',
+      HOME: workspace,
+      // the host's pip (if any) installs into the session's workspace (~/.local), never the host's Python
+      PIP_USER: '1',
+      PIP_BREAK_SYSTEM_PACKAGES: '1',
+      PIP_DISABLE_PIP_VERSION_CHECK: '1',
+      MPLBACKEND: 'Agg',
+      MPLCONFIGDIR: path.join(tmp, '.config/matplotlib'),
+      XDG_CACHE_HOME: path.join(tmp, '.cache'),
+      PYTHONDONTWRITEBYTECODE: '1',
+      CODEBOX_WORKSPACE: workspace,
+      CODEBOX_NODE: process.execPath,
+      CODEBOX_PYTHON: this.python,
+      // no Deno even when the host has one: fake sessions offer python and nodejs only
+      CODEBOX_DENO: '',
+      NODE_PATH: hostNodeModules,
+      ...(spec.code ? { CODEBOX_CODE_DIR: spec.code.hostPath } : {}),
+    }
   }
 }

@@ -280,6 +280,21 @@ export const pgMigrations: readonly Migration[] = [
     description: 'a session started through the E2B API: the template it was asked for and its metadata (JSON {template, metadata})',
     sql: `ALTER TABLE sessions ADD COLUMN e2b ${T};`,
   },
+  {
+    version: 14,
+    description:
+      'the replica (CODEBOX_REPLICA_ID) that started a session, so a starting replica re-adopts or ends only its own; on PostgreSQL, the rate-limit token buckets its replicas share',
+    sql: `
+      ALTER TABLE sessions ADD COLUMN replica_id ${T};
+
+      CREATE TABLE rate_buckets (
+        key ${T} PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        taken BOOLEAN NOT NULL
+      );
+    `,
+  },
 ]
 
 /** The schema version this code writes and understands (the same as SQLite's). */

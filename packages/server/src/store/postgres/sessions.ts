@@ -5,11 +5,23 @@
  */
 import type { SessionEndReason } from '@codebox/core'
 import { CodeboxError } from '@codebox/core'
-import { pageKind, sessionValues, toRecord, type ListSessionsOptions, type SessionRecord, type SessionRow } from '../sessions.ts'
+import {
+  pageKind,
+  sessionColumns,
+  sessionQuotaExceeded,
+  sessionValues,
+  toRecord,
+  type ListSessionsOptions,
+  type SessionRecord,
+  type SessionRow,
+} from '../sessions.ts'
 import { checkPageLimit, decodePageToken, encodePageToken, isoNow, type Page } from '../sql.ts'
 import type { SessionStore } from '../types.ts'
 import { isUniqueViolation, type Db } from './db.ts'
 import { ensureTenant } from './tenants.ts'
+
+/** The class of the advisory locks that serialize one tenant's quota-checked inserts (the key is the tenant's hash). */
+const quotaLock = 0x636278 // "cbx"
 
 const end = `status = 'TERMINATED', ended_at = $2, end_reason = $3, last_updated_at = $2`
 
@@ -20,14 +32,19 @@ export class PgSessionRepository implements SessionStore {
     this.#db = db
   }
 
-  async insert(rec: SessionRecord): Promise<void> {
+  async insert(rec: SessionRecord, options: { maxActive?: number } = {}): Promise<void> {
     try {
       await this.#db.tx(async (c) => {
         await ensureTenant(c, rec.tenant)
+        const max = options.maxActive
+        if (max !== undefined) {
+          // The tenant's lock until commit: two replicas' starts count one after the other.
+          await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [quotaLock, rec.tenant])
+          const n = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM sessions WHERE tenant = $1 AND status = 'READY'`, [rec.tenant])).rows[0]!.n
+          if (n >= max) throw sessionQuotaExceeded(rec.tenant, max)
+        }
         await c.query(
-          `INSERT INTO sessions (session_id, tenant, interpreter_id, name, status, created_at, last_updated_at, timeout_seconds, limits,
-                                 client_token, key_id, ended_at, end_reason, sandbox_id, gateway, runtime_id, hosted, e2b)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+          `INSERT INTO sessions (${sessionColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
           sessionValues(rec),
         )
       })

@@ -13,6 +13,7 @@ import { Db, guardPg, pgUnavailable } from './db.ts'
 import { PgInterpreterRepository } from './interpreters.ts'
 import { PgKeyRepository } from './keys.ts'
 import { migratePg } from './migrations.ts'
+import { PgRateRepository } from './rates.ts'
 import { PgRuntimeLogRepository } from './runtime-logs.ts'
 import { PgRuntimeRepository } from './runtimes.ts'
 import { PgSessionRepository } from './sessions.ts'
@@ -42,6 +43,7 @@ export class PgStore implements StoreApi {
   readonly conversations: PgConversationRepository
   readonly runtimes: PgRuntimeRepository
   readonly runtimeLogs: PgRuntimeLogRepository
+  readonly rates: PgRateRepository
   readonly #db: Db
   readonly #sealingKey: Buffer
 
@@ -59,6 +61,7 @@ export class PgStore implements StoreApi {
     this.conversations = guardPg(new PgConversationRepository(db), db)
     this.runtimes = guardPg(new PgRuntimeRepository(db, sealingKey), db)
     this.runtimeLogs = guardPg(new PgRuntimeLogRepository(db), db)
+    this.rates = guardPg(new PgRateRepository(db), db)
   }
 
   /**
