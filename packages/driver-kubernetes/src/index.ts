@@ -1,9 +1,10 @@
 /** codebox on Kubernetes: manifest builders, the executor token, and the names and labels they share. */
 export * from './names.ts'
-export { executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
+export { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
 export {
   sessionPod,
   warmPod,
+  egressPolicyAnnotation,
   EXECUTOR_PORT,
   EXECUTOR_COMMAND,
   SANDBOX_UID,
@@ -23,3 +24,5 @@ export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, t
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
 export { installOptionsFromValues } from './chart-values.ts'
+export { startClusterEgressProxy, parseBasicCredentials, type ClusterEgressProxy, type ClusterEgressProxyOptions, type EgressProfile } from './egress/proxy.ts'
+export { egressPodEntry, type EgressPodEntry } from './egress/pods.ts'
