@@ -21,6 +21,7 @@ export { sandboxNetworkPolicies, type EgressProxySelector, type NetworkPolicyOpt
 export { apiRbac } from './manifests/rbac.ts'
 export { apiDeployment, apiService, apiDisruptionBudget, serviceHostNames, API_PORT, type ApiOptions } from './manifests/api.ts'
 export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, type InstallOptions, type SandboxMaxima } from './manifests/install.ts'
+export { egressProxyManifests, EGRESS_PROXY_PORT, type EgressProxyInstallOptions } from './manifests/egress.ts'
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
 export { installOptionsFromValues } from './chart-values.ts'
