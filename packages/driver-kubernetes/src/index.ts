@@ -25,5 +25,12 @@ export { egressProxyManifests, EGRESS_PROXY_PORT, type EgressProxyInstallOptions
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
 export { installOptionsFromValues } from './chart-values.ts'
-export { startClusterEgressProxy, parseBasicCredentials, type ClusterEgressProxy, type ClusterEgressProxyOptions, type EgressProfile } from './egress/proxy.ts'
+export {
+  startClusterEgressProxy,
+  defaultKubeConfig,
+  parseBasicCredentials,
+  type ClusterEgressProxy,
+  type ClusterEgressProxyOptions,
+  type EgressProfile,
+} from './egress/proxy.ts'
 export { egressPodEntry, type EgressPodEntry } from './egress/pods.ts'

@@ -17,7 +17,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
-import { CoreV1Api, makeInformer, type Informer, type KubeConfig, type ObjectCache, type V1Pod } from '@kubernetes/client-node'
+import { CoreV1Api, KubeConfig, makeInformer, type Informer, type ObjectCache, type V1Pod } from '@kubernetes/client-node'
 import { CodeboxError, validationError } from '@codebox/core'
 import {
   createEgressProxy,
@@ -81,6 +81,13 @@ export interface ClusterEgressProxy {
 
 const realm = 'the proxy credentials (the user and password of HTTP_PROXY: the pod name and its egress token)'
 const gatewayNotServed = `the model gateway (${GATEWAY_HOST}) is not served by the cluster's egress proxy yet`
+
+/** The API server's credentials as client-node finds them: KUBECONFIG, ~/.kube/config, or in a pod its ServiceAccount. */
+export function defaultKubeConfig(): KubeConfig {
+  const kc = new KubeConfig()
+  kc.loadFromDefault()
+  return kc
+}
 
 /** `Basic base64(user:password)`, or undefined when the header is not that. */
 export function parseBasicCredentials(header: string): { user: string; password: string } | undefined {
