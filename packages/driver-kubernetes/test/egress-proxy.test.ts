@@ -8,6 +8,7 @@
  * working; a token sent from another address is 403; the gateway is refused.
  */
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
@@ -124,7 +125,7 @@ describe('the cluster egress proxy', () => {
     policy: EgressPolicy,
     podIP = '127.0.0.1',
     profile: EgressProfile = 'vpc',
-  ): Promise<{ name: string; auth: string }> {
+  ): Promise<{ name: string; auth: string; url: string }> {
     const name = `cbx-${sessionId}`
     const nonce = newTokenNonce()
     const token = egressToken(key, { namespace, podName: name, nonce })
@@ -147,7 +148,7 @@ describe('the cluster egress proxy', () => {
     assert.equal(url.password, token)
     await core.createNamespacedPod({ namespace, body: body as V1Pod })
     await setStatus(name, { phase: 'Running', podIP, podIPs: [{ ip: podIP }] })
-    return { name, auth: basic(url.username, url.password) }
+    return { name, auth: basic(url.username, url.password), url: url.href }
   }
 
   async function setStatus(name: string, status: V1Pod['status']): Promise<void> {
@@ -284,6 +285,75 @@ describe('the cluster egress proxy', () => {
     // From the pod's address it works: set it to loopback.
     await setStatus(pod.name, { phase: 'Running', podIP: '127.0.0.1', podIPs: [{ ip: '127.0.0.1' }] })
     await until('the new address', async () => (await tunnel(proxyPort, `127.0.0.1:${echoPort}`, pod.auth)).status === 200)
+  })
+
+  test("clients take the credentials from the pod's proxy URL: Python's urllib and Node's fetch (NODE_USE_ENV_PROXY)", async () => {
+    const pod = await runningPod('cli1', { mode: 'allowlist', allow: [`app.test:${webPort}`] })
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HTTP_PROXY: pod.url, HTTPS_PROXY: pod.url, http_proxy: pod.url, NODE_USE_ENV_PROXY: '1' }
+    const run = (file: string, args: string[]): Promise<string> =>
+      new Promise((resolve, reject) =>
+        execFile(file, args, { env, timeout: 30_000 }, (e, stdout, stderr) => (e ? reject(new Error(`${file}: ${stderr || e.message}`)) : resolve(stdout))),
+      )
+    await until('the pod', async () => (await tunnel(proxyPort, `app.test:${webPort}`, pod.auth, 'GET / HTTP/1.0\r\n\r\n')).status === 200)
+    const before = upstreamHeaders.length
+    // urllib sends an absolute-URI GET with Proxy-Authorization (no DNS on the client side).
+    assert.equal(
+      await run('python3', ['-c', `import urllib.request; print(urllib.request.urlopen('http://app.test:${webPort}/py').read().decode())`]),
+      'hello from /py\n',
+    )
+    // Node's fetch tunnels plain HTTP too (CONNECT app.test:<port>), with the same header.
+    assert.equal(
+      await run(process.execPath, ['-e', `fetch('http://app.test:${webPort}/node').then((r) => r.text()).then((t) => console.log(t))`]),
+      'hello from /node\n',
+    )
+    assert.ok(upstreamHeaders.slice(before).every((h) => h['proxy-authorization'] === undefined))
+  })
+
+  test("a changed policy annotation applies from the next request (a claim's new allow-list)", async () => {
+    const pod = await runningPod('chg1', { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] })
+    await until('the pod', async () => (await tunnel(proxyPort, `127.0.0.1:${echoPort}`, pod.auth)).status === 200)
+    assert.equal((await tunnel(proxyPort, `127.0.0.1:${webPort}`, pod.auth)).status, 403)
+    const current = await core.readNamespacedPod({ namespace, name: pod.name })
+    current.metadata!.annotations![EGRESS_POLICY_ANNOTATION] = JSON.stringify({ mode: 'allowlist', allow: [`127.0.0.1:${webPort}`] })
+    await core.replaceNamespacedPod({ namespace, name: pod.name, body: current })
+    await until('the new policy', async () => (await tunnel(proxyPort, `127.0.0.1:${webPort}`, pod.auth, 'GET / HTTP/1.0\r\n\r\n')).status === 200)
+    assert.equal((await tunnel(proxyPort, `127.0.0.1:${echoPort}`, pod.auth)).status, 403)
+  })
+
+  test('connections per pod are bounded: past the cap, 503 naming the pod', async () => {
+    const pod = await runningPod('cap1', { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] })
+    const small = await startClusterEgressProxy({
+      kubeConfig: kc,
+      namespace,
+      profile: 'vpc',
+      sealingKey,
+      host: '127.0.0.1',
+      port: 0,
+      trusted: parseTrustedList(`127.0.0.1:${echoPort}`),
+      maxConnectionsPerPod: 2,
+    })
+    const held: net.Socket[] = []
+    try {
+      const port = small.address.port
+      await until('the pod', async () => (await tunnel(port, `127.0.0.1:${echoPort}`, pod.auth)).status === 200)
+      await new Promise((r) => setTimeout(r, 100)) // the probe's connection closes
+      for (let i = 0; i < 2; i++) {
+        const c = net.connect({ host: '127.0.0.1', port })
+        held.push(c)
+        await new Promise<void>((resolve) => {
+          c.once('data', () => resolve())
+          c.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nProxy-Authorization: ${pod.auth}\r\n\r\n`)
+        })
+      }
+      const third = await tunnel(port, `127.0.0.1:${echoPort}`, pod.auth)
+      assert.equal(third.status, 503)
+      assert.equal(third.body, `codebox egress: pod ${pod.name} already has 2 connections open through the proxy\n`)
+      for (const c of held) c.destroy()
+      await until('the count to drop', async () => (await tunnel(port, `127.0.0.1:${echoPort}`, pod.auth)).status === 200)
+    } finally {
+      for (const c of held) c.destroy()
+      await small.close()
+    }
   })
 
   test('credentials parse as RFC 7617 Basic only', () => {
