@@ -179,6 +179,7 @@ describe('the cluster egress proxy', () => {
       resolve: async (host) => ({ 'app.test': ['127.0.0.1'], 'inside.test': ['10.0.0.7'] })[host] ?? [],
       onRefusal: (r) => refusals.push(r),
       onDecision: (d) => decisions.push(d),
+      watchLagMs: 300,
     })
     proxyPort = proxy.address.port
   })
@@ -205,6 +206,15 @@ describe('the cluster egress proxy', () => {
     assert.equal(seen[0]!['x-kept'], 'yes')
     assert.equal(seen[0]!['proxy-authorization'], undefined, 'the credentials never go upstream')
     assert.ok(decisions.some((d) => d.allowed && d.client === pod.name && d.host === 'app.test'))
+  })
+
+  test("a pod's first request, sent as soon as it runs, waits for the watch instead of being refused", async () => {
+    for (const id of ['fast1', 'fast2', 'fast3']) {
+      const pod = await runningPod(id, { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] })
+      const t = await tunnel(proxyPort, `127.0.0.1:${echoPort}`, pod.auth, 'first')
+      assert.equal(t.status, 200, `${id}: ${t.body}`)
+      assert.equal(t.body, 'first')
+    }
   })
 
   test('missing, malformed, wrong, unknown-pod and finished-pod credentials are 407 with a Basic challenge', async () => {

@@ -70,6 +70,12 @@ export interface ClusterEgressProxyOptions {
   onRefusal?: (refusal: { status: number; reason: string; peer: string | undefined }) => void
   /** The pod watch failed; it is restarted after a delay (1 s, doubling to 30 s). */
   onWatchError?: (error: unknown) => void
+  /**
+   * How long a request whose credentials do not match waits for the watch to bring a change of
+   * that pod before it is refused: a pod that has just started may ask before the watch has shown
+   * it to the proxy. Default 2 s.
+   */
+  watchLagMs?: number
 }
 
 export interface ClusterEgressProxy {
@@ -120,6 +126,29 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
     () => core.listNamespacedPod({ namespace, labelSelector }),
     labelSelector,
   )
+  // Requests waiting for a change of a pod (by name) to reach the watch.
+  const waiting = new Map<string, Set<() => void>>()
+  const changed = (pod: V1Pod): void => {
+    const name = pod.metadata?.name ?? ''
+    const wake = waiting.get(name)
+    waiting.delete(name)
+    for (const f of wake ?? []) f()
+  }
+  informer.on('add', changed)
+  informer.on('update', changed)
+  const nextChange = (name: string, ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const set = waiting.get(name) ?? new Set()
+      waiting.set(name, set)
+      const done = (): void => {
+        clearTimeout(timer)
+        set.delete(done)
+        if (set.size === 0 && waiting.get(name) === set) waiting.delete(name)
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      set.add(done)
+    })
   const entries = new WeakMap<V1Pod, EgressPodEntry>()
   const entryOf = (name: string): EgressPodEntry | undefined => {
     const pod = informer.get(name, namespace)
@@ -145,7 +174,11 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
     retry = setTimeout(() => void informer.start(), retryMs)
     retryMs = Math.min(retryMs * 2, 30_000)
   })
-  await informer.start()
+  try {
+    await informer.start()
+  } catch (e) {
+    failedAtStart ??= e
+  }
   if (failedAtStart !== undefined) {
     await informer.stop()
     const message = (failedAtStart as Error).message ?? String(failedAtStart)
@@ -155,7 +188,17 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
 
   const perPod = new Map<string, number>()
   const counted = new WeakSet<net.Socket>()
-  const admit = (req: IncomingMessage): EgressAdmission => {
+  /** The pod the credentials name, if they are its token and it runs. */
+  const authenticated = (name: string, password: string): EgressPodEntry | undefined => {
+    const entry = entryOf(name)
+    const given = Buffer.from(password)
+    // Compared in constant time; a pod that is unknown, not running or has a malformed nonce fails the same way.
+    const expected = entry?.token ?? Buffer.alloc(43)
+    const match = given.length === expected.length && timingSafeEqual(given, expected) && entry?.token !== undefined
+    return entry && match && entry.running ? entry : undefined
+  }
+
+  const admit = async (req: IncomingMessage): Promise<EgressAdmission> => {
     const refuse = (status: 403 | 407 | 503, reason: string): EgressAdmission => {
       options.onRefusal?.({ status, reason, peer: req.socket.remoteAddress })
       return { ok: false, status, reason }
@@ -164,12 +207,15 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
     if (header === undefined) return refuse(407, `this proxy serves codebox sandbox pods only: send ${realm} as Proxy-Authorization: Basic`)
     const credentials = parseBasicCredentials(header)
     if (!credentials) return refuse(407, `Proxy-Authorization must be Basic with ${realm}`)
-    const entry = entryOf(credentials.user.slice(0, 253))
-    const given = Buffer.from(credentials.password)
-    // Compared in constant time; a pod that is unknown, not running or has a malformed nonce fails the same way.
-    const expected = entry?.token ?? Buffer.alloc(43)
-    const match = given.length === expected.length && timingSafeEqual(given, expected) && entry?.token !== undefined
-    if (!entry || !match || !entry.running) return refuse(407, `${realm} do not name a running sandbox pod of the ${profile} profile in namespace ${namespace}`)
+    const name = credentials.user.slice(0, 253)
+    let entry = authenticated(name, credentials.password)
+    if (!entry) {
+      // A pod that has just started (or was just replaced) may not have reached the watch yet.
+      await nextChange(name, options.watchLagMs ?? 2000)
+      if (closed) return refuse(503, 'the proxy is stopping')
+      entry = authenticated(name, credentials.password)
+    }
+    if (!entry) return refuse(407, `${realm} do not name a running sandbox pod of the ${profile} profile in namespace ${namespace}`)
     if (entry.network !== profile) return refuse(403, `pod ${entry.name} is of network profile ${entry.network ?? '(none)'}, not ${profile}`)
     const peer = req.socket.remoteAddress === undefined ? undefined : plainAddress(req.socket.remoteAddress)
     if (peer !== undefined && net.isIP(peer) && entry.addresses.length > 0 && !entry.addresses.includes(peer))
@@ -220,6 +266,7 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
     async close() {
       closed = true
       clearTimeout(retry)
+      for (const set of [...waiting.values()]) for (const f of [...set]) f()
       proxy.close()
       await informer.stop()
     },

@@ -32,7 +32,7 @@ export interface EgressProxyOptions extends Omit<AuthorizeOptions, 'rules'> {
    * Decides per request (plain HTTP or CONNECT) whose policy applies, from its headers and its
    * connection (`req.socket`), before anything else; a 407 carries `Proxy-Authenticate: Basic`.
    */
-  admit?: (req: IncomingMessage) => EgressAdmission
+  admit?: (req: IncomingMessage) => EgressAdmission | Promise<EgressAdmission>
   /** The refusal of `codebox-gateway` requests when `gateway` is absent; default: not enabled for this session. */
   gatewayOffReason?: string
   connectTimeoutMs: number
@@ -170,7 +170,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   const tunnel = async (req: IncomingMessage, client: net.Socket, head: Buffer): Promise<void> => {
     headersDone(client)
-    const who = admit(req)
+    const who = await admit(req)
     if (!who.ok) return answerRaw(client, who.status, who.reason)
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
@@ -189,7 +189,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   const forward = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     headersDone(req.socket)
-    const who = admit(req)
+    const who = await admit(req)
     if (!who.ok) return answer(res, who.status, who.reason)
     let url: URL | undefined
     try {
