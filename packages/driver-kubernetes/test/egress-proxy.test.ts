@@ -95,7 +95,7 @@ function tunnel(port: number, target: string, auth: string | undefined, payload 
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     if (await check()) return
     await new Promise((r) => setTimeout(r, 25))
   }
@@ -366,6 +366,12 @@ describe('the cluster egress proxy', () => {
     }
   })
 
+  test('when the API server ends the watch (as a restart does), the proxy watches again and sees new pods', async () => {
+    fake.closeWatches()
+    const pod = await runningPod('rewatch1', { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] })
+    await until('the pod after the watch ended', async () => (await tunnel(proxyPort, `127.0.0.1:${echoPort}`, pod.auth)).status === 200)
+  })
+
   test('credentials parse as RFC 7617 Basic only', () => {
     assert.deepEqual(parseBasicCredentials(basic('cbx-a', 'x:y')), { user: 'cbx-a', password: 'x:y' })
     assert.deepEqual(parseBasicCredentials(`basic ${Buffer.from('a:b').toString('base64')}`), { user: 'a', password: 'b' })
@@ -388,5 +394,56 @@ test('the proxy refuses to start without a usable pod list, naming the namespace
     )
   } finally {
     await fake.close()
+  }
+})
+
+test('when the API server goes away, the proxy reports the watch failing, retries with a growing delay, and serves from what it saw', async () => {
+  const fake = await startFakeKubernetes({ kubelet: false, tls: false })
+  const kc = new KubeConfig()
+  kc.loadFromString(JSON.stringify(fake.kubeconfig(fake.adminToken, namespace)))
+  const core = kc.makeApiClient(CoreV1Api)
+  const echo = net.createServer((s) => s.pipe(s))
+  const echoPort = await listen(echo)
+  const failures: number[] = []
+  const proxy = await startClusterEgressProxy({
+    kubeConfig: kc,
+    namespace,
+    profile: 'vpc',
+    sealingKey,
+    host: '127.0.0.1',
+    port: 0,
+    trusted: parseTrustedList(`127.0.0.1:${echoPort}`),
+    onWatchError: () => failures.push(Date.now()),
+  })
+  try {
+    const name = 'cbx-gone1'
+    const nonce = newTokenNonce()
+    const token = egressToken(key, { namespace, podName: name, nonce })
+    const body = sessionPod({
+      sessionId: 'gone1',
+      namespace,
+      image: 'codebox/sandbox:test',
+      limits: { ...defaultLimits },
+      network: 'vpc',
+      poolKey: 'test',
+      nonce,
+      token: executorToken(executorTokenKey(sealingKey), { namespace, podName: name, nonce }),
+      egressProxyUrl: `http://127.0.0.1:${proxy.address.port}`,
+      egressToken: token,
+      egressPolicy: { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] },
+    })
+    await core.createNamespacedPod({ namespace, body: body as V1Pod })
+    const pod = await core.readNamespacedPod({ namespace, name })
+    await core.replaceNamespacedPodStatus({ namespace, name, body: { ...pod, status: { phase: 'Running', podIP: '127.0.0.1' } } })
+    const auth = basic(name, token)
+    await until('the pod', async () => (await tunnel(proxy.address.port, `127.0.0.1:${echoPort}`, auth)).status === 200)
+    await fake.close()
+    await until('two failed watches', async () => failures.length >= 2)
+    assert.ok(failures[1]! - failures[0]! >= 900, `retried after ${failures[1]! - failures[0]!} ms, not at once`)
+    assert.equal((await tunnel(proxy.address.port, `127.0.0.1:${echoPort}`, auth)).status, 200, 'the pods it saw are still served')
+  } finally {
+    await proxy.close()
+    echo.close()
+    await fake.close().catch(() => {})
   }
 })

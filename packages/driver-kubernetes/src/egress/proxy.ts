@@ -164,16 +164,27 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
   let started = false
   let retryMs = 1000
   let retry: NodeJS.Timeout | undefined
-  informer.on('connect', () => {
-    if (started) retryMs = 1000
-  })
-  informer.on('error', (e: unknown) => {
+  let errors = 0
+  const fail = (e: unknown): void => {
+    errors++
     if (!started) return void (failedAtStart ??= e)
     options.onWatchError?.(e)
     if (closed) return
-    retry = setTimeout(() => void informer.start(), retryMs)
+    clearTimeout(retry)
+    retry = setTimeout(() => void restart(), retryMs)
     retryMs = Math.min(retryMs * 2, 30_000)
-  })
+  }
+  const restart = async (): Promise<void> => {
+    const before = errors
+    try {
+      await informer.start()
+    } catch (e) {
+      return fail(e)
+    }
+    // Listed and watching again: the next failure starts from the shortest delay.
+    if (errors === before) retryMs = 1000
+  }
+  informer.on('error', fail)
   try {
     await informer.start()
   } catch (e) {
