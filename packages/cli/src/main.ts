@@ -9,6 +9,7 @@ import * as image from './commands/image.ts'
 import * as invoke from './commands/invoke.ts'
 import * as interpreters from './commands/interpreters.ts'
 import * as keys from './commands/keys.ts'
+import * as kubernetes from './commands/kubernetes.ts'
 import * as mcp from './commands/mcp.ts'
 import * as repl from './commands/repl.ts'
 import * as runtimes from './commands/runtimes.ts'
@@ -34,6 +35,7 @@ const commands: Record<string, Command> = {
   keys: { run: keys.keys, summary: 'create, list and revoke API keys (on the server machine)' },
   tenants: { run: keys.tenants, summary: 'list tenants and set their quotas (on the server machine)' },
   store: { run: store.run, summary: 'copy a SQLite store into PostgreSQL (store migrate; on the server machine)' },
+  kubernetes: { run: kubernetes.run, summary: 'run the egress proxy of a network profile on a Kubernetes cluster (kubernetes egress-proxy)' },
   image: { run: image.run, summary: 'build the sandbox image (image build), or export it as an OCI image layout (image export --oci)' },
   demo: { run: demo.run, summary: 'a short tour of a session on the server' },
 }

@@ -1,9 +1,10 @@
 /** codebox on Kubernetes: manifest builders, the executor token, and the names and labels they share. */
 export * from './names.ts'
-export { executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
+export { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
 export {
   sessionPod,
   warmPod,
+  egressPolicyAnnotation,
   EXECUTOR_PORT,
   EXECUTOR_COMMAND,
   SANDBOX_UID,
@@ -20,6 +21,16 @@ export { sandboxNetworkPolicies, type EgressProxySelector, type NetworkPolicyOpt
 export { apiRbac } from './manifests/rbac.ts'
 export { apiDeployment, apiService, apiDisruptionBudget, serviceHostNames, API_PORT, type ApiOptions } from './manifests/api.ts'
 export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, type InstallOptions, type SandboxMaxima } from './manifests/install.ts'
+export { egressProxyManifests, EGRESS_PROXY_PORT, type EgressProxyInstallOptions } from './manifests/egress.ts'
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
 export { installOptionsFromValues } from './chart-values.ts'
+export {
+  startClusterEgressProxy,
+  defaultKubeConfig,
+  parseBasicCredentials,
+  type ClusterEgressProxy,
+  type ClusterEgressProxyOptions,
+  type EgressProfile,
+} from './egress/proxy.ts'
+export { egressPodEntry, type EgressPodEntry } from './egress/pods.ts'

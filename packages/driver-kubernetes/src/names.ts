@@ -8,7 +8,7 @@ import { validationError } from '@codebox/core'
 /** `app.kubernetes.io/name` of every object codebox makes. */
 export const APP_LABEL = 'app.kubernetes.io/name'
 export const APP = 'codebox'
-/** `app.kubernetes.io/component`: `api` (the API pods), `sandbox` (one pod per session or warm). */
+/** `app.kubernetes.io/component`: `api` (the API pods), `sandbox` (one pod per session or warm), `egress` (the egress proxies). */
 export const COMPONENT_LABEL = 'app.kubernetes.io/component'
 /** The session a sandbox pod serves (absent on a free warm pod). */
 export const SESSION_LABEL = 'codebox.dev/session'
@@ -20,6 +20,10 @@ export const POOL_LABEL = 'codebox.dev/pool'
 export const NETWORK_LABEL = 'codebox.dev/network'
 /** The random nonce the pod's executor token is derived from (token.ts). */
 export const NONCE_ANNOTATION = 'codebox.dev/token-nonce'
+/** The pod's EgressPolicy as JSON (`{"mode":"allowlist","allow":[...]}`), which the egress proxy applies to its requests. */
+export const EGRESS_POLICY_ANNOTATION = 'codebox.dev/egress-policy'
+/** The most bytes of EGRESS_POLICY_ANNOTATION: room for the largest valid policy (256 entries of 300 characters). */
+export const MAX_EGRESS_POLICY_BYTES = 96 * 1024
 
 /** The Lease the API replicas elect their leader with (it refills the pool and sweeps expired pods). */
 export const LEASE_NAME = 'codebox-leader'
@@ -27,6 +31,8 @@ export const LEASE_NAME = 'codebox-leader'
 export const API_NAME = 'codebox-api'
 /** The sandbox pods' ServiceAccount: no token mounted, bound to nothing. */
 export const SANDBOX_SERVICE_ACCOUNT = 'codebox-sandbox'
+/** The egress proxy's ServiceAccount, Role and RoleBinding (read pods), shared by both profiles' proxies. */
+export const EGRESS_NAME = 'codebox-egress'
 
 /** The network profiles of AgentCore's network modes: SANDBOX (no network), PUBLIC and VPC (through the egress proxy). */
 export type NetworkProfile = 'sandbox' | 'public' | 'vpc'
@@ -79,6 +85,16 @@ export function warmPodName(podId: string): string {
 }
 
 /** The labels every object of a component carries; the selectors of the Deployment, Service, PDB and NetworkPolicies. */
-export function componentLabels(component: 'api' | 'sandbox'): Record<string, string> {
+export function componentLabels(component: 'api' | 'sandbox' | 'egress'): Record<string, string> {
   return { [APP_LABEL]: APP, [COMPONENT_LABEL]: component }
+}
+
+/** The egress proxy of a network profile: its Deployment and Service, `codebox-egress-<profile>`. */
+export function egressProxyName(profile: Exclude<NetworkProfile, 'sandbox'>): string {
+  return `${EGRESS_NAME}-${profile}`
+}
+
+/** The labels of a profile's egress proxy pods (and its Deployment's selector). */
+export function egressProxyLabels(profile: Exclude<NetworkProfile, 'sandbox'>): Record<string, string> {
+  return { ...componentLabels('egress'), [NETWORK_LABEL]: profile }
 }

@@ -19,6 +19,7 @@ export function plainManifestFiles(values: unknown, namespace: string): Record<s
     '20-network-policies.yaml': groups.networkPolicies,
     '30-limits.yaml': groups.limits,
     '40-api.yaml': groups.api,
+    '50-egress.yaml': groups.egress,
   }
   return Object.fromEntries(Object.entries(files).map(([name, objects]) => [name, header(namespace) + toYamlDocuments(objects)]))
 }

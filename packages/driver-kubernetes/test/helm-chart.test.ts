@@ -16,7 +16,13 @@ import { renderTemplate } from './helm-render.ts'
 import { validateManifest } from './schema.ts'
 
 const chartDir = fileURLToPath(new URL('../../../deploy/helm/codebox/', import.meta.url))
-const templateFiles = { 'rbac.yaml': 'rbac', 'network-policies.yaml': 'networkPolicies', 'limits.yaml': 'limits', 'api.yaml': 'api' } as const
+const templateFiles = {
+  'rbac.yaml': 'rbac',
+  'network-policies.yaml': 'networkPolicies',
+  'limits.yaml': 'limits',
+  'api.yaml': 'api',
+  'egress.yaml': 'egress',
+} as const
 
 async function defaultValues(): Promise<Record<string, any>> {
   return parse(await readFile(path.join(chartDir, 'values.yaml'), 'utf8')) as Record<string, any>
@@ -66,12 +72,44 @@ test('rendered with other values (namespace, proxies in another namespace, no ru
   values.api.allowedHosts = ['codebox.acme.dev', 'api.acme.dev']
   values.sandbox = { ...values.sandbox, runtimeClassName: '', poolSize: 0, image: 'ghcr.io/acme/sandbox@sha256:' + 'ab'.repeat(32) }
   values.networkProfiles.vpc = {
-    address: 'egress.net.svc.cluster.local:8080',
-    podLabels: { app: 'egress' },
-    namespaceLabels: { 'kubernetes.io/metadata.name': 'net' },
-    port: 8080,
+    external: {
+      address: 'egress.net.svc.cluster.local:8080',
+      podLabels: { app: 'egress' },
+      namespaceLabels: { 'kubernetes.io/metadata.name': 'net' },
+      port: 8080,
+    },
+  }
+  values.egressProxy = {
+    ...values.egressProxy,
+    replicas: 3,
+    port: 8888,
+    vpcTrusted: '10.20.0.0/16,10.30.1.5:5432',
+    deniedCidrs: { ipv4: ['10.244.0.0/16', '10.96.0.0/12'], ipv6: ['fd00:10::/64'] },
   }
   await assertChartMatchesBuilders(values, 'sandboxes')
+  const egress = (await renderChart(values, 'sandboxes'))['egress.yaml'] as any[]
+  assert.deepEqual(
+    egress.map((d) => `${d.kind}/${d.metadata.name}`),
+    [
+      'ServiceAccount/codebox-egress',
+      'Role/codebox-egress',
+      'RoleBinding/codebox-egress',
+      'Deployment/codebox-egress-public',
+      'Service/codebox-egress-public',
+      'NetworkPolicy/codebox-egress-public',
+    ],
+    'only the public profile runs the built-in proxy when vpc has an external one',
+  )
+  assert.deepEqual(egress[5].spec.egress[1].to[0].ipBlock, { cidr: '0.0.0.0/0', except: ['10.244.0.0/16', '10.96.0.0/12'] })
+  // Both external: no proxy Deployment at all; vpc built-in: its trusted list in its environment.
+  const both = await defaultValues()
+  both.networkProfiles.public = { external: { address: 'egress.example:3128', podLabels: { app: 'e' }, port: 3128 } }
+  both.networkProfiles.vpc = { external: { address: 'egress.example:3128', podLabels: { app: 'e' }, port: 3128 } }
+  await assertChartMatchesBuilders(both, 'codebox')
+  const vpcOnly = await defaultValues()
+  vpcOnly.networkProfiles.public = both.networkProfiles.public
+  vpcOnly.egressProxy.vpcTrusted = '10.20.0.0/16'
+  await assertChartMatchesBuilders(vpcOnly, 'codebox')
   const api = (await renderChart(values, 'sandboxes'))['api.yaml']![0] as any
   const env = Object.fromEntries(api.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]))
   assert.equal(
@@ -87,8 +125,14 @@ test("values.yaml's sandbox maxima are the engine's maximum session limits", asy
 
 test('a value of the wrong shape is a ValidationError naming its path in values.yaml', async () => {
   const values = await defaultValues()
-  values.networkProfiles.public.port = '3128'
-  assert.throws(() => installOptionsFromValues(values, 'codebox'), /networkProfiles\.public\.port: must be a whole number/)
+  values.egressProxy.port = '3128'
+  assert.throws(() => installOptionsFromValues(values, 'codebox'), /egressProxy\.port: must be a whole number/)
+  const external = await defaultValues()
+  external.networkProfiles.public = { external: { address: 'egress.example:3128', podLabels: { app: 'e' }, port: '3128' } }
+  assert.throws(() => installOptionsFromValues(external, 'codebox'), /networkProfiles\.public\.external\.port: must be a whole number/)
+  const trusted = await defaultValues()
+  trusted.egressProxy.vpcTrusted = 'db.internal'
+  assert.throws(() => installManifests(installOptionsFromValues(trusted, 'codebox')), /egressProxy\.vpcTrusted/)
 })
 
 test('the renderer is strict: a missing value, an unknown function or an unclosed if is an error, not a guess', () => {

@@ -23,7 +23,7 @@ import {
   cpuQuantity,
 } from '../src/index.ts'
 import { expectGolden, goldenDir } from './golden.ts'
-import { installOptions, namespace, podOptions } from './inputs.ts'
+import { installOptions, namespace, podOptions, publicEgress } from './inputs.ts'
 import { validateManifest } from './schema.ts'
 
 const sessionId = '0k3m9x2q7w1v5b8n4c6z0a2s4d'
@@ -34,6 +34,7 @@ const goldens: Record<string, () => object[]> = {
   'session-pod-public.yaml': () => [
     sessionPod({
       ...podOptions(`cbx-${sessionId}`, { network: 'public', egressProxyUrl: proxyIp, runtimeClassName: 'kata', gvisor: false }),
+      ...publicEgress(`cbx-${sessionId}`),
       sessionId,
       ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'codebox-api-6d9f7-abcde', uid: '4f1c2a3b-0000-4000-8000-000000000001' }],
       nodeSelector: { 'codebox.dev/sandbox-node': 'true' },
@@ -45,6 +46,7 @@ const goldens: Record<string, () => object[]> = {
   'network-policies.yaml': () => installManifests(installOptions).networkPolicies,
   'limits.yaml': () => installManifests(installOptions).limits,
   'api.yaml': () => installManifests(installOptions).api,
+  'egress.yaml': () => installManifests(installOptions).egress,
 }
 
 for (const [name, build] of Object.entries(goldens)) {
@@ -174,10 +176,54 @@ test('bad pod inputs are ValidationErrors naming the field', () => {
     ['poolKey', () => sessionPod({ ...podOptions('x', { poolKey: '-bad-' }), sessionId })],
     ['executorPort', () => sessionPod({ ...podOptions('x', { executorPort: 70000 }), sessionId })],
     ['warmMaxAgeMs', () => warmPod({ ...podOptions('x'), podId: 'a', warmMaxAgeMs: 10 })],
+    ['egressToken', () => sessionPod({ ...podOptions('x', { egressToken: publicEgress('x').egressToken }), sessionId })],
+    [
+      'egressPolicy',
+      () => sessionPod({ ...podOptions('x', { network: 'public', egressProxyUrl: proxyIp, egressToken: publicEgress('x').egressToken }), sessionId }),
+    ],
+    [
+      'egressToken',
+      () => sessionPod({ ...podOptions('x', { network: 'public', egressProxyUrl: proxyIp, ...publicEgress('x'), egressToken: 'short' }), sessionId }),
+    ],
+    ['egressPolicy.mode', () => sessionPod({ ...podOptions('x', { network: 'vpc', egressProxyUrl: proxyIp, ...publicEgress('x') }), sessionId })],
+    [
+      'egressPolicy.allow[0]',
+      () =>
+        sessionPod({
+          ...podOptions('x', { network: 'vpc', egressProxyUrl: proxyIp, ...publicEgress('x'), egressPolicy: { mode: 'allowlist', allow: ['http://x'] } }),
+          sessionId,
+        }),
+    ],
   ]
   for (const [field, build] of bad) {
     assert.throws(build, (e: unknown) => e instanceof CodeboxError && e.code === 'ValidationError' && e.details.field === field, field)
   }
+})
+
+test('a pod with egress credentials: its proxy URL carries its name and token, its annotation its policy; a claim can set another policy', () => {
+  const name = `cbx-${sessionId}`
+  const pod = sessionPod({ ...podOptions(name, { network: 'public', egressProxyUrl: proxyIp }), ...publicEgress(name), sessionId })
+  const env = Object.fromEntries(pod.spec!.containers[0]!.env!.map((e) => [e.name, e.value]))
+  const url = new URL(env.HTTP_PROXY!)
+  assert.equal(url.username, name)
+  assert.equal(url.password, publicEgress(name).egressToken)
+  assert.equal(`${url.protocol}//${url.host}`, proxyIp)
+  assert.equal(env.HTTPS_PROXY, env.HTTP_PROXY)
+  assert.equal(pod.metadata!.annotations!['codebox.dev/egress-policy'], '{"mode":"public","allow":[]}')
+  // Without the new fields, the URL and annotations are as before (an external proxy).
+  const plain = sessionPod({ ...podOptions(name, { network: 'public', egressProxyUrl: proxyIp }), sessionId })
+  assert.equal(plain.spec!.containers[0]!.env!.find((e) => e.name === 'HTTP_PROXY')!.value, proxyIp)
+  assert.deepEqual(Object.keys(plain.metadata!.annotations!), ['codebox.dev/token-nonce'])
+  const patch = claimPatch({
+    sessionId,
+    maxLifetimeMs: 600_000,
+    resourceVersion: '42',
+    startTime: new Date(0),
+    activeDeadlineSeconds: 5000,
+    now: new Date(1000),
+    egress: { network: 'vpc', policy: { mode: 'allowlist', allow: ['pypi.org:443'] } },
+  })
+  assert.deepEqual(patch.metadata.annotations, { 'codebox.dev/egress-policy': '{"mode":"allowlist","allow":["pypi.org:443"]}' })
 })
 
 test('network policies: default deny for every sandbox pod, and egress only for public and vpc, only to their proxy', () => {

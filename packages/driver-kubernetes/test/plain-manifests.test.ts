@@ -22,7 +22,7 @@ test('deploy/kubernetes/ is up to date with the builders and the chart values, a
     for (const doc of parseAllDocuments(text)) kinds.push(validateManifest(doc.toJS()))
   }
   assert.equal(kinds[0], 'Namespace/codebox')
-  assert.equal(kinds.length, 13, kinds.join(', '))
+  assert.equal(kinds.length, 22, kinds.join(', '))
 })
 
 test('the manifests script: --check passes on the committed files', () => {

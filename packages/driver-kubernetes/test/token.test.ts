@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { CodeboxError } from '@codebox/core'
-import { executorToken, executorTokenKey, newTokenNonce } from '../src/index.ts'
+import { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce } from '../src/index.ts'
 
 const key = executorTokenKey(Buffer.alloc(32, 7))
 const subject = { namespace: 'codebox', podName: 'cbx-0k3m9x2q7w1v5b8n4c6z0a2s4d', nonce: 'bm9uY2Utb2YtdGhlLWdvbGRlbi1wb2QtZm9yLXRlc3Q' }
@@ -11,6 +11,14 @@ test('the token is HMAC-SHA256 of namespace, pod name and nonce under a key deri
   // python3: k = hmac.new(b'\x07'*32, b'codebox kubernetes executor token v1', sha256); hmac.new(k, b'codebox\0cbx-...\0<nonce>', sha256), base64url
   assert.equal(key.toString('hex'), '2a7fb5555760a0c3e03325d1bc682b14747725a24db49f466059b2e75a858f16')
   assert.equal(executorToken(key, subject), 'Jrjhvep6llneDRGAzZGuyU7qF6JCAp0nDQA6M526yR0')
+})
+
+test('the egress token is the same HMAC under a key of its own purpose: it cannot stand in for the executor token', () => {
+  // python3: k = hmac.new(b'\x07'*32, b'codebox kubernetes egress token v1', sha256); then as above
+  const egressKey = egressTokenKey(Buffer.alloc(32, 7))
+  assert.equal(egressKey.toString('hex'), '25ed74297910bba4296b25923d641069ad64b6fff2e03286b9b2e48831a82fe4')
+  assert.equal(egressToken(egressKey, subject), 'WCW6QJtQwqtzqifTVPW7ayUDL9XImr2KNghU8dpzEvE')
+  assert.notEqual(egressToken(egressKey, subject), executorToken(key, subject))
 })
 
 test('any replica with the same sealing key computes the same token; another pod, nonce, namespace or key does not', () => {

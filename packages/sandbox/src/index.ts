@@ -56,9 +56,17 @@ export {
   type EgressDenial,
   type EgressCounters,
 } from './egress/service.ts'
-export { type EgressDecision } from './egress/proxy.ts'
-export { parseEgressEntry, parseEgressPolicy, parseTrustedList, type EgressEntry, type TrustedDestination } from './egress/policy.ts'
-export { type EgressResolver } from './egress/authorize.ts'
+export { createEgressProxy, type EgressAdmission, type EgressDecision, type EgressProxy, type EgressProxyOptions } from './egress/proxy.ts'
+export {
+  compileEgressRules,
+  parseEgressEntry,
+  parseEgressPolicy,
+  parseTrustedList,
+  type EgressEntry,
+  type EgressRules,
+  type TrustedDestination,
+} from './egress/policy.ts'
+export { systemResolver, type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'
 export { GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'

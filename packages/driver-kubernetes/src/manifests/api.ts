@@ -50,7 +50,7 @@ export function serviceHostNames(namespace: string): string[] {
   return [API_NAME, `${API_NAME}.${namespace}`, `${API_NAME}.${namespace}.svc`, `${API_NAME}.${namespace}.svc.cluster.local`]
 }
 
-function checkSecretRef(field: string, ref: SecretKeySelector): SecretKeySelector {
+export function checkSecretRef(field: string, ref: SecretKeySelector): SecretKeySelector {
   checkDnsSubdomain(`${field}.name`, ref.name ?? '')
   if (!/^[-._a-zA-Z0-9]{1,253}$/.test(ref.key))
     throw validationError(`${field}.key`, `must be a Secret key (letters, digits, '-', '_', '.'), got ${JSON.stringify(ref.key)}`)

@@ -2,11 +2,14 @@
  * Claiming a warm pod for a session: a JSON merge patch guarded by the pod's resourceVersion, so of
  * two replicas that claim the same pod at once one gets 409 Conflict and tries the next pod. The
  * patch marks the pod claimed, names the session, and lowers the pod's activeDeadlineSeconds to the
- * session's deadline (Kubernetes lets a running pod's deadline only be set or decreased).
+ * session's deadline (Kubernetes lets a running pod's deadline only be set or decreased). With
+ * `egress`, it also sets the session's egress policy annotation, which the egress proxy applies from
+ * the next request on (a warm pod of the `public` or `vpc` profile may have been made for another
+ * allow-list).
  */
-import { CodeboxError, validationError } from '@codebox/core'
+import { CodeboxError, validationError, type EgressPolicy } from '@codebox/core'
 import { checkLabelValue, POOL_STATE_LABEL, SESSION_LABEL } from '../names.ts'
-import { DEADLINE_GRACE_SECONDS } from './sandbox-pod.ts'
+import { DEADLINE_GRACE_SECONDS, egressPolicyAnnotation } from './sandbox-pod.ts'
 
 export interface ClaimOptions {
   sessionId: string
@@ -18,10 +21,12 @@ export interface ClaimOptions {
   /** The pod's current `spec.activeDeadlineSeconds`. */
   activeDeadlineSeconds: number
   now: Date
+  /** The session's egress policy, for a pod of the `public` or `vpc` profile (its NETWORK_LABEL). */
+  egress?: { network: 'public' | 'vpc'; policy: EgressPolicy }
 }
 
 export interface ClaimPatch {
-  metadata: { resourceVersion: string; labels: Record<string, string> }
+  metadata: { resourceVersion: string; labels: Record<string, string>; annotations?: Record<string, string> }
   spec: { activeDeadlineSeconds: number }
 }
 
@@ -43,6 +48,7 @@ export function claimPatch(options: ClaimOptions): ClaimPatch {
     metadata: {
       resourceVersion: options.resourceVersion,
       labels: { [POOL_STATE_LABEL]: 'claimed', [SESSION_LABEL]: checkLabelValue('sessionId', options.sessionId) },
+      ...(options.egress ? { annotations: egressPolicyAnnotation(options.egress.network, options.egress.policy) } : {}),
     },
     spec: { activeDeadlineSeconds: deadline },
   }

@@ -1,13 +1,14 @@
 /**
  * Everything installed once per namespace, grouped as the plain manifests (deploy/kubernetes/) and
  * the Helm chart's templates (deploy/helm/codebox/templates/) are: RBAC, NetworkPolicies, the
- * LimitRange that caps sandbox pods, and the API. Sandbox pods are not here: the driver creates
+ * LimitRange that caps sandbox pods, the API, and the built-in egress proxies. Sandbox pods are not here: the driver creates
  * them at run time (sandbox-pod.ts).
  */
 import type { LimitRange, Namespace } from 'kubernetes-types/core/v1.js'
 import { validationError, type SessionLimits } from '@codebox/core'
 import { APP, APP_LABEL, checkDnsLabel, componentLabels } from '../names.ts'
 import { apiDeployment, apiDisruptionBudget, apiService, type ApiOptions } from './api.ts'
+import { egressProxyManifests, type EgressProxyInstallOptions } from './egress.ts'
 import { sandboxNetworkPolicies, type EgressProxySelector } from './network-policies.ts'
 import { bytesQuantity, cpuQuantity } from './quantity.ts'
 import { apiRbac } from './rbac.ts'
@@ -39,6 +40,8 @@ export interface InstallOptions {
   egress: { public: EgressProxySelector; vpc: EgressProxySelector }
   /** The largest limits a session may have (a pod asking for more is refused by Kubernetes itself). */
   sandboxMaxima: SandboxMaxima
+  /** The built-in egress proxies (`egress` then selects their pods for the profiles they serve); none when absent. */
+  egressProxy?: EgressProxyInstallOptions
 }
 
 /**
@@ -79,12 +82,13 @@ export function sandboxLimitRange(namespace: string, maxima: SandboxMaxima): Lim
 }
 
 /** The install-time manifests, by the file they go to. */
-export function installManifests(options: InstallOptions): { rbac: object[]; networkPolicies: object[]; limits: object[]; api: object[] } {
+export function installManifests(options: InstallOptions): { rbac: object[]; networkPolicies: object[]; limits: object[]; api: object[]; egress: object[] } {
   const { namespace } = options
   return {
     rbac: apiRbac(namespace),
     networkPolicies: sandboxNetworkPolicies({ namespace, egress: options.egress }),
     limits: [sandboxLimitRange(namespace, options.sandboxMaxima)],
     api: [apiDeployment({ ...options.api, namespace }), apiService(namespace), apiDisruptionBudget(namespace)],
+    egress: options.egressProxy ? egressProxyManifests(namespace, options.egressProxy) : [],
   }
 }

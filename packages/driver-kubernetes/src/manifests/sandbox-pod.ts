@@ -13,10 +13,12 @@
  */
 import type { Container, EnvVar, Pod, PodSpec, Volume } from 'kubernetes-types/core/v1.js'
 import type { OwnerReference } from 'kubernetes-types/meta/v1.js'
-import { validationError, type SessionLimits } from '@codebox/core'
-import { sandboxEnv } from '@codebox/sandbox'
+import { validationError, type EgressPolicy, type SessionLimits } from '@codebox/core'
+import { parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
 import {
   checkDnsLabel,
+  EGRESS_POLICY_ANNOTATION,
+  MAX_EGRESS_POLICY_BYTES,
   checkDnsSubdomain,
   checkLabelValue,
   componentLabels,
@@ -66,6 +68,18 @@ export interface SandboxPodOptions {
   network: NetworkProfile
   /** The egress proxy as the pod reaches it, `http://<IP>:<port>` (an IP: sandbox pods have no DNS); required for `public` and `vpc`. */
   egressProxyUrl?: string
+  /**
+   * The pod's egress token (egressToken, from egressTokenKey and this pod's nonce): the pod's proxy
+   * URL becomes `http://<podName>:<egressToken>@<IP>:<port>`, which clients send as
+   * Proxy-Authorization: Basic. The cluster's egress proxy (codebox kubernetes egress-proxy) serves
+   * no request without it. `public` and `vpc` only, with `egressPolicy`.
+   */
+  egressToken?: string
+  /**
+   * The policy the egress proxy applies to this pod (EGRESS_POLICY_ANNOTATION): mode `public` for
+   * the `public` profile, `allowlist` for `vpc`. `public` and `vpc` only, with `egressToken`.
+   */
+  egressPolicy?: EgressPolicy
   /** The pool this pod belongs to (POOL_LABEL), a label value. */
   poolKey: string
   /** The pod's NONCE_ANNOTATION (newTokenNonce). */
@@ -158,7 +172,7 @@ function podManifest(name: string, stateLabels: Record<string, string>, activeDe
       seccompProfile: { type: 'RuntimeDefault' },
     },
     ...(options.nodeSelector !== undefined ? { nodeSelector: options.nodeSelector } : {}),
-    containers: [executorContainer(options, port)],
+    containers: [executorContainer(name, options, port)],
     volumes: volumes(limits),
   }
   return {
@@ -173,14 +187,14 @@ function podManifest(name: string, stateLabels: Record<string, string>, activeDe
         [NETWORK_LABEL]: options.network,
         ...stateLabels,
       },
-      annotations: { [NONCE_ANNOTATION]: options.nonce },
+      annotations: { [NONCE_ANNOTATION]: options.nonce, ...egressAnnotation(options) },
       ...(options.ownerReferences !== undefined && options.ownerReferences.length > 0 ? { ownerReferences: options.ownerReferences } : {}),
     },
     spec,
   }
 }
 
-function executorContainer(options: SandboxPodOptions, port: number): Container {
+function executorContainer(podName: string, options: SandboxPodOptions, port: number): Container {
   const { limits } = options
   const requests = { ...defaultSandboxRequests, ...options.requests }
   const ephemeralBytes = limits.workspaceBytes + limits.tmpBytes + LOG_ALLOWANCE_BYTES
@@ -190,7 +204,7 @@ function executorContainer(options: SandboxPodOptions, port: number): Container 
     imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
     command: [...EXECUTOR_COMMAND],
     workingDir: '/workspace',
-    env: executorEnv(options, port),
+    env: executorEnv(podName, options, port),
     ports: [{ name: 'executor', containerPort: port, protocol: 'TCP' }],
     // Ready once the executor accepts connections; the driver waits for this condition.
     readinessProbe: { tcpSocket: { port: 'executor' }, periodSeconds: 1, failureThreshold: 3 },
@@ -235,7 +249,7 @@ function volumes(limits: SessionLimits): Volume[] {
  * what the pod adds. A clean environment (SECURITY.md rule 2): enableServiceLinks is off, so
  * Kubernetes adds no service variables, and nothing of the API's environment is passed.
  */
-function executorEnv(options: SandboxPodOptions, port: number): EnvVar[] {
+function executorEnv(podName: string, options: SandboxPodOptions, port: number): EnvVar[] {
   const { limits } = options
   const gvisor = options.gvisor ?? (options.runtimeClassName === undefined || options.runtimeClassName === 'gvisor')
   const env: Record<string, string> = {
@@ -246,21 +260,50 @@ function executorEnv(options: SandboxPodOptions, port: number): EnvVar[] {
     // No cgroup or OCI rlimits of codebox's own in a pod: the executor sets these on itself before serving.
     CODEBOX_RLIMITS: `nofile=${limits.openFiles},nproc=${limits.pids},core=0,fsize=${limits.workspaceBytes}`,
     ...(gvisor ? { CODEBOX_KERNEL_AUTH: 'passcred', CODEBOX_TTY_SIGWINCH: 'executor' } : {}),
-    ...proxyEnv(options),
+    ...proxyEnv(podName, options),
   }
   return Object.entries(env).map(([name, value]) => ({ name, value }))
 }
 
-function proxyEnv(options: SandboxPodOptions): Record<string, string> {
+/** The policy the egress proxy applies to the pod, as its annotation; none without egress. */
+export function egressPolicyAnnotation(network: NetworkProfile, policy: EgressPolicy): Record<string, string> {
+  const checked = parseEgressPolicy(policy, 'egressPolicy')
+  const mode = network === 'public' ? 'public' : network === 'vpc' ? 'allowlist' : undefined
+  if (checked.mode !== mode)
+    throw validationError(
+      'egressPolicy.mode',
+      `must be ${mode ?? 'absent'} for network '${network}' (the proxy of each profile serves its own), got ${checked.mode}`,
+    )
+  const json = JSON.stringify(checked)
+  if (Buffer.byteLength(json) > MAX_EGRESS_POLICY_BYTES) throw validationError('egressPolicy', `must be at most ${MAX_EGRESS_POLICY_BYTES} bytes as JSON`)
+  return { [EGRESS_POLICY_ANNOTATION]: json }
+}
+
+function egressAnnotation(options: SandboxPodOptions): Record<string, string> {
+  if (options.egressPolicy === undefined) return {}
+  if (options.network === 'sandbox') throw validationError('egressPolicy', "must be absent for network 'sandbox'")
+  return egressPolicyAnnotation(options.network, options.egressPolicy)
+}
+
+const egressTokenShape = /^[A-Za-z0-9_-]{43}$/
+
+function proxyEnv(podName: string, options: SandboxPodOptions): Record<string, string> {
   if (options.network === 'sandbox') {
-    if (options.egressProxyUrl !== undefined) throw validationError('egressProxyUrl', "must be absent for network 'sandbox'")
+    for (const field of ['egressProxyUrl', 'egressToken', 'egressPolicy'] as const)
+      if (options[field] !== undefined) throw validationError(field, "must be absent for network 'sandbox'")
     return {}
   }
-  const url = options.egressProxyUrl
-  if (url === undefined) throw validationError('egressProxyUrl', `is required for network '${options.network}'`)
-  if (!/^http:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(url)) {
-    throw validationError('egressProxyUrl', `must be http://<IP>:<port> (sandbox pods have no DNS), got ${JSON.stringify(url)}`)
+  const base = options.egressProxyUrl
+  if (base === undefined) throw validationError('egressProxyUrl', `is required for network '${options.network}'`)
+  if (!/^http:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):\d{1,5}$/.test(base)) {
+    throw validationError('egressProxyUrl', `must be http://<IP>:<port> (sandbox pods have no DNS), got ${JSON.stringify(base)}`)
   }
+  if ((options.egressToken === undefined) !== (options.egressPolicy === undefined))
+    throw validationError(options.egressToken === undefined ? 'egressToken' : 'egressPolicy', 'egressToken and egressPolicy go together (the proxy needs both)')
+  if (options.egressToken !== undefined && !egressTokenShape.test(options.egressToken))
+    throw validationError('egressToken', 'must be 43 base64url characters (egressToken makes one)')
+  // The pod's name and token as the URL's user and password: clients send them as Proxy-Authorization: Basic.
+  const url = options.egressToken === undefined ? base : base.replace('http://', `http://${podName}:${options.egressToken}@`)
   return {
     HTTP_PROXY: url,
     HTTPS_PROXY: url,

@@ -7,15 +7,34 @@
  * name `codebox-gateway` is never resolved: its requests go to the model gateway's handler when
  * the listener has it (absolute-URI requests, and those inside a CONNECT to port 80, over
  * HTTP/1.1 or HTTP/2 cleartext), and are refused otherwise (gateway.ts).
+ *
+ * One listener per session has one policy (`rules`). A listener shared by many clients (the
+ * cluster's egress proxy, packages/driver-kubernetes/src/egress/) instead gives `admit`, which
+ * names the client of each request and its rules, or refuses it (407 with a Proxy-Authenticate
+ * challenge, 403, 503) before anything else is looked at.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import http2 from 'node:http2'
 import net from 'node:net'
 import { authorize, connectFirst, type AuthorizeOptions } from './authorize.ts'
 import { GATEWAY_HOST, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './gateway.ts'
-import { parsePort } from './policy.ts'
+import { parsePort, type EgressRules } from './policy.ts'
 
-export interface EgressProxyOptions extends AuthorizeOptions {
+/** Who sent a request, for a listener shared by many clients: their rules, or a refusal. */
+export type EgressAdmission =
+  | { ok: true; rules: EgressRules; /** Names the client in decisions (e.g. its pod). */ client?: string }
+  | { ok: false; status: 403 | 407 | 503; reason: string }
+
+export interface EgressProxyOptions extends Omit<AuthorizeOptions, 'rules'> {
+  /** The one policy of every request (a session's own listener); or give `admit`. */
+  rules?: EgressRules
+  /**
+   * Decides per request (plain HTTP or CONNECT) whose policy applies, from its headers and its
+   * connection (`req.socket`), before anything else; a 407 carries `Proxy-Authenticate: Basic`.
+   */
+  admit?: (req: IncomingMessage) => EgressAdmission | Promise<EgressAdmission>
+  /** The refusal of `codebox-gateway` requests when `gateway` is absent; default: not enabled for this session. */
+  gatewayOffReason?: string
   connectTimeoutMs: number
   idleTimeoutMs: number
   headerTimeoutMs: number
@@ -37,6 +56,8 @@ export interface EgressDecision {
   allowed: boolean
   /** Why it was refused (without the `codebox egress:` prefix). */
   reason?: string
+  /** The client `admit` named, if any. */
+  client?: string
 }
 
 export interface EgressProxy {
@@ -49,6 +70,7 @@ export interface EgressProxy {
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
+  407: 'Proxy Authentication Required',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
@@ -64,8 +86,9 @@ const STATUS_TEXT: Record<number, string> = {
 function answerRaw(socket: net.Socket, status: number, message: string): void {
   if (!socket.writable) return void socket.destroy()
   const body = `codebox egress: ${message}\n`
+  const challenge = status === 407 ? `Proxy-Authenticate: ${PROXY_CHALLENGE}\r\n` : ''
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n${challenge}Content-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   )
   socket.resume()
@@ -78,7 +101,8 @@ function answer(res: ServerResponse, status: number, message: string): void {
   const body = `codebox egress: ${message}\n`
   // HTTP/2 (a gateway tunnel) has no Connection header.
   const close = res.req?.httpVersionMajor === 2 ? {} : { connection: 'close' }
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...close })
+  const challenge = status === 407 ? { 'proxy-authenticate': PROXY_CHALLENGE } : {}
+  res.writeHead(status, { ...challenge, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...close })
   res.end(body)
 }
 
@@ -109,20 +133,32 @@ function endToEnd(raw: readonly string[], drop: readonly string[] = []): string[
   return out
 }
 
+/** The challenge of a 407: clients (curl, pip, Python's requests) then send the proxy URL's user and password. */
+const PROXY_CHALLENGE = 'Basic realm="codebox egress", charset="UTF-8"'
+
 /** What an HTTP/2 client sends first (RFC 9113, 3.4). */
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
 
 const gatewayOff = `the model gateway (${GATEWAY_HOST}) is not enabled for this session`
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
+  if ((options.rules === undefined) === (options.admit === undefined)) throw new TypeError('createEgressProxy needs exactly one of rules and admit')
+  const admit = options.admit ?? ((): EgressAdmission => ({ ok: true, rules: options.rules! }))
+  const gatewayRefusal = options.gatewayOffReason ?? gatewayOff
   const clients = new Set<net.Socket>()
   const headerDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
   const headersDone = (socket: net.Socket): void => clearTimeout(headerDeadlines.get(socket))
 
   /** Authorizes host:port, reports the decision, and connects; undefined after answering a failure. */
-  const open = async (host: string, port: number, fail: (status: number, message: string) => void): Promise<net.Socket | undefined> => {
-    const auth = await authorize(options, host, port)
-    options.onDecision({ host: host.slice(0, 255), port, allowed: auth.ok, ...(auth.ok ? {} : { reason: auth.reason }) })
+  const open = async (
+    who: { rules: EgressRules; client?: string },
+    host: string,
+    port: number,
+    fail: (status: number, message: string) => void,
+  ): Promise<net.Socket | undefined> => {
+    const auth = await authorize({ ...options, rules: who.rules }, host, port)
+    const client = who.client === undefined ? {} : { client: who.client }
+    options.onDecision({ host: host.slice(0, 255), port, allowed: auth.ok, ...(auth.ok ? {} : { reason: auth.reason }), ...client })
     if (!auth.ok) return void fail(auth.status, auth.reason)
     try {
       return await connectFirst(auth.addresses, port, options.connectTimeoutMs)
@@ -134,11 +170,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   const tunnel = async (req: IncomingMessage, client: net.Socket, head: Buffer): Promise<void> => {
     headersDone(client)
+    const who = await admit(req)
+    if (!who.ok) return answerRaw(client, who.status, who.reason)
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
     if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
-    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port)
-    const upstream = await open(m[1]!, port, (status, message) => answerRaw(client, status, message))
+    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port, who.client)
+    const upstream = await open(who, m[1]!, port, (status, message) => answerRaw(client, status, message))
     if (!upstream) return
     if (client.destroyed) return void upstream.destroy()
     upstream.setTimeout(options.idleTimeoutMs, () => upstream.destroy())
@@ -151,6 +189,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
 
   const forward = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     headersDone(req.socket)
+    const who = await admit(req)
+    if (!who.ok) return answer(res, who.status, who.reason)
     let url: URL | undefined
     try {
       url = req.url?.startsWith('http://') ? new URL(req.url) : undefined
@@ -159,8 +199,8 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     if (!url) return answer(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT host:port for HTTPS and other TCP')
     const port = url.port ? Number(url.port) : 80
-    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port)
-    const upstream = await open(url.hostname, port, (status, message) => answer(res, status, message))
+    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port, who.client)
+    const upstream = await open(who, url.hostname, port, (status, message) => answer(res, status, message))
     if (!upstream) return
     if (req.socket.destroyed) return void upstream.destroy()
     const out = httpRequest({
@@ -182,11 +222,11 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   }
 
   /** A request for the model gateway: its handler, or a refusal; never a DNS query or a connection out. */
-  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number): Promise<void> => {
+  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number, client?: string): Promise<void> => {
     const gateway = options.gateway
     if (!gateway?.handler) {
-      const reason = gateway ? 'no model gateway is configured on this codebox server' : gatewayOff
-      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason })
+      const reason = gateway ? 'no model gateway is configured on this codebox server' : gatewayRefusal
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason, ...(client === undefined ? {} : { client }) })
       return answer(res, gateway ? 502 : 403, reason)
     }
     options.onDecision({ host: GATEWAY_HOST, port, allowed: true })
@@ -207,10 +247,10 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
    * with NODE_USE_ENV_PROXY); the tunnel's requests go to the gateway. TLS (443) is refused: the
    * gateway is plain HTTP inside the sandbox, TLS to the provider starts on the host.
    */
-  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number): void => {
+  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number, who?: string): void => {
     const gateway = options.gateway
     let refusal: [number, string] | undefined
-    if (!gateway) refusal = [403, gatewayOff]
+    if (!gateway) refusal = [403, gatewayRefusal]
     else if (port !== 80)
       refusal = [
         400,
@@ -218,7 +258,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       ]
     else if (!gateway.handler) refusal = [502, 'no model gateway is configured on this codebox server']
     if (refusal) {
-      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason: refusal[1] })
+      options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason: refusal[1], ...(who === undefined ? {} : { client: who }) })
       return answerRaw(client, refusal[0], refusal[1])
     }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
