@@ -4,12 +4,12 @@
  * sandbox image's own first layer (so a registry stores it once; it has Node.js, the same binary
  * the sandbox kernels run), and the app as a second layer at /opt/codebox/app: every workspace
  * package of this checkout (sources, the CLI, the executor, the built web IDE) with the
- * production dependencies `npm ci --omit=dev` installs from the lock file. Its entry point is
- * `codebox serve`.
+ * production dependencies `npm ci --omit=dev` installs from the lock file, and `codebox` on PATH
+ * (/usr/local/bin). Its entry point is `codebox serve`.
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { cp, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises'
 import path from 'node:path'
 import { CodeboxError } from '@codebox/core'
 
@@ -41,6 +41,9 @@ export async function stageApiApp(stage: string, progress: (line: string) => voi
   await mkdir(app, { recursive: true })
   // The state directory's mount point (an emptyDir in the pod; the root is read-only).
   await mkdir(path.join(stage, 'var/lib/codebox'), { recursive: true })
+  // `codebox` on PATH, for the commands other Deployments run from this image (the egress proxy).
+  await mkdir(path.join(stage, 'usr/local/bin'), { recursive: true })
+  await symlink(`${API_APP_DIR}/packages/cli/bin/codebox`, path.join(stage, 'usr/local/bin/codebox'))
   for (const file of ['package.json', 'package-lock.json']) await cp(path.join(root, file), path.join(app, file))
   const installed: string[] = []
   for (const name of (await readdir(path.join(root, 'packages'))).sort()) {

@@ -124,6 +124,7 @@ test('image export --api: the sandbox image’s own first layer, then the app, w
   const entries = new Set(spawnSync('tar', ['-tf', blob(result.layers[1]!.digest)], { encoding: 'utf8', maxBuffer: 256 << 20 }).stdout.split('\n'))
   for (const want of [
     'var/lib/codebox/',
+    'usr/local/bin/codebox',
     'opt/codebox/app/packages/cli/src/main.ts',
     'opt/codebox/app/packages/web/dist/index.html',
     'opt/codebox/app/packages/sandbox/executor/executor.py',
@@ -148,6 +149,15 @@ test('image export --api: the sandbox image’s own first layer, then the app, w
     CODEBOX_LOG_LEVEL: 'warn',
   })
   await startAndCall(`http://127.0.0.1:${port}`, server)
+  // The launcher other Deployments run (the egress proxy's `codebox kubernetes egress-proxy`).
+  const link = spawnSync('readlink', [path.join(unpacked, 'usr/local/bin/codebox')], { encoding: 'utf8' }).stdout.trim()
+  assert.equal(link, '/opt/codebox/app/packages/cli/bin/codebox')
+  const help = spawnSync(path.join(unpacked, link), ['kubernetes', '--help'], {
+    encoding: 'utf8',
+    env: { PATH: `${path.dirname(process.execPath)}:/usr/bin:/bin` },
+  })
+  assert.equal(help.status, 0, help.stderr)
+  assert.match(help.stdout, /egress-proxy/)
 
   const again = codebox(['image', 'export', '--api', '--oci', out])
   assert.equal(again.code, 64)
