@@ -1,4 +1,4 @@
-/** codebox on Kubernetes: manifest builders, the executor token, and the names and labels they share. */
+/** codebox on Kubernetes: the kubernetes driver, manifest builders, the executor token, and the names and labels they share. */
 export * from './names.ts'
 export { executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
 export {
@@ -23,3 +23,8 @@ export { installManifests, codeboxNamespace, sandboxLimitRange, sandboxMaxima, t
 export { bytesQuantity, cpuQuantity } from './manifests/quantity.ts'
 export { toYamlDocuments } from './yaml.ts'
 export { installOptionsFromValues } from './chart-values.ts'
+export { KubernetesDriver, apiCode, apiMessage, type KubernetesDriverOptions } from './driver/driver.ts'
+export { authFrame, connectExecutor, type Dial } from './driver/channel.ts'
+export { kubernetesSettingsFromEnv, loadKubeConfig, type KubernetesEnvSettings } from './driver/config.ts'
+export { kubernetesDriverRegistration, registerKubernetesDriver, type KubernetesRegistrationOptions } from './driver/register.ts'
+export { SANDBOX_SELECTOR } from './driver/pod-watch.ts'
