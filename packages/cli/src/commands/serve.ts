@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { validationError } from '@codebox/core'
 import { registerKubernetesDriver } from '@codebox/driver-kubernetes'
-import { drivers } from '@codebox/sandbox'
+import { drivers, type DriverRegistry } from '@codebox/sandbox'
 import { describeStore, loadServerConfig, readSealingKey, sealingKeyFromEnv, startServer } from '@codebox/server'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import type { CommandContext } from '../context.ts'
@@ -28,8 +28,8 @@ export const usage = helpText('codebox serve [--host ADDR] [--port N] [--stop-se
  * The drivers of other packages, registered here, at the composition root, so that
  * CODEBOX_DRIVER (or an interpreter) can name them; the server itself imports none of them.
  */
-export function registerDrivers(env: Readonly<Record<string, string | undefined>>): void {
-  registerKubernetesDriver(drivers, {
+export function registerDrivers(env: Readonly<Record<string, string | undefined>>, registry: DriverRegistry = drivers): void {
+  registerKubernetesDriver(registry, {
     env,
     sealingKey: () => {
       const source = sealingKeyFromEnv(env)

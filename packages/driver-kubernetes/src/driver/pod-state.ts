@@ -26,14 +26,12 @@ export function clean(value: unknown, max = 200): string {
 export function logTail(log: unknown, maxBytes = 2048, maxLines = 20): string {
   if (typeof log !== 'string' || log === '') return ''
   const tail = log.length > maxBytes ? log.slice(-maxBytes) : log
-  return (
-    tail
-      .split('\n')
-      .slice(-maxLines)
-      .map((l) => l.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ' '))
-      .join('\n')
-      .trim()
-  )
+  return tail
+    .split('\n')
+    .slice(-maxLines)
+    .map((l) => l.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ' '))
+    .join('\n')
+    .trim()
 }
 
 const int = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) ? v : undefined)
