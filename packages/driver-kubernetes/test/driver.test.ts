@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { CodeboxError, defaultLimits, type SandboxSpec } from '@codebox/core'
 import { SessionManager, type Session } from '@codebox/sandbox'
 import { defineDriverTests, ExecutorClient, within } from '@codebox/sandbox/testing'
-import { connectExecutor, executorToken, executorTokenKey, NETWORK_LABEL, NONCE_ANNOTATION, SESSION_LABEL } from '../src/index.ts'
+import { componentLabels, connectExecutor, executorToken, executorTokenKey, NETWORK_LABEL, NONCE_ANNOTATION, SESSION_LABEL } from '../src/index.ts'
 import { findResource } from '@codebox/sandbox/testing/kubernetes'
 import { startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
@@ -297,5 +297,30 @@ describe('kubernetes driver', () => {
       isCode('Unavailable', /CODEBOX_K8S_EGRESS_PROXY_PUBLIC/),
     )
     assert.equal(pods().length, before, 'a refused network creates no pod')
+  })
+
+  it('with `leader`, a checked driver takes part in the election and, leading, sweeps a finished pod nobody serves', async () => {
+    const driver = kube.driver({ leader: { leaseName: 'driver-leader', identity: 'replica-1', renewMs: 100, sweepMs: 100, finishedGraceMs: 0 } })
+    const name = `cbx-${testId('crash')}`
+    kube.fake.store.create(podsType, kube.namespace, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: kube.namespace, labels: componentLabels('sandbox') } as never,
+      spec: { containers: [{ name: 'executor', image: 'x' }] },
+    } as never)
+    await until(
+      'the orphan pod to fail',
+      () => (kube.fake.store.find(podsType, kube.namespace, name)?.status as { phase?: string } | undefined)?.phase === 'Failed',
+    )
+    assert.equal(driver.leading, false)
+    await driver.check()
+    await until('the driver to lead', () => driver.leading)
+    await until('the leader to sweep the failed pod', () => !pods().includes(name))
+    await driver.close()
+    assert.equal(
+      (kube.fake.store.get(findResource('coordination.k8s.io', 'v1', 'leases')!, kube.namespace, 'driver-leader').spec as { holderIdentity: string })
+        .holderIdentity,
+      '',
+    )
   })
 })

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
-import { ApiException, CoreV1Api, NodeV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
+import { CoreV1Api, NodeV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
 import {
   CodeboxError,
   defaultLimits,
@@ -31,7 +31,9 @@ import {
 import { EXECUTOR_PORT, sessionPod, type SandboxRequests } from '../manifests/sandbox-pod.ts'
 import { NONCE_ANNOTATION, sandboxPodName, SESSION_LABEL, type NetworkProfile } from '../names.ts'
 import { executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
+import { apiCode, apiMessage } from './api-errors.ts'
 import { connectExecutor, type Dial } from './channel.ts'
+import { LeaderElector, type LeaderOptions } from './leader.ts'
 import { clean, exitOf, logTail, oomKillsOf, podState } from './pod-state.ts'
 import { PodWatch, SANDBOX_SELECTOR, type PodChange } from './pod-watch.ts'
 
@@ -66,31 +68,14 @@ export interface KubernetesDriverOptions {
   listGraceMs?: number
   /** Resolves an egress proxy's host name to an IP; default the system resolver. */
   resolveHost?: (host: string) => Promise<string>
+  /**
+   * Take part in the replicas' leader election (the Lease) and, while leading, sweep the pods
+   * nobody will end (leader.ts); started by a successful check(), stopped by close().
+   */
+  leader?: Omit<LeaderOptions, 'kubeConfig' | 'namespace'>
   requests?: Partial<SandboxRequests>
   nodeSelector?: Record<string, string>
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
-}
-
-/** The HTTP status of a failed API call (0 when the server was not reached). */
-export function apiCode(e: unknown): number {
-  return e instanceof ApiException ? e.code : 0
-}
-
-/** A failed API call in one line: the Status message the server sent, or the client's error. */
-export function apiMessage(e: unknown): string {
-  if (e instanceof ApiException) {
-    let body: unknown = e.body
-    if (typeof body === 'string') {
-      try {
-        body = JSON.parse(body)
-      } catch {
-        // not JSON
-      }
-    }
-    const message = (body as { message?: unknown } | undefined)?.message
-    return `HTTP ${e.code}${typeof message === 'string' ? `: ${clean(message, 300)}` : ''}`
-  }
-  return clean(e instanceof Error ? e.message : String(e), 300)
 }
 
 /** The pool label of a directly created pod: its limits as an opaque key. */
@@ -177,6 +162,7 @@ export class KubernetesDriver implements SandboxDriver {
   readonly #port: number
   readonly #runtimeClassName: string | null
   readonly #server: string
+  readonly #leader: LeaderElector | undefined
 
   constructor(options: KubernetesDriverOptions) {
     this.#options = options
@@ -189,6 +175,12 @@ export class KubernetesDriver implements SandboxDriver {
     this.#port = options.executorPort ?? EXECUTOR_PORT
     this.#runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
     this.#server = options.kubeConfig.getCurrentCluster()?.server ?? 'the API server'
+    this.#leader = options.leader ? new LeaderElector({ ...options.leader, kubeConfig: options.kubeConfig, namespace: options.namespace }) : undefined
+  }
+
+  /** Whether this replica holds the Lease now (false without `leader`). */
+  get leading(): boolean {
+    return this.#leader?.leading ?? false
   }
 
   /** The namespace is reachable (its sandbox pods can be listed) and the RuntimeClass exists; Unavailable naming what is not. */
@@ -199,11 +191,8 @@ export class KubernetesDriver implements SandboxDriver {
       throw new CodeboxError('Unavailable', `cannot list pods in namespace ${this.namespace} at ${this.#server}: ${apiMessage(e)}`, { cause: e })
     }
     if (this.#runtimeClassName !== null) await this.#checkRuntimeClass(this.#runtimeClassName)
-    try {
-      await this.#watch.start()
-    } catch (e) {
-      throw new CodeboxError('Unavailable', (e as Error).message, { cause: e })
-    }
+    await this.#startWatch()
+    this.#leader?.start()
   }
 
   async #checkRuntimeClass(name: string): Promise<void> {
@@ -611,8 +600,8 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  /** Stops the driver's watch (its sandboxes' pods live on). */
+  /** Stops the driver's watch and its part in the election (its sandboxes' pods live on). */
   async close(): Promise<void> {
-    await this.#watch.stop()
+    await Promise.all([this.#watch.stop(), this.#leader?.stop()])
   }
 }

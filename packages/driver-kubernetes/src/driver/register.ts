@@ -3,6 +3,7 @@
  * package depends on the sandbox package, never the other way, so the server learns of it only
  * through `drivers.register` before it starts (packages/sandbox/src/drivers/registry.ts).
  */
+import { hostname } from 'node:os'
 import type { DriverRegistration, DriverRegistry } from '@codebox/sandbox'
 import { kubernetesSettingsFromEnv } from './config.ts'
 import { KubernetesDriver } from './driver.ts'
@@ -33,6 +34,7 @@ export function kubernetesDriverRegistration(options: KubernetesRegistrationOpti
         egressProxies: settings.egressProxies,
         startTimeoutMs: settings.startTimeoutMs,
         sealingKey: options.sealingKey(),
+        leader: { leaseName: settings.leaseName, identity: settings.podName ?? hostname() },
       })
       try {
         await driver.check()
