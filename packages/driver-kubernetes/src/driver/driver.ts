@@ -388,7 +388,6 @@ export class KubernetesDriver implements SandboxDriver {
         else last = state.why
       }
       cleanups.push(tracker.listen(look))
-      if (tracker.latest) look({ type: 'update', pod: tracker.latest })
       // A safety net for a watch that is reconnecting: a read every few seconds.
       const poll = setInterval(() => {
         this.#core.readNamespacedPod({ namespace: this.namespace, name: tracker.name }).then(
@@ -409,10 +408,12 @@ export class KubernetesDriver implements SandboxDriver {
       cleanups.push(() => clearTimeout(timer))
       if (signal) {
         const onAbort = (): void => settle(signal.reason instanceof Error ? signal.reason : new CodeboxError('Canceled', 'the start was cancelled'))
-        if (signal.aborted) onAbort()
         signal.addEventListener('abort', onAbort, { once: true })
         cleanups.push(() => signal.removeEventListener('abort', onAbort))
+        if (signal.aborted) onAbort()
       }
+      // Last: the pod may be ready already, and settling runs the cleanups above.
+      if (tracker.latest) look({ type: 'update', pod: tracker.latest })
     })
   }
 
@@ -511,7 +512,9 @@ export class KubernetesDriver implements SandboxDriver {
         socket.destroy()
         if (!tracker.ended) {
           await this.#delete(tracker.name, tracker.uid)
-          await Promise.race([tracker.exited, delay(this.#options.destroyTimeoutMs ?? 30_000, undefined, { ref: true })])
+          const waited = new AbortController()
+          await Promise.race([tracker.exited, delay(this.#options.destroyTimeoutMs ?? 30_000, undefined, { signal: waited.signal }).catch(() => {})])
+          waited.abort()
           // Deleted in the API: its processes are the kubelet's to kill now, whatever the watch says.
           tracker.end({ code: null, signal: 'SIGKILL' }, 'the sandbox was destroyed', false)
         }
