@@ -13,23 +13,26 @@ import { SessionManager, type Session } from '@codebox/sandbox'
 import { defineDriverTests, ExecutorClient, within } from '@codebox/sandbox/testing'
 import { componentLabels, connectExecutor, executorToken, executorTokenKey, NETWORK_LABEL, NONCE_ANNOTATION, SESSION_LABEL } from '../src/index.ts'
 import { findResource } from '@codebox/sandbox/testing/kubernetes'
-import { startKube, testId, type KubeFixture } from './kube-fixtures.ts'
+import { hostReason, podMode, startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
 const podsType = findResource('', 'v1', 'pods')!
 
 let contractKube: KubeFixture | undefined
 defineDriverTests(
-  'kubernetes (fake API server)',
+  `kubernetes (fake API server, ${podMode === 'sandbox' ? 'sandbox pods of the image' : 'executors on the host'})`,
   async () => {
     contractKube = await startKube()
     return contractKube.driver()
   },
   {
-    skips: {
-      oom: 'the fake kubelet runs the executor as a host process: a pod’s memory limit is not applied',
-      pids: 'the fake kubelet runs the executor as a host process: no pids limit is applied (CODEBOX_RLIMITS nproc does not bind root)',
-      image: 'the fake kubelet runs the executor on the host, not in the sandbox image: there is no /home/user leading to its workspace',
-    },
+    skips:
+      podMode === 'sandbox'
+        ? { oom: 'the fake kubelet’s sandbox pods have no cgroups: a pod’s memory limit is not applied (it is the kubelet’s and the runtime’s on a cluster)' }
+        : {
+            oom: `the fake kubelet runs the executor as a host process (${hostReason}): a pod’s memory limit is not applied`,
+            pids: `the fake kubelet runs the executor as a host process (${hostReason}): no pids limit binds root`,
+            image: `the fake kubelet runs the executor on the host (${hostReason}), not in the sandbox image: there is no /home/user`,
+          },
   },
 )
 after(async () => {

@@ -1,21 +1,30 @@
 /**
  * The kubernetes driver against the fake API server (`@codebox/sandbox/testing/kubernetes`),
- * through the real client: a fake whose kubelet runs each sandbox pod's executor as a local
- * process listening where the fake's dialer connects (`<socketDir>/<port>.sock`), and drivers
- * configured as a replica would be (a kubeconfig, a namespace, the sealing key), dialling pods
- * through the fake's dialer seam.
+ * through the real client: a fake whose kubelet runs each sandbox pod's executor listening where
+ * the fake's dialer connects (`<socketDir>/<port>.sock`), and drivers configured as a replica
+ * would be (a kubeconfig, a namespace, the sealing key), dialling pods through the fake's dialer
+ * seam.
  *
- * The executor runs with the host's python3 as the fake driver runs it: no isolation and no
- * limits (the kubelet simulator does not apply a pod's securityContext or resources). A sandbox
- * whose id starts with `never-ready-` runs a process that never listens; one starting with
- * `crash-` prints a line and exits 3.
+ * Where bwrap sandboxes can run (root, bwrap, the built image), each pod is a sandbox pod
+ * (sandboxPodRunner): the pod's own command, the real executor in the real image, as the pod's uid
+ * with the pod's environment and rlimits, without cgroups. Elsewhere the executor runs with the
+ * host's python3, as the fake driver runs it: no isolation and no limits. A sandbox whose id starts
+ * with `never-ready-` runs a process that never listens; one starting with `crash-` prints a line
+ * and exits 3.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { KubeConfig } from '@kubernetes/client-node'
-import { startFakeKubernetes, type FakeKubernetes, type FakeKubernetesOptions, type KubeletPod } from '@codebox/sandbox/testing/kubernetes'
+import {
+  sandboxPodRunner,
+  sandboxPodSupport,
+  startFakeKubernetes,
+  type FakeKubernetes,
+  type FakeKubernetesOptions,
+  type KubeletPod,
+} from '@codebox/sandbox/testing/kubernetes'
 import { KubernetesDriver, type KubernetesDriverOptions } from '../src/index.ts'
 
 export const executorScript = path.resolve(import.meta.dirname, '../../sandbox/executor/executor.py')
@@ -52,6 +61,11 @@ function hostExecutor(pod: KubeletPod, dirs: string[]): { command: string; args:
   }
 }
 
+/** How pods run here: `sandbox` (bwrap sandboxes of the image) or `host` (the host's python3), and why not `sandbox`. */
+export const podSupport = await sandboxPodSupport()
+export const podMode: 'sandbox' | 'host' = 'imagePath' in podSupport ? 'sandbox' : 'host'
+export const hostReason = 'unavailable' in podSupport ? podSupport.unavailable : ''
+
 export interface KubeFixture {
   fake: FakeKubernetes
   sealingKey: Buffer
@@ -66,13 +80,14 @@ export interface KubeFixture {
 /** Starts the fake API server with a kubelet that runs executors. */
 export async function startKube(options: FakeKubernetesOptions = {}): Promise<KubeFixture> {
   const dirs: string[] = []
+  const runner = 'imagePath' in podSupport ? await sandboxPodRunner({ imagePath: podSupport.imagePath }) : undefined
   const fake = await startFakeKubernetes({
     ...options,
     kubelet: {
       run: (pod) => {
         if (pod.name.startsWith('cbx-never-ready-')) return { command: '/bin/sh', args: ['-c', 'echo waiting forever; exec sleep 600'] }
         if (pod.name.startsWith('cbx-crash-')) return { command: '/bin/sh', args: ['-c', 'echo "executor: cannot start: boom" >&2; exit 3'] }
-        return hostExecutor(pod, dirs)
+        return runner ? runner.run(pod) : hostExecutor(pod, dirs)
       },
       ...(options.kubelet === false ? {} : options.kubelet),
     },
@@ -106,6 +121,7 @@ export async function startKube(options: FakeKubernetesOptions = {}): Promise<Ku
     close: async () => {
       await Promise.all(drivers.map((d) => d.close()))
       await fake.close()
+      await runner?.close()
       for (const d of dirs) rmSync(d, { recursive: true, force: true })
     },
   }

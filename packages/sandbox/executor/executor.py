@@ -12,6 +12,10 @@ interrupted, its kernel keeps its state) and their late frames dropped; backgrou
 A sandbox handed to a session (op `session`) then ends itself at the session's deadline, and at
 its idle timeout counted from its last request, while no server is connected; one never handed
 over (a pool sandbox) ends when its server goes.
+
+With CODEBOX_LISTEN (a Kubernetes pod) it listens on a TCP address or unix socket instead, serves
+up to 16 connections at once, each authenticated with CODEBOX_EXECUTOR_TOKEN first (listen.py),
+and never ends because a connection closed: a pool pod waits to be handed over.
 """
 
 
@@ -48,6 +52,7 @@ from egress_relay import start_relay  # noqa: E402
 from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
+from listen import MAX_CONNECTIONS, StartError, apply_rlimits, authenticate, open_listener, parse_listen, parse_rlimits, tune  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
 from terminal import TERM, SizeError, check_size, open_pty, read_master, resize, take_terminal  # noqa: E402
@@ -94,6 +99,10 @@ CHANNEL_DIR = os.environ.pop("CODEBOX_CHANNEL_DIR", "")
 # of its own the host reaches (gVisor: a host-backed mount, runsc's --host-uds=create); neither
 # for the fake driver, whose host reaches the ports itself.
 PORTS_DIR = os.environ.pop("CODEBOX_PORTS_DIR", "") or CHANNEL_DIR
+# Listen mode (listen.py): popped here, so no kernel, command or task inherits the token.
+LISTEN = os.environ.pop("CODEBOX_LISTEN", "")
+EXECUTOR_TOKEN = os.environ.pop("CODEBOX_EXECUTOR_TOKEN", "")
+RLIMITS = os.environ.pop("CODEBOX_RLIMITS", "")
 
 # The protocol owns fd 0 and fd 1 (on stdio); nothing else may write to fd 1.
 _stdin = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -103,36 +112,56 @@ os.dup2(devnull, 0)
 os.dup2(2, 1)
 
 
+class _Writer:
+    """One connection's frame writer: one frame at a time, and none once it is closed."""
+
+    def __init__(self, write):
+        self.lock = threading.Lock()
+        self.write = write
+
+    def send(self, frame):
+        with self.lock:
+            if self.write is None:
+                return
+            try:
+                self.write(frame)
+            except OSError:  # the host went away: its reader sees it and detaches
+                self.write = None
+
+    def close(self):
+        with self.lock:
+            self.write = None
+
+
 class Link:
-    """The host's connection now: where frames go, and its generation (each new connection gets
-    the next); frames of an earlier connection's requests are dropped, never sent to a new host."""
+    """The hosts' open connections, each with its generation (each new connection gets the next):
+    a request's frames go only to the connection that sent it, and once that connection ends they
+    are dropped, never sent to another host. Frames of no request (gen None) go to every one."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.gen = 0
-        self.write = None
+        self.writers = {}
 
     def attach(self, write):
         with self.lock:
             self.gen += 1
-            self.write = write
+            self.writers[self.gen] = _Writer(write)
             return self.gen
 
     def detach(self, gen):
         with self.lock:
-            if self.gen == gen:
-                self.gen += 1
-                self.write = None
+            writer = self.writers.pop(gen, None)
+        if writer is not None:
+            writer.close()  # after a frame being written: none goes out once this returns
 
     def send(self, rid, kind, payload, gen):
-        header = struct.pack(">IIB", 5 + len(payload), rid, kind)
+        frame = struct.pack(">IIB", 5 + len(payload), rid, kind) + payload
         with self.lock:
-            if self.write is None or (gen is not None and gen != self.gen):
-                return
-            try:
-                self.write(header + payload)
-            except OSError:  # the host went away: the reader sees it and detaches
-                self.write = None
+            writers = list(self.writers.values()) if gen is None else [self.writers.get(gen)]
+        for writer in writers:
+            if writer is not None:
+                writer.send(frame)
 
 
 _link = Link()
@@ -883,17 +912,25 @@ class Executor:
         self.active = 0
         self.active_lock = threading.Lock()
         self.last_activity = time.monotonic()
+        # Listen mode: connections open (authenticated or not yet), and those serving a host.
+        self.connections = 0
+        self.hosts = 0
+        self.connections_lock = threading.Lock()
 
-    def serve(self):
+    def serve(self, listen=None):
         # No kernel starts here: an idle lean session is the executor alone (~8 MiB less than with
         # a Python kernel waiting); the first Python cell, or the preload before hand-over, starts it.
-        if not CHANNEL_DIR:
-            # stdin/stdout: the host is the process that started this one; when it goes, so does this.
-            self._serve_connection(_stdin.read, _fd_writer(_stdout_fd))
-        else:
-            self._serve_socket()
-        for kernel in list(self.kernels.values()) + [c["kernel"] for c in self.contexts.values()]:
-            kernel.kill()
+        try:
+            if listen is not None:
+                self._serve_listen(*listen)
+            elif not CHANNEL_DIR:
+                # stdin/stdout: the host is the process that started this one; when it goes, so does this.
+                self._serve_connection(_stdin.read, _fd_writer(_stdout_fd))
+            else:
+                self._serve_socket()
+        finally:
+            for kernel in list(self.kernels.values()) + [c["kernel"] for c in self.contexts.values()]:
+                kernel.kill()
 
     def _serve_socket(self):
         path = os.path.join(CHANNEL_DIR, "executor.sock")
@@ -914,10 +951,70 @@ class Executor:
                     return
                 continue
             conn.settimeout(None)
-            self._serve_connection(conn.recv, conn.sendall)
+            self._serve_connection(conn.recv, conn.sendall, hangup=lambda: _hang_up(conn))
             conn.close()
             if self.session is None:
                 return  # a pool sandbox: nobody will hand it over now
+
+    def _serve_listen(self, family, address):
+        """Listen mode: up to MAX_CONNECTIONS connections at once, each served on a thread of its
+        own once it authenticated; the session's deadline and idle timeout end the executor only
+        while no host is connected (a pool pod waits for its session whatever happens)."""
+        listener, shown = open_listener(family, address)
+        print("codebox executor: listening on %s" % shown, file=sys.stderr, flush=True)
+        listener.settimeout(1.0)
+        try:
+            while not (self.hosts == 0 and self._should_end()):
+                try:
+                    conn, _ = listener.accept()
+                except socket.timeout:
+                    continue
+                except OSError as e:
+                    # Out of fds or memory for a moment (or the peer gave up first): try again shortly.
+                    if e.errno not in (errno.ECONNABORTED, errno.EINTR):
+                        time.sleep(0.2)
+                    continue
+                with self.connections_lock:
+                    full = self.connections >= MAX_CONNECTIONS
+                    if not full:
+                        self.connections += 1
+                if full:
+                    conn.close()
+                    continue
+                try:
+                    threading.Thread(target=self._serve_listened, args=(conn,), daemon=True).start()
+                except RuntimeError:  # no thread to spare: the session is at its pids limit
+                    self._drop_connection(conn)
+        finally:
+            listener.close()
+            if family == socket.AF_UNIX:
+                try:
+                    os.unlink(address)
+                except OSError:
+                    pass
+
+    def _serve_listened(self, conn):
+        """One listened connection: nothing is sent before it authenticated; then served as a
+        channel connection is, beside the others."""
+        try:
+            tune(conn)
+            if not authenticate(conn, EXECUTOR_TOKEN.encode("utf-8", "surrogatepass")):
+                return
+            conn.settimeout(None)
+            with self.connections_lock:
+                self.hosts += 1
+            try:
+                self._serve_connection(conn.recv, conn.sendall, hangup=lambda: _hang_up(conn))
+            finally:
+                with self.connections_lock:
+                    self.hosts -= 1
+        finally:
+            self._drop_connection(conn)
+
+    def _drop_connection(self, conn):
+        conn.close()
+        with self.connections_lock:
+            self.connections -= 1
 
     def _should_end(self):
         """While no host is connected: past the session's deadline, or idle for its idle timeout."""
@@ -928,7 +1025,7 @@ class Executor:
             return True
         return self.active == 0 and (time.monotonic() - self.last_activity) * 1000 >= self.session["idleTimeoutMs"]
 
-    def _serve_connection(self, reader, write):
+    def _serve_connection(self, reader, write, hangup=None):
         gen = _link.attach(write)
         idle_ms = round((time.monotonic() - self.last_activity) * 1000)
         send_json(0, {"ev": "ready", "pid": os.getpid(), "runtimes": self.runtimes, "protocol": PROTOCOL,
@@ -965,6 +1062,8 @@ class Executor:
                     if req:
                         req.inbound.put(payload if kind == 0x42 else None)
         finally:
+            if hangup is not None:
+                hangup()  # a frame blocked on a host that stopped reading fails now, so detach does not wait for it
             _link.detach(gen)
             # The host that asked is gone: its requests end (a cell is interrupted, state kept).
             for key, req in list(self.requests.items()):
@@ -1433,6 +1532,13 @@ def deno_kernel():
     return Kernel(argv, env)
 
 
+def _hang_up(conn):
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _TolerantStream:
     """stderr that a gone reader cannot break: a later server does not read what this one printed."""
 
@@ -1455,8 +1561,30 @@ class _TolerantStream:
         return getattr(self._stream, name)
 
 
+def _start_options():
+    """CODEBOX_RLIMITS applied, and the listen address (None: stdin/stdout or the channel directory);
+    a bad variable ends the executor at once with a message naming it."""
+    try:
+        if RLIMITS:
+            apply_rlimits(parse_rlimits(RLIMITS))
+        if not LISTEN:
+            return None
+        if CHANNEL_DIR:
+            raise StartError("CODEBOX_LISTEN and CODEBOX_CHANNEL_DIR exclude each other; give one")
+        if not EXECUTOR_TOKEN:
+            raise StartError("CODEBOX_EXECUTOR_TOKEN is required with CODEBOX_LISTEN (the token every connection must present)")
+        return parse_listen(LISTEN)
+    except StartError as e:
+        raise SystemExit("codebox executor: %s" % e)
+
+
 if __name__ == "__main__":
-    if CHANNEL_DIR:
+    listen = _start_options()
+    if listen:
+        # A pod's executor is its pid 1, which the kernel spares from signals it has no handler
+        # for: without this, deleting the pod would wait out its grace period for SIGKILL.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    if CHANNEL_DIR or listen:
         # The host may go (and come back): a write to its closed socket or stderr is an error to
         # handle, not a signal that ends the sandbox. Children get the default back (subprocess).
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -1467,4 +1595,4 @@ if __name__ == "__main__":
         # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
         start_relay(os.environ["CODEBOX_EGRESS_SOCKET"], gateway=bool(os.environ.get("CODEBOX_GATEWAY_PORT")))
     seed_matplotlib_cache()
-    Executor().serve()
+    Executor().serve(listen)

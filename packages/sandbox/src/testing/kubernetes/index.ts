@@ -24,6 +24,7 @@ import { makeCertificate } from './tls.ts'
 export type { FakeUser, RequestRecord } from './http.ts'
 export type { KubeletOptions, KubeletPod } from './kubelet.ts'
 export type { ContainerCommand } from './container.ts'
+export { sandboxPodRunner, sandboxPodSupport, POD_SOCKET_DIR, type SandboxPodRunner, type SandboxPodRunnerOptions } from './sandbox-pod.ts'
 export type { KubeObject, ObjectMeta, ObjectStore, StoreEvent } from './store.ts'
 export { findResource, resourceTypes, type ResourceType } from './resources.ts'
 

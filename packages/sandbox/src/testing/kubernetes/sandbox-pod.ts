@@ -1,0 +1,184 @@
+/**
+ * Sandbox pods for the kubelet simulator: a pod's first container runs its command in a local
+ * bwrap sandbox shaped as the pod asks, so the codebox executor a sandbox pod runs is the real one
+ * in the real image. The built image is the read-only root, with the executor tree the bwrap
+ * driver installs (runtime.ts) over /opt/codebox; /tmp and /dev/shm are tmpfs, /workspace a
+ * per-pod host directory (removed when the pod's process ends, or by close()), and the pod's
+ * socket directory appears at /run/codebox/pod, where the executor listens: CODEBOX_LISTEN
+ * `HOST:PORT` becomes `unix:/run/codebox/pod/<PORT>.sock`, the socket the simulator's `dial`
+ * reaches. Every namespace is new (a unix socket in a bound directory needs none shared), with no
+ * capabilities, and the process runs as the pod's runAsUser (host uid too: setpriv drops to it
+ * before bwrap). The pod's environment is the one the simulator gives it. This is a test tool, not
+ * a driver: no cgroups, seccomp filter, size caps or egress.
+ */
+import { execFile } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdtempSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { loadEngineConfig } from '../../config.ts'
+import { installRuntime } from '../../drivers/bwrap/runtime.ts'
+import { findImage } from '../../image/build.ts'
+import { defaultRecipe } from '../../image/recipe.ts'
+import type { ContainerCommand } from './container.ts'
+import type { KubeletPod } from './kubelet.ts'
+
+/** Where the pod's socket directory appears in the sandbox. */
+export const POD_SOCKET_DIR = '/run/codebox/pod'
+/** The uid a pod runs as when its securityContext names none. */
+const DEFAULT_UID = 1000
+
+export interface SandboxPodRunnerOptions {
+  /** The built image's root (findImage(stateDir, defaultRecipe()).path; see sandboxPodSupport). */
+  imagePath: string
+  /** Where the executor tree is installed; default `<imagePath>/../../runtime`, as the bwrap driver does. */
+  runtimeDir?: string
+}
+
+export interface SandboxPodRunner {
+  /** For `startFakeKubernetes({ kubelet: { run } })`. */
+  run(pod: KubeletPod): ContainerCommand
+  /** Removes the workspaces of pods whose process was killed before it could (after the fake's close()). */
+  close(): Promise<void>
+}
+
+type Env = { name: string; value?: string }[]
+interface PodSpec {
+  securityContext?: { runAsUser?: number; runAsGroup?: number }
+  containers: { command?: string[]; args?: string[]; workingDir?: string; env?: Env; securityContext?: { runAsUser?: number; runAsGroup?: number } }[]
+}
+
+const run = promisify(execFile)
+
+/** A program's absolute path on PATH, or undefined. */
+function which(program: string): string | undefined {
+  return (process.env.PATH ?? '/usr/bin:/bin')
+    .split(':')
+    .map((dir) => path.join(dir, program))
+    .find((p) => existsSync(p))
+}
+
+/**
+ * The image sandbox pods run, or why they cannot run here (for a test's `skip`): they need root
+ * (to drop to the pod's uid and hand it its directories), bwrap and setpriv, the built image, and
+ * a kernel that lets an unprivileged uid make user namespaces (tried once).
+ */
+export async function sandboxPodSupport(): Promise<{ imagePath: string } | { unavailable: string }> {
+  if (process.getuid?.() !== 0) return { unavailable: 'sandbox pods need root (to run each as its pod’s uid)' }
+  const bwrap = which('bwrap')
+  const setpriv = which('setpriv')
+  if (!bwrap || !setpriv) return { unavailable: `${bwrap ? 'setpriv' : 'bwrap'} is not installed (apt-get install ${bwrap ? 'util-linux' : 'bubblewrap'})` }
+  const config = loadEngineConfig(process.env)
+  const image = await findImage(config.stateDir, defaultRecipe({ mirror: config.debianMirror }))
+  if (!image) return { unavailable: `no sandbox image in ${config.stateDir}; run \`codebox image build\` (npm test does)` }
+  try {
+    await run(setpriv, [...dropTo(DEFAULT_UID, DEFAULT_UID), bwrap, '--unshare-all', '--unshare-user', '--ro-bind', image.path, '/', '/bin/true'], {
+      timeout: 30_000,
+    })
+  } catch (e) {
+    return { unavailable: `bwrap cannot run a sandbox as uid ${DEFAULT_UID} here: ${((e as { stderr?: string }).stderr || (e as Error).message).trim()}` }
+  }
+  return { imagePath: image.path }
+}
+
+const dropTo = (uid: number, gid: number): string[] => [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--inh-caps=-all', '--no-new-privs', '--']
+
+/** A pod the runner cannot run: its process prints why and exits 1 (the pod is Failed, the reason in its log). */
+function refuse(why: string): ContainerCommand {
+  return { command: '/bin/sh', args: ['-c', 'echo "sandbox pod: $1" >&2; exit 1', 'sandbox-pod', why] }
+}
+
+/**
+ * The wrapper each pod runs: bwrap in the foreground, then the workspace removed. The simulator's
+ * SIGTERM reaches bwrap (which dies, and --die-with-parent ends the sandbox) and this shell, whose
+ * trap only lets it go on to clean up.
+ */
+const WRAPPER = 'workspace=$1; shift; trap : TERM; "$@"; status=$?; rm -rf -- "$workspace"; exit $status'
+
+export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promise<SandboxPodRunner> {
+  const bwrap = which('bwrap')
+  const setpriv = which('setpriv')
+  if (!bwrap || !setpriv) throw new Error('sandbox pods need bwrap and setpriv; check sandboxPodSupport() first')
+  const runtime = await installRuntime(path.resolve(options.runtimeDir ?? path.join(options.imagePath, '..', '..', 'runtime')))
+  const workRoot = await mkdtemp(path.join(os.tmpdir(), 'kfake-ws-'))
+  chmodSync(workRoot, 0o711)
+  return {
+    run(kpod) {
+      const spec = kpod.pod.spec as PodSpec
+      const container = spec.containers[0]!
+      const uid = container.securityContext?.runAsUser ?? spec.securityContext?.runAsUser ?? DEFAULT_UID
+      const gid = container.securityContext?.runAsGroup ?? spec.securityContext?.runAsGroup ?? uid
+      if (!Number.isInteger(uid) || uid < 1 || !Number.isInteger(gid) || gid < 1)
+        return refuse(`runAsUser ${uid}, runAsGroup ${gid}: a sandbox pod runs as a non-root uid`)
+      const command = [...(container.command ?? []), ...(container.args ?? [])]
+      if (command.length === 0) return refuse('the container names no command (images are not read for an entrypoint)')
+      const listen = container.env?.find((e) => e.name === 'CODEBOX_LISTEN')?.value
+      const port = listen === undefined ? undefined : /:(\d{1,5})$/.exec(listen)?.[1]
+      if (listen !== undefined && port === undefined) return refuse(`CODEBOX_LISTEN ${JSON.stringify(listen)} names no port`)
+      // The pod's uid must reach its directories: its socket directory (the simulator's, 0700 in
+      // a 0700 root: the root is opened to traversal only) and its workspace.
+      let workspace: string
+      try {
+        chownSync(kpod.socketDir, uid, gid)
+        chmodSync(path.dirname(kpod.socketDir), 0o711)
+        workspace = mkdtempSync(path.join(workRoot, `${kpod.name}-`))
+        chownSync(workspace, uid, gid)
+      } catch (e) {
+        return refuse(`cannot prepare the pod's directories: ${(e as Error).message}`)
+      }
+      const sandbox = [
+        '--unshare-all',
+        '--unshare-user',
+        '--disable-userns',
+        '--uid',
+        String(uid),
+        '--gid',
+        String(gid),
+        '--hostname',
+        kpod.name.slice(0, 63),
+        '--new-session',
+        '--die-with-parent',
+        '--cap-drop',
+        'ALL',
+        // The simulator's own variable names a host path.
+        '--unsetenv',
+        'FAKE_POD_SOCKET_DIR',
+        '--ro-bind',
+        options.imagePath,
+        '/',
+        '--ro-bind',
+        path.join(runtime, 'opt/codebox'),
+        '/opt/codebox',
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '--tmpfs',
+        '/dev/shm',
+        '--tmpfs',
+        '/tmp',
+        '--bind',
+        workspace,
+        '/workspace',
+        '--tmpfs',
+        '/run',
+        '--bind',
+        kpod.socketDir,
+        POD_SOCKET_DIR,
+        '--remount-ro',
+        '/run',
+        '--chdir',
+        container.workingDir ?? '/workspace',
+        '--',
+        ...command,
+      ]
+      return {
+        command: '/bin/sh',
+        args: ['-c', WRAPPER, 'sandbox-pod', workspace, setpriv, ...dropTo(uid, gid), bwrap, ...sandbox],
+        env: port === undefined ? {} : { CODEBOX_LISTEN: `unix:${POD_SOCKET_DIR}/${port}.sock` },
+      }
+    },
+    close: () => rm(workRoot, { recursive: true, force: true }),
+  }
+}
