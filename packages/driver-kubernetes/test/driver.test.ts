@@ -175,6 +175,21 @@ describe('kubernetes driver', () => {
     await assert.rejects(session.runCode({ code: 'print(1)' }), isCode('SessionTerminated'))
   })
 
+  it('after an API server restart (every watch closed) the shared watch resumes: a later start and an outside deletion are still seen', async () => {
+    // No reads while a start waits: its pod's readiness can only come from the watch.
+    const driver = kube.driver({ readyPollMs: 600_000 })
+    await using manager = new SessionManager({ driver, poolSize: 0 })
+    const first = await manager.start({ preload: [] })
+    kube.fake.closeWatches()
+    const second = await manager.start({ preload: [] })
+    assert.equal(await py(second, 'print("after the restart")'), 'after the restart\n')
+    const watches = () => kube.fake.requests.filter((r) => r.query.includes('watch=true') && r.status === 0).length
+    await until('the watch to be open again', () => watches() > 0)
+    kube.fake.store.delete(podsType, kube.namespace, `cbx-${first.sandboxId}`, { gracePeriodSeconds: 0 })
+    await until('the first session to end', () => first.status === 'terminated')
+    assert.equal(second.status, 'ready')
+  })
+
   it('a second replica attaches to the same pod: it runs Python in it and sees the first one’s state; stopping it there ends it here', async () => {
     const replicaA = new SessionManager({ driver: kube.driver(), poolSize: 0 })
     const replicaB = new SessionManager({ driver: kube.driver(), poolSize: 0 })

@@ -55,6 +55,8 @@ export interface KubernetesDriverOptions {
   dial?: Dial
   /** How long a new pod may take to be Ready (scheduling, pulling the image, starting); default 120 s. */
   startTimeoutMs?: number
+  /** How often a start waiting for Ready also reads the pod, in case the watch is reconnecting; default 3 s. */
+  readyPollMs?: number
   /** How long the executor may take to answer a connection; default 10 s. */
   connectTimeoutMs?: number
   /** How long destroy() waits for the pod to be gone; default 30 s. */
@@ -396,7 +398,7 @@ export class KubernetesDriver implements SandboxDriver {
             if (apiCode(e) === 404) fail('was deleted before it was ready')
           },
         )
-      }, 3000)
+      }, this.#options.readyPollMs ?? 3000)
       cleanups.push(() => clearInterval(poll))
       const timer = setTimeout(
         () =>
