@@ -1,4 +1,4 @@
-/** codebox on Kubernetes: manifest builders, the executor token, and the names and labels they share. */
+/** codebox on Kubernetes: the kubernetes driver, manifest builders, the executor token, and the names and labels they share. */
 export * from './names.ts'
 export { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce, type TokenSubject } from './token.ts'
 export {
@@ -34,3 +34,10 @@ export {
   type EgressProfile,
 } from './egress/proxy.ts'
 export { egressPodEntry, type EgressPodEntry } from './egress/pods.ts'
+export { KubernetesDriver, type KubernetesDriverOptions } from './driver/driver.ts'
+export { apiCode, apiMessage } from './driver/api-errors.ts'
+export { LeaderElector, sweepReason, type LeaderEvent, type LeaderOptions } from './driver/leader.ts'
+export { authFrame, connectExecutor, type Dial } from './driver/channel.ts'
+export { kubernetesSettingsFromEnv, loadKubeConfig, type KubernetesEnvSettings } from './driver/config.ts'
+export { kubernetesDriverRegistration, registerKubernetesDriver, type KubernetesRegistrationOptions } from './driver/register.ts'
+export { SANDBOX_SELECTOR } from './driver/pod-watch.ts'

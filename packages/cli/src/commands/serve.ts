@@ -1,7 +1,10 @@
 /** `codebox serve`: runs the server (API, reference page, metrics) until SIGINT/SIGTERM. */
 import fs from 'node:fs'
 import path from 'node:path'
-import { describeStore, loadServerConfig, startServer } from '@codebox/server'
+import { validationError } from '@codebox/core'
+import { registerKubernetesDriver } from '@codebox/driver-kubernetes'
+import { drivers, type DriverRegistry } from '@codebox/sandbox'
+import { describeStore, loadServerConfig, readSealingKey, sealingKeyFromEnv, startServer } from '@codebox/server'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
 import type { CommandContext } from '../context.ts'
 
@@ -21,6 +24,26 @@ export const usage = helpText('codebox serve [--host ADDR] [--port N] [--stop-se
   'codebox keys create --tenant ops && codebox serve --host 0.0.0.0   # beyond loopback only with API keys',
 ])
 
+/**
+ * The drivers of other packages, registered here, at the composition root, so that
+ * CODEBOX_DRIVER (or an interpreter) can name them; the server itself imports none of them.
+ */
+export function registerDrivers(env: Readonly<Record<string, string | undefined>>, registry: DriverRegistry = drivers): void {
+  registerKubernetesDriver(registry, {
+    env,
+    sealingKey: () => {
+      const source = sealingKeyFromEnv(env)
+      if (!source) {
+        throw validationError(
+          'CODEBOX_SEALING_KEY',
+          'is required with the kubernetes driver: the executor tokens of the sandbox pods derive from it, so every replica needs the same key (CODEBOX_SEALING_KEY, base64 of 32 bytes, or CODEBOX_SEALING_KEY_FILE; with a PostgreSQL store, the store’s key)',
+        )
+      }
+      return readSealingKey(source)
+    },
+  })
+}
+
 export async function run(argv: string[], ctx: CommandContext): Promise<number> {
   const { flags } = parseArgs(argv, spec)
   if (flags.help) {
@@ -33,6 +56,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
     process.stderr.write(`codebox: --port must be a whole number from 0 to 65535, got ${String(flags.port)}\n`)
     return 64
   }
+  registerDrivers(ctx.env)
   const server = await startServer(config)
   process.stderr.write(
     `\ncodebox is serving on ${server.url}\n` +

@@ -17,6 +17,9 @@ import { CodeboxError, defaultLimits, type Sandbox, type SandboxDriver, type San
 import type { SessionLimits, ToolResult } from '@codebox/core'
 import { ExecutorClient } from '../executor-client.ts'
 import { SessionManager } from '../session-manager.ts'
+
+/** The host's client of the executor protocol, for a driver's own tests of what its sandboxes say. */
+export { ExecutorClient }
 import type { Session } from '../session.ts'
 
 /** A sandbox a recording driver created, and the bytes the host sent it. */

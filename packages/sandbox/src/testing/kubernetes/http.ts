@@ -162,3 +162,27 @@ export function namespaceObject(user: FakeUser, namespace: string): Record<strin
     status: { phase: 'Active' },
   }
 }
+
+/**
+ * GET /apis/node.k8s.io/v1/runtimeclasses/<name>: a RuntimeClass the fake was told exists (the
+ * `runtimeClasses` option), 404 otherwise; a cluster object, so only a user of every namespace may
+ * read it (a namespace-scoped Role cannot), 403 in RBAC's words for the others. Runtime classes
+ * are only named: pods run the same whatever class they ask for.
+ */
+export function runtimeClassObject(user: FakeUser, name: string, known: readonly string[]): Record<string, unknown> {
+  if (user.namespaces !== '*') {
+    throw new KubeError(
+      'Forbidden',
+      `runtimeclasses.node.k8s.io "${name}" is forbidden: User "${user.name}" cannot get resource "runtimeclasses" in API group "node.k8s.io" at the cluster scope`,
+      { name, group: 'node.k8s.io', kind: 'runtimeclasses' },
+    )
+  }
+  if (!known.includes(name))
+    throw new KubeError('NotFound', `runtimeclasses.node.k8s.io "${name}" not found`, { name, group: 'node.k8s.io', kind: 'runtimeclasses' })
+  return {
+    apiVersion: 'node.k8s.io/v1',
+    kind: 'RuntimeClass',
+    metadata: { name, uid: `runtimeclass-${name}`, resourceVersion: '1' },
+    handler: name === 'gvisor' ? 'runsc' : name,
+  }
+}

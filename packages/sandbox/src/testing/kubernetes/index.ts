@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net'
 import type net from 'node:net'
 import { GarbageCollector } from './gc.ts'
 import { handleResource, type HandlerContext } from './handlers.ts'
-import { authenticate, authorize, discovery, namespaceObject, routeResource, sendJson, type FakeUser, type RequestRecord } from './http.ts'
+import { authenticate, authorize, discovery, namespaceObject, routeResource, runtimeClassObject, sendJson, type FakeUser, type RequestRecord } from './http.ts'
 import { Kubelet, type KubeletOptions } from './kubelet.ts'
 import { checkNamespace } from './resources.ts'
 import { KubeError } from './status.ts'
@@ -47,6 +47,8 @@ export interface FakeKubernetesOptions {
    * HTTP, and the kubeconfig skips TLS verification (client-node refuses http:// otherwise).
    */
   tls?: boolean
+  /** The RuntimeClasses that exist (GET /apis/node.k8s.io/v1/runtimeclasses/<name>); default `['gvisor']`. */
+  runtimeClasses?: readonly string[]
 }
 
 /** A running fake API server. */
@@ -79,7 +81,7 @@ function decodeSegment(s: string): string {
   }
 }
 
-function serve(ctx: HandlerContext, users: ReadonlyMap<string, FakeUser>, record: (r: RequestRecord) => void) {
+function serve(ctx: HandlerContext, users: ReadonlyMap<string, FakeUser>, record: (r: RequestRecord) => void, runtimeClasses: readonly string[]) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://fake')
     const rec: RequestRecord = { method: req.method ?? '', path: url.pathname, query: url.search, user: undefined, verb: '', status: 0 }
@@ -98,6 +100,10 @@ function serve(ctx: HandlerContext, users: ReadonlyMap<string, FakeUser>, record
       if (req.method === 'GET' && segments.length === 4 && segments.slice(0, 3).join('/') === 'api/v1/namespaces') {
         checkNamespace(segments[3]!)
         return sendJson(res, 200, namespaceObject(user, segments[3]!))
+      }
+      if (req.method === 'GET' && segments.length === 5 && segments.slice(0, 4).join('/') === 'apis/node.k8s.io/v1/runtimeclasses') {
+        rec.verb = 'get'
+        return sendJson(res, 200, runtimeClassObject(user, segments[4]!, runtimeClasses))
       }
       const route = routeResource(req.method ?? '', segments, url.searchParams)
       if (!route) throw new KubeError('NotFound', 'the server could not find the requested resource')
@@ -132,7 +138,7 @@ export async function startFakeKubernetes(options: FakeKubernetesOptions = {}): 
     requests.push(r)
     if (requests.length > maxRecords) requests.shift()
   }
-  const handler = serve(ctx, users, record)
+  const handler = serve(ctx, users, record, options.runtimeClasses ?? ['gvisor'])
   const certificate = options.tls === false ? undefined : await makeCertificate()
   const listener = (req: IncomingMessage, res: ServerResponse): void => void handler(req, res)
   const server: Server = certificate ? createHttpsServer({ cert: certificate.cert, key: certificate.key }, listener) : createHttpServer(listener)

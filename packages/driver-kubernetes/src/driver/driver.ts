@@ -1,0 +1,612 @@
+/**
+ * The `kubernetes` driver: one pod per sandbox, through `@kubernetes/client-node`. A sandbox is the
+ * pod `cbx-<sandboxId>` (sessionPod: an idempotent name, a retried create finds the same pod); the
+ * driver waits on its shared watch of the namespace's sandbox pods until the pod is Ready with an
+ * IP, dials the executor's port, authenticates with the pod's token (an HMAC any replica
+ * recomputes from the pod's nonce annotation and the shared sealing key), and hands that
+ * connection to the session as its channel. No Kubernetes write happens on the hot path: calls go
+ * straight to the pod. `exited` follows the pod in the shared watch (finished, or deleted);
+ * `destroy()` deletes the pod and waits for it to go; `attach(id)` connects again from any replica
+ * or a restarted server. Everything read from a pod (its status, its log) is validated and
+ * bounded (pod-state.ts).
+ */
+import { createHash } from 'node:crypto'
+import { lookup } from 'node:dns/promises'
+import net from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
+import { CoreV1Api, NodeV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
+import {
+  CodeboxError,
+  defaultLimits,
+  type AttachOptions,
+  type CreateOptions,
+  type LimitCounters,
+  type Sandbox,
+  type SandboxDriver,
+  type SandboxExit,
+  type SandboxNetwork,
+  type SandboxSpec,
+  type SessionLimits,
+} from '@codebox/core'
+import { EXECUTOR_PORT, sessionPod, type SandboxRequests } from '../manifests/sandbox-pod.ts'
+import { NONCE_ANNOTATION, sandboxPodName, SESSION_LABEL, type NetworkProfile } from '../names.ts'
+import { executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
+import { apiCode, apiMessage } from './api-errors.ts'
+import { connectExecutor, type Dial } from './channel.ts'
+import { LeaderElector, type LeaderOptions } from './leader.ts'
+import { clean, exitOf, logTail, oomKillsOf, podState } from './pod-state.ts'
+import { PodWatch, SANDBOX_SELECTOR, type PodChange } from './pod-watch.ts'
+
+export interface KubernetesDriverOptions {
+  kubeConfig: KubeConfig
+  /** The namespace of the sandbox pods (the API's own). */
+  namespace: string
+  /** The sandbox image (`codebox image export --oci`, pushed to a registry the nodes pull from). */
+  image: string
+  /** The pods' RuntimeClass; default `gvisor`; null for the cluster's default runtime. */
+  runtimeClassName?: string | null
+  /** Default EXECUTOR_PORT (7070). */
+  executorPort?: number
+  /** Each network profile's egress proxy as the API reaches it, `host:port`; the host is resolved and pods get the IP. */
+  egressProxies?: { public?: string; vpc?: string }
+  /** The store's sealing key (32 bytes), the same on every replica: the executor tokens derive from it. */
+  sealingKey: Buffer
+  /** How a pod's port is reached; default `net.connect({host: podIP, port})`. */
+  dial?: Dial
+  /** How long a new pod may take to be Ready (scheduling, pulling the image, starting); default 120 s. */
+  startTimeoutMs?: number
+  /** How often a start waiting for Ready also reads the pod, in case the watch is reconnecting; default 3 s. */
+  readyPollMs?: number
+  /** How long the executor may take to answer a connection; default 10 s. */
+  connectTimeoutMs?: number
+  /** How long destroy() waits for the pod to be gone; default 30 s. */
+  destroyTimeoutMs?: number
+  /** The grace period of the deletion destroy() makes; default 1 s. */
+  deleteGraceSeconds?: number
+  /**
+   * list() leaves out pods younger than this (another replica may be starting a session on one
+   * and not have recorded it yet); default the start timeout plus 60 s.
+   */
+  listGraceMs?: number
+  /** Resolves an egress proxy's host name to an IP; default the system resolver. */
+  resolveHost?: (host: string) => Promise<string>
+  /**
+   * Take part in the replicas' leader election (the Lease) and, while leading, sweep the pods
+   * nobody will end (leader.ts); started by a successful check(), stopped by close().
+   */
+  leader?: Omit<LeaderOptions, 'kubeConfig' | 'namespace'>
+  requests?: Partial<SandboxRequests>
+  nodeSelector?: Record<string, string>
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
+}
+
+/** The pool label of a directly created pod: its limits as an opaque key. */
+function poolKeyOf(limits: SessionLimits): string {
+  const ordered = Object.fromEntries(Object.entries(limits).sort(([a], [b]) => a.localeCompare(b)))
+  return `limits-${createHash('sha256').update(JSON.stringify(ordered)).digest('hex').slice(0, 16)}`
+}
+
+/** One sandbox pod the driver follows: its changes from the shared watch, until it has ended. */
+class PodTracker {
+  latest: V1Pod | undefined
+  readonly exited: Promise<SandboxExit>
+  #resolve!: (exit: SandboxExit) => void
+  #unsubscribe: () => void
+  #listeners = new Set<(change: PodChange) => void>()
+  ended = false
+  /** Set once this driver deleted the pod: its end is then reported as a kill, whatever the container said. */
+  deleting = false
+  why = ''
+
+  readonly name: string
+  readonly uid: string
+  readonly #onEnd: (tracker: PodTracker, exit: SandboxExit, why: string, finished: boolean) => Promise<void>
+
+  constructor(watch: PodWatch, name: string, uid: string, onEnd: (tracker: PodTracker, exit: SandboxExit, why: string, finished: boolean) => Promise<void>) {
+    this.name = name
+    this.uid = uid
+    this.#onEnd = onEnd
+    this.exited = new Promise((resolve) => (this.#resolve = resolve))
+    this.#unsubscribe = watch.subscribe(name, (change) => {
+      if (change.pod.metadata?.uid !== uid) return
+      this.observe(change)
+    })
+    const cached = watch.get(name)
+    if (cached?.metadata?.uid === uid) this.latest = cached
+  }
+
+  /** A change of the pod (from the watch, or a read): the pod's end when it has finished or is gone. */
+  observe(change: PodChange): void {
+    if (change.pod.metadata?.uid !== this.uid || this.ended) return
+    this.latest = change.pod
+    for (const l of [...this.#listeners]) l(change)
+    const deleted = change.type === 'deleted'
+    const state = podState(change.pod)
+    if (!deleted && state.kind !== 'finished') return
+    let exit = exitOf(change.pod)
+    // A pod deleted while it ran was killed, even when its executor exited cleanly on SIGTERM.
+    const killed = deleted || this.deleting || change.pod.metadata?.deletionTimestamp != null
+    if (killed && exit.code === 0) exit = { code: null, signal: 'SIGTERM' }
+    this.end(exit, deleted ? 'the pod was deleted' : state.kind === 'finished' ? state.why : 'the pod ended', !killed)
+  }
+
+  /** Follows every change of the pod (for a start waiting for Ready). */
+  listen(listener: (change: PodChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  end(exit: SandboxExit, why: string, finished: boolean): void {
+    if (this.ended) return
+    this.ended = true
+    this.why = why
+    this.#unsubscribe()
+    this.#listeners.clear()
+    void this.#onEnd(this, exit, why, finished).finally(() => this.#resolve(exit))
+  }
+
+  /** Stops following the pod without ending it (release). */
+  detach(): void {
+    this.#unsubscribe()
+    this.#listeners.clear()
+  }
+}
+
+export class KubernetesDriver implements SandboxDriver {
+  readonly name = 'kubernetes'
+  readonly namespace: string
+  readonly #core: CoreV1Api
+  readonly #node: NodeV1Api
+  readonly #watch: PodWatch
+  readonly #tokenKey: Buffer
+  readonly #options: KubernetesDriverOptions
+  readonly #dial: Dial
+  readonly #port: number
+  readonly #runtimeClassName: string | null
+  readonly #server: string
+  readonly #leader: LeaderElector | undefined
+
+  constructor(options: KubernetesDriverOptions) {
+    this.#options = options
+    this.namespace = options.namespace
+    this.#core = options.kubeConfig.makeApiClient(CoreV1Api)
+    this.#node = options.kubeConfig.makeApiClient(NodeV1Api)
+    this.#watch = new PodWatch(options.kubeConfig, options.namespace)
+    this.#tokenKey = executorTokenKey(options.sealingKey)
+    this.#dial = options.dial ?? ((o) => net.connect(o))
+    this.#port = options.executorPort ?? EXECUTOR_PORT
+    this.#runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
+    this.#server = options.kubeConfig.getCurrentCluster()?.server ?? 'the API server'
+    this.#leader = options.leader ? new LeaderElector({ ...options.leader, kubeConfig: options.kubeConfig, namespace: options.namespace }) : undefined
+  }
+
+  /** Whether this replica holds the Lease now (false without `leader`). */
+  get leading(): boolean {
+    return this.#leader?.leading ?? false
+  }
+
+  /** The namespace is reachable (its sandbox pods can be listed) and the RuntimeClass exists; Unavailable naming what is not. */
+  async check(): Promise<void> {
+    try {
+      await this.#core.listNamespacedPod({ namespace: this.namespace, labelSelector: SANDBOX_SELECTOR, limit: 1 })
+    } catch (e) {
+      throw new CodeboxError('Unavailable', `cannot list pods in namespace ${this.namespace} at ${this.#server}: ${apiMessage(e)}`, { cause: e })
+    }
+    if (this.#runtimeClassName !== null) await this.#checkRuntimeClass(this.#runtimeClassName)
+    await this.#startWatch()
+    this.#leader?.start()
+  }
+
+  async #checkRuntimeClass(name: string): Promise<void> {
+    const missing = (): CodeboxError =>
+      new CodeboxError(
+        'Unavailable',
+        `the RuntimeClass ${JSON.stringify(name)} does not exist in the cluster: install it (gVisor's runsc handler for the default), set CODEBOX_K8S_RUNTIME_CLASS to one that exists, or set it empty to run sandbox pods on the cluster's default runtime (only where the nodes isolate pods some other way)`,
+      )
+    try {
+      await this.#node.readRuntimeClass({ name })
+      return
+    } catch (e) {
+      if (apiCode(e) === 404) throw missing()
+      if (apiCode(e) !== 403) throw new CodeboxError('Unavailable', `cannot read the RuntimeClass ${JSON.stringify(name)}: ${apiMessage(e)}`, { cause: e })
+    }
+    // The API's Role is namespace-scoped and may not read RuntimeClasses (cluster objects): a
+    // server-side dry run of a sandbox pod asks admission instead, which refuses an unknown class.
+    const nonce = newTokenNonce()
+    const podName = sandboxPodName('runtime-class-check')
+    try {
+      await this.#core.createNamespacedPod({
+        namespace: this.namespace,
+        dryRun: 'All',
+        body: this.#manifest(
+          'runtime-class-check',
+          defaultLimits,
+          { profile: 'sandbox' },
+          nonce,
+          executorToken(this.#tokenKey, { namespace: this.namespace, podName, nonce }),
+        ),
+      })
+    } catch (e) {
+      const message = apiMessage(e)
+      if (/RuntimeClass/i.test(message) && /not found/i.test(message)) throw missing()
+      if (apiCode(e) !== 409)
+        throw new CodeboxError(
+          'Unavailable',
+          `cannot check that the RuntimeClass ${JSON.stringify(name)} exists: reading it is forbidden and a dry-run pod was refused (${message})`,
+          {
+            cause: e,
+          },
+        )
+    }
+  }
+
+  #manifest(id: string, limits: SessionLimits, network: { profile: NetworkProfile; proxyUrl?: string }, nonce: string, token: string): V1Pod {
+    const o = this.#options
+    return sessionPod({
+      sessionId: id,
+      namespace: this.namespace,
+      image: o.image,
+      limits,
+      network: network.profile,
+      ...(network.proxyUrl !== undefined ? { egressProxyUrl: network.proxyUrl } : {}),
+      poolKey: poolKeyOf(limits),
+      nonce,
+      token,
+      runtimeClassName: this.#runtimeClassName,
+      executorPort: this.#port,
+      ...(o.requests ? { requests: o.requests } : {}),
+      ...(o.nodeSelector ? { nodeSelector: o.nodeSelector } : {}),
+      ...(o.imagePullPolicy ? { imagePullPolicy: o.imagePullPolicy } : {}),
+    }) as V1Pod
+  }
+
+  /**
+   * The pod's network profile for a sandbox's network (the NetworkPolicies select on it): `none`
+   * is `sandbox`; `public` egress goes through the public profile's proxy. What a proxy cannot
+   * enforce per pod (an allow-list, the model gateway) is refused, never widened.
+   */
+  async #profileOf(network: SandboxNetwork): Promise<{ profile: NetworkProfile; proxyUrl?: string }> {
+    if (network.mode === 'none') return { profile: 'sandbox' }
+    if (network.gateway) {
+      throw new CodeboxError(
+        'Unavailable',
+        'the model gateway (http://codebox-gateway/) is not wired into kubernetes sandbox pods yet; sessions that use it need a bwrap or gvisor server',
+      )
+    }
+    const { policy } = network
+    if (policy.mode === 'none') return { profile: 'sandbox' }
+    if (policy.mode === 'allowlist') {
+      throw new CodeboxError(
+        'Unavailable',
+        `network VPC (an allow-list: ${policy.allow.slice(0, 3).join(', ')}${policy.allow.length > 3 ? ', ...' : ''}) cannot be enforced for kubernetes sandbox pods yet: the egress proxy does not know which pod's allow-list a connection falls under, and the driver refuses rather than widen it; use PUBLIC or SANDBOX, or a bwrap or gvisor server`,
+      )
+    }
+    const proxy = this.#options.egressProxies?.public
+    if (!proxy) throw new CodeboxError('Unavailable', 'network PUBLIC needs the egress proxy: CODEBOX_K8S_EGRESS_PROXY_PUBLIC (host:port) is not set')
+    return { profile: 'public', proxyUrl: await this.#proxyUrl(proxy) }
+  }
+
+  /** `http://<IP>:<port>` of a `host:port` (sandbox pods have no DNS). */
+  async #proxyUrl(hostPort: string): Promise<string> {
+    const i = hostPort.lastIndexOf(':')
+    let host = hostPort.slice(0, i).replace(/^\[(.*)\]$/, '$1')
+    const port = hostPort.slice(i + 1)
+    if (net.isIP(host) === 0) {
+      try {
+        host = this.#options.resolveHost ? await this.#options.resolveHost(host) : (await lookup(host)).address
+      } catch (e) {
+        throw new CodeboxError('Unavailable', `cannot resolve the egress proxy ${hostPort}: ${(e as Error).message}`, { cause: e })
+      }
+      if (net.isIP(host) === 0) throw new CodeboxError('Unavailable', `the egress proxy ${hostPort} resolved to ${JSON.stringify(host)}, not an IP`)
+    }
+    return `http://${net.isIPv6(host) ? `[${host}]` : host}:${port}`
+  }
+
+  async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
+    if (spec.code) throw new CodeboxError('Unavailable', 'code mounts (a hosted agent’s bundle) are not available to kubernetes sandbox pods yet')
+    const name = sandboxPodName(spec.id)
+    const network = await this.#profileOf(spec.network)
+    const nonce = newTokenNonce()
+    const body = this.#manifest(spec.id, spec.limits, network, nonce, executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce }))
+    await this.#startWatch()
+    let pod: V1Pod
+    try {
+      pod = await this.#core.createNamespacedPod({ namespace: this.namespace, body })
+    } catch (e) {
+      if (apiCode(e) !== 409) throw new CodeboxError('Unavailable', `cannot create the sandbox pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+      // A retried create: the pod is there already (its own nonce, which its token derives from).
+      try {
+        pod = await this.#core.readNamespacedPod({ namespace: this.namespace, name })
+      } catch (e2) {
+        throw new CodeboxError('Unavailable', `the sandbox pod ${this.#what(name)} exists but cannot be read: ${apiMessage(e2)}`, { cause: e2 })
+      }
+    }
+    const uid = pod.metadata?.uid
+    if (typeof uid !== 'string' || uid === '') throw new CodeboxError('SandboxFailure', `the API server returned the pod ${this.#what(name)} without a uid`)
+    const tracker = this.#track(name, uid, pod)
+    try {
+      const timeoutMs = this.#options.startTimeoutMs ?? 120_000
+      const ready = await this.#waitReady(tracker, timeoutMs, options.signal)
+      const socket = await this.#connect(ready, Date.now() + timeoutMs, options.signal)
+      return this.#sandbox(spec.id, tracker, socket)
+    } catch (e) {
+      let err = e
+      if (e instanceof CodeboxError && e.code === 'Unavailable') {
+        const tail = await this.#logTail(name)
+        if (tail) err = new CodeboxError('Unavailable', `${e.message}; its log ends: ${tail}`, { cause: e, details: e.details })
+      }
+      await this.#abandon(tracker)
+      throw err
+    }
+  }
+
+  #what(name: string): string {
+    return `${this.namespace}/${name}`
+  }
+
+  async #startWatch(): Promise<void> {
+    try {
+      await this.#watch.start()
+    } catch (e) {
+      throw new CodeboxError('Unavailable', (e as Error).message, { cause: e })
+    }
+  }
+
+  #track(name: string, uid: string, pod: V1Pod | undefined): PodTracker {
+    const tracker = new PodTracker(this.#watch, name, uid, async (t, _exit, why, finished) => {
+      t.why = `pod ${this.#what(name)}: ${why}`
+      // A pod that ended by itself may say why in its log (a deleted one has none to read).
+      if (finished) {
+        const tail = await this.#logTail(name)
+        if (tail) t.why += `; its log ends: ${tail}`
+      }
+    })
+    if (pod && !tracker.latest) tracker.latest = pod
+    return tracker
+  }
+
+  /** Waits until the pod is Ready with an IP; Unavailable with its state when it ends, is deleted, or takes too long. */
+  #waitReady(tracker: PodTracker, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ pod: V1Pod; podIP: string }> {
+    const what = this.#what(tracker.name)
+    return new Promise((resolve, reject) => {
+      let last = 'not seen by the watch yet'
+      let settled = false
+      const cleanups: (() => void)[] = []
+      const settle = (err: Error | undefined, value?: { pod: V1Pod; podIP: string }): void => {
+        if (settled) return
+        settled = true
+        for (const c of cleanups) c()
+        if (err) reject(err)
+        else resolve(value!)
+      }
+      const fail = (why: string): void => settle(new CodeboxError('Unavailable', `the sandbox pod ${what} ${why}`))
+      const look = (change: PodChange): void => {
+        if (change.pod.metadata?.uid !== tracker.uid) return
+        if (change.type === 'deleted') return fail('was deleted before it was ready')
+        const state = podState(change.pod)
+        if (state.kind === 'ready') settle(undefined, { pod: change.pod, podIP: state.podIP })
+        else if (state.kind === 'finished') fail(`ended before it was ready: ${state.why}`)
+        else if (state.kind === 'terminating') fail('is being deleted')
+        else last = state.why
+      }
+      cleanups.push(tracker.listen(look))
+      // A safety net for a watch that is reconnecting: a read every few seconds.
+      const poll = setInterval(() => {
+        this.#core.readNamespacedPod({ namespace: this.namespace, name: tracker.name }).then(
+          (pod) => look({ type: 'update', pod }),
+          (e: unknown) => {
+            if (apiCode(e) === 404) fail('was deleted before it was ready')
+          },
+        )
+      }, this.#options.readyPollMs ?? 3000)
+      cleanups.push(() => clearInterval(poll))
+      const timer = setTimeout(
+        () =>
+          fail(
+            `was not ready within ${Math.round(timeoutMs / 1000)} s (${last})${this.#watch.lastError ? `; the pod watch failed: ${this.#watch.lastError}` : ''}`,
+          ),
+        timeoutMs,
+      )
+      cleanups.push(() => clearTimeout(timer))
+      if (signal) {
+        const onAbort = (): void => settle(signal.reason instanceof Error ? signal.reason : new CodeboxError('Canceled', 'the start was cancelled'))
+        signal.addEventListener('abort', onAbort, { once: true })
+        cleanups.push(() => signal.removeEventListener('abort', onAbort))
+        if (signal.aborted) onAbort()
+      }
+      // Last: the pod may be ready already, and settling runs the cleanups above.
+      if (tracker.latest) look({ type: 'update', pod: tracker.latest })
+    })
+  }
+
+  /** The pod's executor token, from its nonce annotation; Unavailable when the annotation is missing or malformed. */
+  #tokenOf(pod: V1Pod): string {
+    const name = pod.metadata?.name ?? ''
+    const nonce = pod.metadata?.annotations?.[NONCE_ANNOTATION]
+    if (typeof nonce !== 'string') throw new CodeboxError('Unavailable', `the sandbox pod ${this.#what(name)} has no ${NONCE_ANNOTATION} annotation`)
+    try {
+      return executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce })
+    } catch (e) {
+      throw new CodeboxError('Unavailable', `the sandbox pod ${this.#what(name)} has a malformed ${NONCE_ANNOTATION} annotation: ${(e as Error).message}`)
+    }
+  }
+
+  /** Dials the ready pod's executor, retrying a refused connection (a readiness report a moment early) until `deadline`. */
+  async #connect(ready: { pod: V1Pod; podIP: string }, deadline: number, signal: AbortSignal | undefined): Promise<net.Socket> {
+    const token = this.#tokenOf(ready.pod)
+    const what = `pod ${this.#what(ready.pod.metadata?.name ?? '')}`
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+      try {
+        return await connectExecutor({
+          dial: this.#dial,
+          host: ready.podIP,
+          port: this.#port,
+          token,
+          what,
+          timeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+          ...(signal ? { signal } : {}),
+        })
+      } catch (e) {
+        const refused = e instanceof CodeboxError && /ECONNREFUSED|ENOENT/.test(e.message)
+        if (!refused || Date.now() + wait > deadline) throw e
+        await delay(wait)
+      }
+    }
+  }
+
+  /** Deletes a pod the driver gives up on (best effort). */
+  async #abandon(tracker: PodTracker): Promise<void> {
+    tracker.deleting = true
+    await this.#delete(tracker.name, tracker.uid).catch(() => {})
+    tracker.end({ code: null, signal: 'SIGKILL' }, 'its start failed', false)
+  }
+
+  /** Deletes the pod if it is still the one with `uid`; a pod already gone is fine. */
+  async #delete(name: string, uid: string): Promise<void> {
+    try {
+      await this.#core.deleteNamespacedPod({
+        namespace: this.namespace,
+        name,
+        gracePeriodSeconds: this.#options.deleteGraceSeconds ?? 1,
+        body: { preconditions: { uid } },
+      })
+    } catch (e) {
+      // 404: gone already; 409: the name now belongs to another pod, not ours to delete.
+      if (apiCode(e) === 404 || apiCode(e) === 409) return
+      throw new CodeboxError('Unavailable', `cannot delete the sandbox pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+    }
+  }
+
+  /** The last lines of a pod's log (bounded, printable), or '' when it cannot be read within 2 s. */
+  async #logTail(name: string): Promise<string> {
+    try {
+      const log = await Promise.race([
+        this.#core.readNamespacedPodLog({ namespace: this.namespace, name, container: 'executor', tailLines: 20, limitBytes: 4096 }),
+        delay(2000, undefined, { ref: false }),
+      ])
+      return logTail(log, 1000)
+    } catch {
+      return ''
+    }
+  }
+
+  #sandbox(id: string, tracker: PodTracker, socket: net.Socket): Sandbox {
+    let released = false
+    socket.on('error', () => {})
+    // The connection closing is often the first sign of the pod's end: read the pod then, so
+    // `exited` does not wait for a watch that may be reconnecting.
+    socket.once('close', () => {
+      if (tracker.ended || released) return
+      this.#core.readNamespacedPod({ namespace: this.namespace, name: tracker.name }).then(
+        (pod) => {
+          if (pod.metadata?.uid !== tracker.uid) tracker.end({ code: null, signal: 'SIGTERM' }, 'the pod was replaced', false)
+          else tracker.observe({ type: 'update', pod })
+        },
+        (e: unknown) => {
+          if (apiCode(e) === 404) tracker.end({ code: null, signal: 'SIGTERM' }, 'the pod was deleted', false)
+        },
+      )
+    })
+    let destroyed: Promise<void> | undefined
+    const destroy = (): Promise<void> =>
+      (destroyed ??= (async () => {
+        tracker.deleting = true
+        socket.destroy()
+        if (!tracker.ended) {
+          await this.#delete(tracker.name, tracker.uid)
+          const waited = new AbortController()
+          await Promise.race([tracker.exited, delay(this.#options.destroyTimeoutMs ?? 30_000, undefined, { signal: waited.signal }).catch(() => {})])
+          waited.abort()
+          // Deleted in the API: its processes are the kubelet's to kill now, whatever the watch says.
+          tracker.end({ code: null, signal: 'SIGKILL' }, 'the sandbox was destroyed', false)
+        }
+        await tracker.exited
+      })())
+    return {
+      id,
+      input: socket,
+      output: socket,
+      diagnostics: () => tracker.why,
+      exited: tracker.exited,
+      counters: async (): Promise<LimitCounters> => ({ oomKills: oomKillsOf(tracker.latest), pidsLimitHits: 0 }),
+      memoryUsage: async () => 0,
+      destroy,
+      release: () => {
+        released = true
+        tracker.detach()
+        socket.destroy()
+      },
+    }
+  }
+
+  /**
+   * The sandbox ids of this namespace's session pods, for a restarted server to re-adopt or
+   * remove. Pods younger than the start timeout are left out: another replica may be starting a
+   * session on one and not have recorded it yet.
+   */
+  async list(): Promise<string[]> {
+    let pods: V1Pod[]
+    try {
+      pods = (await this.#core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${SANDBOX_SELECTOR},${SESSION_LABEL}` })).items
+    } catch (e) {
+      throw new CodeboxError('Unavailable', `cannot list the sandbox pods of namespace ${this.namespace}: ${apiMessage(e)}`, { cause: e })
+    }
+    const settled = Date.now() - (this.#options.listGraceMs ?? (this.#options.startTimeoutMs ?? 120_000) + 60_000)
+    const ids: string[] = []
+    for (const pod of pods) {
+      const name = pod.metadata?.name
+      const id = pod.metadata?.labels?.[SESSION_LABEL]
+      if (typeof name !== 'string' || typeof id !== 'string' || name !== `cbx-${id}`) continue
+      const created = pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0
+      if (created > settled && podState(pod).kind !== 'finished') continue
+      ids.push(id)
+    }
+    return ids.sort()
+  }
+
+  /**
+   * Connects again to the pod of sandbox `id` (another replica's, or an earlier server's): a fresh
+   * connection, authenticated with the token recomputed from its annotation. SessionTerminated when
+   * the pod is gone or has ended (a finished pod is deleted); Unavailable when it cannot be reached
+   * (a pod without a valid nonce, or one that is not Ready in time, is deleted; a running pod that
+   * does not answer is left to its own idle timeout and deadline, as another replica may serve it).
+   */
+  async attach(id: string, options: AttachOptions = {}): Promise<Sandbox> {
+    const name = sandboxPodName(id)
+    await this.#startWatch()
+    let pod: V1Pod
+    try {
+      pod = await this.#core.readNamespacedPod({ namespace: this.namespace, name })
+    } catch (e) {
+      if (apiCode(e) === 404) throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended: its pod ${this.#what(name)} is gone`)
+      throw new CodeboxError('Unavailable', `cannot read the sandbox pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+    }
+    const uid = pod.metadata?.uid ?? ''
+    const state = podState(pod)
+    if (state.kind === 'finished' || state.kind === 'terminating') {
+      if (state.kind === 'finished') await this.#delete(name, uid).catch(() => {})
+      throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended: ${state.kind === 'finished' ? state.why : 'its pod is being deleted'}`)
+    }
+    const tracker = this.#track(name, uid, pod)
+    let ready: { pod: V1Pod; podIP: string }
+    try {
+      this.#tokenOf(pod)
+      ready = await this.#waitReady(tracker, Math.min(this.#options.startTimeoutMs ?? 120_000, 30_000), options.signal)
+    } catch (e) {
+      await this.#abandon(tracker)
+      throw e
+    }
+    try {
+      const socket = await this.#connect(ready, Date.now() + (this.#options.connectTimeoutMs ?? 10_000), options.signal)
+      return this.#sandbox(id, tracker, socket)
+    } catch (e) {
+      tracker.detach()
+      throw e
+    }
+  }
+
+  /** Stops the driver's watch and its part in the election (its sandboxes' pods live on). */
+  async close(): Promise<void> {
+    await Promise.all([this.#watch.stop(), this.#leader?.stop()])
+  }
+}
