@@ -11,7 +11,18 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { CodeboxError, defaultLimits, type SandboxSpec } from '@codebox/core'
 import { SessionManager, type Session } from '@codebox/sandbox'
 import { defineDriverTests, ExecutorClient, within } from '@codebox/sandbox/testing'
-import { componentLabels, connectExecutor, executorToken, executorTokenKey, NETWORK_LABEL, NONCE_ANNOTATION, SESSION_LABEL } from '../src/index.ts'
+import {
+  componentLabels,
+  connectExecutor,
+  EGRESS_POLICY_ANNOTATION,
+  egressToken,
+  egressTokenKey,
+  executorToken,
+  executorTokenKey,
+  NETWORK_LABEL,
+  NONCE_ANNOTATION,
+  SESSION_LABEL,
+} from '../src/index.ts'
 import { findResource } from '@codebox/sandbox/testing/kubernetes'
 import { hostReason, podMode, startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
@@ -285,27 +296,37 @@ describe('kubernetes driver', () => {
     assert.ok(!(await kube.driver({ listGraceMs: 0 }).list()).includes(s.id))
   })
 
-  it('network: none is the sandbox profile; PUBLIC goes through the public proxy by IP; an allow-list and the model gateway are refused, not widened', async () => {
+  it("network: none is the sandbox profile; PUBLIC and an allow-list go through their profile's proxy by IP, naming the pod and its policy; the model gateway is refused, not widened", async () => {
     const driver = kube.driver({
-      egressProxies: { public: 'egress-public.codebox.svc:3128' },
-      resolveHost: async (h) => (h === 'egress-public.codebox.svc' ? '10.96.0.42' : ''),
+      egressProxies: { public: 'egress-public.codebox.svc:3128', vpc: 'egress-vpc.codebox.svc:3128' },
+      resolveHost: async (h) => ({ 'egress-public.codebox.svc': '10.96.0.42', 'egress-vpc.codebox.svc': '10.96.0.43' })[h] ?? '',
     })
-    const s: SandboxSpec = { ...spec(), network: { mode: 'egress', policy: { mode: 'public', allow: [] } } }
-    const sandbox = await driver.create(s)
-    try {
-      const pod = kube.fake.store.get(podsType, kube.namespace, `cbx-${s.id}`)
-      assert.equal(pod.metadata.labels?.[NETWORK_LABEL], 'public')
-      const env = (pod.spec as { containers: { env: { name: string; value: string }[] }[] }).containers[0]!.env
-      assert.equal(env.find((e) => e.name === 'HTTPS_PROXY')?.value, 'http://10.96.0.42:3128')
-      assert.equal(sandbox.egressCounters, undefined)
-    } finally {
-      await sandbox.destroy()
+    const cases = [
+      { policy: { mode: 'public' as const, allow: [] }, profile: 'public', ip: '10.96.0.42' },
+      { policy: { mode: 'allowlist' as const, allow: ['example.com', '10.0.0.0/8:5432'] }, profile: 'vpc', ip: '10.96.0.43' },
+    ]
+    for (const c of cases) {
+      const s: SandboxSpec = { ...spec(), network: { mode: 'egress', policy: c.policy } }
+      const sandbox = await driver.create(s)
+      try {
+        const name = `cbx-${s.id}`
+        const pod = kube.fake.store.get(podsType, kube.namespace, name)
+        assert.equal(pod.metadata.labels?.[NETWORK_LABEL], c.profile)
+        assert.deepEqual(JSON.parse(pod.metadata.annotations?.[EGRESS_POLICY_ANNOTATION] ?? 'null'), c.policy, 'the proxy reads the pod’s own policy')
+        // The proxy recomputes the credentials from the pod's nonce and the shared sealing key.
+        const token = egressToken(egressTokenKey(kube.sealingKey), {
+          namespace: kube.namespace,
+          podName: name,
+          nonce: pod.metadata.annotations![NONCE_ANNOTATION]!,
+        })
+        const env = (pod.spec as { containers: { env: { name: string; value: string }[] }[] }).containers[0]!.env
+        assert.equal(env.find((e) => e.name === 'HTTPS_PROXY')?.value, `http://${name}:${token}@${c.ip}:3128`)
+        assert.equal(sandbox.egressCounters, undefined)
+      } finally {
+        await sandbox.destroy()
+      }
     }
     const before = pods().length
-    await assert.rejects(
-      driver.create({ ...spec(), network: { mode: 'egress', policy: { mode: 'allowlist', allow: ['example.com'] } } }),
-      isCode('Unavailable', /network VPC \(an allow-list: example\.com\) cannot be enforced/),
-    )
     await assert.rejects(
       driver.create({ ...spec(), network: { mode: 'egress', policy: { mode: 'public', allow: [] }, gateway: {} } }),
       isCode('Unavailable', /model gateway/),
@@ -313,6 +334,12 @@ describe('kubernetes driver', () => {
     await assert.rejects(
       kube.driver().create({ ...spec(), network: { mode: 'egress', policy: { mode: 'public', allow: [] } } }),
       isCode('Unavailable', /CODEBOX_K8S_EGRESS_PROXY_PUBLIC/),
+    )
+    await assert.rejects(
+      kube
+        .driver({ egressProxies: { public: '10.96.0.42:3128' } })
+        .create({ ...spec(), network: { mode: 'egress', policy: { mode: 'allowlist', allow: ['example.com'] } } }),
+      isCode('Unavailable', /VPC \(an allow-list\) needs the vpc egress proxy: CODEBOX_K8S_EGRESS_PROXY_VPC/),
     )
     assert.equal(pods().length, before, 'a refused network creates no pod')
   })

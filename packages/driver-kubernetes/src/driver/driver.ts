@@ -27,10 +27,11 @@ import {
   type SandboxNetwork,
   type SandboxSpec,
   type SessionLimits,
+  type EgressPolicy,
 } from '@codebox/core'
 import { EXECUTOR_PORT, sessionPod, type SandboxRequests } from '../manifests/sandbox-pod.ts'
 import { NONCE_ANNOTATION, sandboxPodName, SESSION_LABEL, type NetworkProfile } from '../names.ts'
-import { executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
+import { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
 import { apiCode, apiMessage } from './api-errors.ts'
 import { connectExecutor, type Dial } from './channel.ts'
 import { LeaderElector, type LeaderOptions } from './leader.ts'
@@ -152,13 +153,23 @@ class PodTracker {
   }
 }
 
+/** A sandbox pod's network: its profile label, and with egress its proxy's URL and its own policy. */
+interface PodNetwork {
+  profile: NetworkProfile
+  proxyUrl?: string
+  policy?: EgressPolicy
+}
+
 export class KubernetesDriver implements SandboxDriver {
   readonly name = 'kubernetes'
+  /** Any replica with the same namespace and sealing key reaches every pod (attach), so sessions are served by any of them. */
+  readonly shared = true
   readonly namespace: string
   readonly #core: CoreV1Api
   readonly #node: NodeV1Api
   readonly #watch: PodWatch
   readonly #tokenKey: Buffer
+  readonly #egressKey: Buffer
   readonly #options: KubernetesDriverOptions
   readonly #dial: Dial
   readonly #port: number
@@ -173,6 +184,7 @@ export class KubernetesDriver implements SandboxDriver {
     this.#node = options.kubeConfig.makeApiClient(NodeV1Api)
     this.#watch = new PodWatch(options.kubeConfig, options.namespace)
     this.#tokenKey = executorTokenKey(options.sealingKey)
+    this.#egressKey = egressTokenKey(options.sealingKey)
     this.#dial = options.dial ?? ((o) => net.connect(o))
     this.#port = options.executorPort ?? EXECUTOR_PORT
     this.#runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
@@ -240,8 +252,9 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  #manifest(id: string, limits: SessionLimits, network: { profile: NetworkProfile; proxyUrl?: string }, nonce: string, token: string): V1Pod {
+  #manifest(id: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string): V1Pod {
     const o = this.#options
+    const podName = sandboxPodName(id)
     return sessionPod({
       sessionId: id,
       namespace: this.namespace,
@@ -249,6 +262,10 @@ export class KubernetesDriver implements SandboxDriver {
       limits,
       network: network.profile,
       ...(network.proxyUrl !== undefined ? { egressProxyUrl: network.proxyUrl } : {}),
+      // The egress proxy tells which pod asks (and so whose allow-list applies) by these.
+      ...(network.policy !== undefined
+        ? { egressPolicy: network.policy, egressToken: egressToken(this.#egressKey, { namespace: this.namespace, podName, nonce }) }
+        : {}),
       poolKey: poolKeyOf(limits),
       nonce,
       token,
@@ -262,10 +279,11 @@ export class KubernetesDriver implements SandboxDriver {
 
   /**
    * The pod's network profile for a sandbox's network (the NetworkPolicies select on it): `none`
-   * is `sandbox`; `public` egress goes through the public profile's proxy. What a proxy cannot
-   * enforce per pod (an allow-list, the model gateway) is refused, never widened.
+   * is `sandbox`; `public` egress goes through the public profile's proxy, an allow-list through
+   * the vpc profile's, each proxy applying the pod's own policy (its annotation, the pod named by
+   * its egress token). What the proxies cannot serve (the model gateway) is refused, never widened.
    */
-  async #profileOf(network: SandboxNetwork): Promise<{ profile: NetworkProfile; proxyUrl?: string }> {
+  async #profileOf(network: SandboxNetwork): Promise<PodNetwork> {
     if (network.mode === 'none') return { profile: 'sandbox' }
     if (network.gateway) {
       throw new CodeboxError(
@@ -275,15 +293,14 @@ export class KubernetesDriver implements SandboxDriver {
     }
     const { policy } = network
     if (policy.mode === 'none') return { profile: 'sandbox' }
-    if (policy.mode === 'allowlist') {
+    const profile = policy.mode === 'allowlist' ? 'vpc' : 'public'
+    const proxy = this.#options.egressProxies?.[profile]
+    if (!proxy)
       throw new CodeboxError(
         'Unavailable',
-        `network VPC (an allow-list: ${policy.allow.slice(0, 3).join(', ')}${policy.allow.length > 3 ? ', ...' : ''}) cannot be enforced for kubernetes sandbox pods yet: the egress proxy does not know which pod's allow-list a connection falls under, and the driver refuses rather than widen it; use PUBLIC or SANDBOX, or a bwrap or gvisor server`,
+        `network ${profile === 'vpc' ? 'VPC (an allow-list)' : 'PUBLIC'} needs the ${profile} egress proxy: CODEBOX_K8S_EGRESS_PROXY_${profile.toUpperCase()} (host:port) is not set`,
       )
-    }
-    const proxy = this.#options.egressProxies?.public
-    if (!proxy) throw new CodeboxError('Unavailable', 'network PUBLIC needs the egress proxy: CODEBOX_K8S_EGRESS_PROXY_PUBLIC (host:port) is not set')
-    return { profile: 'public', proxyUrl: await this.#proxyUrl(proxy) }
+    return { profile, proxyUrl: await this.#proxyUrl(proxy), policy }
   }
 
   /** `http://<IP>:<port>` of a `host:port` (sandbox pods have no DNS). */
