@@ -132,11 +132,7 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
     const started = await call(balancer.url, 'POST', '/v1/sessions', {})
     assert.equal(started.status, 201, JSON.stringify(started.json))
     const sessionId = started.json.sessionId as string
-    assert.deepEqual(
-      podsOf(fake).map((p) => p.metadata.name),
-      [`cbx-${sessionId}`],
-      'the session is one pod',
-    )
+    assert.equal(podsOf(fake).length, 1, 'the session is one pod (named by its sandbox id)')
 
     assert.equal(await python(balancer.url, sessionId, 'x = 41\nprint("set")'), 'set\n')
     const before = balancer.picks.length
@@ -162,7 +158,7 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
     const stopped = await call(c.url, 'DELETE', `/v1/sessions/${sessionId}`)
     assert.ok(stopped.status < 300, JSON.stringify(stopped.json))
     const after = await call(b.url, 'POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'print(x)' } })
-    assert.equal((after.json as { code?: string }).code, 'SessionTerminated', JSON.stringify(after.json))
+    assert.equal((after.json as { error?: { code?: string } }).error?.code, 'SessionTerminated', JSON.stringify(after.json))
     const deadline = Date.now() + 30_000
     while (podsOf(fake).length > 0) {
       if (Date.now() > deadline) assert.fail('the pod of the stopped session is still there after 30 s')
