@@ -96,7 +96,7 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /** A TCP port nothing on the host listens on now. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = net.createServer().listen(0, '127.0.0.1')
   await once(server, 'listening')
   const { port } = server.address() as net.AddressInfo

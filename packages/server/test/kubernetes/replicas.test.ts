@@ -11,12 +11,19 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { findResource, sandboxPodRunner, sandboxPodSupport, startFakeKubernetes, type FakeKubernetes, type SandboxPodRunner } from '@codebox/sandbox/testing/kubernetes'
+import {
+  findResource,
+  sandboxPodRunner,
+  sandboxPodSupport,
+  startFakeKubernetes,
+  type FakeKubernetes,
+  type SandboxPodRunner,
+} from '@codebox/sandbox/testing/kubernetes'
+import { freePort } from '@codebox/sandbox/testing'
 import { postgresSkip, startPostgres, type PostgresServer } from '../postgres-fixtures.ts'
 import { startBalancer, type Balancer } from './balancer.ts'
 
@@ -35,14 +42,6 @@ interface Replica {
   output: () => string
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((resolve) => server.once('listening', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 describe('two replicas on PostgreSQL with the kubernetes driver, behind one port', { skip }, () => {
   let work = ''
   let pg: PostgresServer
@@ -55,7 +54,13 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
   async function startReplica(name: string): Promise<Replica> {
     const port = await freePort()
     const child = spawn(bin, ['serve'], {
-      env: { ...env, CODEBOX_PORT: String(port), CODEBOX_STATE_DIR: path.join(work, `state-${name}`), CODEBOX_REPLICA_ID: name, CODEBOX_K8S_POD_NAME: `api-${name}` },
+      env: {
+        ...env,
+        CODEBOX_PORT: String(port),
+        CODEBOX_STATE_DIR: path.join(work, `state-${name}`),
+        CODEBOX_REPLICA_ID: name,
+        CODEBOX_K8S_POD_NAME: `api-${name}`,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let out = ''
@@ -141,7 +146,10 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
 
     // Replica a dies in the middle of a call it serves; the session lives on through b.
     const [a, b] = replicas as [Replica, Replica]
-    const slow = call(a.url, 'POST', `/v1/sessions/${sessionId}/invoke`, { name: 'executeCode', arguments: { code: 'import time\ntime.sleep(5)\nprint("slept")' } })
+    const slow = call(a.url, 'POST', `/v1/sessions/${sessionId}/invoke`, {
+      name: 'executeCode',
+      arguments: { code: 'import time\ntime.sleep(5)\nprint("slept")' },
+    })
     await new Promise((resolve) => setTimeout(resolve, 1500))
     a.child.kill('SIGKILL')
     await assert.rejects(slow, 'the call on the killed replica fails')
