@@ -53,7 +53,7 @@ import type {
 import { connectRelay, connectUnixNoFollow, portSocketName } from '../inbound.ts'
 import { boundedBuffer, sandboxEnv } from '../shared.ts'
 import { createCgroups, detectCgroups, openCgroups, sweepStaleCgroups, type CgroupMode, type CgroupSet } from './cgroups.ts'
-import { processState, SandboxRecords, stillRunning, type SandboxRecord } from './records.ts'
+import { processState, SandboxRecords, stillRunning, watchExit, type SandboxRecord } from './records.ts'
 import { networkSetup, prepareNetwork } from './network.ts'
 import { installRuntime, pruneRuntimes, RUNTIME_KEEP_MS } from './runtime.ts'
 import { buildSeccompFilter } from './seccomp.ts'
@@ -545,16 +545,4 @@ async function within(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
   clearTimeout(timer)
-}
-
-/** Resolves when the process that started at `startTime` is gone (or a zombie): polled, as it is no child of this server. */
-function watchExit(pid: number, startTime: string): Promise<SandboxExit> {
-  return new Promise((resolve) => {
-    const timer = setInterval(() => {
-      if (stillRunning(pid, startTime)) return
-      clearInterval(timer)
-      resolve({ code: null, signal: null })
-    }, 500)
-    timer.unref()
-  })
 }

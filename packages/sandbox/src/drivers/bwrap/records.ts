@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import type { SandboxExit } from '@codebox/core'
 
 export interface SandboxRecord {
   id: string
@@ -88,4 +89,16 @@ export function processState(pid: number): { startTime: string; state: string } 
 export function stillRunning(pid: number, startTime: string): boolean {
   const s = processState(pid)
   return s !== undefined && s.startTime === startTime && s.state !== 'Z' && s.state !== 'X'
+}
+
+/** Resolves when the process that started at `startTime` is gone (or a zombie): polled every `everyMs`, as it may be no child of this process. */
+export function watchExit(pid: number, startTime: string, everyMs = 500): Promise<SandboxExit> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (stillRunning(pid, startTime)) return
+      clearInterval(timer)
+      resolve({ code: null, signal: null })
+    }, everyMs)
+    timer.unref()
+  })
 }

@@ -13,7 +13,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CodeboxError, type Sandbox, type SandboxExit } from '@codebox/core'
-import { processState, stillRunning } from '../bwrap/records.ts'
+import { processState, stillRunning, watchExit } from '../bwrap/records.ts'
 import { boundedBuffer } from '../shared.ts'
 import { killTree } from './processes.ts'
 
@@ -129,7 +129,7 @@ export class SharedFakeSandboxes {
 
   #sandbox(record: SharedRecord, channel: net.Socket, diagnostics: () => string): Sandbox {
     channel.on('error', () => {})
-    const exited = watchExit(record.pid, record.startTime)
+    const exited = watchExit(record.pid, record.startTime, 200)
     let destroyed: Promise<void> | undefined
     return {
       id: record.id,
@@ -156,16 +156,4 @@ export class SharedFakeSandboxes {
     await rm(record.tmp, { recursive: true, force: true })
     await rm(path.join(this.#dir, record.id), { recursive: true, force: true })
   }
-}
-
-/** Resolves when the process that started at `startTime` is gone (or a zombie): polled, as it may be no child of this process. */
-function watchExit(pid: number, startTime: string): Promise<SandboxExit> {
-  return new Promise((resolve) => {
-    const timer = setInterval(() => {
-      if (stillRunning(pid, startTime)) return
-      clearInterval(timer)
-      resolve({ code: null, signal: null })
-    }, 200)
-    timer.unref()
-  })
 }
