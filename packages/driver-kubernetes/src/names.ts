@@ -20,6 +20,8 @@ export const POOL_LABEL = 'codebox.dev/pool'
 export const NETWORK_LABEL = 'codebox.dev/network'
 /** The random nonce the pod's executor token is derived from (token.ts). */
 export const NONCE_ANNOTATION = 'codebox.dev/token-nonce'
+/** When a warm pod was claimed (ISO time), set by the claiming driver: list() counts a claimed pod's age from it. */
+export const CLAIMED_AT_ANNOTATION = 'codebox.dev/claimed-at'
 /** The pod's EgressPolicy as JSON (`{"mode":"allowlist","allow":[...]}`), which the egress proxy applies to its requests. */
 export const EGRESS_POLICY_ANNOTATION = 'codebox.dev/egress-policy'
 /** The most bytes of EGRESS_POLICY_ANNOTATION: room for the largest valid policy (256 entries of 300 characters). */

@@ -47,6 +47,8 @@ describe('kubernetes driver settings from the environment', () => {
     assert.equal(s.startTimeoutMs, 120_000)
     assert.equal(s.leaseName, 'codebox-leader')
     assert.equal(s.podName, undefined)
+    assert.equal(s.poolSize, 0, 'no cluster pool unless asked for')
+    assert.equal(s.poolMaxAgeMs, 3_600_000)
   })
 
   it('every variable is read: namespace, runtime class (empty: none), port, proxies, start timeout, pod name, lease', () => {
@@ -60,7 +62,11 @@ describe('kubernetes driver settings from the environment', () => {
       CODEBOX_K8S_START_TIMEOUT_SECONDS: '300',
       CODEBOX_K8S_POD_NAME: 'codebox-api-7d9f-abcde',
       CODEBOX_K8S_LEASE: 'my-leader',
+      CODEBOX_K8S_POOL_SIZE: '3',
+      CODEBOX_K8S_POOL_MAX_AGE_SECONDS: '600',
     })
+    assert.equal(s.poolSize, 3)
+    assert.equal(s.poolMaxAgeMs, 600_000)
     assert.equal(s.namespace, 'sandboxes')
     assert.equal(s.runtimeClassName, null)
     assert.equal(s.executorPort, 9000)
@@ -90,6 +96,11 @@ describe('kubernetes driver settings from the environment', () => {
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_EGRESS_PROXY_VPC: 'proxy:0' }), field('CODEBOX_K8S_EGRESS_PROXY_VPC'))
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_START_TIMEOUT_SECONDS: '1' }), field('CODEBOX_K8S_START_TIMEOUT_SECONDS'))
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_LEASE: 'a/b' }), field('CODEBOX_K8S_LEASE'))
+    assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_POOL_SIZE: '65' }), field('CODEBOX_K8S_POOL_SIZE', /from 0 to 64/))
+    assert.throws(
+      () => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_POOL_MAX_AGE_SECONDS: '10' }),
+      field('CODEBOX_K8S_POOL_MAX_AGE_SECONDS', /from 60 to 86400/),
+    )
   })
 
   it('outside a cluster and without CODEBOX_K8S_KUBECONFIG: Unavailable, saying what to set', () => {

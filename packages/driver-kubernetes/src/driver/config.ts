@@ -27,6 +27,10 @@ export interface KubernetesEnvSettings {
   /** This replica's name (the Lease holder identity); the host name when unset. */
   podName: string | undefined
   leaseName: string
+  /** Free warm pods the leader keeps per pooled configuration (CODEBOX_K8S_POOL_SIZE); 0: no cluster pool. */
+  poolSize: number
+  /** How long a warm pod waits for a session before the leader replaces it (CODEBOX_K8S_POOL_MAX_AGE_SECONDS). */
+  poolMaxAgeMs: number
 }
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -122,5 +126,7 @@ export function kubernetesSettingsFromEnv(env: Env): KubernetesEnvSettings {
     startTimeoutMs: intVar(env, 'CODEBOX_K8S_START_TIMEOUT_SECONDS', 120, 5, 3600) * 1000,
     podName,
     leaseName,
+    poolSize: intVar(env, 'CODEBOX_K8S_POOL_SIZE', 0, 0, 64),
+    poolMaxAgeMs: intVar(env, 'CODEBOX_K8S_POOL_MAX_AGE_SECONDS', 3600, 60, 86_400) * 1000,
   }
 }

@@ -10,11 +10,11 @@
  * or a restarted server. Everything read from a pod (its status, its log) is validated and
  * bounded (pod-state.ts).
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
-import { CoreV1Api, NodeV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
+import { CoreV1Api, NodeV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Pod } from '@kubernetes/client-node'
 import {
   CodeboxError,
   defaultLimits,
@@ -29,8 +29,19 @@ import {
   type SessionLimits,
   type EgressPolicy,
 } from '@codebox/core'
-import { EXECUTOR_PORT, sessionPod, type SandboxRequests } from '../manifests/sandbox-pod.ts'
-import { NONCE_ANNOTATION, sandboxPodName, SESSION_LABEL, type NetworkProfile } from '../names.ts'
+import { claimPatch } from '../manifests/claim.ts'
+import { DEFAULT_WARM_MAX_AGE_MS, EXECUTOR_PORT, sessionPod, warmPod, type SandboxPodOptions, type SandboxRequests } from '../manifests/sandbox-pod.ts'
+import {
+  CLAIMED_AT_ANNOTATION,
+  NETWORK_LABEL,
+  NONCE_ANNOTATION,
+  POOL_LABEL,
+  POOL_STATE_LABEL,
+  sandboxPodName,
+  SESSION_LABEL,
+  warmPodName,
+  type NetworkProfile,
+} from '../names.ts'
 import { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
 import { apiCode, apiMessage } from './api-errors.ts'
 import { connectExecutor, type Dial } from './channel.ts'
@@ -75,14 +86,35 @@ export interface KubernetesDriverOptions {
    * Take part in the replicas' leader election (the Lease) and, while leading, sweep the pods
    * nobody will end (leader.ts); started by a successful check(), stopped by close().
    */
-  leader?: Omit<LeaderOptions, 'kubeConfig' | 'namespace'>
+  leader?: Omit<LeaderOptions, 'kubeConfig' | 'namespace' | 'tend'>
+  /**
+   * The claimable warm pool (CODEBOX_K8S_POOL_SIZE): while this replica leads, it keeps `size`
+   * free warm pods of the `sandbox` network profile for each pooled configuration, and every
+   * replica's create() claims one of them before it creates a pod. Off (no warm pods made) without it.
+   */
+  pool?: KubernetesPoolOptions
   requests?: Partial<SandboxRequests>
   nodeSelector?: Record<string, string>
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
 }
 
-/** The pool label of a directly created pod: its limits as an opaque key. */
-function poolKeyOf(limits: SessionLimits): string {
+export interface KubernetesPoolOptions {
+  /** Free warm pods kept per pooled configuration (0-64); 0 makes none and deletes the free ones. */
+  size: number
+  /**
+   * The limits pooled besides those of the sessions this replica started in the last `maxAgeMs`
+   * (at most MAX_POOL_CONFIGS in all); default the core's default limits.
+   */
+  limits?: SessionLimits[]
+  /** How long a free warm pod waits for a session before the leader replaces it; default 1 h. */
+  maxAgeMs?: number
+}
+
+/** The most pooled configurations (pool keys) the leader keeps warm pods for. */
+export const MAX_POOL_CONFIGS = 4
+
+/** The pool label of a sandbox pod: its limits as an opaque key (a warm pod is claimed only for a session of the same key). */
+export function poolKeyOf(limits: SessionLimits): string {
   const ordered = Object.fromEntries(Object.entries(limits).sort(([a], [b]) => a.localeCompare(b)))
   return `limits-${createHash('sha256').update(JSON.stringify(ordered)).digest('hex').slice(0, 16)}`
 }
@@ -176,6 +208,8 @@ export class KubernetesDriver implements SandboxDriver {
   readonly #runtimeClassName: string | null
   readonly #server: string
   readonly #leader: LeaderElector | undefined
+  /** The limits of the sessions this replica started, by pool key, with when last: pooled while recent. */
+  readonly #recentLimits = new Map<string, { limits: SessionLimits; at: number }>()
 
   constructor(options: KubernetesDriverOptions) {
     this.#options = options
@@ -189,7 +223,17 @@ export class KubernetesDriver implements SandboxDriver {
     this.#port = options.executorPort ?? EXECUTOR_PORT
     this.#runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
     this.#server = options.kubeConfig.getCurrentCluster()?.server ?? 'the API server'
-    this.#leader = options.leader ? new LeaderElector({ ...options.leader, kubeConfig: options.kubeConfig, namespace: options.namespace }) : undefined
+    const size = options.pool?.size ?? 0
+    if (!Number.isSafeInteger(size) || size < 0 || size > 64)
+      throw new CodeboxError('ValidationError', `pool.size must be a whole number from 0 to 64, got ${size}`)
+    this.#leader = options.leader
+      ? new LeaderElector({
+          ...options.leader,
+          kubeConfig: options.kubeConfig,
+          namespace: options.namespace,
+          ...(options.pool ? { tend: async () => void (await this.tendPool()) } : {}),
+        })
+      : undefined
   }
 
   /** Whether this replica holds the Lease now (false without `leader`). */
@@ -253,10 +297,12 @@ export class KubernetesDriver implements SandboxDriver {
   }
 
   #manifest(id: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string): V1Pod {
+    return sessionPod({ sessionId: id, ...this.#podOptions(sandboxPodName(id), limits, network, nonce, token) }) as V1Pod
+  }
+
+  #podOptions(podName: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string): SandboxPodOptions {
     const o = this.#options
-    const podName = sandboxPodName(id)
-    return sessionPod({
-      sessionId: id,
+    return {
       namespace: this.namespace,
       image: o.image,
       limits,
@@ -274,7 +320,7 @@ export class KubernetesDriver implements SandboxDriver {
       ...(o.requests ? { requests: o.requests } : {}),
       ...(o.nodeSelector ? { nodeSelector: o.nodeSelector } : {}),
       ...(o.imagePullPolicy ? { imagePullPolicy: o.imagePullPolicy } : {}),
-    }) as V1Pod
+    }
   }
 
   /**
@@ -323,9 +369,16 @@ export class KubernetesDriver implements SandboxDriver {
     if (spec.code) throw new CodeboxError('Unavailable', 'code mounts (a hosted agent’s bundle) are not available to kubernetes sandbox pods yet')
     const name = sandboxPodName(spec.id)
     const network = await this.#profileOf(spec.network)
+    await this.#startWatch()
+    if (network.profile === 'sandbox') {
+      const poolKey = poolKeyOf(spec.limits)
+      this.#recentLimits.delete(poolKey)
+      this.#recentLimits.set(poolKey, { limits: spec.limits, at: Date.now() })
+      const claimed = await this.#claim(spec, poolKey, options.signal)
+      if (claimed) return claimed
+    }
     const nonce = newTokenNonce()
     const body = this.#manifest(spec.id, spec.limits, network, nonce, executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce }))
-    await this.#startWatch()
     let pod: V1Pod
     try {
       pod = await this.#core.createNamespacedPod({ namespace: this.namespace, body })
@@ -340,12 +393,18 @@ export class KubernetesDriver implements SandboxDriver {
     }
     const uid = pod.metadata?.uid
     if (typeof uid !== 'string' || uid === '') throw new CodeboxError('SandboxFailure', `the API server returned the pod ${this.#what(name)} without a uid`)
-    const tracker = this.#track(name, uid, pod)
+    return this.#start(spec.id, this.#track(name, uid, pod), options.signal)
+  }
+
+  /** Waits for the pod to be Ready and connects: the sandbox; Unavailable (the pod deleted, its log tail in the message) when it fails. */
+  async #start(id: string, tracker: PodTracker, signal: AbortSignal | undefined): Promise<Sandbox> {
+    const name = tracker.name
+    const options = { signal }
     try {
       const timeoutMs = this.#options.startTimeoutMs ?? 120_000
       const ready = await this.#waitReady(tracker, timeoutMs, options.signal)
       const socket = await this.#connect(ready, Date.now() + timeoutMs, options.signal)
-      return this.#sandbox(spec.id, tracker, socket)
+      return this.#sandbox(id, tracker, socket)
     } catch (e) {
       let err = e
       if (e instanceof CodeboxError && e.code === 'Unavailable') {
@@ -359,6 +418,160 @@ export class KubernetesDriver implements SandboxDriver {
 
   #what(name: string): string {
     return `${this.namespace}/${name}`
+  }
+
+  /**
+   * Claims a free, Ready warm pod of `poolKey` (network profile `sandbox`) from the watch's cache
+   * for session `spec.id`: a merge patch guarded by the pod's resourceVersion (claimPatch), so of
+   * two replicas claiming one pod, one gets 409 Conflict and tries the next. A warm pod this
+   * session has claimed already (a retried create) is used as it is. Undefined when there is none
+   * to have: the caller creates `cbx-<id>`.
+   */
+  async #claim(spec: SandboxSpec, poolKey: string, signal: AbortSignal | undefined): Promise<Sandbox | undefined> {
+    const cached = this.#watch.list()
+    const mine = cached.find(
+      (p) => p.metadata?.labels?.[SESSION_LABEL] === spec.id && p.metadata?.name !== sandboxPodName(spec.id) && !p.metadata?.deletionTimestamp,
+    )
+    if (mine?.metadata?.name && mine.metadata.uid) return this.#start(spec.id, this.#track(mine.metadata.name, mine.metadata.uid, mine), signal)
+    const candidates = cached
+      .filter((p) => {
+        const labels = p.metadata?.labels ?? {}
+        return (
+          labels[POOL_STATE_LABEL] === 'free' &&
+          labels[POOL_LABEL] === poolKey &&
+          labels[NETWORK_LABEL] === 'sandbox' &&
+          labels[SESSION_LABEL] === undefined &&
+          podState(p).kind === 'ready'
+        )
+      })
+      // The oldest first (they are the nearest to their max age), then by name: replicas try them in one order.
+      .sort(
+        (a, b) =>
+          String(a.metadata?.creationTimestamp ?? '').localeCompare(String(b.metadata?.creationTimestamp ?? '')) ||
+          String(a.metadata?.name ?? '').localeCompare(String(b.metadata?.name ?? '')),
+      )
+    for (const pod of candidates) {
+      signal?.throwIfAborted()
+      const name = pod.metadata?.name
+      const startTime = Date.parse(String(pod.status?.startTime ?? ''))
+      const deadline = pod.spec?.activeDeadlineSeconds
+      if (typeof name !== 'string' || !Number.isFinite(startTime) || typeof deadline !== 'number') continue
+      let patch
+      try {
+        patch = claimPatch({
+          sessionId: spec.id,
+          maxLifetimeMs: spec.limits.maxLifetimeMs,
+          resourceVersion: pod.metadata?.resourceVersion ?? '',
+          startTime: new Date(startTime),
+          activeDeadlineSeconds: deadline,
+          now: new Date(),
+        })
+      } catch {
+        continue // too old to hold the session: the leader replaces it
+      }
+      const body = {
+        ...patch,
+        metadata: { ...patch.metadata, annotations: { ...patch.metadata.annotations, [CLAIMED_AT_ANNOTATION]: new Date().toISOString() } },
+      }
+      let claimed: V1Pod
+      try {
+        claimed = await this.#core.patchNamespacedPod({ namespace: this.namespace, name, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+      } catch (e) {
+        // 409: another replica claimed it first (or it changed); 404: it is gone. Either way, the next.
+        if (apiCode(e) === 409 || apiCode(e) === 404) continue
+        // Anything else (the API refuses patches, say): a pod of its own, as without a pool.
+        return undefined
+      }
+      const uid = claimed.metadata?.uid
+      if (typeof uid !== 'string' || uid === '' || claimed.metadata?.labels?.[SESSION_LABEL] !== spec.id) continue
+      try {
+        return await this.#start(spec.id, this.#track(name, uid, claimed), signal)
+      } catch (e) {
+        // The claimed pod is deleted (#start gives it up); a cancelled start ends here, anything else tries the next.
+        if (signal?.aborted) throw e
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * One round of the warm pool's upkeep, which the leader runs each time it renews the Lease: for
+   * each pooled configuration (the pool's limits, and those of the sessions this replica started
+   * within the max age, at most MAX_POOL_CONFIGS) keep `pool.size` free warm pods of the network
+   * profile `sandbox`, starting ones included; delete free pods older than the max age, of no
+   * pooled configuration, or beyond the size (the oldest). Deletions are guarded by the pod's
+   * resourceVersion, so a pod a replica claims meanwhile is left alone. Returns the pods' names.
+   */
+  async tendPool(now = Date.now()): Promise<{ created: string[]; deleted: string[] }> {
+    const done = { created: [] as string[], deleted: [] as string[] }
+    const pool = this.#options.pool
+    if (!pool) return done
+    const maxAgeMs = pool.maxAgeMs ?? DEFAULT_WARM_MAX_AGE_MS
+    const configs = new Map<string, SessionLimits>()
+    for (const limits of pool.limits ?? [defaultLimits]) if (configs.size < MAX_POOL_CONFIGS) configs.set(poolKeyOf(limits), limits)
+    for (const [key, recent] of [...this.#recentLimits].reverse()) {
+      if (now - recent.at > maxAgeMs) this.#recentLimits.delete(key)
+      else if (configs.size < MAX_POOL_CONFIGS) configs.set(key, recent.limits)
+    }
+    const free = (await this.#core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${SANDBOX_SELECTOR},${POOL_STATE_LABEL}=free` })).items
+    const kept = new Map<string, V1Pod[]>()
+    const remove = async (pod: V1Pod): Promise<void> => {
+      if (await this.#deleteFree(pod)) done.deleted.push(pod.metadata?.name ?? '')
+    }
+    for (const pod of free) {
+      const labels = pod.metadata?.labels ?? {}
+      const state = podState(pod)
+      // Finished ones are the sweep's; a claimed one (a stale list) is not the pool's.
+      if (state.kind === 'finished' || state.kind === 'terminating' || labels[SESSION_LABEL] !== undefined) continue
+      const key = labels[POOL_LABEL] ?? ''
+      const created = Date.parse(String(pod.metadata?.creationTimestamp ?? ''))
+      const pooled = configs.has(key) && labels[NETWORK_LABEL] === 'sandbox' && pool.size > 0
+      if (!pooled || !Number.isFinite(created) || now - created >= maxAgeMs) {
+        await remove(pod)
+        continue
+      }
+      let list = kept.get(key)
+      if (!list) kept.set(key, (list = []))
+      list.push(pod)
+    }
+    for (const [key, limits] of configs) {
+      const pods = (kept.get(key) ?? []).sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))
+      for (const surplus of pods.slice(pool.size)) await remove(surplus)
+      for (let n = pods.length; n < pool.size; n++) done.created.push(await this.#createWarm(limits, maxAgeMs))
+    }
+    return done
+  }
+
+  async #createWarm(limits: SessionLimits, maxAgeMs: number): Promise<string> {
+    const podId = randomBytes(6).toString('hex')
+    const name = warmPodName(podId)
+    const nonce = newTokenNonce()
+    const token = executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce })
+    const body = warmPod({ podId, warmMaxAgeMs: maxAgeMs, ...this.#podOptions(name, limits, { profile: 'sandbox' }, nonce, token) }) as V1Pod
+    try {
+      await this.#core.createNamespacedPod({ namespace: this.namespace, body })
+    } catch (e) {
+      throw new CodeboxError('Unavailable', `cannot create the warm pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+    }
+    return name
+  }
+
+  /** Deletes a free warm pod unless it changed since it was read (claimed, say): whether it did. */
+  async #deleteFree(pod: V1Pod): Promise<boolean> {
+    const name = pod.metadata?.name
+    if (typeof name !== 'string') return false
+    try {
+      await this.#core.deleteNamespacedPod({
+        namespace: this.namespace,
+        name,
+        gracePeriodSeconds: this.#options.deleteGraceSeconds ?? 1,
+        body: { preconditions: { uid: pod.metadata?.uid ?? '', resourceVersion: pod.metadata?.resourceVersion ?? '' } },
+      })
+      return true
+    } catch (e) {
+      if (apiCode(e) === 404 || apiCode(e) === 409) return false
+      throw new CodeboxError('Unavailable', `cannot delete the warm pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+    }
   }
 
   async #startWatch(): Promise<void> {
@@ -573,8 +786,12 @@ export class KubernetesDriver implements SandboxDriver {
     for (const pod of pods) {
       const name = pod.metadata?.name
       const id = pod.metadata?.labels?.[SESSION_LABEL]
-      if (typeof name !== 'string' || typeof id !== 'string' || name !== `cbx-${id}`) continue
-      const created = pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0
+      if (typeof name !== 'string' || typeof id !== 'string') continue
+      const claimedWarm = name.startsWith('cbx-warm-') && pod.metadata?.labels?.[POOL_STATE_LABEL] === 'claimed'
+      if (name !== `cbx-${id}` && !claimedWarm) continue
+      // A claimed warm pod's session began at its claim, not at the pod's creation.
+      const claimedAt = claimedWarm ? Date.parse(String(pod.metadata?.annotations?.[CLAIMED_AT_ANNOTATION] ?? '')) : NaN
+      const created = Number.isFinite(claimedAt) ? claimedAt : pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : 0
       if (created > settled && podState(pod).kind !== 'finished') continue
       ids.push(id)
     }
@@ -589,15 +806,11 @@ export class KubernetesDriver implements SandboxDriver {
    * does not answer is left to its own idle timeout and deadline, as another replica may serve it).
    */
   async attach(id: string, options: AttachOptions = {}): Promise<Sandbox> {
-    const name = sandboxPodName(id)
+    const own = sandboxPodName(id)
     await this.#startWatch()
-    let pod: V1Pod
-    try {
-      pod = await this.#core.readNamespacedPod({ namespace: this.namespace, name })
-    } catch (e) {
-      if (apiCode(e) === 404) throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended: its pod ${this.#what(name)} is gone`)
-      throw new CodeboxError('Unavailable', `cannot read the sandbox pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
-    }
+    const pod = await this.#podOf(id)
+    if (!pod) throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended: its pod ${this.#what(own)} is gone`)
+    const name = pod.metadata?.name ?? own
     const uid = pod.metadata?.uid ?? ''
     const state = podState(pod)
     if (state.kind === 'finished' || state.kind === 'terminating') {
@@ -620,6 +833,25 @@ export class KubernetesDriver implements SandboxDriver {
       tracker.detach()
       throw e
     }
+  }
+
+  /** The pod of sandbox `id`: `cbx-<id>`, else a warm pod it claimed (its SESSION_LABEL); undefined when there is none. */
+  async #podOf(id: string): Promise<V1Pod | undefined> {
+    const name = sandboxPodName(id)
+    try {
+      return await this.#core.readNamespacedPod({ namespace: this.namespace, name })
+    } catch (e) {
+      if (apiCode(e) !== 404) throw new CodeboxError('Unavailable', `cannot read the sandbox pod ${this.#what(name)}: ${apiMessage(e)}`, { cause: e })
+    }
+    let pods: V1Pod[]
+    try {
+      pods = (await this.#core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${SANDBOX_SELECTOR},${SESSION_LABEL}=${id}` })).items
+    } catch (e) {
+      throw new CodeboxError('Unavailable', `cannot list the sandbox pods of session ${id}: ${apiMessage(e)}`, { cause: e })
+    }
+    // A label selector is the server's: check the label and the name here too.
+    const claimed = pods.filter((p) => p.metadata?.labels?.[SESSION_LABEL] === id && String(p.metadata?.name ?? '').startsWith('cbx-warm-'))
+    return claimed.find((p) => !p.metadata?.deletionTimestamp) ?? claimed[0]
   }
 
   /** Stops the driver's watch and its part in the election (its sandboxes' pods live on). */

@@ -1,6 +1,6 @@
 /**
  * The replicas' leader: one holds the Lease LEASE_NAME (coordination.k8s.io/v1) and sweeps the
- * namespace's sandbox pods that nobody will end: pods that finished (their executor ended at the
+ * namespace's sandbox pods that nobody will end (and, through `tend`, keeps the driver's warm pool): pods that finished (their executor ended at the
  * session's deadline or idle timeout, or crashed) while no replica was serving them, and pods past
  * their activeDeadlineSeconds that are still there (a lost node: the kubelet that would have failed
  * them is gone). A replica that serves a session ends its pod itself; this is for the rest.
@@ -32,6 +32,11 @@ export interface LeaderOptions {
   sweepMs?: number
   /** How long a finished pod is left (for its replica to read and delete it) before the sweep deletes it; default 60 s. */
   finishedGraceMs?: number
+  /**
+   * Called after each round this replica leads (every `renewMs`): the driver keeps its warm pool
+   * there (KubernetesDriver, `pool`). Its error is told as an `error` event.
+   */
+  tend?: () => Promise<void>
   /** Told each election result and sweep (for logs and tests). */
   onEvent?: (event: LeaderEvent) => void
 }
@@ -77,6 +82,7 @@ export class LeaderElector {
           this.#lastSweep = Date.now()
           await this.sweep()
         }
+        if (this.#leading === true && this.#options.tend) await this.#options.tend()
       } catch (e) {
         this.#options.onEvent?.({ type: 'error', message: apiMessage(e) })
       }

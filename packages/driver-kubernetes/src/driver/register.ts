@@ -35,6 +35,7 @@ export function kubernetesDriverRegistration(options: KubernetesRegistrationOpti
         startTimeoutMs: settings.startTimeoutMs,
         sealingKey: options.sealingKey(),
         leader: { leaseName: settings.leaseName, identity: settings.podName ?? hostname() },
+        ...(settings.poolSize > 0 ? { pool: { size: settings.poolSize, maxAgeMs: settings.poolMaxAgeMs } } : {}),
       })
       try {
         await driver.check()

@@ -25,7 +25,11 @@ export interface ApiOptions {
   sandboxImage: string
   /** The sandbox pods' RuntimeClass; default `gvisor`, null for none. */
   runtimeClassName?: string | null
-  /** Warm sandbox pods per pooled configuration (CODEBOX_POOL_SIZE); default 2. */
+  /**
+   * Free warm sandbox pods the leader keeps per pooled configuration, which every replica claims
+   * from (CODEBOX_K8S_POOL_SIZE); default 2. The engine's own per-replica pool is off
+   * (CODEBOX_POOL_SIZE 0): the cluster's pool replaces it.
+   */
   poolSize?: number
   /** Default EXECUTOR_PORT. */
   executorPort?: number
@@ -75,7 +79,8 @@ function apiEnv(options: ApiOptions): EnvVar[] {
     value('CODEBOX_STATE_DIR', '/var/lib/codebox'),
     { name: 'CODEBOX_DB', valueFrom: { secretKeyRef: checkSecretRef('database', options.database) } },
     { name: 'CODEBOX_SEALING_KEY', valueFrom: { secretKeyRef: checkSecretRef('sealingKey', options.sealingKey) } },
-    value('CODEBOX_POOL_SIZE', String(poolSize)),
+    value('CODEBOX_POOL_SIZE', '0'),
+    value('CODEBOX_K8S_POOL_SIZE', String(poolSize)),
     { name: 'CODEBOX_K8S_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     // The replica's identity as a Lease holder.
     { name: 'CODEBOX_K8S_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
