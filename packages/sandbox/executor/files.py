@@ -162,7 +162,12 @@ def write_file(workspace, msg, inbound, cancelled):
                 raise FileError("Conflict", "%r is a directory" % shown)
         except FileNotFoundError:
             pass
-        os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+        try:
+            os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+        except FileNotFoundError:
+            # The sandbox's own code moved the directory (or the file being written) meanwhile
+            # (gVisor then loses the name under a held directory fd): a conflict, not a failure.
+            raise FileError("Conflict", "%r: its directory changed while it was written; write it again" % shown)
         tmp = None
         return written
     finally:
