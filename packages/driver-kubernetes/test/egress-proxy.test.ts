@@ -27,12 +27,17 @@ import {
   sessionPod,
   startClusterEgressProxy,
   type ClusterEgressProxy,
+  type ClusterEgressProxyOptions,
   type EgressProfile,
 } from '../src/index.ts'
 
 const namespace = 'codebox'
 const sealingKey = Buffer.alloc(32, 9)
 const key = egressTokenKey(sealingKey)
+
+/** The vpc profile's proxy on a free loopback port, letting the test's own loopback servers (`trusted`) through. */
+const vpcProxy = (kubeConfig: KubeConfig, trusted: string, options: Partial<ClusterEgressProxyOptions> = {}): Promise<ClusterEgressProxy> =>
+  startClusterEgressProxy({ kubeConfig, namespace, profile: 'vpc', sealingKey, host: '127.0.0.1', port: 0, trusted: parseTrustedList(trusted), ...options })
 
 interface Answer {
   status: number
@@ -168,14 +173,7 @@ describe('the cluster egress proxy', () => {
     webPort = await listen(web)
     echo = net.createServer((s) => s.pipe(s))
     echoPort = await listen(echo)
-    proxy = await startClusterEgressProxy({
-      kubeConfig: kc,
-      namespace,
-      profile: 'vpc',
-      sealingKey,
-      host: '127.0.0.1',
-      port: 0,
-      trusted: parseTrustedList(`127.0.0.1:${webPort},127.0.0.1:${echoPort}`),
+    proxy = await vpcProxy(kc, `127.0.0.1:${webPort},127.0.0.1:${echoPort}`, {
       resolve: async (host) => ({ 'app.test': ['127.0.0.1'], 'inside.test': ['10.0.0.7'] })[host] ?? [],
       onRefusal: (r) => refusals.push(r),
       onDecision: (d) => decisions.push(d),
@@ -332,16 +330,7 @@ describe('the cluster egress proxy', () => {
 
   test('connections per pod are bounded: past the cap, 503 naming the pod', async () => {
     const pod = await runningPod('cap1', { mode: 'allowlist', allow: [`127.0.0.1:${echoPort}`] })
-    const small = await startClusterEgressProxy({
-      kubeConfig: kc,
-      namespace,
-      profile: 'vpc',
-      sealingKey,
-      host: '127.0.0.1',
-      port: 0,
-      trusted: parseTrustedList(`127.0.0.1:${echoPort}`),
-      maxConnectionsPerPod: 2,
-    })
+    const small = await vpcProxy(kc, `127.0.0.1:${echoPort}`, { maxConnectionsPerPod: 2 })
     const held: net.Socket[] = []
     try {
       const port = small.address.port
@@ -405,16 +394,7 @@ test('when the API server goes away, the proxy reports the watch failing, retrie
   const echo = net.createServer((s) => s.pipe(s))
   const echoPort = await listen(echo)
   const failures: number[] = []
-  const proxy = await startClusterEgressProxy({
-    kubeConfig: kc,
-    namespace,
-    profile: 'vpc',
-    sealingKey,
-    host: '127.0.0.1',
-    port: 0,
-    trusted: parseTrustedList(`127.0.0.1:${echoPort}`),
-    onWatchError: () => failures.push(Date.now()),
-  })
+  const proxy = await vpcProxy(kc, `127.0.0.1:${echoPort}`, { onWatchError: () => failures.push(Date.now()) })
   try {
     const name = 'cbx-gone1'
     const nonce = newTokenNonce()
