@@ -454,6 +454,18 @@ class Kernel:
         return on_chunk
 
 
+def _where(e):
+    """Where in the executor's own code `e` was raised: `file:line in function`, for the message of an
+    executor fault (SandboxFailure), so that a rare one can be traced from the error alone."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "an unknown place"
+    code = tb.tb_frame.f_code
+    return "%s:%d in %s" % (os.path.basename(code.co_filename), tb.tb_lineno, code.co_name)
+
+
 def _is_shell_name(name):
     """Whether `name` can be a shell variable: a bash cell's `env` is exported in the shell."""
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
@@ -1089,7 +1101,7 @@ class Executor:
             if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
                 req.error("LimitExceeded", "cannot start a thread: " + PIDS_LIMIT)
             else:
-                req.error("SandboxFailure", "%s: %s" % (type(e).__name__, e))
+                req.error("SandboxFailure", "%s: %s (in the executor at %s)" % (type(e).__name__, e, _where(e)))
         finally:
             self.requests.pop((req.gen, req.rid), None)
             with self.active_lock:

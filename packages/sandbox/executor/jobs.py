@@ -59,7 +59,13 @@ class Capture:
                 return "closed"
             ready, _, _ = select.select(watch, [], [], min(left, 0.1))
             for fd in ready:
-                chunk = os.read(fd, CHUNK)
+                try:
+                    chunk = os.read(fd, CHUNK)
+                except ConnectionError:
+                    if fd != control_fd:
+                        raise
+                    # The kernel's end went away unread (ECONNRESET): as good as closed.
+                    return "eof"
                 if fd == control_fd:
                     if not chunk:
                         return "eof"

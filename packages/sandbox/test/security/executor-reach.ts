@@ -13,14 +13,19 @@ import { withSession } from '../fixtures.ts'
 import { PY_SYSCALL, token } from './probe.ts'
 
 /**
- * A daemon (Python, guarded) that for `seconds` writes forged displays and `done`s for cells 1-49
+ * A daemon (Python, guarded) that for `seconds` writes forged displays and `done`s for cells 1-20
  * into every fd it has and into the kernel's channel, reads whatever reaches it, and logs it all to
- * `log`. It stops early once `log`.stop exists.
+ * `log`. It starts once `log`.go exists (assertLaterCellsHold makes it after the cell that started
+ * the daemon returned: what a daemon does to the very cell that starts it is that cell's own
+ * doing, which may answer or end its own call) and stops early once `log`.stop exists.
  */
 function daemonSource(guard: string, log: string, seconds = 30): string {
   return `${guard}
 import json, os, select, socket, time
 log = open(${JSON.stringify(log)}, 'ab', buffering=0)
+start = time.monotonic() + ${seconds}
+while time.monotonic() < start and not os.path.exists(${JSON.stringify(log)} + '.go'):
+    time.sleep(0.005)
 # under PIPE_BUF, so that a write to a pipe select() calls writable never blocks
 forged = ''.join(json.dumps({'id': i, 'type': 'display', 'data': {'text/plain': 'FORGED'}, 'executeResult': True}) + '\\n'
                  + json.dumps({'id': i, 'type': 'done', 'ok': True}) + '\\n' for i in range(1, 21)).encode()
@@ -79,9 +84,9 @@ async function run(session: Session, code: string, language: Language, runtime?:
  */
 async function assertLaterCellsHold(guard: string, session: Session, log: string, language: Language, runtime?: JsRuntime): Promise<void> {
   const secret = `secret-${token()}`
-  // wait until the daemon runs: it writes its log
+  // let the daemon go, and wait until it runs: it writes its log
   const waited = await session.runCode({
-    code: `${guard}\nimport os, time\nend = time.monotonic() + 20\nwhile time.monotonic() < end and not os.path.exists(${JSON.stringify(log)}):\n    time.sleep(0.01)\nprint(os.path.exists(${JSON.stringify(log)}))`,
+    code: `${guard}\nimport os, time\nopen(${JSON.stringify(log)} + '.go', 'w').close()\nend = time.monotonic() + 20\ndef alive():\n    try:\n        return b'alive' in open(${JSON.stringify(log)}, 'rb').read()\n    except OSError:\n        return False\nwhile time.monotonic() < end and not alive():\n    time.sleep(0.01)\nprint(alive())`,
     language: 'python',
     timeoutMs: 30_000,
   })
