@@ -3,14 +3,15 @@
  * suite, then what is the driver's own: check() and the RuntimeClass, an idempotent create, a pod
  * that never gets Ready or crashes (Unavailable, the pod deleted, its log tail in the message), a
  * pod deleted from outside (its session ends), a second replica attaching to the same pod, a
- * refused token, list(), and the network profiles.
+ * refused token, list(), the network profiles, and port access (openPort through a tunnel).
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CodeboxError, defaultLimits, type SandboxSpec } from '@codebox/core'
 import { SessionManager, type Session } from '@codebox/sandbox'
-import { defineDriverTests, ExecutorClient, within } from '@codebox/sandbox/testing'
+import type { Duplex } from 'node:stream'
+import { defineDriverTests, ExecutorClient, freePort, within } from '@codebox/sandbox/testing'
 import {
   componentLabels,
   connectExecutor,
@@ -24,6 +25,7 @@ import {
   SESSION_LABEL,
 } from '../src/index.ts'
 import { findResource } from '@codebox/sandbox/testing/kubernetes'
+import { connectTunnel } from '../src/driver/tunnel.ts'
 import { hostReason, podMode, startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
 const podsType = findResource('', 'v1', 'pods')!
@@ -268,6 +270,76 @@ describe('kubernetes driver', () => {
       assert.ok(pods().includes(`cbx-${s.id}`), 'a refused attach leaves a running pod to the replicas that can reach it')
     } finally {
       await sandbox.destroy()
+    }
+  })
+
+  it('port access: an HTTP server a session runs on 127.0.0.1:8080 answers through openPort (tunnels), from either replica; a wrong token, a port nobody listens on and an ended session are refused', async () => {
+    // Sandbox pods have a loopback of their own; executors on the host share the host's.
+    const port = podMode === 'sandbox' ? 8080 : await freePort()
+    const replicaA = new SessionManager({ driver: kube.driver(), poolSize: 0 })
+    const replicaB = new SessionManager({ driver: kube.driver(), poolSize: 0 })
+    try {
+      const a = await replicaA.start({ preload: [] })
+      const server = [
+        'import http.server',
+        'class H(http.server.BaseHTTPRequestHandler):',
+        '    def do_GET(self):',
+        '        body = ("hello from the pod at " + self.path).encode()',
+        '        self.send_response(200)',
+        '        self.send_header("Content-Length", str(len(body)))',
+        '        self.end_headers()',
+        '        self.wfile.write(body)',
+        `srv = http.server.ThreadingHTTPServer(("127.0.0.1", ${port}), H)`,
+        'print("listening", flush=True)',
+        'srv.serve_forever()',
+      ].join('\n')
+      await a.files.write('server.py', server)
+      const taskId = (await a.tasks.start('exec python3 -u server.py')).structuredContent.taskId!
+      await until('the server to listen', async () => (await a.tasks.read(taskId)).stdout === 'listening\n', 30_000)
+      const get = async (stream: Duplex, path: string): Promise<string> => {
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        const closed = new Promise((resolve) => stream.once('close', resolve))
+        stream.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`)
+        await within(closed, 10_000, `GET ${path} did not end`)
+        return Buffer.concat(chunks).toString()
+      }
+      const answers = await Promise.all(['/one', '/two', '/three'].map(async (p) => get(await a.openPort(port), p)))
+      for (const [i, p] of ['/one', '/two', '/three'].entries()) {
+        assert.match(answers[i]!, /^HTTP\/1\.0 200 OK\r\n/)
+        assert.ok(answers[i]!.endsWith(`\r\n\r\nhello from the pod at ${p}`), answers[i])
+      }
+      await assert.rejects(a.openPort(port + 1), (e: unknown) => {
+        assert.ok(e instanceof CodeboxError && e.code === 'Unavailable', String(e))
+        assert.match(e.message, new RegExp(`nothing listens on port ${port + 1} in the sandbox`))
+        assert.equal(e.details.reason, 'refused')
+        return true
+      })
+      await assert.rejects(a.openPort(port, { signal: AbortSignal.abort() }), { name: 'AbortError' })
+      // Another replica reaches the same server through a tunnel of its own.
+      const outcome = await replicaB.adopt([{ sessionId: a.id, sandboxId: a.sandboxId, limits: a.limits, createdAt: a.createdAt }])
+      const b = outcome.adopted[0]!
+      assert.ok(b, JSON.stringify(outcome.failed))
+      assert.ok((await get(await b.openPort(port), '/from-b')).endsWith('hello from the pod at /from-b'))
+      // A tunnel with the wrong token gets no byte of the port.
+      const podIP = (kube.fake.store.get(podsType, kube.namespace, `cbx-${a.sandboxId}`).status as { podIP: string }).podIP
+      const tunnel = (token: string) =>
+        connectTunnel({ dial: (x) => kube.fake.dial(x), host: podIP, port: 7070, token, what: 'the test pod', timeoutMs: 5000 }, port)
+      await assert.rejects(tunnel('not-the-token'), (e: unknown) => {
+        assert.ok(e instanceof CodeboxError && e.code === 'Unavailable', String(e))
+        assert.match(e.message, new RegExp(`port ${port} in the sandbox cannot be reached: .*refused the token`))
+        assert.equal(e.details.reason, 'unreachable')
+        return true
+      })
+      const sandbox = await kube.driver().attach(a.sandboxId)
+      sandbox.release!()
+      await assert.rejects(sandbox.connectPort!(0), isCode('ValidationError', /port: must be a whole number from 1 to 65535, got 0/))
+      await b.stop()
+      await until('replica A’s session to end with the pod', () => a.status === 'terminated')
+      await assert.rejects(a.openPort(port), isCode('SessionTerminated'))
+    } finally {
+      await replicaA.close()
+      await replicaB.close()
     }
   })
 

@@ -15,7 +15,9 @@ over (a pool sandbox) ends when its server goes.
 
 With CODEBOX_LISTEN (a Kubernetes pod) it listens on a TCP address or unix socket instead, serves
 up to 16 connections at once, each authenticated with CODEBOX_EXECUTOR_TOKEN first (listen.py),
-and never ends because a connection closed: a pool pod waits to be handed over.
+and never ends because a connection closed: a pool pod waits to be handed over. A connection
+authenticated as a tunnel leaves those 16 for the inbound relay, which pipes it to a port on the
+pod's loopback (the host's way to a server the session runs there).
 """
 
 
@@ -52,7 +54,7 @@ from egress_relay import start_relay  # noqa: E402
 from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
-from listen import MAX_CONNECTIONS, StartError, apply_rlimits, authenticate, open_listener, parse_listen, parse_rlimits, tune  # noqa: E402
+from listen import CHANNEL, MAX_CONNECTIONS, StartError, apply_rlimits, authenticate, open_listener, parse_listen, parse_rlimits, tune  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
 from terminal import TERM, SizeError, check_size, open_pty, read_master, resize, take_terminal  # noqa: E402
@@ -916,7 +918,7 @@ class Executor:
         self.task_seq = 0
         self.watches = []
         self.watches_lock = threading.Lock()
-        # The inbound relay, made on the first `port.open`.
+        # The inbound relay, made on the first `port.open` or tunnel.
         self.inbound = None
         self.inbound_lock = threading.Lock()
         # The session this sandbox serves (op `session`): its idle timeout and deadline; None in the pool.
@@ -1007,11 +1009,16 @@ class Executor:
 
     def _serve_listened(self, conn):
         """One listened connection: nothing is sent before it authenticated; then served as a
-        channel connection is, beside the others."""
+        channel connection is, beside the others, or handed to the inbound relay as a tunnel."""
+        handed = False
         try:
             tune(conn)
-            if not authenticate(conn, EXECUTOR_TOKEN.encode("utf-8", "surrogatepass")):
+            purpose = authenticate(conn, EXECUTOR_TOKEN.encode("utf-8", "surrogatepass"))
+            if purpose is None:
                 return
+            if purpose != CHANNEL:
+                handed = True
+                return self._tunnel(conn, purpose)
             conn.settimeout(None)
             with self.connections_lock:
                 self.hosts += 1
@@ -1021,7 +1028,26 @@ class Executor:
                 with self.connections_lock:
                     self.hosts -= 1
         finally:
-            self._drop_connection(conn)
+            if not handed:
+                self._drop_connection(conn)
+
+    def _tunnel(self, conn, port):
+        """Hands an authenticated tunnel connection (now the relay's) to the inbound relay, which
+        connects to 127.0.0.1:`port`, as any code of the session can, and answers with its status
+        byte. Tunnels are bounded with the relay's own connections: the connection's slot among
+        the MAX_CONNECTIONS is free again at once."""
+        with self.connections_lock:
+            self.connections -= 1
+        try:
+            self._inbound_relay().adopt(conn, port)
+        except RuntimeError:  # no thread to spare for the relay: the session is at its pids limit
+            pass  # adopt closed it
+
+    def _inbound_relay(self):
+        with self.inbound_lock:
+            if self.inbound is None:
+                self.inbound = make_relay(PORTS_DIR or None, on_activity=self._touch)
+            return self.inbound
 
     def _drop_connection(self, conn):
         conn.close()
@@ -1423,7 +1449,8 @@ class Executor:
 
     def op_port_open(self, req):
         """Makes the inbound relay listen for `port` (inbound_relay.py); idempotent. Without a
-        ports directory (the fake driver) there is no relay: the host reaches the port itself."""
+        ports directory there is nothing to listen on: the fake driver's host reaches the port
+        itself, and in listen mode the host opens a tunnel connection (listen.py) for each."""
         port = req.msg.get("port")
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             req.error("ValidationError", "port: must be a whole number from 1 to 65535, got %r" % (port,))
@@ -1431,18 +1458,16 @@ class Executor:
         if not PORTS_DIR:
             req.done(port=port, socket=None)
             return
-        with self.inbound_lock:
-            if self.inbound is None:
-                self.inbound = make_relay(PORTS_DIR, on_activity=self._touch)
+        relay = self._inbound_relay()
         try:
-            name = self.inbound.open(port)
+            name = relay.open(port)
         except PortLimit as e:
             req.error("LimitExceeded", "port %d: %s" % (port, e))
             return
         except OSError as e:
             # Its name is taken by something the relay cannot remove (under gVisor, a socket the
             # session's own code bound there first), or the directory is full.
-            req.error("Unavailable", "port %d: the inbound relay cannot listen at %s: %s" % (port, self.inbound.socket_name(port), e.strerror or e))
+            req.error("Unavailable", "port %d: the inbound relay cannot listen at %s: %s" % (port, relay.socket_name(port), e.strerror or e))
             return
         req.done(port=port, socket=name)
 

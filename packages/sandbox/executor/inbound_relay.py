@@ -10,6 +10,10 @@ STATUS_OK once the inner connect succeeded, STATUS_REFUSED when nothing listens 
 STATUS_BUSY when the relay holds its most connections; after the last two the relay closes at
 once, so the host tells the caller fast and clearly. One thread and one selector serve every port;
 ports, connections and buffers (one chunk per direction) are bounded.
+
+In listen mode (a Kubernetes pod, listen.py) there is no ports directory: a connection the
+executor accepted and authenticated as a tunnel is handed over here (`adopt`) and piped the same
+way, status byte first, within the same bound on connections.
 """
 
 import errno
@@ -60,7 +64,8 @@ _WAKE = object()
 
 
 class InboundRelay(Relay):
-    """Listeners for the ports the host opened, served by one daemon thread started on the first."""
+    """Listeners for the ports the host opened, and tunnels handed over, served by one daemon
+    thread started on the first. `directory` is None in listen mode (tunnels only)."""
 
     def __init__(self, directory, max_pairs=MAX_PAIRS, on_activity=None):
         # Relay's own __init__ binds the egress listener: this relay has its listeners per port.
@@ -73,6 +78,7 @@ class InboundRelay(Relay):
         self.ports = {}
         self.added = []
         self.retired = []
+        self.adopted = []
         self.thread = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -120,14 +126,35 @@ class InboundRelay(Relay):
             entry = _Port(port, sock, inode)
             self.ports[port] = entry
             self.added.append(entry)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self.serve_forever, name="inbound-relay", daemon=True)
-                self.thread.start()
+            self._start()
+        self._wake()
+        return self.socket_name(port)
+
+    def adopt(self, client, port):
+        """Pipes `client` (a connected socket, now the relay's) to 127.0.0.1:`port`, status byte
+        first, as a connection to a port socket is. RuntimeError (and `client` closed) when the
+        relay's thread cannot start (the session is at its pids limit)."""
+        with self.lock:
+            try:
+                self._start()
+            except RuntimeError:
+                client.close()
+                raise
+            self.adopted.append((client, port))
+        self._wake()
+
+    def _start(self):
+        """Starts the serving thread unless it runs (under self.lock)."""
+        if self.thread is None:
+            thread = threading.Thread(target=self.serve_forever, name="inbound-relay", daemon=True)
+            thread.start()
+            self.thread = thread
+
+    def _wake(self):
         try:
             self._wake_w.send(b"x")
         except OSError:  # full: the thread is awake already
             pass
-        return self.socket_name(port)
 
     def serve_forever(self):
         while True:
@@ -156,6 +183,7 @@ class InboundRelay(Relay):
         with self.lock:
             added, self.added = self.added, []
             retired, self.retired = self.retired, []
+            adopted, self.adopted = self.adopted, []
         for entry in retired:
             try:
                 self.sel.unregister(entry.sock)
@@ -164,6 +192,12 @@ class InboundRelay(Relay):
             entry.sock.close()
         for entry in added:
             self.sel.register(entry.sock, selectors.EVENT_READ, entry)
+        for client, port in adopted:
+            try:
+                self._pipe(client, port)
+            except Exception as e:  # one tunnel's trouble must not drop the others handed over with it
+                print("codebox: inbound relay: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+                client.close()
 
     def _accept_port(self, entry):
         try:
@@ -173,13 +207,20 @@ class InboundRelay(Relay):
         except OSError:  # out of fds: back off instead of spinning
             time.sleep(0.05)
             return
+        self._pipe(client, entry.port)
+
+    def _pipe(self, client, port):
+        """Connects to 127.0.0.1:`port` for `client`, or refuses it with its status byte."""
         self.on_activity()
         client.setblocking(False)
         if len(self.pairs) >= self.max_pairs:
             return _refuse(client, STATUS_BUSY)
-        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:  # out of fds
+            return _refuse(client, STATUS_BUSY)
         upstream.setblocking(False)
-        err = upstream.connect_ex((INNER_HOST, entry.port))
+        err = upstream.connect_ex((INNER_HOST, port))
         if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
             upstream.close()
             return _refuse(client, STATUS_REFUSED)
@@ -241,5 +282,6 @@ def _refuse(client, status):
 
 
 def make_relay(directory, on_activity=None):
-    """The relay for the executor's ports directory; it listens on nothing until a port is opened."""
+    """The relay for the executor's ports directory (None: tunnels only, listen mode); it listens
+    on nothing until a port is opened."""
     return InboundRelay(directory, max_pairs=_pair_budget(), on_activity=on_activity)

@@ -4,7 +4,9 @@ A Kubernetes pod has no host process holding the executor's stdin or a channel d
 executor listens on CODEBOX_LISTEN (`HOST:PORT`, or `unix:/path` for the fake kubelet), any API
 replica may connect, and each connection must first present CODEBOX_EXECUTOR_TOKEN in one auth
 frame. Whatever a connection sends before that is hostile: it is read with a size and a time
-bound and answered with nothing but a close. A pod has no OCI rlimits of codebox's own either, so
+bound and answered with nothing but a close. An auth frame with `tunnel` (a port) makes the
+connection a tunnel to that port on the pod's loopback instead of a channel (the inbound relay
+pipes it, inbound_relay.py). A pod has no OCI rlimits of codebox's own either, so
 the executor lowers CODEBOX_RLIMITS on itself before serving.
 """
 
@@ -148,23 +150,37 @@ def _read(conn, n, deadline):
     return bytes(buf)
 
 
+# What an authenticated connection is for: requests (the host's channel), or a tunnel to a port.
+CHANNEL = "channel"
+
+
 def authenticate(conn, token):
-    """Whether the connection's first frame is `{"op":"auth","token":...}` on request id 0, kind J,
-    at most MAX_AUTH_PAYLOAD bytes, within AUTH_TIMEOUT_S, with the token (`token`: bytes)."""
+    """What the connection is for, once its first frame is `{"op":"auth","token":...}` on request
+    id 0, kind J, at most MAX_AUTH_PAYLOAD bytes, within AUTH_TIMEOUT_S, with the token (`token`:
+    bytes): CHANNEL, or the port (an int from 1 to 65535) the frame's `tunnel` names. None for
+    anything else, a `tunnel` that is no such port included; nothing else of the frame is looked
+    at before the token matched."""
     deadline = time.monotonic() + AUTH_TIMEOUT_S
     header = _read(conn, 9, deadline)
     if header is None:
-        return False
+        return None
     length, rid, kind = struct.unpack(">IIB", header)
     if rid != 0 or kind != 0x4A or not 5 < length <= 5 + MAX_AUTH_PAYLOAD:
-        return False
+        return None
     payload = _read(conn, length - 5, deadline)
     if payload is None:
-        return False
+        return None
     try:
         msg = json.loads(payload.decode("utf-8"))
     except (ValueError, RecursionError):
-        return False
+        return None
     if not isinstance(msg, dict) or msg.get("op") != "auth" or not isinstance(msg.get("token"), str):
-        return False
-    return hmac.compare_digest(msg["token"].encode("utf-8", "surrogatepass"), token)
+        return None
+    if not hmac.compare_digest(msg["token"].encode("utf-8", "surrogatepass"), token):
+        return None
+    if "tunnel" not in msg:
+        return CHANNEL
+    port = msg["tunnel"]
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        return None
+    return port

@@ -48,6 +48,7 @@ export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap/driver.ts'
 export { GvisorDriver, type GvisorDriverOptions } from './drivers/gvisor/driver.ts'
 export { EGRESS_PROXY_URL, EGRESS_SOCKET } from './drivers/bwrap/network.ts'
 export { sandboxEnv } from './drivers/shared.ts'
+export { CONNECT_PORT_TIMEOUT_MS, nothingListens, readPortStatus } from './drivers/inbound.ts'
 export {
   EgressService,
   type EgressServiceOptions,

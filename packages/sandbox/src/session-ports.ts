@@ -1,7 +1,8 @@
 /**
  * Session.openPort: connections to a server the session runs on its own loopback (a hosted
  * agent on 127.0.0.1:8080), through the driver's `connectPort`. The executor is asked to open the
- * port first (op `port.open`: its inbound relay listens for it); that is remembered per session,
+ * port first (op `port.open`: its inbound relay listens for it; in listen mode, a Kubernetes pod,
+ * it answers at once and each connection is a tunnel of its own); that is remembered per session,
  * and asked again when the relay's socket has gone. An open connection counts as a call in flight
  * for the idle timeout; every one is destroyed when the session ends.
  */

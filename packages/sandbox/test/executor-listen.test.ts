@@ -4,7 +4,9 @@
  * a unix socket and on 127.0.0.1 TCP. A connection without the right auth frame first gets nothing
  * but a close; up to 16 authenticated hosts are served at once, each seeing only its own frames;
  * one that goes interrupts only its own cell; the token, the listen address and the rlimits reach
- * no cell; the session's deadline ends the executor only while no host is connected.
+ * no cell; the session's deadline ends the executor only while no host is connected. An auth frame
+ * with `tunnel` makes the connection a byte pipe to that port on the executor's loopback, after
+ * one status byte (0 connected, 1 nothing listens, 2 too many), bounded apart from the 16 hosts.
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -19,6 +21,7 @@ import type { Sandbox, SandboxExit } from '@codebox/core'
 import { boundedBuffer, executorDir, hostNodeModules } from '../src/drivers/shared.ts'
 import { ExecutorClient, type ExecutorMessage } from '../src/executor-client.ts'
 import { encodeFrame, encodeJson, FrameKind } from '../src/protocol.ts'
+import { within } from '../src/testing/contract.ts'
 
 const TOKEN = 'tok-listen-test-0123456789'
 const PYTHON = '/usr/bin/python3'
@@ -376,5 +379,178 @@ describe('executor listen mode: environment, rlimits, start-up and lifetime', ()
     const exit = await Promise.race([l.exited, delay(15_000).then(() => undefined)])
     assert.deepEqual(exit, { code: 0, signal: null }, `it did not end when idle: ${l.stderr()}`)
     assert.ok(Date.now() - left >= 1000, `it ended ${Date.now() - left} ms after its host went`)
+  })
+})
+
+interface Tunnel {
+  socket: net.Socket
+  /** The executor's status byte (0 connected, 1 nothing listens, 2 too many tunnels); undefined: closed without one. */
+  status: number | undefined
+  /** Everything after the status byte, once the connection has ended. */
+  rest: Promise<Buffer>
+}
+
+/** A tunnel connection: the auth frame with `tunnel` (or `first`, any frame), and its status byte. */
+async function tunnel(l: Listening, port: number, first: Buffer = authFrame({ op: 'auth', token: TOKEN, tunnel: port })): Promise<Tunnel> {
+  const socket = net.connect({ ...l.address, allowHalfOpen: true })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  const chunks: Buffer[] = []
+  let got!: (status: number | undefined) => void
+  const status = new Promise<number | undefined>((resolve) => (got = resolve))
+  socket.on('data', (c: Buffer) => {
+    chunks.push(c)
+    got(chunks[0]![0])
+  })
+  const rest = new Promise<Buffer>((resolve) =>
+    socket.once('end', () => {
+      got(undefined)
+      resolve(Buffer.concat(chunks).subarray(1))
+    }),
+  )
+  socket.once('close', () => got(undefined))
+  socket.write(first)
+  return { socket, status: await status, rest }
+}
+
+/** A server on the host's loopback (the executor's, in these tests): what each connection sent, and how many came. */
+async function loopbackServer(onConnection: (c: net.Socket) => void): Promise<{ port: number; received: Buffer[]; connections(): number }> {
+  const received: Buffer[] = []
+  const sockets = new Set<net.Socket>()
+  let count = 0
+  const server = net.createServer({ allowHalfOpen: true }, (c) => {
+    count++
+    sockets.add(c)
+    c.once('close', () => sockets.delete(c))
+    const i = received.push(Buffer.alloc(0)) - 1
+    c.on('data', (d: Buffer) => (received[i] = Buffer.concat([received[i]!, d])))
+    c.on('error', () => {})
+    onConnection(c)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const c of sockets) c.destroy()
+      }),
+  )
+  return { port: (server.address() as net.AddressInfo).port, received, connections: () => count }
+}
+
+/** A port on 127.0.0.1 nothing listens on (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+describe('executor listen mode: tunnels to ports on its loopback', () => {
+  for (const transport of ['unix', 'tcp'] as const) {
+    it(`pipes bytes both ways over ${transport}, a megabyte and each side's half-close included`, async () => {
+      const l = await listen(transport)
+      // Greets, echoes upper-cased, and answers the client's end with its own last word.
+      const echo = await loopbackServer((c) => {
+        c.write('hi\n')
+        c.on('data', (d: Buffer) => c.write(d.toString('latin1').toUpperCase(), 'latin1'))
+        c.on('end', () => c.end('bye'))
+      })
+      const t = await tunnel(l, echo.port)
+      assert.equal(t.status, 0)
+      const big = Buffer.alloc(1 << 20, 'a')
+      t.socket.end(Buffer.concat([Buffer.from('hello '), big]))
+      const rest = await within(t.rest, 20_000, 'the echo did not end')
+      assert.equal(rest.length, 3 + 6 + big.length + 3)
+      assert.equal(rest.subarray(0, 9).toString(), 'hi\nHELLO ')
+      assert.ok(rest.subarray(9, 9 + big.length).equals(Buffer.alloc(1 << 20, 'A')))
+      assert.equal(rest.subarray(-3).toString(), 'bye')
+      // The server ends first: what the client writes after that still reaches it.
+      const first = await loopbackServer((c) => c.end('only this'))
+      const u = await tunnel(l, first.port)
+      assert.equal(u.status, 0)
+      assert.equal((await within(u.rest, 10_000, 'the server’s end did not come through')).toString(), 'only this')
+      u.socket.end('late words')
+      await within(once(u.socket, 'close'), 10_000, 'the tunnel did not close')
+      for (let i = 0; first.received[0]!.length < 10 && i < 100; i++) await delay(20)
+      assert.equal(first.received[0]!.toString(), 'late words')
+      // The channel is not disturbed.
+      assert.equal((await (await host(l)).client.call('ping', {})).pid, l.child.pid)
+    })
+  }
+
+  it('answers 1 and closes when nothing listens on the port', async () => {
+    const l = await listen('tcp')
+    const t = await tunnel(l, await closedPort())
+    assert.equal(t.status, 1)
+    assert.equal((await within(t.rest, 5000, 'the tunnel stayed open')).length, 0)
+  })
+
+  it('closes without a byte, reaching no port, unless the auth frame has the token and a port from 1 to 65535', async () => {
+    const l = await listen('unix')
+    const target = await loopbackServer(() => {})
+    const p = target.port
+    const cases: [string, Buffer][] = [
+      ['a wrong token', authFrame({ op: 'auth', token: TOKEN.slice(0, -1) + 'x', tunnel: p })],
+      ['no token', authFrame({ op: 'auth', tunnel: p })],
+      ['a tunnel op instead of auth', authFrame({ op: 'tunnel', port: p })],
+      ['a tunnel op with the token', authFrame({ op: 'tunnel', token: TOKEN, port: p })],
+      ['port 0', authFrame({ op: 'auth', token: TOKEN, tunnel: 0 })],
+      ['port 65536', authFrame({ op: 'auth', token: TOKEN, tunnel: 65536 })],
+      ['a port as a string', authFrame({ op: 'auth', token: TOKEN, tunnel: String(p) })],
+      ['a fractional port', authFrame({ op: 'auth', token: TOKEN, tunnel: p + 0.5 })],
+      ['true as the port', authFrame({ op: 'auth', token: TOKEN, tunnel: true })],
+      ['null as the port', authFrame({ op: 'auth', token: TOKEN, tunnel: null })],
+      ['a host and port', authFrame({ op: 'auth', token: TOKEN, tunnel: { host: '127.0.0.1', port: p } })],
+    ]
+    for (const [what, frame] of cases) {
+      const t = await tunnel(l, p, frame)
+      assert.equal(t.status, undefined, `${what}: the executor answered ${t.status}`)
+    }
+    assert.equal(target.connections(), 0, 'a refused tunnel reached the port')
+    assert.ok(alive(l))
+    assert.equal((await tunnel(l, p)).status, 0)
+    await within(
+      (async () => {
+        while (target.connections() === 0) await delay(10)
+      })(),
+      5000,
+      'the tunnel did not reach the port',
+    )
+  })
+
+  it('holds at most the relay’s connections (from RLIMIT_NOFILE), answering 2 past them, beside 16 hosts', async () => {
+    // nofile=90: the relay's budget is (90 - 48) / 2 = 21 connections, more than the 16 hosts.
+    const l = await listen('tcp', { CODEBOX_RLIMITS: 'nofile=90' })
+    const echo = await loopbackServer((c) => c.on('data', (d: Buffer) => c.write(d)).on('end', () => c.end()))
+    const open: Tunnel[] = []
+    for (let i = 0; i < 21; i++) {
+      const t = await tunnel(l, echo.port)
+      assert.equal(t.status, 0, `tunnel ${i + 1}`)
+      open.push(t)
+    }
+    const refused = await tunnel(l, echo.port)
+    assert.equal(refused.status, 2)
+    assert.equal((await within(refused.rest, 5000, 'the refused tunnel stayed open')).length, 0)
+    // Tunnels take none of the 16 connection slots: 16 hosts are served beside them.
+    const hosts = await Promise.all(Array.from({ length: 16 }, () => host(l)))
+    assert.ok((await Promise.all(hosts.map((h) => h.client.call('ping', {})))).every((p) => p.pid === l.child.pid))
+    // Every tunnel still carries bytes; one ends and a new one is let in.
+    const echoed = once(open[20]!.socket, 'data')
+    open[20]!.socket.write('x')
+    assert.equal(String((await within(echoed, 5000, 'no echo'))[0]), 'x')
+    // A tunnel being authenticated takes a slot as any connection does: let the hosts go first.
+    for (const h of hosts) h.socket.destroy()
+    open[0]!.socket.destroy()
+    let again: number | undefined
+    for (let i = 0; i < 50 && again !== 0; i++) {
+      if (i > 0) await delay(50)
+      const t = await tunnel(l, echo.port)
+      again = t.status
+      if (again !== 0) t.socket.destroy()
+    }
+    assert.equal(again, 0, 'no tunnel was let in after one of them closed')
   })
 })

@@ -14,9 +14,12 @@ export type Dial = (options: { host: string; port: number }) => net.Socket
 const KIND_JSON = 0x4a
 const MAX_AUTH_PAYLOAD = 4096
 
-/** The first frame of a connection: `{"op":"auth","token":...}` on request id 0. */
-export function authFrame(token: string): Buffer {
-  const payload = Buffer.from(JSON.stringify({ op: 'auth', token }), 'utf8')
+/**
+ * The first frame of a connection: `{"op":"auth","token":...}` on request id 0; with `tunnel` (a
+ * port) the connection becomes a tunnel to that port on the pod's loopback (tunnel.ts).
+ */
+export function authFrame(token: string, tunnel?: number): Buffer {
+  const payload = Buffer.from(JSON.stringify(tunnel === undefined ? { op: 'auth', token } : { op: 'auth', token, tunnel }), 'utf8')
   if (payload.length > MAX_AUTH_PAYLOAD) throw new Error('the executor token is too long for an auth frame')
   const head = Buffer.alloc(9)
   head.writeUInt32BE(payload.length + 5, 0)
@@ -42,6 +45,16 @@ export interface ConnectOptions {
  * looks exactly like that: the executor closes without answering).
  */
 export function connectExecutor(options: ConnectOptions): Promise<net.Socket> {
+  return openAuthenticated(options, authFrame(options.token))
+}
+
+/**
+ * Dials, sends `first` (an auth frame) once connected, and resolves once the executor sent its
+ * first bytes, left unread. Unavailable when the connection fails, closes without a byte, or
+ * stays silent past `timeoutMs` (`details.reason` "timeout"); the signal's reason (or Canceled)
+ * when it aborts.
+ */
+export function openAuthenticated(options: ConnectOptions, first: Buffer): Promise<net.Socket> {
   const { what, timeoutMs } = options
   return new Promise<net.Socket>((resolve, reject) => {
     let socket: net.Socket
@@ -68,7 +81,12 @@ export function connectExecutor(options: ConnectOptions): Promise<net.Socket> {
     const onAbort = (): void =>
       finish(options.signal?.reason instanceof Error ? options.signal.reason : new CodeboxError('Canceled', 'the start was cancelled'))
     const timer = setTimeout(
-      () => finish(new CodeboxError('Unavailable', `the executor of ${what} did not answer within ${timeoutMs} ms`, { details: { retryAfterSeconds: 5 } })),
+      () =>
+        finish(
+          new CodeboxError('Unavailable', `the executor of ${what} did not answer within ${timeoutMs} ms`, {
+            details: { retryAfterSeconds: 5, reason: 'timeout' },
+          }),
+        ),
       timeoutMs,
     )
     let lastError: Error | undefined
@@ -82,7 +100,7 @@ export function connectExecutor(options: ConnectOptions): Promise<net.Socket> {
         ),
       )
     const onConnect = (): void => {
-      socket.write(authFrame(options.token))
+      socket.write(first)
     }
     // The first bytes are the executor's `ready`: they stay buffered for the caller's reader.
     const onReadable = (): void => {

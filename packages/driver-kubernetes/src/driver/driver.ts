@@ -19,6 +19,7 @@ import {
   CodeboxError,
   defaultLimits,
   type AttachOptions,
+  type ConnectPortOptions,
   type CreateOptions,
   type LimitCounters,
   type Sandbox,
@@ -45,6 +46,7 @@ import {
 import { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
 import { apiCode, apiMessage } from './api-errors.ts'
 import { connectExecutor, type Dial } from './channel.ts'
+import { connectTunnel } from './tunnel.ts'
 import { LeaderElector, type LeaderOptions } from './leader.ts'
 import { clean, exitOf, logTail, oomKillsOf, podState } from './pod-state.ts'
 import { PodWatch, SANDBOX_SELECTOR, type PodChange } from './pod-watch.ts'
@@ -404,7 +406,7 @@ export class KubernetesDriver implements SandboxDriver {
       const timeoutMs = this.#options.startTimeoutMs ?? 120_000
       const ready = await this.#waitReady(tracker, timeoutMs, options.signal)
       const socket = await this.#connect(ready, Date.now() + timeoutMs, options.signal)
-      return this.#sandbox(id, tracker, socket)
+      return this.#sandbox(id, tracker, socket, ready)
     } catch (e) {
       let err = e
       if (e instanceof CodeboxError && e.code === 'Unavailable') {
@@ -720,7 +722,7 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  #sandbox(id: string, tracker: PodTracker, socket: net.Socket): Sandbox {
+  #sandbox(id: string, tracker: PodTracker, socket: net.Socket, ready: { pod: V1Pod; podIP: string }): Sandbox {
     let released = false
     socket.on('error', () => {})
     // The connection closing is often the first sign of the pod's end: read the pod then, so
@@ -752,6 +754,19 @@ export class KubernetesDriver implements SandboxDriver {
         }
         await tracker.exited
       })())
+    // Ports inside the pod: a tunnel connection each, authenticated as the channel is (tunnel.ts).
+    const tunnel = {
+      dial: this.#dial,
+      host: ready.podIP,
+      port: this.#port,
+      token: this.#tokenOf(ready.pod),
+      what: `pod ${this.#what(tracker.name)}`,
+      timeoutMs: this.#options.connectTimeoutMs ?? 10_000,
+    }
+    const connectPort = async (port: number, options: ConnectPortOptions = {}): Promise<net.Socket> => {
+      if (tracker.ended || destroyed) throw new CodeboxError('SessionTerminated', `sandbox ${id} has ended`)
+      return connectTunnel({ ...tunnel, ...(options.signal ? { signal: options.signal } : {}) }, port)
+    }
     return {
       id,
       input: socket,
@@ -760,6 +775,7 @@ export class KubernetesDriver implements SandboxDriver {
       exited: tracker.exited,
       counters: async (): Promise<LimitCounters> => ({ oomKills: oomKillsOf(tracker.latest), pidsLimitHits: 0 }),
       memoryUsage: async () => 0,
+      connectPort,
       destroy,
       release: () => {
         released = true
@@ -828,7 +844,7 @@ export class KubernetesDriver implements SandboxDriver {
     }
     try {
       const socket = await this.#connect(ready, Date.now() + (this.#options.connectTimeoutMs ?? 10_000), options.signal)
-      return this.#sandbox(id, tracker, socket)
+      return this.#sandbox(id, tracker, socket, ready)
     } catch (e) {
       tracker.detach()
       throw e

@@ -40,7 +40,7 @@ export async function connectRelay(socketPath: string, port: number, options: { 
     throw noSocket(port, (e as Error).message)
   }
   try {
-    await readStatus(socket, port, options.signal, options.timeoutMs ?? CONNECT_PORT_TIMEOUT_MS)
+    await readPortStatus(socket, port, options.signal, options.timeoutMs ?? CONNECT_PORT_TIMEOUT_MS)
   } catch (e) {
     socket.destroy()
     throw e
@@ -80,8 +80,13 @@ function noSocket(port: number, why: string): CodeboxError {
   })
 }
 
-/** Reads the relay's status byte; the bytes after it stay in the stream for its reader. */
-function readStatus(socket: net.Socket, port: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
+/**
+ * Reads the relay's status byte (on a relay socket, or on a listen-mode tunnel: driver-kubernetes);
+ * the bytes after it stay in the stream for its reader. Rejects with Unavailable naming why the
+ * port cannot be reached (`details.reason`: refused, busy, timeout), SandboxFailure on a byte
+ * that is no status, the signal's reason (or Canceled) when it aborts.
+ */
+export function readPortStatus(socket: net.Socket, port: number, signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined
     const finish = (e?: Error): void => {
