@@ -2,13 +2,14 @@
  * The cluster egress proxy's model gateway, against the fake API server (pods made by the
  * builders, their status set through the API) and a stand-in for the codebox API that verifies the
  * relay signature as the real route does: a pod whose annotation allows the gateway has its
- * `http://codebox-gateway/...` requests (plain HTTP, and inside a CONNECT to port 80) relayed to
+ * `http://codebox-gateway/...` requests (plain HTTP, and HTTP/1.1 or HTTP/2 inside a CONNECT to port 80) relayed to
  * `/internal/gateway/...` signed for its identity, without its proxy credentials or forged relay
  * headers, and the answer streams back event by event; a pod without the annotation gets the
  * single-host refusal and the API hears nothing.
  */
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node'
@@ -200,6 +201,53 @@ describe('the model gateway through the cluster egress proxy', () => {
     const s = seen.at(-1)!
     assert.equal(s.url, '/internal/gateway/openai/v1/models')
     assert.deepEqual(s.identity, { sandboxId: 'gw2', sessionId: 'sessB' })
+  })
+
+  test('HTTP/2 with prior knowledge inside the tunnel (the AWS SDK for JavaScript) is relayed as the pod too, its answer streamed', async () => {
+    const pod = await runningPod('gw3', { mode: 'none', allow: [] }, { sessionId: 'sessC', tag: 'rt-3' })
+    const socket = net.connect(proxy.address.port, '127.0.0.1')
+    socket.write(`CONNECT codebox-gateway:80 HTTP/1.1\r\nHost: codebox-gateway:80\r\nProxy-Authorization: ${pod.auth}\r\n\r\n`)
+    await new Promise<void>((resolve, reject) => {
+      let head = ''
+      const onData = (d: Buffer): void => {
+        head += d.toString('latin1')
+        if (!head.includes('\r\n\r\n')) return
+        socket.off('data', onData)
+        if (head.startsWith('HTTP/1.1 200')) resolve()
+        else reject(new Error(head))
+      }
+      socket.on('data', onData)
+      socket.on('error', reject)
+    })
+    const session = http2.connect('http://codebox-gateway', { createConnection: () => socket })
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/bedrock/model/m/converse-stream', 'content-type': 'application/json' })
+      let text = ''
+      let status = 0
+      stream.on('response', (h) => (status = Number(h[':status'])))
+      stream.setEncoding('utf8')
+      stream.on('data', (d: string) => {
+        text += d
+        if (text.includes('event: one') && release) {
+          const r = release
+          release = undefined
+          r()
+        }
+      })
+      stream.end('{}')
+      await new Promise<void>((resolve, reject) => {
+        stream.on('end', resolve)
+        stream.on('error', reject)
+      })
+      assert.equal(status, 200)
+      assert.match(text, /event: one[\s\S]*event: two/)
+      const s = seen.at(-1)!
+      assert.equal(s.url, '/internal/gateway/bedrock/model/m/converse-stream')
+      assert.deepEqual(s.identity, { sandboxId: 'gw3', sessionId: 'sessC', tag: 'rt-3' })
+      assert.equal(s.body, '{}')
+    } finally {
+      session.destroy()
+    }
   })
 
   test('a pod without the gateway gets the single-host refusal, and the API hears nothing; so does one whose annotation is not an identity', async () => {
