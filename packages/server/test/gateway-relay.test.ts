@@ -2,7 +2,8 @@
  * The model gateway's internal route (`/internal/gateway/...`), which the cluster's egress proxy
  * relays sandbox pods' requests to: a request signed for a pod's identity is served by the same
  * gateway as on one host (the operator's key added, the sandbox's dropped, the answer streamed,
- * usage kept for the session and its tag); a request without a signature, with a forged, expired
+ * usage kept for the session and its tag; a hosted agent's own API reached through this server's
+ * router as its tenant); a request without a signature, with a forged, expired
  * or re-targeted one, or with only an API key, is 403 and reaches no upstream; a server without a
  * shared sealing key refuses the route altogether.
  */
@@ -11,6 +12,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { gatewayRelayKey, signGatewayRelay, type GatewayIdentity } from '@codebox/sandbox'
+import { agentApiHandler } from '../src/http/agent-api.ts'
 import { testServer, type TestServer } from './fixtures.ts'
 
 const operatorKey = 'sk-ant-OPERATOR-RELAY-SECRET-7'
@@ -48,7 +50,7 @@ describe('the gateway relay route', () => {
     upstream?.close()
   })
 
-  const post = (headers: Record<string, string>, at = path, host?: string): Promise<{ status: number; text: string }> =>
+  const post = (headers: Record<string, string>, at = path, host?: string, json = body): Promise<{ status: number; text: string }> =>
     new Promise((resolve, reject) => {
       const url = new URL(server.url)
       const req = http.request(
@@ -67,7 +69,7 @@ describe('the gateway relay route', () => {
         },
       )
       req.on('error', reject)
-      req.end(body)
+      req.end(json)
     })
 
   test("a signed request is the gateway's: the operator's key upstream, the answer streamed, usage for the session and tag", async () => {
@@ -80,6 +82,25 @@ describe('the gateway relay route', () => {
     assert.equal(usage?.tag, 'rt-relay')
     assert.equal(usage?.total.inputTokens, 7)
     assert.equal(usage?.total.outputTokens, 3)
+  })
+
+  test("a hosted agent's own API through the relay is this server's router, as its tenant", async () => {
+    // The session of `identity` stands for a hosted agent's (its record would name the runtime).
+    server.gateway.useLocalApis(
+      agentApiHandler(server.app, { hostedOwner: async (sessionId) => (sessionId === 'sess1' ? { tenant: 'acme', runtimeId: 'rt-relay' } : undefined) }),
+    )
+    const at = '/internal/gateway/codebox/v1/sessions'
+    const started = await post(signGatewayRelay(key, { method: 'POST', path: at, identity }), at, undefined, '{"name":"agent-work"}')
+    assert.equal(started.status, 201, started.text)
+    const sessionId = (JSON.parse(started.text) as { sessionId: string }).sessionId
+    const listed = await server.sessions.list({ tenant: 'acme' }, { limit: 100 })
+    assert.ok(
+      listed.items.some((s) => s.sessionId === sessionId),
+      'started as the runtime tenant',
+    )
+    const other = await post(signGatewayRelay(key, { method: 'POST', path: at, identity: { sandboxId: 'sbx2', sessionId: 'sess2' } }), at, undefined, '{}')
+    assert.equal(other.status, 403, 'not a hosted agent: no own API')
+    await server.sessions.stop({ tenant: 'acme' }, sessionId)
   })
 
   test('unsigned, forged, expired, re-targeted and API-key-only requests are 403 and reach no upstream', async () => {
