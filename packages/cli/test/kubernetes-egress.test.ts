@@ -36,6 +36,10 @@ test('bad settings are errors naming the variable', () => {
       { CODEBOX_K8S_NAMESPACE: 'codebox', CODEBOX_EGRESS_PROFILE: 'vpc', CODEBOX_SEALING_KEY: key, CODEBOX_EGRESS_LISTEN: '3128' },
       /CODEBOX_EGRESS_LISTEN: must be host:port/,
     ],
+    [
+      { CODEBOX_K8S_NAMESPACE: 'codebox', CODEBOX_EGRESS_PROFILE: 'vpc', CODEBOX_SEALING_KEY: key, CODEBOX_EGRESS_API_URL: 'http://codebox-api:8080/api' },
+      /CODEBOX_EGRESS_API_URL: must be an http:\/\/ or https:\/\/ URL without credentials, path, query or fragment/,
+    ],
   ]
   for (const [env, message] of cases) {
     const r = spawnSync(bin, ['kubernetes', 'egress-proxy'], { env: { ...base, ...env }, encoding: 'utf8', timeout: 60_000 })
@@ -58,6 +62,7 @@ test('it serves against the API server of its kubeconfig, refuses a request with
         CODEBOX_EGRESS_PROFILE: 'vpc',
         CODEBOX_SEALING_KEY: key,
         CODEBOX_EGRESS_LISTEN: '127.0.0.1:0',
+        CODEBOX_EGRESS_API_URL: 'http://codebox-api:8080',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -65,10 +70,11 @@ test('it serves against the API server of its kubeconfig, refuses a request with
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     for (let i = 0; i < 400 && !out.includes('egress.listening'); i++) await new Promise((r) => setTimeout(r, 25))
-    const listening = JSON.parse(out.split('\n')[0]!) as { event: string; profile: string; address: string; pods: number }
+    const listening = JSON.parse(out.split('\n')[0]!) as { event: string; profile: string; address: string; pods: number; gateway: string | null }
     assert.equal(listening.event, 'egress.listening')
     assert.equal(listening.profile, 'vpc')
     assert.equal(listening.pods, 0)
+    assert.equal(listening.gateway, 'http://codebox-api:8080', 'the model gateway is relayed there')
     const port = Number(listening.address.split(':').at(-1))
     const answer = await new Promise<string>((resolve, reject) => {
       let text = ''

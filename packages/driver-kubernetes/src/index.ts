@@ -34,6 +34,7 @@ export {
   type EgressProfile,
 } from './egress/proxy.ts'
 export { egressPodEntry, type EgressPodEntry } from './egress/pods.ts'
+export { checkApiUrl, gatewayRelay, type GatewayRelayOptions } from './egress/gateway-relay.ts'
 export { KubernetesDriver, MAX_POOL_CONFIGS, poolKeyOf, type KubernetesDriverOptions, type KubernetesPoolOptions } from './driver/driver.ts'
 export { apiCode, apiMessage } from './driver/api-errors.ts'
 export { LeaderElector, sweepReason, type LeaderEvent, type LeaderOptions } from './driver/leader.ts'

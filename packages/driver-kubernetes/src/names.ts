@@ -26,6 +26,12 @@ export const CLAIMED_AT_ANNOTATION = 'codebox.dev/claimed-at'
 export const EGRESS_POLICY_ANNOTATION = 'codebox.dev/egress-policy'
 /** The most bytes of EGRESS_POLICY_ANNOTATION: room for the largest valid policy (256 entries of 300 characters). */
 export const MAX_EGRESS_POLICY_BYTES = 96 * 1024
+/**
+ * The pod may use the model gateway, through its egress proxy: JSON `{"sessionId":"...","tag":"..."}`
+ * (both optional), the identity the proxy relays to the API with its requests (its sandbox id is
+ * the pod's SESSION_LABEL). Absent: the proxy refuses the pod's `codebox-gateway` requests.
+ */
+export const GATEWAY_ANNOTATION = 'codebox.dev/gateway'
 
 /** The Lease the API replicas elect their leader with (it refills the pool and sweeps expired pods). */
 export const LEASE_NAME = 'codebox-leader'

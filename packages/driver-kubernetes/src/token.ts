@@ -8,6 +8,10 @@
  * The egress token is the same construction under a key of its own purpose: the pod presents it
  * to the cluster's egress proxy (in its proxy URL's password), which recomputes it from the pod
  * in its own watch. Neither token can be derived from the other.
+ *
+ * A third key of its own purpose signs the model gateway's requests the egress proxy relays to
+ * the API (gatewayRelayKey, in @codebox/sandbox's egress/gateway-relay.ts: the server imports it
+ * too, and may not import this package).
  */
 import { createHmac, randomBytes } from 'node:crypto'
 import { validationError } from '@codebox/core'

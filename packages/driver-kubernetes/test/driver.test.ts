@@ -16,6 +16,7 @@ import {
   componentLabels,
   connectExecutor,
   EGRESS_POLICY_ANNOTATION,
+  GATEWAY_ANNOTATION,
   egressToken,
   egressTokenKey,
   executorToken,
@@ -368,7 +369,7 @@ describe('kubernetes driver', () => {
     assert.ok(!(await kube.driver({ listGraceMs: 0 }).list()).includes(s.id))
   })
 
-  it("network: none is the sandbox profile; PUBLIC and an allow-list go through their profile's proxy by IP, naming the pod and its policy; the model gateway is refused, not widened", async () => {
+  it("network: none is the sandbox profile; PUBLIC and an allow-list go through their profile's proxy by IP, naming the pod and its policy; the model gateway goes through the proxy too, reaching nothing else", async () => {
     const driver = kube.driver({
       egressProxies: { public: 'egress-public.codebox.svc:3128', vpc: 'egress-vpc.codebox.svc:3128' },
       resolveHost: async (h) => ({ 'egress-public.codebox.svc': '10.96.0.42', 'egress-vpc.codebox.svc': '10.96.0.43' })[h] ?? '',
@@ -398,10 +399,36 @@ describe('kubernetes driver', () => {
         await sandbox.destroy()
       }
     }
+    // The gateway: alone through the vpc proxy with policy none, or with PUBLIC through the public one; its identity in the annotation.
+    const gatewayCases = [
+      { policy: { mode: 'none' as const, allow: [] }, profile: 'vpc', gateway: { tag: 'rt-1' } },
+      { policy: { mode: 'public' as const, allow: [] }, profile: 'public', gateway: {} },
+    ]
+    for (const c of gatewayCases) {
+      const s: SandboxSpec = { ...spec(), network: { mode: 'egress', policy: c.policy, sessionId: 'sess1', gateway: c.gateway } }
+      const sandbox = await driver.create(s)
+      try {
+        const pod = kube.fake.store.get(podsType, kube.namespace, `cbx-${s.id}`)
+        assert.equal(pod.metadata.labels?.[NETWORK_LABEL], c.profile)
+        assert.deepEqual(JSON.parse(pod.metadata.annotations?.[EGRESS_POLICY_ANNOTATION] ?? 'null'), c.policy)
+        assert.deepEqual(JSON.parse(pod.metadata.annotations?.[GATEWAY_ANNOTATION] ?? 'null'), { sessionId: 'sess1', ...c.gateway })
+        const env = (pod.spec as { containers: { env: { name: string; value: string }[] }[] }).containers[0]!.env
+        assert.equal(
+          env.find((e) => e.name === 'ANTHROPIC_BASE_URL')?.value,
+          'http://codebox-gateway/anthropic',
+          'clients reach it through the proxy variables',
+        )
+        assert.equal(env.find((e) => e.name === 'ANTHROPIC_API_KEY')?.value, 'codebox-gateway', 'a placeholder, no secret')
+      } finally {
+        await sandbox.destroy()
+      }
+    }
     const before = pods().length
     await assert.rejects(
-      driver.create({ ...spec(), network: { mode: 'egress', policy: { mode: 'public', allow: [] }, gateway: {} } }),
-      isCode('Unavailable', /model gateway/),
+      kube
+        .driver({ egressProxies: { public: '10.96.0.42:3128' } })
+        .create({ ...spec(), network: { mode: 'egress', policy: { mode: 'none', allow: [] }, gateway: {} } }),
+      isCode('Unavailable', /the model gateway needs the vpc egress proxy: CODEBOX_K8S_EGRESS_PROXY_VPC/),
     )
     await assert.rejects(
       kube.driver().create({ ...spec(), network: { mode: 'egress', policy: { mode: 'public', allow: [] } } }),

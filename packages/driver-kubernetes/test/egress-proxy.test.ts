@@ -5,7 +5,7 @@
  * to a loopback server (trusted explicitly, as the vpc profile's operator would trust an internal
  * service); missing, wrong, unknown and finished credentials are 407; policy denials are 403
  * naming why; Proxy-Authorization never reaches the upstream; a deleted pod's token stops
- * working; a token sent from another address is 403; the gateway is refused.
+ * working; a token sent from another address is 403; the gateway is refused by a proxy without an API to relay it to.
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
@@ -254,7 +254,10 @@ describe('the cluster egress proxy', () => {
     assert.equal(privateAnswer.body, 'codebox egress: inside.test resolves to 10.0.0.7, a private address\n')
     const gateway = await send(proxyPort, `GET http://codebox-gateway/v1/models HTTP/1.1\r\nProxy-Authorization: ${pod.auth}\r\n\r\n`)
     assert.equal(gateway.status, 403)
-    assert.equal(gateway.body, "codebox egress: the model gateway (codebox-gateway) is not served by the cluster's egress proxy yet\n")
+    assert.equal(
+      gateway.body,
+      'codebox egress: the model gateway (codebox-gateway) is not served by this egress proxy: it has no API to relay it to (CODEBOX_EGRESS_API_URL)\n',
+    )
   })
 
   test('a pod without a valid policy annotation, or of the other profile, is refused', async () => {

@@ -100,7 +100,7 @@ test('rendered with other values (namespace, proxies in another namespace, no ru
     ],
     'only the public profile runs the built-in proxy when vpc has an external one',
   )
-  assert.deepEqual(egress[5].spec.egress[1].to[0].ipBlock, { cidr: '0.0.0.0/0', except: ['10.244.0.0/16', '10.96.0.0/12'] })
+  assert.deepEqual(egress[5].spec.egress[2].to[0].ipBlock, { cidr: '0.0.0.0/0', except: ['10.244.0.0/16', '10.96.0.0/12'] })
   // Both external: no proxy Deployment at all; vpc built-in: its trusted list in its environment.
   const both = await defaultValues()
   both.networkProfiles.public = { external: { address: 'egress.example:3128', podLabels: { app: 'e' }, port: 3128 } }

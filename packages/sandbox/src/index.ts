@@ -70,7 +70,17 @@ export {
 export { systemResolver, type EgressResolver } from './egress/authorize.ts'
 export { defaultRecipe, recipeHash, type ImageRecipe } from './image/recipe.ts'
 export { buildImage, ensureImage, findImage, imagePath, type ImageInfo } from './image/build.ts'
-export { GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'
+export { checkGatewayTag, GATEWAY_HOST, GATEWAY_URL, gatewayEnv, isGatewayHost, type GatewayHandler, type GatewayIdentity } from './egress/gateway.ts'
+export {
+  checkRelayIdentity,
+  GATEWAY_RELAY_HEADERS,
+  GATEWAY_RELAY_PREFIX,
+  GATEWAY_RELAY_WINDOW_MS,
+  gatewayRelayKey,
+  signGatewayRelay,
+  verifyGatewayRelay,
+  type RelayVerdict,
+} from './egress/gateway-relay.ts'
 export {
   exportOciLayout,
   OCI_MEDIA_TYPES,

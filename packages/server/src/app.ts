@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import websocket from '@fastify/websocket'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { CodeboxError } from '@codebox/core'
-import type { SessionManager } from '@codebox/sandbox'
+import { gatewayRelayKey, type SessionManager } from '@codebox/sandbox'
 import { loadAgent, type Agent } from '@codebox/agent'
 import { agentCoreRoutes, isAwsPath } from './agentcore/index.ts'
 import { sendAwsError } from './agentcore/errors.ts'
@@ -20,6 +20,7 @@ import { Authenticator } from './http/auth.ts'
 import { parseJsonBody, readBody } from './http/body.ts'
 import { clientErrorHandler, sendError } from './http/errors.ts'
 import { agentApiHandler, agentCaller } from './http/agent-api.ts'
+import { isGatewayRelayUrl, serveGatewayRelay } from './http/gateway-relay.ts'
 import { HostCheck } from './http/host-check.ts'
 import { RouteRegistry } from './http/route.ts'
 import { Metrics } from './metrics.ts'
@@ -40,7 +41,7 @@ import { RuntimeLauncher } from './services/runtime-launcher.ts'
 import { RuntimeLogs } from './services/runtime-logs.ts'
 import { RuntimeSessions, type HostedRuntimes } from './services/runtime-sessions.ts'
 import { SessionService } from './services/sessions.ts'
-import type { StoreApi } from './store/index.ts'
+import { readSealingKey, type StoreApi } from './store/index.ts'
 
 export interface AppOptions {
   config: ServerConfig
@@ -58,6 +59,12 @@ export interface AppOptions {
    * engine must be built with its handler; serve.ts does).
    */
   gateway?: ModelGateway
+  /**
+   * The key of the gateway relay's internal route (gatewayRelayKey of the sealing key the cluster's
+   * egress proxies share). Default: derived from a PostgreSQL store's sealing key; none (the route
+   * refuses everything) with SQLite.
+   */
+  gatewayRelayKey?: Buffer
   /** A pino logger instance, or options; default JSON logs at config.logLevel to stdout. */
   logger?: FastifyBaseLogger
   version?: string
@@ -113,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   let runtimeSessions: RuntimeSessions | undefined
   let runtimes: RuntimeService | undefined
   const gateway = options.gateway ?? new ModelGateway({ config: config.gateway })
+  const relayKey = options.gatewayRelayKey ?? (config.store.kind === 'postgres' ? gatewayRelayKey(readSealingKey(config.store.sealingKey)) : undefined)
   // A runtime's secrets (`codebox runtimes secrets set`) replace the operator's key for its own
   // agents' model calls; they are added here, on the host, and never reach the sandbox.
   gateway.useCredentials(async (identity, provider) => runtimeCredentials(await runtimes?.secretsOf(identity.tag), provider))
@@ -218,6 +226,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const hostCheck = new HostCheck({ boundHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins })
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id)
+    // A sandbox pod's model gateway request, relayed and signed by the cluster's egress proxy: its signature is all that admits it.
+    if (isGatewayRelayUrl(request.raw.url)) return serveGatewayRelay(request, reply, { key: relayKey, handler: gateway.handler })
     // A hosted agent's call through its gateway (http/agent-api.ts): its caller is known, it came from no browser.
     const fromAgent = agentCaller(request.raw)
     if (fromAgent) {

@@ -32,6 +32,8 @@ export async function testServer(
     logs?: LogRecord[]
     /** A store to serve from (a replica's; the caller closes it). Default a new in-memory SQLite store, closed with the server. */
     store?: OpenStore
+    /** The gateway relay route's key (AppOptions.gatewayRelayKey); default none. */
+    gatewayRelayKey?: Buffer
   } = {},
 ): Promise<TestServer> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'codebox-server-test-'))
@@ -49,7 +51,14 @@ export async function testServer(
   }
   const engine = new SessionManager({ driver: new FakeDriver(), poolSize: options.poolSize ?? 0, onSessionEnd })
   const logger = options.logs ? captureLogger(options.logs) : undefined
-  app = await buildApp({ config, engine, store, loopbackOnly: options.loopbackOnly ?? true, ...(logger ? { logger } : {}) })
+  app = await buildApp({
+    config,
+    engine,
+    store,
+    loopbackOnly: options.loopbackOnly ?? true,
+    ...(logger ? { logger } : {}),
+    ...(options.gatewayRelayKey ? { gatewayRelayKey: options.gatewayRelayKey } : {}),
+  })
   await app.app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.app.server.address() as { port: number }
   const url = `http://127.0.0.1:${address.port}`

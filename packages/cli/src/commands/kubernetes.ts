@@ -5,7 +5,7 @@
  * JSON line per refusal and denial on stdout, and stops on SIGTERM or SIGINT.
  */
 import { validationError } from '@codebox/core'
-import { checkDnsLabel, defaultKubeConfig, startClusterEgressProxy, type EgressProfile } from '@codebox/driver-kubernetes'
+import { checkApiUrl, checkDnsLabel, defaultKubeConfig, startClusterEgressProxy, type EgressProfile } from '@codebox/driver-kubernetes'
 import { parseTrustedList } from '@codebox/sandbox'
 import { readSealingKey, sealingKeyFromEnv } from '@codebox/server'
 import { helpText, parseArgs, type FlagSpec } from '../args.ts'
@@ -22,6 +22,7 @@ export const usage = helpText('codebox kubernetes egress-proxy', spec, [
   '  CODEBOX_EGRESS_PROFILE     public or vpc (required)',
   '  CODEBOX_EGRESS_LISTEN      host:port to listen on (default 0.0.0.0:3128)',
   '  CODEBOX_EGRESS_TRUSTED     vpc only: private IPs or CIDRs (:port) allow-lists may reach',
+  '  CODEBOX_EGRESS_API_URL     the API the model gateway is relayed to, e.g. http://codebox-api:8080 (unset: refused)',
   'The API server is reached with the pod\u2019s ServiceAccount, or KUBECONFIG outside a cluster.',
   '',
   'CODEBOX_K8S_NAMESPACE=codebox CODEBOX_EGRESS_PROFILE=vpc CODEBOX_SEALING_KEY_FILE=/etc/codebox/key \\',
@@ -55,6 +56,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
   if (profile === 'public' && trusted.length > 0)
     throw validationError('CODEBOX_EGRESS_TRUSTED', 'applies to the vpc profile only: the public profile reaches public addresses and nothing private')
   const { host, port } = parseListen(env.CODEBOX_EGRESS_LISTEN ?? '0.0.0.0:3128')
+  const apiUrl = env.CODEBOX_EGRESS_API_URL ? checkApiUrl(env.CODEBOX_EGRESS_API_URL, 'CODEBOX_EGRESS_API_URL').origin : undefined
   const kubeConfig = defaultKubeConfig()
 
   const log = (event: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`)
@@ -64,6 +66,7 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
     profile: profile satisfies EgressProfile,
     sealingKey,
     trusted,
+    ...(apiUrl ? { apiUrl } : {}),
     host,
     port,
     onRefusal: (r) => log({ event: 'egress.refused', ...r }),
@@ -72,7 +75,14 @@ export async function run(argv: string[], ctx: CommandContext): Promise<number> 
     },
     onWatchError: (e) => log({ event: 'egress.watch-error', message: (e as Error).message ?? String(e) }),
   })
-  log({ event: 'egress.listening', profile, namespace, address: `${proxy.address.address}:${proxy.address.port}`, pods: proxy.podCount })
+  log({
+    event: 'egress.listening',
+    profile,
+    namespace,
+    address: `${proxy.address.address}:${proxy.address.port}`,
+    pods: proxy.podCount,
+    gateway: apiUrl ?? null,
+  })
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)

@@ -192,6 +192,8 @@ interface PodNetwork {
   profile: NetworkProfile
   proxyUrl?: string
   policy?: EgressPolicy
+  /** The model gateway, relayed by the pod's egress proxy: the identity its annotation carries. */
+  gateway?: { sessionId?: string; tag?: string }
 }
 
 export class KubernetesDriver implements SandboxDriver {
@@ -314,6 +316,7 @@ export class KubernetesDriver implements SandboxDriver {
       ...(network.policy !== undefined
         ? { egressPolicy: network.policy, egressToken: egressToken(this.#egressKey, { namespace: this.namespace, podName, nonce }) }
         : {}),
+      ...(network.gateway !== undefined ? { gateway: network.gateway } : {}),
       poolKey: poolKeyOf(limits),
       nonce,
       token,
@@ -329,26 +332,24 @@ export class KubernetesDriver implements SandboxDriver {
    * The pod's network profile for a sandbox's network (the NetworkPolicies select on it): `none`
    * is `sandbox`; `public` egress goes through the public profile's proxy, an allow-list through
    * the vpc profile's, each proxy applying the pod's own policy (its annotation, the pod named by
-   * its egress token). What the proxies cannot serve (the model gateway) is refused, never widened.
+   * its egress token). The model gateway is relayed by the pod's proxy: a session with it and no
+   * other egress (policy `none`) goes through the vpc profile's proxy, which lets it reach nothing else.
    */
   async #profileOf(network: SandboxNetwork): Promise<PodNetwork> {
     if (network.mode === 'none') return { profile: 'sandbox' }
-    if (network.gateway) {
+    const { policy, gateway } = network
+    if (policy.mode === 'none' && !gateway) return { profile: 'sandbox' }
+    const profile = policy.mode === 'public' ? 'public' : 'vpc'
+    const proxy = this.#options.egressProxies?.[profile]
+    if (!proxy) {
+      const what = policy.mode === 'none' ? 'the model gateway' : `network ${profile === 'vpc' ? 'VPC (an allow-list)' : 'PUBLIC'}`
       throw new CodeboxError(
         'Unavailable',
-        'the model gateway (http://codebox-gateway/) is not wired into kubernetes sandbox pods yet; sessions that use it need a bwrap or gvisor server',
+        `${what} needs the ${profile} egress proxy: CODEBOX_K8S_EGRESS_PROXY_${profile.toUpperCase()} (host:port) is not set`,
       )
     }
-    const { policy } = network
-    if (policy.mode === 'none') return { profile: 'sandbox' }
-    const profile = policy.mode === 'allowlist' ? 'vpc' : 'public'
-    const proxy = this.#options.egressProxies?.[profile]
-    if (!proxy)
-      throw new CodeboxError(
-        'Unavailable',
-        `network ${profile === 'vpc' ? 'VPC (an allow-list)' : 'PUBLIC'} needs the ${profile} egress proxy: CODEBOX_K8S_EGRESS_PROXY_${profile.toUpperCase()} (host:port) is not set`,
-      )
-    return { profile, proxyUrl: await this.#proxyUrl(proxy), policy }
+    const relayed = gateway ? { gateway: { ...(network.sessionId ? { sessionId: network.sessionId } : {}), ...(gateway.tag ? { tag: gateway.tag } : {}) } } : {}
+    return { profile, proxyUrl: await this.#proxyUrl(proxy), policy, ...relayed }
   }
 
   /** `http://<IP>:<port>` of a `host:port` (sandbox pods have no DNS). */

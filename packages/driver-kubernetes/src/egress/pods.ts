@@ -7,8 +7,8 @@
  */
 import type { V1Pod } from '@kubernetes/client-node'
 import { isCodeboxError } from '@codebox/core'
-import { compileEgressRules, parseEgressPolicy, type EgressRules, type TrustedDestination } from '@codebox/sandbox'
-import { EGRESS_POLICY_ANNOTATION, MAX_EGRESS_POLICY_BYTES, NETWORK_LABEL, NONCE_ANNOTATION } from '../names.ts'
+import { checkRelayIdentity, compileEgressRules, parseEgressPolicy, type EgressRules, type GatewayIdentity, type TrustedDestination } from '@codebox/sandbox'
+import { EGRESS_POLICY_ANNOTATION, GATEWAY_ANNOTATION, MAX_EGRESS_POLICY_BYTES, NETWORK_LABEL, NONCE_ANNOTATION, SESSION_LABEL } from '../names.ts'
 import { egressToken } from '../token.ts'
 
 export interface EgressPodEntry {
@@ -23,6 +23,8 @@ export interface EgressPodEntry {
   addresses: string[]
   /** The compiled policy, or why the pod has none usable. */
   policy: { ok: true; rules: EgressRules } | { ok: false; reason: string }
+  /** Its identity for the model gateway (GATEWAY_ANNOTATION and its session label); undefined when it may not use it. */
+  gateway: GatewayIdentity | undefined
 }
 
 /** `::ffff:10.0.0.1` as `10.0.0.1`; other addresses as they are. */
@@ -50,6 +52,19 @@ export function egressPodEntry(pod: V1Pod, namespace: string, key: Buffer, trust
     network: pod.metadata?.labels?.[NETWORK_LABEL],
     addresses: [...addresses],
     policy: policyOf(annotations[EGRESS_POLICY_ANNOTATION], trusted),
+    gateway: gatewayOf(pod.metadata?.labels?.[SESSION_LABEL], annotations[GATEWAY_ANNOTATION]),
+  }
+}
+
+/** The pod's gateway identity; a missing session label or a malformed annotation is no gateway (its requests are refused). */
+function gatewayOf(sandboxId: string | undefined, json: string | undefined): GatewayIdentity | undefined {
+  if (json === undefined || sandboxId === undefined || json.length > 1024) return undefined
+  try {
+    const value: unknown = JSON.parse(json)
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+    return checkRelayIdentity({ ...(value as Record<string, unknown>), sandboxId })
+  } catch {
+    return undefined
   }
 }
 

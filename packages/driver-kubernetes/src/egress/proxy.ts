@@ -12,7 +12,9 @@
  * another pod); then the pod's egress policy annotation applies exactly as on one host, private
  * and cluster addresses refused unless the `vpc` profile trusts them (CODEBOX_EGRESS_TRUSTED).
  * Proxy-Authorization is a hop-by-hop header: it is never forwarded. The model gateway
- * (`codebox-gateway`) is not served here.
+ * (`codebox-gateway`, plain HTTP) is served to pods whose gateway annotation allows it, by
+ * relaying their requests to the API (`apiUrl`) signed for the pod (gateway-relay.ts); other
+ * pods get the same refusal as on one host.
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
@@ -22,6 +24,7 @@ import { CodeboxError, validationError } from '@codebox/core'
 import {
   createEgressProxy,
   GATEWAY_HOST,
+  gatewayRelayKey,
   systemResolver,
   type EgressAdmission,
   type EgressDecision,
@@ -30,6 +33,7 @@ import {
 } from '@codebox/sandbox'
 import { checkDnsLabel, componentLabels, NETWORK_LABEL } from '../names.ts'
 import { egressTokenKey } from '../token.ts'
+import { gatewayRelay } from './gateway-relay.ts'
 import { egressPodEntry, plainAddress, type EgressPodEntry } from './pods.ts'
 
 export type EgressProfile = 'public' | 'vpc'
@@ -42,6 +46,11 @@ export interface ClusterEgressProxyOptions {
   profile: EgressProfile
   /** The store's sealing key (CODEBOX_SEALING_KEY), 32 bytes: the egress tokens are derived from it. */
   sealingKey: Buffer
+  /**
+   * The API the model gateway's requests are relayed to (CODEBOX_EGRESS_API_URL), e.g.
+   * `http://codebox-api:8080`. Without it, every pod's gateway requests are refused.
+   */
+  apiUrl?: string
   /** Private destinations `allowlist` policies may reach (CODEBOX_EGRESS_TRUSTED); `vpc` only. */
   trusted?: readonly TrustedDestination[]
   /** Default 0.0.0.0. */
@@ -86,7 +95,7 @@ export interface ClusterEgressProxy {
 }
 
 const realm = 'the proxy credentials (the user and password of HTTP_PROXY: the pod name and its egress token)'
-const gatewayNotServed = `the model gateway (${GATEWAY_HOST}) is not served by the cluster's egress proxy yet`
+const gatewayNotServed = `the model gateway (${GATEWAY_HOST}) is not served by this egress proxy: it has no API to relay it to (CODEBOX_EGRESS_API_URL)`
 
 /** The API server's credentials as client-node finds them: KUBECONFIG, ~/.kube/config, or in a pod its ServiceAccount. */
 export function defaultKubeConfig(): KubeConfig {
@@ -114,6 +123,7 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
   if (profile === 'public' && trusted.length > 0)
     throw validationError('trusted', 'applies to the vpc profile only: the public profile reaches public addresses and nothing private')
   const key = egressTokenKey(options.sealingKey)
+  const relay = options.apiUrl === undefined ? undefined : gatewayRelay({ apiUrl: options.apiUrl, key: gatewayRelayKey(options.sealingKey) })
   const maxPerPod = options.maxConnectionsPerPod ?? 64
 
   const core = options.kubeConfig.makeApiClient(CoreV1Api)
@@ -192,6 +202,7 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
   }
   if (failedAtStart !== undefined) {
     await informer.stop()
+    relay?.close()
     const message = (failedAtStart as Error).message ?? String(failedAtStart)
     throw new CodeboxError('Unavailable', `cannot list the sandbox pods of namespace ${namespace}: ${message}`, { cause: failedAtStart })
   }
@@ -243,12 +254,12 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
         else perPod.delete(entry.name)
       })
     }
-    return { ok: true, rules: entry.policy.rules, client: entry.name }
+    return { ok: true, rules: entry.policy.rules, client: entry.name, ...(entry.gateway ? { gateway: entry.gateway } : {}) }
   }
 
   const proxy = createEgressProxy({
     admit,
-    gatewayOffReason: gatewayNotServed,
+    ...(relay ? { gateway: { handler: relay.handler } } : { gatewayOffReason: gatewayNotServed }),
     resolve: options.resolve ?? systemResolver,
     resolveTimeoutMs: options.resolveTimeoutMs ?? 5_000,
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
@@ -266,6 +277,7 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
   } catch (e) {
     closed = true
     await informer.stop()
+    relay?.close()
     throw new CodeboxError('Unavailable', `cannot listen on ${options.host ?? '0.0.0.0'}:${options.port ?? 3128}: ${(e as Error).message}`, { cause: e })
   }
   proxy.server.on('error', () => {})
@@ -279,6 +291,7 @@ export async function startClusterEgressProxy(options: ClusterEgressProxyOptions
       clearTimeout(retry)
       for (const set of [...waiting.values()]) for (const f of [...set]) f()
       proxy.close()
+      relay?.close()
       await informer.stop()
     },
   }

@@ -8,6 +8,8 @@
  * cannot say "not a pod" otherwise, and whether an ipBlock matches pod addresses at all is up to
  * the CNI. The proxy itself refuses private, loopback and link-local addresses unless the `vpc`
  * profile trusts them (CODEBOX_EGRESS_TRUSTED), which is the check that holds on every CNI.
+ * The proxies relay the model gateway's requests to the API's Service (CODEBOX_EGRESS_API_URL),
+ * so their policy also lets them reach the API pods on the API's port.
  */
 import type { Deployment } from 'kubernetes-types/apps/v1.js'
 import type { ResourceRequirements, SecretKeySelector, Service, ServiceAccount } from 'kubernetes-types/core/v1.js'
@@ -15,8 +17,8 @@ import type { NetworkPolicy } from 'kubernetes-types/networking/v1.js'
 import type { Role, RoleBinding } from 'kubernetes-types/rbac/v1.js'
 import { validationError } from '@codebox/core'
 import { parseTrustedList } from '@codebox/sandbox'
-import { checkDnsLabel, componentLabels, EGRESS_NAME, egressProxyLabels, egressProxyName, NETWORK_LABEL } from '../names.ts'
-import { checkSecretRef } from './api.ts'
+import { API_NAME, checkDnsLabel, componentLabels, EGRESS_NAME, egressProxyLabels, egressProxyName, NETWORK_LABEL } from '../names.ts'
+import { API_PORT, checkSecretRef } from './api.ts'
 
 /** The built-in proxy's port, in its pods and on its Service. */
 export const EGRESS_PROXY_PORT = 3128
@@ -113,6 +115,8 @@ export function egressProxyManifests(namespace: string, options: EgressProxyInst
                     { name: 'CODEBOX_SEALING_KEY', valueFrom: { secretKeyRef: sealingKey } },
                     { name: 'CODEBOX_EGRESS_PROFILE', value: profile },
                     { name: 'CODEBOX_EGRESS_LISTEN', value: `0.0.0.0:${port}` },
+                    // The model gateway's requests go to the API's Service, signed for the pod that made them.
+                    { name: 'CODEBOX_EGRESS_API_URL', value: `http://${API_NAME}:${API_PORT}` },
                     ...(profile === 'vpc' ? [{ name: 'CODEBOX_EGRESS_TRUSTED', value: vpcTrusted }] : []),
                   ],
                   ports: [{ name: 'proxy', containerPort: port, protocol: 'TCP' }],
@@ -152,6 +156,8 @@ export function egressProxyManifests(namespace: string, options: EgressProxyInst
             },
           ],
           egress: [
+            // The API pods, where the model gateway's requests are relayed to.
+            { to: [{ podSelector: { matchLabels: componentLabels('api') } }], ports: [{ protocol: 'TCP', port: API_PORT }] },
             {
               // The cluster's resolver (CoreDNS keeps the kube-dns label): the proxy resolves the names sandboxes ask for.
               to: [

@@ -13,11 +13,12 @@
  */
 import type { Container, EnvVar, Pod, PodSpec, Volume } from 'kubernetes-types/core/v1.js'
 import type { OwnerReference } from 'kubernetes-types/meta/v1.js'
-import { validationError, type EgressPolicy, type SessionLimits } from '@codebox/core'
-import { parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
+import { validationError, type EgressPolicy, type SandboxGateway, type SessionLimits } from '@codebox/core'
+import { checkRelayIdentity, GATEWAY_URL, gatewayEnv, parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
 import {
   checkDnsLabel,
   EGRESS_POLICY_ANNOTATION,
+  GATEWAY_ANNOTATION,
   MAX_EGRESS_POLICY_BYTES,
   checkDnsSubdomain,
   checkLabelValue,
@@ -80,6 +81,13 @@ export interface SandboxPodOptions {
    * the `public` profile, `allowlist` for `vpc`. `public` and `vpc` only, with `egressToken`.
    */
   egressPolicy?: EgressPolicy
+  /**
+   * The pod may use the model gateway through its egress proxy (GATEWAY_ANNOTATION: the session
+   * id and tag the proxy relays to the API), and its model clients are pointed there (gatewayEnv
+   * with GATEWAY_URL: the pod has no loopback relay, clients reach it through their proxy
+   * variables). `public` and `vpc` only, with `egressToken`; the policy may then be mode `none`.
+   */
+  gateway?: SandboxGateway & { sessionId?: string }
   /** The pool this pod belongs to (POOL_LABEL), a label value. */
   poolKey: string
   /** The pod's NONCE_ANNOTATION (newTokenNonce). */
@@ -187,7 +195,7 @@ function podManifest(name: string, stateLabels: Record<string, string>, activeDe
         [NETWORK_LABEL]: options.network,
         ...stateLabels,
       },
-      annotations: { [NONCE_ANNOTATION]: options.nonce, ...egressAnnotation(options) },
+      annotations: { [NONCE_ANNOTATION]: options.nonce, ...egressAnnotation(options), ...gatewayAnnotation(options) },
       ...(options.ownerReferences !== undefined && options.ownerReferences.length > 0 ? { ownerReferences: options.ownerReferences } : {}),
     },
     spec,
@@ -265,11 +273,14 @@ function executorEnv(podName: string, options: SandboxPodOptions, port: number):
   return Object.entries(env).map(([name, value]) => ({ name, value }))
 }
 
-/** The policy the egress proxy applies to the pod, as its annotation; none without egress. */
-export function egressPolicyAnnotation(network: NetworkProfile, policy: EgressPolicy): Record<string, string> {
+/**
+ * The policy the egress proxy applies to the pod, as its annotation; none without egress. A pod
+ * with the model gateway may have mode `none` (nothing but the gateway) on either profile.
+ */
+export function egressPolicyAnnotation(network: NetworkProfile, policy: EgressPolicy, gateway = false): Record<string, string> {
   const checked = parseEgressPolicy(policy, 'egressPolicy')
   const mode = network === 'public' ? 'public' : network === 'vpc' ? 'allowlist' : undefined
-  if (checked.mode !== mode)
+  if (checked.mode !== mode && !(gateway && mode !== undefined && checked.mode === 'none'))
     throw validationError(
       'egressPolicy.mode',
       `must be ${mode ?? 'absent'} for network '${network}' (the proxy of each profile serves its own), got ${checked.mode}`,
@@ -282,7 +293,21 @@ export function egressPolicyAnnotation(network: NetworkProfile, policy: EgressPo
 function egressAnnotation(options: SandboxPodOptions): Record<string, string> {
   if (options.egressPolicy === undefined) return {}
   if (options.network === 'sandbox') throw validationError('egressPolicy', "must be absent for network 'sandbox'")
-  return egressPolicyAnnotation(options.network, options.egressPolicy)
+  return egressPolicyAnnotation(options.network, options.egressPolicy, options.gateway !== undefined)
+}
+
+function gatewayAnnotation(options: SandboxPodOptions): Record<string, string> {
+  const g = options.gateway
+  if (g === undefined) return {}
+  if (options.network === 'sandbox' || options.egressToken === undefined)
+    throw validationError('gateway', 'needs network public or vpc with an egressToken: the pod reaches the gateway through its egress proxy')
+  // Checked as the proxy will read it (the sandbox id there is the pod's session label).
+  const identity = checkRelayIdentity({
+    sandboxId: 'x',
+    ...(g.sessionId !== undefined ? { sessionId: g.sessionId } : {}),
+    ...(g.tag !== undefined ? { tag: g.tag } : {}),
+  })
+  return { [GATEWAY_ANNOTATION]: JSON.stringify({ sessionId: identity.sessionId, tag: identity.tag }) }
 }
 
 const egressTokenShape = /^[A-Za-z0-9_-]{43}$/
@@ -305,6 +330,7 @@ function proxyEnv(podName: string, options: SandboxPodOptions): Record<string, s
   // The pod's name and token as the URL's user and password: clients send them as Proxy-Authorization: Basic.
   const url = options.egressToken === undefined ? base : base.replace('http://', `http://${podName}:${options.egressToken}@`)
   return {
+    ...(options.gateway !== undefined ? gatewayEnv(GATEWAY_URL) : {}),
     HTTP_PROXY: url,
     HTTPS_PROXY: url,
     http_proxy: url,

@@ -22,8 +22,18 @@ import { parsePort, type EgressRules } from './policy.ts'
 
 /** Who sent a request, for a listener shared by many clients: their rules, or a refusal. */
 export type EgressAdmission =
-  | { ok: true; rules: EgressRules; /** Names the client in decisions (e.g. its pod). */ client?: string }
+  | {
+      ok: true
+      rules: EgressRules
+      /** Names the client in decisions (e.g. its pod). */
+      client?: string
+      /** The client may use the model gateway (`EgressProxyOptions.gateway`), as this identity; absent: its gateway requests are refused. */
+      gateway?: GatewayIdentity
+    }
   | { ok: false; status: 403 | 407 | 503; reason: string }
+
+/** Who an admitted request is from, as the gateway and the decisions see it. */
+type Admitted = { rules: EgressRules; client?: string; gateway?: GatewayIdentity }
 
 export interface EgressProxyOptions extends Omit<AuthorizeOptions, 'rules'> {
   /** The one policy of every request (a session's own listener); or give `admit`. */
@@ -44,10 +54,11 @@ export interface EgressProxyOptions extends Omit<AuthorizeOptions, 'rules'> {
   onDecision: (decision: EgressDecision) => void
   /**
    * The model gateway, for a session that uses it: requests for `http://codebox-gateway/...` go
-   * to `handler` (undefined when the server has no gateway) with this listener's identity.
-   * Without it, such requests are refused; the name is never resolved either way.
+   * to `handler` (undefined when the server has no gateway) with this listener's `identity`
+   * (required with `rules`); with `admit`, only clients admitted with a `gateway` identity reach
+   * it, as that identity. Without it, such requests are refused; the name is never resolved either way.
    */
-  gateway?: { identity: GatewayIdentity; handler: GatewayHandler | undefined }
+  gateway?: { identity?: GatewayIdentity; handler: GatewayHandler | undefined }
 }
 
 export interface EgressDecision {
@@ -143,19 +154,20 @@ const gatewayOff = `the model gateway (${GATEWAY_HOST}) is not enabled for this 
 
 export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   if ((options.rules === undefined) === (options.admit === undefined)) throw new TypeError('createEgressProxy needs exactly one of rules and admit')
-  const admit = options.admit ?? ((): EgressAdmission => ({ ok: true, rules: options.rules! }))
+  if (options.rules !== undefined && options.gateway && !options.gateway.identity)
+    throw new TypeError('createEgressProxy: a gateway with rules needs its identity')
+  const listenerGateway = options.gateway?.identity
+  const admit = options.admit ?? ((): EgressAdmission => ({ ok: true, rules: options.rules!, ...(listenerGateway ? { gateway: listenerGateway } : {}) }))
+  // The client of each gateway tunnel, for the requests inside it (HTTP/1.1 by its socket, HTTP/2 by its session).
+  const tunnelClients = new WeakMap<object, Admitted>()
+  let handingOver: Admitted | undefined
   const gatewayRefusal = options.gatewayOffReason ?? gatewayOff
   const clients = new Set<net.Socket>()
   const headerDeadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
   const headersDone = (socket: net.Socket): void => clearTimeout(headerDeadlines.get(socket))
 
   /** Authorizes host:port, reports the decision, and connects; undefined after answering a failure. */
-  const open = async (
-    who: { rules: EgressRules; client?: string },
-    host: string,
-    port: number,
-    fail: (status: number, message: string) => void,
-  ): Promise<net.Socket | undefined> => {
+  const open = async (who: Admitted, host: string, port: number, fail: (status: number, message: string) => void): Promise<net.Socket | undefined> => {
     const auth = await authorize({ ...options, rules: who.rules }, host, port)
     const client = who.client === undefined ? {} : { client: who.client }
     options.onDecision({ host: host.slice(0, 255), port, allowed: auth.ok, ...(auth.ok ? {} : { reason: auth.reason }), ...client })
@@ -175,7 +187,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const m = /^(\[[^\]]+\]|[^:[\]]+):(\d+)$/.exec(req.url ?? '')
     const port = m ? parsePort(m[2]!) : undefined
     if (!m || port === undefined) return answerRaw(client, 400, 'CONNECT needs host:port')
-    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port, who.client)
+    if (isGatewayHost(m[1]!)) return gatewayTunnel(client, head, port, who)
     const upstream = await open(who, m[1]!, port, (status, message) => answerRaw(client, status, message))
     if (!upstream) return
     if (client.destroyed) return void upstream.destroy()
@@ -199,7 +211,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     }
     if (!url) return answer(res, 400, 'this is a proxy: send absolute http:// URLs, or CONNECT host:port for HTTPS and other TCP')
     const port = url.port ? Number(url.port) : 80
-    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port, who.client)
+    if (isGatewayHost(url.hostname)) return serveGateway(req, res, port, who)
     const upstream = await open(who, url.hostname, port, (status, message) => answer(res, status, message))
     if (!upstream) return
     if (req.socket.destroyed) return void upstream.destroy()
@@ -222,14 +234,15 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   }
 
   /** A request for the model gateway: its handler, or a refusal; never a DNS query or a connection out. */
-  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number, client?: string): Promise<void> => {
-    const gateway = options.gateway
+  const serveGateway = async (req: IncomingMessage, res: ServerResponse, port: number, who: Admitted | undefined): Promise<void> => {
+    const client = who?.client
+    const gateway = gatewayOf(who)
     if (!gateway?.handler) {
       const reason = gateway ? 'no model gateway is configured on this codebox server' : gatewayRefusal
       options.onDecision({ host: GATEWAY_HOST, port, allowed: false, reason, ...(client === undefined ? {} : { client }) })
       return answer(res, gateway ? 502 : 403, reason)
     }
-    options.onDecision({ host: GATEWAY_HOST, port, allowed: true })
+    options.onDecision({ host: GATEWAY_HOST, port, allowed: true, ...(client === undefined ? {} : { client }) })
     // One request per connection, as for every answer here (HTTP/2: one connection, many streams); the gateway keeps its own upstream timeouts.
     if (req.httpVersionMajor === 1) {
       res.shouldKeepAlive = false
@@ -247,8 +260,9 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
    * with NODE_USE_ENV_PROXY); the tunnel's requests go to the gateway. TLS (443) is refused: the
    * gateway is plain HTTP inside the sandbox, TLS to the provider starts on the host.
    */
-  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number, who?: string): void => {
-    const gateway = options.gateway
+  const gatewayTunnel = (client: net.Socket, head: Buffer, port: number, admitted: Admitted): void => {
+    const gateway = gatewayOf(admitted)
+    const who = admitted.client
     let refusal: [number, string] | undefined
     if (!gateway) refusal = [403, gatewayRefusal]
     else if (port !== 80)
@@ -262,15 +276,20 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       return answerRaw(client, refusal[0], refusal[1])
     }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-    byPreface(client, head)
+    tunnelClients.set(client, admitted)
+    byPreface(client, head, admitted)
   }
+
+  /** The gateway a client may use: the handler with its identity, or undefined (refused). */
+  const gatewayOf = (who: Admitted | undefined): { identity: GatewayIdentity; handler: GatewayHandler | undefined } | undefined =>
+    options.gateway && who?.gateway ? { identity: who.gateway, handler: options.gateway.handler } : undefined
 
   /**
    * A gateway tunnel goes to the HTTP/2 server when it starts with HTTP/2's connection preface
    * (prior knowledge, as the AWS SDK for JavaScript speaks to Bedrock), to the HTTP/1.1 one
    * otherwise; its first bytes are put back for the server that takes it.
    */
-  const byPreface = (client: net.Socket, head: Buffer): void => {
+  const byPreface = (client: net.Socket, head: Buffer, admitted: Admitted): void => {
     let got = head
     const decide = (): void => {
       const n = Math.min(got.length, H2_PREFACE.length)
@@ -279,7 +298,13 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
       client.off('data', more)
       client.pause()
       client.unshift(got)
-      if (h2) return void tunneled2.emit('connection', client)
+      if (h2) {
+        // The HTTP/2 server makes the connection's session at once ('session'), which takes this client.
+        handingOver = admitted
+        tunneled2.emit('connection', client)
+        handingOver = undefined
+        return
+      }
       // The HTTP/1.1 server reads what is buffered once the socket flows again.
       tunneled.emit('connection', client)
       client.resume()
@@ -307,7 +332,7 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
   tunneled.maxHeadersCount = 100
   tunneled.on('request', (req: IncomingMessage, res: ServerResponse) => {
     req.url = `http://${GATEWAY_HOST}${req.url?.startsWith('/') ? req.url : '/'}`
-    void serveGateway(req, res, 80).catch(() => res.destroy())
+    void serveGateway(req, res, 80, tunnelClients.get(req.socket)).catch(() => res.destroy())
   })
   tunneled.on('clientError', clientError)
   // The same inside an HTTP/2 tunnel: every stream a request for the gateway.
@@ -316,12 +341,15 @@ export function createEgressProxy(options: EgressProxyOptions): EgressProxy {
     const path = req.url?.startsWith('/') ? req.url : '/'
     // The compat objects stand in for HTTP/1's: the gateway reads url, method, headers and the body, and writes the answer.
     Object.defineProperty(req, 'url', { value: `http://${GATEWAY_HOST}${path}`, writable: true })
-    void serveGateway(req as unknown as IncomingMessage, res as unknown as ServerResponse, 80).catch(() =>
+    void serveGateway(req as unknown as IncomingMessage, res as unknown as ServerResponse, 80, tunnelClients.get(req.stream.session!)).catch(() =>
       res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
     )
   })
   tunneled2.on('sessionError', () => {})
-  tunneled2.on('session', (session) => session.on('error', () => session.destroy()))
+  tunneled2.on('session', (session) => {
+    if (handingOver) tunnelClients.set(session, handingOver)
+    session.on('error', () => session.destroy())
+  })
 
   const server = net.createServer((client) => {
     client.on('error', () => client.destroy())

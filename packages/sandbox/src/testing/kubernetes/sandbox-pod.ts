@@ -9,10 +9,15 @@
  * reaches. Every namespace is new (a unix socket in a bound directory needs none shared), with no
  * capabilities, and the process runs as the pod's runAsUser (host uid too: setpriv drops to it
  * before bwrap). The pod's environment is the one the simulator gives it. This is a test tool, not
- * a driver: no cgroups, seccomp filter, size caps or egress.
+ * a driver: no cgroups, seccomp filter or size caps. Egress only with `egress`: a pod whose
+ * HTTP_PROXY names a proxy at `<IP>:<port>` reaches it through a unix socket in its socket
+ * directory (the executor's own relay, CODEBOX_EGRESS_SOCKET, serves it on 127.0.0.1:3128 inside,
+ * and the proxy variables are pointed there with their credentials), connected from the pod's IP
+ * on the host (podNetwork `loopback`), so the proxy sees the pod's own address as on a cluster.
  */
 import { execFile } from 'node:child_process'
 import { chmodSync, chownSync, existsSync, mkdtempSync } from 'node:fs'
+import net from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -34,6 +39,8 @@ export interface SandboxPodRunnerOptions {
   imagePath: string
   /** Where the executor tree is installed; default `<imagePath>/../../runtime`, as the bwrap driver does. */
   runtimeDir?: string
+  /** Relay each pod's HTTP_PROXY (see above). Default false: pods have no network at all. */
+  egress?: boolean
 }
 
 export interface SandboxPodRunner {
@@ -103,6 +110,7 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
   const runtime = await installRuntime(path.resolve(options.runtimeDir ?? path.join(options.imagePath, '..', '..', 'runtime')))
   const workRoot = await mkdtemp(path.join(os.tmpdir(), 'kfake-ws-'))
   chmodSync(workRoot, 0o711)
+  const relays = new Set<net.Server>()
   return {
     run(kpod) {
       const spec = kpod.pod.spec as PodSpec
@@ -126,6 +134,28 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
         chownSync(workspace, uid, gid)
       } catch (e) {
         return refuse(`cannot prepare the pod's directories: ${(e as Error).message}`)
+      }
+      let egressEnv: Record<string, string> = {}
+      const proxy = options.egress ? container.env?.find((e) => e.name === 'HTTP_PROXY')?.value : undefined
+      if (proxy !== undefined) {
+        const m = /^http:\/\/([^@/]+@)?(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(proxy)
+        if (!m) return refuse(`HTTP_PROXY ${JSON.stringify(proxy)} is not http://[user:password@]<IPv4>:<port>`)
+        const [, credentials = '', host, port] = m
+        // The host end: each connection of the pod's relay goes to the proxy from the pod's own address.
+        const relay = net.createServer((c) => {
+          const up = net.connect({ host: host!, port: Number(port), localAddress: kpod.podIP })
+          c.on('error', () => up.destroy())
+          up.on('error', () => c.destroy())
+          c.pipe(up).pipe(c)
+        })
+        const socket = path.join(kpod.socketDir, 'egress.sock')
+        relay.listen(socket, () => {
+          chownSync(socket, uid, gid)
+        })
+        relay.unref()
+        relays.add(relay)
+        const inside = `http://${credentials}127.0.0.1:3128`
+        egressEnv = { CODEBOX_EGRESS_SOCKET: `${POD_SOCKET_DIR}/egress.sock`, HTTP_PROXY: inside, HTTPS_PROXY: inside, http_proxy: inside, https_proxy: inside }
       }
       const sandbox = [
         '--unshare-all',
@@ -176,9 +206,12 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
       return {
         command: '/bin/sh',
         args: ['-c', WRAPPER, 'sandbox-pod', workspace, setpriv, ...dropTo(uid, gid), bwrap, ...sandbox],
-        env: port === undefined ? {} : { CODEBOX_LISTEN: `unix:${POD_SOCKET_DIR}/${port}.sock` },
+        env: { ...egressEnv, ...(port === undefined ? {} : { CODEBOX_LISTEN: `unix:${POD_SOCKET_DIR}/${port}.sock` }) },
       }
     },
-    close: () => rm(workRoot, { recursive: true, force: true }),
+    close: async () => {
+      for (const r of relays) r.close()
+      await rm(workRoot, { recursive: true, force: true })
+    },
   }
 }
