@@ -27,8 +27,9 @@ from listen import StartError, authenticate, open_listener, parse_listen, tune
 DEFAULT_WAIT_S = 120
 # How long the sender may stay silent in the middle of the stream.
 IDLE_TIMEOUT_S = 30
-# Tar headers, pax records and padding the stream may hold beyond the files' bytes: per entry, and in all.
-HEADER_ALLOWANCE = 3 * 512
+# What the stream may hold beyond the files' bytes: per entry (its header, a pax header and its
+# records, the padding of its data to 512 bytes), and in all (the end blocks).
+HEADER_ALLOWANCE = 8 * 512
 STREAM_SLACK = 1024 * 1024
 CHUNK = 1024 * 1024
 MAX_NAME_BYTES = 4096
@@ -187,7 +188,7 @@ def receive(conn, root, max_bytes, max_entries):
     stream = _Stream(conn, max_bytes + HEADER_ALLOWANCE * (max_entries + 2) + STREAM_SLACK)
     unpacker = Unpacker(root, max_bytes, max_entries)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=512) as archive:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=64 * 1024) as archive:
             for member in archive:
                 unpacker.add(member, archive)
     except tarfile.TarError as e:

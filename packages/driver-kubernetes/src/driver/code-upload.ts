@@ -158,7 +158,15 @@ async function write(socket: net.Socket, bundle: CodeBundle): Promise<void> {
   const tar = create({ cwd: bundle.hostPath, portable: true, noDirRecurse: true, follow: false, strict: true }, ['.', ...bundle.paths])
   for await (const chunk of tar) {
     if (socket.destroyed) return
-    if (!socket.write(chunk)) await new Promise<void>((resolve) => socket.once('drain', resolve).once('close', resolve))
+    if (!socket.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          socket.off('drain', done).off('close', done)
+          resolve()
+        }
+        socket.on('drain', done).on('close', done)
+      })
+    }
   }
   socket.end()
 }
