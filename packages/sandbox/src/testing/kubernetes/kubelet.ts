@@ -6,10 +6,11 @@
  * and SIGKILL at the grace period's end, then removes the pod. A pod's init containers run first,
  * one after the other, each a process of its own (`run` is asked for each): the pod has its IP and
  * stays Pending (Initialized False, initContainerStatuses running, then terminated Completed)
- * until the last one exits 0; one that fails fails the pod, as under restartPolicy Never. Pod IPs route nowhere: the driver
- * reaches a pod through `dial`, which connects to `<socketDir>/<port>.sock` in the pod's own
- * directory (the process listens there); a pod declaring container ports is Ready only once
- * every one of those sockets exists, as a readiness probe would say. With `podNetwork: 'loopback'`
+ * until the last one exits 0; one that fails fails the pod, as under restartPolicy Never. Pod IPs
+ * route nowhere: the driver reaches a pod through `dial`, which connects to
+ * `<socketDir>/<port>.sock` in the pod's own directory (the process listens there); a pod
+ * declaring container ports is Ready only once every one of those sockets exists, as a readiness
+ * probe would say. With `podNetwork: 'loopback'`
  * pod IPs are loopback addresses (127.244.x.y, which Linux routes to this host without setup) and
  * the kubelet listens on `<podIP>:<port>` for each declared port, forwarding to the pod's socket:
  * then plain `net.connect({host: podIP, port})` reaches a pod from any process, as on a cluster
@@ -208,7 +209,7 @@ export class Kubelet {
     this.#later(this.#options.startDelayMs ?? 10, () => this.#start(rt), rt.timers)
   }
 
-  /** Starts container `name`'s process (when `run` gives one): whether there is one. */
+  /** Starts the container's process (when `run` gives one): whether there is one. */
   #spawn(pod: KubeObject, rt: PodRuntime, container: ContainerSpec, init: boolean): boolean {
     const kpod: KubeletPod = { namespace: rt.ns, name: rt.name, uid: rt.uid, podIP: rt.ip, socketDir: rt.socketDir, pod, container: container.name, init }
     const cmd = this.#options.run?.(kpod)
