@@ -79,7 +79,7 @@ async function startReceiver(env: Record<string, string> = {}): Promise<Receiver
   child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
   const exited = new Promise<{ code: number | null; stderr: string }>((resolve) => child.on('exit', (code) => resolve({ code, stderr })))
   const deadline = Date.now() + 10_000
-  while (!existsSync(socket)) {
+  while (!stderr.includes('listening on')) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the receiver did not listen: ${stderr}`)
     await delay(10)
   }
@@ -218,6 +218,17 @@ describe('kubernetes driver: code mounts', () => {
     const bundle = makeBundle()
     after(bundle.remove)
     await checkCodeSession(kube.driver(), bundle.hostPath)
+  })
+
+  it('the same over the loopback pod network: the driver dials the pod IP, as on a cluster', { skip: podMode === 'sandbox' ? false : hostReason }, async () => {
+    const bundle = makeBundle()
+    after(bundle.remove)
+    const routed = await startKube({ kubelet: { podNetwork: 'loopback' } })
+    try {
+      await checkCodeSession(routed.driver({ dial: (o) => net.connect(o) }), bundle.hostPath)
+    } finally {
+      await routed.close()
+    }
   })
 
   it('a bad bundle fails before any pod exists', async () => {

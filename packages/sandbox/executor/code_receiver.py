@@ -248,15 +248,21 @@ def _serve(listener, token, root, max_bytes, max_entries, wait_s):
         conn.sendall(_frame({"op": "ready", "receiver": "code"}))
         try:
             done = receive(conn, root, max_bytes, max_entries)
-        except Refused as e:
-            _answer(conn, {"op": "error", "message": str(e)})
-            raise
-        except OSError as e:
-            message = "cannot write the bundle into %s: %s" % (root, e)
-            _answer(conn, {"op": "error", "message": message})
-            raise Refused(message)
+        except (Refused, OSError) as e:
+            refused = e if isinstance(e, Refused) else Refused("cannot write the bundle into %s: %s" % (root, e))
+            # The log says why before the sender hears it: whoever reads the log then finds it.
+            _say(str(refused))
+            refused.said = True
+            _answer(conn, {"op": "error", "message": str(refused)})
+            raise refused
+        _say("unpacked %d files (%d bytes) into %s" % (done.files, done.bytes, root))
         _answer(conn, {"op": "done", "files": done.files, "entries": done.entries, "bytes": done.bytes})
         return done
+
+
+def _say(line):
+    sys.stderr.write("codebox code receiver: %s\n" % line)
+    sys.stderr.flush()
 
 
 def _answer(conn, obj):
@@ -280,13 +286,14 @@ def main():
         family, address, token, root, max_bytes, max_entries, wait_s = _options()
         listener, shown = open_listener(family, address)
     except (StartError, OSError) as e:
-        sys.stderr.write("codebox code receiver: %s\n" % e)
+        _say(str(e))
         return 1
-    sys.stderr.write("codebox code receiver: listening on %s\n" % shown)
+    _say("listening on %s" % shown)
     try:
-        done = _serve(listener, token, root, max_bytes, max_entries, wait_s)
+        _serve(listener, token, root, max_bytes, max_entries, wait_s)
     except Refused as e:
-        sys.stderr.write("codebox code receiver: %s\n" % e)
+        if not getattr(e, "said", False):
+            _say(str(e))
         return 1
     finally:
         listener.close()
@@ -295,7 +302,6 @@ def main():
                 os.unlink(address)
             except OSError:
                 pass
-    sys.stderr.write("codebox code receiver: unpacked %d files (%d bytes) into %s\n" % (done.files, done.bytes, root))
     return 0
 
 

@@ -308,8 +308,8 @@ function codeReceiverContainer(options: SandboxPodOptions, port: number, code: C
     command: [...CODE_RECEIVER_COMMAND],
     workingDir: CODE_DIR,
     env: Object.entries(env).map(([name, value]) => ({ name, value })),
-    // The executor's port, which the receiver holds until it exits (the NetworkPolicy admits the API to it).
-    ports: [{ name: 'code', containerPort: port, protocol: 'TCP' }],
+    // It listens on the executor's port (declared by the executor's container; the NetworkPolicy
+    // admits the API's pods to it) until it exits.
     resources: {
       limits: { memory: bytesQuantity(memoryBytes), cpu: cpuQuantity(limits.cpuCores), 'ephemeral-storage': bytesQuantity(LOG_ALLOWANCE_BYTES) },
       requests: {

@@ -302,17 +302,37 @@ export class Kubelet {
     })
   }
 
-  /** Listens on `<podIP>:<port>` and pipes each connection to the pod's socket for that port. */
+  /**
+   * Listens on `<podIP>:<port>` while the pod's socket for that port exists (checked every 20 ms),
+   * piping each connection to it: as in a pod, a port nobody listens on yet (a container still
+   * starting, between an init container and the next) refuses connections.
+   */
   #forward(rt: PodRuntime, port: number): void {
-    const server = net.createServer((client) => {
-      const upstream = net.connect({ path: path.join(rt.socketDir, `${port}.sock`) })
-      client.on('error', () => upstream.destroy())
-      upstream.on('error', () => client.destroy())
-      client.pipe(upstream).pipe(client)
-    })
-    server.on('error', (e) => this.#log(`pod ${rt.name}: cannot listen on ${rt.ip}:${port}: ${e.message}`))
-    server.listen(port, rt.ip)
-    rt.forwarders.push(server)
+    const socket = path.join(rt.socketDir, `${port}.sock`)
+    let server: net.Server | undefined
+    const sync = (): void => {
+      if (rt.finished || rt.terminating) return
+      const up = existsSync(socket)
+      if (up && !server) {
+        // Half-open both ways, as TCP is: a peer that ends its sending side may still be answered.
+        server = net.createServer({ allowHalfOpen: true }, (client) => {
+          const upstream = net.connect({ path: socket, allowHalfOpen: true })
+          client.on('error', () => upstream.destroy())
+          upstream.on('error', () => client.destroy())
+          client.pipe(upstream).pipe(client)
+        })
+        server.on('error', (e) => this.#log(`pod ${rt.name}: cannot listen on ${rt.ip}:${port}: ${e.message}`))
+        server.listen(port, rt.ip)
+        rt.forwarders.push(server)
+      } else if (!up && server) {
+        const gone = server
+        server = undefined
+        rt.forwarders.splice(rt.forwarders.indexOf(gone), 1)
+        gone.close()
+      }
+      this.#later(20, sync, rt.timers)
+    }
+    sync()
   }
 
   #log(line: string): void {
