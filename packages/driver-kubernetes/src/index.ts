@@ -7,12 +7,18 @@ export {
   egressPolicyAnnotation,
   EXECUTOR_PORT,
   EXECUTOR_COMMAND,
+  CODE_RECEIVER_COMMAND,
+  MAX_CODE_BYTES,
+  MAX_CODE_ENTRIES,
+  MAX_CODE_VOLUME_BYTES,
+  codeVolumeBytes,
   SANDBOX_UID,
   DEADLINE_GRACE_SECONDS,
   DEFAULT_WARM_MAX_AGE_MS,
   defaultSandboxRequests,
   type SandboxPodOptions,
   type SessionPodOptions,
+  type CodeVolumeOptions,
   type WarmPodOptions,
   type SandboxRequests,
 } from './manifests/sandbox-pod.ts'
@@ -39,6 +45,7 @@ export { KubernetesDriver, MAX_POOL_CONFIGS, poolKeyOf, type KubernetesDriverOpt
 export { apiCode, apiMessage } from './driver/api-errors.ts'
 export { LeaderElector, sweepReason, type LeaderEvent, type LeaderOptions } from './driver/leader.ts'
 export { authFrame, connectExecutor, type Dial } from './driver/channel.ts'
+export { scanCode, sendCode, CODE_CONTAINER, type CodeBundle, type SendCodeOptions, type SendCodeResult } from './driver/code-upload.ts'
 export { kubernetesSettingsFromEnv, loadKubeConfig, type KubernetesEnvSettings } from './driver/config.ts'
 export { kubernetesDriverRegistration, registerKubernetesDriver, type KubernetesRegistrationOptions } from './driver/register.ts'
 export { SANDBOX_SELECTOR } from './driver/pod-watch.ts'

@@ -8,7 +8,8 @@
  * Where bwrap sandboxes can run (root, bwrap, the built image), each pod is a sandbox pod
  * (sandboxPodRunner): the pod's own command, the real executor in the real image, as the pod's uid
  * with the pod's environment and rlimits, without cgroups. Elsewhere the executor runs with the
- * host's python3, as the fake driver runs it: no isolation and no limits. A sandbox whose id starts
+ * host's python3, as the fake driver runs it: no isolation and no limits (and no init containers,
+ * so no code mounts). A sandbox whose id starts
  * with `never-ready-` runs a process that never listens; one starting with `crash-` prints a line
  * and exits 3.
  */
@@ -87,7 +88,11 @@ export async function startKube(options: FakeKubernetesOptions = {}): Promise<Ku
       run: (pod) => {
         if (pod.name.startsWith('cbx-never-ready-')) return { command: '/bin/sh', args: ['-c', 'echo waiting forever; exec sleep 600'] }
         if (pod.name.startsWith('cbx-crash-')) return { command: '/bin/sh', args: ['-c', 'echo "executor: cannot start: boom" >&2; exit 3'] }
-        return runner ? runner.run(pod) : hostExecutor(pod, dirs)
+        if (runner) return runner.run(pod)
+        // The host's python3 has no /app to fill: a code mount needs sandbox pods.
+        if (pod.init)
+          return { command: '/bin/sh', args: ['-c', `echo "the fake kubelet runs init containers only in sandbox pods (${hostReason})" >&2; exit 1`] }
+        return hostExecutor(pod, dirs)
       },
       ...(options.kubelet === false ? {} : options.kubelet),
     },

@@ -41,6 +41,7 @@ const goldens: Record<string, () => object[]> = {
     }),
   ],
   'warm-pod.yaml': () => [warmPod({ ...podOptions('cbx-warm-p4x7k2'), podId: 'p4x7k2' })],
+  'session-pod-code.yaml': () => [sessionPod({ ...podOptions(`cbx-${sessionId}`), sessionId, code: { bytes: 5 * 1024 ** 2, entries: 120 } })],
   'namespace.yaml': () => [codeboxNamespace(namespace)],
   'rbac.yaml': () => installManifests(installOptions).rbac,
   'network-policies.yaml': () => installManifests(installOptions).networkPolicies,
@@ -93,13 +94,22 @@ const variants = (): [string, Pod][] => [
   ['session public', sessionPod({ ...podOptions(`cbx-${sessionId}`, { network: 'public', egressProxyUrl: proxyIp }), sessionId })],
   ['warm vpc', warmPod({ ...podOptions('cbx-warm-a1'), podId: 'a1', network: 'vpc', egressProxyUrl: proxyIp })],
   ['no runtime class', sessionPod({ ...podOptions(`cbx-${sessionId}`, { runtimeClassName: null }), sessionId })],
+  ['session with code', sessionPod({ ...podOptions(`cbx-${sessionId}`), sessionId, code: { bytes: 1000, entries: 3 } })],
 ]
 
 test('every sandbox pod variant keeps the restrictions of SECURITY.md', () => {
   for (const [what, pod] of variants()) {
     const spec = pod.spec!
     const c = spec.containers[0]!
+    const code = what === 'session with code'
     assert.equal(spec.containers.length, 1, what)
+    assert.equal(spec.initContainers?.length ?? 0, code ? 1 : 0, what)
+    for (const init of spec.initContainers ?? []) {
+      assert.deepEqual(init.securityContext, c.securityContext, what)
+      assert.equal(init.image, c.image, what)
+      assert.deepEqual(init.volumeMounts, [{ name: 'code', mountPath: '/app' }], what)
+      assert.ok(init.resources?.limits?.memory && init.resources.limits['ephemeral-storage'], what)
+    }
     assert.equal(spec.automountServiceAccountToken, false, what)
     assert.equal(spec.enableServiceLinks, false, what)
     assert.deepEqual([spec.hostNetwork, spec.hostPID, spec.hostIPC], [false, false, false], what)
@@ -113,14 +123,16 @@ test('every sandbox pod variant keeps the restrictions of SECURITY.md', () => {
     assert.ok((spec.activeDeadlineSeconds ?? 0) > 8 * 3600, what)
     assert.deepEqual(
       spec.volumes?.map((v) => [v.name, v.emptyDir?.sizeLimit]),
-      [
-        ['workspace', '1Gi'],
-        ['tmp', '256Mi'],
-        ['shm', '64Mi'],
-      ],
+      [['workspace', '1Gi'], ['tmp', '256Mi'], ['shm', '64Mi'], ...(code ? [['code', '2Mi']] : [])],
       what,
     )
-    assert.deepEqual(c.resources?.limits, { memory: '2Gi', cpu: '1000m', 'ephemeral-storage': '1344Mi' }, what)
+    // The code volume is mounted read-only where the session runs.
+    assert.deepEqual(
+      c.volumeMounts?.filter((m) => m.name === 'code'),
+      code ? [{ name: 'code', mountPath: '/app', readOnly: true }] : [],
+      what,
+    )
+    assert.deepEqual(c.resources?.limits, { memory: '2Gi', cpu: '1000m', 'ephemeral-storage': code ? '1346Mi' : '1344Mi' }, what)
     assert.equal(spec.runtimeClassName, what === 'no runtime class' ? undefined : 'gvisor', what)
     // A clean environment: nothing from the API's, no secret but the pod's own token.
     const names = c.env!.map((e) => e.name)
@@ -176,6 +188,8 @@ test('bad pod inputs are ValidationErrors naming the field', () => {
     ['poolKey', () => sessionPod({ ...podOptions('x', { poolKey: '-bad-' }), sessionId })],
     ['executorPort', () => sessionPod({ ...podOptions('x', { executorPort: 70000 }), sessionId })],
     ['warmMaxAgeMs', () => warmPod({ ...podOptions('x'), podId: 'a', warmMaxAgeMs: 10 })],
+    ['code.bytes', () => sessionPod({ ...podOptions('x'), sessionId, code: { bytes: 2 * 1024 ** 3, entries: 1 } })],
+    ['code.entries', () => sessionPod({ ...podOptions('x'), sessionId, code: { bytes: 1, entries: 0 } })],
     ['egressToken', () => sessionPod({ ...podOptions('x', { egressToken: publicEgress('x').egressToken }), sessionId })],
     [
       'egressPolicy',

@@ -3,7 +3,8 @@
  * `size` free warm pods; create() claims one (no pod created, the session's Python runs in it) and
  * the leader refills; a second replica finds the claimed pod by the session's id (list, attach);
  * replicas claiming at once never share a pod (one gets 409 and takes the next, or creates its
- * own); surplus, unpooled and old free pods are deleted, claimed ones never.
+ * own); a session with a code mount takes none; surplus, unpooled and old free pods are deleted,
+ * claimed ones never.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
@@ -13,7 +14,8 @@ import { SessionManager, type Session } from '@codebox/sandbox'
 import { ExecutorClient, within } from '@codebox/sandbox/testing'
 import { findResource, type KubeObject } from '@codebox/sandbox/testing/kubernetes'
 import { CLAIMED_AT_ANNOTATION, POOL_LABEL, POOL_STATE_LABEL, poolKeyOf, SESSION_LABEL, type KubernetesDriver } from '../src/index.ts'
-import { startKube, testId, type KubeFixture } from './kube-fixtures.ts'
+import { makeBundle } from './code-bundle.ts'
+import { hostReason, podMode, startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
 const podsType = findResource('', 'v1', 'pods')!
 const defaultKey = poolKeyOf(defaultLimits)
@@ -88,6 +90,30 @@ describe('kubernetes driver: the claimable warm pool', () => {
     assert.ok(all().length <= count + 1, 'at most the refill’s pod is new')
     await until('the leader to refill the pool', () => free().filter(ready).length === 2)
     assert.ok(!free().some((p) => p.metadata.name === pod.metadata.name))
+  })
+
+  it('a session with a code mount never claims a warm pod: it gets a pod of its own', { skip: podMode === 'sandbox' ? false : hostReason }, async () => {
+    const bundle = makeBundle()
+    after(bundle.remove)
+    const warm = free()
+      .map((p) => p.metadata.name)
+      .sort()
+    assert.equal(warm.length, 2)
+    const s = { ...spec(), code: { hostPath: bundle.hostPath } }
+    const sandbox = await kube.driver().create(s)
+    try {
+      await within(new ExecutorClient(sandbox).ready, 30_000, 'ready')
+      assert.equal(podOf(s.id)?.metadata.name, `cbx-${s.id}`)
+      assert.deepEqual(
+        free()
+          .map((p) => p.metadata.name)
+          .sort(),
+        warm,
+        'the free warm pods are untouched',
+      )
+    } finally {
+      await sandbox.destroy()
+    }
   })
 
   it('a second replica finds the claimed pod by the session’s id: list() names it, attach() reaches its state', async () => {

@@ -45,6 +45,7 @@ import {
 } from '../names.ts'
 import { egressToken, egressTokenKey, executorToken, executorTokenKey, newTokenNonce } from '../token.ts'
 import { apiCode, apiMessage } from './api-errors.ts'
+import { CODE_CONTAINER, receiverDone, receiverIP, scanCode, sendCode, type CodeBundle } from './code-upload.ts'
 import { connectExecutor, type Dial } from './channel.ts'
 import { connectTunnel } from './tunnel.ts'
 import { LeaderElector, type LeaderOptions } from './leader.ts'
@@ -300,8 +301,12 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  #manifest(id: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string): V1Pod {
-    return sessionPod({ sessionId: id, ...this.#podOptions(sandboxPodName(id), limits, network, nonce, token) }) as V1Pod
+  #manifest(id: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string, code?: CodeBundle): V1Pod {
+    return sessionPod({
+      sessionId: id,
+      ...this.#podOptions(sandboxPodName(id), limits, network, nonce, token),
+      ...(code ? { code: { bytes: code.bytes, entries: code.entries } } : {}),
+    }) as V1Pod
   }
 
   #podOptions(podName: string, limits: SessionLimits, network: PodNetwork, nonce: string, token: string): SandboxPodOptions {
@@ -369,11 +374,12 @@ export class KubernetesDriver implements SandboxDriver {
   }
 
   async create(spec: SandboxSpec, options: CreateOptions = {}): Promise<Sandbox> {
-    if (spec.code) throw new CodeboxError('Unavailable', 'code mounts (a hosted agent’s bundle) are not available to kubernetes sandbox pods yet')
+    // A code mount is read first (a bad one fails before any pod exists); its pod is never a warm one.
+    const code = spec.code ? await scanCode(spec.code) : undefined
     const name = sandboxPodName(spec.id)
     const network = await this.#profileOf(spec.network)
     await this.#startWatch()
-    if (network.profile === 'sandbox') {
+    if (network.profile === 'sandbox' && !code) {
       const poolKey = poolKeyOf(spec.limits)
       this.#recentLimits.delete(poolKey)
       this.#recentLimits.set(poolKey, { limits: spec.limits, at: Date.now() })
@@ -381,7 +387,7 @@ export class KubernetesDriver implements SandboxDriver {
       if (claimed) return claimed
     }
     const nonce = newTokenNonce()
-    const body = this.#manifest(spec.id, spec.limits, network, nonce, executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce }))
+    const body = this.#manifest(spec.id, spec.limits, network, nonce, executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce }), code)
     let pod: V1Pod
     try {
       pod = await this.#core.createNamespacedPod({ namespace: this.namespace, body })
@@ -396,7 +402,50 @@ export class KubernetesDriver implements SandboxDriver {
     }
     const uid = pod.metadata?.uid
     if (typeof uid !== 'string' || uid === '') throw new CodeboxError('SandboxFailure', `the API server returned the pod ${this.#what(name)} without a uid`)
-    return this.#start(spec.id, this.#track(name, uid, pod), options.signal)
+    const tracker = this.#track(name, uid, pod)
+    if (code) await this.#fillCode(tracker, code, options.signal)
+    return this.#start(spec.id, tracker, options.signal)
+  }
+
+  /**
+   * Streams the code mount to the pod's code receiver once it runs (code-upload.ts); Unavailable
+   * naming the pod and what failed (with the receiver's log tail), the pod deleted, when it fails.
+   */
+  async #fillCode(tracker: PodTracker, bundle: CodeBundle, signal: AbortSignal | undefined): Promise<void> {
+    const timeoutMs = this.#options.startTimeoutMs ?? 120_000
+    const deadline = Date.now() + timeoutMs
+    try {
+      // A receiver reported running may not listen yet: a refused connection is tried again while the pod lives.
+      for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
+        const at = await this.#waitReady(tracker, Math.max(1, deadline - Date.now()), signal, { goal: 'running its code receiver', accept: receiverIP })
+        if (receiverDone(at.pod)) return
+        try {
+          await sendCode({
+            dial: this.#dial,
+            host: at.podIP,
+            port: this.#port,
+            token: this.#tokenOf(at.pod),
+            what: `pod ${this.#what(tracker.name)}`,
+            bundle,
+            timeoutMs: Math.max(1, deadline - Date.now()),
+            ...(signal ? { signal } : {}),
+          })
+          return
+        } catch (e) {
+          const refused = e instanceof CodeboxError && /^cannot connect to .*(ECONNREFUSED|ENOENT)/.test(e.message)
+          if (!refused || Date.now() + wait > deadline) throw e
+          await delay(wait)
+        }
+      }
+    } catch (e) {
+      let err = e
+      if (e instanceof CodeboxError && e.code === 'Unavailable') {
+        const tail = await this.#logTail(tracker.name, CODE_CONTAINER)
+        if (tail) err = new CodeboxError('Unavailable', `${e.message}; the code receiver's log ends: ${tail}`, { cause: e, details: e.details })
+      }
+      await this.#abandon(tracker)
+      throw err
+    }
   }
 
   /** Waits for the pod to be Ready and connects: the sandbox; Unavailable (the pod deleted, its log tail in the message) when it fails. */
@@ -598,8 +647,16 @@ export class KubernetesDriver implements SandboxDriver {
     return tracker
   }
 
-  /** Waits until the pod is Ready with an IP; Unavailable with its state when it ends, is deleted, or takes too long. */
-  #waitReady(tracker: PodTracker, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ pod: V1Pod; podIP: string }> {
+  /**
+   * Waits until the pod is Ready with an IP (or, with `until`, until `accept` gives the pod's IP
+   * earlier); Unavailable with its state when it ends, is deleted, or takes too long.
+   */
+  #waitReady(
+    tracker: PodTracker,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    until: { goal: string; accept: (pod: V1Pod) => string | undefined } = { goal: 'ready', accept: () => undefined },
+  ): Promise<{ pod: V1Pod; podIP: string }> {
     const what = this.#what(tracker.name)
     return new Promise((resolve, reject) => {
       let last = 'not seen by the watch yet'
@@ -615,10 +672,12 @@ export class KubernetesDriver implements SandboxDriver {
       const fail = (why: string): void => settle(new CodeboxError('Unavailable', `the sandbox pod ${what} ${why}`))
       const look = (change: PodChange): void => {
         if (change.pod.metadata?.uid !== tracker.uid) return
-        if (change.type === 'deleted') return fail('was deleted before it was ready')
+        if (change.type === 'deleted') return fail(`was deleted before it was ${until.goal}`)
         const state = podState(change.pod)
-        if (state.kind === 'ready') settle(undefined, { pod: change.pod, podIP: state.podIP })
-        else if (state.kind === 'finished') fail(`ended before it was ready: ${state.why}`)
+        const early = state.kind === 'starting' ? until.accept(change.pod) : undefined
+        if (early !== undefined) settle(undefined, { pod: change.pod, podIP: early })
+        else if (state.kind === 'ready') settle(undefined, { pod: change.pod, podIP: state.podIP })
+        else if (state.kind === 'finished') fail(`ended before it was ${until.goal}: ${state.why}`)
         else if (state.kind === 'terminating') fail('is being deleted')
         else last = state.why
       }
@@ -628,7 +687,7 @@ export class KubernetesDriver implements SandboxDriver {
         this.#core.readNamespacedPod({ namespace: this.namespace, name: tracker.name }).then(
           (pod) => look({ type: 'update', pod }),
           (e: unknown) => {
-            if (apiCode(e) === 404) fail('was deleted before it was ready')
+            if (apiCode(e) === 404) fail(`was deleted before it was ${until.goal}`)
           },
         )
       }, this.#options.readyPollMs ?? 3000)
@@ -636,7 +695,7 @@ export class KubernetesDriver implements SandboxDriver {
       const timer = setTimeout(
         () =>
           fail(
-            `was not ready within ${Math.round(timeoutMs / 1000)} s (${last})${this.#watch.lastError ? `; the pod watch failed: ${this.#watch.lastError}` : ''}`,
+            `was not ${until.goal} within ${Math.round(timeoutMs / 1000)} s (${last})${this.#watch.lastError ? `; the pod watch failed: ${this.#watch.lastError}` : ''}`,
           ),
         timeoutMs,
       )
@@ -710,11 +769,11 @@ export class KubernetesDriver implements SandboxDriver {
     }
   }
 
-  /** The last lines of a pod's log (bounded, printable), or '' when it cannot be read within 2 s. */
-  async #logTail(name: string): Promise<string> {
+  /** The last lines of a pod container's log (bounded, printable), or '' when it cannot be read within 2 s. */
+  async #logTail(name: string, container = 'executor'): Promise<string> {
     try {
       const log = await Promise.race([
-        this.#core.readNamespacedPodLog({ namespace: this.namespace, name, container: 'executor', tailLines: 20, limitBytes: 4096 }),
+        this.#core.readNamespacedPodLog({ namespace: this.namespace, name, container, tailLines: 20, limitBytes: 4096 }),
         delay(2000, undefined, { ref: false }),
       ])
       return logTail(log, 1000)

@@ -62,6 +62,15 @@ export function describePod(pod: V1Pod): string {
   if (reason) parts.push(reason)
   const message = clean(pod.status?.message)
   if (message) parts.push(message)
+  // An init container (the code receiver) that runs, or failed: the pod waits on it, or ended by it.
+  for (const init of Array.isArray(pod.status?.initContainerStatuses) ? pod.status.initContainerStatuses.slice(0, 4) : []) {
+    const t = init?.state?.terminated
+    if (init?.state?.running) parts.push(`init container ${clean(init.name, 63)} running`)
+    else if (t && t.exitCode !== 0)
+      parts.push(
+        `init container ${clean(init.name, 63)} terminated: ${clean(t.reason, 80) || 'no reason'}, exit code ${int(t.exitCode) ?? '?'}${t.message ? ` (${clean(t.message)})` : ''}`,
+      )
+  }
   const state = executorStatus(pod)?.state
   if (state?.waiting) parts.push(`container waiting: ${clean(state.waiting.reason, 80)}${state.waiting.message ? ` (${clean(state.waiting.message)})` : ''}`)
   if (state?.terminated) {

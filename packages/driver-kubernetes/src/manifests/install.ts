@@ -12,13 +12,13 @@ import { egressProxyManifests, type EgressProxyInstallOptions } from './egress.t
 import { sandboxNetworkPolicies, type EgressProxySelector } from './network-policies.ts'
 import { bytesQuantity, cpuQuantity } from './quantity.ts'
 import { apiRbac } from './rbac.ts'
-import { LOG_ALLOWANCE_BYTES } from './sandbox-pod.ts'
+import { LOG_ALLOWANCE_BYTES, MAX_CODE_VOLUME_BYTES } from './sandbox-pod.ts'
 
 /** The most a container of the namespace may have, as Kubernetes quantities (the chart's `sandbox.maxLimits`). */
 export interface SandboxMaxima {
   memory: string
   cpu: string
-  /** The workspace, /tmp and the logs together. */
+  /** The workspace, /tmp, the logs and the largest code volume (a hosted agent's bundle) together. */
   ephemeralStorage: string
 }
 
@@ -27,7 +27,7 @@ export function sandboxMaxima(max: Pick<SessionLimits, 'memoryBytes' | 'cpuCores
   return {
     memory: bytesQuantity(max.memoryBytes),
     cpu: cpuQuantity(max.cpuCores),
-    ephemeralStorage: bytesQuantity(max.workspaceBytes + max.tmpBytes + LOG_ALLOWANCE_BYTES),
+    ephemeralStorage: bytesQuantity(max.workspaceBytes + max.tmpBytes + LOG_ALLOWANCE_BYTES + MAX_CODE_VOLUME_BYTES),
   }
 }
 

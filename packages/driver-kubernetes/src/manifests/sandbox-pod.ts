@@ -7,13 +7,15 @@
  * seccomp RuntimeDefault, no host namespaces, no DNS, resources from the session's limits and
  * `activeDeadlineSeconds` as the backstop for a session nobody ends.
  *
- * The executor's TCP mode (CODEBOX_LISTEN, CODEBOX_EXECUTOR_TOKEN) and its own rlimits
- * (CODEBOX_RLIMITS) are what these pods need from executor.py; they are specified here and in
- * docs/kubernetes.md and not yet implemented by the executor.
+ * The executor runs in its listen mode (CODEBOX_LISTEN, CODEBOX_EXECUTOR_TOKEN: listen.py) and sets
+ * its own rlimits (CODEBOX_RLIMITS), as docs/executor-protocol.md describes. A session pod with a
+ * code mount (a hosted agent's bundle) also has an emptyDir at CODE_DIR that an init container, the
+ * code receiver (code_receiver.py), fills from the driver's stream before the executor starts; the
+ * executor's container mounts it read-only. Such pods are never warm pods.
  */
 import type { Container, EnvVar, Pod, PodSpec, Volume } from 'kubernetes-types/core/v1.js'
 import type { OwnerReference } from 'kubernetes-types/meta/v1.js'
-import { validationError, type EgressPolicy, type SandboxGateway, type SessionLimits } from '@codebox/core'
+import { CODE_DIR, validationError, type EgressPolicy, type SandboxGateway, type SessionLimits } from '@codebox/core'
 import { checkRelayIdentity, GATEWAY_URL, gatewayEnv, parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
 import {
   checkDnsLabel,
@@ -42,6 +44,16 @@ export const EXECUTOR_PORT = 7070
 export const SANDBOX_UID = 1000
 /** The executor's command: the same as under bwrap and gVisor (the image carries it at /opt/codebox). */
 export const EXECUTOR_COMMAND: readonly string[] = ['/usr/bin/python3', '-s', '-B', '/opt/codebox/executor/executor.py']
+/** The code receiver's command (the init container of a pod with a code mount): the executor's python3 flags. */
+export const CODE_RECEIVER_COMMAND: readonly string[] = ['/usr/bin/python3', '-s', '-B', '/opt/codebox/executor/code_receiver.py']
+/** The most file bytes a code mount may hold (a hosted agent's unpacked bundle). */
+export const MAX_CODE_BYTES = 1024 ** 3
+/** The most entries (files, directories, links) a code mount may hold. */
+export const MAX_CODE_ENTRIES = 200_000
+/** The largest code volume (emptyDir) a pod gets: MAX_CODE_BYTES with room for its entries' blocks (codeVolumeBytes). */
+export const MAX_CODE_VOLUME_BYTES = 2 * 1024 ** 3
+/** The code receiver's memory: it streams, so a little is plenty (never more than the session's). */
+export const CODE_RECEIVER_MEMORY_BYTES = 128 * 1024 ** 2
 /** How long past the session's max lifetime Kubernetes waits before it kills the pod (the executor ends itself at the deadline). */
 export const DEADLINE_GRACE_SECONDS = 60
 /** Room for the container's logs in the pod's ephemeral storage, beyond /workspace and /tmp. */
@@ -109,8 +121,24 @@ export interface SandboxPodOptions {
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
 }
 
+/** A session pod's code mount: what the code receiver accepts, and the volume it fills. */
+export interface CodeVolumeOptions {
+  /** File bytes the bundle holds (the receiver refuses more), 0 to MAX_CODE_BYTES. */
+  bytes: number
+  /** Entries the bundle holds (the receiver refuses more), 1 to MAX_CODE_ENTRIES. */
+  entries: number
+}
+
 export interface SessionPodOptions extends SandboxPodOptions {
   sessionId: string
+  /** The session's code mount: an emptyDir at CODE_DIR filled by the code receiver; none by default. */
+  code?: CodeVolumeOptions
+}
+
+/** The code volume's sizeLimit for a bundle: its bytes, a block per entry and 1 MiB, in whole MiB, at most MAX_CODE_VOLUME_BYTES. */
+export function codeVolumeBytes(code: CodeVolumeOptions): number {
+  const mib = 1024 ** 2
+  return Math.min(MAX_CODE_VOLUME_BYTES, Math.ceil((code.bytes + 4096 * code.entries + mib) / mib) * mib)
 }
 
 export interface WarmPodOptions extends SandboxPodOptions {
@@ -130,7 +158,15 @@ export const DEFAULT_WARM_MAX_AGE_MS = 3600_000
 export function sessionPod(options: SessionPodOptions): Pod {
   const name = sandboxPodName(options.sessionId)
   const labels = { [SESSION_LABEL]: checkLabelValue('sessionId', options.sessionId), [POOL_STATE_LABEL]: 'claimed' }
-  return podManifest(name, labels, lifetimeSeconds(options.limits.maxLifetimeMs), options)
+  return podManifest(name, labels, lifetimeSeconds(options.limits.maxLifetimeMs), options, options.code && checkCode(options.code))
+}
+
+function checkCode(code: CodeVolumeOptions): CodeVolumeOptions {
+  if (!Number.isSafeInteger(code.bytes) || code.bytes < 0 || code.bytes > MAX_CODE_BYTES)
+    throw validationError('code.bytes', `must be a whole number from 0 to ${MAX_CODE_BYTES}, got ${code.bytes}`)
+  if (!Number.isSafeInteger(code.entries) || code.entries < 1 || code.entries > MAX_CODE_ENTRIES)
+    throw validationError('code.entries', `must be a whole number from 1 to ${MAX_CODE_ENTRIES}, got ${code.entries}`)
+  return code
 }
 
 /** A warm pod: no session yet (POOL_STATE_LABEL `free`); a claim patches it (claimPatch). */
@@ -147,7 +183,13 @@ function lifetimeSeconds(maxLifetimeMs: number): number {
   return Math.ceil(maxLifetimeMs / 1000) + DEADLINE_GRACE_SECONDS
 }
 
-function podManifest(name: string, stateLabels: Record<string, string>, activeDeadlineSeconds: number, options: SandboxPodOptions): Pod {
+function podManifest(
+  name: string,
+  stateLabels: Record<string, string>,
+  activeDeadlineSeconds: number,
+  options: SandboxPodOptions,
+  code?: CodeVolumeOptions,
+): Pod {
   const { limits } = options
   if (!NETWORK_PROFILES.includes(options.network))
     throw validationError('network', `must be one of ${NETWORK_PROFILES.join(', ')}, got ${JSON.stringify(options.network)}`)
@@ -180,8 +222,9 @@ function podManifest(name: string, stateLabels: Record<string, string>, activeDe
       seccompProfile: { type: 'RuntimeDefault' },
     },
     ...(options.nodeSelector !== undefined ? { nodeSelector: options.nodeSelector } : {}),
-    containers: [executorContainer(name, options, port)],
-    volumes: volumes(limits),
+    ...(code ? { initContainers: [codeReceiverContainer(options, port, code)] } : {}),
+    containers: [executorContainer(name, options, port, code)],
+    volumes: [...volumes(limits), ...(code ? [{ name: 'code', emptyDir: { sizeLimit: bytesQuantity(codeVolumeBytes(code)) } }] : [])],
   }
   return {
     apiVersion: 'v1',
@@ -202,17 +245,18 @@ function podManifest(name: string, stateLabels: Record<string, string>, activeDe
   }
 }
 
-function executorContainer(podName: string, options: SandboxPodOptions, port: number): Container {
+function executorContainer(podName: string, options: SandboxPodOptions, port: number, code: CodeVolumeOptions | undefined): Container {
   const { limits } = options
   const requests = { ...defaultSandboxRequests, ...options.requests }
-  const ephemeralBytes = limits.workspaceBytes + limits.tmpBytes + LOG_ALLOWANCE_BYTES
+  // The pod's own ephemeral storage is its containers' limits together: the code volume counts too.
+  const ephemeralBytes = limits.workspaceBytes + limits.tmpBytes + LOG_ALLOWANCE_BYTES + (code ? codeVolumeBytes(code) : 0)
   return {
     name: 'executor',
     image: options.image,
     imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
     command: [...EXECUTOR_COMMAND],
     workingDir: '/workspace',
-    env: executorEnv(podName, options, port),
+    env: executorEnv(podName, options, port, code !== undefined),
     ports: [{ name: 'executor', containerPort: port, protocol: 'TCP' }],
     // Ready once the executor accepts connections; the driver waits for this condition.
     readinessProbe: { tcpSocket: { port: 'executor' }, periodSeconds: 1, failureThreshold: 3 },
@@ -224,19 +268,66 @@ function executorContainer(podName: string, options: SandboxPodOptions, port: nu
         'ephemeral-storage': bytesQuantity(Math.min(requests.ephemeralBytes, ephemeralBytes)),
       },
     },
-    securityContext: {
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      readOnlyRootFilesystem: true,
-      runAsNonRoot: true,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: containerSecurity(),
     volumeMounts: [
       { name: 'workspace', mountPath: '/workspace' },
       { name: 'tmp', mountPath: '/tmp' },
       { name: 'shm', mountPath: '/dev/shm' },
+      ...(code ? [{ name: 'code', mountPath: CODE_DIR, readOnly: true }] : []),
     ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    stdin: false,
+    tty: false,
+  }
+}
+
+/** Every container of a sandbox pod: no privilege, no capability, a read-only root. */
+function containerSecurity(): Container['securityContext'] {
+  return {
+    allowPrivilegeEscalation: false,
+    privileged: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  }
+}
+
+/**
+ * The init container of a pod with a code mount: the code receiver, listening on the executor's
+ * port with the executor's token until the driver has streamed the bundle into the code volume
+ * (docs/executor-protocol.md, "The code receiver"); the executor starts once it exits 0.
+ */
+function codeReceiverContainer(options: SandboxPodOptions, port: number, code: CodeVolumeOptions): Container {
+  const { limits } = options
+  const requests = { ...defaultSandboxRequests, ...options.requests }
+  const memoryBytes = Math.min(CODE_RECEIVER_MEMORY_BYTES, limits.memoryBytes)
+  const env: Record<string, string> = {
+    CODEBOX_LISTEN: `0.0.0.0:${port}`,
+    CODEBOX_EXECUTOR_TOKEN: options.token,
+    CODEBOX_CODE_DIR: CODE_DIR,
+    CODEBOX_CODE_MAX_BYTES: String(code.bytes),
+    CODEBOX_CODE_MAX_ENTRIES: String(code.entries),
+  }
+  return {
+    name: 'code',
+    image: options.image,
+    imagePullPolicy: options.imagePullPolicy ?? 'IfNotPresent',
+    command: [...CODE_RECEIVER_COMMAND],
+    workingDir: CODE_DIR,
+    env: Object.entries(env).map(([name, value]) => ({ name, value })),
+    // It listens on the executor's port (declared by the executor's container; the NetworkPolicy
+    // admits the API's pods to it) until it exits.
+    resources: {
+      limits: { memory: bytesQuantity(memoryBytes), cpu: cpuQuantity(limits.cpuCores), 'ephemeral-storage': bytesQuantity(LOG_ALLOWANCE_BYTES) },
+      requests: {
+        memory: bytesQuantity(Math.min(requests.memoryBytes, memoryBytes)),
+        cpu: cpuQuantity(Math.min(requests.cpuCores, limits.cpuCores)),
+        'ephemeral-storage': bytesQuantity(Math.min(requests.ephemeralBytes, LOG_ALLOWANCE_BYTES)),
+      },
+    },
+    securityContext: containerSecurity(),
+    volumeMounts: [{ name: 'code', mountPath: CODE_DIR }],
     terminationMessagePolicy: 'FallbackToLogsOnError',
     stdin: false,
     tty: false,
@@ -257,7 +348,7 @@ function volumes(limits: SessionLimits): Volume[] {
  * what the pod adds. A clean environment (SECURITY.md rule 2): enableServiceLinks is off, so
  * Kubernetes adds no service variables, and nothing of the API's environment is passed.
  */
-function executorEnv(podName: string, options: SandboxPodOptions, port: number): EnvVar[] {
+function executorEnv(podName: string, options: SandboxPodOptions, port: number, code: boolean): EnvVar[] {
   const { limits } = options
   const gvisor = options.gvisor ?? (options.runtimeClassName === undefined || options.runtimeClassName === 'gvisor')
   const env: Record<string, string> = {
@@ -268,6 +359,8 @@ function executorEnv(podName: string, options: SandboxPodOptions, port: number):
     // No cgroup or OCI rlimits of codebox's own in a pod: the executor sets these on itself before serving.
     CODEBOX_RLIMITS: `nofile=${limits.openFiles},nproc=${limits.pids},core=0,fsize=${limits.workspaceBytes}`,
     ...(gvisor ? { CODEBOX_KERNEL_AUTH: 'passcred', CODEBOX_TTY_SIGWINCH: 'executor' } : {}),
+    // Where the session's code is, as every driver tells it.
+    ...(code ? { CODEBOX_CODE_DIR: CODE_DIR } : {}),
     ...proxyEnv(podName, options),
   }
   return Object.entries(env).map(([name, value]) => ({ name, value }))

@@ -173,10 +173,12 @@ describe('a sandbox pod on the fake API server', { skip }, () => {
       hostname: name,
       interfaces: ['lo'],
     })
-    // The runner's wrapper: sh -c <script> sandbox-pod <workspace> setpriv ... bwrap ... executor.py
+    // The runner's wrapper: sh -c <script> sandbox-pod <pod directory> 1 setpriv ... bwrap ... executor.py
     const argvs = await Promise.all(procs.map(async (p) => (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).split('\0')))
-    const workspace = argvs.find((a) => a[3] === 'sandbox-pod')?.[4]
-    assert.ok(workspace, 'no wrapper process of the pod')
+    const podDir = argvs.find((a) => a[3] === 'sandbox-pod')?.[4]
+    assert.ok(podDir, 'no wrapper process of the pod')
+    // The pod's `workspace` emptyDir, mounted at /workspace.
+    const workspace = `${podDir}/workspace`
     assert.ok(
       argvs.some((a) => a[0] === '/usr/bin/python3' && a.includes('/opt/codebox/executor/executor.py')),
       'no executor process in the pod',
@@ -189,6 +191,6 @@ describe('a sandbox pod on the fake API server', { skip }, () => {
       (await admin.core.listNamespacedPod({ namespace })).items.some((p) => p.metadata?.name === name) ? undefined : true,
     )
     await until('the pod’s processes did not end', 10_000, async () => (procs.every((p) => !existsSync(`/proc/${p}`)) ? true : undefined))
-    await until('the pod’s workspace was not removed', 10_000, async () => (existsSync(workspace) ? undefined : true))
+    await until('the pod’s directories were not removed', 10_000, async () => (existsSync(podDir) ? undefined : true))
   })
 })

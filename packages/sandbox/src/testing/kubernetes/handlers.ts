@@ -24,7 +24,7 @@ export interface HandlerContext {
   maxWatchMs: number
   bookmarkIntervalMs: number
   /** A pod's captured output (the kubelet's), or undefined when it has none. */
-  podLog: (namespace: string, name: string) => string | undefined
+  podLog: (namespace: string, name: string, container?: string) => string | undefined
 }
 
 const isDict = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -180,8 +180,14 @@ export async function handleResource(ctx: HandlerContext, r: ResourceRequest): P
   const name = r.name!
   if (r.subresource === 'log') {
     if (r.verb !== 'get') throw new KubeError('MethodNotAllowed', 'pods/log only answers GET')
-    store.get(t, ns, name)
-    const text = ctx.podLog(ns, name) ?? ''
+    const pod = store.get(t, ns, name)
+    const container = r.query.get('container') ?? undefined
+    if (container !== undefined) {
+      const spec = pod.spec as { containers?: { name?: string }[]; initContainers?: { name?: string }[] } | undefined
+      if (![...(spec?.containers ?? []), ...(spec?.initContainers ?? [])].some((c) => c.name === container))
+        throw new KubeError('BadRequest', `container ${container} is not valid for pod ${name}`)
+    }
+    const text = ctx.podLog(ns, name, container) ?? ''
     r.res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text) })
     r.res.end(text)
     return

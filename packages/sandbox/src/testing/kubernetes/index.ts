@@ -130,7 +130,7 @@ export async function startFakeKubernetes(options: FakeKubernetesOptions = {}): 
     watches: new Set(),
     maxWatchMs: options.maxWatchMs ?? 300_000,
     bookmarkIntervalMs: options.bookmarkIntervalMs ?? 1000,
-    podLog: (ns, name) => kubelet?.log(ns, name),
+    podLog: (ns, name, container) => kubelet?.log(ns, name, container),
   }
   const requests: RequestRecord[] = []
   const maxRecords = options.maxRequestRecords ?? 2000

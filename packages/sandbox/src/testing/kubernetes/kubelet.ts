@@ -3,10 +3,14 @@
  * Running with a pod IP, Ready conditions and containerStatuses. With `run`, the pod's first
  * container is a real local process (container.ts): its exit makes the pod Succeeded or Failed,
  * `activeDeadlineSeconds` kills it (Failed, DeadlineExceeded), a graceful deletion sends SIGTERM
- * and SIGKILL at the grace period's end, then removes the pod. Pod IPs route nowhere: the driver
- * reaches a pod through `dial`, which connects to `<socketDir>/<port>.sock` in the pod's own
- * directory (the process listens there); a pod declaring container ports is Ready only once
- * every one of those sockets exists, as a readiness probe would say. With `podNetwork: 'loopback'`
+ * and SIGKILL at the grace period's end, then removes the pod. A pod's init containers run first,
+ * one after the other, each a process of its own (`run` is asked for each): the pod has its IP and
+ * stays Pending (Initialized False, initContainerStatuses running, then terminated Completed)
+ * until the last one exits 0; one that fails fails the pod, as under restartPolicy Never. Pod IPs
+ * route nowhere: the driver reaches a pod through `dial`, which connects to
+ * `<socketDir>/<port>.sock` in the pod's own directory (the process listens there); a pod
+ * declaring container ports is Ready only once every one of those sockets exists, as a readiness
+ * probe would say. With `podNetwork: 'loopback'`
  * pod IPs are loopback addresses (127.244.x.y, which Linux routes to this host without setup) and
  * the kubelet listens on `<podIP>:<port>` for each declared port, forwarding to the pod's socket:
  * then plain `net.connect({host: podIP, port})` reaches a pod from any process, as on a cluster
@@ -17,7 +21,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { ContainerProcess, type ContainerCommand } from './container.ts'
-import { conditions, running, terminated, waiting } from './pod-status.ts'
+import { conditions, initStatuses, running, terminated, waiting } from './pod-status.ts'
 import { findResource } from './resources.ts'
 import { timestamp, type KubeObject, type ObjectStore, type StoreEvent } from './store.ts'
 
@@ -30,6 +34,9 @@ export interface KubeletPod {
   /** The directory the process listens in: port P is `<socketDir>/<P>.sock`. */
   socketDir: string
   pod: KubeObject
+  /** The container to run: one of the pod's initContainers (`init`) or its first container. */
+  container: string
+  init: boolean
 }
 
 /** How the kubelet simulator behaves (all delays in milliseconds). */
@@ -58,7 +65,14 @@ interface PodRuntime {
   uid: string
   ip: string
   socketDir: string
+  /** The container process running now (an init container's, then the first container's). */
   process: ContainerProcess | undefined
+  /** Every container process the pod had, by container name (for pods/log). */
+  processes: Map<string, ContainerProcess>
+  /** Set once the pod has its IP (its sandbox exists). */
+  started: boolean
+  /** While an init container runs. */
+  initializing: boolean
   startedAt: string
   startedMs: number
   terminating: boolean
@@ -68,12 +82,15 @@ interface PodRuntime {
   forwarders: net.Server[]
 }
 
+type ContainerSpec = { name: string; image: string; ports?: { containerPort?: number }[]; env?: { name: string; value?: string; valueFrom?: unknown }[] }
 type PodSpec = {
   nodeName?: string
   activeDeadlineSeconds?: number
-  containers: { name: string; image: string; ports?: { containerPort?: number }[]; env?: { name: string; value?: string; valueFrom?: unknown }[] }[]
+  initContainers?: ContainerSpec[]
+  containers: ContainerSpec[]
 }
 const pods = findResource('', 'v1', 'pods')!
+const DEADLINE_EXCEEDED = { reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' }
 const specOf = (p: KubeObject): PodSpec => p.spec as PodSpec
 
 /** Runs pods of an ObjectStore on one fake node. */
@@ -169,6 +186,9 @@ export class Kubelet {
       ip,
       socketDir,
       process: undefined,
+      processes: new Map(),
+      started: false,
+      initializing: false,
       startedAt: timestamp(),
       startedMs: Date.now(),
       terminating: false,
@@ -178,17 +198,30 @@ export class Kubelet {
     }
     this.#runtimes.set(uid, rt)
     this.#byIp.set(ip, rt)
-    const containers = specOf(pod).containers
+    const { containers, initContainers = [] } = specOf(pod)
     this.#setStatus(pod, {
       phase: 'Pending',
       hostIP: '10.0.0.1',
       startTime: rt.startedAt,
-      containerStatuses: waiting(containers),
+      ...(initContainers.length > 0 ? { initContainerStatuses: waiting(initContainers, 'PodInitializing') } : {}),
+      containerStatuses: waiting(containers, initContainers.length > 0 ? 'PodInitializing' : 'ContainerCreating'),
     })
     this.#later(this.#options.startDelayMs ?? 10, () => this.#start(rt), rt.timers)
   }
 
-  #env(pod: KubeObject, rt: PodRuntime): Record<string, string> {
+  /** Starts the container's process (when `run` gives one): whether there is one. */
+  #spawn(pod: KubeObject, rt: PodRuntime, container: ContainerSpec, init: boolean): boolean {
+    const kpod: KubeletPod = { namespace: rt.ns, name: rt.name, uid: rt.uid, podIP: rt.ip, socketDir: rt.socketDir, pod, container: container.name, init }
+    const cmd = this.#options.run?.(kpod)
+    if (!cmd) return false
+    const child = new ContainerProcess(cmd, this.#env(container, rt), this.#options.maxLogBytes ?? 64 * 1024)
+    rt.process = child
+    rt.processes.set(container.name, child)
+    void child.exited.then((exit) => (init ? this.#initExited(rt, exit.exitCode, exit.signal) : this.#exited(rt, exit.exitCode, exit.signal)))
+    return true
+  }
+
+  #env(container: ContainerSpec, rt: PodRuntime): Record<string, string> {
     const env: Record<string, string> = { FAKE_POD_SOCKET_DIR: rt.socketDir }
     const fields: Record<string, string> = {
       'metadata.name': rt.name,
@@ -197,7 +230,7 @@ export class Kubelet {
       'status.podIP': rt.ip,
       'spec.nodeName': this.nodeName,
     }
-    for (const e of specOf(pod).containers[0]?.env ?? []) {
+    for (const e of container.env ?? []) {
       if (typeof e.value === 'string') env[e.name] = e.value
       const ref = (e.valueFrom as { fieldRef?: { fieldPath?: string } } | undefined)?.fieldRef?.fieldPath
       if (ref !== undefined && fields[ref] !== undefined) env[e.name] = fields[ref]
@@ -205,41 +238,101 @@ export class Kubelet {
     return env
   }
 
-  #start(rt: PodRuntime): void {
+  /**
+   * The pod's sandbox is up (its IP, the deadline counting, the loopback forwarders), then its init
+   * containers run from `init` on; with none left, its containers.
+   */
+  #start(rt: PodRuntime, init = 0): void {
     const pod = this.#current(rt.ns, rt.name, rt.uid)
-    if (!pod || rt.terminating) return
-    const cmd = this.#options.run?.({ namespace: rt.ns, name: rt.name, uid: rt.uid, podIP: rt.ip, socketDir: rt.socketDir, pod })
-    if (cmd) {
-      rt.process = new ContainerProcess(cmd, this.#env(pod, rt), this.#options.maxLogBytes ?? 64 * 1024)
-      void rt.process.exited.then((exit) => this.#exited(rt, exit.exitCode, exit.signal))
+    if (!pod || rt.terminating || rt.finished) return
+    const spec = specOf(pod)
+    const inits = spec.initContainers ?? []
+    const ports = spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)).filter((p): p is number => typeof p === 'number')
+    if (!rt.started) {
+      rt.started = true
+      if (spec.activeDeadlineSeconds !== undefined)
+        this.#later(Math.max(0, rt.startedMs + spec.activeDeadlineSeconds * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
+      // A port of the pod is reachable at its IP whichever container listens there now.
+      if (this.#options.podNetwork === 'loopback') {
+        const all = [...inits, ...spec.containers].flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)).filter((p): p is number => typeof p === 'number')
+        for (const port of new Set(all)) this.#forward(rt, port)
+      }
     }
+    const network = { podIP: rt.ip, podIPs: [{ ip: rt.ip }] }
+    const container = inits[init]
+    rt.initializing = container !== undefined
+    if (container) {
+      this.#setStatus(pod, {
+        phase: 'Pending',
+        ...network,
+        conditions: conditions(false, false),
+        initContainerStatuses: initStatuses(inits, rt.uid, init, rt.startedAt),
+      })
+      // An init container without a process completes at once.
+      if (!this.#spawn(pod, rt, container, true)) this.#later(0, () => this.#start(rt, init + 1), rt.timers)
+      return
+    }
+    const main = spec.containers[0]
+    if (main) this.#spawn(pod, rt, main, false)
     this.#setStatus(pod, {
       phase: 'Running',
-      podIP: rt.ip,
-      podIPs: [{ ip: rt.ip }],
+      ...network,
       conditions: conditions(false),
-      containerStatuses: running(specOf(pod).containers, rt.uid),
+      ...(inits.length > 0 ? { initContainerStatuses: initStatuses(inits, rt.uid, inits.length, rt.startedAt) } : {}),
+      containerStatuses: running(spec.containers, rt.uid),
     })
-    const deadline = specOf(pod).activeDeadlineSeconds
-    if (deadline !== undefined) this.#later(Math.max(0, rt.startedMs + deadline * 1000 - Date.now()), () => this.#deadline(rt), rt.timers)
-    const ports = specOf(pod)
-      .containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort))
-      .filter((p): p is number => typeof p === 'number')
-    if (this.#options.podNetwork === 'loopback') for (const port of ports) this.#forward(rt, port)
     this.#awaitReady(rt, ports)
   }
 
-  /** Listens on `<podIP>:<port>` and pipes each connection to the pod's socket for that port. */
-  #forward(rt: PodRuntime, port: number): void {
-    const server = net.createServer((client) => {
-      const upstream = net.connect({ path: path.join(rt.socketDir, `${port}.sock`) })
-      client.on('error', () => upstream.destroy())
-      upstream.on('error', () => client.destroy())
-      client.pipe(upstream).pipe(client)
+  /** An init container ended: the next one (or the containers) after a 0, else the pod fails (restartPolicy Never). */
+  #initExited(rt: PodRuntime, exitCode: number, signal: NodeJS.Signals | null): void {
+    if (this.#stopped || rt.finished) return
+    if (rt.terminating) return this.#removeNow(rt.ns, rt.name, rt.uid)
+    const pod = this.#current(rt.ns, rt.name, rt.uid)
+    if (!pod) return
+    const inits = specOf(pod).initContainers ?? []
+    const index = inits.findIndex((c) => rt.processes.get(c.name) === rt.process)
+    rt.process = undefined
+    if (exitCode === 0) return this.#start(rt, index + 1)
+    this.#end(rt)
+    this.#setStatus(pod, {
+      phase: 'Failed',
+      conditions: conditions(false, false),
+      initContainerStatuses: initStatuses(inits, rt.uid, index, rt.startedAt, { exitCode, signal }),
     })
-    server.on('error', (e) => this.#log(`pod ${rt.name}: cannot listen on ${rt.ip}:${port}: ${e.message}`))
-    server.listen(port, rt.ip)
-    rt.forwarders.push(server)
+  }
+
+  /**
+   * Listens on `<podIP>:<port>` while the pod's socket for that port exists (checked every 20 ms),
+   * piping each connection to it: as in a pod, a port nobody listens on yet (a container still
+   * starting, between an init container and the next) refuses connections.
+   */
+  #forward(rt: PodRuntime, port: number): void {
+    const socket = path.join(rt.socketDir, `${port}.sock`)
+    let server: net.Server | undefined
+    const sync = (): void => {
+      if (rt.finished || rt.terminating) return
+      const up = existsSync(socket)
+      if (up && !server) {
+        // Half-open both ways, as TCP is: a peer that ends its sending side may still be answered.
+        server = net.createServer({ allowHalfOpen: true }, (client) => {
+          const upstream = net.connect({ path: socket, allowHalfOpen: true })
+          client.on('error', () => upstream.destroy())
+          upstream.on('error', () => client.destroy())
+          client.pipe(upstream).pipe(client)
+        })
+        server.on('error', (e) => this.#log(`pod ${rt.name}: cannot listen on ${rt.ip}:${port}: ${e.message}`))
+        server.listen(port, rt.ip)
+        rt.forwarders.push(server)
+      } else if (!up && server) {
+        const gone = server
+        server = undefined
+        rt.forwarders.splice(rt.forwarders.indexOf(gone), 1)
+        gone.close()
+      }
+      this.#later(20, sync, rt.timers)
+    }
+    sync()
   }
 
   #log(line: string): void {
@@ -263,12 +356,17 @@ export class Kubelet {
     this.#setStatus(pod, { conditions: conditions(true), containerStatuses: statuses.map((c) => ({ ...c, ready: true })) })
   }
 
-  #finish(rt: PodRuntime, phase: 'Succeeded' | 'Failed', exitCode: number, extra: Record<string, unknown> = {}, signal: NodeJS.Signals | null = null): void {
-    if (rt.finished) return
+  /** The pod has ended: no more timers, nothing listens on its IP. */
+  #end(rt: PodRuntime): void {
     rt.finished = true
     this.#closeForwarders(rt)
     for (const timer of rt.timers) clearTimeout(timer)
     rt.timers.clear()
+  }
+
+  #finish(rt: PodRuntime, phase: 'Succeeded' | 'Failed', exitCode: number, extra: Record<string, unknown> = {}, signal: NodeJS.Signals | null = null): void {
+    if (rt.finished) return
+    this.#end(rt)
     const pod = this.#current(rt.ns, rt.name, rt.uid)
     if (!pod) return
     const statuses = (pod.status as { containerStatuses?: Record<string, unknown>[] }).containerStatuses ?? []
@@ -283,7 +381,15 @@ export class Kubelet {
 
   #deadline(rt: PodRuntime): void {
     rt.process?.signal('SIGKILL')
-    this.#finish(rt, 'Failed', 137, { reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' }, 'SIGKILL')
+    if (rt.initializing) {
+      // The containers never started: only the pod says why it ended.
+      if (rt.finished) return
+      this.#end(rt)
+      const pod = this.#current(rt.ns, rt.name, rt.uid)
+      if (pod) this.#setStatus(pod, { phase: 'Failed', ...DEADLINE_EXCEEDED, conditions: conditions(false, false) })
+      return
+    }
+    this.#finish(rt, 'Failed', 137, DEADLINE_EXCEEDED, 'SIGKILL')
   }
 
   /** A graceful deletion: SIGTERM now, SIGKILL when the grace period is over, then the pod is removed. */
@@ -322,9 +428,14 @@ export class Kubelet {
     return this.#byIp.get(podIP)?.socketDir
   }
 
-  /** The captured output of a pod's process. */
-  log(ns: string, name: string): string | undefined {
-    for (const rt of this.#runtimes.values()) if (rt.ns === ns && rt.name === name) return rt.process?.log()
+  /** The captured output of a pod's container (default its first container). */
+  log(ns: string, name: string, container?: string): string | undefined {
+    for (const rt of this.#runtimes.values()) {
+      if (rt.ns !== ns || rt.name !== name) continue
+      const pod = this.#current(rt.ns, rt.name, rt.uid)
+      const which = container ?? (pod ? specOf(pod).containers[0]?.name : undefined)
+      return which === undefined ? undefined : rt.processes.get(which)?.log()
+    }
     return undefined
   }
 

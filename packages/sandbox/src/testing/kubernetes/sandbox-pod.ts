@@ -1,12 +1,15 @@
 /**
- * Sandbox pods for the kubelet simulator: a pod's first container runs its command in a local
- * bwrap sandbox shaped as the pod asks, so the codebox executor a sandbox pod runs is the real one
- * in the real image. The built image is the read-only root, with the executor tree the bwrap
- * driver installs (runtime.ts) over /opt/codebox; /tmp and /dev/shm are tmpfs, /workspace a
- * per-pod host directory (removed when the pod's process ends, or by close()), and the pod's
- * socket directory appears at /run/codebox/pod, where the executor listens: CODEBOX_LISTEN
- * `HOST:PORT` becomes `unix:/run/codebox/pod/<PORT>.sock`, the socket the simulator's `dial`
- * reaches. Every namespace is new (a unix socket in a bound directory needs none shared), with no
+ * Sandbox pods for the kubelet simulator: each container the kubelet runs (the pod's init
+ * containers, then its first container) runs its command in a local bwrap sandbox shaped as the
+ * pod asks, so the codebox executor a sandbox pod runs is the real one in the real image. The
+ * built image is the read-only root, with the executor tree the bwrap driver installs (runtime.ts)
+ * over /opt/codebox. The container's volumeMounts of emptyDir volumes are per-pod host directories
+ * shared by the pod's containers, bound read-only where the mount says `readOnly` (a `Memory`
+ * emptyDir is a tmpfs of the container's own); /workspace, /tmp and /dev/shm are there even
+ * unmounted (a host directory, tmpfs, tmpfs). The pod's directories are removed when its last
+ * container ends (or one of its init containers fails), or by close(). The pod's socket directory
+ * appears at /run/codebox/pod, where the executor listens: CODEBOX_LISTEN `HOST:PORT` becomes
+ * `unix:/run/codebox/pod/<PORT>.sock`, the socket the simulator's `dial` reaches. Every namespace is new (a unix socket in a bound directory needs none shared), with no
  * capabilities, and the process runs as the pod's runAsUser (host uid too: setpriv drops to it
  * before bwrap). The pod's environment is the one the simulator gives it. This is a test tool, not
  * a driver: no cgroups, seccomp filter or size caps. Egress only with `egress`: a pod whose
@@ -16,7 +19,7 @@
  * on the host (podNetwork `loopback`), so the proxy sees the pod's own address as on a cluster.
  */
 import { execFile } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdtempSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync } from 'node:fs'
 import net from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -51,9 +54,20 @@ export interface SandboxPodRunner {
 }
 
 type Env = { name: string; value?: string }[]
+interface ContainerSpec {
+  name?: string
+  command?: string[]
+  args?: string[]
+  workingDir?: string
+  env?: Env
+  securityContext?: { runAsUser?: number; runAsGroup?: number }
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]
+}
 interface PodSpec {
   securityContext?: { runAsUser?: number; runAsGroup?: number }
-  containers: { command?: string[]; args?: string[]; workingDir?: string; env?: Env; securityContext?: { runAsUser?: number; runAsGroup?: number } }[]
+  initContainers?: ContainerSpec[]
+  containers: ContainerSpec[]
+  volumes?: { name: string; emptyDir?: { medium?: string } }[]
 }
 
 const run = promisify(execFile)
@@ -97,11 +111,45 @@ function refuse(why: string): ContainerCommand {
 }
 
 /**
- * The wrapper each pod runs: bwrap in the foreground, then the workspace removed. The simulator's
- * SIGTERM reaches bwrap (which dies, and --die-with-parent ends the sandbox) and this shell, whose
- * trap only lets it go on to clean up.
+ * The wrapper each container runs: bwrap in the foreground, then the pod's directory removed when
+ * the pod is over: after its last container (`always` 1), or after an init container that failed.
+ * The simulator's SIGTERM reaches bwrap (which dies, and --die-with-parent ends the sandbox) and
+ * this shell, whose trap only lets it go on to clean up.
  */
-const WRAPPER = 'workspace=$1; shift; trap : TERM; "$@"; status=$?; rm -rf -- "$workspace"; exit $status'
+const WRAPPER = 'dir=$1; always=$2; shift 2; trap : TERM; "$@"; status=$?; if [ "$always" = 1 ] || [ $status -ne 0 ]; then rm -rf -- "$dir"; fi; exit $status'
+
+/**
+ * The bwrap arguments of the container's mounts below the image: the defaults, then its emptyDir
+ * volumeMounts over them, parents before children. Throws (a message for refuse) for a mount the
+ * runner cannot make.
+ */
+function mountArgs(spec: PodSpec, container: ContainerSpec, podDir: string, uid: number, gid: number): string[] {
+  const mounts = new Map<string, string[]>([
+    ['/workspace', ['--bind', volumeDir(podDir, '.workspace', uid, gid), '/workspace']],
+    ['/tmp', ['--tmpfs', '/tmp']],
+    ['/dev/shm', ['--tmpfs', '/dev/shm']],
+  ])
+  for (const m of container.volumeMounts ?? []) {
+    const volume = spec.volumes?.find((v) => v.name === m.name)
+    if (!volume) throw new Error(`volumeMount ${m.name} names no volume of the pod`)
+    if (!volume.emptyDir) throw new Error(`volume ${m.name} is not an emptyDir (the only kind sandbox pods run with)`)
+    if (!path.posix.isAbsolute(m.mountPath) || m.mountPath.split('/').includes('..'))
+      throw new Error(`mountPath ${JSON.stringify(m.mountPath)} is not absolute`)
+    if (volume.emptyDir.medium === 'Memory') mounts.set(m.mountPath, ['--tmpfs', m.mountPath])
+    else mounts.set(m.mountPath, [m.readOnly ? '--ro-bind' : '--bind', volumeDir(podDir, m.name, uid, gid), m.mountPath])
+  }
+  return [...mounts.keys()].sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b)).flatMap((p) => mounts.get(p)!)
+}
+
+/** The pod's directory for volume `name`, made (owned by the pod's uid) on first use. */
+function volumeDir(podDir: string, name: string, uid: number, gid: number): string {
+  const dir = path.join(podDir, name)
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { mode: 0o755 })
+    chownSync(dir, uid, gid)
+  }
+  return dir
+}
 
 export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promise<SandboxPodRunner> {
   const bwrap = which('bwrap')
@@ -111,10 +159,12 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
   const workRoot = await mkdtemp(path.join(os.tmpdir(), 'kfake-ws-'))
   chmodSync(workRoot, 0o711)
   const relays = new Set<net.Server>()
+  const podDirs = new Map<string, string>()
   return {
     run(kpod) {
       const spec = kpod.pod.spec as PodSpec
-      const container = spec.containers[0]!
+      const container = (kpod.init ? spec.initContainers : spec.containers)?.find((c) => c.name === kpod.container) ?? spec.containers[0]!
+      const last = !kpod.init
       const uid = container.securityContext?.runAsUser ?? spec.securityContext?.runAsUser ?? DEFAULT_UID
       const gid = container.securityContext?.runAsGroup ?? spec.securityContext?.runAsGroup ?? uid
       if (!Number.isInteger(uid) || uid < 1 || !Number.isInteger(gid) || gid < 1)
@@ -125,13 +175,19 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
       const port = listen === undefined ? undefined : /:(\d{1,5})$/.exec(listen)?.[1]
       if (listen !== undefined && port === undefined) return refuse(`CODEBOX_LISTEN ${JSON.stringify(listen)} names no port`)
       // The pod's uid must reach its directories: its socket directory (the simulator's, 0700 in
-      // a 0700 root: the root is opened to traversal only) and its workspace.
-      let workspace: string
+      // a 0700 root: the root is opened to traversal only) and its volumes, in a directory of the
+      // pod's that its containers share.
+      let podDir = podDirs.get(kpod.uid)
+      let mounts: string[]
       try {
         chownSync(kpod.socketDir, uid, gid)
         chmodSync(path.dirname(kpod.socketDir), 0o711)
-        workspace = mkdtempSync(path.join(workRoot, `${kpod.name}-`))
-        chownSync(workspace, uid, gid)
+        if (podDir === undefined) {
+          podDir = mkdtempSync(path.join(workRoot, `${kpod.name}-`))
+          chmodSync(podDir, 0o711)
+          podDirs.set(kpod.uid, podDir)
+        }
+        mounts = mountArgs(spec, container, podDir, uid, gid)
       } catch (e) {
         return refuse(`cannot prepare the pod's directories: ${(e as Error).message}`)
       }
@@ -157,6 +213,7 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
         const inside = `http://${credentials}127.0.0.1:3128`
         egressEnv = { CODEBOX_EGRESS_SOCKET: `${POD_SOCKET_DIR}/egress.sock`, HTTP_PROXY: inside, HTTPS_PROXY: inside, http_proxy: inside, https_proxy: inside }
       }
+      if (last) podDirs.delete(kpod.uid)
       const sandbox = [
         '--unshare-all',
         '--unshare-user',
@@ -184,13 +241,7 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
         '/proc',
         '--dev',
         '/dev',
-        '--tmpfs',
-        '/dev/shm',
-        '--tmpfs',
-        '/tmp',
-        '--bind',
-        workspace,
-        '/workspace',
+        ...mounts,
         '--tmpfs',
         '/run',
         '--bind',
@@ -205,7 +256,7 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
       ]
       return {
         command: '/bin/sh',
-        args: ['-c', WRAPPER, 'sandbox-pod', workspace, setpriv, ...dropTo(uid, gid), bwrap, ...sandbox],
+        args: ['-c', WRAPPER, 'sandbox-pod', podDir, last ? '1' : '0', setpriv, ...dropTo(uid, gid), bwrap, ...sandbox],
         env: { ...egressEnv, ...(port === undefined ? {} : { CODEBOX_LISTEN: `unix:${POD_SOCKET_DIR}/${port}.sock` }) },
       }
     },
