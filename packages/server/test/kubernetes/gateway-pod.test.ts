@@ -4,9 +4,11 @@
  * bwrap sandboxes of the built image (egress through their HTTP_PROXY, from their own loopback
  * pod IPs), the cluster's vpc egress proxy relaying to the server's internal gateway route, and a
  * scripted Anthropic upstream on loopback. A session started with the gateway (and no other
- * egress) gets a vpc pod with the gateway annotation; a Python cell in it calls
- * http://codebox-gateway/anthropic/... with a made-up key, and the upstream gets the operator's,
- * usage is kept for the session and its tag; anything else is still out of reach. Skipped, saying
+ * egress) gets a vpc pod with the gateway annotation; a Python cell in it calls the model with a
+ * made-up key on the executor's gateway port 127.0.0.1:3129 (urllib, http.client, and Node's fetch
+ * without proxy variables: its relay tunnels to the proxy with the pod's credentials) and by name
+ * through the proxy variables, and the upstream gets the operator's each time; usage is kept for
+ * the session and its tag; anything else is still out of reach. Skipped, saying
  * why, where bwrap sandboxes cannot run.
  */
 import assert from 'node:assert/strict'
@@ -45,9 +47,21 @@ const freePort = (): Promise<number> =>
     })
   })
 
-const callModel = `import json, os, urllib.request
-req = urllib.request.Request(os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages', data=b'{"model":"m"}', headers={'x-api-key': 'made-up', 'content-type': 'application/json'})
-print(json.loads(urllib.request.urlopen(req, timeout=20).read())['content'][0]['text'])
+// The base URL (127.0.0.1:3129, the executor's gateway port: urllib goes there directly, NO_PROXY),
+// the name through the proxy variables, http.client straight to the port, and Node's fetch with no
+// proxy variables at all (clients that ignore them, as the AWS SDK for JavaScript does).
+const callModel = `import http.client, json, os, subprocess, urllib.request
+body, headers = b'{"model":"m"}', {'x-api-key': 'made-up', 'content-type': 'application/json'}
+for base in (os.environ['ANTHROPIC_BASE_URL'], 'http://codebox-gateway/anthropic'):
+    req = urllib.request.Request(base + '/v1/messages', data=body, headers=headers)
+    print(base, json.loads(urllib.request.urlopen(req, timeout=20).read())['content'][0]['text'])
+c = http.client.HTTPConnection('127.0.0.1', 3129, timeout=20)
+c.request('POST', '/anthropic/v1/messages', body=body, headers=headers)
+print('http.client', json.loads(c.getresponse().read())['content'][0]['text'])
+fetch = "fetch(process.env.ANTHROPIC_BASE_URL + '/v1/messages', {method: 'POST', body: '{}', headers: {'x-api-key': 'made-up'}}).then((r) => r.json()).then((j) => console.log('node', j.content[0].text))"
+bare = {k: v for k, v in os.environ.items() if 'proxy' not in k.lower()}
+print(subprocess.run(['node', '-e', fetch], env=bare, capture_output=True, text=True, timeout=30).stdout, end='')
+print('the proxy URL variable in the sandbox:', 'CODEBOX_GATEWAY_PROXY' in os.environ)
 try:
     urllib.request.urlopen('http://example.com/', timeout=20)
 except Exception as e:
@@ -146,12 +160,23 @@ describe('the model gateway from a kubernetes sandbox pod', { skip }, () => {
     assert.equal(res.status, 200, JSON.stringify(r))
     const out = r.structuredContent
     assert.equal(r.isError, false, out.stderr)
-    assert.match(out.stdout, /^pong from the model\n/)
-    assert.match(out.stdout, /elsewhere: 403\n/, 'a session with only the gateway reaches nothing else')
-    assert.deepEqual(keysSeen, [operatorKey])
+    assert.equal(
+      out.stdout,
+      [
+        'http://127.0.0.1:3129/anthropic pong from the model',
+        'http://codebox-gateway/anthropic pong from the model',
+        'http.client pong from the model',
+        'node pong from the model',
+        'the proxy URL variable in the sandbox: False',
+        'elsewhere: 403',
+        '',
+      ].join('\n'),
+      'a session with only the gateway reaches nothing else',
+    )
+    assert.deepEqual(keysSeen, [operatorKey, operatorKey, operatorKey, operatorKey])
     const usage = app.gateway.usage(info.sessionId)
     assert.equal(usage?.tag, 'rt-k8s')
-    assert.equal(usage?.total.inputTokens, 11)
+    assert.equal(usage?.total.inputTokens, 44)
     await app.sessions.stop({ tenant: 'default' }, info.sessionId)
   })
 })
