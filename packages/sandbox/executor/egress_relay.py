@@ -46,8 +46,9 @@ def gateway_preamble(authorization=None):
 def parse_proxy_url(text, name="CODEBOX_GATEWAY_PROXY"):
     """`http://[user:password@]<IP>:<port>` (an IPv6 address in brackets; no name: a pod has no
     DNS) as ((family, (host, port)), the Proxy-Authorization value or None). ValueError naming
-    `name` for anything else."""
-    bad = ValueError("%s: %r must be http://[user:password@]<IP>:<port> (a numeric address, [IPv6] in brackets)" % (name, text))
+    `name` for anything else (credentials left out: the message goes to the pod's log)."""
+    shown = text[:200] if "@" not in text else "<credentials>@" + text.rsplit("@", 1)[1][:200]
+    bad = ValueError("%s: %r must be http://[user:password@]<IP>:<port> (a numeric address, [IPv6] in brackets)" % (name, shown))
     if len(text) > 2048 or any(c.isspace() or ord(c) < 0x20 or ord(c) > 0x7E for c in text):
         raise bad
     try:
@@ -73,7 +74,7 @@ def parse_proxy_url(text, name="CODEBOX_GATEWAY_PROXY"):
 
 
 class _Pair:
-    """A sandbox client and its unix-socket twin; bytes read from one wait in `pending` of the other."""
+    """A sandbox client and its upstream twin; bytes read from one wait in `pending` of the other."""
 
     def __init__(self, client, upstream):
         self.socks = (client, upstream)

@@ -347,8 +347,8 @@ describe('executor listen mode: environment, rlimits, start-up and lifetime', ()
       [{ CODEBOX_RLIMITS: 'core=0,core=0' }, /CODEBOX_RLIMITS: core is given twice/],
       [{ CODEBOX_RLIMITS: 'nofile=-1' }, /CODEBOX_RLIMITS: nofile must be a decimal number/],
       [
-        { CODEBOX_GATEWAY_PORT: '3129', CODEBOX_GATEWAY_PROXY: 'http://pod:token@egress-proxy:3128' },
-        /CODEBOX_GATEWAY_PROXY: 'http:\/\/pod:token@egress-proxy:3128' must be http:\/\/\[user:password@\]<IP>:<port>/,
+        { CODEBOX_GATEWAY_PORT: '3129', CODEBOX_GATEWAY_PROXY: 'http://pod:secret-token@egress-proxy:3128' },
+        /CODEBOX_GATEWAY_PROXY: '<credentials>@egress-proxy:3128' must be http:\/\/\[user:password@\]<IP>:<port>/,
       ],
       [{ CODEBOX_GATEWAY_PROXY: 'http://10.0.0.7:3128' }, /CODEBOX_GATEWAY_PROXY needs CODEBOX_GATEWAY_PORT/],
     ]
@@ -357,6 +357,7 @@ describe('executor listen mode: environment, rlimits, start-up and lifetime', ()
       assert.notEqual(r.status, 0, JSON.stringify(env))
       assert.match(r.stderr, message)
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`)
+      assert.doesNotMatch(r.stderr, /secret-token/, 'a proxy URL is shown without its credentials')
     }
   })
 
