@@ -413,12 +413,12 @@ describe('kubernetes driver', () => {
         assert.deepEqual(JSON.parse(pod.metadata.annotations?.[EGRESS_POLICY_ANNOTATION] ?? 'null'), c.policy)
         assert.deepEqual(JSON.parse(pod.metadata.annotations?.[GATEWAY_ANNOTATION] ?? 'null'), { sessionId: 'sess1', ...c.gateway })
         const env = (pod.spec as { containers: { env: { name: string; value: string }[] }[] }).containers[0]!.env
-        assert.equal(
-          env.find((e) => e.name === 'ANTHROPIC_BASE_URL')?.value,
-          'http://codebox-gateway/anthropic',
-          'clients reach it through the proxy variables',
-        )
-        assert.equal(env.find((e) => e.name === 'ANTHROPIC_API_KEY')?.value, 'codebox-gateway', 'a placeholder, no secret')
+        const value = (name: string): string | undefined => env.find((e) => e.name === name)?.value
+        assert.equal(value('ANTHROPIC_BASE_URL'), 'http://127.0.0.1:3129/anthropic', "the executor's gateway port, as on one host")
+        assert.equal(value('CODEBOX_GATEWAY_PORT'), '3129')
+        assert.equal(value('CODEBOX_GATEWAY_PROXY'), value('HTTP_PROXY'), 'the port tunnels to the pod’s own proxy, with its own credentials')
+        assert.match(value('NO_PROXY') ?? '', /(^|,)127\.0\.0\.1(,|$)/, 'clients go to the port directly')
+        assert.equal(value('ANTHROPIC_API_KEY'), 'codebox-gateway', 'a placeholder, no secret')
       } finally {
         await sandbox.destroy()
       }

@@ -8,14 +8,24 @@ A sandbox that uses the model gateway (CODEBOX_GATEWAY_PORT) gets a second liste
 connections starts with `CONNECT codebox-gateway:80` to the same proxy, whose answer head is
 consumed here; then the connection is the gateway's (HTTP/1.1 or HTTP/2 cleartext). A refusal
 (anything but 200) is passed to the client as it came, and the connection ends.
+
+A Kubernetes pod has no proxy socket: its clients reach the cluster's egress proxy over TCP
+(HTTP_PROXY). There the gateway port's connections go to that proxy over TCP instead
+(CODEBOX_GATEWAY_PROXY, `http://<podName>:<egressToken>@<IP>:<port>`, the pod's own proxy URL,
+which the executor takes from its environment at start), and the preamble carries the URL's
+credentials as `Proxy-Authorization: Basic`, as any client of the proxy sends them.
 """
 
+import base64
+import errno
+import ipaddress
 import resource
 import selectors
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 HOST = "127.0.0.1"
 PORT = 3128
@@ -26,8 +36,45 @@ CHUNK = 64 * 1024
 MAX_ANSWER_HEAD = 8 * 1024
 
 
+def gateway_preamble(authorization=None):
+    """The CONNECT head each gateway connection starts with; `authorization` a Proxy-Authorization value."""
+    if authorization is None:
+        return GATEWAY_PREAMBLE
+    return GATEWAY_PREAMBLE[:-2] + b"Proxy-Authorization: " + authorization + b"\r\n\r\n"
+
+
+def parse_proxy_url(text, name="CODEBOX_GATEWAY_PROXY"):
+    """`http://[user:password@]<IP>:<port>` (an IPv6 address in brackets; no name: a pod has no
+    DNS) as ((family, (host, port)), the Proxy-Authorization value or None). ValueError naming
+    `name` for anything else (credentials left out: the message goes to the pod's log)."""
+    shown = text[:200] if "@" not in text else "<credentials>@" + text.rsplit("@", 1)[1][:200]
+    bad = ValueError("%s: %r must be http://[user:password@]<IP>:<port> (a numeric address, [IPv6] in brackets)" % (name, shown))
+    if len(text) > 2048 or any(c.isspace() or ord(c) < 0x20 or ord(c) > 0x7E for c in text):
+        raise bad
+    try:
+        url = urllib.parse.urlsplit(text)
+        port = url.port
+        host = url.hostname
+    except ValueError:
+        raise bad from None
+    if url.scheme != "http" or url.path not in ("", "/") or url.query or url.fragment or port is None or port == 0 or not host:
+        raise bad
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise bad from None
+    if url.password is not None and url.username is None:
+        raise bad
+    authorization = None
+    if url.username is not None:
+        userinfo = "%s:%s" % (urllib.parse.unquote(url.username), urllib.parse.unquote(url.password or ""))
+        authorization = b"Basic " + base64.b64encode(userinfo.encode("utf-8"))
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    return (family, (str(address), port)), authorization
+
+
 class _Pair:
-    """A sandbox client and its unix-socket twin; bytes read from one wait in `pending` of the other."""
+    """A sandbox client and its upstream twin; bytes read from one wait in `pending` of the other."""
 
     def __init__(self, client, upstream):
         self.socks = (client, upstream)
@@ -80,8 +127,11 @@ class _PreamblePair(_Pair):
 
 
 class Relay:
-    def __init__(self, socket_path, host=HOST, port=PORT, max_pairs=MAX_PAIRS, preamble=None):
-        self.socket_path = socket_path
+    """Listens on host:port and pipes each connection to `upstream`: a unix socket's path, or
+    (family, (host, port)) of a TCP proxy; with `preamble`, sent up first (_PreamblePair)."""
+
+    def __init__(self, upstream, host=HOST, port=PORT, max_pairs=MAX_PAIRS, preamble=None):
+        self.upstream = upstream
         self.max_pairs = max_pairs
         self.preamble = preamble
         self.pairs = set()
@@ -117,10 +167,22 @@ class Relay:
         if len(self.pairs) >= self.max_pairs:
             client.close()
             return
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        tcp = not isinstance(self.upstream, str)
+        try:
+            upstream = socket.socket(self.upstream[0] if tcp else socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:  # out of fds
+            client.close()
+            return
         try:
             upstream.setblocking(False)
-            upstream.connect(self.socket_path)
+            if tcp:
+                # Under way: the preamble waits for the socket to be writable, and a refused
+                # connection fails the first send, which closes the pair.
+                err = upstream.connect_ex(self.upstream[1])
+                if err not in (0, errno.EINPROGRESS):
+                    raise OSError(err, "connect")
+            else:
+                upstream.connect(self.upstream)
         except OSError:  # the proxy is gone or its backlog is full
             client.close()
             upstream.close()
@@ -191,17 +253,25 @@ def _pair_budget():
     return max(1, min(MAX_PAIRS, (soft - 48) // 2))
 
 
-def start_relay(socket_path, gateway=False):
-    """Binds 127.0.0.1:3128 (and with `gateway` 127.0.0.1:3129) now and serves each from a daemon
-    thread; reports failure on stderr. The two share the connection budget."""
+def start_relay(socket_path=None, gateway=False, gateway_proxy=None):
+    """Binds 127.0.0.1:3128 to `socket_path` (if given) and with `gateway` 127.0.0.1:3129 now, and
+    serves each from a daemon thread; reports failure on stderr. The gateway port goes to
+    `gateway_proxy` (parse_proxy_url's answer) when given, else to `socket_path`. The listeners
+    share the connection budget."""
     budget = _pair_budget()
-    listeners = [(PORT, None, budget if not gateway else max(1, budget // 2))]
-    if gateway:
-        listeners.append((GATEWAY_PORT, GATEWAY_PREAMBLE, max(1, budget - listeners[0][2])))
+    listeners = []
+    if socket_path:
+        listeners.append((PORT, socket_path, None))
+    if gateway and (gateway_proxy or socket_path):
+        upstream, authorization = gateway_proxy if gateway_proxy else (socket_path, None)
+        listeners.append((GATEWAY_PORT, upstream, gateway_preamble(authorization)))
     relays = []
-    for port, preamble, pairs in listeners:
+    share = max(1, budget // max(1, len(listeners)))
+    for i, (port, upstream, preamble) in enumerate(listeners):
+        # An even share each; the last listener takes what the others left.
+        pairs = max(1, budget - share * i) if i == len(listeners) - 1 else share
         try:
-            relay = Relay(socket_path, port=port, max_pairs=pairs, preamble=preamble)
+            relay = Relay(upstream, port=port, max_pairs=pairs, preamble=preamble)
         except OSError as e:
             print("codebox: egress relay cannot listen on %s:%d: %s" % (HOST, port, e), file=sys.stderr)
             continue

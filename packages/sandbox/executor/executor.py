@@ -50,7 +50,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
-from egress_relay import start_relay  # noqa: E402
+from egress_relay import parse_proxy_url, start_relay  # noqa: E402
 from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
@@ -105,6 +105,9 @@ PORTS_DIR = os.environ.pop("CODEBOX_PORTS_DIR", "") or CHANNEL_DIR
 LISTEN = os.environ.pop("CODEBOX_LISTEN", "")
 EXECUTOR_TOKEN = os.environ.pop("CODEBOX_EXECUTOR_TOKEN", "")
 RLIMITS = os.environ.pop("CODEBOX_RLIMITS", "")
+# A pod's way to the model gateway (egress_relay.py): its proxy URL with the pod's credentials,
+# popped too (the pod's HTTP_PROXY carries the same, no more).
+GATEWAY_PROXY = os.environ.pop("CODEBOX_GATEWAY_PROXY", "")
 
 # The protocol owns fd 0 and fd 1 (on stdio); nothing else may write to fd 1.
 _stdin = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -1599,24 +1602,33 @@ class _TolerantStream:
 
 
 def _start_options():
-    """CODEBOX_RLIMITS applied, and the listen address (None: stdin/stdout or the channel directory);
-    a bad variable ends the executor at once with a message naming it."""
+    """CODEBOX_RLIMITS applied; the listen address (None: stdin/stdout or the channel directory)
+    and the gateway port's proxy (parse_proxy_url's answer, or None). A bad variable ends the
+    executor at once with a message naming it."""
     try:
         if RLIMITS:
             apply_rlimits(parse_rlimits(RLIMITS))
+        gateway_proxy = None
+        if GATEWAY_PROXY:
+            if not os.environ.get("CODEBOX_GATEWAY_PORT"):
+                raise StartError("CODEBOX_GATEWAY_PROXY needs CODEBOX_GATEWAY_PORT (the gateway port it serves)")
+            try:
+                gateway_proxy = parse_proxy_url(GATEWAY_PROXY)
+            except ValueError as e:
+                raise StartError(str(e)) from None
         if not LISTEN:
-            return None
+            return None, gateway_proxy
         if CHANNEL_DIR:
             raise StartError("CODEBOX_LISTEN and CODEBOX_CHANNEL_DIR exclude each other; give one")
         if not EXECUTOR_TOKEN:
             raise StartError("CODEBOX_EXECUTOR_TOKEN is required with CODEBOX_LISTEN (the token every connection must present)")
-        return parse_listen(LISTEN)
+        return parse_listen(LISTEN), gateway_proxy
     except StartError as e:
         raise SystemExit("codebox executor: %s" % e)
 
 
 if __name__ == "__main__":
-    listen = _start_options()
+    listen, gateway_proxy = _start_options()
     if listen:
         # A pod's executor is its pid 1, which the kernel spares from signals it has no handler
         # for: without this, deleting the pod would wait out its grace period for SIGKILL.
@@ -1628,8 +1640,9 @@ if __name__ == "__main__":
         sys.stderr = _TolerantStream(sys.stderr)
     else:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    if os.environ.get("CODEBOX_EGRESS_SOCKET"):
-        # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128.
-        start_relay(os.environ["CODEBOX_EGRESS_SOCKET"], gateway=bool(os.environ.get("CODEBOX_GATEWAY_PORT")))
+    if os.environ.get("CODEBOX_EGRESS_SOCKET") or gateway_proxy:
+        # Before "ready", so a session's first call already finds the proxy on 127.0.0.1:3128
+        # (and the gateway on 127.0.0.1:3129).
+        start_relay(os.environ.get("CODEBOX_EGRESS_SOCKET"), gateway=bool(os.environ.get("CODEBOX_GATEWAY_PORT")), gateway_proxy=gateway_proxy)
     seed_matplotlib_cache()
     Executor().serve(listen)

@@ -2,10 +2,12 @@
  * The executor's egress relay (executor/egress_relay.py), run on the host on a free loopback
  * port against a unix-socket server standing in for the proxy: bytes both ways, half-closes in
  * both directions, a large transfer to a slow reader, a connection cap, a missing proxy, and
- * resets that must not end the relay for later connections.
+ * resets that must not end the relay for later connections. The gateway port: its CONNECT
+ * preamble to the proxy socket, and in a pod's TCP mode to a proxy on loopback with the pod's
+ * credentials (Proxy-Authorization), refusals passed through, the proxy URL's checks.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
@@ -208,5 +210,124 @@ describe('egress relay: the gateway port', () => {
     const { socket, received } = client(port)
     socket.end('GET / HTTP/1.1\r\n\r\n')
     assert.equal(await received, answer)
+  })
+})
+
+describe('egress relay: the gateway port over TCP (a kubernetes pod)', () => {
+  // The pod's proxy URL as the driver gives it (CODEBOX_GATEWAY_PROXY); the port is filled in below.
+  const credentials = { user: 'cbx-pod-1', token: 'A'.repeat(20) + '-_' + 'b'.repeat(21) }
+  const expectedAuth = `Basic ${Buffer.from(`${credentials.user}:${credentials.token}`).toString('base64')}`
+  const TCP_RELAY = `
+import sys
+sys.path.insert(0, sys.argv[1])
+import egress_relay
+upstream, authorization = egress_relay.parse_proxy_url(sys.argv[2])
+relay = egress_relay.Relay(upstream, port=0, max_pairs=int(sys.argv[3]), preamble=egress_relay.gateway_preamble(authorization))
+print(relay.listener.getsockname()[1], flush=True)
+relay.serve_forever()
+`
+  let proxy: net.Server
+  let proxyPort = 0
+  let relay: ChildProcess
+  let port = 0
+  const heads: string[] = []
+
+  before(async () => {
+    // The cluster proxy stand-in: it checks the credentials the preamble carries, as the real one does.
+    proxy = net.createServer({ allowHalfOpen: true }, (c) => {
+      let got = ''
+      const onData = (d: Buffer): void => {
+        got += d.toString('latin1')
+        const end = got.indexOf('\r\n\r\n')
+        if (end < 0) return
+        c.off('data', onData)
+        const head = got.slice(0, end + 4)
+        heads.push(head)
+        const auth = /\r\nProxy-Authorization: ([^\r]*)\r\n/.exec(head)?.[1]
+        if (!head.startsWith('CONNECT codebox-gateway:80 HTTP/1.1\r\n')) return void c.end(`HTTP/1.1 400 Bad\r\n\r\nunexpected ${head}`)
+        if (auth !== expectedAuth) return void c.end('HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 5\r\n\r\nwho ?')
+        c.write(`HTTP/1.1 200 Connection Established\r\n\r\ngateway here;${got.slice(end + 4)}`)
+        c.pipe(c)
+      }
+      c.on('data', onData)
+    })
+    proxy.listen(0, '127.0.0.1')
+    await once(proxy, 'listening')
+    proxyPort = (proxy.address() as net.AddressInfo).port
+  })
+
+  after(() => {
+    relay?.kill('SIGKILL')
+    proxy.close()
+  })
+
+  async function startRelay(url: string): Promise<number> {
+    relay?.kill('SIGKILL')
+    relay = spawn('/usr/bin/python3', ['-c', TCP_RELAY, executorDir, url, '4'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const exited = once(relay, 'exit').then(([code]) => assert.fail(`the relay exited (${String(code)}) before listening`))
+    const [line] = (await Promise.race([once(relay.stdout!, 'data'), exited])) as [Buffer]
+    return Number(line.toString().trim())
+  }
+
+  test("each connection is a CONNECT with the pod's credentials; the 200 head never reaches the client", async () => {
+    port = await startRelay(`http://${credentials.user}:${credentials.token}@127.0.0.1:${proxyPort}`)
+    heads.length = 0
+    const { socket, received } = client(port)
+    socket.end('GET /anthropic/v1/models HTTP/1.1\r\n\r\n')
+    assert.equal(await received, 'gateway here;GET /anthropic/v1/models HTTP/1.1\r\n\r\n')
+    assert.deepEqual(heads, [`CONNECT codebox-gateway:80 HTTP/1.1\r\nHost: codebox-gateway:80\r\nProxy-Authorization: ${expectedAuth}\r\n\r\n`])
+  })
+
+  test("the proxy's refusal reaches the client as it came", async () => {
+    port = await startRelay(`http://${credentials.user}:wrong@127.0.0.1:${proxyPort}`)
+    const { socket, received } = client(port)
+    socket.end('GET / HTTP/1.1\r\n\r\n')
+    assert.equal(await received, 'HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 5\r\n\r\nwho ?')
+  })
+
+  test('a proxy that refuses the connection closes the client, and the relay goes on', async () => {
+    const closed = net.createServer().listen(0, '127.0.0.1')
+    await once(closed, 'listening')
+    const deadPort = (closed.address() as net.AddressInfo).port
+    closed.close()
+    await once(closed, 'close')
+    port = await startRelay(`http://${credentials.user}:${credentials.token}@127.0.0.1:${deadPort}`)
+    assert.equal(await client(port).received, '')
+    assert.equal(await client(port).received, '')
+    assert.equal(relay.exitCode, null, 'the relay died')
+  })
+
+  test('the proxy URL: a numeric address and a port, or an error naming the variable', async () => {
+    const check = `
+import sys, json
+sys.path.insert(0, sys.argv[1])
+import egress_relay
+out = []
+for url in sys.argv[2:]:
+    try:
+        (family, address), authorization = egress_relay.parse_proxy_url(url)
+        out.append([address[0], address[1], authorization.decode() if authorization else None])
+    except ValueError as e:
+        out.append(str(e))
+print(json.dumps(out))
+`
+    const urls = [
+      'http://pod:t%40k@10.0.0.7:3128',
+      'http://[fd00::7]:3128',
+      'http://proxy.example:3128',
+      'https://10.0.0.7:3128',
+      'http://10.0.0.7',
+      'http://10.0.0.7:3128/path',
+      'http://10.0.0.7:99999',
+      'http://10.0.0.7:3128\r\nX: y',
+    ]
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile('/usr/bin/python3', ['-c', check, executorDir, ...urls], (err, out) => (err ? reject(err) : resolve(out))),
+    )
+    const [withAuth, v6, ...bad] = JSON.parse(stdout) as unknown[]
+    assert.deepEqual(withAuth, ['10.0.0.7', 3128, `Basic ${Buffer.from('pod:t@k').toString('base64')}`])
+    assert.deepEqual(v6, ['fd00::7', 3128, null])
+    assert.equal(bad.length, urls.length - 2)
+    for (const b of bad) assert.match(String(b), /^CODEBOX_GATEWAY_PROXY: .* must be http:\/\/\[user:password@\]<IP>:<port>/)
   })
 })

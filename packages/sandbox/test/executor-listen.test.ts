@@ -328,7 +328,7 @@ describe('executor listen mode: environment, rlimits, start-up and lifetime', ()
     assert.equal(text, '300\n300\n2048\n') // sh counts fsize in 512-byte blocks
   })
 
-  it('refuses to start, naming the variable, on a missing token, a bad address or bad rlimits', async () => {
+  it('refuses to start, naming the variable, on a missing token, a bad address, bad rlimits or a bad gateway proxy', async () => {
     const cases: [Record<string, string>, RegExp][] = [
       [{ CODEBOX_LISTEN: '127.0.0.1:0' }, /CODEBOX_EXECUTOR_TOKEN is required with CODEBOX_LISTEN/],
       [{ CODEBOX_LISTEN: '127.0.0.1:0', CODEBOX_EXECUTOR_TOKEN: '' }, /CODEBOX_EXECUTOR_TOKEN is required/],
@@ -346,12 +346,18 @@ describe('executor listen mode: environment, rlimits, start-up and lifetime', ()
       [{ CODEBOX_RLIMITS: 'stack=1' }, /CODEBOX_RLIMITS: unknown limit 'stack'/],
       [{ CODEBOX_RLIMITS: 'core=0,core=0' }, /CODEBOX_RLIMITS: core is given twice/],
       [{ CODEBOX_RLIMITS: 'nofile=-1' }, /CODEBOX_RLIMITS: nofile must be a decimal number/],
+      [
+        { CODEBOX_GATEWAY_PORT: '3129', CODEBOX_GATEWAY_PROXY: 'http://pod:secret-token@egress-proxy:3128' },
+        /CODEBOX_GATEWAY_PROXY: '<credentials>@egress-proxy:3128' must be http:\/\/\[user:password@\]<IP>:<port>/,
+      ],
+      [{ CODEBOX_GATEWAY_PROXY: 'http://10.0.0.7:3128' }, /CODEBOX_GATEWAY_PROXY needs CODEBOX_GATEWAY_PORT/],
     ]
     for (const [env, message] of cases) {
       const r = await runToExit(env)
       assert.notEqual(r.status, 0, JSON.stringify(env))
       assert.match(r.stderr, message)
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`)
+      assert.doesNotMatch(r.stderr, /secret-token/, 'a proxy URL is shown without its credentials')
     }
   })
 

@@ -16,7 +16,7 @@
 import type { Container, EnvVar, Pod, PodSpec, Volume } from 'kubernetes-types/core/v1.js'
 import type { OwnerReference } from 'kubernetes-types/meta/v1.js'
 import { CODE_DIR, validationError, type EgressPolicy, type SandboxGateway, type SessionLimits } from '@codebox/core'
-import { checkRelayIdentity, GATEWAY_URL, gatewayEnv, parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
+import { checkRelayIdentity, gatewayEnv, parseEgressPolicy, sandboxEnv } from '@codebox/sandbox'
 import {
   checkDnsLabel,
   EGRESS_POLICY_ANNOTATION,
@@ -95,9 +95,9 @@ export interface SandboxPodOptions {
   egressPolicy?: EgressPolicy
   /**
    * The pod may use the model gateway through its egress proxy (GATEWAY_ANNOTATION: the session
-   * id and tag the proxy relays to the API), and its model clients are pointed there (gatewayEnv
-   * with GATEWAY_URL: the pod has no loopback relay, clients reach it through their proxy
-   * variables). `public` and `vpc` only, with `egressToken`; the policy may then be mode `none`.
+   * id and tag the proxy relays to the API), and its model clients are pointed there (gatewayEnv:
+   * 127.0.0.1:3129, the executor's relay, which tunnels to the proxy named by CODEBOX_GATEWAY_PROXY,
+   * the pod's proxy URL). `public` and `vpc` only, with `egressToken`; the policy may then be mode `none`.
    */
   gateway?: SandboxGateway & { sessionId?: string }
   /** The pool this pod belongs to (POOL_LABEL), a label value. */
@@ -423,7 +423,9 @@ function proxyEnv(podName: string, options: SandboxPodOptions): Record<string, s
   // The pod's name and token as the URL's user and password: clients send them as Proxy-Authorization: Basic.
   const url = options.egressToken === undefined ? base : base.replace('http://', `http://${podName}:${options.egressToken}@`)
   return {
-    ...(options.gateway !== undefined ? gatewayEnv(GATEWAY_URL) : {}),
+    // The gateway on 127.0.0.1:3129 as on one host: the executor's relay tunnels each connection
+    // to this proxy (with the pod's credentials), which relays it to the API.
+    ...(options.gateway !== undefined ? { ...gatewayEnv(), CODEBOX_GATEWAY_PROXY: url } : {}),
     HTTP_PROXY: url,
     HTTPS_PROXY: url,
     http_proxy: url,

@@ -49,14 +49,14 @@ export function isGatewayHost(host: string): boolean {
  * The environment that points a sandbox's clients at the gateway: base URLs of the model
  * providers and of codebox's own APIs (`/agentcore`: the AgentCore code interpreter API, `/codebox`:
  * the native API; served as the session's tenant, for hosted agents), and placeholder credentials
- * the gateway drops. No secret. `base`: the loopback port (GATEWAY_BASE_URL, the executor's
- * relay) by default; a sandbox without that relay (a kubernetes pod) is given GATEWAY_URL, which
- * its clients reach through their proxy variables.
+ * the gateway drops. No secret. All on the loopback port (GATEWAY_BASE_URL, the executor's relay),
+ * on one host and in a kubernetes pod alike.
  */
-export function gatewayEnv(base: string = GATEWAY_BASE_URL): Record<string, string> {
+export function gatewayEnv(): Record<string, string> {
+  const base = GATEWAY_BASE_URL
   return {
     CODEBOX_GATEWAY_URL: base,
-    ...(base === GATEWAY_BASE_URL ? { CODEBOX_GATEWAY_PORT: String(GATEWAY_PORT) } : {}),
+    CODEBOX_GATEWAY_PORT: String(GATEWAY_PORT),
     ANTHROPIC_BASE_URL: `${base}/anthropic`,
     OPENAI_BASE_URL: `${base}/openai/v1`,
     AWS_ENDPOINT_URL_BEDROCK_RUNTIME: `${base}/bedrock`,

@@ -4,9 +4,11 @@
  * bwrap sandboxes of the built image (egress through their HTTP_PROXY, from their own loopback
  * pod IPs), the cluster's vpc egress proxy relaying to the server's internal gateway route, and a
  * scripted Anthropic upstream on loopback. A session started with the gateway (and no other
- * egress) gets a vpc pod with the gateway annotation; a Python cell in it calls
- * http://codebox-gateway/anthropic/... with a made-up key, and the upstream gets the operator's,
- * usage is kept for the session and its tag; anything else is still out of reach. Skipped, saying
+ * egress) gets a vpc pod with the gateway annotation; a Python cell in it calls the model with a
+ * made-up key on the executor's gateway port 127.0.0.1:3129 (urllib, http.client, and Node's fetch
+ * and HTTP/2 without proxy variables: its relay tunnels to the proxy with the pod's credentials) and by name
+ * through the proxy variables, and the upstream gets the operator's each time; usage is kept for
+ * the session and its tag; anything else is still out of reach. Skipped, saying
  * why, where bwrap sandboxes cannot run.
  */
 import assert from 'node:assert/strict'
@@ -45,9 +47,36 @@ const freePort = (): Promise<number> =>
     })
   })
 
-const callModel = `import json, os, urllib.request
-req = urllib.request.Request(os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages', data=b'{"model":"m"}', headers={'x-api-key': 'made-up', 'content-type': 'application/json'})
-print(json.loads(urllib.request.urlopen(req, timeout=20).read())['content'][0]['text'])
+/** Node without proxy variables (as the AWS SDK for JavaScript ignores them): fetch, then HTTP/2 with prior knowledge (that SDK's Bedrock client). */
+const nodeClients = `const http2 = require('node:http2')
+const text = (j) => JSON.parse(j).content[0].text
+const url = process.env.ANTHROPIC_BASE_URL + '/v1/messages'
+fetch(url, { method: 'POST', body: '{}', headers: { 'x-api-key': 'made-up' } }).then((r) => r.text()).then((j) => {
+  console.log('node fetch', text(j))
+  const session = http2.connect(new URL(url).origin)
+  const req = session.request({ ':method': 'POST', ':path': new URL(url).pathname, 'x-api-key': 'made-up' })
+  let body = ''
+  req.on('data', (d) => (body += d))
+  req.on('end', () => { console.log('node http2', text(body)); session.close() })
+  req.end('{}')
+})
+`
+
+// The base URL (127.0.0.1:3129, the executor's gateway port: urllib goes there directly, NO_PROXY),
+// the name through the proxy variables, http.client straight to the port, and Node with no proxy
+// variables at all.
+const callModel = `import http.client, json, os, subprocess, urllib.request
+body, headers = b'{"model":"m"}', {'x-api-key': 'made-up', 'content-type': 'application/json'}
+for base in (os.environ['ANTHROPIC_BASE_URL'], 'http://codebox-gateway/anthropic'):
+    req = urllib.request.Request(base + '/v1/messages', data=body, headers=headers)
+    print(base, json.loads(urllib.request.urlopen(req, timeout=20).read())['content'][0]['text'])
+c = http.client.HTTPConnection('127.0.0.1', 3129, timeout=20)
+c.request('POST', '/anthropic/v1/messages', body=body, headers=headers)
+print('http.client', json.loads(c.getresponse().read())['content'][0]['text'])
+bare = {k: v for k, v in os.environ.items() if 'proxy' not in k.lower()}
+node = subprocess.run(['node', '-e', ${JSON.stringify(nodeClients)}], env=bare, capture_output=True, text=True, timeout=30)
+print(node.stdout + node.stderr, end='')
+print('the proxy URL variable in the sandbox:', 'CODEBOX_GATEWAY_PROXY' in os.environ)
 try:
     urllib.request.urlopen('http://example.com/', timeout=20)
 except Exception as e:
@@ -146,12 +175,24 @@ describe('the model gateway from a kubernetes sandbox pod', { skip }, () => {
     assert.equal(res.status, 200, JSON.stringify(r))
     const out = r.structuredContent
     assert.equal(r.isError, false, out.stderr)
-    assert.match(out.stdout, /^pong from the model\n/)
-    assert.match(out.stdout, /elsewhere: 403\n/, 'a session with only the gateway reaches nothing else')
-    assert.deepEqual(keysSeen, [operatorKey])
+    assert.equal(
+      out.stdout,
+      [
+        'http://127.0.0.1:3129/anthropic pong from the model',
+        'http://codebox-gateway/anthropic pong from the model',
+        'http.client pong from the model',
+        'node fetch pong from the model',
+        'node http2 pong from the model',
+        'the proxy URL variable in the sandbox: False',
+        'elsewhere: 403',
+        '',
+      ].join('\n'),
+      'a session with only the gateway reaches nothing else',
+    )
+    assert.deepEqual(keysSeen, Array(5).fill(operatorKey))
     const usage = app.gateway.usage(info.sessionId)
     assert.equal(usage?.tag, 'rt-k8s')
-    assert.equal(usage?.total.inputTokens, 11)
+    assert.equal(usage?.total.inputTokens, 55)
     await app.sessions.stop({ tenant: 'default' }, info.sessionId)
   })
 })

@@ -15,7 +15,7 @@
  * a driver: no cgroups, seccomp filter or size caps. Egress only with `egress`: a pod whose
  * HTTP_PROXY names a proxy at `<IP>:<port>` reaches it through a unix socket in its socket
  * directory (the executor's own relay, CODEBOX_EGRESS_SOCKET, serves it on 127.0.0.1:3128 inside,
- * and the proxy variables are pointed there with their credentials), connected from the pod's IP
+ * and the proxy variables, CODEBOX_GATEWAY_PROXY too, are pointed there with their credentials), connected from the pod's IP
  * on the host (podNetwork `loopback`), so the proxy sees the pod's own address as on a cluster.
  */
 import { execFile } from 'node:child_process'
@@ -212,6 +212,12 @@ export async function sandboxPodRunner(options: SandboxPodRunnerOptions): Promis
         relays.add(relay)
         const inside = `http://${credentials}127.0.0.1:3128`
         egressEnv = { CODEBOX_EGRESS_SOCKET: `${POD_SOCKET_DIR}/egress.sock`, HTTP_PROXY: inside, HTTPS_PROXY: inside, http_proxy: inside, https_proxy: inside }
+        // The gateway port's proxy (over TCP) is the same one, reached through that relay too.
+        const gatewayProxy = container.env?.find((e) => e.name === 'CODEBOX_GATEWAY_PROXY')?.value
+        if (gatewayProxy !== undefined) {
+          if (gatewayProxy !== proxy) return refuse(`CODEBOX_GATEWAY_PROXY ${JSON.stringify(gatewayProxy)} is not the pod's HTTP_PROXY`)
+          egressEnv.CODEBOX_GATEWAY_PROXY = inside
+        }
       }
       if (last) podDirs.delete(kpod.uid)
       const sandbox = [
