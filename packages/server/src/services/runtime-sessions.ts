@@ -8,7 +8,9 @@
  *
  * How an agent is launched is the Launcher's business (services/runtime-launcher.ts over the
  * engine); this file owns the lifecycle, the timers and the forwarding, so it is tested with
- * agents on loopback.
+ * agents on loopback. With replicas sharing a store and a sandbox driver (a RuntimeSessionStore,
+ * services/runtime-replicas.ts), a runtime session is one agent whichever replica an invocation
+ * reaches: found in the store and attached, launched only when the store has none.
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
@@ -186,7 +188,7 @@ export class RuntimeSessions {
     )
   }
 
-  /** Runtime sessions alive now. */
+  /** Runtime sessions this server holds now (with a shared store, listAll has every replica's). */
   list(filter: Partial<Pick<RuntimeSessionKey, 'tenant' | 'runtimeId'>> = {}): RuntimeSessionInfo[] {
     return [...this.#live.values()]
       .filter(
@@ -198,7 +200,7 @@ export class RuntimeSessions {
       .map((e) => this.#info(e))
   }
 
-  /** The live runtime session of this key, if any. */
+  /** The live runtime session of this key held here, if any. */
   find(key: RuntimeSessionKey): RuntimeSessionInfo | undefined {
     const e = this.#live.get(keyOf(key))
     return e && !e.ending ? this.#info(e) : undefined
@@ -408,7 +410,14 @@ export class RuntimeSessions {
   async #session(key: RuntimeSessionKey, signal?: AbortSignal, qualifier?: string): Promise<Entry> {
     const k = keyOf(key)
     const live = this.#live.get(k)
-    if (live && !live.ending) return live
+    if (live && !live.ending) {
+      if (!this.#store) return live
+      // Held here, but maybe ended on another replica a moment ago (before this one's watch saw
+      // its agent go): the store says, as it does for every call of a session on a shared driver.
+      const recorded = await this.#store.recorded(live.agent.sessionId).catch(() => undefined)
+      if (!recorded?.ended && !live.ending) return live
+      if (!live.ending) await this.#letGo(live)
+    }
     if (live?.ending) await live.ending
     const pending = this.#starting.get(k)
     if (pending) return pending
