@@ -39,6 +39,7 @@ import type { AgentDoor } from './services/agent-door.ts'
 import { RuntimeService } from './services/runtimes.ts'
 import { RuntimeLauncher } from './services/runtime-launcher.ts'
 import { RuntimeLogs } from './services/runtime-logs.ts'
+import { StoredRuntimeSessions } from './services/runtime-replicas.ts'
 import { RuntimeSessions, type HostedRuntimes } from './services/runtime-sessions.ts'
 import { SessionService } from './services/sessions.ts'
 import { readSealingKey, type StoreApi } from './store/index.ts'
@@ -184,6 +185,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const launcher = new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs })
   runtimeSessions = new RuntimeSessions({
     launcher,
+    // Replicas on one store and a shared driver serve each other's runtime sessions (services/runtime-replicas.ts).
+    ...((await sessions.hostedShared()) ? { store: new StoredRuntimeSessions({ store, sessions, launcher }) } : {}),
     onEnd: (info, reason) => {
       metrics.runtimeSessionEnds.inc({ runtime: info.runtimeId, reason })
       app.log.info({ runtimeId: info.runtimeId, runtimeSessionId: info.runtimeSessionId, sessionId: info.sessionId, reason }, 'a runtime session ended')

@@ -4,7 +4,9 @@
  * invocations, concurrent first invocations launching once; an agent that crashes or never
  * becomes healthy failing with its output; HealthyBusy keeping a session past its idle timeout;
  * the maximum lifetime and StopRuntimeSession ending it; an agent that exits being replaced by the
- * next invocation.
+ * next invocation. With a store shared by replicas (an in-memory one here): two RuntimeSessions
+ * reach one agent, the idle timeout counts both, an end on one is a quiet let-go on the other, a
+ * launch another replica left unfinished is taken over, and close() lets go instead of ending.
  */
 import assert from 'node:assert/strict'
 import http from 'node:http'
@@ -19,6 +21,8 @@ import {
   type RuntimeSessionEndReason,
   type RuntimeSessionKey,
   type RuntimeSessionSettings,
+  type RuntimeSessionStore,
+  type StoredRuntimeSession,
 } from '../src/services/runtime-sessions.ts'
 
 interface FakeAgentOptions {
@@ -326,4 +330,132 @@ test('restore: a re-adopted agent is served again with its memory and timers; on
   assert.deepEqual([r.agent, r.count], [1, 1])
   await until(() => sessions.list().length === 0, 'the idle timeout of the restored session')
   assert.deepEqual(ends, ['idle-timeout'])
+})
+
+/**
+ * Replicas' shared store in memory: records by key, the first launch of a key wins (the others get
+ * the store's Conflict), an agent attached on another replica is the same agent reached again.
+ */
+function sharedStore(options: FakeAgentOptions = {}, overrides: Partial<RuntimeSessionSettings> = {}) {
+  interface Row {
+    key: RuntimeSessionKey
+    sessionId: string
+    startedAt: Date
+    lastActivityAt: number
+    agent?: LaunchedAgent
+    ended?: RuntimeSessionEndReason
+  }
+  const rows: Row[] = []
+  const released: string[] = []
+  const same = (a: RuntimeSessionKey, b: RuntimeSessionKey): boolean => JSON.stringify(a) === JSON.stringify(b)
+  const active = (k: RuntimeSessionKey): Row | undefined => rows.find((r) => !r.ended && same(r.key, k))
+  const inner = fakeLauncher(options, overrides)
+  const launcher: Launcher = {
+    async launch(k, signal, qualifier) {
+      if (active(k)) throw new CodeboxError('Conflict', 'served already', { details: { hostedTaken: true } })
+      const row: Row = { key: k, sessionId: `pending-${rows.length}`, startedAt: new Date(), lastActivityAt: Date.now() }
+      rows.push(row)
+      const got = await inner.launcher.launch(k, signal, qualifier)
+      row.sessionId = got.agent.sessionId
+      row.agent = got.agent
+      return { agent: { ...got.agent, release: async () => void released.push(got.agent.sessionId) }, settings: got.settings }
+    },
+  }
+  const stored = (row: Row): StoredRuntimeSession => ({
+    sessionId: row.sessionId,
+    version: '1',
+    startedAt: row.startedAt,
+    lastActivity: new Date(row.lastActivityAt),
+    launched: row.agent !== undefined,
+    attach: async () => ({ agent: { ...row.agent!, release: async () => void released.push(row.sessionId) }, settings: { ...settings, ...overrides } }),
+    end: async (reason) => {
+      row.ended ??= reason
+      await row.agent?.stop(reason)
+    },
+  })
+  const store: RuntimeSessionStore = {
+    find: async (k) => {
+      const row = active(k)
+      return row && stored(row)
+    },
+    list: async (filter) => rows.filter((r) => !r.ended && r.key.tenant === filter.tenant).map((r) => ({ ...r.key, stored: stored(r) })),
+    touch: async (sessionId) => {
+      const row = rows.find((r) => r.sessionId === sessionId)
+      if (row) row.lastActivityAt = Date.now()
+    },
+    recorded: async (sessionId) => {
+      const row = rows.find((r) => r.sessionId === sessionId)
+      return row && { ended: row.ended !== undefined, lastActivityAt: row.lastActivityAt }
+    },
+    ended: async (sessionId, reason) => {
+      const row = rows.find((r) => r.sessionId === sessionId)
+      if (row) row.ended ??= reason
+    },
+  }
+  return { launcher, store, rows, released, launched: inner.launched }
+}
+
+test('replicas on a shared store: one agent for both, the idle timeout counts both, an end on one is a let-go on the other', async (t) => {
+  const shared = sharedStore({}, { idleTimeoutMs: 300 })
+  const ends: [string, RuntimeSessionEndReason][] = []
+  const replica = (name: string): RuntimeSessions =>
+    new RuntimeSessions({ launcher: shared.launcher, store: shared.store, pollMs: 10, onEnd: (_info, reason) => ends.push([name, reason]) })
+  const a = replica('a')
+  const b = replica('b')
+  t.after(() => Promise.all([a.close(), b.close()]))
+  // Concurrent first invocations on both replicas: one launch; the other attaches it.
+  const first = await Promise.all([call(a, 'm'.repeat(33)), call(b, 'm'.repeat(33))])
+  assert.deepEqual(first.map((r) => [r.agent, r.count]).sort(), [
+    [1, 1],
+    [1, 2],
+  ])
+  assert.equal(shared.launched.length, 1)
+  // Invocations on b alone, for longer than the idle timeout: a's idle check finds them in the store.
+  for (let i = 0; i < 6; i++) {
+    await new Promise((r) => setTimeout(r, 100))
+    await call(b, 'm'.repeat(33))
+  }
+  assert.equal(a.list().length, 1, 'replica a kept it: replica b invoked it within every idle timeout')
+  assert.deepEqual(ends, [])
+  // Idle on both: it ends once, and the other replica lets go of it quietly.
+  await until(() => a.list().length === 0 && b.list().length === 0, 'the idle timeout on both replicas')
+  assert.equal(ends.length, 1, `one end, on one replica: ${JSON.stringify(ends)}`)
+  assert.equal(ends[0]![1], 'idle-timeout')
+  assert.equal(shared.launched[0]!.stopped, 'idle-timeout')
+  assert.equal(shared.released.length, 1, 'the other replica let go')
+
+  // Stopped on one replica: ended there, let go of on the other; the next invocation launches anew.
+  await call(a, 'n'.repeat(33))
+  await call(b, 'n'.repeat(33))
+  await b.stop(key('n'.repeat(33)))
+  await until(() => a.list().length === 0, 'replica a letting go')
+  assert.deepEqual(ends.slice(1), [['b', 'stopped']])
+  assert.equal((await call(a, 'n'.repeat(33))).count, 1)
+
+  // A stop on a replica that never held it ends it too; listAll shows what any replica holds.
+  assert.deepEqual(
+    (await b.listAll({ tenant: 't' })).map((i) => i.runtimeSessionId[0]),
+    ['n'],
+  )
+  await b.stop(key('n'.repeat(33)))
+  await until(() => a.list().length === 0, 'replica a letting go of the one b stopped without holding it')
+  assert.deepEqual((await a.listAll({ tenant: 't' })).length, 0)
+})
+
+test('replicas on a shared store: a launch left unfinished is taken over after the grace; close() lets go instead of ending', async (t) => {
+  const shared = sharedStore()
+  // Another replica recorded a launch of this key and went away before its agent started.
+  shared.rows.push({ key: key('o'.repeat(33)), sessionId: 'lost-1', startedAt: new Date(Date.now() - 10_000), lastActivityAt: Date.now() - 10_000 })
+  const ends: RuntimeSessionEndReason[] = []
+  const a = new RuntimeSessions({ launcher: shared.launcher, store: shared.store, pollMs: 10, launchGraceMs: 5_000, onEnd: (_i, r) => ends.push(r) })
+  t.after(() => a.close())
+  // The agents that outlive the replica (their sandboxes, in a real deployment) end with the test.
+  t.after(() => Promise.all(shared.rows.flatMap((r) => (r.agent ? [r.agent.stop('stopped')] : []))))
+  assert.equal((await call(a, 'o'.repeat(33))).count, 1)
+  assert.equal(shared.rows[0]!.ended, 'unhealthy', 'the abandoned launch was ended')
+  assert.equal(shared.launched.length, 1)
+  await a.close()
+  assert.deepEqual(ends, [], 'nothing ended at close')
+  assert.equal(shared.launched[0]!.stopped, undefined, 'the agent runs on for the other replicas')
+  assert.deepEqual(shared.released, ['sess-1'], 'it let go of the agent')
 })

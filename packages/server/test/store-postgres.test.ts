@@ -312,6 +312,18 @@ describe('the PostgreSQL store', { skip: postgresSkip }, () => {
     assert.equal(await b!.sessions.countActive('quota'), 3)
   })
 
+  it('of replicas launching one runtime session at once, one stores its session (exclusiveHosted)', async (t) => {
+    const {
+      stores: [a, b],
+    } = await replicas(t)
+    const hosted = (id: string): SessionRecord =>
+      session(id, 'acme', { runtimeId: 'rt-1', hosted: { runtimeSessionId: 'k'.repeat(33), version: 1, network: { mode: 'SANDBOX' } } })
+    const inserts = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => (i % 2 ? a! : b!).sessions.insert(hosted(`h${i}`), { exclusiveHosted: true })))
+    assert.equal(inserts.filter((r) => r.status === 'fulfilled').length, 1)
+    for (const r of inserts) if (r.status === 'rejected') isError('Conflict', /is served by session h\d already/)(r.reason)
+    assert.equal((await b!.sessions.listActiveHosted('acme')).length, 1)
+  })
+
   it('a store that cannot be opened names it without its password', async () => {
     const missing = `postgresql://codebox:hunter2-secret@/codebox?host=${encodeURIComponent(path.join(server.dir, 'nothing-here'))}`
     await assert.rejects(PgStore.open(missing, { sealingKey, busyWaitMs: 200 }), (e: unknown) => {

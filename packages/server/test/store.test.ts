@@ -559,6 +559,52 @@ function storeSuite(b: Backend): void {
       assert.equal(await store.sessions.countActive('acme'), 2)
     })
 
+    it("finds a runtime session's READY session, lists a tenant's, and lets one launch of a runtime session win with exclusiveHosted", async (t) => {
+      const store = await b.fresh(t)
+      const network = { mode: 'SANDBOX' as const }
+      const hosted = (id: string, runtimeSessionId: string, extra: Partial<SessionRecord> = {}): SessionRecord =>
+        session(id, 'acme', { runtimeId: 'rt-1', hosted: { runtimeSessionId, version: 1, network }, ...extra })
+      await store.sessions.insert(hosted('h1', 'x'.repeat(33)), { maxActive: 10, exclusiveHosted: true })
+      await store.sessions.insert(session('plain', 'acme'), { maxActive: 10, exclusiveHosted: true })
+      await assert.rejects(store.sessions.insert(hosted('h2', 'x'.repeat(33)), { maxActive: 10, exclusiveHosted: true }), (e: unknown) => {
+        isError('Conflict', /is served by session h1 already/)(e)
+        assert.deepEqual((e as CodeboxError).details, { sessionId: 'h1', hostedTaken: true })
+        return true
+      })
+      assert.equal(await store.sessions.get('h2', 'acme'), undefined, 'the loser was not stored')
+      // Another runtime session, runtime or tenant is another key; without exclusiveHosted nothing is checked (one server per store).
+      await store.sessions.insert(hosted('h3', 'y'.repeat(33)), { exclusiveHosted: true })
+      await store.sessions.insert(hosted('h4', 'x'.repeat(33), { runtimeId: 'rt-2' }), { exclusiveHosted: true })
+      await store.sessions.insert(session('h5', 'other', { runtimeId: 'rt-1', hosted: { runtimeSessionId: 'x'.repeat(33), version: 1, network } }), {
+        exclusiveHosted: true,
+      })
+      await store.sessions.setHostedTask('h1', 'task-1')
+      assert.deepEqual((await store.sessions.activeHosted('acme', 'rt-1', 'x'.repeat(33)))?.hosted, {
+        runtimeSessionId: 'x'.repeat(33),
+        version: 1,
+        network,
+        taskId: 'task-1',
+      })
+      assert.equal(await store.sessions.activeHosted('acme', 'rt-1', 'z'.repeat(33)), undefined)
+      assert.deepEqual(
+        (await store.sessions.listActiveHosted('acme', 'rt-1')).map((r) => r.sessionId),
+        ['h1', 'h3'],
+      )
+      assert.deepEqual(
+        (await store.sessions.listActiveHosted('acme')).map((r) => r.sessionId),
+        ['h1', 'h3', 'h4'],
+      )
+      // Once it ended, the runtime session may be launched again.
+      await store.sessions.markTerminated('h1', 'stopped')
+      assert.equal(await store.sessions.activeHosted('acme', 'rt-1', 'x'.repeat(33)), undefined)
+      await store.sessions.insert(hosted('h6', 'x'.repeat(33)), { exclusiveHosted: true })
+      assert.equal((await store.sessions.activeHosted('acme', 'rt-1', 'x'.repeat(33)))?.sessionId, 'h6')
+      assert.deepEqual(
+        (await store.sessions.listActiveHosted('acme', 'rt-1')).map((r) => r.sessionId),
+        ['h3', 'h6'],
+      )
+    })
+
     it('terminateAllActive ends every READY session of every tenant, once', async (t) => {
       const store = await b.fresh(t)
       for (const [id, tenant] of [

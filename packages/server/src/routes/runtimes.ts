@@ -209,7 +209,7 @@ export async function runtimeRegistryRoutes(app: FastifyInstance, registry: Rout
       if (runtimes.isBuiltIn(params.runtimeId)) return { items: [] }
       const runtime = await runtimes.get(caller, params.runtimeId)
       return {
-        items: hosted.sessions.list({ tenant: caller.tenant, runtimeId: runtime.runtimeId }).map((s) => ({
+        items: (await hosted.sessions.listAll({ tenant: caller.tenant, runtimeId: runtime.runtimeId })).map((s) => ({
           runtimeSessionId: s.runtimeSessionId,
           agentRuntimeId: s.runtimeId,
           agentRuntimeVersion: s.version,

@@ -65,12 +65,13 @@ export class RuntimeLauncher implements Launcher {
       await session.stop('stopped').catch(() => {})
       throw e
     }
-    const entry = `${CODE_DIR}/${s.entrypoint}`
-    const command = s.language === 'python' ? `exec python3 -u ${shellQuote(entry)}` : `exec node ${shellQuote(entry)}`
+    // The code is where the sandbox's CODEBOX_CODE_DIR says (CODE_DIR, /app, in a real sandbox; the
+    // bundle's host directory on the fake driver, which mounts nothing).
+    const entry = `"$code"/${shellQuote(s.entrypoint)}`
+    const command = `code="\${CODEBOX_CODE_DIR:-${CODE_DIR}}" && cd "$code" && ${s.language === 'python' ? `exec python3 -u ${entry}` : `exec node ${entry}`}`
     let taskId: string
     try {
       const started = await session.tasks.start(command, {
-        cwd: CODE_DIR,
         env: {
           PORT: String(AGENT_PORTS[s.protocol]),
           AGENTCORE_RUNTIME_ID: runtime.runtimeId,
@@ -102,11 +103,13 @@ export class RuntimeLauncher implements Launcher {
     key: RuntimeSessionKey,
     session: Session,
     hosted: { version: number; taskId: string },
+    /** What its log says of where it is served again from. Default: after a restart. */
+    note = 'the server restarted and serves this runtime session again',
   ): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
     const { runtime, version } = await this.#o.runtimes.resolve({ tenant: key.tenant }, key.runtimeId, String(hosted.version))
     const now = await session.tasks.read(hosted.taskId, { maxBytes: 0 })
     const log = await this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
-    log.write('stderr', '[codebox: the server restarted and serves this runtime session again; output from here on]\n')
+    log.write('stderr', `[codebox: ${note}; output from here on]\n`)
     return {
       agent: this.#agent(session, hosted.taskId, log, String(version.version), version.settings.protocol, { stdout: now.stdoutEnd, stderr: now.stderrEnd }),
       settings: this.#settings(version.settings),
@@ -136,6 +139,7 @@ export class RuntimeLauncher implements Launcher {
         await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
       },
+      release: () => this.#o.sessions.releaseHosted(session),
       sessionId: session.id,
       version,
     }

@@ -8,7 +8,9 @@
  *
  * How an agent is launched is the Launcher's business (services/runtime-launcher.ts over the
  * engine); this file owns the lifecycle, the timers and the forwarding, so it is tested with
- * agents on loopback.
+ * agents on loopback. With replicas sharing a store and a sandbox driver (a RuntimeSessionStore,
+ * services/runtime-replicas.ts), a runtime session is one agent whichever replica an invocation
+ * reaches: found in the store and attached, launched only when the store has none.
  */
 import type { IncomingMessage } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
@@ -45,6 +47,8 @@ export interface LaunchedAgent {
   logTail(): Promise<string>
   /** Ends the agent and its sandbox; idempotent. */
   stop(reason: RuntimeSessionEndReason): Promise<void>
+  /** Lets go of the agent here without ending it (another replica ended it, or serves it on); for agents of a store shared by replicas. */
+  release?(): Promise<void>
   /** The codebox session that serves it (for logs and the operator). */
   sessionId: string
   /** The runtime version it runs. */
@@ -79,8 +83,55 @@ interface Entry {
   lifeTimer?: NodeJS.Timeout
 }
 
+/**
+ * A runtime session as the store shared by replicas has it (RuntimeSessionsOptions.store): started
+ * by another replica, or by one that went away.
+ */
+export interface StoredRuntimeSession {
+  sessionId: string
+  version: string
+  startedAt: Date
+  /** Its last invocation on any replica. */
+  lastActivity: Date
+  /** Whether its agent's process was started and recorded; until then, the replica that launches it is still at it. */
+  launched: boolean
+  /** Attaches its sandbox here and reaches its agent again (as a restarted server does). */
+  attach(): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }>
+  /** Ends it from here: its record first, then its sandbox (a replica holding it sees its agent end). */
+  end(reason: RuntimeSessionEndReason): Promise<void>
+}
+
+/** Where replicas sharing one store and a shared sandbox driver find each other's runtime sessions. */
+export interface RuntimeSessionStore {
+  /** The active runtime session of this key, whichever replica started it; undefined when there is none. */
+  find(key: RuntimeSessionKey): Promise<StoredRuntimeSession | undefined>
+  /** The active runtime sessions of a tenant (of one runtime, given one). */
+  list(filter: { tenant: string; runtimeId?: string }): Promise<(RuntimeSessionKey & { stored: StoredRuntimeSession; protocol?: RuntimeProtocol })[]>
+  /** Records an invocation now (the session's last activity, which every replica's idle timeout counts from). */
+  touch(sessionId: string): Promise<void>
+  /** What the store says now: ended (by any replica), and the last invocation on any replica (epoch ms). */
+  recorded(sessionId: string): Promise<{ ended: boolean; lastActivityAt: number } | undefined>
+  /** Records the end (the first reason recorded wins), before the agent is stopped. */
+  ended(sessionId: string, reason: RuntimeSessionEndReason): Promise<void>
+}
+
+/** The error of a launch that another replica's launch of the same runtime session beat (SessionStore.insert, exclusiveHosted). */
+export function isHostedTaken(e: unknown): boolean {
+  return e instanceof CodeboxError && e.code === 'Conflict' && e.details?.hostedTaken === true
+}
+
 export interface RuntimeSessionsOptions {
   launcher: Launcher
+  /**
+   * With replicas sharing the store and a shared sandbox driver: any replica answers for any
+   * runtime session (one it does not hold is found here and attached, never launched twice), the
+   * idle timeout counts invocations on every replica, an end anywhere is an end everywhere, and a
+   * replica that shuts down lets go of its runtime sessions instead of ending them. Default none:
+   * this server's runtime sessions are its own.
+   */
+  store?: RuntimeSessionStore
+  /** With `store`: how long a runtime session another replica is launching may stay without its agent before it counts as abandoned. Default 60 s. */
+  launchGraceMs?: number
   /** Told when a session ends, with why (metrics, the audit log, the store). */
   onEnd?: (info: RuntimeSessionInfo, reason: RuntimeSessionEndReason) => void
   /** How often a starting agent's /ping is polled. Default 100 ms. */
@@ -98,6 +149,8 @@ export class RuntimeSessions {
   readonly #launcher: Launcher
   readonly #onEnd: RuntimeSessionsOptions['onEnd']
   readonly #pollMs: number
+  readonly #store: RuntimeSessionStore | undefined
+  readonly #launchGraceMs: number
   readonly #live = new Map<string, Entry>()
   readonly #starting = new Map<string, Promise<Entry>>()
   /** Aborted on close(): launches still in flight give up. */
@@ -108,9 +161,34 @@ export class RuntimeSessions {
     this.#launcher = options.launcher
     this.#onEnd = options.onEnd
     this.#pollMs = options.pollMs ?? 100
+    this.#store = options.store
+    this.#launchGraceMs = options.launchGraceMs ?? 60_000
   }
 
-  /** Runtime sessions alive now. */
+  /**
+   * Runtime sessions alive now on any replica (with a shared store; else this server's): what the
+   * listing of a runtime's sessions shows.
+   */
+  async listAll(filter: Pick<RuntimeSessionKey, 'tenant'> & Partial<Pick<RuntimeSessionKey, 'runtimeId'>>): Promise<RuntimeSessionInfo[]> {
+    if (!this.#store) return this.list(filter)
+    const here = new Map(this.list(filter).map((i) => [keyOf(i), i]))
+    return (await this.#store.list(filter)).map(
+      (r) =>
+        here.get(keyOf(r)) ?? {
+          tenant: r.tenant,
+          runtimeId: r.runtimeId,
+          runtimeSessionId: r.runtimeSessionId,
+          sessionId: r.stored.sessionId,
+          version: r.stored.version,
+          protocol: r.protocol ?? 'HTTP',
+          startedAt: r.stored.startedAt,
+          lastInvocationAt: r.stored.lastActivity,
+          active: 0,
+        },
+    )
+  }
+
+  /** Runtime sessions this server holds now (with a shared store, listAll has every replica's). */
   list(filter: Partial<Pick<RuntimeSessionKey, 'tenant' | 'runtimeId'>> = {}): RuntimeSessionInfo[] {
     return [...this.#live.values()]
       .filter(
@@ -122,7 +200,7 @@ export class RuntimeSessions {
       .map((e) => this.#info(e))
   }
 
-  /** The live runtime session of this key, if any. */
+  /** The live runtime session of this key held here, if any. */
   find(key: RuntimeSessionKey): RuntimeSessionInfo | undefined {
     const e = this.#live.get(keyOf(key))
     return e && !e.ending ? this.#info(e) : undefined
@@ -197,12 +275,18 @@ export class RuntimeSessions {
     const entry = await this.#session(key, request.signal, request.qualifier)
     entry.active++
     entry.lastActivity = Date.now()
+    // Other replicas' idle timeouts count this invocation: recorded now, and again while it lasts.
+    this.#touch(entry)
+    const beat = this.#store ? setInterval(() => this.#touch(entry), Math.max(1_000, Math.floor(entry.settings.idleTimeoutMs / 3))) : undefined
+    beat?.unref()
     let finished = false
     const done = (): void => {
       if (finished) return
       finished = true
+      clearInterval(beat)
       entry.active--
       entry.lastActivity = Date.now()
+      this.#touch(entry)
       this.#armIdle(entry)
     }
     try {
@@ -236,8 +320,23 @@ export class RuntimeSessions {
     const starting = this.#starting.get(keyOf(key))
     if (starting) await starting.catch(() => undefined)
     const e = this.#live.get(keyOf(key))
-    if (!e || e.ending) throw new CodeboxError('NotFound', `no runtime session ${JSON.stringify(key.runtimeSessionId)} of runtime ${key.runtimeId} is running`)
-    await this.#end(e, reason)
+    if (e && !e.ending) return this.#end(e, reason)
+    // Another replica's (or one that went away): ended from here; a replica holding it sees its agent end.
+    const stored = await this.#store?.find(key)
+    if (!stored) throw new CodeboxError('NotFound', `no runtime session ${JSON.stringify(key.runtimeSessionId)} of runtime ${key.runtimeId} is running`)
+    await stored.end(reason)
+    this.#onEnd?.(
+      {
+        ...key,
+        sessionId: stored.sessionId,
+        version: stored.version,
+        protocol: 'HTTP',
+        startedAt: stored.startedAt,
+        lastInvocationAt: stored.lastActivity,
+        active: 0,
+      },
+      reason,
+    )
   }
 
   /**
@@ -267,23 +366,7 @@ export class RuntimeSessions {
           agent = got.agent
           const r = await ping(agent.connect, 5_000, undefined, (agent.protocol ?? 'HTTP') === 'HTTP')
           if (r.status === 'unhealthy') throw new CodeboxError('SandboxFailure', `its agent does not answer GET /ping: ${r.reason}`)
-          const entry: Entry = {
-            key: item.key,
-            agent,
-            settings: got.settings,
-            startedAt: item.startedAt,
-            lastActivity: item.lastActivity.getTime(),
-            active: 0,
-          }
-          this.#live.set(keyOf(item.key), entry)
-          this.#armIdle(entry)
-          entry.lifeTimer = setTimeout(
-            () => void this.#end(entry, 'max-lifetime'),
-            Math.max(0, item.startedAt.getTime() + got.settings.maxLifetimeMs - Date.now()),
-          )
-          entry.lifeTimer.unref()
-          void agent.ended.then(() => this.#end(entry, 'agent-exited'))
-          restored.push(this.#info(entry))
+          restored.push(this.#info(this.#hold(item.key, agent, got.settings, item.startedAt, item.lastActivity.getTime())))
         } catch (e) {
           const reason = (e as Error).message
           failed.push({ key: item.key, reason })
@@ -299,6 +382,8 @@ export class RuntimeSessions {
     await Promise.all(
       [...this.#live.values()].filter((e) => e.key.tenant === tenant && e.key.runtimeId === runtimeId).map((e) => this.#end(e, 'runtime-deleted')),
     )
+    // Those other replicas hold (or none does): ended from here.
+    for (const r of (await this.#store?.list({ tenant, runtimeId })) ?? []) await r.stored.end('runtime-deleted').catch(() => {})
   }
 
   /** Ends every session (server shutdown); later invocations are refused. */
@@ -306,7 +391,8 @@ export class RuntimeSessions {
     this.#closed = true
     this.#closing.abort(new CodeboxError('Unavailable', 'the server is shutting down'))
     await Promise.allSettled([...this.#starting.values()])
-    await Promise.all([...this.#live.values()].map((e) => this.#end(e, 'server-shutdown')))
+    // With a shared store, the other replicas serve them on: let go of, not ended.
+    await Promise.all([...this.#live.values()].map((e) => (this.#store ? this.#letGo(e) : this.#end(e, 'server-shutdown'))))
   }
 
   #info(e: Entry): RuntimeSessionInfo {
@@ -324,13 +410,20 @@ export class RuntimeSessions {
   async #session(key: RuntimeSessionKey, signal?: AbortSignal, qualifier?: string): Promise<Entry> {
     const k = keyOf(key)
     const live = this.#live.get(k)
-    if (live && !live.ending) return live
+    if (live && !live.ending) {
+      if (!this.#store) return live
+      // Held here, but maybe ended on another replica a moment ago (before this one's watch saw
+      // its agent go): the store says, as it does for every call of a session on a shared driver.
+      const recorded = await this.#store.recorded(live.agent.sessionId).catch(() => undefined)
+      if (!recorded?.ended && !live.ending) return live
+      if (!live.ending) await this.#letGo(live)
+    }
     if (live?.ending) await live.ending
     const pending = this.#starting.get(k)
     if (pending) return pending
     if (this.#closed) throw new CodeboxError('Unavailable', 'the server is shutting down')
     // The launch is not the caller's: a caller that goes away does not cancel a start another may join.
-    const started = this.#launch(key, qualifier)
+    const started = this.#store ? this.#obtain(key, qualifier, this.#store) : this.#launch(key, qualifier)
     this.#starting.set(k, started)
     try {
       const entry = await (signal ? abortable(started, signal) : started)
@@ -348,17 +441,115 @@ export class RuntimeSessions {
       await agent.stop('unhealthy').catch(() => {})
       throw e
     }
-    const entry: Entry = { key, agent, settings, startedAt: new Date(), lastActivity: Date.now(), active: 0 }
     if (this.#closed) {
       await agent.stop('server-shutdown')
       throw new CodeboxError('Unavailable', 'the server is shutting down')
     }
+    return this.#hold(key, agent, settings, new Date(), Date.now())
+  }
+
+  /**
+   * With a shared store: the runtime session of `key` wherever it is. One the store has is attached
+   * here and its agent reached again; one another replica is launching is waited for (and taken
+   * over when that replica left it unlaunched past the grace); none is launched here, the store
+   * refusing a second launch of the key (the loser then attaches the winner's).
+   */
+  async #obtain(key: RuntimeSessionKey, qualifier: string | undefined, store: RuntimeSessionStore): Promise<Entry> {
+    const deadline = Date.now() + this.#launchGraceMs + 60_000
+    for (let round = 0; ; round++) {
+      if (this.#closed) throw new CodeboxError('Unavailable', 'the server is shutting down')
+      if (Date.now() > deadline)
+        throw new CodeboxError('Unavailable', `runtime session ${JSON.stringify(key.runtimeSessionId)} could be neither reached nor launched; try again`, {
+          details: { retryAfterSeconds: 5 },
+        })
+      if (round > 0) await new Promise((r) => setTimeout(r, Math.min(this.#pollMs * 2 ** Math.min(round, 4), 1_000)))
+      const stored = await store.find(key)
+      if (stored && !stored.launched) {
+        // Being launched by another replica: waited for, unless that replica left it.
+        if (Date.now() - stored.startedAt.getTime() > this.#launchGraceMs) await stored.end('unhealthy').catch(() => {})
+        continue
+      }
+      if (stored) {
+        const adopted = await this.#adopt(key, stored).catch((e: unknown) => e as Error)
+        if (!(adopted instanceof Error)) return adopted
+        if (adopted instanceof CodeboxError && adopted.code === 'Unavailable') throw adopted
+        continue
+      }
+      try {
+        return await this.#launch(key, qualifier)
+      } catch (e) {
+        if (!isHostedTaken(e)) throw e
+      }
+    }
+  }
+
+  /** Attaches a stored runtime session here; one whose agent is gone or does not become healthy is ended (the next round launches anew). */
+  async #adopt(key: RuntimeSessionKey, stored: StoredRuntimeSession): Promise<Entry> {
+    let got: { agent: LaunchedAgent; settings: RuntimeSessionSettings }
+    try {
+      got = await stored.attach()
+    } catch (e) {
+      if (!(e instanceof CodeboxError && e.code === 'Unavailable')) await stored.end('unhealthy').catch(() => {})
+      throw e
+    }
+    try {
+      await this.#waitHealthy(got.agent, got.settings)
+    } catch (e) {
+      await stored.end('unhealthy').catch(() => {})
+      await got.agent.release?.().catch(() => {})
+      throw e
+    }
+    const held = this.#live.get(keyOf(key))
+    if (held && !held.ending) {
+      await got.agent.release?.().catch(() => {})
+      return held
+    }
+    if (this.#closed) {
+      await got.agent.release?.().catch(() => {})
+      throw new CodeboxError('Unavailable', 'the server is shutting down')
+    }
+    return this.#hold(key, got.agent, got.settings, stored.startedAt, stored.lastActivity.getTime())
+  }
+
+  /** Serves an agent here from now on: its idle and lifetime timers, its end watched. */
+  #hold(key: RuntimeSessionKey, agent: LaunchedAgent, settings: RuntimeSessionSettings, startedAt: Date, lastActivity: number): Entry {
+    const entry: Entry = { key, agent, settings, startedAt, lastActivity, active: 0 }
     this.#live.set(keyOf(key), entry)
     this.#armIdle(entry)
-    entry.lifeTimer = setTimeout(() => void this.#end(entry, 'max-lifetime'), settings.maxLifetimeMs)
+    entry.lifeTimer = setTimeout(() => void this.#lifetimeOver(entry), Math.max(0, startedAt.getTime() + settings.maxLifetimeMs - Date.now()))
     entry.lifeTimer.unref()
-    void agent.ended.then(() => this.#end(entry, 'agent-exited'))
+    void agent.ended.then(() => this.#agentEnded(entry))
     return entry
+  }
+
+  /** The agent's process or sandbox ended: ended by another replica (the store says so), it is let go of quietly; else it exited. */
+  async #agentEnded(e: Entry): Promise<void> {
+    if (e.ending) return
+    const recorded = await this.#store?.recorded(e.agent.sessionId).catch(() => undefined)
+    if (recorded?.ended) return this.#letGo(e)
+    return this.#end(e, 'agent-exited')
+  }
+
+  async #lifetimeOver(e: Entry): Promise<void> {
+    if (e.ending) return
+    const recorded = await this.#store?.recorded(e.agent.sessionId).catch(() => undefined)
+    if (recorded?.ended) return this.#letGo(e)
+    return this.#end(e, 'max-lifetime')
+  }
+
+  /** Records an invocation in the shared store, if any (a store that cannot take it leaves the other replicas' clocks as they are). */
+  #touch(e: Entry): void {
+    this.#store?.touch(e.agent.sessionId).catch(() => {})
+  }
+
+  /** Drops the session here without ending it: another replica ended it, or serves it on. */
+  #letGo(e: Entry): Promise<void> {
+    return (e.ending ??= (async () => {
+      clearTimeout(e.idleTimer)
+      clearTimeout(e.lifeTimer)
+      if (this.#live.get(keyOf(e.key)) === e) this.#live.delete(keyOf(e.key))
+      await e.agent.release?.().catch(() => {})
+    })())
   }
 
   /** Polls /ping until Healthy or HealthyBusy; the agent's exit or the start timeout is its failure, with its logs. */
@@ -400,11 +591,20 @@ export class RuntimeSessions {
   async #idleCheck(e: Entry): Promise<void> {
     if (e.ending) return
     if (e.active > 0 || Date.now() < e.lastActivity + e.settings.idleTimeoutMs) return this.#armIdle(e)
+    if (this.#store) {
+      // Invocations on other replicas count: the store has the last one; an end there is an end here.
+      const recorded = await this.#store.recorded(e.agent.sessionId).catch(() => undefined)
+      if (e.ending) return
+      if (recorded?.ended) return this.#letGo(e)
+      if (recorded && recorded.lastActivityAt > e.lastActivity) e.lastActivity = recorded.lastActivityAt
+      if (e.active > 0 || Date.now() < e.lastActivity + e.settings.idleTimeoutMs) return this.#armIdle(e)
+    }
     // HealthyBusy (background work of the agent's own) keeps the session past its idle timeout.
     const r = await ping(e.agent.connect, 5_000, undefined, (e.agent.protocol ?? 'HTTP') === 'HTTP')
     const status: PingStatus | 'unhealthy' = r.status
     if (status === 'HealthyBusy') {
       e.lastActivity = Date.now()
+      this.#touch(e)
       return this.#armIdle(e)
     }
     if (e.active > 0) return this.#armIdle(e)
@@ -416,6 +616,8 @@ export class RuntimeSessions {
       clearTimeout(e.idleTimer)
       clearTimeout(e.lifeTimer)
       try {
+        // Recorded first: the other replicas holding it see it ended when its agent goes, not an exit.
+        if (this.#store && reason !== 'agent-exited') await this.#store.ended(e.agent.sessionId, reason).catch(() => {})
         await e.agent.stop(reason)
       } finally {
         if (this.#live.get(keyOf(e.key)) === e) this.#live.delete(keyOf(e.key))

@@ -194,6 +194,52 @@ export class SessionService {
     }
   }
 
+  /** Whether hosted agents' sessions are shared by replicas: a shared store and a shared sandbox driver (any replica attaches any of them). */
+  async hostedShared(): Promise<boolean> {
+    return this.sharedStore && (await this.engine.sharesSandboxes().catch(() => false))
+  }
+
+  /**
+   * Attaches here a hosted agent's session another replica started (on a shared driver). A sandbox
+   * that is gone ends the record (`sandbox-exited`) and is SessionTerminated; one that cannot be
+   * reached now is Unavailable, the record left as it is.
+   */
+  async attachHosted(record: SessionRecord): Promise<Session> {
+    if (record.runtimeId === undefined || record.sandboxId === undefined) throw new CodeboxError('NotFound', `session ${record.sessionId} runs no hosted agent`)
+    try {
+      return await this.engine.attach(await this.adoptRecord(record))
+    } catch (e) {
+      const gone = e instanceof CodeboxError && (e.code === 'SessionTerminated' || e.code === 'SandboxFailure')
+      if (!gone) throw e
+      await this.store.sessions.markTerminated(record.sessionId, 'sandbox-exited')
+      throw new CodeboxError('SessionTerminated', `the agent's session ${record.sessionId} has ended: its sandbox is gone (${e.message})`, { cause: e })
+    }
+  }
+
+  /** Lets go here of a hosted agent's session held on a shared driver, without ending it (another replica ended it or serves it on). */
+  async releaseHosted(session: Session): Promise<void> {
+    await this.engine.release(session.id)
+  }
+
+  /**
+   * Ends a hosted agent's session on a shared driver whoever holds it: its record first (with the
+   * reason stopHosted would record), then its sandbox, attached here if it is not held here. A
+   * sandbox that cannot be reached ends itself at its lifetime (logged).
+   */
+  async endHostedAnywhere(record: SessionRecord, reason: Parameters<SessionService['stopHosted']>[1]): Promise<void> {
+    await this.store.sessions.markTerminated(record.sessionId, hostedEndReason(reason))
+    try {
+      const held = this.engine.find(record.sessionId)
+      await (held ?? (await this.engine.attach(await this.adoptRecord(record)))).stop(hostedEndReason(reason))
+    } catch (e) {
+      if (e instanceof CodeboxError && e.code === 'SessionTerminated') return
+      this.log?.error(
+        { sessionId: record.sessionId, err: e },
+        'an ended hosted agent’s sandbox could not be reached to remove it; it ends itself at its lifetime',
+      )
+    }
+  }
+
   /** Records the process of a hosted agent's session, so a restarted server finds it. */
   async recordHostedTask(session: Session, taskId: string): Promise<void> {
     await this.store.sessions.setHostedTask(session.id, taskId)
@@ -269,15 +315,7 @@ export class SessionService {
     session: Session,
     reason: 'stopped' | 'idle-timeout' | 'max-lifetime' | 'agent-exited' | 'unhealthy' | 'server-shutdown' | 'runtime-deleted',
   ): Promise<void> {
-    const mapped =
-      reason === 'idle-timeout' || reason === 'max-lifetime'
-        ? reason
-        : reason === 'server-shutdown'
-          ? 'shutdown'
-          : reason === 'agent-exited'
-            ? 'sandbox-exited'
-            : 'stopped'
-    await session.stop(mapped)
+    await session.stop(hostedEndReason(reason))
   }
 
   private async doStart(
@@ -346,7 +384,8 @@ export class SessionService {
         ...(this.replicaId !== undefined ? { replicaId: this.replicaId } : {}),
       }
       try {
-        await this.store.sessions.insert(record, { maxActive: max })
+        // Replicas sharing hosted agents' sessions: the store lets one session serve a runtime session.
+        await this.store.sessions.insert(record, { maxActive: max, ...(req.hosted && (await this.hostedShared()) ? { exclusiveHosted: true } : {}) })
       } catch (e) {
         // Not recorded, so not usable: the sandbox goes too, and nothing is left half-made.
         await session.stop('stopped')
@@ -720,6 +759,19 @@ export interface HostedStart {
   network: InterpreterRecord['network']
   /** The runtime version's code, unpacked on the host; read-only at /app in the sandbox. */
   code: { hostPath: string }
+}
+
+/** The session end reason a hosted agent's session ends with, for its runtime session's. */
+export function hostedEndReason(
+  reason: 'stopped' | 'idle-timeout' | 'max-lifetime' | 'agent-exited' | 'unhealthy' | 'server-shutdown' | 'runtime-deleted',
+): 'idle-timeout' | 'max-lifetime' | 'shutdown' | 'sandbox-exited' | 'stopped' {
+  return reason === 'idle-timeout' || reason === 'max-lifetime'
+    ? reason
+    : reason === 'server-shutdown'
+      ? 'shutdown'
+      : reason === 'agent-exited'
+        ? 'sandbox-exited'
+        : 'stopped'
 }
 
 /** A hosted start as the interpreter it stands for: its network and limits, no preload (its kernel is never used). */

@@ -159,12 +159,36 @@ export function sessionQuotaExceeded(tenant: string, max: number): CodeboxError 
   })
 }
 
+/** The error of a hosted agent's session whose runtime session another session (`sessionId`) serves already (SessionStore.insert, exclusiveHosted). */
+export function hostedTaken(rec: SessionRecord, sessionId: string): CodeboxError {
+  return new CodeboxError(
+    'Conflict',
+    `runtime session ${JSON.stringify(rec.hosted?.runtimeSessionId)} of runtime ${rec.runtimeId} is served by session ${sessionId} already`,
+    {
+      details: { sessionId, hostedTaken: true },
+    },
+  )
+}
+
 /** Session records of all tenants, in SQLite; every read that a caller answers with takes the tenant. */
 export class SessionRepository implements SessionStore {
   readonly #db: DatabaseSync
   readonly #tenants: TenantRepository
   readonly #q: Record<
-    'insert' | 'get' | 'byId' | 'byToken' | 'list' | 'countActive' | 'terminate' | 'terminateAll' | 'allActive' | 'touch' | 'hostedTask' | 'lifetime',
+    | 'insert'
+    | 'get'
+    | 'byId'
+    | 'byToken'
+    | 'list'
+    | 'countActive'
+    | 'terminate'
+    | 'terminateAll'
+    | 'allActive'
+    | 'touch'
+    | 'hostedTask'
+    | 'lifetime'
+    | 'activeHosted'
+    | 'listHosted',
     StatementSync
   >
 
@@ -189,17 +213,29 @@ export class SessionRepository implements SessionStore {
       allActive: db.prepare(`SELECT * FROM sessions WHERE status = 'READY' ORDER BY created_at, session_id`),
       touch: db.prepare(`UPDATE sessions SET last_updated_at = ? WHERE session_id = ? AND status = 'READY'`),
       lifetime: db.prepare(`UPDATE sessions SET limits = json_set(limits, '$.maxLifetimeMs', ?) WHERE session_id = ? AND status = 'READY'`),
+      activeHosted: db.prepare(
+        `SELECT * FROM sessions WHERE tenant = ? AND runtime_id = ? AND status = 'READY' AND json_extract(hosted, '$.runtimeSessionId') = ?
+         ORDER BY created_at DESC, session_id DESC LIMIT 1`,
+      ),
+      listHosted: db.prepare(
+        `SELECT * FROM sessions WHERE tenant = :tenant AND runtime_id IS NOT NULL AND (:runtime IS NULL OR runtime_id = :runtime) AND status = 'READY'
+         ORDER BY created_at, session_id`,
+      ),
       hostedTask: db.prepare(`UPDATE sessions SET hosted = json_set(hosted, '$.taskId', ?) WHERE session_id = ? AND hosted IS NOT NULL`),
     }
   }
 
   /** Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is taken, QuotaExceeded past `maxActive`. */
-  async insert(rec: SessionRecord, options: { maxActive?: number } = {}): Promise<void> {
+  async insert(rec: SessionRecord, options: { maxActive?: number; exclusiveHosted?: boolean } = {}): Promise<void> {
     try {
       transaction(this.#db, () => {
         this.#tenants.ensureSync(rec.tenant)
         const max = options.maxActive
         if (max !== undefined && Number((this.#q.countActive.get(rec.tenant) as { n: number }).n) >= max) throw sessionQuotaExceeded(rec.tenant, max)
+        if (options.exclusiveHosted && rec.runtimeId !== undefined && rec.hosted) {
+          const there = this.#one(this.#q.activeHosted, rec.tenant, rec.runtimeId, rec.hosted.runtimeSessionId)
+          if (there) throw hostedTaken(rec, there.sessionId)
+        }
         this.#q.insert.run(...sessionValues(rec))
       })
     } catch (e) {
@@ -216,6 +252,14 @@ export class SessionRepository implements SessionStore {
   /** The session `tenant` started with this idempotency token, or undefined. */
   async findByClientToken(tenant: string, clientToken: string): Promise<SessionRecord | undefined> {
     return this.#one(this.#q.byToken, tenant, clientToken)
+  }
+
+  async activeHosted(tenant: string, runtimeId: string, runtimeSessionId: string): Promise<SessionRecord | undefined> {
+    return this.#one(this.#q.activeHosted, tenant, runtimeId, runtimeSessionId)
+  }
+
+  async listActiveHosted(tenant: string, runtimeId?: string): Promise<SessionRecord[]> {
+    return (this.#q.listHosted.all({ tenant, runtime: runtimeId ?? null }) as unknown as SessionRow[]).map(toRecord)
   }
 
   /** Records the process of a hosted agent's session (HostedSessionRecord.taskId). */

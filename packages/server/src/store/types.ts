@@ -75,9 +75,20 @@ export interface SessionStore {
    * Stores a new session (creating its tenant if needed); Conflict if its id or clientToken is
    * taken. With `maxActive`, QuotaExceeded when the tenant has that many READY sessions already,
    * counted and inserted at once (on PostgreSQL under the tenant's lock, so replicas starting
-   * sessions together never pass the quota).
+   * sessions together never pass the quota). With `exclusiveHosted`, a hosted agent's session
+   * whose runtime session has a READY session already is refused (Conflict, `details.sessionId`
+   * the one there), checked and inserted at once too: of replicas launching one runtime session
+   * together, one wins.
    */
-  insert(record: SessionRecord, options?: { maxActive?: number }): Promise<void>
+  insert(record: SessionRecord, options?: { maxActive?: number; exclusiveHosted?: boolean }): Promise<void>
+  /**
+   * The READY session serving a hosted agent's runtime session (tenant, runtime, runtime session
+   * id), newest first if there were several; undefined when there is none. With replicas, the
+   * store is where one finds a runtime session another replica started.
+   */
+  activeHosted(tenant: string, runtimeId: string, runtimeSessionId: string): Promise<SessionRecord | undefined>
+  /** The READY sessions of hosted agents of a tenant (of one runtime, given one), oldest first. */
+  listActiveHosted(tenant: string, runtimeId?: string): Promise<SessionRecord[]>
   /** The session if it belongs to `tenant`; another tenant's session is undefined, like an unknown one. */
   get(sessionId: string, tenant: string): Promise<SessionRecord | undefined>
   /** The session `tenant` started with this idempotency token, or undefined. */

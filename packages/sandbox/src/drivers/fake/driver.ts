@@ -33,8 +33,9 @@ export interface FakeDriverOptions {
   /**
    * A directory every FakeDriver of the replicas under test is given: sandboxes live there and
    * outlive their server, and any of these drivers attaches them by id (`shared`). The executor
-   * serves one connection at a time this way, so a server reaches a sandbox another one holds
-   * once that one has let go. Default none: a sandbox ends with its server.
+   * serves several connections at once this way (each authenticated), so two servers may hold one
+   * sandbox at the same time, and its ports are reached on the host's loopback as always. Default
+   * none: a sandbox ends with its server.
    */
   sharedDir?: string
 }

@@ -1,19 +1,23 @@
 /**
  * The fake driver's shared mode: sandboxes that any FakeDriver given the same directory reaches
  * by id, as the replicas of a codebox reach a `kubernetes` driver's pods. Each sandbox has a
- * directory `<dir>/<id>/` holding its record (`sandbox.json`: the executor's pid and that
- * process's start time, its workspace and /tmp) and the unix socket its executor listens on
- * (CODEBOX_CHANNEL_DIR). The executor outlives the server that started it and ends itself at the
- * session's idle timeout or deadline while nobody is connected. It serves one connection at a
- * time: a second server's connection waits until the first one closes.
+ * directory `<dir>/<id>/` holding its record (`sandbox.json`, mode 0600: the executor's pid and
+ * that process's start time, its workspace and /tmp, the token its connections present) and the
+ * unix socket its executor listens on (CODEBOX_LISTEN, as in a pod: several connections at once,
+ * each authenticated with CODEBOX_EXECUTOR_TOKEN first), so two servers may hold one sandbox at
+ * the same time. The executor outlives the server that started it and ends itself at the
+ * session's idle timeout or deadline while nobody is connected. Its ports are the host's loopback
+ * ones, as the fake driver's always are.
  */
 import { spawn } from 'node:child_process'
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { CodeboxError, type Sandbox, type SandboxExit } from '@codebox/core'
 import { processState, stillRunning, watchExit } from '../bwrap/records.ts'
+import { connectLoopback } from '../inbound.ts'
 import { boundedBuffer } from '../shared.ts'
 import { killTree } from './processes.ts'
 
@@ -24,6 +28,8 @@ interface SharedRecord {
   startTime: string
   workspace: string
   tmp: string
+  /** What every connection to the executor presents first (CODEBOX_EXECUTOR_TOKEN). */
+  token: string
 }
 
 const idPattern = /^[A-Za-z0-9_-]{1,64}$/
@@ -43,11 +49,12 @@ export class SharedFakeSandboxes {
   async create(p: { id: string; python: string; script: string; env: Record<string, string>; workspace: string; tmp: string }): Promise<Sandbox> {
     const dir = path.join(this.#dir, p.id)
     await mkdir(dir, { recursive: true, mode: 0o700 })
+    const token = randomBytes(32).toString('base64url')
     const child = spawn(p.python, ['-s', p.script], {
       cwd: p.workspace,
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...p.env, CODEBOX_CHANNEL_DIR: dir },
+      env: { ...p.env, CODEBOX_LISTEN: `unix:${path.join(dir, 'executor.sock')}`, CODEBOX_EXECUTOR_TOKEN: token },
     })
     const diagnostics = boundedBuffer(16 * 1024)
     child.stderr.on('data', (c: Buffer) => diagnostics.push(c))
@@ -59,7 +66,7 @@ export class SharedFakeSandboxes {
       await rm(dir, { recursive: true, force: true })
       throw new CodeboxError('Unavailable', `cannot start ${p.python}: ${diagnostics.text().slice(-300)}`)
     }
-    const record: SharedRecord = { id: p.id, pid: child.pid, startTime, workspace: p.workspace, tmp: p.tmp }
+    const record: SharedRecord = { id: p.id, pid: child.pid, startTime, workspace: p.workspace, tmp: p.tmp, token }
     await writeFile(path.join(dir, 'sandbox.json'), JSON.stringify(record), { mode: 0o600 })
     try {
       return this.#sandbox(record, await this.#connect(record, listenTimeoutMs), diagnostics.text)
@@ -98,14 +105,17 @@ export class SharedFakeSandboxes {
         typeof r.workspace === 'string' &&
         path.isAbsolute(r.workspace) &&
         typeof r.tmp === 'string' &&
-        path.isAbsolute(r.tmp)
+        path.isAbsolute(r.tmp) &&
+        typeof r.token === 'string' &&
+        r.token.length > 0 &&
+        r.token.length <= 256
       return ok ? (r as SharedRecord) : undefined
     } catch {
       return undefined
     }
   }
 
-  /** The executor's socket, once it listens; Unavailable after `timeoutMs`, SandboxFailure when the executor has gone. */
+  /** The executor's socket, once it listens, authenticated; Unavailable after `timeoutMs`, SandboxFailure when the executor has gone. */
   async #connect(record: SharedRecord, timeoutMs: number): Promise<net.Socket> {
     const socketPath = path.join(this.#dir, record.id, 'executor.sock')
     const deadline = Date.now() + timeoutMs
@@ -113,7 +123,17 @@ export class SharedFakeSandboxes {
       try {
         return await new Promise<net.Socket>((resolve, reject) => {
           const socket = net.createConnection({ path: socketPath })
-          socket.once('connect', () => (socket.off('error', reject), resolve(socket)))
+          socket.once('connect', () => {
+            socket.off('error', reject)
+            // The executor's listen mode reads `{"op":"auth","token":...}` as the first frame (request id 0, kind J).
+            const auth = Buffer.from(JSON.stringify({ op: 'auth', token: record.token }))
+            const header = Buffer.alloc(9)
+            header.writeUInt32BE(auth.length + 5, 0)
+            header.writeUInt32BE(0, 4)
+            header.writeUInt8(0x4a, 8)
+            socket.write(Buffer.concat([header, auth]))
+            resolve(socket)
+          })
           socket.once('error', reject)
         })
       } catch (e) {
@@ -139,6 +159,7 @@ export class SharedFakeSandboxes {
       exited,
       counters: async () => ({ oomKills: 0, pidsLimitHits: 0 }),
       memoryUsage: async () => 0,
+      connectPort: (port, options) => connectLoopback(port, options),
       destroy: () =>
         (destroyed ??= (async () => {
           channel.destroy()

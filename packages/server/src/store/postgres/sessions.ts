@@ -6,6 +6,7 @@
 import type { SessionEndReason } from '@codebox/core'
 import { CodeboxError } from '@codebox/core'
 import {
+  hostedTaken,
   pageKind,
   sessionColumns,
   sessionQuotaExceeded,
@@ -23,6 +24,9 @@ import { ensureTenant } from './tenants.ts'
 /** The class of the advisory locks that serialize one tenant's quota-checked inserts (the key is the tenant's hash). */
 const quotaLock = 0x636278 // "cbx"
 
+/** A READY session of the runtime session ($1 tenant, $2 runtime, $3 runtime session id). */
+const activeHostedWhere = `tenant = $1 AND runtime_id = $2 AND status = 'READY' AND hosted::jsonb ->> 'runtimeSessionId' = $3`
+
 const end = `status = 'TERMINATED', ended_at = $2, end_reason = $3, last_updated_at = $2`
 
 export class PgSessionRepository implements SessionStore {
@@ -32,16 +36,25 @@ export class PgSessionRepository implements SessionStore {
     this.#db = db
   }
 
-  async insert(rec: SessionRecord, options: { maxActive?: number } = {}): Promise<void> {
+  async insert(rec: SessionRecord, options: { maxActive?: number; exclusiveHosted?: boolean } = {}): Promise<void> {
     try {
       await this.#db.tx(async (c) => {
         await ensureTenant(c, rec.tenant)
         const max = options.maxActive
+        const exclusive = options.exclusiveHosted === true && rec.runtimeId !== undefined && rec.hosted !== undefined
+        // The tenant's lock until commit: two replicas' starts count (and find each other's runtime sessions) one after the other.
+        if (max !== undefined || exclusive) await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [quotaLock, rec.tenant])
         if (max !== undefined) {
-          // The tenant's lock until commit: two replicas' starts count one after the other.
-          await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [quotaLock, rec.tenant])
           const n = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM sessions WHERE tenant = $1 AND status = 'READY'`, [rec.tenant])).rows[0]!.n
           if (n >= max) throw sessionQuotaExceeded(rec.tenant, max)
+        }
+        if (exclusive) {
+          const there = await c.query<{ session_id: string }>(`SELECT session_id FROM sessions WHERE ${activeHostedWhere} LIMIT 1`, [
+            rec.tenant,
+            rec.runtimeId,
+            rec.hosted!.runtimeSessionId,
+          ])
+          if (there.rows[0]) throw hostedTaken(rec, there.rows[0].session_id)
         }
         await c.query(
           `INSERT INTO sessions (${sessionColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
@@ -60,6 +73,22 @@ export class PgSessionRepository implements SessionStore {
 
   async findByClientToken(tenant: string, clientToken: string): Promise<SessionRecord | undefined> {
     return this.#one('SELECT * FROM sessions WHERE tenant = $1 AND client_token = $2', [tenant, clientToken])
+  }
+
+  async activeHosted(tenant: string, runtimeId: string, runtimeSessionId: string): Promise<SessionRecord | undefined> {
+    return this.#one(`SELECT * FROM sessions WHERE ${activeHostedWhere} ORDER BY created_at DESC, session_id DESC LIMIT 1`, [
+      tenant,
+      runtimeId,
+      runtimeSessionId,
+    ])
+  }
+
+  async listActiveHosted(tenant: string, runtimeId?: string): Promise<SessionRecord[]> {
+    const rows = await this.#db.query<SessionRow>(
+      `SELECT * FROM sessions WHERE tenant = $1 AND runtime_id IS NOT NULL AND ($2::text IS NULL OR runtime_id = $2) AND status = 'READY' ORDER BY created_at, session_id`,
+      [tenant, runtimeId ?? null],
+    )
+    return rows.rows.map(toRecord)
   }
 
   async setHostedTask(sessionId: string, taskId: string): Promise<void> {
