@@ -188,7 +188,7 @@ describe('two replicas on PostgreSQL with the kubernetes driver, behind one port
   })
 
   it('a hosted agent in a pod: either replica reaches the same agent, whose model is reached through the gateway relay', async () => {
-    const { agentRuntimeId } = await deployAgent({ url: balancer.url } as RunningServer, 'k8s-counter', agentPy)
+    const { agentRuntimeId } = await deployAgent({ url: balancer.url } as RunningServer, 'k8s_counter', agentPy)
     const runtimeSession = 'a-runtime-session-on-kubernetes-000000000001'
     const invoke = async (prompt: string): Promise<Record<string, unknown>> => {
       const r = await call(balancer.url, 'POST', `/v1/runtimes/${agentRuntimeId}/invocations?session=${runtimeSession}`, { prompt })
