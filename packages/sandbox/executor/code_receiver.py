@@ -22,7 +22,7 @@ import sys
 import tarfile
 import time
 
-from listen import StartError, authenticate, open_listener, parse_listen, tune
+from listen import StartError, authenticate, close_listener, open_listener, parse_listen, tune
 
 DEFAULT_WAIT_S = 120
 # How long the sender may stay silent in the middle of the stream.
@@ -296,12 +296,7 @@ def main():
             _say(str(e))
         return 1
     finally:
-        listener.close()
-        if family == socket.AF_UNIX:
-            try:
-                os.unlink(address)
-            except OSError:
-                pass
+        close_listener(listener, family, address)
     return 0
 
 

@@ -54,7 +54,7 @@ from egress_relay import parse_proxy_url, start_relay  # noqa: E402
 from inbound_relay import PortLimit, make_relay  # noqa: E402
 from frame_json import MAX_JSON_FRAME, encode_json, utf8_size  # noqa: E402
 from files import FileError, list_files, make_dir, move_path, open_for_read, remove_path, stat_path, write_file  # noqa: E402
-from listen import CHANNEL, MAX_CONNECTIONS, StartError, apply_rlimits, authenticate, open_listener, parse_listen, parse_rlimits, tune  # noqa: E402
+from listen import CHANNEL, MAX_CONNECTIONS, StartError, apply_rlimits, authenticate, close_listener, open_listener, parse_listen, parse_rlimits, tune  # noqa: E402
 from jobs import Capture, interrupt_tree, kill_tree, tree_snapshot  # noqa: E402
 from kernel_channel import Listener, output_pair, popen_captured  # noqa: E402
 from terminal import TERM, SizeError, check_size, open_pty, read_master, resize, take_terminal  # noqa: E402
@@ -1003,12 +1003,7 @@ class Executor:
                 except RuntimeError:  # no thread to spare: the session is at its pids limit
                     self._drop_connection(conn)
         finally:
-            listener.close()
-            if family == socket.AF_UNIX:
-                try:
-                    os.unlink(address)
-                except OSError:
-                    pass
+            close_listener(listener, family, address)
 
     def _serve_listened(self, conn):
         """One listened connection: nothing is sent before it authenticated; then served as a

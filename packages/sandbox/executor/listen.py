@@ -112,6 +112,16 @@ def open_listener(family, address):
     return listener, shown
 
 
+def close_listener(listener, family, address):
+    """Closes what open_listener opened, and removes its unix socket's name."""
+    listener.close()
+    if family == socket.AF_UNIX:
+        try:
+            os.unlink(address)
+        except OSError:
+            pass
+
+
 def tune(conn):
     """Frames go out at once, and a peer gone without a FIN (its node died) ends the connection."""
     if conn.family == socket.AF_UNIX:
