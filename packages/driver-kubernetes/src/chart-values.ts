@@ -91,6 +91,7 @@ export function installOptionsFromValues(values: unknown, namespace: string): In
       sandboxImage: str('sandbox.image', sandbox.image),
       runtimeClassName: runtimeClassName === '' ? null : runtimeClassName,
       poolSize: int('sandbox.poolSize', sandbox.poolSize),
+      poolSizePublic: int('sandbox.poolSizePublic', sandbox.poolSizePublic),
       database: { name: str('postgres.secretName', postgres.secretName), key: str('postgres.secretKey', postgres.secretKey) },
       sealingKey,
       egressProxies: { public: pub.address, vpc: vpc.address },

@@ -48,6 +48,7 @@ describe('kubernetes driver settings from the environment', () => {
     assert.equal(s.leaseName, 'codebox-leader')
     assert.equal(s.podName, undefined)
     assert.equal(s.poolSize, 0, 'no cluster pool unless asked for')
+    assert.equal(s.poolSizePublic, 0, 'no public warm pods unless asked for')
     assert.equal(s.poolMaxAgeMs, 3_600_000)
   })
 
@@ -63,9 +64,11 @@ describe('kubernetes driver settings from the environment', () => {
       CODEBOX_K8S_POD_NAME: 'codebox-api-7d9f-abcde',
       CODEBOX_K8S_LEASE: 'my-leader',
       CODEBOX_K8S_POOL_SIZE: '3',
+      CODEBOX_K8S_POOL_SIZE_PUBLIC: '2',
       CODEBOX_K8S_POOL_MAX_AGE_SECONDS: '600',
     })
     assert.equal(s.poolSize, 3)
+    assert.equal(s.poolSizePublic, 2)
     assert.equal(s.poolMaxAgeMs, 600_000)
     assert.equal(s.namespace, 'sandboxes')
     assert.equal(s.runtimeClassName, null)
@@ -97,6 +100,14 @@ describe('kubernetes driver settings from the environment', () => {
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_START_TIMEOUT_SECONDS: '1' }), field('CODEBOX_K8S_START_TIMEOUT_SECONDS'))
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_LEASE: 'a/b' }), field('CODEBOX_K8S_LEASE'))
     assert.throws(() => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_POOL_SIZE: '65' }), field('CODEBOX_K8S_POOL_SIZE', /from 0 to 64/))
+    assert.throws(
+      () => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_EGRESS_PROXY_PUBLIC: '10.0.0.7:3128', CODEBOX_K8S_POOL_SIZE_PUBLIC: '65' }),
+      field('CODEBOX_K8S_POOL_SIZE_PUBLIC', /from 0 to 64/),
+    )
+    assert.throws(
+      () => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_POOL_SIZE_PUBLIC: '1' }),
+      field('CODEBOX_K8S_POOL_SIZE_PUBLIC', /needs CODEBOX_K8S_EGRESS_PROXY_PUBLIC/),
+    )
     assert.throws(
       () => kubernetesSettingsFromEnv({ ...base(), CODEBOX_K8S_POOL_MAX_AGE_SECONDS: '10' }),
       field('CODEBOX_K8S_POOL_MAX_AGE_SECONDS', /from 60 to 86400/),

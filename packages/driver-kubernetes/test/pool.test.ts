@@ -4,16 +4,33 @@
  * the leader refills; a second replica finds the claimed pod by the session's id (list, attach);
  * replicas claiming at once never share a pod (one gets 409 and takes the next, or creates its
  * own); a session with a code mount takes none; surplus, unpooled and old free pods are deleted,
- * claimed ones never.
+ * claimed ones never. Public warm pods (the `public` network profile) are a pool of their own: a
+ * PUBLIC session claims one and never a `sandbox` pod, and the other way round; the cluster's
+ * public egress proxy admits a claimed one with the credentials it had from creation, as it does
+ * a per-session pod; the leader replaces the ones that name a proxy address no longer the proxy's.
  */
 import assert from 'node:assert/strict'
+import net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { defaultLimits, type SandboxSpec } from '@codebox/core'
-import { SessionManager, type Session } from '@codebox/sandbox'
+import { SessionManager, type EgressDecision, type Session } from '@codebox/sandbox'
 import { ExecutorClient, within } from '@codebox/sandbox/testing'
 import { findResource, type KubeObject } from '@codebox/sandbox/testing/kubernetes'
-import { CLAIMED_AT_ANNOTATION, POOL_LABEL, POOL_STATE_LABEL, poolKeyOf, SESSION_LABEL, type KubernetesDriver } from '../src/index.ts'
+import {
+  CLAIMED_AT_ANNOTATION,
+  EGRESS_POLICY_ANNOTATION,
+  egressToken,
+  egressTokenKey,
+  NETWORK_LABEL,
+  POOL_LABEL,
+  POOL_STATE_LABEL,
+  poolKeyOf,
+  SESSION_LABEL,
+  startClusterEgressProxy,
+  type ClusterEgressProxy,
+  type KubernetesDriver,
+} from '../src/index.ts'
 import { makeBundle } from './code-bundle.ts'
 import { hostReason, podMode, startKube, testId, type KubeFixture } from './kube-fixtures.ts'
 
@@ -192,5 +209,162 @@ describe('kubernetes driver: the claimable warm pool', () => {
     // A deletion is guarded by the resourceVersion the list saw: a pod whose status changed meanwhile (still starting) waits for the next round.
     const none = kube.driver({ pool: { size: 0 } })
     await until('size 0 to delete every free pod', async () => (await none.tendPool(), free(poolKeyOf(other)).length === 0))
+  })
+})
+
+describe('kubernetes driver: public warm pods', () => {
+  let kube: KubeFixture
+  let proxy: ClusterEgressProxy
+  let echo: net.Server
+  let echoPort = 0
+  let publicProxy = ''
+  const decisions: EgressDecision[] = []
+  before(async () => {
+    // Pod IPs on loopback (127.244.x.y): a connection from a pod's address reaches the proxy as a pod's would.
+    kube = await startKube({ runtimeClasses: ['gvisor'], kubelet: { podNetwork: 'loopback' } })
+    proxy = await startClusterEgressProxy({
+      kubeConfig: kube.kubeConfig(),
+      namespace: kube.namespace,
+      profile: 'public',
+      sealingKey: kube.sealingKey,
+      host: '127.0.0.1',
+      port: 0,
+      resolve: async () => [],
+      onDecision: (d) => decisions.push(d),
+    })
+    publicProxy = `127.0.0.1:${proxy.address.port}`
+    echo = net.createServer((c) => c.pipe(c))
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
+    echoPort = (echo.address() as net.AddressInfo).port
+  })
+  after(async () => {
+    await proxy?.close()
+    echo?.close()
+    await kube?.close()
+  })
+  const all = (): KubeObject[] => kube.fake.store.list(podsType, kube.namespace).filter((p) => !p.metadata.deletionTimestamp)
+  const ready = (p: KubeObject): boolean =>
+    ((p.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True')
+  const free = (profile: 'sandbox' | 'public'): KubeObject[] =>
+    all().filter((p) => p.metadata.labels?.[POOL_STATE_LABEL] === 'free' && p.metadata.labels?.[NETWORK_LABEL] === profile)
+  const names = (pods: KubeObject[]): string[] => pods.map((p) => p.metadata.name).sort()
+  const podOf = (sandboxId: string): KubeObject | undefined => all().find((p) => p.metadata.labels?.[SESSION_LABEL] === sandboxId)
+  const envOf = (pod: KubeObject, name: string): string | undefined =>
+    (pod.spec as { containers: { env?: { name: string; value?: string }[] }[] }).containers[0]?.env?.find((e) => e.name === name)?.value
+  const sandboxSpec = (): SandboxSpec => ({ id: testId(), limits: { ...defaultLimits }, network: { mode: 'none' } })
+  const publicSpec = (): SandboxSpec => ({ id: testId(), limits: { ...defaultLimits }, network: { mode: 'egress', policy: { mode: 'public', allow: [] } } })
+  const driver = (pool?: { size: number; publicSize: number }): KubernetesDriver =>
+    kube.driver({ egressProxies: { public: publicProxy }, ...(pool ? { pool } : {}) })
+  const tend = async (pool: { size: number; publicSize: number }): Promise<void> => {
+    await driver(pool).tendPool()
+    await until('the warm pods to be ready', () => all().every(ready))
+  }
+
+  /** A CONNECT to the loopback echo server through the public proxy, from `pod`'s address with the credentials of its HTTP_PROXY. */
+  function connectAs(pod: KubeObject, password?: string): Promise<string> {
+    const url = new URL(envOf(pod, 'HTTP_PROXY') ?? '')
+    const auth = Buffer.from(`${decodeURIComponent(url.username)}:${password ?? decodeURIComponent(url.password)}`).toString('base64')
+    const podIP = (pod.status as { podIP: string }).podIP
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = []
+      const c = net.connect({ host: url.hostname, port: Number(url.port), localAddress: podIP }, () =>
+        c.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1:${echoPort}\r\nProxy-Authorization: Basic ${auth}\r\n\r\n`),
+      )
+      c.setTimeout(5000, () => c.destroy(new Error('no answer from the proxy within 5 s')))
+      c.on('data', (d: Buffer) => chunks.push(d))
+      c.on('error', reject)
+      c.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+    })
+  }
+
+  it('the leader keeps public warm pods apart from sandbox ones, each with its proxy URL and the public policy from creation', async () => {
+    assert.throws(() => kube.driver({ pool: { size: 0, publicSize: 1 } }), /pool.publicSize needs egressProxies.public/)
+    await tend({ size: 1, publicSize: 1 })
+    assert.equal(free('sandbox').length, 1)
+    assert.equal(free('public').length, 1)
+    const [pub] = free('public')
+    const token = egressToken(egressTokenKey(kube.sealingKey), {
+      namespace: kube.namespace,
+      podName: pub!.metadata.name,
+      nonce: pub!.metadata.annotations?.['codebox.dev/token-nonce'] ?? '',
+    })
+    assert.equal(envOf(pub!, 'HTTP_PROXY'), `http://${pub!.metadata.name}:${token}@${publicProxy}`, 'its own credentials, from its name and nonce')
+    assert.deepEqual(JSON.parse(pub!.metadata.annotations?.[EGRESS_POLICY_ANNOTATION] ?? 'null'), { mode: 'public', allow: [] })
+    assert.equal(envOf(free('sandbox')[0]!, 'HTTP_PROXY'), undefined)
+    assert.deepEqual(await driver({ size: 1, publicSize: 1 }).tendPool(), { created: [], deleted: [] }, 'a full pool makes nothing more')
+  })
+
+  it('a sandbox session never takes a public warm pod, and a PUBLIC session never a sandbox one', async () => {
+    // Only public pods free: a sandbox session makes its own.
+    await tend({ size: 0, publicSize: 1 })
+    assert.equal(free('sandbox').length, 0)
+    const publicWarm = names(free('public'))
+    const s1 = sandboxSpec()
+    const a = await driver().create(s1)
+    // Only sandbox pods free: a PUBLIC session makes its own.
+    await tend({ size: 1, publicSize: 0 })
+    assert.equal(free('public').length, 0)
+    const sandboxWarm = names(free('sandbox'))
+    const s2 = publicSpec()
+    const b = await driver().create(s2)
+    try {
+      await Promise.all([a, b].map((s) => within(new ExecutorClient(s).ready, 30_000, 'ready')))
+      assert.equal(podOf(s1.id)?.metadata.name, `cbx-${s1.id}`)
+      assert.ok(!publicWarm.includes(podOf(s1.id)!.metadata.name))
+      assert.equal(podOf(s2.id)?.metadata.name, `cbx-${s2.id}`)
+      assert.deepEqual(names(free('sandbox')), sandboxWarm, 'the sandbox warm pod is untouched')
+    } finally {
+      await Promise.all([a.destroy(), b.destroy()])
+    }
+  })
+
+  it('a PUBLIC session claims a public warm pod, which the public proxy admits as it does a per-session pod', async () => {
+    await tend({ size: 1, publicSize: 1 })
+    const [warm] = names(free('public'))
+    const [sandboxWarm] = names(free('sandbox'))
+    const claimedSpec = publicSpec()
+    const claimed = await driver().create(claimedSpec)
+    // The pool is empty now: this one gets a pod of its own.
+    const ownSpec = publicSpec()
+    const own = await driver().create(ownSpec)
+    try {
+      await Promise.all([claimed, own].map((s) => within(new ExecutorClient(s).ready, 30_000, 'ready')))
+      const claimedPod = podOf(claimedSpec.id)!
+      assert.equal(claimedPod.metadata.name, warm, 'the public warm pod was claimed')
+      assert.equal(claimedPod.metadata.labels?.[POOL_STATE_LABEL], 'claimed')
+      assert.equal(podOf(ownSpec.id)?.metadata.name, `cbx-${ownSpec.id}`)
+      assert.deepEqual(names(free('sandbox')), [sandboxWarm], 'the sandbox warm pod is left for a sandbox session')
+      for (const pod of [claimedPod, podOf(ownSpec.id)!]) {
+        const name = pod.metadata.name
+        // The pod's own credentials, from its address: admitted, and its policy (mode public) decides:
+        // the public profile reaches public addresses only, so the loopback echo server is refused.
+        const answer = await connectAs(pod)
+        assert.match(answer, /^HTTP\/1\.1 403 /, `${name}: ${answer}`)
+        assert.match(answer, /loopback/)
+        const decision = decisions.find((d) => d.client === name)
+        assert.ok(decision, `the proxy admitted ${name} and decided by its policy`)
+        assert.equal(decision.allowed, false)
+        assert.match(decision.reason ?? '', /loopback/)
+        // Credentials that are not the pod's: not admitted at all.
+        assert.match(await connectAs(pod, 'x'.repeat(43)), /^HTTP\/1\.1 407 /)
+      }
+    } finally {
+      await Promise.all([claimed.destroy(), own.destroy()])
+    }
+  })
+
+  it('the upkeep replaces free public pods whose proxy address is no longer the proxy’s, and deletes them at publicSize 0', async () => {
+    await tend({ size: 0, publicSize: 1 })
+    const [old] = names(free('public'))
+    const moved = kube.driver({
+      egressProxies: { public: `127.0.0.1:${proxy.address.port === 65535 ? 1 : proxy.address.port + 1}` },
+      pool: { size: 0, publicSize: 1 },
+    })
+    const r = await moved.tendPool()
+    assert.deepEqual(r.deleted, [old], 'the pod naming the old address is deleted')
+    assert.equal(r.created.length, 1, 'and replaced')
+    await until('the replacement to be ready', () => free('public').length === 1 && free('public').every(ready))
+    const none = driver({ size: 0, publicSize: 0 })
+    await until('publicSize 0 to delete every free public pod', async () => (await none.tendPool(), free('public').length === 0))
   })
 })

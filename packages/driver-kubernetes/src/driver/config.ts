@@ -27,13 +27,23 @@ export interface KubernetesEnvSettings {
   /** This replica's name (the Lease holder identity); the host name when unset. */
   podName: string | undefined
   leaseName: string
-  /** Free warm pods the leader keeps per pooled configuration (CODEBOX_K8S_POOL_SIZE); 0: no cluster pool. */
+  /** Free warm pods of the `sandbox` network profile the leader keeps per pooled configuration (CODEBOX_K8S_POOL_SIZE); 0: none. */
   poolSize: number
+  /** Free warm pods of the `public` network profile per pooled configuration (CODEBOX_K8S_POOL_SIZE_PUBLIC); default 0: none. */
+  poolSizePublic: number
   /** How long a warm pod waits for a session before the leader replaces it (CODEBOX_K8S_POOL_MAX_AGE_SECONDS). */
   poolMaxAgeMs: number
 }
 
 type Env = Readonly<Record<string, string | undefined>>
+
+/** CODEBOX_K8S_POOL_SIZE_PUBLIC: public warm pods go through the public proxy, so more than 0 needs it. */
+function publicPoolSize(env: Env): number {
+  const size = intVar(env, 'CODEBOX_K8S_POOL_SIZE_PUBLIC', 0, 0, 64)
+  if (size > 0 && !env.CODEBOX_K8S_EGRESS_PROXY_PUBLIC)
+    throw validationError('CODEBOX_K8S_POOL_SIZE_PUBLIC', 'needs CODEBOX_K8S_EGRESS_PROXY_PUBLIC: public warm pods go through the public egress proxy')
+  return size
+}
 
 const hostPort = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})$/
 
@@ -127,6 +137,7 @@ export function kubernetesSettingsFromEnv(env: Env): KubernetesEnvSettings {
     podName,
     leaseName,
     poolSize: intVar(env, 'CODEBOX_K8S_POOL_SIZE', 0, 0, 64),
+    poolSizePublic: publicPoolSize(env),
     poolMaxAgeMs: intVar(env, 'CODEBOX_K8S_POOL_MAX_AGE_SECONDS', 3600, 60, 86_400) * 1000,
   }
 }

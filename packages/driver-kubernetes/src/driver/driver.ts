@@ -30,10 +30,20 @@ import {
   type SessionLimits,
   type EgressPolicy,
 } from '@codebox/core'
+import { parseEgressPolicy } from '@codebox/sandbox'
 import { claimPatch } from '../manifests/claim.ts'
-import { DEFAULT_WARM_MAX_AGE_MS, EXECUTOR_PORT, sessionPod, warmPod, type SandboxPodOptions, type SandboxRequests } from '../manifests/sandbox-pod.ts'
+import {
+  DEFAULT_WARM_MAX_AGE_MS,
+  egressPolicyAnnotation,
+  EXECUTOR_PORT,
+  sessionPod,
+  warmPod,
+  type SandboxPodOptions,
+  type SandboxRequests,
+} from '../manifests/sandbox-pod.ts'
 import {
   CLAIMED_AT_ANNOTATION,
+  EGRESS_POLICY_ANNOTATION,
   NETWORK_LABEL,
   NONCE_ANNOTATION,
   POOL_LABEL,
@@ -91,9 +101,10 @@ export interface KubernetesDriverOptions {
    */
   leader?: Omit<LeaderOptions, 'kubeConfig' | 'namespace' | 'tend'>
   /**
-   * The claimable warm pool (CODEBOX_K8S_POOL_SIZE): while this replica leads, it keeps `size`
-   * free warm pods of the `sandbox` network profile for each pooled configuration, and every
-   * replica's create() claims one of them before it creates a pod. Off (no warm pods made) without it.
+   * The claimable warm pool (CODEBOX_K8S_POOL_SIZE, CODEBOX_K8S_POOL_SIZE_PUBLIC): while this
+   * replica leads, it keeps `size` free warm pods of the `sandbox` network profile and
+   * `publicSize` of the `public` one for each pooled configuration, and every replica's create()
+   * claims one of its session's profile before it creates a pod. Off (no warm pods made) without it.
    */
   pool?: KubernetesPoolOptions
   requests?: Partial<SandboxRequests>
@@ -102,8 +113,14 @@ export interface KubernetesDriverOptions {
 }
 
 export interface KubernetesPoolOptions {
-  /** Free warm pods kept per pooled configuration (0-64); 0 makes none and deletes the free ones. */
+  /** Free warm pods of the `sandbox` network profile kept per pooled configuration (0-64); 0 makes none and deletes the free ones. */
   size: number
+  /**
+   * Free warm pods of the `public` network profile (PUBLIC egress through the public proxy, no
+   * model gateway) kept per pooled configuration (0-64); default 0, which makes none and deletes
+   * the free ones. Needs `egressProxies.public`.
+   */
+  publicSize?: number
   /**
    * The limits pooled besides those of the sessions this replica started in the last `maxAgeMs`
    * (at most MAX_POOL_CONFIGS in all); default the core's default limits.
@@ -120,6 +137,36 @@ export const MAX_POOL_CONFIGS = 4
 export function poolKeyOf(limits: SessionLimits): string {
   const ordered = Object.fromEntries(Object.entries(limits).sort(([a], [b]) => a.localeCompare(b)))
   return `limits-${createHash('sha256').update(JSON.stringify(ordered)).digest('hex').slice(0, 16)}`
+}
+
+/** The policy of every public warm pod (and of a PUBLIC session, which may claim one). */
+const PUBLIC_POLICY: EgressPolicy = { mode: 'public', allow: [] }
+
+/** The proxy a pod's executor was given (its HTTP_PROXY without the credentials), `http://<IP>:<port>`; undefined without one. */
+function podProxyUrl(pod: V1Pod): string | undefined {
+  const container = pod.spec?.containers?.find((c) => c.name === 'executor')
+  const url = container?.env?.find((e) => e.name === 'HTTP_PROXY')?.value
+  return url?.replace(/^http:\/\/[^@/]*@/, 'http://')
+}
+
+/**
+ * Whether a warm pod can serve a session of `network` as it is, with no change the pod must see:
+ * the same profile; for `public`, the same policy annotation (the proxy's rules) and the proxy the
+ * session's replica resolves now (an older pod may name an address the proxy has left). Pods with
+ * the model gateway or an allow-list are never warm (their annotation is the session's).
+ */
+function warmFits(pod: V1Pod, network: PodNetwork): boolean {
+  const profile = pod.metadata?.labels?.[NETWORK_LABEL]
+  if (profile !== network.profile) return false
+  if (profile === 'sandbox') return true
+  if (profile !== 'public' || network.gateway !== undefined || network.policy === undefined || network.proxyUrl === undefined) return false
+  let wanted: string | undefined
+  try {
+    wanted = egressPolicyAnnotation('public', parseEgressPolicy(network.policy, 'policy'))[EGRESS_POLICY_ANNOTATION]
+  } catch {
+    return false
+  }
+  return pod.metadata?.annotations?.[EGRESS_POLICY_ANNOTATION] === wanted && podProxyUrl(pod) === network.proxyUrl
 }
 
 /** One sandbox pod the driver follows: its changes from the shared watch, until it has ended. */
@@ -228,9 +275,16 @@ export class KubernetesDriver implements SandboxDriver {
     this.#port = options.executorPort ?? EXECUTOR_PORT
     this.#runtimeClassName = options.runtimeClassName === undefined ? 'gvisor' : options.runtimeClassName
     this.#server = options.kubeConfig.getCurrentCluster()?.server ?? 'the API server'
-    const size = options.pool?.size ?? 0
-    if (!Number.isSafeInteger(size) || size < 0 || size > 64)
-      throw new CodeboxError('ValidationError', `pool.size must be a whole number from 0 to 64, got ${size}`)
+    for (const field of ['size', 'publicSize'] as const) {
+      const size = options.pool?.[field] ?? 0
+      if (!Number.isSafeInteger(size) || size < 0 || size > 64)
+        throw new CodeboxError('ValidationError', `pool.${field} must be a whole number from 0 to 64, got ${size}`)
+    }
+    if ((options.pool?.publicSize ?? 0) > 0 && !options.egressProxies?.public)
+      throw new CodeboxError(
+        'ValidationError',
+        'pool.publicSize needs egressProxies.public (CODEBOX_K8S_EGRESS_PROXY_PUBLIC): public warm pods go through that proxy',
+      )
     this.#leader = options.leader
       ? new LeaderElector({
           ...options.leader,
@@ -379,11 +433,13 @@ export class KubernetesDriver implements SandboxDriver {
     const name = sandboxPodName(spec.id)
     const network = await this.#profileOf(spec.network)
     await this.#startWatch()
-    if (network.profile === 'sandbox' && !code) {
+    // A warm pod is made before its session: only a network it can carry from creation can be
+    // pooled (`sandbox`, and `public` without the model gateway, whose identity is the session's).
+    if (!code && (network.profile === 'sandbox' || (network.profile === 'public' && network.gateway === undefined))) {
       const poolKey = poolKeyOf(spec.limits)
       this.#recentLimits.delete(poolKey)
       this.#recentLimits.set(poolKey, { limits: spec.limits, at: Date.now() })
-      const claimed = await this.#claim(spec, poolKey, options.signal)
+      const claimed = await this.#claim(spec, poolKey, network, options.signal)
       if (claimed) return claimed
     }
     const nonce = newTokenNonce()
@@ -473,13 +529,13 @@ export class KubernetesDriver implements SandboxDriver {
   }
 
   /**
-   * Claims a free, Ready warm pod of `poolKey` (network profile `sandbox`) from the watch's cache
-   * for session `spec.id`: a merge patch guarded by the pod's resourceVersion (claimPatch), so of
+   * Claims a free, Ready warm pod of `poolKey` and the session's network (warmFits) from the
+   * watch's cache for session `spec.id`: a merge patch guarded by the pod's resourceVersion (claimPatch), so of
    * two replicas claiming one pod, one gets 409 Conflict and tries the next. A warm pod this
    * session has claimed already (a retried create) is used as it is. Undefined when there is none
    * to have: the caller creates `cbx-<id>`.
    */
-  async #claim(spec: SandboxSpec, poolKey: string, signal: AbortSignal | undefined): Promise<Sandbox | undefined> {
+  async #claim(spec: SandboxSpec, poolKey: string, network: PodNetwork, signal: AbortSignal | undefined): Promise<Sandbox | undefined> {
     const cached = this.#watch.list()
     const mine = cached.find(
       (p) => p.metadata?.labels?.[SESSION_LABEL] === spec.id && p.metadata?.name !== sandboxPodName(spec.id) && !p.metadata?.deletionTimestamp,
@@ -491,8 +547,8 @@ export class KubernetesDriver implements SandboxDriver {
         return (
           labels[POOL_STATE_LABEL] === 'free' &&
           labels[POOL_LABEL] === poolKey &&
-          labels[NETWORK_LABEL] === 'sandbox' &&
           labels[SESSION_LABEL] === undefined &&
+          warmFits(p, network) &&
           podState(p).kind === 'ready'
         )
       })
@@ -550,9 +606,12 @@ export class KubernetesDriver implements SandboxDriver {
    * One round of the warm pool's upkeep, which the leader runs each time it renews the Lease: for
    * each pooled configuration (the pool's limits, and those of the sessions this replica started
    * within the max age, at most MAX_POOL_CONFIGS) keep `pool.size` free warm pods of the network
-   * profile `sandbox`, starting ones included; delete free pods older than the max age, of no
-   * pooled configuration, or beyond the size (the oldest). Deletions are guarded by the pod's
-   * resourceVersion, so a pod a replica claims meanwhile is left alone. Returns the pods' names.
+   * profile `sandbox` and `pool.publicSize` of `public`, starting ones included; delete free pods
+   * older than the max age, of no pooled configuration or profile, of a public proxy address that
+   * is no longer the proxy's (warmFits), or beyond the size (the oldest). Deletions are guarded by
+   * the pod's resourceVersion, so a pod a replica claims meanwhile is left alone. When the public
+   * proxy cannot be resolved, the public pods are left as they are this round (and the error is
+   * thrown after the rest is done). Returns the pods' names.
    */
   async tendPool(now = Date.now()): Promise<{ created: string[]; deleted: string[] }> {
     const done = { created: [] as string[], deleted: [] as string[] }
@@ -565,7 +624,22 @@ export class KubernetesDriver implements SandboxDriver {
       if (now - recent.at > maxAgeMs) this.#recentLimits.delete(key)
       else if (configs.size < MAX_POOL_CONFIGS) configs.set(key, recent.limits)
     }
+    const networks = new Map<NetworkProfile, { size: number; network: PodNetwork | undefined }>([
+      ['sandbox', { size: pool.size, network: { profile: 'sandbox' } }],
+    ])
+    let unresolved: unknown
+    const publicSize = pool.publicSize ?? 0
+    const publicProxy = this.#options.egressProxies?.public
+    if (publicSize > 0 && publicProxy) {
+      try {
+        networks.set('public', { size: publicSize, network: { profile: 'public', proxyUrl: await this.#proxyUrl(publicProxy), policy: PUBLIC_POLICY } })
+      } catch (e) {
+        unresolved = e
+        networks.set('public', { size: publicSize, network: undefined })
+      }
+    }
     const free = (await this.#core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${SANDBOX_SELECTOR},${POOL_STATE_LABEL}=free` })).items
+    // By profile and pool key.
     const kept = new Map<string, V1Pod[]>()
     const remove = async (pod: V1Pod): Promise<void> => {
       if (await this.#deleteFree(pod)) done.deleted.push(pod.metadata?.name ?? '')
@@ -576,30 +650,40 @@ export class KubernetesDriver implements SandboxDriver {
       // Finished ones are the sweep's; a claimed one (a stale list) is not the pool's.
       if (state.kind === 'finished' || state.kind === 'terminating' || labels[SESSION_LABEL] !== undefined) continue
       const key = labels[POOL_LABEL] ?? ''
+      const profile = networks.get(labels[NETWORK_LABEL] as NetworkProfile)
       const created = Date.parse(String(pod.metadata?.creationTimestamp ?? ''))
-      const pooled = configs.has(key) && labels[NETWORK_LABEL] === 'sandbox' && pool.size > 0
+      // The public proxy's address is unknown this round: its pods wait for the next.
+      if (profile && profile.network === undefined) continue
+      const pooled = configs.has(key) && profile !== undefined && profile.size > 0 && warmFits(pod, profile.network!)
       if (!pooled || !Number.isFinite(created) || now - created >= maxAgeMs) {
         await remove(pod)
         continue
       }
-      let list = kept.get(key)
-      if (!list) kept.set(key, (list = []))
+      const group = `${profile.network!.profile} ${key}`
+      let list = kept.get(group)
+      if (!list) kept.set(group, (list = []))
       list.push(pod)
     }
     for (const [key, limits] of configs) {
-      const pods = (kept.get(key) ?? []).sort((a, b) => String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')))
-      for (const surplus of pods.slice(pool.size)) await remove(surplus)
-      for (let n = pods.length; n < pool.size; n++) done.created.push(await this.#createWarm(limits, maxAgeMs))
+      for (const { size, network } of networks.values()) {
+        if (network === undefined) continue
+        const pods = (kept.get(`${network.profile} ${key}`) ?? []).sort((a, b) =>
+          String(b.metadata?.creationTimestamp ?? '').localeCompare(String(a.metadata?.creationTimestamp ?? '')),
+        )
+        for (const surplus of pods.slice(size)) await remove(surplus)
+        for (let n = pods.length; n < size; n++) done.created.push(await this.#createWarm(limits, maxAgeMs, network))
+      }
     }
+    if (unresolved !== undefined) throw unresolved
     return done
   }
 
-  async #createWarm(limits: SessionLimits, maxAgeMs: number): Promise<string> {
+  async #createWarm(limits: SessionLimits, maxAgeMs: number, network: PodNetwork): Promise<string> {
     const podId = randomBytes(6).toString('hex')
     const name = warmPodName(podId)
     const nonce = newTokenNonce()
     const token = executorToken(this.#tokenKey, { namespace: this.namespace, podName: name, nonce })
-    const body = warmPod({ podId, warmMaxAgeMs: maxAgeMs, ...this.#podOptions(name, limits, { profile: 'sandbox' }, nonce, token) }) as V1Pod
+    const body = warmPod({ podId, warmMaxAgeMs: maxAgeMs, ...this.#podOptions(name, limits, network, nonce, token) }) as V1Pod
     try {
       await this.#core.createNamespacedPod({ namespace: this.namespace, body })
     } catch (e) {

@@ -35,7 +35,9 @@ export function kubernetesDriverRegistration(options: KubernetesRegistrationOpti
         startTimeoutMs: settings.startTimeoutMs,
         sealingKey: options.sealingKey(),
         leader: { leaseName: settings.leaseName, identity: settings.podName ?? hostname() },
-        ...(settings.poolSize > 0 ? { pool: { size: settings.poolSize, maxAgeMs: settings.poolMaxAgeMs } } : {}),
+        ...(settings.poolSize > 0 || settings.poolSizePublic > 0
+          ? { pool: { size: settings.poolSize, publicSize: settings.poolSizePublic, maxAgeMs: settings.poolMaxAgeMs } }
+          : {}),
       })
       try {
         await driver.check()

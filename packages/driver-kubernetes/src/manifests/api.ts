@@ -31,6 +31,11 @@ export interface ApiOptions {
    * (CODEBOX_POOL_SIZE 0): the cluster's pool replaces it.
    */
   poolSize?: number
+  /**
+   * Free warm pods of the `public` network profile (PUBLIC egress, no model gateway) per pooled
+   * configuration (CODEBOX_K8S_POOL_SIZE_PUBLIC); default 0. Counted apart from `poolSize`.
+   */
+  poolSizePublic?: number
   /** Default EXECUTOR_PORT. */
   executorPort?: number
   /** The Secret key holding CODEBOX_DB, a `postgres://` URI. */
@@ -64,7 +69,12 @@ export function checkSecretRef(field: string, ref: SecretKeySelector): SecretKey
 function apiEnv(options: ApiOptions): EnvVar[] {
   const { namespace } = options
   const poolSize = options.poolSize ?? 2
-  if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) throw validationError('poolSize', `must be a whole number from 0 to 64, got ${poolSize}`)
+  const poolSizePublic = options.poolSizePublic ?? 0
+  for (const [field, size] of [
+    ['poolSize', poolSize],
+    ['poolSizePublic', poolSizePublic],
+  ] as const)
+    if (!Number.isInteger(size) || size < 0 || size > 64) throw validationError(field, `must be a whole number from 0 to 64, got ${size}`)
   for (const [profile, hostPort] of Object.entries(options.egressProxies)) {
     if (!/^[a-z0-9.-]+:\d{1,5}$/.test(hostPort)) throw validationError(`egressProxies.${profile}`, `must be host:port, got ${JSON.stringify(hostPort)}`)
   }
@@ -81,6 +91,7 @@ function apiEnv(options: ApiOptions): EnvVar[] {
     { name: 'CODEBOX_SEALING_KEY', valueFrom: { secretKeyRef: checkSecretRef('sealingKey', options.sealingKey) } },
     value('CODEBOX_POOL_SIZE', '0'),
     value('CODEBOX_K8S_POOL_SIZE', String(poolSize)),
+    value('CODEBOX_K8S_POOL_SIZE_PUBLIC', String(poolSizePublic)),
     { name: 'CODEBOX_K8S_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     // The replica's identity as a Lease holder.
     { name: 'CODEBOX_K8S_POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
