@@ -13,7 +13,10 @@ A Kubernetes pod has no proxy socket: its clients reach the cluster's egress pro
 (HTTP_PROXY). There the gateway port's connections go to that proxy over TCP instead
 (CODEBOX_GATEWAY_PROXY, `http://<podName>:<egressToken>@<IP>:<port>`, the pod's own proxy URL,
 which the executor takes from its environment at start), and the preamble carries the URL's
-credentials as `Proxy-Authorization: Basic`, as any client of the proxy sends them.
+credentials as `Proxy-Authorization: Basic`, as any client of the proxy sends them. Such a
+connection is made without blocking the relay's one thread, and given CONNECT_TIMEOUT seconds: a
+proxy address that does not answer (a blackholed IP) closes the client's connection then, not
+after the kernel's minutes of retries.
 """
 
 import base64
@@ -34,6 +37,7 @@ GATEWAY_PREAMBLE = b"CONNECT codebox-gateway:80 HTTP/1.1\r\nHost: codebox-gatewa
 MAX_PAIRS = 64
 CHUNK = 64 * 1024
 MAX_ANSWER_HEAD = 8 * 1024
+CONNECT_TIMEOUT = 10.0
 
 
 def gateway_preamble(authorization=None):
@@ -80,11 +84,15 @@ class _Pair:
         self.socks = (client, upstream)
         self.pending = {client: b"", upstream: b""}
         self.reading = {client: True, upstream: True}
+        # A TCP upstream's connect under way: when it must have completed (time.monotonic()).
+        self.connect_deadline = None
 
     def peer(self, s):
         return self.socks[1] if s is self.socks[0] else self.socks[0]
 
     def events(self, s):
+        if self.connect_deadline is not None and s is self.socks[1]:
+            return selectors.EVENT_WRITE  # writable once connected (or failed)
         ev = 0
         if self.reading[s] and not self.pending[self.peer(s)]:
             ev |= selectors.EVENT_READ
@@ -130,11 +138,14 @@ class Relay:
     """Listens on host:port and pipes each connection to `upstream`: a unix socket's path, or
     (family, (host, port)) of a TCP proxy; with `preamble`, sent up first (_PreamblePair)."""
 
-    def __init__(self, upstream, host=HOST, port=PORT, max_pairs=MAX_PAIRS, preamble=None):
+    def __init__(self, upstream, host=HOST, port=PORT, max_pairs=MAX_PAIRS, preamble=None, connect_timeout=CONNECT_TIMEOUT):
         self.upstream = upstream
         self.max_pairs = max_pairs
         self.preamble = preamble
+        self.connect_timeout = connect_timeout
         self.pairs = set()
+        self.connecting = set()
+        self.last_timeout_report = None
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -145,7 +156,10 @@ class Relay:
 
     def serve_forever(self):
         while True:
-            for key, mask in self.sel.select():
+            timeout = None
+            if self.connecting:
+                timeout = max(0.0, min(p.connect_deadline for p in self.connecting) - time.monotonic())
+            for key, mask in self.sel.select(timeout):
                 if key.data is not None and key.data not in self.pairs:
                     continue  # closed by an earlier event of this round
                 try:
@@ -157,6 +171,22 @@ class Relay:
                     print("codebox: egress relay: %s: %s" % (type(e).__name__, e), file=sys.stderr)
                     if key.data is not None:
                         self._close(key.data)
+            self._expire()
+
+    def _expire(self):
+        """Closes the pairs whose upstream has not connected by its deadline (the client too)."""
+        now = time.monotonic()
+        late = [p for p in self.connecting if p.connect_deadline <= now]
+        for pair in late:
+            self._close(pair)
+        # One line at most every minute: a proxy that does not answer would otherwise fill the log.
+        if late and (self.last_timeout_report is None or now - self.last_timeout_report >= 60):
+            self.last_timeout_report = now
+            print(
+                "codebox: egress relay: the proxy at %s did not accept a connection within %g s; the client's connection was closed"
+                % (self.upstream[1][0], self.connect_timeout),
+                file=sys.stderr,
+            )
 
     def _accept(self):
         try:
@@ -176,8 +206,8 @@ class Relay:
         try:
             upstream.setblocking(False)
             if tcp:
-                # Under way: the preamble waits for the socket to be writable, and a refused
-                # connection fails the first send, which closes the pair.
+                # Under way: the socket turns writable once connected or failed (SO_ERROR says
+                # which, in _step); until then nothing is sent, and the deadline closes the pair.
                 err = upstream.connect_ex(self.upstream[1])
                 if err not in (0, errno.EINPROGRESS):
                     raise OSError(err, "connect")
@@ -189,11 +219,28 @@ class Relay:
             return
         client.setblocking(False)
         pair = _Pair(client, upstream) if self.preamble is None else _PreamblePair(client, upstream, self.preamble)
+        if tcp:
+            pair.connect_deadline = time.monotonic() + self.connect_timeout
+            self.connecting.add(pair)
         self.pairs.add(pair)
         for s in pair.socks:
             self._watch(s, pair)
 
     def _step(self, pair, s, mask):
+        if pair.connect_deadline is not None and s is pair.socks[1]:
+            if not mask & selectors.EVENT_WRITE:
+                return
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                return self._close(pair)  # refused or unreachable
+            pair.connect_deadline = None
+            self.connecting.discard(pair)
+            if not pair.pending[s]:
+                mask &= ~selectors.EVENT_WRITE
+                if not pair.reading[pair.peer(s)]:
+                    try:
+                        s.shutdown(socket.SHUT_WR)  # the client half-closed while it connected
+                    except OSError:
+                        return self._close(pair)
         try:
             if mask & selectors.EVENT_WRITE:
                 n = s.send(pair.pending[s])
@@ -206,7 +253,8 @@ class Relay:
                     pair.pending[pair.peer(s)] = pair.received(s, data)
                 else:
                     pair.reading[s] = False
-                    if not pair.pending[pair.peer(s)]:
+                    # (An upstream still connecting is shut once connected, above.)
+                    if not pair.pending[pair.peer(s)] and pair.connect_deadline is None:
                         pair.peer(s).shutdown(socket.SHUT_WR)
         except (BlockingIOError, InterruptedError):
             pass
@@ -237,6 +285,7 @@ class Relay:
         if pair not in self.pairs:
             return
         self.pairs.discard(pair)
+        self.connecting.discard(pair)
         for s in pair.socks:
             try:
                 self.sel.unregister(s)

@@ -4,7 +4,9 @@
  * both directions, a large transfer to a slow reader, a connection cap, a missing proxy, and
  * resets that must not end the relay for later connections. The gateway port: its CONNECT
  * preamble to the proxy socket, and in a pod's TCP mode to a proxy on loopback with the pod's
- * credentials (Proxy-Authorization), refusals passed through, the proxy URL's checks.
+ * credentials (Proxy-Authorization), refusals passed through, a proxy address that does not
+ * answer (a listener whose backlog is full: the kernel drops the SYNs) closing each client at its
+ * own connect deadline while the relay goes on accepting, the proxy URL's checks.
  */
 import assert from 'node:assert/strict'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
@@ -222,9 +224,26 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import egress_relay
 upstream, authorization = egress_relay.parse_proxy_url(sys.argv[2])
-relay = egress_relay.Relay(upstream, port=0, max_pairs=int(sys.argv[3]), preamble=egress_relay.gateway_preamble(authorization))
+timeout = float(sys.argv[4]) if len(sys.argv) > 4 else egress_relay.CONNECT_TIMEOUT
+relay = egress_relay.Relay(upstream, port=0, max_pairs=int(sys.argv[3]), preamble=egress_relay.gateway_preamble(authorization), connect_timeout=timeout)
 print(relay.listener.getsockname()[1], flush=True)
 relay.serve_forever()
+`
+  // A loopback address that never answers: a listener with a backlog of 0 that never accepts,
+  // its queue filled by its own connections, so the kernel drops every further SYN.
+  const BLACKHOLE = `
+import socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(0)
+fill = []
+for _ in range(2):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex(listener.getsockname())
+    fill.append(s)
+print(listener.getsockname()[1], flush=True)
+sys.stdin.read()
 `
   let proxy: net.Server
   let proxyPort = 0
@@ -261,9 +280,10 @@ relay.serve_forever()
     proxy.close()
   })
 
-  async function startRelay(url: string): Promise<number> {
+  async function startRelay(url: string, connectTimeoutSeconds?: number): Promise<number> {
     relay?.kill('SIGKILL')
-    relay = spawn('/usr/bin/python3', ['-c', TCP_RELAY, executorDir, url, '4'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const args = ['-c', TCP_RELAY, executorDir, url, '4', ...(connectTimeoutSeconds === undefined ? [] : [String(connectTimeoutSeconds)])]
+    relay = spawn('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'inherit'] })
     const exited = once(relay, 'exit').then(([code]) => assert.fail(`the relay exited (${String(code)}) before listening`))
     const [line] = (await Promise.race([once(relay.stdout!, 'data'), exited])) as [Buffer]
     return Number(line.toString().trim())
@@ -295,6 +315,45 @@ relay.serve_forever()
     assert.equal(await client(port).received, '')
     assert.equal(await client(port).received, '')
     assert.equal(relay.exitCode, null, 'the relay died')
+  })
+
+  test('a proxy address that does not answer: each client is closed at its own connect deadline, and the relay goes on', async () => {
+    const blackhole = spawn('/usr/bin/python3', ['-c', BLACKHOLE], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      const [line] = (await once(blackhole.stdout!, 'data')) as [Buffer]
+      const holePort = Number(line.toString().trim())
+      assert.ok(holePort > 0)
+      port = await startRelay(`http://${credentials.user}:${credentials.token}@127.0.0.1:${holePort}`, 1)
+      const closedAt = async (c: { received: Promise<string> }): Promise<{ text: string; at: number }> => ({ text: await c.received, at: Date.now() })
+      const startA = Date.now()
+      const a = closedAt(client(port))
+      await delay(500)
+      // Accepted while the first one's connect hangs: the relay's one thread is not blocked.
+      const startB = Date.now()
+      const b = closedAt(client(port))
+      const [ra, rb] = await Promise.all([a, b])
+      assert.deepEqual([ra.text, rb.text], ['', ''], 'the clients get nothing: closed')
+      for (const [r, start] of [
+        [ra, startA],
+        [rb, startB],
+      ] as const) {
+        const waited = r.at - start
+        assert.ok(waited >= 900 && waited < 4000, `closed after ${waited} ms, not at its 1 s deadline`)
+      }
+      assert.ok(rb.at - ra.at >= 300, `the second closed at its own deadline (${rb.at - ra.at} ms after the first)`)
+      assert.equal(relay.exitCode, null, 'the relay died')
+    } finally {
+      blackhole.kill('SIGKILL')
+    }
+    // The default bound: 10 s.
+    const value = await new Promise<string>((resolve, reject) =>
+      execFile(
+        '/usr/bin/python3',
+        ['-c', `import sys; sys.path.insert(0, sys.argv[1]); import egress_relay; print(egress_relay.CONNECT_TIMEOUT)`, executorDir],
+        (err, out) => (err ? reject(err) : resolve(out.trim())),
+      ),
+    )
+    assert.equal(value, '10.0')
   })
 
   test('the proxy URL: a numeric address and a port, or an error naming the variable', async () => {
