@@ -571,6 +571,13 @@ function storeSuite(b: Backend): void {
         assert.deepEqual((e as CodeboxError).details, { sessionId: 'h1', hostedTaken: true })
         return true
       })
+      // At the tenant's quota (h1 and plain make 2), the loser still learns of the winner's session, to attach it.
+      await assert.rejects(store.sessions.insert(hosted('h2', 'x'.repeat(33)), { maxActive: 2, exclusiveHosted: true }), (e: unknown) => {
+        isError('Conflict', /is served by session h1 already/)(e)
+        assert.deepEqual((e as CodeboxError).details, { sessionId: 'h1', hostedTaken: true })
+        return true
+      })
+      await assert.rejects(store.sessions.insert(hosted('h2', 'w'.repeat(33)), { maxActive: 2, exclusiveHosted: true }), isError('QuotaExceeded'))
       assert.equal(await store.sessions.get('h2', 'acme'), undefined, 'the loser was not stored')
       // Another runtime session, runtime or tenant is another key; without exclusiveHosted nothing is checked (one server per store).
       await store.sessions.insert(hosted('h3', 'y'.repeat(33)), { exclusiveHosted: true })

@@ -78,7 +78,8 @@ export interface SessionStore {
    * sessions together never pass the quota). With `exclusiveHosted`, a hosted agent's session
    * whose runtime session has a READY session already is refused (Conflict, `details.sessionId`
    * the one there), checked and inserted at once too: of replicas launching one runtime session
-   * together, one wins.
+   * together, one wins. That check comes before the quota's: a loser at the tenant's quota learns
+   * of the winner's session (to attach it), not of the quota.
    */
   insert(record: SessionRecord, options?: { maxActive?: number; exclusiveHosted?: boolean }): Promise<void>
   /**
