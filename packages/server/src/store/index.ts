@@ -26,6 +26,7 @@ export type {
   AuditStore,
   RuntimeStore,
   RuntimeLogStore,
+  LogAppendOptions,
   RateStore,
 } from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'
