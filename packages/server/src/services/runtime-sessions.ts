@@ -495,6 +495,19 @@ export class RuntimeSessions {
     try {
       await this.#waitHealthy(got.agent, got.settings)
     } catch (e) {
+      // Attached, not launched: an agent another replica invoked within its idle timeout (the
+      // store says when) is not ended for what this replica sees of its /ping; this invocation
+      // fails, and its idle timeout or that replica ends it if it is really gone.
+      const recorded = await this.#store?.recorded(stored.sessionId).catch(() => undefined)
+      const sinceMs = recorded ? Date.now() - recorded.lastActivityAt : Infinity
+      if (recorded && !recorded.ended && sinceMs < got.settings.idleTimeoutMs) {
+        await got.agent.release?.().catch(() => {})
+        throw new CodeboxError(
+          'Unavailable',
+          `runtime session ${JSON.stringify(key.runtimeSessionId)} is served by another codebox replica (invoked there ${Math.round(sinceMs / 1000)} s ago), but its agent did not answer this replica: ${(e as Error).message.split('\n')[0]}; it was not ended, try again`,
+          { details: { retryAfterSeconds: 5, servedElsewhere: true } },
+        )
+      }
       await stored.end('unhealthy').catch(() => {})
       await got.agent.release?.().catch(() => {})
       throw e
