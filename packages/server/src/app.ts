@@ -129,7 +129,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     gatewayUsage: () => gateway.totals(),
     runtimeSessions: () => {
       const byRuntime = new Map<string, number>()
-      for (const s of runtimeSessions?.list() ?? []) byRuntime.set(s.runtimeId, (byRuntime.get(s.runtimeId) ?? 0) + 1)
+      for (const s of runtimeSessions?.counted() ?? []) byRuntime.set(s.runtimeId, (byRuntime.get(s.runtimeId) ?? 0) + 1)
       return byRuntime
     },
     liveSessions: () => sessions?.engineStats().live ?? 0,

@@ -140,6 +140,12 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     assert.deepEqual(await invoke(onB, sid('a')), { count: 2, pid: first.pid }, 'replica b reaches the agent replica a started')
     assert.deepEqual(await invoke(onA, sid('a')), { count: 3, pid: first.pid })
     await loggedOnce(sid('a'), 3)
+    // Both replicas hold it; the one collecting its output (A, which launched it) counts it in its metrics.
+    const counted = async (url: string): Promise<number> => {
+      const m = new RegExp(`^codebox_runtime_sessions\\{runtime="${id}"\\} (\\d+)$`, 'm').exec(await (await fetch(`${url}/metrics`)).text())
+      return m ? Number(m[1]) : 0
+    }
+    assert.deepEqual([await counted(a.url), await counted(b.url)], [1, 0], 'codebox_runtime_sessions sums to 1 over the replicas')
     const [row] = await hostedRows(uri, sid('a'))
     assert.equal((await hostedRows(uri, sid('a'))).length, 1, 'one session serves the runtime session')
     for (const on of [onA, onB]) {
@@ -187,6 +193,7 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     await new Promise((r) => a.proc.once('exit', r))
     assert.deepEqual(await invoke(onB, sid('d')), { count: 4, pid: d.pid }, 'the same agent after replica a died')
     assert.match(await loggedOnce(sid('d'), 4), /another replica collects this output from here on/)
+    assert.equal(await counted(b.url), 1, 'replica b counts the runtime session it took over')
     await onB.runtimes.stopSession(id, sid('d'))
     assert.deepEqual(await new FakeDriver({ sharedDir }).list!(), [], 'no sandbox is left')
   })

@@ -157,6 +157,7 @@ export class RuntimeLauncher implements Launcher {
         await log.release()
         await this.#o.sessions.releaseHosted(session)
       },
+      collecting: () => log.collecting,
       sessionId: session.id,
       version,
     }

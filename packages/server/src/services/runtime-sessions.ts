@@ -49,6 +49,8 @@ export interface LaunchedAgent {
   stop(reason: RuntimeSessionEndReason): Promise<void>
   /** Lets go of the agent here without ending it (another replica ended it, or serves it on); for agents of a store shared by replicas. */
   release?(): Promise<void>
+  /** Whether this server collects the agent's output now (with replicas, one at a time does); default yes. */
+  collecting?(): boolean
   /** The codebox session that serves it (for logs and the operator). */
   sessionId: string
   /** The runtime version it runs. */
@@ -198,6 +200,16 @@ export class RuntimeSessions {
           (filter.runtimeId === undefined || e.key.runtimeId === filter.runtimeId),
       )
       .map((e) => this.#info(e))
+  }
+
+  /**
+   * The runtime sessions this server counts in its metrics (`codebox_runtime_sessions`): those it
+   * holds whose agent's output it collects. With one server that is every one it holds; with
+   * replicas sharing runtime sessions one replica at a time collects each, so the sum over
+   * replicas counts each runtime session once (one held by two replicas counts on its collector).
+   */
+  counted(): RuntimeSessionInfo[] {
+    return [...this.#live.values()].filter((e) => !e.ending && (e.agent.collecting?.() ?? true)).map((e) => this.#info(e))
   }
 
   /** The live runtime session of this key held here, if any. */
