@@ -61,6 +61,8 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     CODEBOX_REPLICA_ID: replicaId,
     // A replica that dies loses the collection of its agents' output within a second.
     CODEBOX_RUNTIME_LOG_LEASE_SECONDS: '1',
+    // One running session per tenant: a launch that loses to the other replica's attaches it, the quota notwithstanding.
+    CODEBOX_TENANT_MAX_SESSIONS: '1',
   })
 
   /** A replica in this process, closed when the test ends. */
@@ -170,7 +172,8 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     assert.notEqual(fresh.pid, first.pid)
     await onA.runtimes.stopSession(id, sid('a'))
 
-    // The first invocations of a new runtime session on both replicas at once: one agent.
+    // The first invocations of a new runtime session on both replicas at once: one agent (the
+    // replica that lost attaches it, though the winner's session brought the tenant to its quota).
     const both = await Promise.all([invoke(onA, sid('c')), invoke(onB, sid('c'))])
     assert.deepEqual(both.map((r) => r.count).sort(), [1, 2])
     assert.equal(both[0].pid, both[1].pid, 'one agent answered both')
