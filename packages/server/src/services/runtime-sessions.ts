@@ -516,7 +516,7 @@ export class RuntimeSessions {
         await got.agent.release?.().catch(() => {})
         throw new CodeboxError(
           'Unavailable',
-          `runtime session ${JSON.stringify(key.runtimeSessionId)} is served by another codebox replica (invoked there ${Math.round(sinceMs / 1000)} s ago), but its agent did not answer this replica: ${(e as Error).message.split('\n')[0]}; it was not ended, try again`,
+          `runtime session ${JSON.stringify(key.runtimeSessionId)} is served by another codebox replica (invoked there ${Math.round(sinceMs / 1000)} s ago), but its agent did not answer this replica: ${(e as Error).message.split(/; (?:its output ends with|it printed nothing)/)[0]}; it was not ended, try again`,
           { details: { retryAfterSeconds: 5, servedElsewhere: true } },
         )
       }
