@@ -129,7 +129,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     gatewayUsage: () => gateway.totals(),
     runtimeSessions: () => {
       const byRuntime = new Map<string, number>()
-      for (const s of runtimeSessions?.list() ?? []) byRuntime.set(s.runtimeId, (byRuntime.get(s.runtimeId) ?? 0) + 1)
+      for (const s of runtimeSessions?.counted() ?? []) byRuntime.set(s.runtimeId, (byRuntime.get(s.runtimeId) ?? 0) + 1)
       return byRuntime
     },
     liveSessions: () => sessions?.engineStats().live ?? 0,
@@ -181,6 +181,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     maxSessionsPerRuntime: config.runtimeLogs.maxSessionsPerRuntime,
     retentionMs: config.runtimeLogs.retentionSeconds * 1000,
     onError: (err) => app.log.error({ err }, 'could not store what a hosted agent printed'),
+    // Replicas sharing runtime sessions: one at a time collects an agent's output.
+    ...((await sessions.hostedShared()) ? { collector: config.replicaId, leaseMs: config.runtimeLogs.leaseSeconds * 1000 } : {}),
   })
   const launcher = new RuntimeLauncher({ runtimes, sessions, logs: runtimeLogs })
   runtimeSessions = new RuntimeSessions({

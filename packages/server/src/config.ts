@@ -43,6 +43,8 @@ export interface RuntimeLogConfig {
   maxBytesPerSession: number
   /** `CODEBOX_RUNTIME_LOG_MAX_SESSIONS`: runtime session logs kept per runtime; the oldest ended ones go first. Default 200. */
   maxSessionsPerRuntime: number
+  /** `CODEBOX_RUNTIME_LOG_LEASE_SECONDS`: with replicas sharing runtime sessions, how long the replica collecting an agent's output may go without renewing its lease before another takes the collection over. Default 15. */
+  leaseSeconds: number
 }
 
 export interface ServerConfig {
@@ -126,6 +128,7 @@ export function loadServerConfig(
       retentionSeconds: intVar(env, 'CODEBOX_RUNTIME_LOG_RETENTION_SECONDS', 86_400, 60, 365 * 86_400),
       maxBytesPerSession: intVar(env, 'CODEBOX_RUNTIME_LOG_MAX_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
       maxSessionsPerRuntime: intVar(env, 'CODEBOX_RUNTIME_LOG_MAX_SESSIONS', 200, 1, 100_000),
+      leaseSeconds: intVar(env, 'CODEBOX_RUNTIME_LOG_LEASE_SECONDS', 15, 1, 3600),
     }),
     maxBodyBytes: intVar(env, 'CODEBOX_MAX_BODY_BYTES', 140_000_000, 1024, 2 ** 31),
     bodyIdleTimeoutMs: intVar(env, 'CODEBOX_BODY_IDLE_TIMEOUT_MS', 30_000, 100, 3_600_000),

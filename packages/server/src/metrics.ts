@@ -15,7 +15,7 @@ export interface MetricsSource {
   egressRequests: () => { allowed: number; denied: number }
   /** Model gateway totals per provider and runtime (the session's tag). Default none. */
   gatewayUsage?: () => readonly GatewayUsageRow[]
-  /** Runtime sessions of hosted agents alive now, by runtime id. */
+  /** Runtime sessions of hosted agents alive now that this server counts (RuntimeSessions.counted), by runtime id. */
   runtimeSessions?: () => ReadonlyMap<string, number>
 }
 
@@ -131,7 +131,7 @@ export class Metrics {
     })
     new Gauge({
       name: 'codebox_runtime_sessions',
-      help: 'Runtime sessions of hosted agents alive now, by runtime id.',
+      help: 'Runtime sessions of hosted agents alive now whose agent this server collects the output of (with replicas, one each: sum over replicas), by runtime id.',
       labelNames: ['runtime'],
       registers,
       collect() {

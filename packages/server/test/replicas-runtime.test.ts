@@ -35,6 +35,7 @@ const agentPy = pythonAgent(String.raw`    def do_POST(self):
         global count
         self.rfile.read(int(self.headers.get("content-length") or 0))
         count += 1
+        print(f"invocation {count}", flush=True)
         self.reply(200, "application/json", json.dumps({"count": count, "pid": os.getpid()}).encode())`)
 
 const sid = (c: string): string => `${c.repeat(8)}-runtime-session-across-replicas`
@@ -58,6 +59,10 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     CODEBOX_PRELOAD: '',
     CODEBOX_POOL_SIZE: '0',
     CODEBOX_REPLICA_ID: replicaId,
+    // A replica that dies loses the collection of its agents' output within a second.
+    CODEBOX_RUNTIME_LOG_LEASE_SECONDS: '1',
+    // One running session per tenant: a launch that loses to the other replica's attaches it, the quota notwithstanding.
+    CODEBOX_TENANT_MAX_SESSIONS: '1',
   })
 
   /** A replica in this process, closed when the test ends. */
@@ -115,12 +120,34 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     const { agentRuntimeId: id } = await onB.runtimes.deploy({ name: 'counter', bundleId, entrypoint: 'agent.py' })
     const invoke = async (on: CodeboxClient, session: string): Promise<{ count: number; pid: number }> =>
       (await (await on.runtimes.invoke(id, { prompt: 'count' }, { session })).json()) as { count: number; pid: number }
+    /** Each of the agent's lines `invocation 1` … `invocation n` once in the runtime session's log (read on B), none twice, once `n` arrived. */
+    const loggedOnce = async (session: string, n: number): Promise<string> => {
+      const text = async (): Promise<string> => (await onB.runtimes.logs(id, session)).items.map((l) => l.text).join('')
+      for (let i = 0; i < 100 && !(await text()).includes(`invocation ${n}\n`); i++) await new Promise((r) => setTimeout(r, 100))
+      // Time for a second collector, if there were one, to have written its copy.
+      await new Promise((r) => setTimeout(r, 1_500))
+      const log = await text()
+      const lines = log.split('\n').filter((l) => l.startsWith('invocation '))
+      assert.deepEqual(
+        lines,
+        Array.from({ length: n }, (_, i) => `invocation ${i + 1}`),
+        `one replica collects the agent's output:\n${log}`,
+      )
+      return log
+    }
 
     // Started on A, reached on B and again on A: one agent, its memory kept.
     const first = await invoke(onA, sid('a'))
     assert.equal(first.count, 1)
     assert.deepEqual(await invoke(onB, sid('a')), { count: 2, pid: first.pid }, 'replica b reaches the agent replica a started')
     assert.deepEqual(await invoke(onA, sid('a')), { count: 3, pid: first.pid })
+    await loggedOnce(sid('a'), 3)
+    // Both replicas hold it; the one collecting its output (A, which launched it) counts it in its metrics.
+    const counted = async (url: string): Promise<number> => {
+      const m = new RegExp(`^codebox_runtime_sessions\\{runtime="${id}"\\} (\\d+)$`, 'm').exec(await (await fetch(`${url}/metrics`)).text())
+      return m ? Number(m[1]) : 0
+    }
+    assert.deepEqual([await counted(a.url), await counted(b.url)], [1, 0], 'codebox_runtime_sessions sums to 1 over the replicas')
     const [row] = await hostedRows(uri, sid('a'))
     assert.equal((await hostedRows(uri, sid('a'))).length, 1, 'one session serves the runtime session')
     for (const on of [onA, onB]) {
@@ -145,7 +172,8 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
     assert.notEqual(fresh.pid, first.pid)
     await onA.runtimes.stopSession(id, sid('a'))
 
-    // The first invocations of a new runtime session on both replicas at once: one agent.
+    // The first invocations of a new runtime session on both replicas at once: one agent (the
+    // replica that lost attaches it, though the winner's session brought the tenant to its quota).
     const both = await Promise.all([invoke(onA, sid('c')), invoke(onB, sid('c'))])
     assert.deepEqual(both.map((r) => r.count).sort(), [1, 2])
     assert.equal(both[0].pid, both[1].pid, 'one agent answered both')
@@ -155,12 +183,21 @@ describe('runtime sessions across replicas sharing one PostgreSQL store and a sh
       'one session serves it',
     )
 
-    // Replica A is killed while it holds the runtime session: B serves it on, with its state.
-    assert.equal((await invoke(onA, sid('c'))).count, 3)
+    await loggedOnce(sid('c'), 2)
+    await onB.runtimes.stopSession(id, sid('c'))
+
+    // Replica A is killed while it holds a runtime session and collects its agent's output (B holds
+    // it too): B serves it on, with its state, and takes the collection over where A's log ended.
+    const d = await invoke(onA, sid('d'))
+    assert.equal(d.count, 1)
+    assert.deepEqual(await invoke(onB, sid('d')), { count: 2, pid: d.pid })
+    assert.equal((await invoke(onA, sid('d'))).count, 3)
     a.proc.kill('SIGKILL')
     await new Promise((r) => a.proc.once('exit', r))
-    assert.deepEqual(await invoke(onB, sid('c')), { count: 4, pid: both[0].pid }, 'the same agent after replica a died')
-    await onB.runtimes.stopSession(id, sid('c'))
+    assert.deepEqual(await invoke(onB, sid('d')), { count: 4, pid: d.pid }, 'the same agent after replica a died')
+    assert.match(await loggedOnce(sid('d'), 4), /another replica collects this output from here on/)
+    assert.equal(await counted(b.url), 1, 'replica b counts the runtime session it took over')
+    await onB.runtimes.stopSession(id, sid('d'))
     assert.deepEqual(await new FakeDriver({ sharedDir }).list!(), [], 'no sandbox is left')
   })
 })

@@ -6,7 +6,8 @@
  * the maximum lifetime and StopRuntimeSession ending it; an agent that exits being replaced by the
  * next invocation. With a store shared by replicas (an in-memory one here): two RuntimeSessions
  * reach one agent, the idle timeout counts both, an end on one is a quiet let-go on the other, a
- * launch another replica left unfinished is taken over, and close() lets go instead of ending.
+ * launch another replica left unfinished is taken over, close() lets go instead of ending, and an
+ * agent another replica invoked lately is not ended for an unhealthy /ping where it is attached.
  */
 import assert from 'node:assert/strict'
 import http from 'node:http'
@@ -347,6 +348,8 @@ function sharedStore(options: FakeAgentOptions = {}, overrides: Partial<RuntimeS
   }
   const rows: Row[] = []
   const released: string[] = []
+  /** Whether a replica attaching an agent reaches it (false: its connections fail, as to a pod this replica cannot reach). */
+  const reach = { ok: true }
   const same = (a: RuntimeSessionKey, b: RuntimeSessionKey): boolean => JSON.stringify(a) === JSON.stringify(b)
   const active = (k: RuntimeSessionKey): Row | undefined => rows.find((r) => !r.ended && same(r.key, k))
   const inner = fakeLauncher(options, overrides)
@@ -367,7 +370,14 @@ function sharedStore(options: FakeAgentOptions = {}, overrides: Partial<RuntimeS
     startedAt: row.startedAt,
     lastActivity: new Date(row.lastActivityAt),
     launched: row.agent !== undefined,
-    attach: async () => ({ agent: { ...row.agent!, release: async () => void released.push(row.sessionId) }, settings: { ...settings, ...overrides } }),
+    attach: async () => ({
+      agent: {
+        ...row.agent!,
+        ...(reach.ok ? {} : { connect: async () => Promise.reject(new Error('connect ECONNREFUSED')) }),
+        release: async () => void released.push(row.sessionId),
+      },
+      settings: { ...settings, ...overrides },
+    }),
     end: async (reason) => {
       row.ended ??= reason
       await row.agent?.stop(reason)
@@ -392,7 +402,7 @@ function sharedStore(options: FakeAgentOptions = {}, overrides: Partial<RuntimeS
       if (row) row.ended ??= reason
     },
   }
-  return { launcher, store, rows, released, launched: inner.launched }
+  return { launcher, store, rows, released, reach, launched: inner.launched }
 }
 
 test('replicas on a shared store: one agent for both, the idle timeout counts both, an end on one is a let-go on the other', async (t) => {
@@ -458,4 +468,38 @@ test('replicas on a shared store: a launch left unfinished is taken over after t
   assert.deepEqual(ends, [], 'nothing ended at close')
   assert.equal(shared.launched[0]!.stopped, undefined, 'the agent runs on for the other replicas')
   assert.deepEqual(shared.released, ['sess-1'], 'it let go of the agent')
+})
+
+test('replicas on a shared store: an agent another replica invoked lately is not ended for an unhealthy /ping on attach', async (t) => {
+  const shared = sharedStore({}, { startTimeoutMs: 300 })
+  const ends: [string, RuntimeSessionEndReason][] = []
+  const replica = (name: string): RuntimeSessions =>
+    new RuntimeSessions({ launcher: shared.launcher, store: shared.store, pollMs: 10, onEnd: (_info, reason) => ends.push([name, reason]) })
+  const a = replica('a')
+  const b = replica('b')
+  t.after(() => Promise.all([a.close(), b.close()]))
+  t.after(() => Promise.all(shared.rows.flatMap((r) => (r.agent ? [r.agent.stop('stopped')] : []))))
+  assert.equal((await call(a, 'u'.repeat(33))).count, 1)
+  // Replica b cannot reach the agent replica a serves: b's invocation fails, the runtime session goes on.
+  shared.reach.ok = false
+  await assert.rejects(call(b, 'u'.repeat(33)), (e: unknown) => {
+    assert.ok(e instanceof CodeboxError)
+    assert.equal(e.code, 'Unavailable')
+    assert.match(
+      e.message,
+      /is served by another codebox replica \(invoked there \d+ s ago\), but its agent did not answer this replica: .*GET \/ping.*; it was not ended/,
+    )
+    return true
+  })
+  assert.equal(shared.rows[0]!.ended, undefined, 'the runtime session was not ended')
+  assert.equal(shared.launched[0]!.stopped, undefined)
+  assert.deepEqual(ends, [])
+  assert.equal((await call(a, 'u'.repeat(33))).count, 2, 'replica a serves it on')
+  // Not invoked anywhere within its idle timeout: an agent that does not answer is ended, as
+  // before, and replica b launches a new one.
+  await new Promise((r) => setTimeout(r, 50))
+  shared.rows[0]!.lastActivityAt = Date.now() - settings.idleTimeoutMs - 1
+  const fresh = await call(b, 'u'.repeat(33))
+  assert.deepEqual([fresh.agent, fresh.count], [2, 1])
+  assert.equal(shared.rows[0]!.ended, 'unhealthy')
 })

@@ -312,13 +312,16 @@ describe('the PostgreSQL store', { skip: postgresSkip }, () => {
     assert.equal(await b!.sessions.countActive('quota'), 3)
   })
 
-  it('of replicas launching one runtime session at once, one stores its session (exclusiveHosted)', async (t) => {
+  it('of replicas launching one runtime session at once, one stores its session (exclusiveHosted), also at the quota', async (t) => {
     const {
       stores: [a, b],
     } = await replicas(t)
     const hosted = (id: string): SessionRecord =>
       session(id, 'acme', { runtimeId: 'rt-1', hosted: { runtimeSessionId: 'k'.repeat(33), version: 1, network: { mode: 'SANDBOX' } } })
-    const inserts = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => (i % 2 ? a! : b!).sessions.insert(hosted(`h${i}`), { exclusiveHosted: true })))
+    // A quota of one: the losers are told of the winner's session (to attach it), never of the quota.
+    const inserts = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) => (i % 2 ? a! : b!).sessions.insert(hosted(`h${i}`), { exclusiveHosted: true, maxActive: 1 })),
+    )
     assert.equal(inserts.filter((r) => r.status === 'fulfilled').length, 1)
     for (const r of inserts) if (r.status === 'rejected') isError('Conflict', /is served by session h\d already/)(r.reason)
     assert.equal((await b!.sessions.listActiveHosted('acme')).length, 1)

@@ -571,6 +571,13 @@ function storeSuite(b: Backend): void {
         assert.deepEqual((e as CodeboxError).details, { sessionId: 'h1', hostedTaken: true })
         return true
       })
+      // At the tenant's quota (h1 and plain make 2), the loser still learns of the winner's session, to attach it.
+      await assert.rejects(store.sessions.insert(hosted('h2', 'x'.repeat(33)), { maxActive: 2, exclusiveHosted: true }), (e: unknown) => {
+        isError('Conflict', /is served by session h1 already/)(e)
+        assert.deepEqual((e as CodeboxError).details, { sessionId: 'h1', hostedTaken: true })
+        return true
+      })
+      await assert.rejects(store.sessions.insert(hosted('h2', 'w'.repeat(33)), { maxActive: 2, exclusiveHosted: true }), isError('QuotaExceeded'))
       assert.equal(await store.sessions.get('h2', 'acme'), undefined, 'the loser was not stored')
       // Another runtime session, runtime or tenant is another key; without exclusiveHosted nothing is checked (one server per store).
       await store.sessions.insert(hosted('h3', 'y'.repeat(33)), { exclusiveHosted: true })
@@ -715,6 +722,33 @@ function storeSuite(b: Backend): void {
       assert.equal(await again.runtimes.readBundleChunk(b1.bundleId, 0), undefined)
       assert.deepEqual(await again.runtimes.secretValues(one.runtime.runtimeId), {})
       await again.close()
+    })
+
+    it("lets one collector at a time write a running agent's log, and another take it over once its lease lapsed", async (t) => {
+      const store = await b.fresh(t)
+      const logs = store.runtimeLogs
+      const bundleId = await store.runtimes.beginBundle('acme')
+      await store.runtimes.appendBundleChunk(bundleId, 0, Buffer.from('code'))
+      await store.runtimes.finishBundle(bundleId, 'acme', 'f'.repeat(64), 4)
+      const { runtime } = await store.runtimes.deploy({ tenant: 'acme', name: 'agent', bundleId, settings })
+      await logs.openLog({ tenant: 'acme', runtimeId: runtime.runtimeId, runtimeSessionId: 'x'.repeat(33), sessionId: 's1', version: '1' })
+      assert.deepEqual(await logs.claimLog('s1', 'replica-a', { staleMs: 60_000 }), { stdout: 0, stderr: 0 })
+      assert.equal(await logs.claimLog('s1', 'replica-b', { staleMs: 60_000 }), undefined, 'a live collector keeps it')
+      assert.equal(await logs.appendLog('s1', 'from b\n', { maxBytes: 1024, collector: 'replica-b', offsets: { stdout: 7, stderr: 0 } }), false)
+      assert.equal(await logs.appendLog('s1', 'from a\n', { maxBytes: 1024, collector: 'replica-a', offsets: { stdout: 7, stderr: 2 } }), true)
+      assert.equal(await logs.appendLog('s1', '', { maxBytes: 1024, collector: 'replica-a' }), true, 'a renewal')
+      assert.deepEqual(await logs.claimLog('s1', 'replica-a', { staleMs: 60_000 }), { stdout: 7, stderr: 2 }, 'its own again, offsets kept')
+      await new Promise((r) => setTimeout(r, 20))
+      // A's lease lapsed (its replica is gone): B goes on from where the log ended, and A writes no more.
+      assert.deepEqual(await logs.claimLog('s1', 'replica-b', { staleMs: 10 }), { stdout: 7, stderr: 2 })
+      assert.equal(await logs.appendLog('s1', 'late from a\n', { maxBytes: 1024, collector: 'replica-a', offsets: { stdout: 20, stderr: 2 } }), false)
+      assert.equal(await logs.appendLog('s1', 'more\n', { maxBytes: 1024, collector: 'replica-b', offsets: { stdout: 12, stderr: 2 } }), true)
+      assert.equal(await logs.appendLog('s1', 'plain\n', { maxBytes: 1024 }), true, 'without a collector (one server per store), as before')
+      const [log] = await logs.listLogs({ tenant: 'acme', runtimeId: runtime.runtimeId, limit: 5 })
+      assert.equal(log?.text, 'from a\nmore\nplain\n')
+      await logs.endLog('s1', 'its process exited with code 0')
+      assert.equal(await logs.claimLog('s1', 'replica-a', { staleMs: 0, force: true }), undefined, 'an ended log is collected by no one')
+      assert.equal(await logs.claimLog('nope', 'replica-a', { staleMs: 0, force: true }), undefined)
     })
   })
 }

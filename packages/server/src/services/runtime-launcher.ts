@@ -103,15 +103,25 @@ export class RuntimeLauncher implements Launcher {
     key: RuntimeSessionKey,
     session: Session,
     hosted: { version: number; taskId: string },
-    /** What its log says of where it is served again from. Default: after a restart. */
-    note = 'the server restarted and serves this runtime session again',
+    /**
+     * `restart` (default): this server serves it again after a restart, collecting its output from
+     * now on. `replica`: another replica may be serving it too; its output is collected here only
+     * when no live replica collects it, from where the stored log ended.
+     */
+    from: 'restart' | 'replica' = 'restart',
   ): Promise<{ agent: LaunchedAgent; settings: RuntimeSessionSettings }> {
     const { runtime, version } = await this.#o.runtimes.resolve({ tenant: key.tenant }, key.runtimeId, String(hosted.version))
     const now = await session.tasks.read(hosted.taskId, { maxBytes: 0 })
-    const log = await this.#o.logs.open({ ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) })
-    log.write('stderr', `[codebox: ${note}; output from here on]\n`)
+    const meta = { ...key, runtimeId: runtime.runtimeId, sessionId: session.id, version: String(version.version) }
+    const log = await this.#o.logs.open(meta, from === 'restart' ? 'force' : 'share')
+    let offsets = { stdout: now.stdoutEnd, stderr: now.stderrEnd }
+    if (from === 'restart') log.write('stderr', `[codebox: the server restarted and serves this runtime session again; output from here on]\n`)
+    else if (log.collecting && log.from) {
+      // No live replica collects it (the one that did is gone): collected here from where its log ended.
+      offsets = takeOver(log, log.from, now)
+    }
     return {
-      agent: this.#agent(session, hosted.taskId, log, String(version.version), version.settings.protocol, { stdout: now.stdoutEnd, stderr: now.stderrEnd }),
+      agent: this.#agent(session, hosted.taskId, log, String(version.version), version.settings.protocol, offsets),
       settings: this.#settings(version.settings),
     }
   }
@@ -125,21 +135,29 @@ export class RuntimeLauncher implements Launcher {
     from: { stdout: number; stderr: number },
   ): LaunchedAgent {
     const rounds = new Rounds()
-    const ended = this.#watch(session, taskId, log, rounds, from).finally(() => rounds.finish())
+    const ended = this.#watch(session, taskId, log, rounds, from).finally(() => {
+      rounds.finish()
+      void log.release()
+    })
     return {
       connect: (signal, port) => session.openPort(port ?? AGENT_PORTS[protocol], signal ? { signal } : {}),
       protocol,
       ended,
-      // What it printed up to now: a collection of its output first (within a second), then the tail.
+      // What it printed up to now: a collection of its output first (within a second), then the
+      // tail; read from the agent's task when another replica collects it.
       logTail: async () => {
         await Promise.race([rounds.fresh(), new Promise((r) => setTimeout(r, 1000).unref())])
-        return log.tail()
+        return log.collecting ? log.tail() : taskTail(session, taskId)
       },
       stop: async (reason) => {
         await log.end(`the runtime session ended (${reason})`)
         await this.#o.sessions.stopHosted(session, reason)
       },
-      release: () => this.#o.sessions.releaseHosted(session),
+      release: async () => {
+        await log.release()
+        await this.#o.sessions.releaseHosted(session)
+      },
+      collecting: () => log.collecting,
       sessionId: session.id,
       version,
     }
@@ -162,6 +180,15 @@ export class RuntimeLauncher implements Launcher {
     for (; ; await rounds.sleep(pollMs)) {
       rounds.begin()
       if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
+      if (!log.collecting) {
+        // Another replica collects its output: this one watches for its end only, and takes the
+        // collection over (from where the stored log ended) once that replica is gone.
+        const status = await this.#watchOnly(session, taskId, log)
+        if (typeof status === 'string') return status
+        if (status) ({ stdout: stdoutOffset, stderr: stderrOffset } = status)
+        rounds.end(status !== undefined)
+        continue
+      }
       try {
         const out = await session.tasks.read(taskId, { stdoutOffset, stderrOffset, maxBytes: 256 * 1024 })
         if (out.stdoutDropped || out.stderrDropped) log.write('stderr', `[codebox: ${out.stdoutDropped + out.stderrDropped} bytes of output were dropped]\n`)
@@ -169,6 +196,7 @@ export class RuntimeLauncher implements Launcher {
         if (out.stderr) log.write('stderr', out.stderr)
         stdoutOffset = out.stdoutOffset
         stderrOffset = out.stderrOffset
+        log.collected({ stdout: stdoutOffset, stderr: stderrOffset })
         if (out.status !== 'working' && out.stdoutOffset >= out.stdoutEnd && out.stderrOffset >= out.stderrEnd) {
           const why = out.exitCode === null ? `its process ended (${out.status})` : `its process exited with code ${out.exitCode}`
           await log.end(why)
@@ -182,6 +210,48 @@ export class RuntimeLauncher implements Launcher {
       }
     }
   }
+
+  /**
+   * One round of watching an agent whose output another replica collects: the offsets to collect
+   * on from when this replica took the collection over, why it ended when it ended (and no one is
+   * left to collect its last output), else undefined.
+   */
+  async #watchOnly(session: Session, taskId: string, log: RuntimeLogHandle): Promise<{ stdout: number; stderr: number } | string | undefined> {
+    try {
+      const now = await session.tasks.read(taskId, { maxBytes: 0 })
+      const exited = now.status !== 'working'
+      // At its exit, the collection is tried at once: its last output is collected here if its collector is gone.
+      const from = await log.claim(exited).catch(() => undefined)
+      if (from) return takeOver(log, from, now)
+      if (exited) return now.exitCode === null ? `its process ended (${now.status})` : `its process exited with code ${now.exitCode}`
+      return undefined
+    } catch (e) {
+      if (session.status !== 'ready') return `its sandbox ended (${session.endReason ?? 'unknown'})`
+      if (!(e instanceof CodeboxError) || e.code === 'NotFound') return `its process could not be watched: ${(e as Error).message}`
+      return undefined
+    }
+  }
+}
+
+/** The offsets a replica taking over an agent's collection goes on from (the stored log's, within what the agent's task still has), its log noting it. */
+function takeOver(
+  log: RuntimeLogHandle,
+  from: { stdout: number; stderr: number },
+  now: { stdoutEnd: number; stderrEnd: number },
+): { stdout: number; stderr: number } {
+  log.write('stderr', '[codebox: another replica collects this output from here on, from where the log ended]\n')
+  return { stdout: Math.min(from.stdout, now.stdoutEnd), stderr: Math.min(from.stderr, now.stderrEnd) }
+}
+
+/** The last of what an agent's task printed, read from the task (its log is collected by another replica). */
+async function taskTail(session: Session, taskId: string): Promise<string> {
+  const now = await session.tasks.read(taskId, { maxBytes: 0 })
+  const out = await session.tasks.read(taskId, {
+    stdoutOffset: Math.max(0, now.stdoutEnd - 2000),
+    stderrOffset: Math.max(0, now.stderrEnd - 2000),
+    maxBytes: 4000,
+  })
+  return `${out.stdout}${out.stderr}`
 }
 
 /**

@@ -62,7 +62,7 @@ export class StoredRuntimeSessions implements RuntimeSessionStore {
         if (taskId === undefined) throw new Error(`the agent of session ${r.sessionId} has not started yet`)
         const session = await this.#sessions.attachHosted(r)
         try {
-          return await this.#launcher.reattach(key, session, { version, taskId }, 'another codebox replica serves this runtime session too')
+          return await this.#launcher.reattach(key, session, { version, taskId }, 'replica')
         } catch (e) {
           await this.#sessions.releaseHosted(session)
           throw e

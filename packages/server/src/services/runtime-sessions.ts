@@ -49,6 +49,8 @@ export interface LaunchedAgent {
   stop(reason: RuntimeSessionEndReason): Promise<void>
   /** Lets go of the agent here without ending it (another replica ended it, or serves it on); for agents of a store shared by replicas. */
   release?(): Promise<void>
+  /** Whether this server collects the agent's output now (with replicas, one at a time does); default yes. */
+  collecting?(): boolean
   /** The codebox session that serves it (for logs and the operator). */
   sessionId: string
   /** The runtime version it runs. */
@@ -198,6 +200,16 @@ export class RuntimeSessions {
           (filter.runtimeId === undefined || e.key.runtimeId === filter.runtimeId),
       )
       .map((e) => this.#info(e))
+  }
+
+  /**
+   * The runtime sessions this server counts in its metrics (`codebox_runtime_sessions`): those it
+   * holds whose agent's output it collects. With one server that is every one it holds; with
+   * replicas sharing runtime sessions one replica at a time collects each, so the sum over
+   * replicas counts each runtime session once (one held by two replicas counts on its collector).
+   */
+  counted(): RuntimeSessionInfo[] {
+    return [...this.#live.values()].filter((e) => !e.ending && (e.agent.collecting?.() ?? true)).map((e) => this.#info(e))
   }
 
   /** The live runtime session of this key held here, if any. */
@@ -495,6 +507,19 @@ export class RuntimeSessions {
     try {
       await this.#waitHealthy(got.agent, got.settings)
     } catch (e) {
+      // Attached, not launched: an agent another replica invoked within its idle timeout (the
+      // store says when) is not ended for what this replica sees of its /ping; this invocation
+      // fails, and its idle timeout or that replica ends it if it is really gone.
+      const recorded = await this.#store?.recorded(stored.sessionId).catch(() => undefined)
+      const sinceMs = recorded ? Date.now() - recorded.lastActivityAt : Infinity
+      if (recorded && !recorded.ended && sinceMs < got.settings.idleTimeoutMs) {
+        await got.agent.release?.().catch(() => {})
+        throw new CodeboxError(
+          'Unavailable',
+          `runtime session ${JSON.stringify(key.runtimeSessionId)} is served by another codebox replica (invoked there ${Math.round(sinceMs / 1000)} s ago), but its agent did not answer this replica: ${(e as Error).message.split(/; (?:its output ends with|it printed nothing)/)[0]}; it was not ended, try again`,
+          { details: { retryAfterSeconds: 5, servedElsewhere: true } },
+        )
+      }
       await stored.end('unhealthy').catch(() => {})
       await got.agent.release?.().catch(() => {})
       throw e

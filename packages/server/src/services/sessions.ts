@@ -22,6 +22,7 @@ import type { QuotaDefaults } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import {
   builtInInterpreterId,
+  hostedTaken,
   isStoreFailure,
   sessionQuotaExceeded,
   type E2bSessionRecord,
@@ -343,7 +344,13 @@ export class SessionService {
       const max = tenant.maxSessions ?? this.quotas.maxSessions
       // A first look, before a sandbox is made; the store has the last word as it records the session
       // (other replicas' starts in flight are not counted here).
-      if ((await this.store.sessions.countActive(caller.tenant)) + starting >= max) throw sessionQuotaExceeded(caller.tenant, max)
+      if ((await this.store.sessions.countActive(caller.tenant)) + starting >= max) {
+        // A runtime session another replica's launch won is attached, not refused for the quota its session takes.
+        const h = req.hosted
+        const there = h && (await this.hostedShared()) ? await this.store.sessions.activeHosted(caller.tenant, h.runtimeId, h.runtimeSessionId) : undefined
+        if (there) throw hostedTaken({ runtimeId: h!.runtimeId, hosted: { runtimeSessionId: h!.runtimeSessionId } }, there.sessionId)
+        throw sessionQuotaExceeded(caller.tenant, max)
+      }
       const perMinute = tenant.startsPerMinute ?? this.quotas.startsPerMinute
       await this.rates.take(`start:${caller.tenant}`, { perSecond: perMinute / 60, burst: perMinute }, 'session starts')
       const interpreter = req.hosted ? hostedInterpreter(req.hosted) : await this.store.interpreters.get(req.interpreterId, caller.tenant)

@@ -26,6 +26,7 @@ export type {
   AuditStore,
   RuntimeStore,
   RuntimeLogStore,
+  LogAppendOptions,
   RateStore,
 } from './types.ts'
 export { migrate, migrations, latestSchemaVersion } from './migrations.ts'
@@ -38,7 +39,7 @@ export { AwsKeyRepository, accessKeyIdPattern } from './aws-keys.ts'
 export type { AwsKeyRecord, CreateAwsKeyResult } from './aws-keys.ts'
 export { InterpreterRepository, builtInInterpreterId } from './interpreters.ts'
 export type { InterpreterRecord, InterpreterStatus, InterpreterNetwork, CreateInterpreterOptions } from './interpreters.ts'
-export { SessionRepository, sessionQuotaExceeded } from './sessions.ts'
+export { hostedTaken, SessionRepository, sessionQuotaExceeded } from './sessions.ts'
 export type { SessionRecord, SessionStatus, ListSessionsOptions, HostedSessionRecord, E2bSessionRecord } from './sessions.ts'
 export { AuditRepository } from './audit.ts'
 export type { ListAuditOptions } from './audit.ts'

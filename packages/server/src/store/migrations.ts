@@ -287,6 +287,17 @@ export const migrations: readonly Migration[] = [
       'the replica (CODEBOX_REPLICA_ID) that started a session, so a starting replica re-adopts or ends only its own; on PostgreSQL, the rate-limit token buckets its replicas share',
     sql: `ALTER TABLE sessions ADD COLUMN replica_id TEXT;`,
   },
+  {
+    version: 15,
+    description:
+      "which replica collects a running hosted agent's output into its log (collector, its lease renewed at collected_ms) and the agent's output offsets the log has reached, so one replica collects at a time and another takes over where it ended",
+    sql: `
+      ALTER TABLE runtime_logs ADD COLUMN collector TEXT;
+      ALTER TABLE runtime_logs ADD COLUMN collected_ms INTEGER;
+      ALTER TABLE runtime_logs ADD COLUMN stdout_offset INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE runtime_logs ADD COLUMN stderr_offset INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ]
 
 /** The schema version this code writes and understands. */

@@ -8,7 +8,7 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import { isoNow, opt, transaction } from './sql.ts'
-import type { RuntimeLogStore } from './types.ts'
+import type { LogAppendOptions, RuntimeLogStore } from './types.ts'
 
 /** A chunk grows by appends up to this size; the next flush starts a new one. */
 export const logChunkBytes = 64 * 1024
@@ -96,6 +96,9 @@ type Query =
   | 'count'
   | 'dropOldest'
   | 'forget'
+  | 'collectorRow'
+  | 'collected'
+  | 'claim'
 
 /** Hosted agents' logs of all tenants, in SQLite. */
 /** What an append of `text` keeps in a log of at most `maxBytes`: its last bytes, and how many went. */
@@ -146,6 +149,15 @@ export class RuntimeLogRepository implements RuntimeLogStore {
            SELECT session_id FROM runtime_logs WHERE tenant = ? AND runtime_id = ? AND ended_at IS NOT NULL ORDER BY ended_at, session_id LIMIT ?)`,
       ),
       forget: db.prepare(`DELETE FROM runtime_logs WHERE tenant = ? AND runtime_id = ?`),
+      collectorRow: db.prepare(`SELECT bytes, dropped_bytes, collector FROM runtime_logs WHERE session_id = ?`),
+      collected: db.prepare(
+        `UPDATE runtime_logs SET collected_ms = ?, stdout_offset = coalesce(?, stdout_offset), stderr_offset = coalesce(?, stderr_offset) WHERE session_id = ?`,
+      ),
+      claim: db.prepare(
+        `UPDATE runtime_logs SET collector = ?, collected_ms = ?
+         WHERE session_id = ? AND ended_at IS NULL AND (? OR collector IS NULL OR collector = ? OR collected_ms IS NULL OR collected_ms < ?)
+         RETURNING stdout_offset, stderr_offset`,
+      ),
     }
   }
 
@@ -159,11 +171,15 @@ export class RuntimeLogRepository implements RuntimeLogStore {
    * counted, with `droppedBefore` (bytes the writer dropped before this flush). A log that is gone
    * (its runtime was deleted, retention took it) ignores the append.
    */
-  async appendLog(sessionId: string, text: string, options: { maxBytes: number; droppedBefore?: number }): Promise<void> {
-    const { maxBytes } = options
-    transaction(this.#db, () => {
-      const row = this.#q.row.get(sessionId) as { bytes: number; dropped_bytes: number } | undefined
-      if (!row) return
+  async appendLog(sessionId: string, text: string, options: LogAppendOptions): Promise<boolean> {
+    const { maxBytes, collector } = options
+    return transaction(this.#db, () => {
+      const row = this.#q.collectorRow.get(sessionId) as { bytes: number; dropped_bytes: number; collector: string | null } | undefined
+      if (!row) return false
+      if (collector !== undefined) {
+        if (row.collector !== collector) return false
+        this.#q.collected.run(Date.now(), options.offsets?.stdout ?? null, options.offsets?.stderr ?? null, sessionId)
+      }
       const kept = keptTail(text, maxBytes)
       let dropped = row.dropped_bytes + (options.droppedBefore ?? 0) + kept.dropped
       const bytes = kept.bytes
@@ -190,7 +206,15 @@ export class RuntimeLogRepository implements RuntimeLogStore {
         }
       }
       this.#q.sizes.run(total, dropped, sessionId)
+      return true
     })
+  }
+
+  async claimLog(sessionId: string, collector: string, options: { staleMs: number; force?: boolean }): Promise<{ stdout: number; stderr: number } | undefined> {
+    const now = Date.now()
+    const r = this.#q.claim.get(collector, now, sessionId, options.force ? 1 : 0, collector, now - options.staleMs) as
+      { stdout_offset: number; stderr_offset: number } | undefined
+    return r && { stdout: Number(r.stdout_offset), stderr: Number(r.stderr_offset) }
   }
 
   /** Marks a log ended, with why (replacing what start-up reconciliation may have guessed). */

@@ -160,7 +160,7 @@ export function sessionQuotaExceeded(tenant: string, max: number): CodeboxError 
 }
 
 /** The error of a hosted agent's session whose runtime session another session (`sessionId`) serves already (SessionStore.insert, exclusiveHosted). */
-export function hostedTaken(rec: SessionRecord, sessionId: string): CodeboxError {
+export function hostedTaken(rec: { runtimeId?: string; hosted?: { runtimeSessionId: string } }, sessionId: string): CodeboxError {
   return new CodeboxError(
     'Conflict',
     `runtime session ${JSON.stringify(rec.hosted?.runtimeSessionId)} of runtime ${rec.runtimeId} is served by session ${sessionId} already`,
@@ -230,12 +230,13 @@ export class SessionRepository implements SessionStore {
     try {
       transaction(this.#db, () => {
         this.#tenants.ensureSync(rec.tenant)
-        const max = options.maxActive
-        if (max !== undefined && Number((this.#q.countActive.get(rec.tenant) as { n: number }).n) >= max) throw sessionQuotaExceeded(rec.tenant, max)
+        // A runtime session served already is the winner's to attach, whatever the quota says.
         if (options.exclusiveHosted && rec.runtimeId !== undefined && rec.hosted) {
           const there = this.#one(this.#q.activeHosted, rec.tenant, rec.runtimeId, rec.hosted.runtimeSessionId)
           if (there) throw hostedTaken(rec, there.sessionId)
         }
+        const max = options.maxActive
+        if (max !== undefined && Number((this.#q.countActive.get(rec.tenant) as { n: number }).n) >= max) throw sessionQuotaExceeded(rec.tenant, max)
         this.#q.insert.run(...sessionValues(rec))
       })
     } catch (e) {

@@ -78,7 +78,8 @@ export interface SessionStore {
    * sessions together never pass the quota). With `exclusiveHosted`, a hosted agent's session
    * whose runtime session has a READY session already is refused (Conflict, `details.sessionId`
    * the one there), checked and inserted at once too: of replicas launching one runtime session
-   * together, one wins.
+   * together, one wins. That check comes before the quota's: a loser at the tenant's quota learns
+   * of the winner's session (to attach it), not of the quota.
    */
   insert(record: SessionRecord, options?: { maxActive?: number; exclusiveHosted?: boolean }): Promise<void>
   /**
@@ -173,12 +174,32 @@ export interface RuntimeStore {
   secretValues(runtimeId: string): Promise<Record<string, string>>
 }
 
+/** An append to a runtime session's log: its bound, and (with replicas) who collects it and how far. */
+export interface LogAppendOptions {
+  maxBytes: number
+  droppedBefore?: number
+  collector?: string
+  offsets?: { stdout: number; stderr: number }
+}
+
 /** What hosted agents printed, per runtime session, bounded by the caller's limits (store/runtime-logs.ts). */
 export interface RuntimeLogStore {
   /** Starts a runtime session's log; an existing one is kept. */
   openLog(meta: RuntimeLogMeta, startedAt?: Date): Promise<void>
-  /** Appends text, keeping the log's last `maxBytes` (what goes is counted); a log that is gone ignores it. */
-  appendLog(sessionId: string, text: string, options: { maxBytes: number; droppedBefore?: number }): Promise<void>
+  /**
+   * Appends text, keeping the log's last `maxBytes` (what goes is counted); a log that is gone
+   * ignores it. With `collector`, only that collector's append is taken (false when another one
+   * holds the log's collection now, or the log is gone): it records `offsets` (where in the
+   * agent's output the log has reached; kept as they were without) and renews the collector's lease.
+   */
+  appendLog(sessionId: string, text: string, options: LogAppendOptions): Promise<boolean>
+  /**
+   * Takes the collection of a running agent's output for `collector`: granted when no one holds
+   * it, `collector` holds it already, its holder's lease was not renewed for `staleMs` (that
+   * replica is gone), or with `force`. Resolves with the offsets the log has reached (where to
+   * collect on from), or undefined when another collector holds it (or the log is gone).
+   */
+  claimLog(sessionId: string, collector: string, options: { staleMs: number; force?: boolean }): Promise<{ stdout: number; stderr: number } | undefined>
   /** Marks a log ended, with why. */
   endLog(sessionId: string, reason: string, at?: Date): Promise<void>
   /** A runtime's logs with their text, newest first. */

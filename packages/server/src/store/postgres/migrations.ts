@@ -295,6 +295,17 @@ export const pgMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 15,
+    description:
+      "which replica collects a running hosted agent's output into its log (collector, its lease renewed at collected_ms) and the agent's output offsets the log has reached, so one replica collects at a time and another takes over where it ended",
+    sql: `
+      ALTER TABLE runtime_logs ADD COLUMN collector ${T};
+      ALTER TABLE runtime_logs ADD COLUMN collected_ms BIGINT;
+      ALTER TABLE runtime_logs ADD COLUMN stdout_offset BIGINT NOT NULL DEFAULT 0;
+      ALTER TABLE runtime_logs ADD COLUMN stderr_offset BIGINT NOT NULL DEFAULT 0;
+    `,
+  },
 ]
 
 /** The schema version this code writes and understands (the same as SQLite's). */

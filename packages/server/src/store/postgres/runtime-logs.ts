@@ -15,7 +15,7 @@ import {
   type RuntimeLogRecord,
 } from '../runtime-logs.ts'
 import { isoNow } from '../sql.ts'
-import type { RuntimeLogStore } from '../types.ts'
+import type { LogAppendOptions, RuntimeLogStore } from '../types.ts'
 import { withoutNul, type Db } from './db.ts'
 
 export class PgRuntimeLogRepository implements RuntimeLogStore {
@@ -33,15 +33,26 @@ export class PgRuntimeLogRepository implements RuntimeLogStore {
     )
   }
 
-  async appendLog(sessionId: string, text: string, options: { maxBytes: number; droppedBefore?: number }): Promise<void> {
-    const { maxBytes } = options
+  async appendLog(sessionId: string, text: string, options: LogAppendOptions): Promise<boolean> {
+    const { maxBytes, collector } = options
     // PostgreSQL text holds no NUL: counted as what is stored (db.ts replaces it the same way).
     text = withoutNul(text)
-    await this.#db.tx(async (c) => {
+    return this.#db.tx(async (c) => {
       const row = (
-        await c.query<{ bytes: number; dropped_bytes: number }>('SELECT bytes, dropped_bytes FROM runtime_logs WHERE session_id = $1 FOR UPDATE', [sessionId])
+        await c.query<{ bytes: number; dropped_bytes: number; collector: string | null }>(
+          'SELECT bytes, dropped_bytes, collector FROM runtime_logs WHERE session_id = $1 FOR UPDATE',
+          [sessionId],
+        )
       ).rows[0]
-      if (!row) return
+      if (!row) return false
+      if (collector !== undefined) {
+        // Only the collector holding the log's collection writes it (the row lock orders it against a takeover).
+        if (row.collector !== collector) return false
+        await c.query(
+          `UPDATE runtime_logs SET collected_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint, stdout_offset = coalesce($1::bigint, stdout_offset), stderr_offset = coalesce($2::bigint, stderr_offset) WHERE session_id = $3`,
+          [options.offsets?.stdout ?? null, options.offsets?.stderr ?? null, sessionId],
+        )
+      }
       const kept = keptTail(text, maxBytes)
       let dropped = row.dropped_bytes + (options.droppedBefore ?? 0) + kept.dropped
       const bytes = kept.bytes
@@ -90,7 +101,21 @@ export class PgRuntimeLogRepository implements RuntimeLogStore {
         }
       }
       await c.query('UPDATE runtime_logs SET bytes = $1, dropped_bytes = $2 WHERE session_id = $3', [total, dropped, sessionId])
+      return true
     })
+  }
+
+  async claimLog(sessionId: string, collector: string, options: { staleMs: number; force?: boolean }): Promise<{ stdout: number; stderr: number } | undefined> {
+    // The lease is timed on the database's clock, which every replica shares.
+    const r = await this.#db.query<{ stdout_offset: string; stderr_offset: string }>(
+      `UPDATE runtime_logs SET collector = $1, collected_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+       WHERE session_id = $2 AND ended_at IS NULL
+         AND ($3 OR collector IS NULL OR collector = $1 OR collected_ms IS NULL OR collected_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $4)
+       RETURNING stdout_offset, stderr_offset`,
+      [collector, sessionId, options.force === true, options.staleMs],
+    )
+    const row = r.rows[0]
+    return row && { stdout: Number(row.stdout_offset), stderr: Number(row.stderr_offset) }
   }
 
   async endLog(sessionId: string, reason: string, at: Date = new Date()): Promise<void> {

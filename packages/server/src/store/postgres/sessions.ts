@@ -44,10 +44,7 @@ export class PgSessionRepository implements SessionStore {
         const exclusive = options.exclusiveHosted === true && rec.runtimeId !== undefined && rec.hosted !== undefined
         // The tenant's lock until commit: two replicas' starts count (and find each other's runtime sessions) one after the other.
         if (max !== undefined || exclusive) await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [quotaLock, rec.tenant])
-        if (max !== undefined) {
-          const n = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM sessions WHERE tenant = $1 AND status = 'READY'`, [rec.tenant])).rows[0]!.n
-          if (n >= max) throw sessionQuotaExceeded(rec.tenant, max)
-        }
+        // A runtime session served already is the winner's to attach, whatever the quota says.
         if (exclusive) {
           const there = await c.query<{ session_id: string }>(`SELECT session_id FROM sessions WHERE ${activeHostedWhere} LIMIT 1`, [
             rec.tenant,
@@ -55,6 +52,10 @@ export class PgSessionRepository implements SessionStore {
             rec.hosted!.runtimeSessionId,
           ])
           if (there.rows[0]) throw hostedTaken(rec, there.rows[0].session_id)
+        }
+        if (max !== undefined) {
+          const n = (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM sessions WHERE tenant = $1 AND status = 'READY'`, [rec.tenant])).rows[0]!.n
+          if (n >= max) throw sessionQuotaExceeded(rec.tenant, max)
         }
         await c.query(
           `INSERT INTO sessions (${sessionColumns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
