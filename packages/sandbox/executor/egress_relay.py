@@ -285,13 +285,14 @@ class Relay:
         if pair not in self.pairs:
             return
         self.pairs.discard(pair)
-        self.connecting.discard(pair)
+        # Its sockets first: a pair dropped from `pairs` but still watched would wake the loop for ever.
         for s in pair.socks:
             try:
                 self.sel.unregister(s)
             except (KeyError, ValueError):
                 pass
             s.close()
+        self.connecting.discard(pair)
 
 
 def _pair_budget():

@@ -73,6 +73,9 @@ class InboundRelay(Relay):
         self.max_pairs = max_pairs
         self.on_activity = on_activity or (lambda: None)
         self.pairs = set()
+        # Relay's TCP-upstream connects under way: never any here (this relay tracks its own
+        # connects, _InPair.connecting), but Relay._close and _step read it.
+        self.connecting = set()
         self.sel = selectors.DefaultSelector()
         self.lock = threading.Lock()
         self.ports = {}
