@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import net, { type AddressInfo } from 'node:net'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { CodeboxError, type RuntimeProtocol } from '@codebox/core'
 import { readBody } from '../src/services/runtime-http.ts'
 import {
@@ -405,14 +405,23 @@ function sharedStore(options: FakeAgentOptions = {}, overrides: Partial<RuntimeS
   return { launcher, store, rows, released, reach, launched: inner.launched }
 }
 
-test('replicas on a shared store: one agent for both, the idle timeout counts both, an end on one is a let-go on the other', async (t) => {
-  const shared = sharedStore({}, { idleTimeoutMs: 300 })
+/** Two replicas' RuntimeSessions on `shared`'s store and launcher, closed after the test; `ends` records which ended what, and why. */
+function twoReplicas(
+  t: TestContext,
+  shared: ReturnType<typeof sharedStore>,
+): { a: RuntimeSessions; b: RuntimeSessions; ends: [string, RuntimeSessionEndReason][] } {
   const ends: [string, RuntimeSessionEndReason][] = []
   const replica = (name: string): RuntimeSessions =>
     new RuntimeSessions({ launcher: shared.launcher, store: shared.store, pollMs: 10, onEnd: (_info, reason) => ends.push([name, reason]) })
   const a = replica('a')
   const b = replica('b')
   t.after(() => Promise.all([a.close(), b.close()]))
+  return { a, b, ends }
+}
+
+test('replicas on a shared store: one agent for both, the idle timeout counts both, an end on one is a let-go on the other', async (t) => {
+  const shared = sharedStore({}, { idleTimeoutMs: 300 })
+  const { a, b, ends } = twoReplicas(t, shared)
   // Concurrent first invocations on both replicas: one launch; the other attaches it.
   const first = await Promise.all([call(a, 'm'.repeat(33)), call(b, 'm'.repeat(33))])
   assert.deepEqual(first.map((r) => [r.agent, r.count]).sort(), [
@@ -472,12 +481,7 @@ test('replicas on a shared store: a launch left unfinished is taken over after t
 
 test('replicas on a shared store: an agent another replica invoked lately is not ended for an unhealthy /ping on attach', async (t) => {
   const shared = sharedStore({}, { startTimeoutMs: 300 })
-  const ends: [string, RuntimeSessionEndReason][] = []
-  const replica = (name: string): RuntimeSessions =>
-    new RuntimeSessions({ launcher: shared.launcher, store: shared.store, pollMs: 10, onEnd: (_info, reason) => ends.push([name, reason]) })
-  const a = replica('a')
-  const b = replica('b')
-  t.after(() => Promise.all([a.close(), b.close()]))
+  const { a, b, ends } = twoReplicas(t, shared)
   t.after(() => Promise.all(shared.rows.flatMap((r) => (r.agent ? [r.agent.stop('stopped')] : []))))
   assert.equal((await call(a, 'u'.repeat(33))).count, 1)
   // Replica b cannot reach the agent replica a serves: b's invocation fails, the runtime session goes on.
